@@ -1,0 +1,287 @@
+package decode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+
+	"github.com/asticode/go-astiav"
+)
+
+// Options choose what Open's decoder yields.
+type Options struct {
+	Format PixelFormat // RGB24 (default) or NV12
+	Stride int         // keep every Stride-th decoded frame (0 or 1: all)
+	FPS    float64     // keep at most FPS frames per second of video (0: no limit)
+	Start  float64     // seconds: skip frames before this time
+	End    float64     // seconds: stop at this time (0: the end of the file)
+	// Threads is the number of decoder threads (0: FFmpeg chooses).
+	Threads int
+	// NoAutoRotate leaves frames as coded, ignoring the display matrix.
+	NoAutoRotate bool
+}
+
+// Frame is one decoded picture in host memory.
+type Frame struct {
+	Index  int64       // decode-order index of the frame in the stream (see Decoder.Next)
+	PTS    float64     // presentation time in seconds from the start of the stream
+	Width  int         // after rotation
+	Height int         // after rotation
+	Format PixelFormat // layout of Data
+	Data   []byte      // pixels, tightly packed (see PixelFormat)
+}
+
+// Stats counts what a Decoder has seen so far.
+type Stats struct {
+	Packets        int64 // packets of the video stream read
+	CorruptPackets int64 // packets or frames the decoder rejected and skipped
+	DamagedFrames  int64 // frames decoded with concealed errors (still returned)
+	Decoded        int64 // frames out of the decoder
+	Emitted        int64 // frames returned by Next after sampling
+}
+
+// Decoder yields the frames of one video file. It is not safe for
+// concurrent use.
+type Decoder struct {
+	path    string
+	in      *input
+	cc      *astiav.CodecContext
+	pkt     *astiav.Packet
+	frm     *astiav.Frame
+	conv    converter
+	samp    sampler
+	opts    Options
+	tb      float64 // stream time base in seconds
+	t0      int64   // stream start time in time-base units
+	lastPTS float64
+	seeked  bool
+	eof     bool // demuxer exhausted, decoder flushed
+	drained bool // decoder returned EOF
+	done    bool
+	stats   Stats
+}
+
+// Open opens path for decoding its best video stream.
+func Open(ctx context.Context, path string, opts Options) (*Decoder, error) {
+	in, err := openInput(ctx, path)
+	if err != nil {
+		return nil, fileErr("open", path, err)
+	}
+	d := &Decoder{path: path, in: in, opts: opts, samp: newSampler(opts), lastPTS: math.Inf(-1)}
+	if err := d.init(); err != nil {
+		d.Close()
+		return nil, fileErr("open", path, err)
+	}
+	return d, nil
+}
+
+func (d *Decoder) init() error {
+	s := d.in.stream
+	cp := s.CodecParameters()
+	codec := astiav.FindDecoder(cp.CodecID())
+	d.cc = astiav.AllocCodecContext(codec)
+	if d.cc == nil {
+		return errors.New("cannot allocate decoder context")
+	}
+	if err := cp.ToCodecContext(d.cc); err != nil {
+		return fmt.Errorf("decoder parameters: %w", err)
+	}
+	d.cc.SetThreadCount(d.opts.Threads)
+	d.cc.SetThreadType(astiav.ThreadTypeFrame | astiav.ThreadTypeSlice)
+	if err := d.cc.Open(codec, nil); err != nil {
+		return fmt.Errorf("%w: opening %s decoder: %v", ErrUnsupportedCodec, codec.Name(), err)
+	}
+	d.pkt = astiav.AllocPacket()
+	d.frm = astiav.AllocFrame()
+	d.tb = s.TimeBase().Float64()
+	if st := s.StartTime(); st != astiav.NoPtsValue {
+		d.t0 = st
+	}
+	d.conv.out = d.opts.Format
+	if !d.opts.NoAutoRotate {
+		d.conv.rotation = d.in.info.Rotation
+	}
+	if d.opts.Start > 0 {
+		ts := d.t0 + int64(d.opts.Start/d.tb)
+		if err := d.in.fc.SeekFrame(s.Index(), ts, astiav.NewSeekFlags(astiav.SeekFlagBackward)); err == nil {
+			d.seeked = true
+		}
+	}
+	return nil
+}
+
+// Info describes the stream being decoded.
+func (d *Decoder) Info() Info { return d.in.info }
+
+// Stats returns the counters so far.
+func (d *Decoder) Stats() Stats { return d.stats }
+
+// Next decodes until the next frame that sampling keeps and writes it into
+// f, reusing f.Data's memory when it is large enough. It returns io.EOF after
+// the last frame. Frame.Index counts decoded frames from the start of the
+// stream; after a seek (Options.Start) it is derived from the timestamp and
+// the average frame rate instead. Corrupt packets are counted in Stats and
+// skipped; Next fails only when the file cannot be read any further.
+func (d *Decoder) Next(ctx context.Context, f *Frame) error {
+	for {
+		if d.done {
+			if d.stats.Decoded == 0 {
+				return fileErr("decode", d.path, fmt.Errorf("%w (%d packets read, %d rejected)",
+					ErrNoFrames, d.stats.Packets, d.stats.CorruptPackets))
+			}
+			return io.EOF
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		got, err := d.receive()
+		if err != nil {
+			return fileErr("decode", d.path, err)
+		}
+		if !got {
+			if err := d.feed(); err != nil {
+				return fileErr("decode", d.path, err)
+			}
+			continue
+		}
+		idx, pts := d.frameTime()
+		d.stats.Decoded++
+		if frameDamaged(d.frm) {
+			d.stats.DamagedFrames++
+		}
+		keep, pastEnd := d.samp.keep(idx, pts)
+		if pastEnd {
+			d.done = true
+			d.frm.Unref()
+			continue
+		}
+		if !keep {
+			d.frm.Unref()
+			continue
+		}
+		err = d.conv.convert(d.frm, f)
+		d.frm.Unref()
+		if err != nil {
+			return fileErr("decode", d.path, err)
+		}
+		f.Index, f.PTS, f.Format = idx, pts, d.opts.Format
+		d.stats.Emitted++
+		return nil
+	}
+}
+
+// receive takes one frame out of the decoder if it has one ready.
+func (d *Decoder) receive() (bool, error) {
+	if d.drained {
+		d.done = true
+		return false, nil
+	}
+	err := d.cc.ReceiveFrame(d.frm)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, astiav.ErrEagain):
+		return false, nil
+	case errors.Is(err, astiav.ErrEof):
+		d.drained = true
+		d.done = true
+		return false, nil
+	case errors.Is(err, astiav.ErrInvaliddata):
+		d.stats.CorruptPackets++
+		return false, nil
+	}
+	return false, fmt.Errorf("receiving frame: %w", err)
+}
+
+// feed sends the next packet of the video stream to the decoder, or starts
+// the flush at the end of the file.
+func (d *Decoder) feed() error {
+	if d.eof {
+		// Flushing: the decoder already had its nil packet; ReceiveFrame
+		// will return EOF once drained.
+		return nil
+	}
+	for {
+		err := d.in.fc.ReadFrame(d.pkt)
+		if errors.Is(err, astiav.ErrEof) || errors.Is(err, astiav.ErrEio) && d.stats.Packets > 0 {
+			d.eof = true
+			if err := d.cc.SendPacket(nil); err != nil && !errors.Is(err, astiav.ErrEof) {
+				return fmt.Errorf("flushing decoder: %w", err)
+			}
+			return nil
+		}
+		if err != nil {
+			if errors.Is(err, astiav.ErrInvaliddata) {
+				d.stats.CorruptPackets++
+				continue
+			}
+			return fmt.Errorf("%w: reading packet %d: %v", ErrTruncated, d.stats.Packets, err)
+		}
+		if d.pkt.StreamIndex() != d.in.info.StreamIndex {
+			d.pkt.Unref()
+			continue
+		}
+		d.stats.Packets++
+		err = d.cc.SendPacket(d.pkt)
+		d.pkt.Unref()
+		if err != nil {
+			// The decoder rejected this packet (corrupt bitstream, or a
+			// packet it cannot use): count it and go on with the next.
+			d.stats.CorruptPackets++
+			continue
+		}
+		return nil
+	}
+}
+
+// frameTime returns the index and presentation time of the frame in d.frm.
+func (d *Decoder) frameTime() (int64, float64) {
+	ts := d.frm.Pts()
+	if ts == astiav.NoPtsValue {
+		ts = d.frm.PktDts()
+	}
+	var pts float64
+	if ts == astiav.NoPtsValue {
+		step := 0.0
+		if fps := d.in.info.AvgFPS; fps > 0 {
+			step = 1 / fps
+		}
+		if math.IsInf(d.lastPTS, -1) {
+			pts = 0
+		} else {
+			pts = d.lastPTS + step
+		}
+	} else {
+		pts = float64(ts-d.t0) * d.tb
+	}
+	d.lastPTS = pts
+	idx := d.stats.Decoded
+	if d.seeked && d.in.info.AvgFPS > 0 {
+		idx = int64(math.Round(pts * d.in.info.AvgFPS))
+	}
+	return idx, pts
+}
+
+// Close frees the decoder's native memory. It is safe to call more than once.
+func (d *Decoder) Close() error {
+	d.conv.close()
+	if d.frm != nil {
+		d.frm.Free()
+		d.frm = nil
+	}
+	if d.pkt != nil {
+		d.pkt.Free()
+		d.pkt = nil
+	}
+	if d.cc != nil {
+		d.cc.Free()
+		d.cc = nil
+	}
+	if d.in != nil {
+		d.in.close()
+		d.in = nil
+	}
+	return nil
+}
