@@ -1,0 +1,134 @@
+package gpu
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func fakeDevices(n int) []Device {
+	devs := make([]Device, n)
+	for i := range devs {
+		devs[i] = Device{Index: i, UUID: "GPU-" + strings.Repeat(string(rune('a'+i)), 8) + "-0000", Name: "Fake H100"}
+	}
+	return devs
+}
+
+func indices(devs []Device) []int {
+	out := []int{}
+	for _, d := range devs {
+		out = append(out, d.Index)
+	}
+	return out
+}
+
+func TestSelect(t *testing.T) {
+	devs := fakeDevices(4)
+	tests := []struct {
+		spec, visible string
+		want          []int
+		err           string
+	}{
+		{"all", "", []int{0, 1, 2, 3}, ""},
+		{"", "", []int{0, 1, 2, 3}, ""},
+		{"2", "", []int{0, 1}, ""},
+		{"0", "", []int{}, ""},
+		{"0,2", "", []int{0, 2}, ""},
+		{"3,1", "", []int{3, 1}, ""},
+		{"GPU-cccc", "", []int{2}, ""},
+		{"GPU-bbbbbbbb-0000,0", "", []int{1, 0}, ""},
+		{"all", "2,3", []int{2, 3}, ""},
+		{"1,", "2,3", []int{3}, ""},
+		{"all", "1,,3", []int{1}, ""},
+		{"all", "-1", []int{}, ""},
+		{"all", "GPU-dddd", []int{3}, ""},
+		{"5", "", nil, "only 4 GPU(s) visible"},
+		{"0,7", "", nil, "no GPU 7"},
+		{"0,0", "", nil, "listed twice"},
+		{"GPU-zz", "", nil, `no GPU with UUID "GPU-zz"`},
+		{"GPU-", "", nil, "more than one GPU"},
+		{"many", "", nil, "want all, a count"},
+		{"all", "9", nil, "CUDA_VISIBLE_DEVICES"},
+	}
+	for _, tt := range tests {
+		got, err := Select(devs, tt.spec, tt.visible)
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("Select(%q, %q) error %v, want %q", tt.spec, tt.visible, err, tt.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("Select(%q, %q): %v", tt.spec, tt.visible, err)
+			continue
+		}
+		if !reflect.DeepEqual(indices(got), tt.want) {
+			t.Errorf("Select(%q, %q) = %v, want %v", tt.spec, tt.visible, indices(got), tt.want)
+		}
+	}
+}
+
+func TestDecodersCheck(t *testing.T) {
+	// The H100's caps as cuvidGetDecoderCaps reports them (shared/gpu/README).
+	d := &Decoders{Engines: 7, Caps: []CodecCaps{
+		{Codec: "h264", Chroma: "4:2:0", BitDepth: 8, MinWidth: 48, MinHeight: 16, MaxWidth: 4096, MaxHeight: 4096, MaxMBCount: 65536},
+		{Codec: "hevc", Chroma: "4:2:0", BitDepth: 8, MinWidth: 144, MinHeight: 144, MaxWidth: 8192, MaxHeight: 8192, MaxMBCount: 262144},
+		{Codec: "hevc", Chroma: "4:2:0", BitDepth: 10, MinWidth: 144, MinHeight: 144, MaxWidth: 8192, MaxHeight: 8192, MaxMBCount: 262144},
+	}}
+	tests := []struct {
+		codec, chroma string
+		depth, w, h   int
+		err           string
+	}{
+		{"h264", "4:2:0", 8, 1920, 1080, ""},
+		{"h264", "4:2:0", 8, 4096, 2160, ""},
+		{"h264", "4:2:0", 8, 7680, 4320, "not 7680x4320"},
+		{"h264", "4:2:2", 8, 1920, 1080, "does not decode h264 4:2:2 8-bit"},
+		{"h264", "4:2:0", 8, 32, 32, "not 32x32"},
+		{"hevc", "4:2:0", 10, 3840, 2160, ""},
+		{"av1", "4:2:0", 8, 1920, 1080, "NVDEC does not decode av1"},
+	}
+	for _, tt := range tests {
+		err := d.Check(tt.codec, tt.chroma, tt.depth, tt.w, tt.h)
+		if tt.err == "" && err != nil || tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)) {
+			t.Errorf("Check(%s %s %d %dx%d) = %v, want %q", tt.codec, tt.chroma, tt.depth, tt.w, tt.h, err, tt.err)
+		}
+	}
+	var none *Decoders
+	if none.Check("h264", "4:2:0", 8, 64, 64) == nil {
+		t.Error("nil Decoders decodes nothing")
+	}
+}
+
+// TestOpen runs against the real NVML: on a machine without a driver it
+// must say so with ErrNoDriver; on a GPU machine it must list the GPUs.
+func TestOpen(t *testing.T) {
+	h, err := Open()
+	if err != nil {
+		if !errors.Is(err, ErrNoDriver) {
+			t.Fatalf("Open: %v, want ErrNoDriver on a machine without GPUs", err)
+		}
+		t.Skipf("no GPU here: %v", err)
+	}
+	defer h.Close()
+	devs, err := h.Devices()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(devs) == 0 {
+		t.Fatal("NVML loaded but lists no GPU")
+	}
+	for _, d := range devs {
+		if !strings.HasPrefix(d.UUID, "GPU-") || d.Name == "" || d.MemoryTotal == 0 {
+			t.Errorf("incomplete device %+v", d)
+		}
+		dec, err := h.Decoders(d.UUID)
+		if err != nil {
+			t.Fatalf("decoders of %s: %v", d.UUID, err)
+		}
+		if dec.Engines == 0 || dec.Check("h264", "4:2:0", 8, 1920, 1080) != nil {
+			t.Errorf("GPU %d: NVDEC %+v cannot decode 1080p H.264", d.Index, dec)
+		}
+	}
+}
