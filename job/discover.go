@@ -2,6 +2,7 @@ package job
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -63,12 +64,14 @@ func Discover(ctx context.Context, roots []string, opts DiscoverOptions) (Found,
 		root = filepath.Clean(root)
 		st, err := os.Stat(root)
 		if err != nil {
-			if lst, lerr := os.Lstat(root); lerr == nil && lst.Mode()&fs.ModeSymlink != 0 {
-				// A broken link named directly: let probing report it.
-				w.add(root)
-				continue
+			_, lerr := os.Lstat(root)
+			if errors.Is(err, fs.ErrNotExist) && lerr != nil {
+				return Found{}, fmt.Errorf("input %s: %w", root, unwrapPath(err))
 			}
-			return Found{}, fmt.Errorf("input %s: %w", root, unwrapPath(err))
+			// A broken link or an unreadable path named directly: let
+			// probing report it with the rest of the files.
+			w.add(root)
+			continue
 		}
 		if !st.IsDir() {
 			w.add(root)
