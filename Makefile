@@ -1,0 +1,75 @@
+# dsbatch: make setup (install and build), make test, make bench, make static.
+
+GO        ?= go
+VERSION   := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X main.version=$(VERSION)
+# go-nvml's header marks some functions deprecated; its cgo would warn on every build.
+export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
+
+# Debian 12 / Ubuntu packages: FFmpeg 5.1 development files (go-astiav v0.16.0 is
+# built for FFmpeg 5.1), pkg-config, a C compiler for cgo, and NVIDIA's
+# dynamic-loading codec headers (ffnvcodec) for NVDEC.
+APT_PACKAGES := pkg-config gcc libc6-dev libavcodec-dev libavformat-dev libavutil-dev \
+	libswscale-dev libswresample-dev libavfilter-dev libavdevice-dev libffmpeg-nvenc-dev
+
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+
+FFMPEG_PREFIX := $(CURDIR)/.ffmpeg
+FFMPEG_LIBS   := libavdevice libavfilter libavformat libavcodec libswresample libswscale libavutil
+
+.PHONY: setup deps build test bench static ffmpeg-static device-bins media clean
+
+## setup: install system packages and Go modules, then build bin/dsbatch
+setup: deps build
+
+deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	$(GO) mod download
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/dsbatch ./cmd/dsbatch
+
+## test: vet, formatting, and every test with the race detector
+test:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+	$(GO) test -race -count=1 ./...
+
+## bench: Go benchmarks (planning, cache, decode)
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+## static: bin/dsbatch-static, linked against a minimal static FFmpeg 5.1 with
+## NVDEC, for GPU machines that have no FFmpeg
+static: ffmpeg-static
+	PKG_CONFIG_LIBDIR=$(FFMPEG_PREFIX)/lib/pkgconfig \
+	CGO_LDFLAGS="$$(PKG_CONFIG_LIBDIR=$(FFMPEG_PREFIX)/lib/pkgconfig pkg-config --static --libs $(FFMPEG_LIBS))" \
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/dsbatch-static ./cmd/dsbatch
+	@! ldd bin/dsbatch-static | grep -E 'libav|libsw' || { echo "bin/dsbatch-static still links shared FFmpeg"; exit 1; }
+	@echo "bin/dsbatch-static: $$(du -h bin/dsbatch-static | cut -f1), FFmpeg linked statically"
+
+ffmpeg-static: $(FFMPEG_PREFIX)/lib/pkgconfig/libavcodec.pc
+
+$(FFMPEG_PREFIX)/lib/pkgconfig/libavcodec.pc:
+	scripts/build-ffmpeg.sh $(FFMPEG_PREFIX)
+
+## media: regenerate testdata/media with Debian's FFmpeg encoders
+media:
+	$(GO) run ./internal/mkmedia -out testdata/media
+
+clean:
+	rm -rf bin .build
+
+## device-bins: bin/dsbatch-static plus test binaries of the packages with GPU
+## paths, linked like it, to carry to a GPU machine (scripts/device-check.sh)
+device-bins: static
+	for p in gpu decode; do \
+		PKG_CONFIG_LIBDIR=$(FFMPEG_PREFIX)/lib/pkgconfig \
+		CGO_LDFLAGS="$$(PKG_CONFIG_LIBDIR=$(FFMPEG_PREFIX)/lib/pkgconfig pkg-config --static --libs $(FFMPEG_LIBS))" \
+		$(GO) test -c -o bin/$$p.test ./$$p || exit 1; \
+	done
