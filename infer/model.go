@@ -1,0 +1,132 @@
+package infer
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/dsbatch/dsbatch/infer/onnx"
+)
+
+// ErrBadModel marks a model file dsbatch cannot use.
+var ErrBadModel = errors.New("unusable model")
+
+// Model describes a detector read from an ONNX file.
+type Model struct {
+	Path        string
+	Input       string  // input tensor name
+	InputShape  []int64 // [N, 3, H, W]; -1 where dynamic
+	Output      string  // first output tensor name
+	OutputShape []int64 // as declared; -1 where dynamic
+	Names       []string
+	Metadata    map[string]string
+	Opset       int64
+	Producer    string
+	Ops         map[string]int // operator counts, for reports
+}
+
+// ReadModel parses path as an ONNX detector with one image input
+// [N, 3, H, W] of float32. Class names come from the Ultralytics "names"
+// metadata when present.
+func ReadModel(path string) (*Model, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %w", path, err)
+	}
+	var mp onnx.ModelProto
+	if err := proto.Unmarshal(b, &mp); err != nil {
+		return nil, fmt.Errorf("model %s: %w: not an ONNX file (%v)", path, ErrBadModel, err)
+	}
+	g := mp.GetGraph()
+	if g == nil || len(g.GetNode()) == 0 {
+		return nil, fmt.Errorf("model %s: %w: no graph (not an ONNX model, or truncated)", path, ErrBadModel)
+	}
+	m := &Model{Path: path, Metadata: map[string]string{}, Producer: mp.GetProducerName(), Ops: map[string]int{}}
+	for _, o := range mp.GetOpsetImport() {
+		if o.GetDomain() == "" || o.GetDomain() == "ai.onnx" {
+			m.Opset = o.GetVersion()
+		}
+	}
+	for _, kv := range mp.GetMetadataProps() {
+		m.Metadata[kv.GetKey()] = kv.GetValue()
+	}
+	for _, n := range g.GetNode() {
+		m.Ops[n.GetOpType()]++
+	}
+	inits := map[string]bool{}
+	for _, t := range g.GetInitializer() {
+		inits[t.GetName()] = true
+	}
+	var inputs []*onnx.ValueInfoProto
+	for _, in := range g.GetInput() {
+		if !inits[in.GetName()] { // old exporters list weights as inputs too
+			inputs = append(inputs, in)
+		}
+	}
+	if len(inputs) != 1 {
+		return nil, fmt.Errorf("model %s: %w: want one image input, found %d", path, ErrBadModel, len(inputs))
+	}
+	if len(g.GetOutput()) == 0 {
+		return nil, fmt.Errorf("model %s: %w: no output", path, ErrBadModel)
+	}
+	in := inputs[0]
+	tt := in.GetType().GetTensorType()
+	if tt == nil || tt.GetElemType() != int32(onnx.TensorProto_FLOAT) {
+		return nil, fmt.Errorf("model %s: %w: input %q must be a float32 tensor", path, ErrBadModel, in.GetName())
+	}
+	m.Input, m.InputShape = in.GetName(), dims(tt.GetShape())
+	if len(m.InputShape) != 4 || (m.InputShape[1] != 3 && m.InputShape[1] != -1) {
+		return nil, fmt.Errorf("model %s: %w: input %q has shape %v, want [N, 3, H, W]", path, ErrBadModel, m.Input, m.InputShape)
+	}
+	out := g.GetOutput()[0]
+	m.Output, m.OutputShape = out.GetName(), dims(out.GetType().GetTensorType().GetShape())
+	if names, ok := m.Metadata["names"]; ok {
+		if m.Names, err = ParseNamesDict(names); err != nil {
+			return nil, fmt.Errorf("model %s: metadata names: %w", path, err)
+		}
+	}
+	return m, nil
+}
+
+func dims(s *onnx.TensorShapeProto) []int64 {
+	out := make([]int64, 0, len(s.GetDim()))
+	for _, d := range s.GetDim() {
+		if v, ok := d.GetValue().(*onnx.TensorShapeProto_Dimension_DimValue); ok && v.DimValue > 0 {
+			out = append(out, v.DimValue)
+		} else {
+			out = append(out, -1)
+		}
+	}
+	return out
+}
+
+// InputSize returns the model's input height and width, or imgsz (square)
+// when the model leaves them dynamic. Ultralytics' "imgsz" metadata is used
+// before imgsz.
+func (m *Model) InputSize(imgsz int) (h, w int, err error) {
+	h, w = int(m.InputShape[2]), int(m.InputShape[3])
+	if h > 0 && w > 0 {
+		return h, w, nil
+	}
+	if s, ok := m.Metadata["imgsz"]; ok && imgsz == 0 {
+		f := strings.FieldsFunc(s, func(r rune) bool { return r == '[' || r == ']' || r == ',' || r == ' ' })
+		if len(f) == 2 {
+			a, e1 := strconv.Atoi(f[0])
+			b, e2 := strconv.Atoi(f[1])
+			if e1 == nil && e2 == nil && a > 0 && b > 0 {
+				return a, b, nil
+			}
+		}
+	}
+	if imgsz <= 0 {
+		return 0, 0, fmt.Errorf("model %s has a dynamic input size: give --imgsz", m.Path)
+	}
+	if imgsz%32 != 0 {
+		return 0, 0, fmt.Errorf("--imgsz %d: must be a multiple of 32", imgsz)
+	}
+	return imgsz, imgsz, nil
+}

@@ -1,0 +1,146 @@
+// Package onnxtest writes small ONNX detectors whose outputs are known
+// exactly, for tests of the inference engines and the pipeline, and finds
+// the ONNX Runtime library that `make setup` installs.
+package onnxtest
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/dsbatch/dsbatch/infer/onnx"
+)
+
+// Detector describes a model with input "images" [Batch, 3, H, W] and
+// output "output0" [Batch, D1, D2] where image b's output is
+// Raw + mean(image b) × K (Raw and K hold D1×D2 values).
+type Detector struct {
+	Batch  int64 // 0: dynamic
+	H, W   int64 // 0: dynamic
+	D1, D2 int
+	Raw, K []float32
+	// Names, when set, are written as Ultralytics' "names" metadata.
+	Names []string
+	// Metadata holds further metadata_props.
+	Metadata map[string]string
+}
+
+// Bytes returns the serialised ONNX model.
+func (d Detector) Bytes() ([]byte, error) {
+	n := d.D1 * d.D2
+	if len(d.Raw) != n || (d.K != nil && len(d.K) != n) {
+		return nil, fmt.Errorf("onnxtest: Raw and K need %d values", n)
+	}
+	k := d.K
+	if k == nil {
+		k = make([]float32, n)
+	}
+	dim := func(v int64, name string) *onnx.TensorShapeProto_Dimension {
+		if v > 0 {
+			return &onnx.TensorShapeProto_Dimension{Value: &onnx.TensorShapeProto_Dimension_DimValue{DimValue: v}}
+		}
+		return &onnx.TensorShapeProto_Dimension{Value: &onnx.TensorShapeProto_Dimension_DimParam{DimParam: name}}
+	}
+	tensorType := func(dims ...*onnx.TensorShapeProto_Dimension) *onnx.TypeProto {
+		return &onnx.TypeProto{Value: &onnx.TypeProto_TensorType{TensorType: &onnx.TypeProto_Tensor{
+			ElemType: proto.Int32(int32(onnx.TensorProto_FLOAT)), Shape: &onnx.TensorShapeProto{Dim: dims}}}}
+	}
+	g := &onnx.GraphProto{
+		Name: proto.String("onnxtest"),
+		Node: []*onnx.NodeProto{
+			node("ReduceMean", []string{"images"}, []string{"mean"}, intsAttr("axes", 1, 2, 3), intAttr("keepdims", 0)),
+			node("Unsqueeze", []string{"mean", "axes12"}, []string{"mean3"}),
+			node("Mul", []string{"mean3", "k"}, []string{"scaled"}),
+			node("Add", []string{"scaled", "raw"}, []string{"output0"}),
+		},
+		Initializer: []*onnx.TensorProto{
+			floats("raw", []int64{1, int64(d.D1), int64(d.D2)}, d.Raw),
+			floats("k", []int64{1, int64(d.D1), int64(d.D2)}, k),
+			{Name: proto.String("axes12"), DataType: proto.Int32(int32(onnx.TensorProto_INT64)), Dims: []int64{2}, Int64Data: []int64{1, 2}},
+		},
+		Input:  []*onnx.ValueInfoProto{{Name: proto.String("images"), Type: tensorType(dim(d.Batch, "batch"), dim(3, ""), dim(d.H, "height"), dim(d.W, "width"))}},
+		Output: []*onnx.ValueInfoProto{{Name: proto.String("output0"), Type: tensorType(dim(d.Batch, "batch"), dim(int64(d.D1), ""), dim(int64(d.D2), ""))}},
+	}
+	m := &onnx.ModelProto{
+		IrVersion:    proto.Int64(8),
+		OpsetImport:  []*onnx.OperatorSetIdProto{{Domain: proto.String(""), Version: proto.Int64(17)}},
+		ProducerName: proto.String("dsbatch-onnxtest"),
+		Graph:        g,
+	}
+	if d.Names != nil {
+		m.MetadataProps = append(m.MetadataProps, &onnx.StringStringEntryProto{Key: proto.String("names"), Value: proto.String(NamesDict(d.Names))})
+	}
+	for key, v := range d.Metadata {
+		m.MetadataProps = append(m.MetadataProps, &onnx.StringStringEntryProto{Key: proto.String(key), Value: proto.String(v)})
+	}
+	return proto.Marshal(m)
+}
+
+// Write saves the model to path.
+func (d Detector) Write(path string) error {
+	b, err := d.Bytes()
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o644)
+}
+
+// NamesDict formats names as Ultralytics does: {0: 'person', 1: 'car'}.
+func NamesDict(names []string) string {
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = fmt.Sprintf("%d: '%s'", i, n)
+	}
+	return "{" + strings.Join(parts, ", ") + "}"
+}
+
+func node(op string, in, out []string, attrs ...*onnx.AttributeProto) *onnx.NodeProto {
+	return &onnx.NodeProto{OpType: proto.String(op), Name: proto.String(op + "_" + out[0]), Input: in, Output: out, Attribute: attrs}
+}
+
+func intsAttr(name string, v ...int64) *onnx.AttributeProto {
+	return &onnx.AttributeProto{Name: proto.String(name), Type: onnx.AttributeProto_INTS.Enum(), Ints: v}
+}
+
+func intAttr(name string, v int64) *onnx.AttributeProto {
+	return &onnx.AttributeProto{Name: proto.String(name), Type: onnx.AttributeProto_INT.Enum(), I: proto.Int64(v)}
+}
+
+func floats(name string, dims []int64, v []float32) *onnx.TensorProto {
+	raw := make([]byte, 4*len(v))
+	for i, f := range v {
+		binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(f))
+	}
+	return &onnx.TensorProto{Name: proto.String(name), DataType: proto.Int32(int32(onnx.TensorProto_FLOAT)), Dims: dims, RawData: raw}
+}
+
+// ORTLib returns the ONNX Runtime library for tests: $DSBATCH_ORT_LIB, or
+// bin/libonnxruntime.so.1 at the module root, where `make setup` puts it.
+func ORTLib() (string, error) {
+	if p := os.Getenv("DSBATCH_ORT_LIB"); p != "" {
+		return p, nil
+	}
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			p := filepath.Join(dir, "bin", "libonnxruntime.so.1")
+			if _, err := os.Stat(p); err != nil {
+				return "", fmt.Errorf("ONNX Runtime not installed at %s: run `make setup`", p)
+			}
+			return p, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("no go.mod above the test's folder")
+		}
+		dir = parent
+	}
+}
