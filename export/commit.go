@@ -1,0 +1,65 @@
+package export
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+)
+
+// tempSuffix marks files being written. Readers (and DuckDB globs such as
+// *.parquet) never match them; a rerun removes leftovers.
+const tempSuffix = ".tmp"
+
+// writerOnly hides a file's Close from the Parquet writer, which would close
+// it; commit syncs, closes and renames it.
+type writerOnly struct{ io.Writer }
+
+// createTemp opens a temporary file beside path.
+func createTemp(path string) (*os.File, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
+	}
+	return os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*"+tempSuffix)
+}
+
+// commit makes the temporary file f durable and renames it to path.
+func commit(f *os.File, path string) error {
+	if err := errors.Join(f.Sync(), f.Close()); err != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Chmod(f.Name(), 0o644); err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("commit %s: %w", path, err)
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// RemoveTemps deletes temporary files left in dir by an interrupted run.
+func RemoveTemps(dir string) error {
+	matches, err := filepath.Glob(filepath.Join(dir, ".*"+tempSuffix))
+	if err != nil {
+		return err
+	}
+	for _, m := range matches {
+		if err := os.Remove(m); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}

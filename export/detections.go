@@ -1,0 +1,160 @@
+package export
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/apache/arrow/go/v17/arrow/array"
+	"github.com/apache/arrow/go/v17/arrow/memory"
+	"github.com/apache/arrow/go/v17/parquet"
+	"github.com/apache/arrow/go/v17/parquet/compress"
+	"github.com/apache/arrow/go/v17/parquet/pqarrow"
+)
+
+// DetectionSchema is the layout of the detections files (docs/SCHEMA.md).
+var DetectionSchema = arrow.NewSchema([]arrow.Field{
+	{Name: "video_id", Type: arrow.PrimitiveTypes.Int64},
+	{Name: "video_path", Type: arrow.BinaryTypes.String},
+	{Name: "frame_index", Type: arrow.PrimitiveTypes.Int64},
+	{Name: "pts_seconds", Type: arrow.PrimitiveTypes.Float64},
+	{Name: "class_id", Type: arrow.PrimitiveTypes.Int32},
+	{Name: "class_name", Type: arrow.BinaryTypes.String},
+	{Name: "score", Type: arrow.PrimitiveTypes.Float32},
+	{Name: "x1", Type: arrow.PrimitiveTypes.Float32},
+	{Name: "y1", Type: arrow.PrimitiveTypes.Float32},
+	{Name: "x2", Type: arrow.PrimitiveTypes.Float32},
+	{Name: "y2", Type: arrow.PrimitiveTypes.Float32},
+	{Name: "track_id", Type: arrow.PrimitiveTypes.Int64, Nullable: true},
+}, nil)
+
+// Detection is one row of a detections file. Boxes are in pixels of the
+// upright frame (after rotation), origin top-left.
+type Detection struct {
+	VideoID        int64
+	VideoPath      string
+	FrameIndex     int64
+	PTS            float64
+	ClassID        int32
+	ClassName      string
+	Score          float32
+	X1, Y1, X2, Y2 float32
+	TrackID        int64 // < 0: no track (null)
+}
+
+// rowsPerBatch is how many rows are buffered before they go to the Parquet
+// encoder; rowGroupRows bounds a row group.
+const (
+	rowsPerBatch = 64 << 10
+	rowGroupRows = 1 << 20
+)
+
+// WriterProperties are the Parquet settings of every file dsbatch writes:
+// zstd, dictionary encoding for the string columns given, 1M-row groups.
+func WriterProperties(mem memory.Allocator, dictColumns ...string) *parquet.WriterProperties {
+	opts := []parquet.WriterProperty{
+		parquet.WithAllocator(mem),
+		parquet.WithCompression(compress.Codecs.Zstd),
+		parquet.WithCompressionLevel(3),
+		parquet.WithDictionaryDefault(false),
+		parquet.WithMaxRowGroupLength(rowGroupRows),
+		parquet.WithCreatedBy("dsbatch"),
+	}
+	for _, c := range dictColumns {
+		opts = append(opts, parquet.WithDictionaryFor(c, true))
+	}
+	return parquet.NewWriterProperties(opts...)
+}
+
+// DetectionWriter writes one detections file.
+type DetectionWriter struct {
+	path    string
+	f       *os.File
+	fw      *pqarrow.FileWriter
+	b       *array.RecordBuilder
+	pending int
+	rows    int64
+}
+
+// NewDetectionWriter starts the detections file path (written under a
+// temporary name until Commit).
+func NewDetectionWriter(path string, mem memory.Allocator) (*DetectionWriter, error) {
+	f, err := createTemp(path)
+	if err != nil {
+		return nil, fmt.Errorf("detections %s: %w", path, err)
+	}
+	fw, err := pqarrow.NewFileWriter(DetectionSchema, writerOnly{f}, WriterProperties(mem, "video_path", "class_name"),
+		pqarrow.NewArrowWriterProperties(pqarrow.WithAllocator(mem), pqarrow.WithStoreSchema()))
+	if err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, fmt.Errorf("detections %s: %w", path, err)
+	}
+	return &DetectionWriter{path: path, f: f, fw: fw, b: array.NewRecordBuilder(mem, DetectionSchema)}, nil
+}
+
+// Append adds one row.
+func (w *DetectionWriter) Append(d Detection) error {
+	fs := w.b.Fields()
+	fs[0].(*array.Int64Builder).Append(d.VideoID)
+	fs[1].(*array.StringBuilder).Append(d.VideoPath)
+	fs[2].(*array.Int64Builder).Append(d.FrameIndex)
+	fs[3].(*array.Float64Builder).Append(d.PTS)
+	fs[4].(*array.Int32Builder).Append(d.ClassID)
+	fs[5].(*array.StringBuilder).Append(d.ClassName)
+	fs[6].(*array.Float32Builder).Append(d.Score)
+	fs[7].(*array.Float32Builder).Append(d.X1)
+	fs[8].(*array.Float32Builder).Append(d.Y1)
+	fs[9].(*array.Float32Builder).Append(d.X2)
+	fs[10].(*array.Float32Builder).Append(d.Y2)
+	if d.TrackID < 0 {
+		fs[11].AppendNull()
+	} else {
+		fs[11].(*array.Int64Builder).Append(d.TrackID)
+	}
+	w.pending++
+	w.rows++
+	if w.pending >= rowsPerBatch {
+		return w.flush()
+	}
+	return nil
+}
+
+// Rows returns the number of rows appended.
+func (w *DetectionWriter) Rows() int64 { return w.rows }
+
+func (w *DetectionWriter) flush() error {
+	if w.pending == 0 {
+		return nil
+	}
+	rec := w.b.NewRecord()
+	defer rec.Release()
+	w.pending = 0
+	if err := w.fw.WriteBuffered(rec); err != nil {
+		return fmt.Errorf("detections %s: %w", w.path, err)
+	}
+	return nil
+}
+
+// Commit finishes the file and renames it into place.
+func (w *DetectionWriter) Commit() error {
+	err := w.flush()
+	w.b.Release()
+	if cerr := w.fw.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("detections %s: %w", w.path, cerr)
+	}
+	if err != nil {
+		w.f.Close()
+		os.Remove(w.f.Name())
+		return err
+	}
+	return commit(w.f, w.path)
+}
+
+// Abort discards the file.
+func (w *DetectionWriter) Abort() {
+	w.b.Release()
+	w.fw.Close()
+	w.f.Close()
+	os.Remove(w.f.Name())
+}
