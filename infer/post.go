@@ -1,6 +1,7 @@
 package infer
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"strings"
@@ -196,4 +197,41 @@ func IoU(a, b Detection) float32 {
 		return 0
 	}
 	return inter / union
+}
+
+// Layout is what a model's output looks like, learnt from a first run.
+type Layout struct {
+	Head    Head
+	D1, D2  int // output [B, D1, D2]
+	Classes int // classes the head scores (0 for end-to-end heads)
+}
+
+// ProbeLayout runs one blank image through e and works out the output
+// layout, using head when given and the number of class names otherwise.
+func ProbeLayout(ctx context.Context, e Engine, h, w, names int, head Head) (Layout, error) {
+	in := make([]float32, 3*h*w)
+	for i := range in {
+		in[i] = PadValue / 255.0
+	}
+	_, shape, err := e.Infer(ctx, in, 1)
+	if err != nil {
+		return Layout{}, err
+	}
+	if len(shape) != 3 || shape[0] != 1 {
+		return Layout{}, fmt.Errorf("%w: output shape %v, want [batch, a, b]", ErrBadModel, shape)
+	}
+	d1, d2 := int(shape[1]), int(shape[2])
+	if head == 0 {
+		if head, err = DetectHead(d1, d2, names); err != nil {
+			return Layout{}, err
+		}
+	}
+	l := Layout{Head: head, D1: d1, D2: d2, Classes: head.Classes(d1, d2)}
+	if l.Classes < 0 || (head == HeadE2E && d2 != 6) {
+		return Layout{}, fmt.Errorf("%w: output [B, %d, %d] does not fit a %s head", ErrBadModel, d1, d2, head)
+	}
+	if names > 0 && l.Classes > 0 && names != l.Classes {
+		return Layout{}, fmt.Errorf("%w: %d class names for a head with %d classes", ErrBadModel, names, l.Classes)
+	}
+	return l, nil
 }

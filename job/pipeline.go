@@ -1,0 +1,321 @@
+package job
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/dsbatch/dsbatch/decode"
+	"github.com/dsbatch/dsbatch/export"
+	"github.com/dsbatch/dsbatch/infer"
+)
+
+// pipeline is one worker: decode sessions → batcher → engine → exporter,
+// joined by bounded channels on one errgroup.
+type pipeline struct {
+	worker Worker
+	index  int
+	opts   *RunOptions
+	out    *outDir
+	work   *workQueue
+	byPath map[string]*Video
+	finish func(export.Video) error
+}
+
+// video is the state of one video travelling through the pipeline.
+type video struct {
+	id      int64
+	planned PlannedVideo
+	rec     export.Video
+	start   time.Time
+	err     error        // decode error, set before the end marker is sent
+	stats   decode.Stats // set before the end marker is sent
+}
+
+// item is a frame, or the end marker of its video (tensor nil).
+type item struct {
+	v      *video
+	end    bool
+	index  int64
+	pts    float64
+	lb     infer.Letterbox
+	tensor []float32
+	dets   []infer.Detection
+}
+
+// batch is up to Batch frames, with end markers in arrival order.
+type batch struct {
+	items  []*item
+	frames int
+	buf    []float32 // contiguous input tensor
+}
+
+func (p *pipeline) run(ctx context.Context) error {
+	engine, err := p.opts.NewEngine(p.worker)
+	if err != nil {
+		return fmt.Errorf("worker %d: %w", p.worker.ID, err)
+	}
+	defer engine.Close()
+
+	h, w := p.opts.Settings.InputH, p.opts.Settings.InputW
+	size := 3 * h * w
+	bsz := p.opts.Batch
+	// Frame tensors and batch buffers circulate through free lists, which
+	// bound the memory in flight whatever the archive's size.
+	tensors := make(chan []float32, 2*bsz+p.opts.DecodeSessions)
+	for i := 0; i < cap(tensors); i++ {
+		tensors <- make([]float32, size)
+	}
+	buffers := make(chan []float32, 2)
+	for i := 0; i < cap(buffers); i++ {
+		buffers <- make([]float32, bsz*size)
+	}
+	frames := make(chan *item, bsz)
+	batches := make(chan *batch, 1)
+	results := make(chan *batch, 1)
+
+	g, ctx := errgroup.WithContext(ctx)
+	dg, dctx := errgroup.WithContext(ctx)
+	for s := 0; s < p.opts.DecodeSessions; s++ {
+		dg.Go(func() error { return p.decodeLoop(dctx, frames, tensors) })
+	}
+	g.Go(func() error {
+		err := dg.Wait()
+		close(frames)
+		return err
+	})
+	g.Go(func() error { return p.batchLoop(ctx, frames, batches, tensors, buffers, size) })
+	g.Go(func() error { return p.inferLoop(ctx, engine, batches, results) })
+	g.Go(func() error { return p.exportLoop(ctx, results, buffers) })
+	return g.Wait()
+}
+
+func send[T any](ctx context.Context, ch chan<- T, v T) error {
+	select {
+	case ch <- v:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func recv[T any](ctx context.Context, ch <-chan T) (T, bool, error) {
+	select {
+	case v, ok := <-ch:
+		return v, ok, nil
+	case <-ctx.Done():
+		var zero T
+		return zero, false, ctx.Err()
+	}
+}
+
+// decodeLoop decodes videos from the work queue one after the other.
+func (p *pipeline) decodeLoop(ctx context.Context, frames chan<- *item, tensors chan []float32) error {
+	for {
+		pv, ok := p.work.next(p.index)
+		if !ok {
+			return nil
+		}
+		v := &video{id: VideoID(pv.Path), planned: pv, start: time.Now()}
+		v.rec = videoRecord(p.byPath[pv.Path], v.id)
+		v.rec.Worker = int32(p.worker.ID)
+		v.rec.Decoder = "cpu"
+		v.err = p.decodeVideo(ctx, v, frames, tensors)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err := send(ctx, frames, &item{v: v, end: true}); err != nil {
+			return err
+		}
+	}
+}
+
+// decodeVideo sends the sampled, letterboxed frames of one video. Its error
+// belongs to the video, not to the run.
+func (p *pipeline) decodeVideo(ctx context.Context, v *video, frames chan<- *item, tensors chan []float32) error {
+	s := p.opts.Settings
+	d, err := decode.Open(ctx, v.planned.Path, decode.Options{Format: decode.RGB24, Stride: s.Stride, FPS: s.FPS, Threads: p.opts.DecodeThreads})
+	if err != nil {
+		return err
+	}
+	defer func() { v.stats = d.Stats(); d.Close() }()
+	var f decode.Frame
+	for {
+		t0 := time.Now()
+		err := d.Next(ctx, &f)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		t, ok, err := recv(ctx, tensors)
+		if err != nil || !ok {
+			return err
+		}
+		lb := infer.LetterboxRGB(f.Data, f.Width, f.Height, t, s.InputW, s.InputH)
+		p.opts.Counters.DecodeNanos.Add(int64(time.Since(t0)))
+		if err := send(ctx, frames, &item{v: v, index: f.Index, pts: f.PTS, lb: lb, tensor: t}); err != nil {
+			return err
+		}
+	}
+}
+
+// batchLoop packs frames of any videos into full batches; the last batch
+// of the run may be short.
+func (p *pipeline) batchLoop(ctx context.Context, frames <-chan *item, batches chan<- *batch, tensors chan []float32, buffers chan []float32, size int) error {
+	defer close(batches)
+	var cur *batch
+	flush := func() error {
+		if cur == nil {
+			return nil
+		}
+		b := cur
+		cur = nil
+		return send(ctx, batches, b)
+	}
+	for {
+		it, ok, err := recv(ctx, frames)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return flush()
+		}
+		if cur == nil {
+			buf, _, err := recv(ctx, buffers)
+			if err != nil {
+				return err
+			}
+			cur = &batch{buf: buf}
+		}
+		cur.items = append(cur.items, it)
+		if it.end {
+			continue
+		}
+		copy(cur.buf[cur.frames*size:(cur.frames+1)*size], it.tensor)
+		tensors <- it.tensor // never blocks: the tensor came from this list
+		it.tensor = nil
+		cur.frames++
+		if cur.frames == p.opts.Batch {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// inferLoop runs the engine on each batch and decodes its detections.
+func (p *pipeline) inferLoop(ctx context.Context, e infer.Engine, batches <-chan *batch, results chan<- *batch) error {
+	defer close(results)
+	l := p.opts.Layout
+	per := l.D1 * l.D2
+	for {
+		b, ok, err := recv(ctx, batches)
+		if err != nil || !ok {
+			return err
+		}
+		if b.frames > 0 {
+			t0 := time.Now()
+			out, shape, err := e.Infer(ctx, b.buf, b.frames)
+			if err != nil {
+				return fmt.Errorf("worker %d: %s: %w", p.worker.ID, e.Name(), err)
+			}
+			if len(shape) != 3 || int(shape[1]) != l.D1 || int(shape[2]) != l.D2 {
+				return fmt.Errorf("worker %d: output shape %v, expected [%d, %d, %d]", p.worker.ID, shape, b.frames, l.D1, l.D2)
+			}
+			k := 0
+			for _, it := range b.items {
+				if it.end {
+					continue
+				}
+				dets := l.Head.Decode(out[k*per:(k+1)*per], l.D1, l.D2, p.opts.Post, nil)
+				for i := range dets {
+					d := &dets[i]
+					d.X1, d.Y1, d.X2, d.Y2 = it.lb.ToFrame(d.X1, d.Y1, d.X2, d.Y2)
+				}
+				it.dets = dets
+				k++
+			}
+			p.opts.Counters.InferNanos.Add(int64(time.Since(t0)))
+		}
+		if err := send(ctx, results, b); err != nil {
+			return err
+		}
+	}
+}
+
+// exportLoop writes each video's detections and commits the file at the
+// video's end marker.
+func (p *pipeline) exportLoop(ctx context.Context, results <-chan *batch, buffers chan<- []float32) error {
+	writers := map[int64]*export.DetectionWriter{}
+	defer func() {
+		for _, w := range writers { // interrupted: nothing half-written stays
+			w.Abort()
+		}
+	}()
+	names := p.opts.Settings.Names
+	for {
+		b, ok, err := recv(ctx, results)
+		if err != nil || !ok {
+			return err
+		}
+		t0 := time.Now()
+		for _, it := range b.items {
+			v := it.v
+			w := writers[v.id]
+			if w == nil {
+				if w, err = export.NewDetectionWriter(p.out.detectionsPath(v.id), p.opts.Mem); err != nil {
+					return err
+				}
+				writers[v.id] = w
+			}
+			if it.end {
+				delete(writers, v.id)
+				if err := p.endVideo(v, w); err != nil {
+					return err
+				}
+				continue
+			}
+			v.rec.FramesInferred++
+			p.opts.Counters.FramesDone.Add(1)
+			p.opts.Counters.WorkerFrames[p.index].Add(1)
+			for _, d := range it.dets {
+				name := fmt.Sprintf("class_%d", d.Class)
+				if d.Class >= 0 && d.Class < len(names) {
+					name = names[d.Class]
+				}
+				if err := w.Append(export.Detection{VideoID: v.id, VideoPath: v.planned.Path, FrameIndex: it.index, PTS: it.pts,
+					ClassID: int32(d.Class), ClassName: name, Score: d.Score, X1: d.X1, Y1: d.Y1, X2: d.X2, Y2: d.Y2, TrackID: -1}); err != nil {
+					return err
+				}
+			}
+			v.rec.Detections += int64(len(it.dets))
+			p.opts.Counters.Detections.Add(int64(len(it.dets)))
+		}
+		p.opts.Counters.ExportNanos.Add(int64(time.Since(t0)))
+		buffers <- b.buf // never blocks: the buffer came from this list
+	}
+}
+
+// endVideo commits or discards a finished video's file and records it.
+func (p *pipeline) endVideo(v *video, w *export.DetectionWriter) error {
+	v.rec.FramesDecoded = v.stats.Decoded
+	v.rec.CorruptPackets = v.stats.CorruptPackets
+	v.rec.WallSeconds = time.Since(v.start).Seconds()
+	if v.err != nil {
+		w.Abort()
+		v.rec.Status, v.rec.Error = "failed", v.err.Error()
+		v.rec.Detections = 0
+		return p.finish(v.rec)
+	}
+	if err := w.Commit(); err != nil {
+		return err
+	}
+	v.rec.Status = "done"
+	return p.finish(v.rec)
+}

@@ -1,0 +1,330 @@
+package job
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/apache/arrow/go/v17/arrow/memory"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/dsbatch/dsbatch/export"
+	"github.com/dsbatch/dsbatch/infer"
+)
+
+type allocator = memory.Allocator
+
+// Settings are what a run's results depend on. Rerunning into the same
+// output with other settings is refused unless forced.
+type Settings struct {
+	Model         string   `json:"model_sha256"`
+	Engine        string   `json:"engine"`
+	InputH        int      `json:"input_height"`
+	InputW        int      `json:"input_width"`
+	Head          string   `json:"head"`
+	Names         []string `json:"class_names"`
+	Conf          float32  `json:"conf"`
+	IoU           float32  `json:"iou"`
+	MaxDet        int      `json:"max_det"`
+	ClassAgnostic bool     `json:"class_agnostic"`
+	Stride        int      `json:"stride"`
+	FPS           float64  `json:"fps"`
+}
+
+func (s Settings) diff(t Settings) string {
+	var d []string
+	add := func(name string, a, b any) {
+		if fmt.Sprint(a) != fmt.Sprint(b) {
+			d = append(d, fmt.Sprintf("%s %v, now %v", name, a, b))
+		}
+	}
+	add("model sha256", s.Model, t.Model)
+	add("engine", s.Engine, t.Engine)
+	add("input", fmt.Sprintf("%dx%d", s.InputW, s.InputH), fmt.Sprintf("%dx%d", t.InputW, t.InputH))
+	add("head", s.Head, t.Head)
+	add("class names", s.Names, t.Names)
+	add("conf", s.Conf, t.Conf)
+	add("iou", s.IoU, t.IoU)
+	add("max det", s.MaxDet, t.MaxDet)
+	add("class-agnostic", s.ClassAgnostic, t.ClassAgnostic)
+	add("stride", s.Stride, t.Stride)
+	add("fps", s.FPS, t.FPS)
+	return strings.Join(d, "; ")
+}
+
+// RunOptions configure Run.
+type RunOptions struct {
+	Out      string
+	Settings Settings
+	Layout   infer.Layout
+	Post     infer.PostOptions
+	// NewEngine opens an inference engine for a worker; it is called once
+	// per worker and the engine closed when the worker ends.
+	NewEngine func(w Worker) (infer.Engine, error)
+	Batch     int
+	// DecodeSessions is the number of videos each worker decodes at once.
+	DecodeSessions int
+	DecodeThreads  int
+	Force          bool
+	// Counters, when set, are updated as the run goes (for progress).
+	Counters *Counters
+	Mem      memory.Allocator
+}
+
+// Counters report a run's progress; every field is updated atomically.
+type Counters struct {
+	FramesPlanned atomic.Int64
+	FramesDone    atomic.Int64
+	VideosPlanned atomic.Int64
+	VideosDone    atomic.Int64
+	VideosFailed  atomic.Int64
+	VideosSkipped atomic.Int64 // finished by an earlier run
+	Detections    atomic.Int64
+	DecodeNanos   atomic.Int64 // decode and letterbox, summed over sessions
+	InferNanos    atomic.Int64 // engine and post-processing
+	ExportNanos   atomic.Int64 // Parquet writing
+	WorkerFrames  []atomic.Int64
+}
+
+// Failure is a video that failed, and why.
+type Failure struct {
+	Path  string `json:"path"`
+	Error string `json:"error"`
+}
+
+// Summary is what Run reports at the end.
+type Summary struct {
+	Videos      int           `json:"videos"`
+	Done        int           `json:"done"`
+	Skipped     int           `json:"already_done"`
+	Failed      []Failure     `json:"failed"`
+	Frames      int64         `json:"frames_inferred"`
+	Detections  int64         `json:"detections"`
+	Wall        time.Duration `json:"-"`
+	WallSeconds float64       `json:"wall_seconds"`
+	FPS         float64       `json:"frames_per_second"`
+	PeakRSS     int64         `json:"peak_rss_bytes"`
+	Stages      StageTimes    `json:"stage_seconds"`
+	Interrupted bool          `json:"interrupted"`
+}
+
+// StageTimes are seconds spent in each stage, summed over goroutines.
+type StageTimes struct {
+	Decode float64 `json:"decode"`
+	Infer  float64 `json:"infer"`
+	Export float64 `json:"export"`
+}
+
+// expectedFrames estimates how many frames sampling keeps from a video.
+func expectedFrames(v *Video, s Settings) int64 {
+	n := v.Frames
+	if s.Stride > 1 {
+		n = (n + int64(s.Stride) - 1) / int64(s.Stride)
+	}
+	if s.FPS > 0 && v.Duration > 0 {
+		if m := int64(v.Duration*s.FPS + 0.999); m < n {
+			n = m
+		}
+	}
+	return n
+}
+
+// Run processes the plan's videos into opts.Out: detections per video,
+// videos.parquet for every input, and per-video records that let a rerun
+// skip finished videos. A video that fails is recorded with its error and
+// the run goes on; Run returns an error only when the run itself cannot go
+// on (output unwritable, engine broken, interrupted).
+func Run(ctx context.Context, plan *Plan, videos []Video, opts RunOptions) (*Summary, error) {
+	start := time.Now()
+	if opts.Mem == nil {
+		opts.Mem = memory.NewGoAllocator()
+	}
+	if opts.Counters == nil {
+		opts.Counters = &Counters{}
+	}
+	if opts.Batch < 1 {
+		opts.Batch = 1
+	}
+	if opts.DecodeSessions < 1 {
+		opts.DecodeSessions = 1
+	}
+	out, err := openOut(opts.Out)
+	if err != nil {
+		return nil, err
+	}
+	defer out.close()
+	if err := out.checkSettings(opts.Settings, opts.Force); err != nil {
+		return nil, err
+	}
+	records, err := out.records()
+	if err != nil {
+		return nil, err
+	}
+	byPath := make(map[string]*Video, len(videos))
+	for i := range videos {
+		byPath[videos[i].Path] = &videos[i]
+	}
+
+	var mu sync.Mutex // guards records and summary
+	sum := &Summary{Videos: len(videos)}
+	c := opts.Counters
+	c.WorkerFrames = make([]atomic.Int64, len(plan.Workers))
+
+	// Files that failed probing are recorded as failed straight away.
+	for _, s := range plan.Skipped {
+		v := byPath[s.Path]
+		rec := videoRecord(v, VideoID(s.Path))
+		rec.Status, rec.Error = "failed", s.Error
+		records[rec.VideoID] = rec
+		if err := out.saveRecord(rec); err != nil {
+			return nil, err
+		}
+		sum.Failed = append(sum.Failed, Failure{Path: s.Path, Error: s.Error})
+		c.VideosFailed.Add(1)
+	}
+
+	// Queues per worker, without the videos an earlier run finished.
+	queues := make([][]PlannedVideo, len(plan.Workers))
+	for i, w := range plan.Workers {
+		for _, pv := range w.Videos {
+			if r, ok := records[VideoID(pv.Path)]; ok && r.Status == "done" {
+				sum.Skipped++
+				c.VideosSkipped.Add(1)
+				continue
+			}
+			queues[i] = append(queues[i], pv)
+			c.VideosPlanned.Add(1)
+			c.FramesPlanned.Add(expectedFrames(byPath[pv.Path], opts.Settings))
+		}
+	}
+	work := newWorkQueue(queues)
+
+	g, gctx := errgroup.WithContext(ctx)
+	for i, w := range plan.Workers {
+		p := &pipeline{
+			worker: w.Worker, index: i, opts: &opts, out: out, work: work, byPath: byPath,
+			finish: func(rec export.Video) error {
+				mu.Lock()
+				defer mu.Unlock()
+				records[rec.VideoID] = rec
+				if err := out.saveRecord(rec); err != nil {
+					return err
+				}
+				if rec.Status == "done" {
+					sum.Done++
+					c.VideosDone.Add(1)
+				} else {
+					sum.Failed = append(sum.Failed, Failure{Path: rec.Path, Error: rec.Error})
+					c.VideosFailed.Add(1)
+				}
+				sum.Frames += rec.FramesInferred
+				sum.Detections += rec.Detections
+				return nil
+			},
+		}
+		g.Go(func() error { return p.run(gctx) })
+	}
+	runErr := g.Wait()
+	if runErr != nil && ctx.Err() != nil {
+		sum.Interrupted = true
+	}
+
+	// Whatever happened, the videos table reflects every finished video.
+	mu.Lock()
+	defer mu.Unlock()
+	if err := out.writeVideosTable(records, opts.Mem); err != nil && runErr == nil {
+		runErr = err
+	}
+	sum.Wall = time.Since(start)
+	sum.WallSeconds = sum.Wall.Seconds()
+	if sum.WallSeconds > 0 {
+		sum.FPS = float64(sum.Frames) / sum.WallSeconds
+	}
+	sum.PeakRSS = peakRSS()
+	sum.Stages = StageTimes{
+		Decode: time.Duration(c.DecodeNanos.Load()).Seconds(),
+		Infer:  time.Duration(c.InferNanos.Load()).Seconds(),
+		Export: time.Duration(c.ExportNanos.Load()).Seconds(),
+	}
+	sort.Slice(sum.Failed, func(i, j int) bool { return sum.Failed[i].Path < sum.Failed[j].Path })
+	if runErr != nil {
+		if sum.Interrupted {
+			return sum, fmt.Errorf("run interrupted (rerun the same command to resume): %w", ctx.Err())
+		}
+		return sum, runErr
+	}
+	return sum, nil
+}
+
+// videoRecord starts the videos.parquet row of v.
+func videoRecord(v *Video, id int64) export.Video {
+	rec := export.Video{VideoID: id}
+	if v == nil {
+		return rec
+	}
+	rec.Path, rec.Size, rec.ModTime = v.Path, v.Size, v.ModTime
+	rec.Container, rec.Codec, rec.Profile = v.Container, v.Codec, v.Profile
+	rec.Width, rec.Height, rec.PixelFormat, rec.BitDepth = int32(v.Width), int32(v.Height), v.PixelFormat, int32(v.BitDepth)
+	rec.FPS, rec.Duration, rec.Frames, rec.FramesEstimated = v.AvgFPS, v.Duration, v.Frames, v.Estimated
+	rec.Rotation, rec.BitRate = int32(v.Rotation), v.BitRate
+	return rec
+}
+
+// peakRSS returns the process's peak resident memory in bytes.
+func peakRSS() int64 {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return ru.Maxrss * 1024
+}
+
+// workQueue hands videos to workers: each takes its own planned videos in
+// order, then steals the smallest remaining video of the most loaded
+// worker, so no worker idles while another still has a queue.
+type workQueue struct {
+	mu     sync.Mutex
+	queues [][]PlannedVideo
+}
+
+func newWorkQueue(q [][]PlannedVideo) *workQueue { return &workQueue{queues: q} }
+
+func (q *workQueue) next(worker int) (PlannedVideo, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if own := q.queues[worker]; len(own) > 0 {
+		q.queues[worker] = own[1:]
+		return own[0], true
+	}
+	victim, most := -1, 0.0
+	for i, vq := range q.queues {
+		var cost float64
+		for _, v := range vq {
+			cost += v.Cost
+		}
+		if len(vq) > 1 && cost > most {
+			victim, most = i, cost
+		}
+	}
+	if victim < 0 {
+		return PlannedVideo{}, false
+	}
+	vq := q.queues[victim]
+	v := vq[len(vq)-1]
+	q.queues[victim] = vq[:len(vq)-1]
+	return v, true
+}
+
+// DefaultThreads splits the machine's cores among n CPU workers.
+func DefaultThreads(n int) int {
+	if n < 1 {
+		n = 1
+	}
+	return max(1, runtime.NumCPU()/n)
+}
