@@ -14,13 +14,19 @@ APT_PACKAGES := pkg-config gcc libc6-dev libavcodec-dev libavformat-dev libavuti
 
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
+# ONNX Runtime's official Linux x64 CPU library, from the npm package
+# onnxruntime-node (fetched with `npm pack`: no install scripts run).
+# yalue/onnxruntime_go v1.27.0 speaks its C API version 24.
+ORT_VERSION := 1.24.3
+ORT_LIB     := bin/libonnxruntime.so.1
+
 FFMPEG_PREFIX := $(CURDIR)/.ffmpeg
 FFMPEG_LIBS   := libavdevice libavfilter libavformat libavcodec libswresample libswscale libavutil
 
-.PHONY: setup deps build test bench static ffmpeg-static device-bins media clean
+.PHONY: setup deps ort build test bench static ffmpeg-static device-bins media clean
 
-## setup: install system packages and Go modules, then build bin/dsbatch
-setup: deps build
+## setup: install system packages, Go modules and ONNX Runtime, then build bin/dsbatch
+setup: deps ort build
 
 deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -29,7 +35,16 @@ deps:
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+	@command -v npm >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends npm; }
 	$(GO) mod download
+
+ort: $(ORT_LIB)
+
+$(ORT_LIB):
+	mkdir -p .ort bin
+	cd .ort && npm pack --silent onnxruntime-node@$(ORT_VERSION) >/dev/null
+	tar -xzf .ort/onnxruntime-node-$(ORT_VERSION).tgz -C .ort package/bin/napi-v6/linux/x64/libonnxruntime.so.1
+	cp .ort/package/bin/napi-v6/linux/x64/libonnxruntime.so.1 $@
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/dsbatch ./cmd/dsbatch

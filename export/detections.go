@@ -51,11 +51,12 @@ const (
 
 // WriterProperties are the Parquet settings of every file dsbatch writes:
 // zstd, dictionary encoding for the string columns given, 1M-row groups.
+// Compression goes through pooledZstd (see zstd.go).
 func WriterProperties(mem memory.Allocator, dictColumns ...string) *parquet.WriterProperties {
+	registerZstd()
 	opts := []parquet.WriterProperty{
 		parquet.WithAllocator(mem),
 		parquet.WithCompression(compress.Codecs.Zstd),
-		parquet.WithCompressionLevel(3),
 		parquet.WithDictionaryDefault(false),
 		parquet.WithMaxRowGroupLength(rowGroupRows),
 		parquet.WithCreatedBy("dsbatch"),

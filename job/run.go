@@ -75,6 +75,9 @@ type RunOptions struct {
 	// Counters, when set, are updated as the run goes (for progress).
 	Counters *Counters
 	Mem      memory.Allocator
+	// Meta is written into run.json beside the settings and the summary:
+	// dsbatch version, model path, host, GPUs, command line.
+	Meta map[string]any
 }
 
 // Counters report a run's progress; every field is updated atomically.
@@ -253,6 +256,25 @@ func Run(ctx context.Context, plan *Plan, videos []Video, opts RunOptions) (*Sum
 		Export: time.Duration(c.ExportNanos.Load()).Seconds(),
 	}
 	sort.Slice(sum.Failed, func(i, j int) bool { return sum.Failed[i].Path < sum.Failed[j].Path })
+	type workerTotals struct {
+		Worker
+		Videos int     `json:"videos"`
+		Frames int64   `json:"frames_planned"`
+		Cost   float64 `json:"cost"`
+		Done   int64   `json:"frames_inferred"`
+	}
+	workers := make([]workerTotals, len(plan.Workers))
+	for i, w := range plan.Workers {
+		workers[i] = workerTotals{Worker: w.Worker, Videos: len(w.Videos), Frames: w.Frames, Cost: w.Cost, Done: c.WorkerFrames[i].Load()}
+	}
+	run := map[string]any{"settings": opts.Settings, "summary": sum, "start": start.UTC(), "end": time.Now().UTC(),
+		"workers": workers, "shard": plan.Shard, "batch": opts.Batch, "decode_sessions": opts.DecodeSessions}
+	for k, v := range opts.Meta {
+		run[k] = v
+	}
+	if err := writeJSON(out.path(runFile), run); err != nil && runErr == nil {
+		runErr = err
+	}
 	if runErr != nil {
 		if sum.Interrupted {
 			return sum, fmt.Errorf("run interrupted (rerun the same command to resume): %w", ctx.Err())

@@ -1,0 +1,224 @@
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/dsbatch/dsbatch/infer"
+	"github.com/dsbatch/dsbatch/job"
+)
+
+func runCommand() *cli.Command {
+	flags := append(discoveryFlags(), gpuFlags()...)
+	flags = append(flags,
+		&cli.StringFlag{Name: "config", Usage: "YAML file of settings (keys are flag names); flags override it"},
+		&cli.StringFlag{Name: "model", Aliases: []string{"m"}, Usage: "ONNX detector (YOLOv5/v8/v9/v10/v11 layouts)"},
+		&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "output folder"},
+		&cli.IntFlag{Name: "batch", Value: 8, Usage: "images per inference batch"},
+		&cli.IntFlag{Name: "stride", Value: 1, Usage: "infer every Nth decoded frame"},
+		&cli.Float64Flag{Name: "fps", Usage: "infer at most this many frames per second of video (0: all)"},
+		&cli.Float64Flag{Name: "conf", Value: 0.25, Usage: "minimum detection score"},
+		&cli.Float64Flag{Name: "iou", Value: 0.45, Usage: "NMS overlap threshold"},
+		&cli.IntFlag{Name: "max-det", Value: 300, Usage: "detections kept per frame"},
+		&cli.BoolFlag{Name: "agnostic-nms", Usage: "NMS across classes"},
+		&cli.StringFlag{Name: "classes", Usage: "class names file, one per line (default: the model's metadata)"},
+		&cli.StringFlag{Name: "head", Value: "auto", Usage: "output layout: auto, v5, v8 (v9, v11) or e2e (v10)"},
+		&cli.IntFlag{Name: "imgsz", Usage: "input size for models with a dynamic input"},
+		&cli.StringFlag{Name: "engine", Value: "auto", Usage: "inference engine: auto or onnxruntime"},
+		&cli.StringFlag{Name: "ort-lib", Usage: "ONNX Runtime library (default: $DSBATCH_ORT_LIB, then beside the executable)"},
+		&cli.IntFlag{Name: "threads", Usage: "inference threads per CPU worker (default: cores / workers)"},
+		&cli.IntFlag{Name: "decoders", Value: 2, Usage: "videos each worker decodes at once"},
+		&cli.IntFlag{Name: "cpu-workers", Value: 1, Usage: "CPU workers when no GPU is used"},
+		&cli.StringFlag{Name: "shard", Usage: "process only this node's share i/n of the archive"},
+		&cli.BoolFlag{Name: "force", Usage: "discard results in --out made with other settings"},
+		&cli.DurationFlag{Name: "log-every", Value: 10e9, Usage: "progress line interval when not on a terminal"},
+	)
+	return &cli.Command{
+		Name:      "run",
+		Usage:     "detect objects in the videos under PATH... and write Parquet to --out",
+		ArgsUsage: "PATH...",
+		Description: "Decodes every video, runs the detector in batches and writes detections/<video>.parquet,\n" +
+			"videos.parquet and run.json into --out. Rerunning into the same folder resumes: finished\n" +
+			"videos are skipped. Exit status: 0 all videos done, 3 some failed (listed), 1 the run failed.",
+		Flags:  flags,
+		Action: runRun,
+	}
+}
+
+func runRun(c *cli.Context) error {
+	if cfg := c.String("config"); cfg != "" {
+		if err := applyConfig(c, cfg); err != nil {
+			return err
+		}
+	}
+	if c.String("model") == "" || c.String("out") == "" {
+		return errors.New("run: --model and --out are required")
+	}
+	if e := c.String("engine"); e != "auto" && e != "onnxruntime" {
+		return fmt.Errorf("--engine %q: this build has auto and onnxruntime", e)
+	}
+	shard, err := job.ParseShard(c.String("shard"))
+	if err != nil {
+		return err
+	}
+	head, err := infer.ParseHead(c.String("head"))
+	if err != nil {
+		return err
+	}
+	if c.Int("batch") < 1 || c.Int("stride") < 1 || c.Float64("fps") < 0 {
+		return errors.New("run: --batch and --stride must be at least 1, --fps not negative")
+	}
+
+	// Everything about the model is checked before any video is touched.
+	model, err := infer.ReadModel(c.String("model"))
+	if err != nil {
+		return err
+	}
+	names := model.Names
+	if f := c.String("classes"); f != "" {
+		if names, err = readNames(f); err != nil {
+			return err
+		}
+	}
+	h, w, err := model.InputSize(c.Int("imgsz"))
+	if err != nil {
+		return err
+	}
+	lib, err := infer.FindORT(c.String("ort-lib"))
+	if err != nil {
+		return err
+	}
+	sha, err := fileSHA256(model.Path)
+	if err != nil {
+		return err
+	}
+
+	devs, host, err := selectGPUs(c)
+	if err != nil {
+		return err
+	}
+	if host != nil {
+		host.Close()
+	}
+	if len(devs) > 0 {
+		fmt.Fprintf(c.App.ErrWriter, "dsbatch: %d GPU(s) found; this build decodes and infers on the CPU (NVDEC and the GPU engine come next)\n", len(devs))
+		devs = nil
+	}
+	workers := job.Workers(devs, c.Int("cpu-workers"))
+	threads := c.Int("threads")
+	if threads <= 0 {
+		threads = job.DefaultThreads(len(workers))
+	}
+	newEngine := func(job.Worker) (infer.Engine, error) {
+		return infer.NewORT(model, h, w, infer.ORTOptions{Lib: lib, Threads: threads})
+	}
+	probeEngine, err := newEngine(workers[0])
+	if err != nil {
+		return err
+	}
+	layout, err := infer.ProbeLayout(c.Context, probeEngine, h, w, len(names), head)
+	probeEngine.Close()
+	if err != nil {
+		return fmt.Errorf("model %s: %w", model.Path, err)
+	}
+	if len(names) == 0 {
+		for i := 0; i < layout.Classes; i++ {
+			names = append(names, fmt.Sprintf("class_%d", i))
+		}
+	}
+
+	videos, err := probeArchive(c, shard, nil)
+	if err != nil {
+		return err
+	}
+	plan := job.MakePlan(videos, workers, shard)
+	conf, iou := float32(c.Float64("conf")), float32(c.Float64("iou"))
+	opts := job.RunOptions{
+		Out: c.String("out"),
+		Settings: job.Settings{Model: sha, Engine: "onnxruntime-cpu", InputH: h, InputW: w, Head: layout.Head.String(), Names: names,
+			Conf: conf, IoU: iou, MaxDet: c.Int("max-det"), ClassAgnostic: c.Bool("agnostic-nms"),
+			Stride: c.Int("stride"), FPS: c.Float64("fps")},
+		Layout:         layout,
+		Post:           infer.PostOptions{Conf: conf, IoU: iou, MaxDet: c.Int("max-det"), ClassAgnostic: c.Bool("agnostic-nms")},
+		NewEngine:      newEngine,
+		Batch:          c.Int("batch"),
+		DecodeSessions: c.Int("decoders"),
+		Force:          c.Bool("force"),
+		Counters:       &job.Counters{},
+		Meta:           runMeta(c, model, sha, lib),
+	}
+	stop := startProgress(c.App.ErrWriter, opts.Counters, len(workers), c.Duration("log-every"))
+	sum, err := job.Run(c.Context, plan, videos, opts)
+	stop()
+	if sum != nil {
+		writeRunSummary(c.App.Writer, sum, opts.Out)
+	}
+	if err != nil {
+		return err
+	}
+	if len(sum.Failed) > 0 {
+		return errPartial
+	}
+	return nil
+}
+
+func readNames(path string) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("--classes: %w", err)
+	}
+	defer f.Close()
+	names, err := infer.ReadNames(f)
+	if err != nil {
+		return nil, fmt.Errorf("--classes %s: %w", path, err)
+	}
+	return names, nil
+}
+
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("model %s: %w", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func runMeta(c *cli.Context, m *infer.Model, sha, lib string) map[string]any {
+	host, _ := os.Hostname()
+	return map[string]any{
+		"dsbatch_version": version,
+		"command":         strings.Join(os.Args, " "),
+		"host":            host,
+		"cpus":            runtime.NumCPU(),
+		"model":           map[string]any{"path": m.Path, "sha256": sha, "producer": m.Producer, "opset": m.Opset, "input": m.InputShape},
+		"onnxruntime_lib": lib,
+		"engine":          "onnxruntime-cpu",
+	}
+}
+
+func writeRunSummary(w io.Writer, s *job.Summary, out string) {
+	fmt.Fprintf(w, "videos: %d done, %d failed, %d already done (of %d)\n", s.Done, len(s.Failed), s.Skipped, s.Videos)
+	fmt.Fprintf(w, "frames: %d inferred in %.1fs (%.1f frames/s), %d detections\n", s.Frames, s.WallSeconds, s.FPS, s.Detections)
+	busy := s.Stages.Decode + s.Stages.Infer + s.Stages.Export
+	if busy > 0 {
+		fmt.Fprintf(w, "stage time: decode+letterbox %.1fs (%.0f%%), inference %.1fs (%.0f%%), export %.1fs (%.0f%%)\n",
+			s.Stages.Decode, 100*s.Stages.Decode/busy, s.Stages.Infer, 100*s.Stages.Infer/busy, s.Stages.Export, 100*s.Stages.Export/busy)
+	}
+	fmt.Fprintf(w, "peak memory: %s; results in %s\n", bytesIEC(s.PeakRSS), out)
+	for _, f := range s.Failed {
+		fmt.Fprintf(w, "failed: %s\n", oneLine(f.Error))
+	}
+}

@@ -1,0 +1,244 @@
+package main
+
+import (
+	"bytes"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	_ "github.com/marcboeker/go-duckdb/v2"
+
+	"github.com/dsbatch/dsbatch/internal/onnxtest"
+)
+
+// model writes a 64×64 v8-layout detector: every frame gets one "person"
+// box at model (22,27)-(42,37) with score 0.8.
+func model(t *testing.T) string {
+	t.Helper()
+	n := 2
+	raw := []float32{
+		32, 0, // cx
+		32, 0, // cy
+		20, 0, // w
+		10, 0, // h
+		0.8, 0, // person
+		0, 0.1, // car
+	}
+	path := filepath.Join(t.TempDir(), "det.onnx")
+	if err := (onnxtest.Detector{H: 64, W: 64, D1: 6, D2: n, Raw: raw, Names: []string{"person", "car"}}).Write(path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func withORT(t *testing.T) {
+	t.Helper()
+	lib, err := onnxtest.ORTLib()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("DSBATCH_ORT_LIB", lib)
+}
+
+func duckInt(t *testing.T, q string) int64 {
+	t.Helper()
+	db, err := sql.Open("duckdb", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int64
+	if err := db.QueryRow(q).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	return n
+}
+
+func TestRunCLI(t *testing.T) {
+	withORT(t)
+	m := model(t)
+	out := filepath.Join(t.TempDir(), "out")
+	r := dsbatch(t, "run", "--no-cache", "--model", m, "--out", out, media)
+	if r.code != exitPartial {
+		t.Fatalf("exit %d, want 3 (bad files); stdout %s stderr %s", r.code, r.stdout, r.stderr)
+	}
+	for _, want := range []string{"videos: 11 done, 5 failed, 0 already done (of 16)", "frames/s", "peak memory", "failed: probe " + filepath.Join(media, "bad", "empty.mp4") + ": empty file"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("summary lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	rows := duckInt(t, fmt.Sprintf("select count(*) from read_parquet('%s/detections/*.parquet')", out))
+	inferred := duckInt(t, fmt.Sprintf("select sum(frames_inferred) from read_parquet('%s/videos.parquet')", out))
+	if rows == 0 || rows != inferred {
+		t.Errorf("%d detections for %d inferred frames, want one per frame", rows, inferred)
+	}
+	if n := duckInt(t, fmt.Sprintf("select count(*) from read_parquet('%s/detections/*.parquet') where class_name <> 'person' or score <> 0.8::float", out)); n != 0 {
+		t.Errorf("%d unexpected rows", n)
+	}
+	var run struct {
+		Version  string                  `json:"dsbatch_version"`
+		Model    struct{ SHA256 string } `json:"model"`
+		Settings struct {
+			Conf  float64  `json:"conf"`
+			Names []string `json:"class_names"`
+		} `json:"settings"`
+		Summary struct {
+			Done    int   `json:"done"`
+			PeakRSS int64 `json:"peak_rss_bytes"`
+		} `json:"summary"`
+	}
+	b, err := os.ReadFile(filepath.Join(out, "run.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &run); err != nil {
+		t.Fatal(err)
+	}
+	sha, _ := fileSHA256(m)
+	if run.Model.SHA256 != sha || run.Settings.Conf != 0.25 || len(run.Settings.Names) != 2 || run.Summary.Done != 11 || run.Summary.PeakRSS == 0 {
+		t.Errorf("run.json: %s", b)
+	}
+
+	// Rerun: finished videos are skipped, the bad ones fail again.
+	r = dsbatch(t, "run", "--no-cache", "--model", m, "--out", out, media)
+	if r.code != exitPartial || !strings.Contains(r.stdout, "0 done, 5 failed, 11 already done") {
+		t.Errorf("rerun: exit %d\n%s", r.code, r.stdout)
+	}
+	// Other settings are refused.
+	r = dsbatch(t, "run", "--no-cache", "--model", m, "--out", out, "--conf", "0.5", media)
+	if r.code != exitFailed || !strings.Contains(r.stderr, "--force") {
+		t.Errorf("other settings: exit %d %s", r.code, r.stderr)
+	}
+	// Only good files: exit 0.
+	r = dsbatch(t, "run", "--no-cache", "--model", m, "--out", filepath.Join(t.TempDir(), "o2"), "--exclude", "bad/*", media)
+	if r.code != 0 {
+		t.Errorf("good files only: exit %d %s", r.code, r.stderr)
+	}
+}
+
+func TestRunConfigFile(t *testing.T) {
+	withORT(t)
+	m := model(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "job.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("model: %s\nout: %s\nconf: 0.7\nstride: 5\nexclude: [\"bad/*\", \"*.ts\"]\nbatch: 4\n", m, filepath.Join(dir, "out"))), 0o644)
+	r := dsbatch(t, "run", "--no-cache", "--config", cfg, "--stride", "10", media)
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "out", "run.json"))
+	var run struct {
+		Settings struct {
+			Conf   float64 `json:"conf"`
+			Stride int     `json:"stride"`
+		} `json:"settings"`
+	}
+	json.Unmarshal(b, &run)
+	if run.Settings.Conf < 0.69 || run.Settings.Conf > 0.71 || run.Settings.Stride != 10 {
+		t.Errorf("settings from config and flags: %+v (want conf 0.7 from the file, stride 10 from the flag)", run.Settings)
+	}
+	if n := duckInt(t, fmt.Sprintf("select count(*) from read_parquet('%s/videos.parquet') where path like '%%.ts'", filepath.Join(dir, "out"))); n != 0 {
+		t.Error("the config's exclude list was ignored")
+	}
+	if n := duckInt(t, fmt.Sprintf("select count(*) from read_parquet('%s/detections/*.parquet') where frame_index %% 10 <> 0", filepath.Join(dir, "out"))); n != 0 {
+		t.Errorf("%d rows off the stride", n)
+	}
+	os.WriteFile(cfg, []byte("modle: x.onnx\n"), 0o644)
+	if r := dsbatch(t, "run", "--config", cfg, media); r.code != exitFailed || !strings.Contains(r.stderr, `unknown setting "modle"`) {
+		t.Errorf("unknown key: exit %d %s", r.code, r.stderr)
+	}
+}
+
+func TestRunModelErrorsBeforeWork(t *testing.T) {
+	withORT(t)
+	dir := t.TempDir()
+	good, _ := os.ReadFile(model(t))
+	trunc := filepath.Join(dir, "trunc.onnx")
+	os.WriteFile(trunc, good[:len(good)/2], 0o644)
+	text := filepath.Join(dir, "text.onnx")
+	os.WriteFile(text, []byte("hello"), 0o644)
+	for _, m := range []string{trunc, text, filepath.Join(dir, "missing.onnx")} {
+		out := filepath.Join(dir, "out-"+filepath.Base(m))
+		r := dsbatch(t, "run", "--model", m, "--out", out, media)
+		if r.code != exitFailed || !strings.Contains(r.stderr, m) {
+			t.Errorf("%s: exit %d %s", m, r.code, r.stderr)
+		}
+		if _, err := os.Stat(out); !os.IsNotExist(err) {
+			t.Errorf("%s: output folder created before the model was checked", m)
+		}
+	}
+	r := dsbatch(t, "run", "--model", filepath.Join(dir, "x.onnx"), media)
+	if r.code != exitFailed || !strings.Contains(r.stderr, "--model and --out are required") {
+		t.Errorf("missing --out: %s", r.stderr)
+	}
+	r = dsbatch(t, "run", "--model", trunc, "--out", dir, "--ort-lib", filepath.Join(dir, "nope.so"), media)
+	if r.code != exitFailed {
+		t.Errorf("bad model with bad lib: exit %d", r.code)
+	}
+	m := model(t)
+	r = dsbatch(t, "run", "--model", m, "--out", filepath.Join(dir, "o"), "--ort-lib", filepath.Join(dir, "nope.so"), media)
+	if r.code != exitFailed || !strings.Contains(r.stderr, "nope.so") {
+		t.Errorf("missing library: exit %d %s", r.code, r.stderr)
+	}
+}
+
+// TestRunSIGINT interrupts a run, checks that nothing half-written is
+// visible, and that a rerun completes with one row per frame.
+func TestRunSIGINT(t *testing.T) {
+	withORT(t)
+	m := model(t)
+	dir := t.TempDir()
+	src, _ := filepath.Abs(filepath.Join(media, "h264.mp4"))
+	archive := filepath.Join(dir, "archive")
+	os.Mkdir(archive, 0o755)
+	for i := 0; i < 40; i++ {
+		os.Symlink(src, filepath.Join(archive, fmt.Sprintf("clip%02d.mp4", i)))
+	}
+	out := filepath.Join(dir, "out")
+	cmd := exec.Command(bin, "run", "--no-cache", "--batch", "1", "--decoders", "1", "--model", m, "--out", out, archive)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if files, _ := filepath.Glob(filepath.Join(out, "detections", "*.parquet")); len(files) >= 3 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGINT)
+	err := cmd.Wait()
+	code := cmd.ProcessState.ExitCode()
+	if err == nil || code != exitFailed || !strings.Contains(stderr.String(), "interrupted") {
+		t.Fatalf("after SIGINT: exit %d, stderr %s", code, stderr.String())
+	}
+	done := duckInt(t, fmt.Sprintf("select count(*) from read_parquet('%s/videos.parquet') where status = 'done'", out))
+	if done == 0 || done == 40 {
+		t.Logf("interrupted with %d of 40 videos done", done)
+	}
+	filepath.Walk(out, func(p string, _ os.FileInfo, _ error) error {
+		if strings.HasSuffix(p, ".tmp") {
+			t.Errorf("temporary file visible after SIGINT: %s", p)
+		}
+		return nil
+	})
+	r := dsbatch(t, "run", "--no-cache", "--model", m, "--out", out, archive)
+	if r.code != 0 || !strings.Contains(r.stdout, fmt.Sprintf("%d already done", done)) {
+		t.Fatalf("resume: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if n := duckInt(t, fmt.Sprintf("select count(*) from read_parquet('%s/detections/*.parquet')", out)); n != 40*50 {
+		t.Errorf("%d rows after resume, want %d (40 videos × 50 frames, no duplicates)", n, 40*50)
+	}
+	if n := duckInt(t, fmt.Sprintf("select count(*) from (select video_id, frame_index from read_parquet('%s/detections/*.parquet') group by all having count(*) > 1)", out)); n != 0 {
+		t.Errorf("%d duplicated frames", n)
+	}
+}
