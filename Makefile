@@ -55,9 +55,11 @@ test:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
 
-## bench: Go benchmarks (planning, cache, decode)
-bench:
+## bench: Go benchmarks, then `dsbatch run` on a generated 720p clip with a small model (CPU)
+bench: build ort
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+	$(GO) run ./internal/mkmedia -bench .bench
+	bin/dsbatch run --no-cache --force --model .bench/tiny.onnx --out .bench/out --log-every 1h .bench/720p.mp4
 
 ## static: bin/dsbatch-static, linked against a minimal static FFmpeg 5.1 with
 ## NVDEC, for GPU machines that have no FFmpeg

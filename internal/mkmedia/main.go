@@ -16,13 +16,22 @@ import (
 	"path/filepath"
 
 	"github.com/asticode/go-astiav"
+
+	"github.com/dsbatch/dsbatch/internal/onnxtest"
 )
 
 func main() {
 	out := flag.String("out", "testdata/media", "output folder")
+	bench := flag.String("bench", "", "write the benchmark inputs (a 720p clip and a small model) into this folder instead")
 	flag.Parse()
 	astiav.SetLogLevel(astiav.LogLevelError)
-	if err := run(*out); err != nil {
+	var err error
+	if *bench != "" {
+		err = writeBench(*bench)
+	} else {
+		err = run(*out)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "mkmedia:", err)
 		os.Exit(1)
 	}
@@ -103,6 +112,28 @@ func frameDuration(c clip) int64 {
 		return 40
 	}
 	return 1
+}
+
+// writeBench writes 720p.mp4 (10 s of 1280×720 H.264 at 25 fps) and
+// tiny.onnx (onnxtest.TinyYOLO at 640) for `make bench`, unless present.
+func writeBench(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	clipPath := filepath.Join(dir, "720p.mp4")
+	if _, err := os.Stat(clipPath); err != nil {
+		c := clip{name: "720p.mp4", muxer: "mp4", encoder: "libx264",
+			opts:   map[string]string{"preset": "veryfast", "crf": "20", "g": "50", "bf": "2"},
+			pixFmt: astiav.PixelFormatYuv420P, segments: []segment{{1280, 720, 250}}, fps: 25}
+		if err := writeClip(clipPath, c); err != nil {
+			return fmt.Errorf("720p.mp4: %w", err)
+		}
+	}
+	model, err := onnxtest.TinyYOLO(640, 80, 1)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "tiny.onnx"), model, 0o644)
 }
 
 // vfrPTS spaces frames 40, 20 and 80 ms apart in turn.
