@@ -23,12 +23,16 @@ import (
 func main() {
 	out := flag.String("out", "testdata/media", "output folder")
 	bench := flag.String("bench", "", "write the benchmark inputs (a 720p clip and a small model) into this folder instead")
+	gpuBench := flag.String("gpu-bench", "", "write the GPU benchmark inputs (1080p H.264 and HEVC, MP4 and Annex-B) into this folder instead")
 	flag.Parse()
 	astiav.SetLogLevel(astiav.LogLevelError)
 	var err error
-	if *bench != "" {
+	switch {
+	case *bench != "":
 		err = writeBench(*bench)
-	} else {
+	case *gpuBench != "":
+		err = writeGPUBench(*gpuBench)
+	default:
 		err = run(*out)
 	}
 	if err != nil {
@@ -55,6 +59,9 @@ type clip struct {
 	// rotation, when set, stores pictures turned counter-clockwise and a
 	// display matrix asking players to turn them back clockwise.
 	rotation int
+	// texture adds a moving noise texture, so that encoders spend a
+	// realistic bitrate.
+	texture []byte
 	// damage, when set, replaces the payload of packet i with random bytes,
 	// keeping the first 5 (NAL length and header) so framing stays valid.
 	damage func(i int) bool
@@ -191,6 +198,9 @@ func writeClip(path string, c clip) (err error) {
 		}
 		for i := 0; i < seg.frames; i++ {
 			pix := picture(frameIdx, seg.w, seg.h)
+			if c.texture != nil {
+				addTexture(pix, c.texture, frameIdx)
+			}
 			if c.rotation == 90 {
 				pix = rotateCCW(pix, seg.w, seg.h)
 			}

@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/dsbatch/dsbatch/decode"
+	"github.com/dsbatch/dsbatch/gpu"
+	"github.com/dsbatch/dsbatch/infer"
+)
+
+func benchCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "bench",
+		Usage: "measure what this machine achieves",
+		Subcommands: []*cli.Command{{
+			Name:      "decode",
+			Usage:     "NVDEC decode + GPU letterbox throughput over FILE... (looped)",
+			ArgsUsage: "FILE...",
+			Flags: []cli.Flag{
+				&cli.IntFlag{Name: "gpu", Usage: "GPU index"},
+				&cli.IntFlag{Name: "sessions", Value: 8, Usage: "concurrent decode sessions"},
+				&cli.DurationFlag{Name: "duration", Value: 10 * time.Second, Usage: "how long to measure"},
+				&cli.IntFlag{Name: "imgsz", Value: 640, Usage: "letterbox size (0: decode only)"},
+			},
+			Action: runBenchDecode,
+		}},
+	}
+}
+
+func runBenchDecode(c *cli.Context) error {
+	files := c.Args().Slice()
+	if len(files) == 0 {
+		return errors.New("bench decode: give at least one video file")
+	}
+	host, err := gpu.Open()
+	if err != nil {
+		return err
+	}
+	devs, err := host.Devices()
+	host.Close()
+	if err != nil {
+		return err
+	}
+	if c.Int("gpu") >= len(devs) {
+		return fmt.Errorf("--gpu %d: %d GPU(s)", c.Int("gpu"), len(devs))
+	}
+	dev := devs[c.Int("gpu")]
+	g, err := gpu.OpenCUDA(dev.UUID)
+	if err != nil {
+		return err
+	}
+	defer g.Close()
+	size := c.Int("imgsz")
+	var lbx *infer.GPULetterbox
+	if size > 0 {
+		cache, _ := os.UserCacheDir()
+		if lbx, err = infer.NewGPULetterbox(g, size, size, filepath.Join(cache, "dsbatch", "kernels")); err != nil {
+			return err
+		}
+	}
+	var frames atomic.Int64
+	ctx, cancel := context.WithTimeout(c.Context, c.Duration("duration"))
+	defer cancel()
+	start := time.Now()
+	eg, ctx := errgroup.WithContext(ctx)
+	for s := 0; s < c.Int("sessions"); s++ {
+		eg.Go(func() error {
+			var dst gpu.DevicePtr
+			stream, err := g.NewStream()
+			if err != nil {
+				return err
+			}
+			defer g.DestroyStream(stream)
+			if lbx != nil {
+				if dst, err = g.Alloc(3 * size * size * 4); err != nil {
+					return err
+				}
+				defer g.Free(dst)
+			}
+			for i := s; ctx.Err() == nil; i++ {
+				if err := benchOne(ctx, g, lbx, files[i%len(files)], dst, stream, &frames); err != nil && ctx.Err() == nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	if err := eg.Wait(); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	secs := time.Since(start).Seconds()
+	n := frames.Load()
+	fmt.Fprintf(c.App.Writer, "RESULT gpu=%q sessions=%d imgsz=%d frames=%d secs=%.2f fps=%.1f\n", dev.Name, c.Int("sessions"), size, n, secs, float64(n)/secs)
+	return nil
+}
+
+func benchOne(ctx context.Context, g *gpu.CUDA, lbx *infer.GPULetterbox, path string, dst gpu.DevicePtr, s gpu.Stream, frames *atomic.Int64) error {
+	d, err := decode.OpenNVDEC(ctx, path, g.Context(), decode.Options{})
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	var f decode.GPUFrame
+	for {
+		err := d.Next(ctx, &f)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if lbx != nil {
+			if _, err := lbx.Run(&f, dst, s); err != nil {
+				return err
+			}
+			// The frame stays mapped until the next Next: finish with it first.
+			if err := g.Sync(s); err != nil {
+				return err
+			}
+		}
+		frames.Add(1)
+	}
+}

@@ -1,0 +1,133 @@
+package infer
+
+import (
+	"context"
+	"errors"
+	"io"
+	"math"
+	"path/filepath"
+	"testing"
+
+	"github.com/dsbatch/dsbatch/decode"
+	"github.com/dsbatch/dsbatch/gpu"
+)
+
+// openGPU returns the first GPU's CUDA context, or skips the test on a
+// machine without one (CI): GPU paths are proven on the GPU machine.
+func openGPU(t *testing.T) *gpu.CUDA {
+	t.Helper()
+	host, err := gpu.Open()
+	if errors.Is(err, gpu.ErrNoDriver) {
+		t.Skipf("no GPU: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer host.Close()
+	devs, err := host.Devices()
+	if err != nil || len(devs) == 0 {
+		t.Fatalf("devices: %v %v", devs, err)
+	}
+	g, err := gpu.OpenCUDA(devs[0].UUID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Close() })
+	return g
+}
+
+// unsupported are the clips NVDEC must refuse with ErrNVDECUnsupported:
+// HEVC 160×120 is under NVDEC's 144×144 minimum, VP9 decodes on the CPU,
+// and a resolution change mid-stream sends the file back to the CPU.
+var unsupported = map[string]bool{"hevc10.mkv": true, "vp9.webm": true, "resize.ts": true}
+
+// TestNVDECMatchesCPU decodes each clip on NVDEC and on the CPU, letterboxes
+// each frame on the GPU and on the CPU, and compares them.
+func TestNVDECMatchesCPU(t *testing.T) {
+	g := openGPU(t)
+	const size = 320
+	lbx, err := NewGPULetterbox(g, size, size, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst, err := g.Alloc(3 * size * size * 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Free(dst)
+	s, err := g.NewStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.DestroyStream(s)
+	gpuT := make([]float32, 3*size*size)
+	cpuT := make([]float32, 3*size*size)
+	ctx := context.Background()
+	for _, name := range []string{"h264.mp4", "h264-faststart.mp4", "hevc.mkv", "hevc10.mkv", "vp9.webm", "rotated.mp4", "resize.ts", "vfr.mkv"} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join("../testdata/media", name)
+			nv, err := decode.OpenNVDEC(ctx, path, g.Context(), decode.Options{})
+			if errors.Is(err, decode.ErrNVDECUnsupported) && unsupported[name] {
+				t.Logf("refused as it must be: %v", err)
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer nv.Close()
+			cpu, err := decode.Open(ctx, path, decode.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cpu.Close()
+			var gf decode.GPUFrame
+			var cf decode.Frame
+			frames, worst := 0, 0.0
+			for {
+				gerr := nv.Next(ctx, &gf)
+				cerr := cpu.Next(ctx, &cf)
+				if errors.Is(gerr, io.EOF) || errors.Is(cerr, io.EOF) {
+					if !errors.Is(gerr, io.EOF) || !errors.Is(cerr, io.EOF) {
+						t.Fatalf("frame %d: NVDEC %v, CPU %v: frame counts differ", frames, gerr, cerr)
+					}
+					break
+				}
+				if errors.Is(gerr, decode.ErrNVDECUnsupported) && unsupported[name] {
+					t.Logf("refused after %d frames as it must be: %v", frames, gerr)
+					return
+				}
+				if gerr != nil || cerr != nil {
+					t.Fatalf("frame %d: NVDEC %v, CPU %v", frames, gerr, cerr)
+				}
+				if gf.Index != cf.Index || math.Abs(gf.PTS-cf.PTS) > 1e-6 {
+					t.Fatalf("frame %d: NVDEC index %d pts %v, CPU index %d pts %v", frames, gf.Index, gf.PTS, cf.Index, cf.PTS)
+				}
+				glb, err := lbx.Run(&gf, dst, s)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := g.CopyToHost(gpuT, dst, s); err != nil {
+					t.Fatal(err)
+				}
+				clb := LetterboxRGB(cf.Data, cf.Width, cf.Height, cpuT, size, size)
+				if glb != clb {
+					t.Fatalf("frame %d: GPU geometry %+v, CPU %+v", frames, glb, clb)
+				}
+				for i := range gpuT {
+					worst = math.Max(worst, math.Abs(float64(gpuT[i]-cpuT[i])))
+				}
+				frames++
+			}
+			t.Logf("%s: %d frames, max |GPU−CPU| = %.4f (%.2f/255), stats %+v", name, frames, worst, worst*255, nv.Stats())
+			if frames == 0 {
+				t.Fatal("no frames")
+			}
+			if unsupported[name] {
+				t.Errorf("NVDEC decoded %s, which it must refuse", name)
+			}
+			if worst > 2.0/255+1e-6 {
+				t.Errorf("max abs difference %.2f/255 exceeds 2/255", worst*255)
+			}
+		})
+	}
+}
