@@ -59,7 +59,8 @@ test:
 bench: build ort
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	$(GO) run ./internal/mkmedia -bench .bench
-	bin/dsbatch run --no-cache --force --model .bench/tiny.onnx --out .bench/out --log-every 1h .bench/720p.mp4
+	rm -rf .bench/out
+	bin/dsbatch run --no-cache --model .bench/tiny.onnx --out .bench/out --log-every 1h .bench/720p.mp4
 
 ## static: bin/dsbatch-static, linked against a minimal static FFmpeg 5.1 with
 ## NVDEC, for GPU machines that have no FFmpeg

@@ -17,6 +17,10 @@ const (
 	// at half resolution (stride Width rounded up to even). Width and Height
 	// are rounded up to even in the chroma plane only.
 	NV12
+	// YUV420P is 8-bit planar Y (Width×Height), then U and V at half
+	// resolution ((Width+1)/2 × (Height+1)/2 each), as decoded: no colour
+	// conversion, which infer.LetterboxYUV420 does the way the GPU does.
+	YUV420P
 )
 
 func (f PixelFormat) String() string {
@@ -25,20 +29,25 @@ func (f PixelFormat) String() string {
 		return "rgb24"
 	case NV12:
 		return "nv12"
+	case YUV420P:
+		return "yuv420p"
 	}
 	return fmt.Sprintf("PixelFormat(%d)", int(f))
 }
 
 func (f PixelFormat) av() astiav.PixelFormat {
-	if f == NV12 {
+	switch f {
+	case NV12:
 		return astiav.PixelFormatNv12
+	case YUV420P:
+		return astiav.PixelFormatYuv420P
 	}
 	return astiav.PixelFormatRgb24
 }
 
 // frameSize returns the bytes a w×h frame of format f occupies in Data.
 func frameSize(f PixelFormat, w, h int) int {
-	if f == NV12 {
+	if f == NV12 || f == YUV420P {
 		cw, ch := (w+1)/2, (h+1)/2
 		return w*h + 2*cw*ch
 	}
@@ -72,6 +81,9 @@ func (c *converter) close() {
 // convert writes src into out (reusing its Data capacity).
 func (c *converter) convert(src *astiav.Frame, out *Frame) error {
 	w, h, pf := src.Width(), src.Height(), src.PixelFormat()
+	if c.out == YUV420P && (pf == astiav.PixelFormatYuv420P || pf == astiav.PixelFormatYuvj420P) {
+		return c.pack(src, w, h, out)
+	}
 	if c.sws == nil || w != c.w || h != c.h || pf != c.in {
 		c.close()
 		sws, err := astiav.CreateSoftwareScaleContext(w, h, pf, w, h, c.out.av(),
@@ -85,14 +97,19 @@ func (c *converter) convert(src *astiav.Frame, out *Frame) error {
 	if err := c.sws.ScaleFrame(src, c.dst); err != nil {
 		return fmt.Errorf("convert %dx%d %s to %s: %w", w, h, pf.Name(), c.out, err)
 	}
+	return c.pack(c.dst, w, h, out)
+}
+
+// pack copies frame f (already in the output format) into out, rotated.
+func (c *converter) pack(f *astiav.Frame, w, h int, out *Frame) error {
 	n := frameSize(c.out, w, h)
 	if c.rotation == 0 {
 		out.Data = grow(out.Data, n)
 		out.Width, out.Height = w, h
-		return packPlanes(c.dst, out.Data)
+		return packPlanes(f, out.Data)
 	}
 	c.scratch = grow(c.scratch, n)
-	if err := packPlanes(c.dst, c.scratch); err != nil {
+	if err := packPlanes(f, c.scratch); err != nil {
 		return err
 	}
 	out.Data = grow(out.Data, n)
@@ -123,12 +140,21 @@ func rotate(pf PixelFormat, src []byte, w, h, deg int, dst []byte) (int, int) {
 	case NV12:
 		rotatePlane(src[:w*h], w, h, 1, deg, dst)
 		cw, ch := (w+1)/2, (h+1)/2
-		rw, rh := w, h
-		if deg == 90 || deg == 270 {
-			rw, rh = h, w
-		}
-		rotatePlane(src[w*h:], cw, ch, 2, deg, dst[rw*rh:])
-		return rw, rh
+		rotatePlane(src[w*h:], cw, ch, 2, deg, dst[w*h:])
+		return rotatedSize(w, h, deg)
+	case YUV420P:
+		rotatePlane(src[:w*h], w, h, 1, deg, dst)
+		cw, ch := (w+1)/2, (h+1)/2
+		rotatePlane(src[w*h:w*h+cw*ch], cw, ch, 1, deg, dst[w*h:])
+		rotatePlane(src[w*h+cw*ch:], cw, ch, 1, deg, dst[w*h+cw*ch:])
+		return rotatedSize(w, h, deg)
+	}
+	return w, h
+}
+
+func rotatedSize(w, h, deg int) (int, int) {
+	if deg == 90 || deg == 270 {
+		return h, w
 	}
 	return w, h
 }

@@ -31,6 +31,16 @@ type Frame struct {
 	Height int         // after rotation
 	Format PixelFormat // layout of Data
 	Data   []byte      // pixels, tightly packed (see PixelFormat)
+	// Rotation is the clockwise turn still to apply to show the picture
+	// upright: 0 unless Options.NoAutoRotate left it to the caller.
+	Rotation int
+}
+
+// Planes returns the Y, U and V planes of a YUV420P frame.
+func (f *Frame) Planes() (y, u, v []byte) {
+	n := f.Width * f.Height
+	c := ((f.Width + 1) / 2) * ((f.Height + 1) / 2)
+	return f.Data[:n], f.Data[n : n+c], f.Data[n+c : n+2*c]
 }
 
 // Stats counts what a Decoder has seen so far.
@@ -167,6 +177,10 @@ func (d *Decoder) Next(ctx context.Context, f *Frame) error {
 			return fileErr("decode", d.path, err)
 		}
 		f.Index, f.PTS, f.Format = idx, pts, d.opts.Format
+		f.Rotation = 0
+		if d.opts.NoAutoRotate {
+			f.Rotation = d.in.info.Rotation
+		}
 		d.stats.Emitted++
 		return nil
 	}

@@ -138,7 +138,10 @@ func (p *pipeline) decodeLoop(ctx context.Context, frames chan<- *item, tensors 
 // belongs to the video, not to the run.
 func (p *pipeline) decodeVideo(ctx context.Context, v *video, frames chan<- *item, tensors chan []float32) error {
 	s := p.opts.Settings
-	d, err := decode.Open(ctx, v.planned.Path, decode.Options{Format: decode.RGB24, Stride: s.Stride, FPS: s.FPS, Threads: p.opts.DecodeThreads})
+	// Planar YUV, rotation left to the letterbox: the same computation as
+	// the GPU letterbox, so CPU and GPU workers feed the model alike.
+	d, err := decode.Open(ctx, v.planned.Path, decode.Options{Format: decode.YUV420P, NoAutoRotate: true,
+		Stride: s.Stride, FPS: s.FPS, Threads: p.opts.DecodeThreads})
 	if err != nil {
 		return err
 	}
@@ -157,7 +160,8 @@ func (p *pipeline) decodeVideo(ctx context.Context, v *video, frames chan<- *ite
 		if err != nil || !ok {
 			return err
 		}
-		lb := infer.LetterboxRGB(f.Data, f.Width, f.Height, t, s.InputW, s.InputH)
+		py, pu, pv := f.Planes()
+		lb := infer.LetterboxYUV420(py, pu, pv, f.Width, f.Height, f.Rotation, t, s.InputW, s.InputH)
 		p.opts.Counters.DecodeNanos.Add(int64(time.Since(t0)))
 		if err := send(ctx, frames, &item{v: v, index: f.Index, pts: f.PTS, lb: lb, tensor: t}); err != nil {
 			return err

@@ -14,7 +14,7 @@ import (
 // score testModel gives its person box: 0.3 + 0.6 × mean(letterboxed).
 func expectedScores(t *testing.T, path string) map[int64]float64 {
 	t.Helper()
-	d, err := decode.Open(context.Background(), path, decode.Options{})
+	d, err := decode.Open(context.Background(), path, decode.Options{Format: decode.YUV420P, NoAutoRotate: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,7 +30,8 @@ func expectedScores(t *testing.T, path string) map[int64]float64 {
 		if err != nil {
 			t.Fatal(err)
 		}
-		infer.LetterboxRGB(f.Data, f.Width, f.Height, tensor, imgsz, imgsz)
+		y, u, v := f.Planes()
+		infer.LetterboxYUV420(y, u, v, f.Width, f.Height, f.Rotation, tensor, imgsz, imgsz)
 		var sum float64
 		for _, v := range tensor {
 			sum += float64(v)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"sync/atomic"
 	"time"
 
@@ -31,6 +32,7 @@ func benchCommand() *cli.Command {
 				&cli.IntFlag{Name: "sessions", Value: 8, Usage: "concurrent decode sessions"},
 				&cli.DurationFlag{Name: "duration", Value: 10 * time.Second, Usage: "how long to measure"},
 				&cli.IntFlag{Name: "imgsz", Value: 640, Usage: "letterbox size (0: decode only)"},
+				&cli.StringFlag{Name: "cpuprofile", Usage: "write a Go CPU profile of the run to this file"},
 			},
 			Action: runBenchDecode,
 		}},
@@ -67,6 +69,17 @@ func runBenchDecode(c *cli.Context) error {
 		if lbx, err = infer.NewGPULetterbox(g, size, size, filepath.Join(cache, "dsbatch", "kernels")); err != nil {
 			return err
 		}
+	}
+	if p := c.String("cpuprofile"); p != "" {
+		f, err := os.Create(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	var frames atomic.Int64
 	ctx, cancel := context.WithTimeout(c.Context, c.Duration("duration"))
