@@ -86,7 +86,7 @@ clean:
 ## device-bins: bin/dsbatch-static plus test binaries of the packages with GPU
 ## paths, linked like it, to carry to a GPU machine (scripts/device-check.sh)
 device-bins: static
-	for p in gpu decode infer; do \
+	for p in gpu decode infer job; do \
 		PKG_CONFIG_LIBDIR=$(FFMPEG_PREFIX)/lib/pkgconfig \
 		CGO_LDFLAGS="$$(PKG_CONFIG_LIBDIR=$(FFMPEG_PREFIX)/lib/pkgconfig pkg-config --static --libs $(FFMPEG_LIBS))" \
 		$(GO) test -c -o bin/$$p.test ./$$p || exit 1; \

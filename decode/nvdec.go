@@ -20,6 +20,7 @@ package decode
 //	int width, height, surface_h, coded_w, coded_h, max_w, max_h, depth, out16;
 //	dsb_frame q[DSB_QUEUE]; int qh, qn;
 //	long long decode_errors; int fatal; char msg[256];
+//	CUstream stream; /* where mapped frames are post-processed */
 //} dsb_nvdec;
 //
 //static int CUDAAPI dsb_seq(void *u, CUVIDEOFORMAT *f) {
@@ -88,6 +89,7 @@ package decode
 //	CUVIDPROCPARAMS pp; memset(&pp, 0, sizeof pp);
 //	pp.progressive_frame = i->progressive_frame; pp.top_field_first = i->top_field_first;
 //	pp.unpaired_field = i->repeat_first_field < 0;
+//	pp.output_stream = d->stream;
 //	CUdeviceptr ptr = 0; unsigned int pitch = 0;
 //	d->cu->cuCtxPushCurrent(d->ctx);
 //	CUresult r = d->cv->cuvidMapVideoFrame(d->dec, i->picture_index, &ptr, &pitch, &pp);
@@ -276,6 +278,12 @@ func (d *NVDEC) init(codec int, bsfName string, cuCtx unsafe.Pointer) error {
 	d.d = dec
 	return nil
 }
+
+// SetStream makes NVDEC prepare mapped frames on the CUDA stream s (a
+// CUstream), so that work queued after Next on the same stream sees the
+// whole frame. Without it frames are prepared on the legacy default stream,
+// which non-blocking streams do not wait for.
+func (d *NVDEC) SetStream(s unsafe.Pointer) { d.d.stream = C.CUstream(s) }
 
 // Info describes the stream.
 func (d *NVDEC) Info() Info { return d.in.info }

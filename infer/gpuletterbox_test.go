@@ -7,6 +7,7 @@ import (
 	"math"
 	"path/filepath"
 	"testing"
+	"unsafe"
 
 	"github.com/dsbatch/dsbatch/decode"
 	"github.com/dsbatch/dsbatch/gpu"
@@ -76,6 +77,7 @@ func TestNVDECMatchesCPU(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer nv.Close()
+			nv.SetStream(unsafe.Pointer(s))
 			cpu, err := decode.Open(ctx, path, decode.Options{Format: decode.YUV420P, NoAutoRotate: true})
 			if err != nil {
 				t.Fatal(err)

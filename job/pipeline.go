@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sync/errgroup"
 
@@ -24,6 +25,7 @@ type pipeline struct {
 	work   *workQueue
 	byPath map[string]*Video
 	finish func(export.Video) error
+	gpu    *gpuDecode // nil for CPU workers
 }
 
 // video is the state of one video travelling through the pipeline.
@@ -36,10 +38,12 @@ type video struct {
 	stats   decode.Stats // set before the end marker is sent
 }
 
-// item is a frame, or the end marker of its video (tensor nil).
+// item is a frame, or a marker of its video (tensor nil): end, or reset
+// (drop what was exported of the video so far: it is being decoded again).
 type item struct {
 	v      *video
 	end    bool
+	reset  bool
 	index  int64
 	pts    float64
 	lb     infer.Letterbox
@@ -60,6 +64,14 @@ func (p *pipeline) run(ctx context.Context) error {
 		return fmt.Errorf("worker %d: %w", p.worker.ID, err)
 	}
 	defer engine.Close()
+	if p.worker.Kind == "gpu" {
+		dev, err := openGPUDecode(p.worker, p.opts)
+		if err != nil {
+			return fmt.Errorf("worker %d: %w", p.worker.ID, err)
+		}
+		defer dev.close()
+		p.gpu = dev
+	}
 
 	h, w := p.opts.Settings.InputH, p.opts.Settings.InputW
 	size := 3 * h * w
@@ -115,6 +127,14 @@ func recv[T any](ctx context.Context, ch <-chan T) (T, bool, error) {
 
 // decodeLoop decodes videos from the work queue one after the other.
 func (p *pipeline) decodeLoop(ctx context.Context, frames chan<- *item, tensors chan []float32) error {
+	var sess *gpuSession
+	if p.gpu != nil {
+		var err error
+		if sess, err = p.gpu.session(); err != nil {
+			return fmt.Errorf("worker %d: %w", p.worker.ID, err)
+		}
+		defer sess.close()
+	}
 	for {
 		pv, ok := p.work.next(p.index)
 		if !ok {
@@ -123,8 +143,7 @@ func (p *pipeline) decodeLoop(ctx context.Context, frames chan<- *item, tensors 
 		v := &video{id: VideoID(pv.Path), planned: pv, start: time.Now()}
 		v.rec = videoRecord(p.byPath[pv.Path], v.id)
 		v.rec.Worker = int32(p.worker.ID)
-		v.rec.Decoder = "cpu"
-		v.err = p.decodeVideo(ctx, v, frames, tensors)
+		v.err = p.decodeVideo(ctx, v, frames, tensors, sess)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -134,9 +153,66 @@ func (p *pipeline) decodeLoop(ctx context.Context, frames chan<- *item, tensors 
 	}
 }
 
-// decodeVideo sends the sampled, letterboxed frames of one video. Its error
-// belongs to the video, not to the run.
-func (p *pipeline) decodeVideo(ctx context.Context, v *video, frames chan<- *item, tensors chan []float32) error {
+// decodeVideo sends the sampled, letterboxed frames of one video, on NVDEC
+// when the worker has a GPU and NVDEC takes the file, else on the CPU. Its
+// error belongs to the video, not to the run.
+func (p *pipeline) decodeVideo(ctx context.Context, v *video, frames chan<- *item, tensors chan []float32, sess *gpuSession) error {
+	if sess != nil {
+		v.rec.Decoder = "nvdec"
+		sent, err := p.decodeNVDEC(ctx, v, frames, tensors, sess)
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		// NVDEC refused the file or failed on it: the CPU decodes it again.
+		v.rec.DecoderNote = err.Error()
+		if sent > 0 {
+			if err := send(ctx, frames, &item{v: v, reset: true}); err != nil {
+				return err
+			}
+		}
+	}
+	v.rec.Decoder = "cpu"
+	return p.decodeCPU(ctx, v, frames, tensors)
+}
+
+// decodeNVDEC decodes on the GPU and returns how many frames it sent.
+func (p *pipeline) decodeNVDEC(ctx context.Context, v *video, frames chan<- *item, tensors chan []float32, sess *gpuSession) (int, error) {
+	s := p.opts.Settings
+	d, err := decode.OpenNVDEC(ctx, v.planned.Path, p.gpu.cuda.Context(), decode.Options{Stride: s.Stride, FPS: s.FPS})
+	if err != nil {
+		return 0, err
+	}
+	defer func() { v.stats = d.Stats(); d.Close() }()
+	d.SetStream(unsafe.Pointer(sess.stream))
+	var f decode.GPUFrame
+	sent := 0
+	for {
+		t0 := time.Now()
+		err := d.Next(ctx, &f)
+		if errors.Is(err, io.EOF) {
+			return sent, nil
+		}
+		if err != nil {
+			return sent, err
+		}
+		t, ok, err := recv(ctx, tensors)
+		if err != nil || !ok {
+			return sent, err
+		}
+		lb, err := sess.letterbox(&f, t)
+		if err != nil {
+			return sent, err
+		}
+		p.opts.Counters.DecodeNanos.Add(int64(time.Since(t0)))
+		if err := send(ctx, frames, &item{v: v, index: f.Index, pts: f.PTS, lb: lb, tensor: t}); err != nil {
+			return sent, err
+		}
+		sent++
+	}
+}
+
+// decodeCPU decodes with FFmpeg on the CPU.
+func (p *pipeline) decodeCPU(ctx context.Context, v *video, frames chan<- *item, tensors chan []float32) error {
 	s := p.opts.Settings
 	// Planar YUV, rotation left to the letterbox: the same computation as
 	// the GPU letterbox, so CPU and GPU workers feed the model alike.
@@ -198,7 +274,7 @@ func (p *pipeline) batchLoop(ctx context.Context, frames <-chan *item, batches c
 			cur = &batch{buf: buf}
 		}
 		cur.items = append(cur.items, it)
-		if it.end {
+		if it.end || it.reset {
 			continue
 		}
 		copy(cur.buf[cur.frames*size:(cur.frames+1)*size], it.tensor)
@@ -234,7 +310,7 @@ func (p *pipeline) inferLoop(ctx context.Context, e infer.Engine, batches <-chan
 			}
 			k := 0
 			for _, it := range b.items {
-				if it.end {
+				if it.end || it.reset {
 					continue
 				}
 				dets := l.Head.Decode(out[k*per:(k+1)*per], l.D1, l.D2, p.opts.Post, nil)
@@ -271,6 +347,17 @@ func (p *pipeline) exportLoop(ctx context.Context, results <-chan *batch, buffer
 		t0 := time.Now()
 		for _, it := range b.items {
 			v := it.v
+			if it.reset {
+				if w := writers[v.id]; w != nil {
+					w.Abort()
+					delete(writers, v.id)
+				}
+				p.opts.Counters.FramesDone.Add(-v.rec.FramesInferred)
+				p.opts.Counters.WorkerFrames[p.index].Add(-v.rec.FramesInferred)
+				p.opts.Counters.Detections.Add(-v.rec.Detections)
+				v.rec.FramesInferred, v.rec.Detections = 0, 0
+				continue
+			}
 			w := writers[v.id]
 			if w == nil {
 				if w, err = export.NewDetectionWriter(p.out.detectionsPath(v.id), p.opts.Mem); err != nil {

@@ -75,6 +75,9 @@ type RunOptions struct {
 	// Counters, when set, are updated as the run goes (for progress).
 	Counters *Counters
 	Mem      memory.Allocator
+	// KernelCache is where compiled GPU kernels are kept (default: the
+	// user cache folder).
+	KernelCache string
 	// Meta is written into run.json beside the settings and the summary:
 	// dsbatch version, model path, host, GPUs, command line.
 	Meta map[string]any

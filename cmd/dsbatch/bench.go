@@ -10,6 +10,7 @@ import (
 	"runtime/pprof"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sync/errgroup"
@@ -123,6 +124,7 @@ func benchOne(ctx context.Context, g *gpu.CUDA, lbx *infer.GPULetterbox, path st
 		return err
 	}
 	defer d.Close()
+	d.SetStream(unsafe.Pointer(s))
 	var f decode.GPUFrame
 	for {
 		err := d.Next(ctx, &f)

@@ -109,8 +109,7 @@ func runRun(c *cli.Context) error {
 		host.Close()
 	}
 	if len(devs) > 0 {
-		fmt.Fprintf(c.App.ErrWriter, "dsbatch: %d GPU(s) found; this build decodes and infers on the CPU (NVDEC and the GPU engine come next)\n", len(devs))
-		devs = nil
+		fmt.Fprintf(c.App.ErrWriter, "dsbatch: %d GPU worker(s): NVDEC decoding, inference on ONNX Runtime (CPU) until the GPU engine lands\n", len(devs))
 	}
 	workers := job.Workers(devs, c.Int("cpu-workers"))
 	threads := c.Int("threads")

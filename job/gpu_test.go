@@ -1,0 +1,98 @@
+package job
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/dsbatch/dsbatch/gpu"
+)
+
+// TestRunGPUWorkerMatchesCPU runs the same clips through a GPU worker (NVDEC
+// and the GPU letterbox) and a CPU worker: the detections must be the same
+// rows, and files NVDEC refuses must fall back to the CPU with a note.
+// It skips on machines without a GPU; the device run proves it.
+func TestRunGPUWorkerMatchesCPU(t *testing.T) {
+	host, err := gpu.Open()
+	if errors.Is(err, gpu.ErrNoDriver) {
+		t.Skipf("no GPU: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	devs, err := host.Devices()
+	host.Close()
+	if err != nil || len(devs) == 0 {
+		t.Fatalf("devices: %v", err)
+	}
+	h := newHarness(t)
+	files := mediaFiles(t, "h264.mp4", "h264-faststart.mp4", "hevc.mkv", "rotated.mp4", "vfr.mkv", "resize.ts", "vp9.webm", "mpeg4.avi")
+	videos, err := ProbeAll(context.Background(), files, ProbeOptions{Jobs: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cpuOut, gpuOut := t.TempDir(), t.TempDir()
+	if _, err := Run(context.Background(), MakePlan(videos, Workers(nil, 1), Shard{}), videos, h.options(cpuOut, 1)); err != nil {
+		t.Fatal(err)
+	}
+	opts := h.options(gpuOut, 1)
+	opts.KernelCache = t.TempDir()
+	sum, err := Run(context.Background(), MakePlan(videos, Workers(devs[:1], 0), Shard{}), videos, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Done != len(files) {
+		t.Fatalf("GPU run: %+v", sum)
+	}
+	// The same detections (video, frame, class, box to 1e-3 px) with the same
+	// scores to 1e-5: the kernel is built with fast math, so floats may
+	// differ in their last bits from the CPU's.
+	db := openDuck(t)
+	a, b := filepath.Join(cpuOut, "detections", "*.parquet"), filepath.Join(gpuOut, "detections", "*.parquet")
+	total := queryInts(t, db, fmt.Sprintf("select count(*) from read_parquet('%s')", a))[0]
+	if n := queryInts(t, db, fmt.Sprintf("select count(*) from read_parquet('%s')", b))[0]; n != total || total == 0 {
+		t.Fatalf("CPU worker %d rows, GPU worker %d", total, n)
+	}
+	matched := queryInts(t, db, fmt.Sprintf(`select count(*) from read_parquet('%s') c join read_parquet('%s') g
+		using (video_id, frame_index, class_id)
+		where abs(c.score - g.score) < 1e-5 and abs(c.x1 - g.x1) < 1e-3 and abs(c.y1 - g.y1) < 1e-3
+		  and abs(c.x2 - g.x2) < 1e-3 and abs(c.y2 - g.y2) < 1e-3 and c.pts_seconds = g.pts_seconds`, a, b))[0]
+	if matched != total {
+		t.Errorf("%d of %d detections match between the CPU and the GPU worker", matched, total)
+	}
+	worst := queryFloat(t, db, fmt.Sprintf(`select max(abs(c.score - g.score)) from read_parquet('%s') c join read_parquet('%s') g using (video_id, frame_index, class_id)`, a, b))
+	t.Logf("%d detections, max |score CPU − GPU| = %g", total, worst)
+	rows, err := db.Query(fmt.Sprintf(`select path, decoder, coalesce(decoder_note, '') from read_parquet('%s') order by path`, filepath.Join(gpuOut, "videos.parquet")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var path, dec, note string
+		rows.Scan(&path, &dec, &note)
+		t.Logf("%s: %s %s", filepath.Base(path), dec, note)
+		want := "nvdec"
+		if strings.HasSuffix(path, "resize.ts") || strings.HasSuffix(path, "vp9.webm") || strings.HasSuffix(path, "mpeg4.avi") {
+			want = "cpu"
+			if note == "" {
+				t.Errorf("%s fell back to the CPU without a note", path)
+			}
+		}
+		if dec != want {
+			t.Errorf("%s decoded by %s, want %s", path, dec, want)
+		}
+	}
+}
+
+func queryFloat(t *testing.T, db *sql.DB, q string) float64 {
+	t.Helper()
+	var v float64
+	if err := db.QueryRow(q).Scan(&v); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	return v
+}

@@ -1,0 +1,79 @@
+package job
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/dsbatch/dsbatch/decode"
+	"github.com/dsbatch/dsbatch/gpu"
+	"github.com/dsbatch/dsbatch/infer"
+)
+
+// gpuDecode is a GPU worker's decoding side: its CUDA context and the
+// letterbox kernel.
+type gpuDecode struct {
+	cuda *gpu.CUDA
+	lbx  *infer.GPULetterbox
+	size int // floats per letterboxed image
+}
+
+func openGPUDecode(w Worker, opts *RunOptions) (*gpuDecode, error) {
+	g, err := gpu.OpenCUDA(w.GPU.UUID)
+	if err != nil {
+		return nil, err
+	}
+	cache := opts.KernelCache
+	if cache == "" {
+		if base, err := os.UserCacheDir(); err == nil {
+			cache = filepath.Join(base, "dsbatch", "kernels")
+		}
+	}
+	s := opts.Settings
+	lbx, err := infer.NewGPULetterbox(g, s.InputW, s.InputH, cache)
+	if err != nil {
+		g.Close()
+		return nil, err
+	}
+	return &gpuDecode{cuda: g, lbx: lbx, size: 3 * s.InputW * s.InputH}, nil
+}
+
+func (g *gpuDecode) close() { g.cuda.Close() }
+
+// gpuSession is one decode session's stream and letterbox buffer.
+type gpuSession struct {
+	g      *gpuDecode
+	stream gpu.Stream
+	buf    gpu.DevicePtr
+}
+
+func (g *gpuDecode) session() (*gpuSession, error) {
+	s, err := g.cuda.NewStream()
+	if err != nil {
+		return nil, err
+	}
+	buf, err := g.cuda.Alloc(4 * g.size)
+	if err != nil {
+		g.cuda.DestroyStream(s)
+		return nil, err
+	}
+	return &gpuSession{g: g, stream: s, buf: buf}, nil
+}
+
+func (s *gpuSession) close() {
+	s.g.cuda.Free(s.buf)
+	s.g.cuda.DestroyStream(s.stream)
+}
+
+// letterbox letterboxes f on the GPU and copies the tensor into dst on the
+// host, for the ONNX Runtime engine (the GPU engine will read it in place).
+func (s *gpuSession) letterbox(f *decode.GPUFrame, dst []float32) (infer.Letterbox, error) {
+	lb, err := s.g.lbx.Run(f, s.buf, s.stream)
+	if err != nil {
+		return lb, err
+	}
+	if err := s.g.cuda.CopyToHost(dst[:s.g.size], s.buf, s.stream); err != nil {
+		return lb, fmt.Errorf("letterbox copy: %w", err)
+	}
+	return lb, nil
+}
