@@ -25,5 +25,7 @@ type Host interface {
 	Devices() ([]Device, error)
 	// Decoders reports what the NVDEC engines of the GPU with this UUID decode.
 	Decoders(uuid string) (*Decoders, error)
+	// Sample reads the current load of the GPU with this UUID.
+	Sample(uuid string) (Sample, error)
 	Close() error
 }

@@ -1,10 +1,12 @@
 package gpu
 
 import (
+	"context"
 	"errors"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func fakeDevices(n int) []Device {
@@ -130,5 +132,51 @@ func TestOpen(t *testing.T) {
 		if dec.Engines == 0 || dec.Check("h264", "4:2:0", 8, 1920, 1080) != nil {
 			t.Errorf("GPU %d: NVDEC %+v cannot decode 1080p H.264", d.Index, dec)
 		}
+		smp, err := h.Sample(d.UUID)
+		if err != nil || smp.MemUsed == 0 || smp.SM > 100 || smp.Decoder > 100 {
+			t.Errorf("GPU %d: sample %+v, %v", d.Index, smp, err)
+		}
+	}
+}
+
+// fakeHost serves scripted samples.
+type fakeHost struct {
+	samples map[string][]Sample
+	n       map[string]int
+}
+
+func (f *fakeHost) Devices() ([]Device, error)         { return nil, nil }
+func (f *fakeHost) Decoders(string) (*Decoders, error) { return nil, nil }
+func (f *fakeHost) Close() error                       { return nil }
+func (f *fakeHost) Sample(uuid string) (Sample, error) {
+	s := f.samples[uuid]
+	if len(s) == 0 {
+		return Sample{}, errors.New("no such GPU")
+	}
+	i := f.n[uuid] % len(s)
+	f.n[uuid]++
+	return s[i], nil
+}
+
+func TestSampler(t *testing.T) {
+	h := &fakeHost{n: map[string]int{}, samples: map[string][]Sample{
+		"GPU-a": {{SM: 10, Decoder: 90, MemUsed: 5}, {SM: 30, Decoder: 70, MemUsed: 9}},
+	}}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := StartSampler(ctx, h, []string{"GPU-a", "GPU-missing"}, time.Millisecond)
+	deadline := time.Now().Add(5 * time.Second)
+	for s.Loads()[0].Samples < 10 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	l := s.Loads()
+	if l[0].Samples < 10 || l[0].SMMax != 30 || l[0].DecoderMax != 90 || l[0].MemUsedMax != 9 {
+		t.Fatalf("load %+v", l[0])
+	}
+	if l[0].SMMean < 10 || l[0].SMMean > 30 || l[0].DecoderMean < 70 || l[0].DecoderMean > 90 {
+		t.Errorf("means %+v", l[0])
+	}
+	if l[1].Samples != 0 {
+		t.Errorf("unreadable GPU sampled: %+v", l[1])
 	}
 }

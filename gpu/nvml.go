@@ -62,6 +62,24 @@ func (h *nvmlHost) Devices() ([]Device, error) {
 	return devs, nil
 }
 
+func (h *nvmlHost) Sample(uuid string) (Sample, error) {
+	d, ret := h.lib.DeviceGetHandleByUUID(uuid)
+	if ret != nvml.SUCCESS {
+		return Sample{}, fmt.Errorf("nvml %s: %s", uuid, h.lib.ErrorString(ret))
+	}
+	var s Sample
+	if u, ret := d.GetUtilizationRates(); ret == nvml.SUCCESS {
+		s.SM, s.Memory = u.Gpu, u.Memory
+	}
+	if dec, _, ret := d.GetDecoderUtilization(); ret == nvml.SUCCESS {
+		s.Decoder = dec
+	}
+	if m, ret := d.GetMemoryInfo(); ret == nvml.SUCCESS {
+		s.MemUsed = m.Used
+	}
+	return s, nil
+}
+
 func (h *nvmlHost) Decoders(uuid string) (*Decoders, error) {
 	return queryDecoders(uuid)
 }

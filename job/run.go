@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/dsbatch/dsbatch/export"
+	"github.com/dsbatch/dsbatch/gpu"
 	"github.com/dsbatch/dsbatch/infer"
 )
 
@@ -75,6 +76,8 @@ type RunOptions struct {
 	// Counters, when set, are updated as the run goes (for progress).
 	Counters *Counters
 	Mem      memory.Allocator
+	// GPUHost, when set, is sampled for GPU load during the run.
+	GPUHost gpu.Host
 	// KernelCache is where compiled GPU kernels are kept (default: the
 	// user cache folder).
 	KernelCache string
@@ -96,6 +99,8 @@ type Counters struct {
 	InferNanos    atomic.Int64 // engine and post-processing
 	ExportNanos   atomic.Int64 // Parquet writing
 	WorkerFrames  []atomic.Int64
+	// GPU reports the load of the run\'s GPUs (nil without GPU workers).
+	GPU *gpu.Sampler
 }
 
 // Failure is a video that failed, and why.
@@ -117,6 +122,7 @@ type Summary struct {
 	FPS         float64       `json:"frames_per_second"`
 	PeakRSS     int64         `json:"peak_rss_bytes"`
 	Stages      StageTimes    `json:"stage_seconds"`
+	GPUs        []gpu.Load    `json:"gpus,omitempty"`
 	Interrupted bool          `json:"interrupted"`
 }
 
@@ -211,6 +217,18 @@ func Run(ctx context.Context, plan *Plan, videos []Video, opts RunOptions) (*Sum
 	}
 	work := newWorkQueue(queues)
 
+	var uuids []string
+	for _, w := range plan.Workers {
+		if w.GPU != nil {
+			uuids = append(uuids, w.GPU.UUID)
+		}
+	}
+	if opts.GPUHost != nil && len(uuids) > 0 {
+		sctx, stop := context.WithCancel(ctx)
+		defer stop()
+		c.GPU = gpu.StartSampler(sctx, opts.GPUHost, uuids, time.Second)
+	}
+
 	g, gctx := errgroup.WithContext(ctx)
 	for i, w := range plan.Workers {
 		p := &pipeline{
@@ -259,6 +277,7 @@ func Run(ctx context.Context, plan *Plan, videos []Video, opts RunOptions) (*Sum
 		Export: time.Duration(c.ExportNanos.Load()).Seconds(),
 	}
 	sort.Slice(sum.Failed, func(i, j int) bool { return sum.Failed[i].Path < sum.Failed[j].Path })
+	sum.GPUs = c.GPU.Loads()
 	type workerTotals struct {
 		Worker
 		Videos int     `json:"videos"`

@@ -61,6 +61,9 @@ func videosLine(c *job.Counters, workers int, elapsed time.Duration) string {
 	if workers > 1 {
 		s += "; " + perWorker(c, elapsed)
 	}
+	for i, g := range c.GPU.Loads() {
+		s += fmt.Sprintf("; gpu%d sm %d%% dec %d%%", i, g.Last.SM, g.Last.Decoder)
+	}
 	return s
 }
 

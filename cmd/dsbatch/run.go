@@ -106,7 +106,7 @@ func runRun(c *cli.Context) error {
 		return err
 	}
 	if host != nil {
-		host.Close()
+		defer host.Close()
 	}
 	if len(devs) > 0 {
 		fmt.Fprintf(c.App.ErrWriter, "dsbatch: %d GPU worker(s): NVDEC decoding, inference on ONNX Runtime (CPU) until the GPU engine lands\n", len(devs))
@@ -152,6 +152,7 @@ func runRun(c *cli.Context) error {
 		DecodeSessions: c.Int("decoders"),
 		Force:          c.Bool("force"),
 		Counters:       &job.Counters{},
+		GPUHost:        host,
 		Meta:           runMeta(c, model, sha, lib),
 	}
 	stop := startProgress(c.App.ErrWriter, opts.Counters, len(workers), c.Duration("log-every"))
@@ -215,6 +216,10 @@ func writeRunSummary(w io.Writer, s *job.Summary, out string) {
 	if busy > 0 {
 		fmt.Fprintf(w, "stage time: decode+letterbox %.1fs (%.0f%%), inference %.1fs (%.0f%%), export %.1fs (%.0f%%)\n",
 			s.Stages.Decode, 100*s.Stages.Decode/busy, s.Stages.Infer, 100*s.Stages.Infer/busy, s.Stages.Export, 100*s.Stages.Export/busy)
+	}
+	for i, g := range s.GPUs {
+		fmt.Fprintf(w, "gpu %d: SM %.0f%% mean (max %d%%), NVDEC %.0f%% mean (max %d%%), memory used up to %s\n",
+			i, g.SMMean, g.SMMax, g.DecoderMean, g.DecoderMax, bytesIEC(int64(g.MemUsedMax)))
 	}
 	fmt.Fprintf(w, "peak memory: %s; results in %s\n", bytesIEC(s.PeakRSS), out)
 	for _, f := range s.Failed {
