@@ -8,7 +8,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/dsbatch/dsbatch/gpu"
 	"github.com/dsbatch/dsbatch/job"
 )
 
@@ -37,19 +36,9 @@ func runPlan(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	devs, host, err := selectGPUs(c)
+	devs, decoders, err := gpusAndDecoders(c)
 	if err != nil {
 		return err
-	}
-	var decoders *gpu.Decoders
-	if host != nil {
-		if len(devs) > 0 {
-			decoders, err = host.Decoders(devs[0].UUID)
-			if err != nil {
-				fmt.Fprintln(c.App.ErrWriter, "dsbatch: warning: cannot read NVDEC capabilities:", err)
-			}
-		}
-		host.Close()
 	}
 	videos, err := probeArchive(c, shard, decoders)
 	if err != nil {

@@ -62,27 +62,27 @@ func probeArchive(c *cli.Context, shard job.Shard, decoders *gpu.Decoders) ([]jo
 	return videos, err
 }
 
-// firstDecoders returns the NVDEC capabilities of the first selected GPU,
-// or nil without a GPU.
-func firstDecoders(c *cli.Context) (*gpu.Decoders, error) {
+// gpusAndDecoders selects the GPUs the flags ask for and reads the NVDEC
+// capabilities of the first one (nil without a GPU).
+func gpusAndDecoders(c *cli.Context) ([]gpu.Device, *gpu.Decoders, error) {
 	devs, host, err := selectGPUs(c)
 	if err != nil || host == nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer host.Close()
 	if len(devs) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	d, err := host.Decoders(devs[0].UUID)
 	if err != nil {
 		fmt.Fprintln(c.App.ErrWriter, "dsbatch: warning: cannot read NVDEC capabilities:", err)
-		return nil, nil
+		return devs, nil, nil
 	}
-	return d, nil
+	return devs, d, nil
 }
 
 func runProbe(c *cli.Context) error {
-	decoders, err := firstDecoders(c)
+	_, decoders, err := gpusAndDecoders(c)
 	if err != nil {
 		return err
 	}
