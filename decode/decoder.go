@@ -21,6 +21,10 @@ type Options struct {
 	Threads int
 	// NoAutoRotate leaves frames as coded, ignoring the display matrix.
 	NoAutoRotate bool
+	// Probed, when set, holds the facts an earlier Probe of the file gave;
+	// OpenNVDEC then skips FFmpeg's stream analysis (tens of milliseconds
+	// of software decoding per file).
+	Probed *Info
 }
 
 // Frame is one decoded picture in host memory.

@@ -227,7 +227,13 @@ type NVDEC struct {
 // (gpu.CUDA.Context). Errors wrapping ErrNVDECUnsupported mean the file
 // should be decoded on the CPU.
 func OpenNVDEC(ctx context.Context, path string, cuCtx unsafe.Pointer, opts Options) (*NVDEC, error) {
-	in, err := openInput(ctx, path)
+	var in *input
+	var err error
+	if opts.Probed != nil {
+		in, err = openProbed(ctx, path, opts.Probed)
+	} else {
+		in, err = openInput(ctx, path)
+	}
 	if err != nil {
 		return nil, fileErr("open", path, err)
 	}
@@ -240,8 +246,8 @@ func OpenNVDEC(ctx context.Context, path string, cuCtx unsafe.Pointer, opts Opti
 	if !opts.NoAutoRotate {
 		d.rot = in.info.Rotation
 	}
-	if st := in.stream.StartTime(); st != astiav.NoPtsValue {
-		d.t0 = st
+	if d.tb > 0 {
+		d.t0 = int64(math.Round(in.info.StartTime / d.tb))
 	}
 	if err := d.init(c.codec, c.bsf, cuCtx); err != nil {
 		d.Close()

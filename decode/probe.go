@@ -29,6 +29,7 @@ type Info struct {
 	Rotation    int     `json:"rotation"`         // clockwise degrees to display upright: 0, 90, 180, 270
 	BitRate     int64   `json:"bitrate"`          // bits per second, 0 if unknown
 	StreamIndex int     `json:"stream_index"`     // index of the video stream in the container
+	StartTime   float64 `json:"start_time"`       // seconds: the stream's first timestamp (timestamps count from it)
 }
 
 // DisplaySize returns the frame size once rotated upright.
@@ -103,6 +104,33 @@ func openInput(ctx context.Context, path string) (*input, error) {
 		in.close()
 		return nil, fmt.Errorf("%w: video stream %d has no frame size (%s)", ErrTruncated, s.Index(), in.info.Codec)
 	}
+	return in, nil
+}
+
+// openProbed opens path for a video whose facts an earlier Probe gave,
+// without FFmpeg's stream analysis (which decodes frames in software). It
+// checks that the file still holds that stream.
+func openProbed(ctx context.Context, path string, info *Info) (*input, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if _, err := checkFile(path); err != nil {
+		return nil, err
+	}
+	fc := astiav.AllocFormatContext()
+	if fc == nil {
+		return nil, errors.New("cannot allocate format context")
+	}
+	if err := fc.OpenInput(path, nil, nil); err != nil {
+		return nil, classifyOpenError(err)
+	}
+	in := &input{fc: fc, info: *info}
+	ss := fc.Streams()
+	if info.StreamIndex >= len(ss) || ss[info.StreamIndex].CodecParameters().CodecID().Name() != info.Codec {
+		in.close()
+		return nil, fmt.Errorf("%w: the file changed since it was probed", ErrNotVideo)
+	}
+	in.stream = ss[info.StreamIndex]
 	return in, nil
 }
 
@@ -186,6 +214,9 @@ func describe(fc *astiav.FormatContext, s *astiav.Stream) Info {
 		info.BitRate = fc.BitRate()
 	}
 	tb := s.TimeBase().Float64()
+	if st := s.StartTime(); st != astiav.NoPtsValue {
+		info.StartTime = float64(st) * tb
+	}
 	if d := s.Duration(); d > 0 && d != astiav.NoPtsValue && tb > 0 {
 		info.Duration = float64(d) * tb
 	} else if d := fc.Duration(); d > 0 && d != astiav.NoPtsValue {

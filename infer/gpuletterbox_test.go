@@ -68,7 +68,11 @@ func TestNVDECMatchesCPU(t *testing.T) {
 	for _, name := range []string{"h264.mp4", "h264-faststart.mp4", "hevc.mkv", "hevc10.mkv", "vp9.webm", "rotated.mp4", "resize.ts", "vfr.mkv"} {
 		t.Run(name, func(t *testing.T) {
 			path := filepath.Join("../testdata/media", name)
-			nv, err := decode.OpenNVDEC(ctx, path, g.Context(), decode.Options{})
+			info, err := decode.Probe(ctx, path, decode.ProbeOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			nv, err := decode.OpenNVDEC(ctx, path, g.Context(), decode.Options{Probed: &info})
 			if errors.Is(err, decode.ErrNVDECUnsupported) && unsupported[name] {
 				t.Logf("refused as it must be: %v", err)
 				return

@@ -14,7 +14,7 @@ import (
 
 // cacheVersion changes whenever what Probe records changes, so that old
 // caches are ignored rather than misread.
-const cacheVersion = 1
+const cacheVersion = 2
 
 // Cache remembers probe results by absolute path, size and modification
 // time, so that re-probing an unchanged archive reads no video file. It is

@@ -178,7 +178,11 @@ func (p *pipeline) decodeVideo(ctx context.Context, v *video, frames chan<- *ite
 // decodeNVDEC decodes on the GPU and returns how many frames it sent.
 func (p *pipeline) decodeNVDEC(ctx context.Context, v *video, frames chan<- *item, tensors chan []float32, sess *gpuSession) (int, error) {
 	s := p.opts.Settings
-	d, err := decode.OpenNVDEC(ctx, v.planned.Path, p.gpu.cuda.Context(), decode.Options{Stride: s.Stride, FPS: s.FPS})
+	var probed *decode.Info
+	if pv := p.byPath[v.planned.Path]; pv != nil && pv.OK() {
+		probed = &pv.Info
+	}
+	d, err := decode.OpenNVDEC(ctx, v.planned.Path, p.gpu.cuda.Context(), decode.Options{Stride: s.Stride, FPS: s.FPS, Probed: probed})
 	if err != nil {
 		return 0, err
 	}

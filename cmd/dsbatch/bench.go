@@ -82,6 +82,15 @@ func runBenchDecode(c *cli.Context) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
+	// Probe once, as dsbatch run does before decoding.
+	infos := make([]*decode.Info, len(files))
+	for i, f := range files {
+		info, err := decode.Probe(c.Context, f, decode.ProbeOptions{})
+		if err != nil {
+			return err
+		}
+		infos[i] = &info
+	}
 	var frames atomic.Int64
 	ctx, cancel := context.WithTimeout(c.Context, c.Duration("duration"))
 	defer cancel()
@@ -102,7 +111,7 @@ func runBenchDecode(c *cli.Context) error {
 				defer g.Free(dst)
 			}
 			for i := s; ctx.Err() == nil; i++ {
-				if err := benchOne(ctx, g, lbx, files[i%len(files)], dst, stream, &frames); err != nil && ctx.Err() == nil {
+				if err := benchOne(ctx, g, lbx, files[i%len(files)], infos[i%len(files)], dst, stream, &frames); err != nil && ctx.Err() == nil {
 					return err
 				}
 			}
@@ -118,8 +127,8 @@ func runBenchDecode(c *cli.Context) error {
 	return nil
 }
 
-func benchOne(ctx context.Context, g *gpu.CUDA, lbx *infer.GPULetterbox, path string, dst gpu.DevicePtr, s gpu.Stream, frames *atomic.Int64) error {
-	d, err := decode.OpenNVDEC(ctx, path, g.Context(), decode.Options{})
+func benchOne(ctx context.Context, g *gpu.CUDA, lbx *infer.GPULetterbox, path string, info *decode.Info, dst gpu.DevicePtr, s gpu.Stream, frames *atomic.Int64) error {
+	d, err := decode.OpenNVDEC(ctx, path, g.Context(), decode.Options{Probed: info})
 	if err != nil {
 		return err
 	}

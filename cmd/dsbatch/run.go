@@ -35,7 +35,7 @@ func runCommand() *cli.Command {
 		&cli.StringFlag{Name: "engine", Value: "auto", Usage: "inference engine: auto or onnxruntime"},
 		&cli.StringFlag{Name: "ort-lib", Usage: "ONNX Runtime library (default: $DSBATCH_ORT_LIB, then beside the executable)"},
 		&cli.IntFlag{Name: "threads", Usage: "inference threads per CPU worker (default: cores / workers)"},
-		&cli.IntFlag{Name: "decoders", Value: 2, Usage: "videos each worker decodes at once"},
+		&cli.IntFlag{Name: "decoders", Value: 2, Usage: "videos each worker decodes at once (GPU workers: at least one per NVDEC engine)"},
 		&cli.IntFlag{Name: "cpu-workers", Value: 1, Usage: "CPU workers when no GPU is used"},
 		&cli.StringFlag{Name: "shard", Usage: "process only this node's share i/n of the archive"},
 		&cli.BoolFlag{Name: "force", Usage: "discard results in --out made with other settings"},
@@ -108,8 +108,13 @@ func runRun(c *cli.Context) error {
 	if host != nil {
 		defer host.Close()
 	}
+	decoders := c.Int("decoders")
 	if len(devs) > 0 {
-		fmt.Fprintf(c.App.ErrWriter, "dsbatch: %d GPU worker(s): NVDEC decoding, inference on ONNX Runtime (CPU) until the GPU engine lands\n", len(devs))
+		// Every NVDEC engine needs a session of its own to be busy.
+		if caps, err := host.Decoders(devs[0].UUID); err == nil && !c.IsSet("decoders") {
+			decoders = max(decoders, caps.Engines)
+		}
+		fmt.Fprintf(c.App.ErrWriter, "dsbatch: %d GPU worker(s), %d NVDEC sessions each; inference on ONNX Runtime (CPU) until the GPU engine lands\n", len(devs), decoders)
 	}
 	workers := job.Workers(devs, c.Int("cpu-workers"))
 	threads := c.Int("threads")
@@ -149,7 +154,7 @@ func runRun(c *cli.Context) error {
 		Post:           infer.PostOptions{Conf: conf, IoU: iou, MaxDet: c.Int("max-det"), ClassAgnostic: c.Bool("agnostic-nms")},
 		NewEngine:      newEngine,
 		Batch:          c.Int("batch"),
-		DecodeSessions: c.Int("decoders"),
+		DecodeSessions: decoders,
 		Force:          c.Bool("force"),
 		Counters:       &job.Counters{},
 		GPUHost:        host,
