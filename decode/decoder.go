@@ -25,6 +25,10 @@ type Options struct {
 	// OpenNVDEC then skips FFmpeg's stream analysis (tens of milliseconds
 	// of software decoding per file).
 	Probed *Info
+	// Loop makes OpenNVDEC's decoder start the file again at its end, with
+	// the same parser and decoder, until the context ends (benchmarks:
+	// steady-state decoding without reopening).
+	Loop bool
 }
 
 // Frame is one decoded picture in host memory.

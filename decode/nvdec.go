@@ -218,6 +218,7 @@ type NVDEC struct {
 	t0     int64
 	tb     float64
 	held   C.CUdeviceptr
+	loop   bool
 	eof    bool
 	stats  Stats
 	closed bool
@@ -242,7 +243,7 @@ func OpenNVDEC(ctx context.Context, path string, cuCtx unsafe.Pointer, opts Opti
 		in.close()
 		return nil, fileErr("open", path, fmt.Errorf("%w: codec %s", ErrNVDECUnsupported, in.info.Codec))
 	}
-	d := &NVDEC{path: path, in: in, samp: newSampler(opts), tb: in.stream.TimeBase().Float64()}
+	d := &NVDEC{path: path, in: in, samp: newSampler(opts), tb: in.stream.TimeBase().Float64(), loop: opts.Loop}
 	if !opts.NoAutoRotate {
 		d.rot = in.info.Rotation
 	}
@@ -369,6 +370,12 @@ func (d *NVDEC) release() {
 func (d *NVDEC) feed() error {
 	for {
 		err := d.in.fc.ReadFrame(d.pkt)
+		if errors.Is(err, astiav.ErrEof) && d.loop {
+			if err := d.in.fc.SeekFrame(d.in.info.StreamIndex, math.MinInt64+1, astiav.NewSeekFlags(astiav.SeekFlagBackward)); err != nil {
+				return fmt.Errorf("rewind: %w", err)
+			}
+			continue
+		}
 		if errors.Is(err, astiav.ErrEof) {
 			d.eof = true
 			return d.send(nil, 0, true)

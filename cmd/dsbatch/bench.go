@@ -34,6 +34,7 @@ func benchCommand() *cli.Command {
 				&cli.DurationFlag{Name: "duration", Value: 10 * time.Second, Usage: "how long to measure"},
 				&cli.IntFlag{Name: "imgsz", Value: 640, Usage: "letterbox size (0: decode only)"},
 				&cli.StringFlag{Name: "cpuprofile", Usage: "write a Go CPU profile of the run to this file"},
+				&cli.BoolFlag{Name: "loop", Usage: "decode each file over and over in one decoder instead of reopening it (steady state, as for long videos)"},
 			},
 			Action: runBenchDecode,
 		}},
@@ -111,7 +112,7 @@ func runBenchDecode(c *cli.Context) error {
 				defer g.Free(dst)
 			}
 			for i := s; ctx.Err() == nil; i++ {
-				if err := benchOne(ctx, g, lbx, files[i%len(files)], infos[i%len(files)], dst, stream, &frames); err != nil && ctx.Err() == nil {
+				if err := benchOne(ctx, g, lbx, files[i%len(files)], infos[i%len(files)], c.Bool("loop"), dst, stream, &frames); err != nil && ctx.Err() == nil {
 					return err
 				}
 			}
@@ -127,8 +128,8 @@ func runBenchDecode(c *cli.Context) error {
 	return nil
 }
 
-func benchOne(ctx context.Context, g *gpu.CUDA, lbx *infer.GPULetterbox, path string, info *decode.Info, dst gpu.DevicePtr, s gpu.Stream, frames *atomic.Int64) error {
-	d, err := decode.OpenNVDEC(ctx, path, g.Context(), decode.Options{Probed: info})
+func benchOne(ctx context.Context, g *gpu.CUDA, lbx *infer.GPULetterbox, path string, info *decode.Info, loop bool, dst gpu.DevicePtr, s gpu.Stream, frames *atomic.Int64) error {
+	d, err := decode.OpenNVDEC(ctx, path, g.Context(), decode.Options{Probed: info, Loop: loop})
 	if err != nil {
 		return err
 	}
