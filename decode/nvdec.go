@@ -17,7 +17,8 @@ package decode
 //typedef struct {
 //	CudaFunctions *cu; CuvidFunctions *cv; CUcontext ctx; CUvideoctxlock lock;
 //	CUvideoparser parser; CUvideodecoder dec; cudaVideoCodec codec;
-//	int width, height, surface_h, coded_w, coded_h, max_w, max_h, depth, out16;
+//	int width, height, surface_h, coded_w, coded_h, max_w, max_h, depth, out16, chroma;
+//	int fresh; /* no picture of the current file yet: the decoder may be re-created */
 //	dsb_frame q[DSB_QUEUE]; int qh, qn;
 //	long long decode_errors; int fatal; char msg[256];
 //	CUstream stream; /* where mapped frames are post-processed */
@@ -29,7 +30,13 @@ package decode
 //	if (surfaces > 32) surfaces = 32;
 //	int dw = f->display_area.right - f->display_area.left, dh = f->display_area.bottom - f->display_area.top;
 //	if (d->dec) {
-//		if ((int)f->coded_width == d->coded_w && (int)f->coded_height == d->coded_h && dw == d->width && dh == d->height) return surfaces;
+//		if ((int)f->coded_width == d->coded_w && (int)f->coded_height == d->coded_h && dw == d->width && dh == d->height &&
+//		    (int)f->chroma_format == d->chroma && f->bit_depth_luma_minus8 + 8 == d->depth) { d->fresh = 0; return surfaces; }
+//		if (d->fresh) { /* a new file of another format: start over */
+//			d->cu->cuCtxPushCurrent(d->ctx); d->cv->cuvidDestroyDecoder(d->dec); d->cu->cuCtxPopCurrent(NULL);
+//			d->dec = NULL;
+//			return dsb_seq(u, f);
+//		}
 //		// Frames of the old sequence may still wait for display at the new
 //		// size: the caller redoes such a file on the CPU.
 //		snprintf(d->msg, sizeof d->msg, "resolution changed mid-stream from %dx%d to %dx%d", d->width, d->height, dw, dh);
@@ -69,6 +76,7 @@ package decode
 //	if (r) { snprintf(d->msg, sizeof d->msg, "cuvidCreateDecoder: error %d", (int)r); d->fatal = 1; return 0; }
 //	d->coded_w = d->max_w = f->coded_width; d->coded_h = d->max_h = f->coded_height;
 //	d->width = dw; d->height = dh; d->surface_h = dh; d->depth = f->bit_depth_luma_minus8 + 8;
+//	d->chroma = f->chroma_format; d->fresh = 0;
 //	return surfaces;
 //}
 //
@@ -101,18 +109,22 @@ package decode
 //	return 1;
 //}
 //
+//static CUresult dsb_parser(dsb_nvdec *d) {
+//	CUVIDPARSERPARAMS pp; memset(&pp, 0, sizeof pp);
+//	pp.CodecType = d->codec; pp.ulMaxNumDecodeSurfaces = 1; pp.ulMaxDisplayDelay = 2;
+//	pp.ulClockRate = 0; pp.pUserData = d;
+//	pp.pfnSequenceCallback = dsb_seq; pp.pfnDecodePicture = dsb_decode; pp.pfnDisplayPicture = dsb_display;
+//	return d->cv->cuvidCreateVideoParser(&d->parser, &pp);
+//}
+//
 //static int dsb_nvdec_open(void *ctx, int codec, dsb_nvdec **out, char *err, int errlen) {
 //	dsb_nvdec *d = calloc(1, sizeof *d);
-//	d->ctx = ctx; d->codec = codec;
+//	d->ctx = ctx; d->codec = codec; d->fresh = 1;
 //	if (cuda_load_functions(&d->cu, NULL) < 0) { snprintf(err, errlen, "cannot load libcuda.so.1"); free(d); return -1; }
 //	if (cuvid_load_functions(&d->cv, NULL) < 0) { snprintf(err, errlen, "cannot load libnvcuvid.so.1"); cuda_free_functions(&d->cu); free(d); return -1; }
 //	CUresult r = d->cv->cuvidCtxLockCreate(&d->lock, ctx);
 //	if (r) { snprintf(err, errlen, "cuvidCtxLockCreate: error %d", (int)r); goto fail; }
-//	CUVIDPARSERPARAMS pp; memset(&pp, 0, sizeof pp);
-//	pp.CodecType = codec; pp.ulMaxNumDecodeSurfaces = 1; pp.ulMaxDisplayDelay = 2;
-//	pp.ulClockRate = 0; pp.pUserData = d;
-//	pp.pfnSequenceCallback = dsb_seq; pp.pfnDecodePicture = dsb_decode; pp.pfnDisplayPicture = dsb_display;
-//	r = d->cv->cuvidCreateVideoParser(&d->parser, &pp);
+//	r = dsb_parser(d);
 //	if (r) { snprintf(err, errlen, "cuvidCreateVideoParser: error %d", (int)r); goto fail; }
 //	*out = d;
 //	return 0;
@@ -142,6 +154,17 @@ package decode
 //	d->cu->cuCtxPushCurrent(d->ctx);
 //	d->cv->cuvidUnmapVideoFrame(d->dec, p);
 //	d->cu->cuCtxPopCurrent(NULL);
+//}
+//
+//// dsb_nvdec_reset readies d for another file of the same codec: queued
+//// frames are dropped and the parser replaced; the hardware decoder stays,
+//// to be re-created only if the new file's format differs.
+//static int dsb_nvdec_reset(dsb_nvdec *d) {
+//	dsb_frame f;
+//	while (dsb_nvdec_pop(d, &f)) dsb_nvdec_unmap(d, f.ptr);
+//	if (d->parser) { d->cv->cuvidDestroyVideoParser(d->parser); d->parser = NULL; }
+//	d->fatal = 0; d->msg[0] = 0; d->decode_errors = 0; d->fresh = 1;
+//	return (int)dsb_parser(d);
 //}
 //
 //static void dsb_nvdec_close(dsb_nvdec *d) {
@@ -260,21 +283,8 @@ func OpenNVDEC(ctx context.Context, path string, cuCtx unsafe.Pointer, opts Opti
 func (d *NVDEC) init(codec int, bsfName string, cuCtx unsafe.Pointer) error {
 	d.pkt = astiav.AllocPacket()
 	if bsfName != "" {
-		f := astiav.FindBitStreamFilterByName(bsfName)
-		if f == nil {
-			return fmt.Errorf("%w: FFmpeg lacks the %s filter", ErrNVDECUnsupported, bsfName)
-		}
-		bsf, err := astiav.AllocBitStreamFilterContext(f)
-		if err != nil {
+		if err := d.initBSF(bsfName); err != nil {
 			return err
-		}
-		d.bsf = bsf
-		if err := d.in.stream.CodecParameters().Copy(bsf.InputCodecParameters()); err != nil {
-			return err
-		}
-		bsf.SetInputTimeBase(d.in.stream.TimeBase())
-		if err := bsf.Initialize(); err != nil {
-			return fmt.Errorf("%s: %w", bsfName, err)
 		}
 	}
 	errbuf := make([]byte, 256)
@@ -286,11 +296,83 @@ func (d *NVDEC) init(codec int, bsfName string, cuCtx unsafe.Pointer) error {
 	return nil
 }
 
+// ErrNVDECCodecChanged is returned by Reopen for a file of another codec:
+// close the decoder and open a new one.
+var ErrNVDECCodecChanged = errors.New("file of another codec")
+
+// Reopen makes d decode another file, keeping the hardware decoder when the
+// file has the same codec, chroma format, bit depth and size: creating a
+// decoder stalls every decoder on the GPU, which archives of short clips
+// would pay for each file. A failure leaves d unusable: Close it.
+func (d *NVDEC) Reopen(ctx context.Context, path string, opts Options) error {
+	var in *input
+	var err error
+	if opts.Probed != nil {
+		in, err = openProbed(ctx, path, opts.Probed)
+	} else {
+		in, err = openInput(ctx, path)
+	}
+	if err != nil {
+		return fileErr("open", path, err)
+	}
+	c, ok := nvdecCodecs[in.info.Codec]
+	if !ok || C.int(c.codec) != C.int(d.d.codec) {
+		in.close()
+		if !ok {
+			return fileErr("open", path, fmt.Errorf("%w: codec %s", ErrNVDECUnsupported, in.info.Codec))
+		}
+		return fileErr("open", path, ErrNVDECCodecChanged)
+	}
+	d.release()
+	if d.bsf != nil {
+		d.bsf.Free()
+		d.bsf = nil
+	}
+	d.in.close()
+	*d = NVDEC{path: path, in: in, pkt: d.pkt, d: d.d, samp: newSampler(opts), tb: in.stream.TimeBase().Float64(), loop: opts.Loop}
+	if !opts.NoAutoRotate {
+		d.rot = in.info.Rotation
+	}
+	if d.tb > 0 {
+		d.t0 = int64(math.Round(in.info.StartTime / d.tb))
+	}
+	if r := C.dsb_nvdec_reset(d.d); r != 0 {
+		return fileErr("open", path, fmt.Errorf("cuvidCreateVideoParser: error %d", int(r)))
+	}
+	if c.bsf != "" {
+		if err := d.initBSF(c.bsf); err != nil {
+			return fileErr("open", path, err)
+		}
+	}
+	return nil
+}
+
 // SetStream makes NVDEC prepare mapped frames on the CUDA stream s (a
 // CUstream), so that work queued after Next on the same stream sees the
 // whole frame. Without it frames are prepared on the legacy default stream,
 // which non-blocking streams do not wait for.
 func (d *NVDEC) SetStream(s unsafe.Pointer) { d.d.stream = C.CUstream(s) }
+
+// initBSF sets up the bitstream filter for the current input.
+func (d *NVDEC) initBSF(name string) error {
+	f := astiav.FindBitStreamFilterByName(name)
+	if f == nil {
+		return fmt.Errorf("%w: FFmpeg lacks the %s filter", ErrNVDECUnsupported, name)
+	}
+	bsf, err := astiav.AllocBitStreamFilterContext(f)
+	if err != nil {
+		return err
+	}
+	d.bsf = bsf
+	if err := d.in.stream.CodecParameters().Copy(bsf.InputCodecParameters()); err != nil {
+		return err
+	}
+	bsf.SetInputTimeBase(d.in.stream.TimeBase())
+	if err := bsf.Initialize(); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	return nil
+}
 
 // Info describes the stream.
 func (d *NVDEC) Info() Info { return d.in.info }

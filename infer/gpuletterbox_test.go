@@ -62,26 +62,48 @@ func TestNVDECMatchesCPU(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer g.DestroyStream(s)
+	var nv *decode.NVDEC
+	defer func() {
+		if nv != nil {
+			nv.Close()
+		}
+	}()
 	gpuT := make([]float32, 3*size*size)
 	cpuT := make([]float32, 3*size*size)
 	ctx := context.Background()
-	for _, name := range []string{"h264.mp4", "h264-faststart.mp4", "hevc.mkv", "hevc10.mkv", "vp9.webm", "rotated.mp4", "resize.ts", "vfr.mkv"} {
+	for _, name := range []string{"h264.mp4", "h264-faststart.mp4", "rotated.mp4", "hevc.mkv", "hevc10.mkv", "vp9.webm", "vfr.mkv", "resize.ts", "h264.mp4"} {
 		t.Run(name, func(t *testing.T) {
 			path := filepath.Join("../testdata/media", name)
 			info, err := decode.Probe(ctx, path, decode.ProbeOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
-			nv, err := decode.OpenNVDEC(ctx, path, g.Context(), decode.Options{Probed: &info})
-			if errors.Is(err, decode.ErrNVDECUnsupported) && unsupported[name] {
-				t.Logf("refused as it must be: %v", err)
-				return
+			// One decoder for all clips, reopened from clip to clip as a
+			// pipeline session does; a new one after a refusal.
+			opts := decode.Options{Probed: &info}
+			if nv != nil {
+				if err := nv.Reopen(ctx, path, opts); err != nil {
+					nv.Close()
+					nv = nil
+					if !errors.Is(err, decode.ErrNVDECCodecChanged) && !errors.Is(err, decode.ErrNVDECUnsupported) {
+						t.Fatal(err)
+					}
+				}
 			}
-			if err != nil {
-				t.Fatal(err)
+			if nv == nil {
+				d, err := decode.OpenNVDEC(ctx, path, g.Context(), opts)
+				if errors.Is(err, decode.ErrNVDECUnsupported) && unsupported[name] {
+					t.Logf("refused as it must be: %v", err)
+					return
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				d.SetStream(unsafe.Pointer(s))
+				nv = d
+			} else if unsupported[name] && nv.Info().Codec != "h264" && nv.Info().Codec != "hevc" {
+				t.Fatalf("reopened on a codec NVDEC does not take")
 			}
-			defer nv.Close()
-			nv.SetStream(unsafe.Pointer(s))
 			cpu, err := decode.Open(ctx, path, decode.Options{Format: decode.YUV420P, NoAutoRotate: true})
 			if err != nil {
 				t.Fatal(err)
@@ -101,6 +123,8 @@ func TestNVDECMatchesCPU(t *testing.T) {
 				}
 				if errors.Is(gerr, decode.ErrNVDECUnsupported) && unsupported[name] {
 					t.Logf("refused after %d frames as it must be: %v", frames, gerr)
+					nv.Close()
+					nv = nil
 					return
 				}
 				if gerr != nil || cerr != nil {

@@ -1,9 +1,12 @@
 package job
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"unsafe"
 
 	"github.com/dsbatch/dsbatch/decode"
 	"github.com/dsbatch/dsbatch/gpu"
@@ -40,11 +43,42 @@ func openGPUDecode(w Worker, opts *RunOptions) (*gpuDecode, error) {
 
 func (g *gpuDecode) close() { g.cuda.Close() }
 
-// gpuSession is one decode session's stream and letterbox buffer.
+// gpuSession is one decode session's stream, letterbox buffer and NVDEC
+// decoder, which it keeps from one file to the next when it can.
 type gpuSession struct {
 	g      *gpuDecode
 	stream gpu.Stream
 	buf    gpu.DevicePtr
+	nv     *decode.NVDEC
+}
+
+// open readies the session's decoder for path.
+func (s *gpuSession) open(ctx context.Context, path string, opts decode.Options) (*decode.NVDEC, error) {
+	if s.nv != nil {
+		err := s.nv.Reopen(ctx, path, opts)
+		if err == nil {
+			return s.nv, nil
+		}
+		s.drop()
+		if !errors.Is(err, decode.ErrNVDECCodecChanged) {
+			return nil, err
+		}
+	}
+	d, err := decode.OpenNVDEC(ctx, path, s.g.cuda.Context(), opts)
+	if err != nil {
+		return nil, err
+	}
+	d.SetStream(unsafe.Pointer(s.stream))
+	s.nv = d
+	return d, nil
+}
+
+// drop closes the decoder after a failure; the next file opens a new one.
+func (s *gpuSession) drop() {
+	if s.nv != nil {
+		s.nv.Close()
+		s.nv = nil
+	}
 }
 
 func (g *gpuDecode) session() (*gpuSession, error) {
@@ -61,6 +95,7 @@ func (g *gpuDecode) session() (*gpuSession, error) {
 }
 
 func (s *gpuSession) close() {
+	s.drop()
 	s.g.cuda.Free(s.buf)
 	s.g.cuda.DestroyStream(s.stream)
 }

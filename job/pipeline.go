@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sync/errgroup"
 
@@ -182,12 +181,11 @@ func (p *pipeline) decodeNVDEC(ctx context.Context, v *video, frames chan<- *ite
 	if pv := p.byPath[v.planned.Path]; pv != nil && pv.OK() {
 		probed = &pv.Info
 	}
-	d, err := decode.OpenNVDEC(ctx, v.planned.Path, p.gpu.cuda.Context(), decode.Options{Stride: s.Stride, FPS: s.FPS, Probed: probed})
+	d, err := sess.open(ctx, v.planned.Path, decode.Options{Stride: s.Stride, FPS: s.FPS, Probed: probed})
 	if err != nil {
 		return 0, err
 	}
-	defer func() { v.stats = d.Stats(); d.Close() }()
-	d.SetStream(unsafe.Pointer(sess.stream))
+	defer func() { v.stats = d.Stats() }()
 	var f decode.GPUFrame
 	sent := 0
 	for {
@@ -197,6 +195,7 @@ func (p *pipeline) decodeNVDEC(ctx context.Context, v *video, frames chan<- *ite
 			return sent, nil
 		}
 		if err != nil {
+			sess.drop()
 			return sent, err
 		}
 		t, ok, err := recv(ctx, tensors)

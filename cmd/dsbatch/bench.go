@@ -111,8 +111,14 @@ func runBenchDecode(c *cli.Context) error {
 				}
 				defer g.Free(dst)
 			}
+			var d *decode.NVDEC
+			defer func() {
+				if d != nil {
+					d.Close()
+				}
+			}()
 			for i := s; ctx.Err() == nil; i++ {
-				if err := benchOne(ctx, g, lbx, files[i%len(files)], infos[i%len(files)], c.Bool("loop"), dst, stream, &frames); err != nil && ctx.Err() == nil {
+				if err := benchOne(ctx, g, lbx, &d, files[i%len(files)], infos[i%len(files)], c.Bool("loop"), dst, stream, &frames); err != nil && ctx.Err() == nil {
 					return err
 				}
 			}
@@ -128,13 +134,25 @@ func runBenchDecode(c *cli.Context) error {
 	return nil
 }
 
-func benchOne(ctx context.Context, g *gpu.CUDA, lbx *infer.GPULetterbox, path string, info *decode.Info, loop bool, dst gpu.DevicePtr, s gpu.Stream, frames *atomic.Int64) error {
-	d, err := decode.OpenNVDEC(ctx, path, g.Context(), decode.Options{Probed: info, Loop: loop})
-	if err != nil {
-		return err
+// benchOne decodes one file in session s, reusing the session's decoder
+// (*dp) as dsbatch run does.
+func benchOne(ctx context.Context, g *gpu.CUDA, lbx *infer.GPULetterbox, dp **decode.NVDEC, path string, info *decode.Info, loop bool, dst gpu.DevicePtr, s gpu.Stream, frames *atomic.Int64) error {
+	opts := decode.Options{Probed: info, Loop: loop}
+	if *dp != nil {
+		if err := (*dp).Reopen(ctx, path, opts); err != nil {
+			(*dp).Close()
+			*dp = nil
+		}
 	}
-	defer d.Close()
-	d.SetStream(unsafe.Pointer(s))
+	if *dp == nil {
+		d, err := decode.OpenNVDEC(ctx, path, g.Context(), opts)
+		if err != nil {
+			return err
+		}
+		d.SetStream(unsafe.Pointer(s))
+		*dp = d
+	}
+	d := *dp
 	var f decode.GPUFrame
 	for {
 		err := d.Next(ctx, &f)
