@@ -12,6 +12,7 @@ import (
 	"github.com/dsbatch/dsbatch/decode"
 	"github.com/dsbatch/dsbatch/export"
 	"github.com/dsbatch/dsbatch/infer"
+	"github.com/dsbatch/dsbatch/track"
 )
 
 // pipeline is one worker: decode sessions → batcher → engine → exporter,
@@ -336,6 +337,7 @@ func (p *pipeline) inferLoop(ctx context.Context, e infer.Engine, batches <-chan
 // video's end marker.
 func (p *pipeline) exportLoop(ctx context.Context, results <-chan *batch, buffers chan<- []float32) error {
 	writers := map[int64]*export.DetectionWriter{}
+	trackers := map[int64]*track.Tracker{}
 	defer func() {
 		for _, w := range writers { // interrupted: nothing half-written stays
 			w.Abort()
@@ -351,6 +353,7 @@ func (p *pipeline) exportLoop(ctx context.Context, results <-chan *batch, buffer
 		for _, it := range b.items {
 			v := it.v
 			if it.reset {
+				delete(trackers, v.id)
 				if w := writers[v.id]; w != nil {
 					w.Abort()
 					delete(writers, v.id)
@@ -369,6 +372,7 @@ func (p *pipeline) exportLoop(ctx context.Context, results <-chan *batch, buffer
 				writers[v.id] = w
 			}
 			if it.end {
+				delete(trackers, v.id)
 				delete(writers, v.id)
 				if err := p.endVideo(v, w); err != nil {
 					return err
@@ -378,13 +382,14 @@ func (p *pipeline) exportLoop(ctx context.Context, results <-chan *batch, buffer
 			v.rec.FramesInferred++
 			p.opts.Counters.FramesDone.Add(1)
 			p.opts.Counters.WorkerFrames[p.index].Add(1)
-			for _, d := range it.dets {
+			ids := p.trackIDs(trackers, v, it.dets)
+			for k, d := range it.dets {
 				name := fmt.Sprintf("class_%d", d.Class)
 				if d.Class >= 0 && d.Class < len(names) {
 					name = names[d.Class]
 				}
 				if err := w.Append(export.Detection{VideoID: v.id, VideoPath: v.planned.Path, FrameIndex: it.index, PTS: it.pts,
-					ClassID: int32(d.Class), ClassName: name, Score: d.Score, X1: d.X1, Y1: d.Y1, X2: d.X2, Y2: d.Y2, TrackID: -1}); err != nil {
+					ClassID: int32(d.Class), ClassName: name, Score: d.Score, X1: d.X1, Y1: d.Y1, X2: d.X2, Y2: d.Y2, TrackID: ids[k]}); err != nil {
 					return err
 				}
 			}
@@ -394,6 +399,43 @@ func (p *pipeline) exportLoop(ctx context.Context, results <-chan *batch, buffer
 		p.opts.Counters.ExportNanos.Add(int64(time.Since(t0)))
 		buffers <- b.buf // never blocks: the buffer came from this list
 	}
+}
+
+// trackIDs runs the video's tracker (made on its first frame) over one
+// frame's detections; without tracking every ID is -1 (null).
+func (p *pipeline) trackIDs(trackers map[int64]*track.Tracker, v *video, dets []infer.Detection) []int64 {
+	s := p.opts.Settings
+	if !s.Track {
+		ids := make([]int64, len(dets))
+		for i := range ids {
+			ids[i] = -1
+		}
+		return ids
+	}
+	tr := trackers[v.id]
+	if tr == nil {
+		// The rate of the frames the tracker sees: the video's, thinned by
+		// sampling.
+		rate := v.rec.FPS
+		if rate <= 0 {
+			rate = 30
+		}
+		if s.Stride > 1 {
+			rate /= float64(s.Stride)
+		}
+		if s.FPS > 0 && s.FPS < rate {
+			rate = s.FPS
+		}
+		cfg := track.DefaultConfig(rate)
+		cfg.BufferSeconds, cfg.ClassAgnostic = s.TrackBuffer, s.TrackAgnostic
+		tr = track.New(cfg)
+		trackers[v.id] = tr
+	}
+	in := make([]track.Detection, len(dets))
+	for i, d := range dets {
+		in[i] = track.Detection{Box: track.Box{X1: d.X1, Y1: d.Y1, X2: d.X2, Y2: d.Y2}, Score: d.Score, Class: d.Class}
+	}
+	return tr.Update(in)
 }
 
 // endVideo commits or discards a finished video's file and records it.

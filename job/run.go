@@ -36,6 +36,9 @@ type Settings struct {
 	ClassAgnostic bool     `json:"class_agnostic"`
 	Stride        int      `json:"stride"`
 	FPS           float64  `json:"fps"`
+	Track         bool     `json:"track"`
+	TrackBuffer   float64  `json:"track_buffer_seconds"`
+	TrackAgnostic bool     `json:"track_class_agnostic"`
 }
 
 func (s Settings) diff(t Settings) string {
@@ -56,6 +59,9 @@ func (s Settings) diff(t Settings) string {
 	add("class-agnostic", s.ClassAgnostic, t.ClassAgnostic)
 	add("stride", s.Stride, t.Stride)
 	add("fps", s.FPS, t.FPS)
+	add("tracking", s.Track, t.Track)
+	add("track buffer", s.TrackBuffer, t.TrackBuffer)
+	add("class-agnostic tracking", s.TrackAgnostic, t.TrackAgnostic)
 	return strings.Join(d, "; ")
 }
 

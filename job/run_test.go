@@ -84,7 +84,7 @@ func (h *harness) options(out string, workers int) RunOptions {
 	return RunOptions{
 		Out: out,
 		Settings: Settings{Model: "test", Engine: "onnxruntime-cpu", InputH: imgsz, InputW: imgsz, Head: "v8",
-			Names: h.model.Names, Conf: 0.25, IoU: 0.45, MaxDet: 300, Stride: 1},
+			Names: h.model.Names, Conf: 0.25, IoU: 0.45, MaxDet: 300, Stride: 1, Track: true, TrackBuffer: 1},
 		Layout: h.layout,
 		Post:   infer.PostOptions{Conf: 0.25, IoU: 0.45, MaxDet: 300},
 		NewEngine: func(Worker) (infer.Engine, error) {
@@ -204,6 +204,12 @@ func TestRunEndToEnd(t *testing.T) {
 		t.Errorf("only %d distinct person scores over 50 frames", scores[0])
 	}
 	checkScores(t, db, det, filepath.Join(media, "h264.mp4"))
+
+	// Tracking ran, but no detection here scores the 0.6 that starts a
+	// track (person ≈ 0.57, car 0.5): no row may carry one.
+	if n := queryInts(t, db, fmt.Sprintf(`select count(*) from read_parquet('%s') where track_id is not null`, det)); n[0] != 0 {
+		t.Errorf("%d rows tracked although no detection may start a track", n[0])
+	}
 
 	// videos.parquet lists every input with its status.
 	vids := filepath.Join(out, "videos.parquet")

@@ -82,6 +82,24 @@ func TestRunCLI(t *testing.T) {
 	if n := duckInt(t, fmt.Sprintf("select count(*) from read_parquet('%s/detections/*.parquet') where class_name <> 'person' or score <> 0.8::float", out)); n != 0 {
 		t.Errorf("%d unexpected rows", n)
 	}
+	// Tracking is on by default: one steady box per video is one track, on
+	// every row (it is there from the first frame). In resize.ts the frame
+	// halves at frame 25 and the box's pixels with it: a second track starts
+	// there, confirmed by its second detection.
+	notResize := fmt.Sprintf("read_parquet('%s/detections/*.parquet') where video_path not like '%%resize.ts'", out)
+	if n := duckInt(t, "select count(*) from "+notResize+" and track_id is null"); n != 0 {
+		t.Errorf("%d rows without a track", n)
+	}
+	if n := duckInt(t, "select max(c) from (select count(distinct track_id) c from "+notResize+" group by video_id)"); n != 1 {
+		t.Errorf("up to %d tracks in one video, want 1", n)
+	}
+	resize := fmt.Sprintf("read_parquet('%s/detections/*.parquet') where video_path like '%%resize.ts'", out)
+	if n := duckInt(t, "select count(distinct track_id) from "+resize); n != 2 {
+		t.Errorf("resize.ts: %d tracks, want 2", n)
+	}
+	if n := duckInt(t, "select count(*) from "+resize+" and track_id is null and frame_index = 25"); n != 1 {
+		t.Errorf("resize.ts: frame 25 (first at the new size) should be the one untracked row")
+	}
 	var run struct {
 		Version  string                  `json:"dsbatch_version"`
 		Model    struct{ SHA256 string } `json:"model"`
