@@ -2,7 +2,11 @@ package export
 
 import (
 	"errors"
+
 	"fmt"
+	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/apache/arrow/go/v17/arrow/memory"
+	"github.com/apache/arrow/go/v17/parquet/pqarrow"
 	"io"
 	"os"
 	"path/filepath"
@@ -15,6 +19,28 @@ const tempSuffix = ".tmp"
 // writerOnly hides a file's Close from the Parquet writer, which would close
 // it; commit syncs, closes and renames it.
 type writerOnly struct{ io.Writer }
+
+// writeTable writes rec as a Parquet file at path atomically.
+func writeTable(path string, rec arrow.Record, mem memory.Allocator, dictColumns ...string) error {
+	f, err := createTemp(path)
+	if err != nil {
+		return err
+	}
+	fw, err := pqarrow.NewFileWriter(rec.Schema(), writerOnly{f}, WriterProperties(mem, dictColumns...),
+		pqarrow.NewArrowWriterProperties(pqarrow.WithAllocator(mem), pqarrow.WithStoreSchema()))
+	if err == nil {
+		err = fw.Write(rec)
+		if cerr := fw.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return err
+	}
+	return commit(f, path)
+}
 
 // createTemp opens a temporary file beside path.
 func createTemp(path string) (*os.File, error) {

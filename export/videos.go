@@ -7,7 +7,6 @@ import (
 	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/array"
 	"github.com/apache/arrow/go/v17/arrow/memory"
-	"github.com/apache/arrow/go/v17/parquet/pqarrow"
 )
 
 // Video is one row of videos.parquet: every input of the run, what probing
@@ -119,26 +118,8 @@ func WriteVideos(path string, videos []Video, mem memory.Allocator) error {
 	}
 	rec := b.NewRecord()
 	defer rec.Release()
-
-	f, err := createTemp(path)
-	if err != nil {
+	if err := writeTable(path, rec, mem, "path", "status", "container", "codec", "profile", "pix_fmt", "decoder"); err != nil {
 		return fmt.Errorf("videos %s: %w", path, err)
 	}
-	fw, err := pqarrow.NewFileWriter(VideoSchema, writerOnly{f},
-		WriterProperties(mem, "path", "status", "container", "codec", "profile", "pix_fmt", "decoder"),
-		pqarrow.NewArrowWriterProperties(pqarrow.WithAllocator(mem), pqarrow.WithStoreSchema()))
-	if err != nil {
-		f.Close()
-		return fmt.Errorf("videos %s: %w", path, err)
-	}
-	if err := fw.Write(rec); err != nil {
-		fw.Close()
-		f.Close()
-		return fmt.Errorf("videos %s: %w", path, err)
-	}
-	if err := fw.Close(); err != nil {
-		f.Close()
-		return fmt.Errorf("videos %s: %w", path, err)
-	}
-	return commit(f, path)
+	return nil
 }

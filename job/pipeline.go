@@ -337,7 +337,7 @@ func (p *pipeline) inferLoop(ctx context.Context, e infer.Engine, batches <-chan
 // video's end marker.
 func (p *pipeline) exportLoop(ctx context.Context, results <-chan *batch, buffers chan<- []float32) error {
 	writers := map[int64]*export.DetectionWriter{}
-	trackers := map[int64]*track.Tracker{}
+	trackers := map[int64]*videoTracks{}
 	defer func() {
 		for _, w := range writers { // interrupted: nothing half-written stays
 			w.Abort()
@@ -372,9 +372,10 @@ func (p *pipeline) exportLoop(ctx context.Context, results <-chan *batch, buffer
 				writers[v.id] = w
 			}
 			if it.end {
+				vt := trackers[v.id]
 				delete(trackers, v.id)
 				delete(writers, v.id)
-				if err := p.endVideo(v, w); err != nil {
+				if err := p.endVideo(v, w, vt); err != nil {
 					return err
 				}
 				continue
@@ -382,11 +383,11 @@ func (p *pipeline) exportLoop(ctx context.Context, results <-chan *batch, buffer
 			v.rec.FramesInferred++
 			p.opts.Counters.FramesDone.Add(1)
 			p.opts.Counters.WorkerFrames[p.index].Add(1)
-			ids := p.trackIDs(trackers, v, it.dets)
+			ids, vt := p.trackIDs(trackers, v, it.dets)
 			for k, d := range it.dets {
-				name := fmt.Sprintf("class_%d", d.Class)
-				if d.Class >= 0 && d.Class < len(names) {
-					name = names[d.Class]
+				name := className(names, d.Class)
+				if vt != nil && ids[k] >= 0 {
+					vt.sums.Add(ids[k], d.Class, it.index, it.pts, track.Box{X1: d.X1, Y1: d.Y1, X2: d.X2, Y2: d.Y2}, d.Score)
 				}
 				if err := w.Append(export.Detection{VideoID: v.id, VideoPath: v.planned.Path, FrameIndex: it.index, PTS: it.pts,
 					ClassID: int32(d.Class), ClassName: name, Score: d.Score, X1: d.X1, Y1: d.Y1, X2: d.X2, Y2: d.Y2, TrackID: ids[k]}); err != nil {
@@ -401,19 +402,33 @@ func (p *pipeline) exportLoop(ctx context.Context, results <-chan *batch, buffer
 	}
 }
 
+// videoTracks is a video's tracker and the summaries of its tracks.
+type videoTracks struct {
+	tr   *track.Tracker
+	sums track.Summaries
+}
+
+func className(names []string, class int) string {
+	if class >= 0 && class < len(names) {
+		return names[class]
+	}
+	return fmt.Sprintf("class_%d", class)
+}
+
 // trackIDs runs the video's tracker (made on its first frame) over one
-// frame's detections; without tracking every ID is -1 (null).
-func (p *pipeline) trackIDs(trackers map[int64]*track.Tracker, v *video, dets []infer.Detection) []int64 {
+// frame's detections; without tracking every ID is -1 (null) and the
+// returned tracks are nil.
+func (p *pipeline) trackIDs(trackers map[int64]*videoTracks, v *video, dets []infer.Detection) ([]int64, *videoTracks) {
 	s := p.opts.Settings
 	if !s.Track {
 		ids := make([]int64, len(dets))
 		for i := range ids {
 			ids[i] = -1
 		}
-		return ids
+		return ids, nil
 	}
-	tr := trackers[v.id]
-	if tr == nil {
+	vt := trackers[v.id]
+	if vt == nil {
 		// The rate of the frames the tracker sees: the video's, thinned by
 		// sampling.
 		rate := v.rec.FPS
@@ -428,18 +443,18 @@ func (p *pipeline) trackIDs(trackers map[int64]*track.Tracker, v *video, dets []
 		}
 		cfg := track.DefaultConfig(rate)
 		cfg.BufferSeconds, cfg.ClassAgnostic = s.TrackBuffer, s.TrackAgnostic
-		tr = track.New(cfg)
-		trackers[v.id] = tr
+		vt = &videoTracks{tr: track.New(cfg)}
+		trackers[v.id] = vt
 	}
 	in := make([]track.Detection, len(dets))
 	for i, d := range dets {
 		in[i] = track.Detection{Box: track.Box{X1: d.X1, Y1: d.Y1, X2: d.X2, Y2: d.Y2}, Score: d.Score, Class: d.Class}
 	}
-	return tr.Update(in)
+	return vt.tr.Update(in), vt
 }
 
 // endVideo commits or discards a finished video's file and records it.
-func (p *pipeline) endVideo(v *video, w *export.DetectionWriter) error {
+func (p *pipeline) endVideo(v *video, w *export.DetectionWriter, vt *videoTracks) error {
 	v.rec.FramesDecoded = v.stats.Decoded
 	v.rec.CorruptPackets = v.stats.CorruptPackets
 	v.rec.WallSeconds = time.Since(v.start).Seconds()
@@ -448,6 +463,24 @@ func (p *pipeline) endVideo(v *video, w *export.DetectionWriter) error {
 		v.rec.Status, v.rec.Error = "failed", v.err.Error()
 		v.rec.Detections = 0
 		return p.finish(v.rec)
+	}
+	if p.opts.Settings.Track {
+		var rows []export.Track
+		if vt != nil {
+			for _, t := range vt.sums.All() {
+				rows = append(rows, export.Track{VideoID: v.id, VideoPath: v.planned.Path, TrackID: t.ID, ClassID: int32(t.Class),
+					ClassName: className(p.opts.Settings.Names, t.Class), FirstFrame: t.FirstFrame, LastFrame: t.LastFrame,
+					FirstPTS: t.FirstPTS, LastPTS: t.LastPTS, Detections: t.Detections, MeanScore: t.MeanScore, MaxScore: t.MaxScore,
+					First: [4]float32{t.First.X1, t.First.Y1, t.First.X2, t.First.Y2}, Last: [4]float32{t.Last.X1, t.Last.Y1, t.Last.X2, t.Last.Y2},
+					PathLength: t.PathLength, MeanSpeed: t.MeanSpeed()})
+			}
+		}
+		// Written before the detections commit: a crash in between leaves a
+		// tracks file that redoing the video replaces.
+		if err := export.WriteTracks(p.out.tracksPath(v.id), rows, p.opts.Mem); err != nil {
+			w.Abort()
+			return err
+		}
 	}
 	if err := w.Commit(); err != nil {
 		return err

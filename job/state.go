@@ -19,6 +19,7 @@ import (
 const (
 	stateDir      = ".dsbatch"   // lock, settings, per-video records
 	detectionsDir = "detections" // one Parquet file per video
+	tracksDir     = "tracks"     // one Parquet file per video, when tracking
 	videosFile    = "videos.parquet"
 	runFile       = "run.json"
 	settingsFile  = "settings.json"
@@ -51,7 +52,7 @@ var ErrLocked = errors.New("output folder in use by another dsbatch run")
 // advisory flock: the kernel drops it when its process dies, so a crashed
 // run never leaves a stale lock behind.
 func openOut(root string) (*outDir, error) {
-	for _, d := range []string{root, filepath.Join(root, stateDir, recordsDir), filepath.Join(root, detectionsDir)} {
+	for _, d := range []string{root, filepath.Join(root, stateDir, recordsDir), filepath.Join(root, detectionsDir), filepath.Join(root, tracksDir)} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("output %s: %w", root, err)
 		}
@@ -72,7 +73,7 @@ func openOut(root string) (*outDir, error) {
 	f.Truncate(0)
 	fmt.Fprintf(f, "pid %d on %s\n", os.Getpid(), host)
 	o := &outDir{root: root, lock: f}
-	for _, d := range []string{root, filepath.Join(root, detectionsDir), filepath.Join(root, stateDir, recordsDir)} {
+	for _, d := range []string{root, filepath.Join(root, detectionsDir), filepath.Join(root, tracksDir), filepath.Join(root, stateDir, recordsDir)} {
 		if err := export.RemoveTemps(d); err != nil {
 			o.close()
 			return nil, err
@@ -94,6 +95,10 @@ func (o *outDir) path(parts ...string) string {
 
 func (o *outDir) detectionsPath(id int64) string {
 	return o.path(detectionsDir, fmt.Sprintf("%016x.parquet", id))
+}
+
+func (o *outDir) tracksPath(id int64) string {
+	return o.path(tracksDir, fmt.Sprintf("%016x.parquet", id))
 }
 
 func (o *outDir) recordPath(id int64) string {
@@ -129,7 +134,7 @@ func (o *outDir) checkSettings(s Settings, force bool) error {
 
 // clear removes the results of earlier runs.
 func (o *outDir) clear() error {
-	for _, p := range []string{o.path(detectionsDir), o.path(stateDir, recordsDir)} {
+	for _, p := range []string{o.path(detectionsDir), o.path(tracksDir), o.path(stateDir, recordsDir)} {
 		if err := os.RemoveAll(p); err != nil {
 			return err
 		}

@@ -341,3 +341,23 @@ func BenchmarkUpdate100(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(dets)), "ns/frame")
 }
+
+func TestSummaries(t *testing.T) {
+	var s Summaries
+	s.Add(7, 2, 10, 1.0, Box{0, 0, 10, 10}, 0.5)
+	s.Add(3, 0, 10, 1.0, Box{100, 100, 110, 120}, 0.9)
+	s.Add(7, 2, 11, 1.5, Box{3, 4, 13, 14}, 0.7)
+	s.Add(7, 2, 13, 2.0, Box{6, 8, 16, 18}, 0.9)
+	all := s.All()
+	if len(all) != 2 || all[0].ID != 7 || all[1].ID != 3 {
+		t.Fatalf("%+v", all)
+	}
+	a := all[0]
+	if a.Detections != 3 || a.FirstFrame != 10 || a.LastFrame != 13 || a.PathLength != 10 || a.MaxScore != 0.9 ||
+		math.Abs(float64(a.MeanScore)-0.7) > 1e-6 || a.MeanSpeed() != 10 || a.First != (Box{0, 0, 10, 10}) || a.Last != (Box{6, 8, 16, 18}) {
+		t.Errorf("%+v speed %v", a, a.MeanSpeed())
+	}
+	if all[1].MeanSpeed() != 0 {
+		t.Error("a single detection has no speed")
+	}
+}

@@ -100,6 +100,17 @@ func TestRunCLI(t *testing.T) {
 	if n := duckInt(t, "select count(*) from "+resize+" and track_id is null and frame_index = 25"); n != 1 {
 		t.Errorf("resize.ts: frame 25 (first at the new size) should be the one untracked row")
 	}
+	// tracks: one row per track, its detections counted, a steady box still.
+	tracks := fmt.Sprintf("read_parquet('%s/tracks/*.parquet')", out)
+	if n, want := duckInt(t, "select count(*) from "+tracks), duckInt(t, fmt.Sprintf("select count(distinct (video_id, track_id)) from read_parquet('%s/detections/*.parquet') where track_id is not null", out)); n != want || n == 0 {
+		t.Errorf("%d track rows for %d tracks", n, want)
+	}
+	if n, want := duckInt(t, "select sum(detections) from "+tracks), duckInt(t, fmt.Sprintf("select count(*) from read_parquet('%s/detections/*.parquet') where track_id is not null", out)); n != want {
+		t.Errorf("tracks count %d detections, detections hold %d tracked", n, want)
+	}
+	if n := duckInt(t, "select count(*) from "+tracks+" where path_length <> 0 or mean_speed <> 0 or first_x1 <> last_x1 or class_name <> 'person'"); n != 0 {
+		t.Errorf("%d tracks of a steady person box moved", n)
+	}
 	var run struct {
 		Version  string                  `json:"dsbatch_version"`
 		Model    struct{ SHA256 string } `json:"model"`
