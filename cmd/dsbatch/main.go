@@ -69,7 +69,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			astiav.SetLogLevel(level)
 			return nil
 		},
-		Commands:        []*cli.Command{runCommand(), probeCommand(), planCommand(), gpusCommand(), benchCommand()},
+		Commands:        []*cli.Command{runCommand(), probeCommand(), planCommand(), inspectCommand(), gpusCommand(), benchCommand()},
 		HideHelpCommand: true,
 		ExitErrHandler:  func(*cli.Context, error) {}, // exit codes are decided in main
 	}
