@@ -33,7 +33,8 @@ var errPartial = errors.New("some files failed")
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := newApp(os.Stdout, os.Stderr).RunContext(ctx, os.Args)
+	app := newApp(os.Stdout, os.Stderr)
+	err := app.RunContext(ctx, intersperse(app, os.Args))
 	os.Exit(exitCode(err, os.Stderr))
 }
 
@@ -69,7 +70,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			astiav.SetLogLevel(level)
 			return nil
 		},
-		Commands:        []*cli.Command{runCommand(), probeCommand(), planCommand(), inspectCommand(), gpusCommand(), benchCommand()},
+		Commands:        []*cli.Command{runCommand(), probeCommand(), planCommand(), inspectCommand(), previewCommand(), gpusCommand(), benchCommand()},
 		HideHelpCommand: true,
 		ExitErrHandler:  func(*cli.Context, error) {}, // exit codes are decided in main
 	}

@@ -1,0 +1,224 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"image"
+	"image/png"
+	"io"
+	"math"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/apache/arrow/go/v17/arrow/array"
+	"github.com/apache/arrow/go/v17/arrow/memory"
+	"github.com/urfave/cli/v2"
+	xdraw "golang.org/x/image/draw"
+
+	"github.com/dsbatch/dsbatch/decode"
+	"github.com/dsbatch/dsbatch/export"
+	"github.com/dsbatch/dsbatch/job"
+)
+
+func previewCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "preview",
+		Usage:     "draw what a run found in a video: boxes, classes, scores, track ids and trails, as a contact sheet",
+		ArgsUsage: "OUT",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "video", Usage: "the video, as given to dsbatch run", Required: true},
+			&cli.StringFlag{Name: "at", Usage: "one frame, at this time (12.5s, 1m3s or seconds)"},
+			&cli.StringFlag{Name: "frames", Value: "0:300:30", Usage: "frames start:end:step (decoded frame indices)"},
+			&cli.StringFlag{Name: "to", Usage: "the PNG file to write", Required: true},
+			&cli.IntFlag{Name: "tile", Value: 640, Usage: "width of each frame in the sheet"},
+		},
+		Action: runPreview,
+	}
+}
+
+type previewDet struct {
+	class string
+	score float32
+	box   [4]float32
+	track int64
+}
+
+// frameSel says which decoded frames the preview shows.
+type frameSel struct {
+	at                 float64 // seconds, when >= 0
+	start, end, stride int64
+}
+
+func parseFrameSel(at, frames string) (frameSel, error) {
+	if at != "" {
+		secs, err := parseSeconds(at)
+		if err != nil {
+			return frameSel{}, fmt.Errorf("--at %q: %w", at, err)
+		}
+		return frameSel{at: secs}, nil
+	}
+	parts := strings.Split(frames, ":")
+	var v [3]int64
+	for i := range v {
+		if i >= len(parts) || parts[i] == "" {
+			v[i] = []int64{0, math.MaxInt64, 1}[i]
+			continue
+		}
+		n, err := strconv.ParseInt(parts[i], 10, 64)
+		if err != nil || n < 0 {
+			return frameSel{}, fmt.Errorf("--frames %q: want start:end:step, like 0:300:30", frames)
+		}
+		v[i] = n
+	}
+	if v[2] == 0 || len(parts) > 3 || v[1] <= v[0] {
+		return frameSel{}, fmt.Errorf("--frames %q: want start:end:step with start < end and step > 0", frames)
+	}
+	return frameSel{at: -1, start: v[0], end: v[1], stride: v[2]}, nil
+}
+
+func parseSeconds(s string) (float64, error) {
+	if d, err := time.ParseDuration(s); err == nil {
+		return d.Seconds(), nil
+	}
+	return strconv.ParseFloat(s, 64)
+}
+
+func runPreview(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return errors.New("preview: give the output folder of a run")
+	}
+	out, video, to := c.Args().First(), c.String("video"), c.String("to")
+	if !strings.EqualFold(filepath.Ext(to), ".png") {
+		return fmt.Errorf("--to %s: this build writes PNG contact sheets (.png)", to)
+	}
+	sel, err := parseFrameSel(c.String("at"), c.String("frames"))
+	if err != nil {
+		return err
+	}
+	dets, trails, err := loadPreviewDetections(c.Context, filepath.Join(out, "detections", fmt.Sprintf("%016x.parquet", job.VideoID(video))))
+	if err != nil {
+		return fmt.Errorf("preview %s: %w (was it processed by the run in %s?)", video, err, out)
+	}
+	tiles, err := renderFrames(c.Context, video, sel, dets, trails, c.Int("tile"))
+	if err != nil {
+		return err
+	}
+	if len(tiles) == 0 {
+		return fmt.Errorf("preview %s: no frame in the selection", video)
+	}
+	sheet := contactSheet(tiles)
+	return writeFileAtomic(to, func(w io.Writer) error { return png.Encode(w, sheet) })
+}
+
+// loadPreviewDetections reads a video's detections by frame, and each
+// track's box centres by frame for the trails.
+func loadPreviewDetections(ctx context.Context, path string) (map[int64][]previewDet, map[int64]map[int64][2]float32, error) {
+	dets := map[int64][]previewDet{}
+	trails := map[int64]map[int64][2]float32{}
+	cols := []string{"frame_index", "class_name", "score", "x1", "y1", "x2", "y2", "track_id"}
+	err := export.ScanColumns(ctx, path, cols, memory.NewGoAllocator(), func(r arrow.Record) error {
+		fi, cls, sc := r.Column(0).(*array.Int64), r.Column(1).(*array.String), r.Column(2).(*array.Float32)
+		var b [4]*array.Float32
+		for k := range b {
+			b[k] = r.Column(3 + k).(*array.Float32)
+		}
+		tr := r.Column(7).(*array.Int64)
+		for i := 0; i < int(r.NumRows()); i++ {
+			d := previewDet{class: cls.Value(i), score: sc.Value(i), track: -1,
+				box: [4]float32{b[0].Value(i), b[1].Value(i), b[2].Value(i), b[3].Value(i)}}
+			if tr.IsValid(i) {
+				d.track = tr.Value(i)
+				if trails[d.track] == nil {
+					trails[d.track] = map[int64][2]float32{}
+				}
+				trails[d.track][fi.Value(i)] = [2]float32{(d.box[0] + d.box[2]) / 2, (d.box[1] + d.box[3]) / 2}
+			}
+			dets[fi.Value(i)] = append(dets[fi.Value(i)], d)
+		}
+		return nil
+	})
+	return dets, trails, err
+}
+
+// maxTiles bounds a contact sheet.
+const maxTiles = 64
+
+// renderFrames decodes the selected frames and draws the detections on
+// them, each scaled to tileW pixels wide.
+func renderFrames(ctx context.Context, video string, sel frameSel, dets map[int64][]previewDet, trails map[int64]map[int64][2]float32, tileW int) ([]tile, error) {
+	d, err := decode.Open(ctx, video, decode.Options{Format: decode.RGB24})
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	var tiles []tile
+	var f decode.Frame
+	var best *tile
+	for len(tiles) < maxTiles {
+		err := d.Next(ctx, &f)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		if sel.at >= 0 {
+			// The frame shown at time at: the last one starting at or before it.
+			if f.PTS > sel.at+1e-6 && best != nil {
+				break
+			}
+			t := drawFrame(&f, dets[f.Index], trails, tileW)
+			best = &t
+			continue
+		}
+		if f.Index >= sel.end {
+			break
+		}
+		if f.Index < sel.start || (f.Index-sel.start)%sel.stride != 0 {
+			continue
+		}
+		tiles = append(tiles, drawFrame(&f, dets[f.Index], trails, tileW))
+	}
+	if best != nil {
+		tiles = append(tiles, *best)
+	}
+	return tiles, nil
+}
+
+type tile struct {
+	img   *image.RGBA
+	label string
+}
+
+func drawFrame(f *decode.Frame, dets []previewDet, trails map[int64]map[int64][2]float32, tileW int) tile {
+	img := image.NewRGBA(image.Rect(0, 0, f.Width, f.Height))
+	for i, j := 0, 0; i < len(f.Data); i, j = i+3, j+4 {
+		img.Pix[j], img.Pix[j+1], img.Pix[j+2], img.Pix[j+3] = f.Data[i], f.Data[i+1], f.Data[i+2], 255
+	}
+	scale := 1.0
+	if f.Width > tileW {
+		scale = float64(tileW) / float64(f.Width)
+		small := image.NewRGBA(image.Rect(0, 0, tileW, int(math.Round(float64(f.Height)*scale))))
+		xdraw.BiLinear.Scale(small, small.Bounds(), img, img.Bounds(), xdraw.Src, nil)
+		img = small
+	}
+	s := float32(scale)
+	for _, d := range dets {
+		col := trackColor(d.track)
+		if d.track >= 0 {
+			drawTrail(img, trails[d.track], f.Index, s, col)
+		}
+		x1, y1, x2, y2 := int(d.box[0]*s), int(d.box[1]*s), int(d.box[2]*s), int(d.box[3]*s)
+		drawRect(img, x1, y1, x2, y2, col)
+		label := fmt.Sprintf("%s %.2f", d.class, d.score)
+		if d.track >= 0 {
+			label += fmt.Sprintf(" #%d", d.track)
+		}
+		drawLabel(img, x1, y1, label, col)
+	}
+	return tile{img: img, label: fmt.Sprintf("frame %d  %.3fs  %d detections", f.Index, f.PTS, len(dets))}
+}

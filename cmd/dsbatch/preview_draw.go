@@ -1,0 +1,160 @@
+package main
+
+import (
+	"image"
+	"image/color"
+	"math"
+	"sort"
+
+	"golang.org/x/image/font"
+	"golang.org/x/image/font/basicfont"
+	"golang.org/x/image/math/fixed"
+)
+
+// trackColor gives each track a stable, distinct colour (grey: no track).
+func trackColor(id int64) color.RGBA {
+	if id < 0 {
+		return color.RGBA{200, 200, 200, 255}
+	}
+	h := math.Mod(float64(id)*0.618033988749895, 1) * 6
+	x := uint8(255 * (1 - math.Abs(math.Mod(h, 2)-1)))
+	switch int(h) {
+	case 0:
+		return color.RGBA{255, x, 0, 255}
+	case 1:
+		return color.RGBA{x, 255, 0, 255}
+	case 2:
+		return color.RGBA{0, 255, x, 255}
+	case 3:
+		return color.RGBA{0, x, 255, 255}
+	case 4:
+		return color.RGBA{x, 0, 255, 255}
+	}
+	return color.RGBA{255, 0, x, 255}
+}
+
+func setPx(img *image.RGBA, x, y int, c color.RGBA) {
+	if image.Pt(x, y).In(img.Rect) {
+		img.SetRGBA(x, y, c)
+	}
+}
+
+// drawRect draws a rectangle outline two pixels wide.
+func drawRect(img *image.RGBA, x1, y1, x2, y2 int, c color.RGBA) {
+	for t := 0; t < 2; t++ {
+		for x := x1; x <= x2; x++ {
+			setPx(img, x, y1+t, c)
+			setPx(img, x, y2-t, c)
+		}
+		for y := y1; y <= y2; y++ {
+			setPx(img, x1+t, y, c)
+			setPx(img, x2-t, y, c)
+		}
+	}
+}
+
+// drawLine draws a line with Bresenham's algorithm.
+func drawLine(img *image.RGBA, x0, y0, x1, y1 int, c color.RGBA) {
+	dx, dy := abs(x1-x0), -abs(y1-y0)
+	sx, sy := sign(x1-x0), sign(y1-y0)
+	e := dx + dy
+	for {
+		setPx(img, x0, y0, c)
+		setPx(img, x0+1, y0, c)
+		if x0 == x1 && y0 == y1 {
+			return
+		}
+		e2 := 2 * e
+		if e2 >= dy {
+			e += dy
+			x0 += sx
+		}
+		if e2 <= dx {
+			e += dx
+			y0 += sy
+		}
+	}
+}
+
+func abs(v int) int {
+	if v < 0 {
+		return -v
+	}
+	return v
+}
+
+func sign(v int) int {
+	switch {
+	case v < 0:
+		return -1
+	case v > 0:
+		return 1
+	}
+	return 0
+}
+
+// trailFrames is how far back a trail reaches.
+const trailFrames = 90
+
+// drawTrail joins the track's box centres over the frames up to frame.
+func drawTrail(img *image.RGBA, points map[int64][2]float32, frame int64, s float32, c color.RGBA) {
+	var frames []int64
+	for f := range points {
+		if f <= frame && f > frame-trailFrames {
+			frames = append(frames, f)
+		}
+	}
+	sort.Slice(frames, func(i, j int) bool { return frames[i] < frames[j] })
+	for i := 1; i < len(frames); i++ {
+		a, b := points[frames[i-1]], points[frames[i]]
+		drawLine(img, int(a[0]*s), int(a[1]*s), int(b[0]*s), int(b[1]*s), c)
+	}
+}
+
+// drawLabel writes text on a filled box above (or inside) the point.
+func drawLabel(img *image.RGBA, x, y int, text string, bg color.RGBA) {
+	face := basicfont.Face7x13
+	w := font.MeasureString(face, text).Ceil() + 4
+	h := 14
+	top := y - h
+	if top < 0 {
+		top = y
+	}
+	for yy := top; yy < top+h; yy++ {
+		for xx := x; xx < x+w; xx++ {
+			setPx(img, xx, yy, bg)
+		}
+	}
+	d := font.Drawer{Dst: img, Src: image.NewUniform(color.RGBA{0, 0, 0, 255}), Face: face,
+		Dot: fixed.P(x+2, top+11)}
+	d.DrawString(text)
+}
+
+// contactSheet lays tiles out in a grid with a caption above each.
+func contactSheet(tiles []tile) *image.RGBA {
+	cols := int(math.Ceil(math.Sqrt(float64(len(tiles)))))
+	rows := (len(tiles) + cols - 1) / cols
+	tw, th := 0, 0
+	for _, t := range tiles {
+		tw, th = max(tw, t.img.Rect.Dx()), max(th, t.img.Rect.Dy())
+	}
+	const pad, caption = 6, 16
+	sheet := image.NewRGBA(image.Rect(0, 0, cols*(tw+pad)+pad, rows*(th+caption+pad)+pad))
+	for i := range sheet.Pix {
+		sheet.Pix[i] = 32
+		if i%4 == 3 {
+			sheet.Pix[i] = 255
+		}
+	}
+	for i, t := range tiles {
+		x := pad + (i%cols)*(tw+pad)
+		y := pad + (i/cols)*(th+caption+pad)
+		d := font.Drawer{Dst: sheet, Src: image.NewUniform(color.RGBA{230, 230, 230, 255}), Face: basicfont.Face7x13, Dot: fixed.P(x, y+12)}
+		d.DrawString(t.label)
+		r := t.img.Rect.Add(image.Pt(x, y+caption))
+		for yy := 0; yy < t.img.Rect.Dy(); yy++ {
+			copy(sheet.Pix[sheet.PixOffset(r.Min.X, r.Min.Y+yy):], t.img.Pix[t.img.PixOffset(0, yy):t.img.PixOffset(0, yy)+4*t.img.Rect.Dx()])
+		}
+	}
+	return sheet
+}

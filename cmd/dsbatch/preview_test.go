@@ -1,0 +1,98 @@
+package main
+
+import (
+	"fmt"
+	"image"
+	"image/png"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/apache/arrow/go/v17/arrow/memory"
+
+	"github.com/dsbatch/dsbatch/export"
+	"github.com/dsbatch/dsbatch/job"
+)
+
+// movingBox is where internal/mkmedia draws its yellow box in frame idx of
+// a 320×240 clip: x from (idx·4) mod 256, y from 80, 64×48.
+func movingBox(idx int64) [4]float32 {
+	x := float32((idx * 4) % (320 - 64))
+	return [4]float32{x, 80, x + 64, 128}
+}
+
+// TestPreview draws detections that follow the moving box of h264.mp4.
+func TestPreview(t *testing.T) {
+	out := t.TempDir()
+	video := filepath.Join(media, "h264.mp4")
+	w, err := export.NewDetectionWriter(filepath.Join(out, "detections", fmt.Sprintf("%016x.parquet", job.VideoID(video))), memory.NewGoAllocator())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := int64(0); i < 50; i++ {
+		b := movingBox(i)
+		w.Append(export.Detection{VideoID: job.VideoID(video), VideoPath: video, FrameIndex: i, PTS: float64(i) / 25,
+			ClassName: "box", Score: 0.9, X1: b[0], Y1: b[1], X2: b[2], Y2: b[3], TrackID: 1})
+	}
+	if err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	sheet := filepath.Join(out, "sheet.png")
+	if r := dsbatch(t, "preview", out, "--video", video, "--frames", "0:50:10", "--to", sheet); r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	f, err := os.Open(sheet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 5 tiles of 320×240 in 3 columns and 2 rows, 6 px apart, 16 px captions.
+	if b := img.Bounds(); b.Dx() != 3*326+6 || b.Dy() != 2*(240+16+6)+6 {
+		t.Fatalf("sheet is %v", b)
+	}
+	col := trackColor(1)
+	for k, frame := range []int64{0, 10, 20, 30, 40} {
+		b := movingBox(frame)
+		ox, oy := 6+(k%3)*326, 6+(k/3)*262+16
+		// Left edge of the box, halfway down: the track's colour.
+		r, g, bl, _ := img.At(ox+int(b[0]), oy+104).RGBA()
+		if uint8(r>>8) != col.R || uint8(g>>8) != col.G || uint8(bl>>8) != col.B {
+			t.Errorf("frame %d: box edge is %d,%d,%d, want the track colour %v", frame, r>>8, g>>8, bl>>8, col)
+		}
+	}
+	if os.Getenv("DSBATCH_KEEP_PREVIEW") != "" {
+		data, _ := os.ReadFile(sheet)
+		os.WriteFile(os.Getenv("DSBATCH_KEEP_PREVIEW"), data, 0o644)
+	}
+	// One frame by time, and clear errors.
+	one := filepath.Join(out, "one.png")
+	if r := dsbatch(t, "preview", out, "--video", video, "--at", "1.02s", "--to", one); r.code != 0 {
+		t.Fatalf("--at: exit %d %s", r.code, r.stderr)
+	}
+	if cfg, err := decodePNGConfig(one); err != nil || cfg.Width != 326+6 {
+		t.Errorf("--at gave %+v, %v", cfg, err)
+	}
+	for _, args := range [][]string{
+		{"preview", out, "--video", video, "--to", filepath.Join(out, "x.mp4")},
+		{"preview", out, "--video", filepath.Join(media, "hevc.mkv"), "--to", one},
+		{"preview", out, "--video", video, "--frames", "9:3", "--to", one},
+	} {
+		if r := dsbatch(t, args...); r.code != exitFailed || !strings.Contains(r.stderr, "preview") && !strings.Contains(r.stderr, "--") {
+			t.Errorf("%v: exit %d %s", args, r.code, r.stderr)
+		}
+	}
+}
+
+func decodePNGConfig(path string) (image.Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return image.Config{}, err
+	}
+	defer f.Close()
+	return png.DecodeConfig(f)
+}
