@@ -92,8 +92,9 @@ func runPreview(c *cli.Context) error {
 		return errors.New("preview: give the output folder of a run")
 	}
 	out, video, to := c.Args().First(), c.String("video"), c.String("to")
-	if !strings.EqualFold(filepath.Ext(to), ".png") {
-		return fmt.Errorf("--to %s: this build writes PNG contact sheets (.png)", to)
+	ext := strings.ToLower(filepath.Ext(to))
+	if ext != ".png" && ext != ".mp4" {
+		return fmt.Errorf("--to %s: write a contact sheet (.png) or a clip (.mp4)", to)
 	}
 	sel, err := parseFrameSel(c.String("at"), c.String("frames"))
 	if err != nil {
@@ -103,7 +104,14 @@ func runPreview(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("preview %s: %w (was it processed by the run in %s?)", video, err, out)
 	}
-	tiles, err := renderFrames(c.Context, video, sel, dets, trails, c.Int("tile"))
+	if ext == ".mp4" {
+		return writePreviewClip(c.Context, video, to, sel, dets, trails, c.Int("tile"))
+	}
+	var tiles []tile
+	err = renderFrames(c.Context, video, sel, dets, trails, c.Int("tile"), func(t tile) (bool, error) {
+		tiles = append(tiles, t)
+		return len(tiles) < maxTiles, nil
+	})
 	if err != nil {
 		return err
 	}
@@ -147,24 +155,24 @@ func loadPreviewDetections(ctx context.Context, path string) (map[int64][]previe
 // maxTiles bounds a contact sheet.
 const maxTiles = 64
 
-// renderFrames decodes the selected frames and draws the detections on
-// them, each scaled to tileW pixels wide.
-func renderFrames(ctx context.Context, video string, sel frameSel, dets map[int64][]previewDet, trails map[int64]map[int64][2]float32, tileW int) ([]tile, error) {
+// renderFrames decodes the selected frames, draws the detections on them,
+// each scaled to tileW pixels wide, and hands them to sink in order until
+// it returns false.
+func renderFrames(ctx context.Context, video string, sel frameSel, dets map[int64][]previewDet, trails map[int64]map[int64][2]float32, tileW int, sink func(tile) (bool, error)) error {
 	d, err := decode.Open(ctx, video, decode.Options{Format: decode.RGB24})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer d.Close()
-	var tiles []tile
 	var f decode.Frame
 	var best *tile
-	for len(tiles) < maxTiles {
+	for {
 		err := d.Next(ctx, &f)
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if sel.at >= 0 {
 			// The frame shown at time at: the last one starting at or before it.
@@ -181,12 +189,16 @@ func renderFrames(ctx context.Context, video string, sel frameSel, dets map[int6
 		if f.Index < sel.start || (f.Index-sel.start)%sel.stride != 0 {
 			continue
 		}
-		tiles = append(tiles, drawFrame(&f, dets[f.Index], trails, tileW))
+		more, err := sink(drawFrame(&f, dets[f.Index], trails, tileW))
+		if err != nil || !more {
+			return err
+		}
 	}
 	if best != nil {
-		tiles = append(tiles, *best)
+		_, err := sink(*best)
+		return err
 	}
-	return tiles, nil
+	return nil
 }
 
 type tile struct {

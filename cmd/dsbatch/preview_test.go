@@ -1,9 +1,11 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"image"
 	"image/png"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/apache/arrow/go/v17/arrow/memory"
 
+	"github.com/dsbatch/dsbatch/decode"
 	"github.com/dsbatch/dsbatch/export"
 	"github.com/dsbatch/dsbatch/job"
 )
@@ -69,6 +72,26 @@ func TestPreview(t *testing.T) {
 		data, _ := os.ReadFile(sheet)
 		os.WriteFile(os.Getenv("DSBATCH_KEEP_PREVIEW"), data, 0o644)
 	}
+	// A clip: every frame, at the video's rate.
+	clip := filepath.Join(out, "clip.mp4")
+	if r := dsbatch(t, "preview", out, "--video", video, "--frames", "0:50:1", "--to", clip); r.code != 0 {
+		t.Fatalf("clip: exit %d %s", r.code, r.stderr)
+	}
+	info, err := decode.Probe(context.Background(), clip, decode.ProbeOptions{CountFrames: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Frames != 50 || math.Abs(info.AvgFPS-25) > 0.01 || info.Width != 320 || info.Height != 240 {
+		t.Errorf("clip: %+v", info)
+	}
+	if os.Getenv("DSBATCH_KEEP_CLIP") != "" {
+		data, _ := os.ReadFile(filepath.Join(out, "clip.mp4"))
+		os.WriteFile(os.Getenv("DSBATCH_KEEP_CLIP"), data, 0o644)
+	}
+	if left, _ := filepath.Glob(filepath.Join(out, ".*")); len(left) != 0 {
+		t.Errorf("temporary files left: %v", left)
+	}
+
 	// One frame by time, and clear errors.
 	one := filepath.Join(out, "one.png")
 	if r := dsbatch(t, "preview", out, "--video", video, "--at", "1.02s", "--to", one); r.code != 0 {
@@ -78,7 +101,7 @@ func TestPreview(t *testing.T) {
 		t.Errorf("--at gave %+v, %v", cfg, err)
 	}
 	for _, args := range [][]string{
-		{"preview", out, "--video", video, "--to", filepath.Join(out, "x.mp4")},
+		{"preview", out, "--video", video, "--to", filepath.Join(out, "x.gif")},
 		{"preview", out, "--video", filepath.Join(media, "hevc.mkv"), "--to", one},
 		{"preview", out, "--video", video, "--frames", "9:3", "--to", one},
 	} {
