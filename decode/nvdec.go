@@ -217,14 +217,18 @@ type GPUFrame struct {
 	Rotation int // clockwise degrees to show the picture upright
 }
 
+// nvdecCodec is a cudaVideoCodec value and the bitstream filter its packets
+// go through ("" for none).
+type nvdecCodec struct {
+	codec int
+	bsf   string
+}
+
 // nvdecCodecs maps FFmpeg codec names to cudaVideoCodec and the bitstream
 // filter that turns the container's packets into what the parser reads.
 // VP8 and VP9 decode on NVDEC too, but the parser's timestamps go astray at
 // VP9's hidden frames; until that is handled they decode on the CPU.
-var nvdecCodecs = map[string]struct {
-	codec int
-	bsf   string
-}{
+var nvdecCodecs = map[string]nvdecCodec{
 	"h264": {4, "h264_mp4toannexb"},
 	"hevc": {8, "hevc_mp4toannexb"},
 }
@@ -251,28 +255,12 @@ type NVDEC struct {
 // (gpu.CUDA.Context). Errors wrapping ErrNVDECUnsupported mean the file
 // should be decoded on the CPU.
 func OpenNVDEC(ctx context.Context, path string, cuCtx unsafe.Pointer, opts Options) (*NVDEC, error) {
-	var in *input
-	var err error
-	if opts.Probed != nil {
-		in, err = openProbed(ctx, path, opts.Probed)
-	} else {
-		in, err = openInput(ctx, path)
-	}
+	in, c, err := openForNVDEC(ctx, path, opts)
 	if err != nil {
-		return nil, fileErr("open", path, err)
+		return nil, err
 	}
-	c, ok := nvdecCodecs[in.info.Codec]
-	if !ok {
-		in.close()
-		return nil, fileErr("open", path, fmt.Errorf("%w: codec %s", ErrNVDECUnsupported, in.info.Codec))
-	}
-	d := &NVDEC{path: path, in: in, samp: newSampler(opts), tb: in.stream.TimeBase().Float64(), loop: opts.Loop}
-	if !opts.NoAutoRotate {
-		d.rot = in.info.Rotation
-	}
-	if d.tb > 0 {
-		d.t0 = int64(math.Round(in.info.StartTime / d.tb))
-	}
+	d := &NVDEC{}
+	d.start(path, in, opts)
 	if err := d.init(c.codec, c.bsf, cuCtx); err != nil {
 		d.Close()
 		return nil, fileErr("open", path, err)
@@ -296,6 +284,39 @@ func (d *NVDEC) init(codec int, bsfName string, cuCtx unsafe.Pointer) error {
 	return nil
 }
 
+// openForNVDEC opens path (from its probe facts when given) and checks that
+// NVDEC takes its codec.
+func openForNVDEC(ctx context.Context, path string, opts Options) (*input, nvdecCodec, error) {
+	var in *input
+	var err error
+	if opts.Probed != nil {
+		in, err = openProbed(ctx, path, opts.Probed)
+	} else {
+		in, err = openInput(ctx, path)
+	}
+	if err != nil {
+		return nil, nvdecCodec{}, fileErr("open", path, err)
+	}
+	c, ok := nvdecCodecs[in.info.Codec]
+	if !ok {
+		in.close()
+		return nil, c, fileErr("open", path, fmt.Errorf("%w: codec %s", ErrNVDECUnsupported, in.info.Codec))
+	}
+	return in, c, nil
+}
+
+// start sets up the per-file state of d for in.
+func (d *NVDEC) start(path string, in *input, opts Options) {
+	d.path, d.in, d.samp, d.loop = path, in, newSampler(opts), opts.Loop
+	d.tb = in.stream.TimeBase().Float64()
+	if !opts.NoAutoRotate {
+		d.rot = in.info.Rotation
+	}
+	if d.tb > 0 {
+		d.t0 = int64(math.Round(in.info.StartTime / d.tb))
+	}
+}
+
 // ErrNVDECCodecChanged is returned by Reopen for a file of another codec:
 // close the decoder and open a new one.
 var ErrNVDECCodecChanged = errors.New("file of another codec")
@@ -305,22 +326,12 @@ var ErrNVDECCodecChanged = errors.New("file of another codec")
 // decoder stalls every decoder on the GPU, which archives of short clips
 // would pay for each file. A failure leaves d unusable: Close it.
 func (d *NVDEC) Reopen(ctx context.Context, path string, opts Options) error {
-	var in *input
-	var err error
-	if opts.Probed != nil {
-		in, err = openProbed(ctx, path, opts.Probed)
-	} else {
-		in, err = openInput(ctx, path)
-	}
+	in, c, err := openForNVDEC(ctx, path, opts)
 	if err != nil {
-		return fileErr("open", path, err)
+		return err
 	}
-	c, ok := nvdecCodecs[in.info.Codec]
-	if !ok || C.int(c.codec) != C.int(d.d.codec) {
+	if C.int(c.codec) != C.int(d.d.codec) {
 		in.close()
-		if !ok {
-			return fileErr("open", path, fmt.Errorf("%w: codec %s", ErrNVDECUnsupported, in.info.Codec))
-		}
 		return fileErr("open", path, ErrNVDECCodecChanged)
 	}
 	d.release()
@@ -329,13 +340,8 @@ func (d *NVDEC) Reopen(ctx context.Context, path string, opts Options) error {
 		d.bsf = nil
 	}
 	d.in.close()
-	*d = NVDEC{path: path, in: in, pkt: d.pkt, d: d.d, samp: newSampler(opts), tb: in.stream.TimeBase().Float64(), loop: opts.Loop}
-	if !opts.NoAutoRotate {
-		d.rot = in.info.Rotation
-	}
-	if d.tb > 0 {
-		d.t0 = int64(math.Round(in.info.StartTime / d.tb))
-	}
+	*d = NVDEC{pkt: d.pkt, d: d.d}
+	d.start(path, in, opts)
 	if r := C.dsb_nvdec_reset(d.d); r != 0 {
 		return fileErr("open", path, fmt.Errorf("cuvidCreateVideoParser: error %d", int(r)))
 	}

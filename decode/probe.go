@@ -74,19 +74,9 @@ type input struct {
 }
 
 func openInput(ctx context.Context, path string) (*input, error) {
-	if err := ctx.Err(); err != nil {
+	fc, err := openContainer(ctx, path)
+	if err != nil {
 		return nil, err
-	}
-	if _, err := checkFile(path); err != nil {
-		return nil, err
-	}
-	fc := astiav.AllocFormatContext()
-	if fc == nil {
-		return nil, errors.New("cannot allocate format context")
-	}
-	// avformat_open_input frees the context when it fails.
-	if err := fc.OpenInput(path, nil, nil); err != nil {
-		return nil, classifyOpenError(err)
 	}
 	in := &input{fc: fc}
 	if err := fc.FindStreamInfo(nil); err != nil {
@@ -107,10 +97,8 @@ func openInput(ctx context.Context, path string) (*input, error) {
 	return in, nil
 }
 
-// openProbed opens path for a video whose facts an earlier Probe gave,
-// without FFmpeg's stream analysis (which decodes frames in software). It
-// checks that the file still holds that stream.
-func openProbed(ctx context.Context, path string, info *Info) (*input, error) {
+// openContainer checks path and opens its container (headers only).
+func openContainer(ctx context.Context, path string) (*astiav.FormatContext, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -121,8 +109,20 @@ func openProbed(ctx context.Context, path string, info *Info) (*input, error) {
 	if fc == nil {
 		return nil, errors.New("cannot allocate format context")
 	}
+	// avformat_open_input frees the context when it fails.
 	if err := fc.OpenInput(path, nil, nil); err != nil {
 		return nil, classifyOpenError(err)
+	}
+	return fc, nil
+}
+
+// openProbed opens path for a video whose facts an earlier Probe gave,
+// without FFmpeg's stream analysis (which decodes frames in software). It
+// checks that the file still holds that stream.
+func openProbed(ctx context.Context, path string, info *Info) (*input, error) {
+	fc, err := openContainer(ctx, path)
+	if err != nil {
+		return nil, err
 	}
 	in := &input{fc: fc, info: *info}
 	ss := fc.Streams()
