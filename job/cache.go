@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 
 	"github.com/dsbatch/dsbatch/decode"
 )
@@ -40,6 +41,7 @@ const CacheFile = "probe-cache.gob"
 // unreadable or outdated cache starts empty: the cache only saves time.
 func OpenCache(dir string) *Cache {
 	c := &Cache{path: filepath.Join(dir, CacheFile), entries: map[string]cacheEntry{}}
+	removeDeadTemps(dir)
 	f, err := os.Open(c.path)
 	if err != nil {
 		return c
@@ -92,7 +94,7 @@ func (c *Cache) Save() error {
 	if err := os.MkdirAll(filepath.Dir(c.path), 0o755); err != nil {
 		return fmt.Errorf("probe cache: %w", err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(c.path), ".probe-cache-*")
+	tmp, err := os.CreateTemp(filepath.Dir(c.path), fmt.Sprintf(".probe-cache-%d-*", os.Getpid()))
 	if err != nil {
 		return fmt.Errorf("probe cache: %w", err)
 	}
@@ -108,6 +110,22 @@ func (c *Cache) Save() error {
 	}
 	c.dirty = false
 	return nil
+}
+
+// removeDeadTemps deletes temporary cache files of processes that died
+// while saving (their names carry the writer's pid); other live processes
+// may be saving theirs.
+func removeDeadTemps(dir string) {
+	matches, _ := filepath.Glob(filepath.Join(dir, ".probe-cache-*"))
+	for _, m := range matches {
+		var pid int
+		if _, err := fmt.Sscanf(filepath.Base(m), ".probe-cache-%d-", &pid); err != nil || pid <= 0 {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			os.Remove(m)
+		}
+	}
 }
 
 // cacheable reports whether a probe error belongs to the file's content
