@@ -203,7 +203,7 @@ func Run(ctx context.Context, plan *Plan, videos []Video, opts RunOptions) (*Sum
 		if err := out.saveRecord(rec); err != nil {
 			return nil, err
 		}
-		sum.Failed = append(sum.Failed, Failure{Path: s.Path, Error: s.Error})
+		sum.Failed = append(sum.Failed, Failure(s))
 		c.VideosFailed.Add(1)
 	}
 
