@@ -73,7 +73,7 @@ func openOut(root string) (*outDir, error) {
 	f.Truncate(0)
 	fmt.Fprintf(f, "pid %d on %s\n", os.Getpid(), host)
 	o := &outDir{root: root, lock: f}
-	for _, d := range []string{root, filepath.Join(root, detectionsDir), filepath.Join(root, tracksDir), filepath.Join(root, stateDir, recordsDir)} {
+	for _, d := range []string{root, filepath.Join(root, detectionsDir), filepath.Join(root, tracksDir), filepath.Join(root, stateDir), filepath.Join(root, stateDir, recordsDir)} {
 		if err := export.RemoveTemps(d); err != nil {
 			o.close()
 			return nil, err
