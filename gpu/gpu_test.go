@@ -71,6 +71,28 @@ func TestSelect(t *testing.T) {
 	}
 }
 
+func TestVisible(t *testing.T) {
+	tests := []struct {
+		env          map[string]string
+		nodeGPUs     int
+		list, source string
+	}{
+		{map[string]string{}, 4, "", ""},
+		{map[string]string{"CUDA_VISIBLE_DEVICES": "1,3", "SLURM_JOB_GPUS": "2"}, 4, "1,3", "CUDA_VISIBLE_DEVICES"},
+		{map[string]string{"SLURM_JOB_GPUS": "2,3"}, 4, "2,3", "SLURM_JOB_GPUS"},
+		{map[string]string{"SLURM_JOB_GPUS": "0,1,2,3", "SLURM_STEP_GPUS": "3"}, 4, "3", "SLURM_STEP_GPUS"},
+		// The device cgroup shows only the two assigned GPUs, as 0 and 1.
+		{map[string]string{"SLURM_JOB_GPUS": "4,6"}, 2, "", "SLURM_JOB_GPUS"},
+		{map[string]string{"SLURM_JOB_GPUS": "0,1"}, 2, "0,1", "SLURM_JOB_GPUS"},
+	}
+	for _, tt := range tests {
+		list, source := Visible(func(k string) string { return tt.env[k] }, tt.nodeGPUs)
+		if list != tt.list || source != tt.source {
+			t.Errorf("Visible(%v, %d) = %q, %q; want %q, %q", tt.env, tt.nodeGPUs, list, source, tt.list, tt.source)
+		}
+	}
+}
+
 func TestDecodersCheck(t *testing.T) {
 	// The H100's caps as cuvidGetDecoderCaps reports them (shared/gpu/README).
 	d := &Decoders{Engines: 7, Caps: []CodecCaps{

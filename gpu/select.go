@@ -39,6 +39,36 @@ func Select(devs []Device, spec, visible string) ([]Device, error) {
 	return list, nil
 }
 
+// Visible returns the GPU list the environment restricts a job to, in
+// CUDA_VISIBLE_DEVICES's syntax, and the variable it came from:
+// CUDA_VISIBLE_DEVICES when set, else the GPUs Slurm assigned to the step
+// or job (SLURM_STEP_GPUS, SLURM_JOB_GPUS), else "" (every GPU).
+//
+// Slurm names GPUs by their index on the node. Where its device cgroup
+// hides the others, the node shows only the assigned GPUs, numbered from
+// 0; nodeGPUs (the count the driver shows) tells the two cases apart.
+func Visible(getenv func(string) string, nodeGPUs int) (list, source string) {
+	if v := getenv("CUDA_VISIBLE_DEVICES"); v != "" {
+		return v, "CUDA_VISIBLE_DEVICES"
+	}
+	for _, name := range []string{"SLURM_STEP_GPUS", "SLURM_JOB_GPUS"} {
+		v := strings.TrimSpace(getenv(name))
+		if v == "" {
+			continue
+		}
+		items := strings.Split(v, ",")
+		if len(items) == nodeGPUs {
+			for _, it := range items {
+				if i, err := strconv.Atoi(strings.TrimSpace(it)); err == nil && i >= nodeGPUs {
+					return "", name // every GPU shown is one Slurm assigned
+				}
+			}
+		}
+		return v, name
+	}
+	return "", ""
+}
+
 // visibleDevices applies CUDA_VISIBLE_DEVICES. As in CUDA, an empty entry
 // hides everything after it, and an unknown entry is an error.
 func visibleDevices(devs []Device, visible string) ([]Device, error) {

@@ -25,6 +25,7 @@ const (
 	settingsFile  = "settings.json"
 	recordsDir    = "videos"
 	lockFile      = "lock"
+	shardsDir     = "shards" // a sharded run's parts: shards/<i>-of-<n>/
 )
 
 // VideoID is the stable identifier of a video: a hash of its absolute
@@ -152,6 +153,13 @@ func (o *outDir) clear() error {
 
 // records loads the per-video records of earlier runs.
 func (o *outDir) records() (map[int64]export.Video, error) {
+	return loadRecords(o)
+}
+
+// loadRecords reads the per-video records of the output folder o. A done
+// record whose detections file is missing is left out: the video is
+// done again.
+func loadRecords(o *outDir) (map[int64]export.Video, error) {
 	entries, err := os.ReadDir(o.path(stateDir, recordsDir))
 	if err != nil {
 		return nil, err

@@ -53,7 +53,21 @@ func dsbatch(t *testing.T, args ...string) result {
 
 func dsbatchAs(t *testing.T, cred *syscall.Credential, args ...string) result {
 	t.Helper()
+	return dsbatchCmd(t, cred, nil, args...)
+}
+
+// dsbatchEnv runs dsbatch with extra environment variables.
+func dsbatchEnv(t *testing.T, env []string, args ...string) result {
+	t.Helper()
+	return dsbatchCmd(t, nil, env, args...)
+}
+
+func dsbatchCmd(t *testing.T, cred *syscall.Credential, env []string, args ...string) result {
+	t.Helper()
 	cmd := exec.Command(bin, args...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if cred != nil {

@@ -98,13 +98,17 @@ func selectGPUs(c *cli.Context) ([]gpu.Device, gpu.Host, error) {
 		host.Close()
 		return nil, nil, err
 	}
-	devs, err := gpu.Select(all, spec, os.Getenv("CUDA_VISIBLE_DEVICES"))
+	visible, source := gpu.Visible(os.Getenv, len(all))
+	devs, err := gpu.Select(all, spec, visible)
 	if err != nil {
 		host.Close()
+		if source != "" && source != "CUDA_VISIBLE_DEVICES" {
+			err = fmt.Errorf("%s=%s: %w", source, visible, err)
+		}
 		return nil, nil, err
 	}
 	if len(devs) == 0 && spec == "all" {
-		fmt.Fprintln(c.App.ErrWriter, "dsbatch: no GPU visible (CUDA_VISIBLE_DEVICES): using CPU workers")
+		fmt.Fprintf(c.App.ErrWriter, "dsbatch: no GPU visible (%s): using CPU workers\n", source)
 	}
 	return devs, host, nil
 }

@@ -70,7 +70,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			astiav.SetLogLevel(level)
 			return nil
 		},
-		Commands:        []*cli.Command{runCommand(), probeCommand(), planCommand(), inspectCommand(), previewCommand(), gpusCommand(), benchCommand()},
+		Commands:        []*cli.Command{runCommand(), probeCommand(), planCommand(), inspectCommand(), previewCommand(), gpusCommand(), benchCommand(), slurmCommand(), mergeCommand()},
 		HideHelpCommand: true,
 		ExitErrHandler:  func(*cli.Context, error) {}, // exit codes are decided in main
 	}

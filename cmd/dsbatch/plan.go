@@ -13,9 +13,9 @@ import (
 
 func planCommand() *cli.Command {
 	flags := append(discoveryFlags(), gpuFlags()...)
+	flags = append(flags, shardFlags("keep only this node's share i/n of the archive (0 <= i < n)")...)
 	flags = append(flags,
 		&cli.IntFlag{Name: "cpu-workers", Value: 1, Usage: "CPU workers when no GPU is used"},
-		&cli.StringFlag{Name: "shard", Usage: "keep only this node's share i/n of the archive (0 <= i < n)"},
 		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "plan.json", Usage: "where to write the plan as JSON (- for standard output)"},
 	)
 	return &cli.Command{
@@ -32,7 +32,7 @@ func planCommand() *cli.Command {
 }
 
 func runPlan(c *cli.Context) error {
-	shard, err := job.ParseShard(c.String("shard"))
+	shard, err := resolveShard(c)
 	if err != nil {
 		return err
 	}

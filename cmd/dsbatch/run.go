@@ -18,6 +18,7 @@ import (
 
 func runCommand() *cli.Command {
 	flags := append(discoveryFlags(), gpuFlags()...)
+	flags = append(flags, shardFlags("process only this node's share i/n of the archive, into OUT/shards/<i>-of-<n>")...)
 	flags = append(flags,
 		&cli.StringFlag{Name: "config", Usage: "YAML file of settings (keys are flag names); flags override it"},
 		&cli.StringFlag{Name: "model", Aliases: []string{"m"}, Usage: "ONNX detector (YOLOv5/v8/v9/v10/v11 layouts)"},
@@ -40,7 +41,6 @@ func runCommand() *cli.Command {
 		&cli.IntFlag{Name: "threads", Usage: "inference threads per CPU worker (default: cores / workers)"},
 		&cli.IntFlag{Name: "decoders", Value: 2, Usage: "videos each worker decodes at once (GPU workers: at least one per NVDEC engine)"},
 		&cli.IntFlag{Name: "cpu-workers", Value: 1, Usage: "CPU workers when no GPU is used"},
-		&cli.StringFlag{Name: "shard", Usage: "process only this node's share i/n of the archive"},
 		&cli.BoolFlag{Name: "force", Usage: "discard results in --out made with other settings"},
 		&cli.DurationFlag{Name: "log-every", Value: 10e9, Usage: "progress line interval when not on a terminal"},
 	)
@@ -50,7 +50,9 @@ func runCommand() *cli.Command {
 		ArgsUsage: "PATH...",
 		Description: "Decodes every video, runs the detector in batches and writes detections/<video>.parquet,\n" +
 			"videos.parquet and run.json into --out. Rerunning into the same folder resumes: finished\n" +
-			"videos are skipped. Exit status: 0 all videos done, 3 some failed (listed), 1 the run failed.",
+			"videos are skipped. A shard of a multi-node run (--shard, a Slurm job array or a Kubernetes\n" +
+			"Indexed Job) writes into --out/shards/<i>-of-<n>; `dsbatch merge --out` gathers them.\n" +
+			"Exit status: 0 all videos done, 3 some failed (listed), 1 the run failed.",
 		Flags:  flags,
 		Action: runRun,
 	}
@@ -68,7 +70,7 @@ func runRun(c *cli.Context) error {
 	if e := c.String("engine"); e != "auto" && e != "onnxruntime" {
 		return fmt.Errorf("--engine %q: this build has auto and onnxruntime", e)
 	}
-	shard, err := job.ParseShard(c.String("shard"))
+	shard, err := resolveShard(c)
 	if err != nil {
 		return err
 	}
@@ -149,7 +151,7 @@ func runRun(c *cli.Context) error {
 	plan := job.MakePlan(videos, workers, shard)
 	conf, iou := float32(c.Float64("conf")), float32(c.Float64("iou"))
 	opts := job.RunOptions{
-		Out: c.String("out"),
+		Out: job.ShardDir(c.String("out"), shard),
 		Settings: job.Settings{Model: sha, Engine: "onnxruntime-cpu", InputH: h, InputW: w, Head: layout.Head.String(), Names: names,
 			Conf: conf, IoU: iou, MaxDet: c.Int("max-det"), ClassAgnostic: c.Bool("agnostic-nms"),
 			Stride: c.Int("stride"), FPS: c.Float64("fps"),
