@@ -1,0 +1,187 @@
+package graph
+
+import (
+	"fmt"
+)
+
+// Specialize fixes the input to [batch, C, h, w] (dimensions the model
+// leaves dynamic take these values; fixed ones must agree), infers the
+// shape of every tensor, folds every node whose inputs are known at
+// compile time into a constant, and removes nodes nothing uses. What is
+// left runs on the device. An operator the engine does not know is an
+// error naming the node. Call it once, on a freshly loaded graph.
+func (g *Graph) Specialize(batch, h, w int) error {
+	in := g.Input
+	if len(in.Shape) != 4 {
+		return fmt.Errorf("input %s has rank %d, want [N,C,H,W]", in.Name, len(in.Shape))
+	}
+	want := []int{batch, in.Shape[1], h, w}
+	shape := make([]int, 4)
+	for i, d := range in.Shape {
+		if d > 0 && want[i] > 0 && d != want[i] {
+			return fmt.Errorf("input %s is fixed at %v: cannot run it at %v", in.Name, in.Shape, want)
+		}
+		shape[i] = max(d, want[i])
+	}
+	if shape[1] <= 0 {
+		return fmt.Errorf("input %s has no channel count", in.Name)
+	}
+	in.Shape = shape
+	var kept []*Node
+	for _, n := range g.Nodes {
+		if n.Op == "Constant" {
+			t, err := constantValue(n)
+			if err != nil {
+				return fmt.Errorf("node %q (Constant): %w", n.Name, err)
+			}
+			n.Out[0].Const, n.Out[0].Shape, n.Out[0].DType = t, t.Shape, t.DType
+			continue
+		}
+		fn, ok := ops[n.Op]
+		if !ok {
+			return fmt.Errorf("node %q: operator %s %w", n.Name, n.Op, ErrUnsupported)
+		}
+		args := make([]*Tensor, len(n.In))
+		folds := true
+		for i, v := range n.In {
+			if v == nil {
+				continue
+			}
+			if v.Shape == nil && v.Const == nil {
+				return fmt.Errorf("node %q (%s): input %s has no known shape", n.Name, n.Op, v.Name)
+			}
+			if v.Const != nil {
+				args[i] = v.Const
+			} else {
+				args[i] = &Tensor{DType: v.DType, Shape: v.Shape}
+				if !(n.Op == "Shape" && i == 0) {
+					folds = false
+				}
+			}
+		}
+		outs, err := fn(n, args, folds)
+		if err != nil {
+			return fmt.Errorf("node %q (%s): %w", n.Name, n.Op, err)
+		}
+		if len(outs) < len(n.Out) {
+			return fmt.Errorf("node %q (%s): %d outputs, want %d", n.Name, n.Op, len(outs), len(n.Out))
+		}
+		for i, v := range n.Out {
+			v.Shape, v.DType = outs[i].Shape, outs[i].DType
+			if folds {
+				v.Const, v.Producer = outs[i], nil
+			}
+		}
+		if !folds {
+			if outs[0].DType != Float && n.Op != "Shape" {
+				return fmt.Errorf("node %q (%s): integer tensors at run time: %w", n.Name, n.Op, ErrUnsupported)
+			}
+			kept = append(kept, n)
+		}
+	}
+	g.Nodes = kept
+	g.dropIdentities()
+	for _, o := range g.Outputs {
+		if o.Const != nil {
+			return fmt.Errorf("output %s does not depend on the input", o.Name)
+		}
+	}
+	g.prune()
+	return nil
+}
+
+// constantValue reads a Constant node's value.
+func constantValue(n *Node) (*Tensor, error) {
+	if a, ok := n.Attr["value"]; ok {
+		return tensorFromProto(a.GetT())
+	}
+	if a, ok := n.Attr["value_float"]; ok {
+		return &Tensor{DType: Float, Shape: []int{}, F: []float32{a.GetF()}}, nil
+	}
+	if a, ok := n.Attr["value_int"]; ok {
+		return &Tensor{DType: Int64, Shape: []int{}, I: []int64{a.GetI()}}, nil
+	}
+	if a, ok := n.Attr["value_ints"]; ok {
+		t := NewInt(len(a.GetInts()))
+		copy(t.I, a.GetInts())
+		return t, nil
+	}
+	if a, ok := n.Attr["value_floats"]; ok {
+		t := NewFloat(len(a.GetFloats()))
+		copy(t.F, a.GetFloats())
+		return t, nil
+	}
+	return nil, fmt.Errorf("no value: %w", ErrUnsupported)
+}
+
+// uses counts the nodes reading each value, graph outputs counting once.
+func (g *Graph) uses() map[*Value]int {
+	u := map[*Value]int{}
+	for _, n := range g.Nodes {
+		for _, v := range n.In {
+			if v != nil {
+				u[v]++
+			}
+		}
+		if n.Residual != nil {
+			u[n.Residual]++
+		}
+	}
+	for _, o := range g.Outputs {
+		u[o]++
+	}
+	return u
+}
+
+// prune removes nodes whose outputs nothing reads.
+func (g *Graph) prune() {
+	for {
+		u := g.uses()
+		var kept []*Node
+		for _, n := range g.Nodes {
+			used := false
+			for _, v := range n.Out {
+				if u[v] > 0 {
+					used = true
+				}
+			}
+			if used {
+				kept = append(kept, n)
+			}
+		}
+		if len(kept) == len(g.Nodes) {
+			return
+		}
+		g.Nodes = kept
+	}
+}
+
+// dropIdentities makes readers of an Identity read its input instead.
+func (g *Graph) dropIdentities() {
+	alias := map[*Value]*Value{}
+	var kept []*Node
+	for _, n := range g.Nodes {
+		if n.Op == "Identity" && n.In[0] != g.Input {
+			alias[n.Out[0]] = n.In[0]
+			continue
+		}
+		kept = append(kept, n)
+	}
+	resolve := func(v *Value) *Value {
+		for alias[v] != nil {
+			v = alias[v]
+		}
+		return v
+	}
+	for _, n := range kept {
+		for i, v := range n.In {
+			if v != nil {
+				n.In[i] = resolve(v)
+			}
+		}
+	}
+	for i, o := range g.Outputs {
+		g.Outputs[i] = resolve(o)
+	}
+	g.Nodes = kept
+}

@@ -1,0 +1,207 @@
+package graph_test
+
+import (
+	"context"
+	"errors"
+	"math"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/dsbatch/dsbatch/infer"
+	"github.com/dsbatch/dsbatch/infer/graph"
+	"github.com/dsbatch/dsbatch/infer/onnx"
+	"github.com/dsbatch/dsbatch/internal/onnxtest"
+)
+
+func miniYOLO(t *testing.T) string {
+	t.Helper()
+	b, err := onnxtest.MiniYOLOv8(7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "mini.onnx")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func randomInput(n, h, w int, seed int64) *graph.Tensor {
+	in := graph.NewFloat(n, 3, h, w)
+	r := rand.New(rand.NewSource(seed))
+	for i := range in.F {
+		in.F[i] = r.Float32()
+	}
+	return in
+}
+
+func relL2(a, b []float32) float64 {
+	var num, den float64
+	for i := range a {
+		d := float64(a[i]) - float64(b[i])
+		num += d * d
+		den += float64(b[i]) * float64(b[i])
+	}
+	return math.Sqrt(num / den)
+}
+
+// ortOutput runs the model with ONNX Runtime on the CPU.
+func ortOutput(t *testing.T, path string, in *graph.Tensor) ([]float32, []int64) {
+	t.Helper()
+	lib, err := onnxtest.ORTLib()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := infer.ReadModel(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := infer.NewORT(m, in.Shape[2], in.Shape[3], infer.ORTOptions{Lib: lib, Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	out, shape, err := e.Infer(context.Background(), in.F, in.Shape[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append([]float32(nil), out...), shape
+}
+
+func TestCompiledGraphMatchesONNXRuntime(t *testing.T) {
+	path := miniYOLO(t)
+	for _, batch := range []int{1, 3} {
+		in := randomInput(batch, 32, 32, int64(batch))
+		ref, shape := ortOutput(t, path, in)
+
+		g, err := graph.Read(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := g.Specialize(batch, 32, 32); err != nil {
+			t.Fatal(err)
+		}
+		ops := g.OpCounts()
+		for _, op := range []string{"Shape", "Gather", "Range", "ConstantOfShape", "Expand", "Cast", "Unsqueeze", "Constant", "Identity"} {
+			if ops[op] > 0 {
+				t.Errorf("batch %d: %d %s nodes left after folding: %v", batch, ops[op], op, ops)
+			}
+		}
+		plain, err := g.Run(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := plain[0].Shape; len(got) != 3 || int64(got[0]) != shape[0] || int64(got[1]) != shape[1] || int64(got[2]) != shape[2] {
+			t.Fatalf("batch %d: output %v, ONNX Runtime %v", batch, got, shape)
+		}
+		if e := relL2(plain[0].F, ref); e > 1e-5 {
+			t.Errorf("batch %d: folded graph vs ONNX Runtime: relative L2 %.3g", batch, e)
+		}
+
+		st := g.Fuse()
+		ops = g.OpCounts()
+		// 10 SiLU convolutions, the ReLU and the LeakyReLU one; the
+		// bottleneck's Add follows a SiLU convolution.
+		if st.Activations != 12 || st.Residuals != 1 || ops["Conv+silu"] != 9 || ops["Conv+silu+add"] != 1 || ops["Conv+relu"] != 1 || ops["Conv+leaky_relu"] != 1 {
+			t.Errorf("batch %d: fused %+v: %v", batch, st, ops)
+		}
+		fused, err := g.Run(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e := relL2(fused[0].F, ref); e > 1e-5 {
+			t.Errorf("batch %d: fused graph vs ONNX Runtime: relative L2 %.3g", batch, e)
+		}
+	}
+}
+
+func TestMemoryPlan(t *testing.T) {
+	g, err := graph.Read(miniYOLO(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Specialize(2, 32, 32); err != nil {
+		t.Fatal(err)
+	}
+	g.Fuse()
+	p := g.PlanMemory(2, 256)
+	if p.Peak <= 0 || p.Peak >= p.Unshared {
+		t.Fatalf("peak %d, unshared %d: want reuse", p.Peak, p.Unshared)
+	}
+	// No two tensors alive at once overlap: check by running the schedule.
+	type span struct{ off, end int64 }
+	spans := map[*graph.Value]span{}
+	for v, off := range p.Offset {
+		spans[v] = span{off, off + (int64(graph.Len(v.Shape))*2+255)/256*256}
+	}
+	last := map[*graph.Value]int{}
+	for i, n := range g.Nodes {
+		for _, v := range append(n.In, n.Residual) {
+			if v != nil {
+				last[v] = i
+			}
+		}
+	}
+	for _, o := range g.Outputs {
+		last[o] = len(g.Nodes)
+	}
+	for i, n := range g.Nodes {
+		if graph.IsView(n) {
+			continue
+		}
+		out := spans[n.Out[0]]
+		if out.end > p.Peak {
+			t.Fatalf("%s ends at %d past the peak %d", n.Out[0].Name, out.end, p.Peak)
+		}
+		for v, s := range spans {
+			if v == n.Out[0] || v.Producer == nil || last[v] < i || g.Nodes[0] == nil {
+				continue
+			}
+			prodBefore := false
+			for _, m := range g.Nodes[:i] {
+				if m == v.Producer {
+					prodBefore = true
+				}
+			}
+			if prodBefore && s.off < out.end && out.off < s.end && s.off != out.off {
+				t.Errorf("%s [%d,%d) overwrites live %s [%d,%d)", n.Out[0].Name, out.off, out.end, v.Name, s.off, s.end)
+			}
+		}
+	}
+}
+
+func TestUnsupported(t *testing.T) {
+	path := miniYOLO(t)
+	b, _ := os.ReadFile(path)
+	// Turn an operator the engine has into one it lacks.
+	var mp onnx.ModelProto
+	if err := proto.Unmarshal(b, &mp); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range mp.GetGraph().GetNode() {
+		if n.GetOpType() == "LeakyRelu" {
+			n.OpType = proto.String("HardSwish")
+		}
+	}
+	b, _ = proto.Marshal(&mp)
+	badPath := filepath.Join(t.TempDir(), "bad.onnx")
+	os.WriteFile(badPath, b, 0o644)
+	g, err := graph.Read(badPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = g.Specialize(1, 32, 32)
+	if !errors.Is(err, graph.ErrUnsupported) || !strings.Contains(err.Error(), "HardSwish") || !strings.Contains(err.Error(), "/LeakyRelu_") || !strings.Contains(err.Error(), "--engine onnxruntime") {
+		t.Errorf("error %v: want the node, the operator and the way out", err)
+	}
+
+	g, _ = graph.Read(path)
+	if err := g.Specialize(1, 64, 64); err == nil || !strings.Contains(err.Error(), "fixed at [0 3 32 32]") {
+		t.Errorf("wrong input size: %v", err)
+	}
+}
