@@ -23,7 +23,7 @@ ORT_LIB     := bin/libonnxruntime.so.1
 FFMPEG_PREFIX := $(CURDIR)/.ffmpeg
 FFMPEG_LIBS   := libavdevice libavfilter libavformat libavcodec libswresample libswscale libavutil
 
-.PHONY: setup deps ort build test bench static ffmpeg-static device-bins media clean
+.PHONY: fuzz setup deps ort build test bench static ffmpeg-static device-bins media clean
 
 ## setup: install system packages, Go modules and ONNX Runtime, then build bin/dsbatch
 setup: deps ort build
@@ -54,6 +54,16 @@ test:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
+	$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZTIME)
+
+## fuzz: each fuzz target for FUZZTIME (default 10s); a crasher is kept in the package's testdata/fuzz
+FUZZTIME ?= 10s
+FUZZ_TARGETS = ./decode:FuzzProbe ./infer:FuzzParseNamesDict ./infer/graph:FuzzCompile ./cmd/dsbatch:FuzzParseConfig
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t#*:} ($${t%%:*}) for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) $${t%%:*}; \
+	done
 
 ## bench: Go benchmarks, then `dsbatch run` on a generated 720p clip with a small model (CPU)
 bench: build ort

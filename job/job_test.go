@@ -13,13 +13,16 @@ import (
 	"time"
 
 	"github.com/asticode/go-astiav"
+	"go.uber.org/goleak"
 )
 
 const media = "../testdata/media"
 
 func TestMain(m *testing.M) {
 	astiav.SetLogLevel(astiav.LogLevelQuiet)
-	os.Exit(m.Run())
+	// Every pipeline test must leave no goroutine behind: decoders,
+	// batchers, exporters, samplers and the work queue all end with Run.
+	goleak.VerifyTestMain(m)
 }
 
 func touch(t *testing.T, path string) {

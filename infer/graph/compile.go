@@ -59,9 +59,14 @@ func (g *Graph) Specialize(batch, h, w int) error {
 				}
 			}
 		}
-		outs, err := fn(n, args, folds)
+		outs, err := apply(fn, n, args, folds)
 		if err != nil {
 			return fmt.Errorf("node %q (%s): %w", n.Name, n.Op, err)
+		}
+		for _, o := range outs {
+			if err := checkShape(o.Shape); err != nil {
+				return fmt.Errorf("node %q (%s): %w", n.Name, n.Op, err)
+			}
 		}
 		if len(outs) < len(n.Out) {
 			return fmt.Errorf("node %q (%s): %d outputs, want %d", n.Name, n.Op, len(outs), len(n.Out))
@@ -184,4 +189,23 @@ func (g *Graph) dropIdentities() {
 		g.Outputs[i] = resolve(o)
 	}
 	g.Nodes = kept
+}
+
+// apply runs an operator on the model's own numbers. The operators check
+// what a well-formed model can get wrong; a malformed file that slips past
+// them becomes an error here, never a crash of the run.
+func apply(fn opFunc, n *Node, args []*Tensor, data bool) (outs []*Tensor, err error) {
+	for _, a := range args {
+		if a != nil {
+			if err := checkShape(a.Shape); err != nil {
+				return nil, err
+			}
+		}
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			outs, err = nil, fmt.Errorf("malformed model: %v", r)
+		}
+	}()
+	return fn(n, args, data)
 }

@@ -53,7 +53,31 @@ func Supported(op string) bool {
 	return ok || op == "Constant"
 }
 
+// maxElems bounds a tensor the compiler makes from a model's numbers: a
+// hostile file must not make it allocate without limit.
+const maxElems = 1 << 28
+
+// checkShape rejects negative dimensions and absurd sizes.
+func checkShape(shape []int) error {
+	n := 1
+	for _, d := range shape {
+		if d < 0 {
+			return fmt.Errorf("negative dimension in %v", shape)
+		}
+		if d > 0 && n > maxElems/d {
+			return fmt.Errorf("shape %v is too large", shape)
+		}
+		n *= d
+	}
+	return nil
+}
+
+// out1 makes an operator's output. A shape a hostile model made too large
+// panics, which apply turns into an error before anything is allocated.
 func out1(shape []int, dt DType, data bool) *Tensor {
+	if err := checkShape(shape); err != nil {
+		panic(err)
+	}
 	t := &Tensor{DType: dt, Shape: shape}
 	if data {
 		if dt == Float {

@@ -1,0 +1,47 @@
+package graph_test
+
+import (
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/dsbatch/dsbatch/infer/graph"
+	"github.com/dsbatch/dsbatch/infer/onnx"
+	"github.com/dsbatch/dsbatch/internal/onnxtest"
+)
+
+// FuzzCompile feeds arbitrary bytes to the ONNX reader and the compiler:
+// they may refuse a model, never crash or hang. Crashers found are kept
+// in testdata/fuzz/FuzzCompile.
+func FuzzCompile(f *testing.F) {
+	mini, err := onnxtest.MiniYOLOv8(1)
+	if err != nil {
+		f.Fatal(err)
+	}
+	tiny, err := onnxtest.TinyYOLO(32, 2, 1)
+	if err != nil {
+		f.Fatal(err)
+	}
+	det, err := onnxtest.Detector{H: 32, W: 32, D1: 2, D2: 1, Raw: []float32{1, 2}}.Bytes()
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, seed := range [][]byte{mini, tiny, det, mini[:len(mini)/2], {}} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var mp onnx.ModelProto
+		if proto.Unmarshal(b, &mp) != nil {
+			return
+		}
+		g, err := graph.Load(&mp)
+		if err != nil {
+			return
+		}
+		if g.Specialize(2, 32, 32) != nil {
+			return
+		}
+		g.Fuse()
+		g.PlanMemory(2, 256)
+	})
+}
