@@ -71,6 +71,7 @@ func WriterProperties(mem memory.Allocator, dictColumns ...string) *parquet.Writ
 type DetectionWriter struct {
 	path    string
 	f       *os.File
+	out     *sink
 	fw      *pqarrow.FileWriter
 	b       *array.RecordBuilder
 	pending int
@@ -84,14 +85,15 @@ func NewDetectionWriter(path string, mem memory.Allocator) (*DetectionWriter, er
 	if err != nil {
 		return nil, fmt.Errorf("detections %s: %w", path, err)
 	}
-	fw, err := pqarrow.NewFileWriter(DetectionSchema, writerOnly{f}, WriterProperties(mem, "video_path", "class_name"),
+	out := &sink{w: f}
+	fw, err := pqarrow.NewFileWriter(DetectionSchema, out, WriterProperties(mem, "video_path", "class_name"),
 		pqarrow.NewArrowWriterProperties(pqarrow.WithAllocator(mem), pqarrow.WithStoreSchema()))
 	if err != nil {
 		f.Close()
 		os.Remove(f.Name())
 		return nil, fmt.Errorf("detections %s: %w", path, err)
 	}
-	return &DetectionWriter{path: path, f: f, fw: fw, b: array.NewRecordBuilder(mem, DetectionSchema)}, nil
+	return &DetectionWriter{path: path, f: f, out: out, fw: fw, b: array.NewRecordBuilder(mem, DetectionSchema)}, nil
 }
 
 // Append adds one row.
@@ -143,6 +145,9 @@ func (w *DetectionWriter) Commit() error {
 	w.b.Release()
 	if cerr := w.fw.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("detections %s: %w", w.path, cerr)
+	}
+	if err == nil && w.out.err != nil {
+		err = fmt.Errorf("detections %s: %w", w.path, w.out.err)
 	}
 	if err != nil {
 		w.f.Close()
