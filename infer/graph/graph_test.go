@@ -18,7 +18,9 @@ import (
 	"github.com/dsbatch/dsbatch/internal/onnxtest"
 )
 
-func miniYOLO(t *testing.T) string {
+func miniYOLO(t *testing.T) string { return miniYOLOPath(t) }
+
+func miniYOLOPath(t testing.TB) string {
 	t.Helper()
 	b, err := onnxtest.MiniYOLOv8(7)
 	if err != nil {
