@@ -349,24 +349,12 @@ func opTranspose(n *Node, in []*Tensor, data bool) ([]*Tensor, error) {
 		return []*Tensor{out}, nil
 	}
 	xs := strides(x.Shape)
-	idx := make([]int, r)
-	for o := 0; o < Len(shape); o++ {
-		src := 0
-		for i := range idx {
-			src += idx[i] * xs[perm[i]]
+	gather(out, x, func(idx []int) (src int) {
+		for i, v := range idx {
+			src += v * xs[perm[i]]
 		}
-		if x.DType == Float {
-			out.F[o] = x.F[src]
-		} else {
-			out.I[o] = x.I[src]
-		}
-		for i := r - 1; i >= 0; i-- {
-			if idx[i]++; idx[i] < shape[i] {
-				break
-			}
-			idx[i] = 0
-		}
-	}
+		return src
+	})
 	return []*Tensor{out}, nil
 }
 
@@ -432,24 +420,12 @@ func opSlice(n *Node, in []*Tensor, data bool) ([]*Tensor, error) {
 		return []*Tensor{out}, nil
 	}
 	xs := strides(x.Shape)
-	idx := make([]int, r)
-	for o := 0; o < Len(shape); o++ {
-		src := 0
-		for i := range idx {
-			src += (begin[i] + idx[i]*step[i]) * xs[i]
+	gather(out, x, func(idx []int) (src int) {
+		for i, v := range idx {
+			src += (begin[i] + v*step[i]) * xs[i]
 		}
-		if x.DType == Float {
-			out.F[o] = x.F[src]
-		} else {
-			out.I[o] = x.I[src]
-		}
-		for i := r - 1; i >= 0; i-- {
-			if idx[i]++; idx[i] < shape[i] {
-				break
-			}
-			idx[i] = 0
-		}
-	}
+		return src
+	})
 	return []*Tensor{out}, nil
 }
 
@@ -639,19 +615,26 @@ func opExpand(n *Node, in []*Tensor, data bool) ([]*Tensor, error) {
 	out := out1(shape, in[0].DType, data)
 	if data {
 		bs := bstrides(in[0].Shape, shape)
-		eachIndex(shape, func(o int, idx []int) {
-			src := 0
+		gather(out, in[0], func(idx []int) (src int) {
 			for i, v := range idx {
 				src += v * bs[i]
 			}
-			if out.DType == Float {
-				out.F[o] = in[0].F[src]
-			} else {
-				out.I[o] = in[0].I[src]
-			}
+			return src
 		})
 	}
 	return []*Tensor{out}, nil
+}
+
+// gather fills out element by element from x at the flat index src gives
+// for each output index.
+func gather(out, x *Tensor, src func(idx []int) int) {
+	eachIndex(out.Shape, func(o int, idx []int) {
+		if x.DType == Float {
+			out.F[o] = x.F[src(idx)]
+		} else {
+			out.I[o] = x.I[src(idx)]
+		}
+	})
 }
 
 // eachIndex calls fn for every index of shape in row-major order.
