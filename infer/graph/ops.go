@@ -358,7 +358,9 @@ func opTranspose(n *Node, in []*Tensor, data bool) ([]*Tensor, error) {
 	return []*Tensor{out}, nil
 }
 
-func opSlice(n *Node, in []*Tensor, data bool) ([]*Tensor, error) {
+// sliceOf returns a Slice node's start, step and output size on every axis
+// of x (steps 1 and whole axes where the node says nothing).
+func sliceOf(n *Node, in []*Tensor) (begin, step, shape []int, err error) {
 	x := in[0]
 	r := len(x.Shape)
 	var starts, ends, axes, steps []int
@@ -366,7 +368,7 @@ func opSlice(n *Node, in []*Tensor, data bool) ([]*Tensor, error) {
 		for i, dst := range []*[]int{&starts, &ends, &axes, &steps} {
 			c, err := n.constInput(i + 1)
 			if err != nil {
-				return nil, err
+				return nil, nil, nil, err
 			}
 			if c != nil {
 				*dst = c.Ints()
@@ -380,23 +382,23 @@ func opSlice(n *Node, in []*Tensor, data bool) ([]*Tensor, error) {
 			axes = append(axes, i)
 		}
 	}
-	begin := make([]int, r)
-	step := make([]int, r)
-	shape := append([]int{}, x.Shape...)
+	begin = make([]int, r)
+	step = make([]int, r)
+	shape = append([]int{}, x.Shape...)
 	for i := range step {
 		step[i] = 1
 	}
 	for i, a := range axes {
 		a, err := axis(a, r)
 		if err != nil {
-			return nil, err
+			return nil, nil, nil, err
 		}
 		st := 1
 		if steps != nil {
 			st = steps[i]
 		}
 		if st == 0 {
-			return nil, fmt.Errorf("slice step 0")
+			return nil, nil, nil, fmt.Errorf("slice step 0")
 		}
 		d := x.Shape[a]
 		s, e := starts[i], ends[i]
@@ -414,6 +416,15 @@ func opSlice(n *Node, in []*Tensor, data bool) ([]*Tensor, error) {
 			shape[a] = max(0, (s-e-st-1)/(-st))
 		}
 		begin[a], step[a] = s, st
+	}
+	return begin, step, shape, nil
+}
+
+func opSlice(n *Node, in []*Tensor, data bool) ([]*Tensor, error) {
+	x := in[0]
+	begin, step, shape, err := sliceOf(n, in)
+	if err != nil {
+		return nil, err
 	}
 	out := out1(shape, x.DType, data)
 	if !data {

@@ -1,0 +1,756 @@
+package graph
+
+import (
+	"fmt"
+	"slices"
+)
+
+// Lowering turns a specialised, fused graph into a Program: a list of
+// kernel-sized steps over buffers with fixed element types and memory
+// layouts, which a GPU executor runs one after the other. Tensors of the
+// convolutional trunk are stored NHWC in fp16 (what tensor-core
+// convolutions read); everything else (the detection head's reshapes,
+// softmax and box arithmetic) is stored row-major in fp32. A conversion
+// step is inserted wherever a tensor is read in the other form, and
+// Slice, Concat and Split on NHWC tensors stay NHWC.
+
+// Elem is a buffer's element type.
+type Elem uint8
+
+// Element types.
+const (
+	F16 Elem = iota
+	F32
+)
+
+// Size is the element's size in bytes.
+func (e Elem) Size() int64 {
+	if e == F16 {
+		return 2
+	}
+	return 4
+}
+
+// Layout is how a tensor's logical (ONNX) dimensions map to memory.
+type Layout uint8
+
+// Layouts.
+const (
+	RowMajor Layout = iota // the ONNX order, packed
+	NHWC                   // 4-D, channels innermost
+)
+
+// Space says where a buffer lives.
+type Space uint8
+
+// Buffer spaces.
+const (
+	SpaceArena Space = iota // shared activation memory, placed by the plan
+	SpaceConst              // uploaded once: weights and constants
+	SpaceInput              // the caller's input tensor (NCHW fp32)
+	SpaceInputNHWC          // the input in NHWC fp16 with channels padded, zeroed once
+)
+
+// Buffer is one allocation a Program reads or writes.
+type Buffer struct {
+	Space Space
+	Bytes int64
+	// Offset is the byte offset in the arena (SpaceArena).
+	Offset int64
+	// Data is the content of a SpaceConst buffer.
+	Data []byte
+	// First and Last are the steps that first write and last read it.
+	First, Last int
+}
+
+// View is a tensor in a buffer: element offset and per-dimension element
+// strides for its logical shape.
+type View struct {
+	Buf    int
+	Off    int64
+	Shape  []int
+	Stride []int64
+	Elem   Elem
+	Layout Layout
+}
+
+// Kind is a step's operation.
+type Kind uint8
+
+// Step kinds.
+const (
+	KCopy    Kind = iota // Out[i] = In[0][i] over Out's shape, any strides and element types
+	KConv                // Out = act(conv(In[0], Conv.W) + Conv.B) + Conv.Residual, all NHWC fp16
+	KBinary              // Out = In[0] op In[1], broadcast through strides
+	KUnary               // Out = op(In[0]), same shape
+	KSoftmax             // over Axis of a row-major fp32 tensor
+	KReduce              // sum (or mean) over Axis: In [outer, dim, inner] → Out [outer, inner]
+	KMaxPool             // NHWC fp16
+	KResize              // NHWC fp16, Table gives source rows and columns
+	KMatMul              // row-major fp32, broadcast batch
+)
+
+// Binary and unary operation codes (Step.Code).
+const (
+	OpAdd = iota
+	OpSub
+	OpMul
+	OpDiv
+	OpPow
+)
+
+// Unary codes share Act's values: ActReLU, ActSiLU, ActLeakyReLU, ActSigmoid.
+
+// ConvStep is a convolution's geometry and constants.
+type ConvStep struct {
+	N, C, H, W    int // input, C including padding
+	K, R, S       int // output channels, kernel height and width
+	OH, OW        int
+	PadH, PadW    int
+	StrH, StrW    int
+	DilH, DilW    int
+	Groups        int
+	Weight, Bias  int // SpaceConst buffers: fp16 KRSC weights, fp32 bias (always present)
+	Act           Act
+	Alpha         float32
+	Residual      *View // packed like Out
+}
+
+// PoolStep is a max pooling's geometry.
+type PoolStep struct {
+	KH, KW, SH, SW, DH, DW, PT, PL int
+}
+
+// Step is one operation of a Program.
+type Step struct {
+	Kind  Kind
+	Node  string // the ONNX node it comes from
+	In    []View
+	Out   View
+	Code  int
+	Alpha float32
+	Axis  int // Softmax: the axis; Reduce: dim; MatMul: unused
+	// Outer, Dim and Inner describe Softmax and Reduce; Mean divides a sum.
+	Outer, Dim, Inner int
+	Mean              bool
+	Conv              *ConvStep
+	Pool              *PoolStep
+	Table             int // KResize: SpaceConst fp32 [OH×3 + OW×3] (i0, i1, weight)
+}
+
+// Program is a lowered graph.
+type Program struct {
+	Bufs    []Buffer
+	Steps   []Step
+	Input   View   // SpaceInput, NCHW fp32
+	Outputs []View // row-major fp32 in the arena, live to the end
+	Arena   int64  // bytes of activation memory
+	// InputChannels is the padded channel count of the NHWC input.
+	InputChannels int
+}
+
+// LowerOptions tune lowering.
+type LowerOptions struct {
+	// PadInputChannels pads the network input's channels to a multiple of
+	// this in NHWC (tensor-core convolutions want 8); 0 leaves them.
+	PadInputChannels int
+	// Align is the arena alignment in bytes (0: 256).
+	Align int64
+}
+
+// lowering is Lower's state.
+type lowering struct {
+	g    *Graph
+	p    *Program
+	have map[*Value]map[Layout]View
+}
+
+// Lower turns the graph (after Specialize and Fuse) into a Program. An
+// operator the GPU cannot run is an error wrapping ErrUnsupported that
+// names the node.
+func (g *Graph) Lower(o LowerOptions) (p *Program, err error) {
+	if len(g.Input.Shape) != 4 {
+		return nil, fmt.Errorf("input %s of rank %d: the GPU engine takes NCHW images: %w", g.Input.Name, len(g.Input.Shape), ErrUnsupported)
+	}
+	l := &lowering{g: g, p: &Program{}, have: map[*Value]map[Layout]View{}}
+	p = l.p
+	in := g.Input.Shape
+	p.Input = l.newView(l.newBuf(SpaceInput, int64(Len(in))*4), in, F32, RowMajor)
+	c := in[1]
+	if o.PadInputChannels > 0 {
+		c = (c + o.PadInputChannels - 1) / o.PadInputChannels * o.PadInputChannels
+	}
+	p.InputChannels = c
+	l.set(g.Input, p.Input)
+	for _, n := range g.Nodes {
+		if err := l.node(n); err != nil {
+			return nil, fmt.Errorf("node %q (%s): %w", n.Name, n.Op, err)
+		}
+	}
+	for _, v := range g.Outputs {
+		out, err := l.get(v, RowMajor, F32)
+		if err != nil {
+			return nil, fmt.Errorf("output %s: %w", v.Name, err)
+		}
+		p.Bufs[out.Buf].Last = len(p.Steps)
+		p.Outputs = append(p.Outputs, out)
+	}
+	align := o.Align
+	if align <= 0 {
+		align = 256
+	}
+	l.place(align)
+	return p, nil
+}
+
+func (l *lowering) newBuf(s Space, bytes int64) int {
+	l.p.Bufs = append(l.p.Bufs, Buffer{Space: s, Bytes: bytes, First: -1, Last: -1})
+	return len(l.p.Bufs) - 1
+}
+
+// newView is a packed view of shape in buf.
+func (l *lowering) newView(buf int, shape []int, e Elem, lay Layout) View {
+	v := View{Buf: buf, Shape: slices.Clone(shape), Elem: e, Layout: lay, Stride: make([]int64, len(shape))}
+	if lay == NHWC {
+		c, h, w := int64(shape[1]), int64(shape[2]), int64(shape[3])
+		v.Stride[0], v.Stride[1], v.Stride[2], v.Stride[3] = h*w*c, 1, w*c, c
+		return v
+	}
+	s := int64(1)
+	for i := len(shape) - 1; i >= 0; i-- {
+		v.Stride[i] = s
+		s *= int64(shape[i])
+	}
+	return v
+}
+
+// alloc makes an arena tensor.
+func (l *lowering) alloc(shape []int, e Elem, lay Layout) View {
+	return l.newView(l.newBuf(SpaceArena, int64(Len(shape))*e.Size()), shape, e, lay)
+}
+
+func (l *lowering) set(v *Value, w View) {
+	if l.have[v] == nil {
+		l.have[v] = map[Layout]View{}
+	}
+	l.have[v][w.Layout] = w
+}
+
+// constant uploads a constant as row-major fp32.
+func (l *lowering) constant(v *Value) View {
+	f := v.Const.Floats()
+	b := make([]byte, 4*len(f))
+	for i, x := range f {
+		putF32(b[4*i:], float32(x))
+	}
+	buf := l.newBuf(SpaceConst, int64(len(b)))
+	l.p.Bufs[buf].Data = b
+	w := l.newView(buf, v.Shape, F32, RowMajor)
+	l.set(v, w)
+	return w
+}
+
+// any returns a view of v in whatever form it has, preferring lay.
+func (l *lowering) any(v *Value, lay Layout) (View, error) {
+	if w, ok := l.have[v][lay]; ok {
+		return w, nil
+	}
+	for _, w := range l.have[v] {
+		return w, nil
+	}
+	if v.Const != nil {
+		return l.constant(v), nil
+	}
+	return View{}, fmt.Errorf("%s is read before it is computed", v.Name)
+}
+
+// get returns v in layout lay (and element type e for row-major tensors),
+// converting it with a copy step when it is held otherwise.
+func (l *lowering) get(v *Value, lay Layout, e Elem) (View, error) {
+	if w, ok := l.have[v][lay]; ok && (lay == NHWC || w.Elem == e) {
+		return w, nil
+	}
+	src, err := l.any(v, lay)
+	if err != nil {
+		return View{}, err
+	}
+	if src.Layout == lay && src.Elem == e {
+		return src, nil
+	}
+	if lay == NHWC && len(v.Shape) != 4 {
+		return View{}, fmt.Errorf("%s of shape %v in NHWC: %w", v.Name, v.Shape, ErrUnsupported)
+	}
+	var dst View
+	if lay == NHWC {
+		dst = l.alloc(v.Shape, F16, NHWC)
+		if v == l.g.Input && l.p.InputChannels != v.Shape[1] {
+			c := l.p.InputChannels
+			sh := []int{v.Shape[0], c, v.Shape[2], v.Shape[3]}
+			dst = l.newView(l.newBuf(SpaceInputNHWC, int64(Len(sh))*2), sh, F16, NHWC)
+			dst.Shape = slices.Clone(v.Shape)
+		}
+	} else {
+		dst = l.alloc(v.Shape, e, lay)
+	}
+	l.emit(Step{Kind: KCopy, Node: "convert " + v.Name, In: []View{src}, Out: dst})
+	l.set(v, dst)
+	return dst, nil
+}
+
+// emit appends a step and extends the lifetimes of what it touches.
+func (l *lowering) emit(s Step) {
+	i := len(l.p.Steps)
+	touch := func(w View) {
+		b := &l.p.Bufs[w.Buf]
+		if b.First < 0 {
+			b.First = i
+		}
+		b.Last = max(b.Last, i)
+	}
+	for _, w := range s.In {
+		touch(w)
+	}
+	if s.Conv != nil && s.Conv.Residual != nil {
+		touch(*s.Conv.Residual)
+	}
+	touch(s.Out)
+	l.p.Steps = append(l.p.Steps, s)
+}
+
+// nhwcHeld reports whether every non-constant input is held in NHWC.
+func (l *lowering) nhwcHeld(n *Node) bool {
+	for _, v := range n.In {
+		if v == nil || v.Const != nil {
+			continue
+		}
+		if _, ok := l.have[v][NHWC]; !ok || len(v.Shape) != 4 {
+			return false
+		}
+	}
+	return true
+}
+
+func (l *lowering) node(n *Node) error {
+	out := n.Out[0]
+	switch n.Op {
+	case "Conv":
+		return l.conv(n)
+	case "Identity", "Cast":
+		if out.DType != Float {
+			return fmt.Errorf("integer tensors at run time: %w", ErrUnsupported)
+		}
+		if _, err := l.any(n.In[0], RowMajor); err != nil {
+			return err
+		}
+		for _, w := range l.have[n.In[0]] {
+			l.set(out, w)
+		}
+		return nil
+	case "Reshape", "Flatten", "Squeeze", "Unsqueeze":
+		if w, ok := l.have[n.In[0]][NHWC]; ok && slices.Equal(n.In[0].Shape, out.Shape) {
+			l.set(out, w)
+			return nil
+		}
+		src, err := l.get(n.In[0], RowMajor, F32)
+		if err != nil {
+			return err
+		}
+		w := l.newView(src.Buf, out.Shape, src.Elem, RowMajor)
+		w.Off = src.Off
+		l.set(out, w)
+		return nil
+	case "Slice", "Concat", "Split", "Transpose", "Expand":
+		return l.copyOp(n)
+	case "Add", "Sub", "Mul", "Div", "Pow":
+		return l.binary(n)
+	case "Relu", "LeakyRelu", "Sigmoid":
+		lay := RowMajor
+		if l.nhwcHeld(n) {
+			lay = NHWC
+		}
+		x, err := l.get(n.In[0], lay, F32)
+		if err != nil {
+			return err
+		}
+		y := l.alloc(out.Shape, x.Elem, lay)
+		code := map[string]Act{"Relu": ActReLU, "LeakyRelu": ActLeakyReLU, "Sigmoid": ActSigmoid}[n.Op]
+		l.emit(Step{Kind: KUnary, Node: n.Name, In: []View{x}, Out: y, Code: int(code), Alpha: n.attrFloat("alpha", 0.01)})
+		l.set(out, y)
+		return nil
+	case "Softmax":
+		x, err := l.get(n.In[0], RowMajor, F32)
+		if err != nil {
+			return err
+		}
+		ax, err := axis(n.attrInt("axis", -1), len(x.Shape))
+		if err != nil {
+			return err
+		}
+		y := l.alloc(out.Shape, F32, RowMajor)
+		l.emit(Step{Kind: KSoftmax, Node: n.Name, In: []View{x}, Out: y, Axis: ax,
+			Outer: Len(x.Shape[:ax]), Dim: x.Shape[ax], Inner: Len(x.Shape[ax+1:])})
+		l.set(out, y)
+		return nil
+	case "ReduceSum", "ReduceMean":
+		return l.reduce(n)
+	case "MaxPool":
+		return l.maxPool(n)
+	case "Resize":
+		return l.resize(n)
+	case "MatMul":
+		a, err := l.get(n.In[0], RowMajor, F32)
+		if err != nil {
+			return err
+		}
+		b, err := l.get(n.In[1], RowMajor, F32)
+		if err != nil {
+			return err
+		}
+		y := l.alloc(out.Shape, F32, RowMajor)
+		l.emit(Step{Kind: KMatMul, Node: n.Name, In: []View{a, b}, Out: y})
+		l.set(out, y)
+		return nil
+	}
+	return fmt.Errorf("operator %s: %w", n.Op, ErrUnsupported)
+}
+
+func (l *lowering) conv(n *Node) error {
+	wt := n.In[1]
+	if wt.Const == nil {
+		return fmt.Errorf("weights computed at run time: %w", ErrUnsupported)
+	}
+	x, err := l.get(n.In[0], NHWC, F16)
+	if err != nil {
+		return err
+	}
+	groups := n.attrInt("group", 1)
+	k, cg, kh, kw := wt.Shape[0], wt.Shape[1], wt.Shape[2], wt.Shape[3]
+	geo, err := geometry(n, kh, kw)
+	if err != nil {
+		return err
+	}
+	if geo.pt != geo.pb || geo.pl != geo.pr {
+		return fmt.Errorf("asymmetric padding %v: %w", []int{geo.pt, geo.pl, geo.pb, geo.pr}, ErrUnsupported)
+	}
+	c := n.In[0].Shape[1]
+	padded := l.p.Bufs[x.Buf].Space == SpaceInputNHWC
+	if padded {
+		if groups != 1 {
+			return fmt.Errorf("grouped convolution of the network input: %w", ErrUnsupported)
+		}
+		c, cg = l.p.InputChannels, l.p.InputChannels
+	}
+	// Weights: ONNX KCRS fp32 → KRSC fp16, input channels zero-padded.
+	src := wt.Const.Floats()
+	origCg := wt.Shape[1]
+	wb := make([]byte, 2*k*kh*kw*cg)
+	for o := 0; o < k; o++ {
+		for ci := 0; ci < origCg; ci++ {
+			for y := 0; y < kh; y++ {
+				for xx := 0; xx < kw; xx++ {
+					v := src[((o*origCg+ci)*kh+y)*kw+xx]
+					putU16(wb[2*(((o*kh+y)*kw+xx)*cg+ci):], floatToHalf(float32(v)))
+				}
+			}
+		}
+	}
+	wbuf := l.newBuf(SpaceConst, int64(len(wb)))
+	l.p.Bufs[wbuf].Data = wb
+	bb := make([]byte, 4*k)
+	if len(n.In) > 2 && n.In[2] != nil {
+		if n.In[2].Const == nil {
+			return fmt.Errorf("bias computed at run time: %w", ErrUnsupported)
+		}
+		for i, v := range n.In[2].Const.Floats() {
+			putF32(bb[4*i:], float32(v))
+		}
+	}
+	bbuf := l.newBuf(SpaceConst, int64(len(bb)))
+	l.p.Bufs[bbuf].Data = bb
+	out := n.Out[0]
+	cs := &ConvStep{N: out.Shape[0], C: c, H: n.In[0].Shape[2], W: n.In[0].Shape[3], K: k, R: kh, S: kw,
+		OH: out.Shape[2], OW: out.Shape[3], PadH: geo.pt, PadW: geo.pl, StrH: geo.sh, StrW: geo.sw,
+		DilH: geo.dh, DilW: geo.dw, Groups: groups, Weight: wbuf, Bias: bbuf, Act: n.Act, Alpha: n.Alpha}
+	y := l.alloc(out.Shape, F16, NHWC)
+	if n.Residual != nil {
+		r, err := l.get(n.Residual, NHWC, F16)
+		if err != nil {
+			return err
+		}
+		if !slices.Equal(r.Stride, y.Stride) {
+			return fmt.Errorf("residual %s is not packed like the output: %w", n.Residual.Name, ErrUnsupported)
+		}
+		cs.Residual = &r
+	}
+	l.emit(Step{Kind: KConv, Node: n.Name, In: []View{x}, Out: y, Conv: cs})
+	l.set(out, y)
+	return nil
+}
+
+// copyOp lowers the operators that move elements without arithmetic.
+func (l *lowering) copyOp(n *Node) error {
+	lay := RowMajor
+	if (n.Op == "Slice" || n.Op == "Concat" || n.Op == "Split") && l.nhwcHeld(n) && len(n.Out[0].Shape) == 4 {
+		lay = NHWC
+	}
+	elem := F32
+	if lay == NHWC {
+		elem = F16
+	}
+	x, err := l.any(n.In[0], lay)
+	if err != nil {
+		return err
+	}
+	switch n.Op {
+	case "Slice":
+		args := []*Tensor{{Shape: n.In[0].Shape}}
+		for _, v := range n.In[1:] {
+			args = append(args, v.Const)
+		}
+		begin, step, shape, err := sliceOf(n, args)
+		if err != nil {
+			return err
+		}
+		src := x
+		src.Shape, src.Stride = shape, make([]int64, len(shape))
+		for i := range shape {
+			src.Off += int64(begin[i]) * x.Stride[i]
+			src.Stride[i] = int64(step[i]) * x.Stride[i]
+		}
+		y := l.alloc(shape, elem, lay)
+		l.emit(Step{Kind: KCopy, Node: n.Name, In: []View{src}, Out: y})
+		l.set(n.Out[0], y)
+	case "Transpose":
+		perm := n.attrInts("perm", nil)
+		r := len(x.Shape)
+		if perm == nil {
+			for i := r - 1; i >= 0; i-- {
+				perm = append(perm, i)
+			}
+		}
+		src := x
+		src.Shape, src.Stride = make([]int, r), make([]int64, r)
+		for i, p := range perm {
+			src.Shape[i], src.Stride[i] = x.Shape[p], x.Stride[p]
+		}
+		y := l.alloc(n.Out[0].Shape, elem, lay)
+		l.emit(Step{Kind: KCopy, Node: n.Name, In: []View{src}, Out: y})
+		l.set(n.Out[0], y)
+	case "Expand":
+		shape := n.Out[0].Shape
+		src := x
+		src.Shape, src.Stride = slices.Clone(shape), make([]int64, len(shape))
+		off := len(shape) - len(x.Shape)
+		for i := range x.Shape {
+			if x.Shape[i] != 1 {
+				src.Stride[off+i] = x.Stride[i]
+			}
+		}
+		y := l.alloc(shape, elem, lay)
+		l.emit(Step{Kind: KCopy, Node: n.Name, In: []View{src}, Out: y})
+		l.set(n.Out[0], y)
+	case "Split":
+		ax, err := axis(n.attrInt("axis", 0), len(x.Shape))
+		if err != nil {
+			return err
+		}
+		off := 0
+		for _, o := range n.Out {
+			src := x
+			src.Shape = slices.Clone(o.Shape)
+			src.Off += int64(off) * x.Stride[ax]
+			off += o.Shape[ax]
+			if o.Name == "" && len(n.Out) > 1 {
+				continue
+			}
+			y := l.alloc(o.Shape, elem, lay)
+			l.emit(Step{Kind: KCopy, Node: n.Name, In: []View{src}, Out: y})
+			l.set(o, y)
+		}
+	case "Concat":
+		out := n.Out[0]
+		ax, err := axis(n.attrInt("axis", 0), len(out.Shape))
+		if err != nil {
+			return err
+		}
+		y := l.alloc(out.Shape, elem, lay)
+		off := 0
+		for _, v := range n.In {
+			if v == nil || Len(v.Shape) == 0 {
+				continue
+			}
+			src, err := l.any(v, lay)
+			if err != nil {
+				return err
+			}
+			dst := y
+			dst.Shape = slices.Clone(v.Shape)
+			dst.Off += int64(off) * y.Stride[ax]
+			off += v.Shape[ax]
+			l.emit(Step{Kind: KCopy, Node: n.Name, In: []View{src}, Out: dst})
+		}
+		l.set(out, y)
+	}
+	return nil
+}
+
+func (l *lowering) binary(n *Node) error {
+	out := n.Out[0]
+	a, b := n.In[0], n.In[1]
+	lay := RowMajor
+	if a.Const == nil && b.Const == nil && slices.Equal(a.Shape, b.Shape) && l.nhwcHeld(n) {
+		lay = NHWC
+	}
+	x, err := l.get(a, lay, F32)
+	if err != nil {
+		return err
+	}
+	z, err := l.get(b, lay, F32)
+	if err != nil {
+		return err
+	}
+	elem := F32
+	if lay == NHWC {
+		elem = F16
+	}
+	y := l.alloc(out.Shape, elem, lay)
+	l.emit(Step{Kind: KBinary, Node: n.Name, In: []View{broadcastView(x, out.Shape), broadcastView(z, out.Shape)}, Out: y,
+		Code: map[string]int{"Add": OpAdd, "Sub": OpSub, "Mul": OpMul, "Div": OpDiv, "Pow": OpPow}[n.Op]})
+	l.set(out, y)
+	return nil
+}
+
+// broadcastView reads w as shape, with stride 0 on broadcast dimensions.
+func broadcastView(w View, shape []int) View {
+	r := len(shape)
+	b := w
+	b.Shape, b.Stride = slices.Clone(shape), make([]int64, r)
+	off := r - len(w.Shape)
+	for i := range w.Shape {
+		if w.Shape[i] != 1 {
+			b.Stride[off+i] = w.Stride[i]
+		}
+	}
+	return b
+}
+
+func (l *lowering) reduce(n *Node) error {
+	x, err := l.get(n.In[0], RowMajor, F32)
+	if err != nil {
+		return err
+	}
+	axes, err := axesOf(n, 1)
+	if err != nil {
+		return err
+	}
+	r := len(x.Shape)
+	if len(axes) == 0 {
+		if n.attrInt("noop_with_empty_axes", 0) != 0 {
+			return fmt.Errorf("empty reduction: %w", ErrUnsupported)
+		}
+		for i := 0; i < r; i++ {
+			axes = append(axes, i)
+		}
+	}
+	for i := range axes {
+		if axes[i], err = axis(axes[i], r); err != nil {
+			return err
+		}
+	}
+	slices.Sort(axes)
+	lo, hi := axes[0], axes[len(axes)-1]
+	if hi-lo+1 != len(axes) {
+		return fmt.Errorf("reduction over axes %v that are not adjacent: %w", axes, ErrUnsupported)
+	}
+	y := l.alloc(n.Out[0].Shape, F32, RowMajor)
+	l.emit(Step{Kind: KReduce, Node: n.Name, In: []View{x}, Out: y, Mean: n.Op == "ReduceMean",
+		Outer: Len(x.Shape[:lo]), Dim: Len(x.Shape[lo : hi+1]), Inner: Len(x.Shape[hi+1:])})
+	l.set(n.Out[0], y)
+	return nil
+}
+
+func (l *lowering) maxPool(n *Node) error {
+	k := n.attrInts("kernel_shape", nil)
+	if len(k) != 2 || len(n.In[0].Shape) != 4 {
+		return fmt.Errorf("only 2-D max pooling: %w", ErrUnsupported)
+	}
+	geo, err := geometry(n, k[0], k[1])
+	if err != nil {
+		return err
+	}
+	x, err := l.get(n.In[0], NHWC, F16)
+	if err != nil {
+		return err
+	}
+	y := l.alloc(n.Out[0].Shape, F16, NHWC)
+	l.emit(Step{Kind: KMaxPool, Node: n.Name, In: []View{x}, Out: y,
+		Pool: &PoolStep{KH: geo.kh, KW: geo.kw, SH: geo.sh, SW: geo.sw, DH: geo.dh, DW: geo.dw, PT: geo.pt, PL: geo.pl}})
+	l.set(n.Out[0], y)
+	return nil
+}
+
+func (l *lowering) resize(n *Node) error {
+	x, err := l.get(n.In[0], NHWC, F16)
+	if err != nil {
+		return err
+	}
+	args := []*Tensor{{Shape: n.In[0].Shape}}
+	s, err := resizeOf(n, args[0])
+	if err != nil {
+		return err
+	}
+	h, w := n.In[0].Shape[2], n.In[0].Shape[3]
+	// One (i0, i1, weight) triple per output row, then per output column,
+	// computed with the reference's own coordinate mapping.
+	tab := make([]byte, 0, 12*(s.oh+s.ow))
+	entry := func(o int, scale float64, in, out int) {
+		f := s.src(o, scale, in, out)
+		var i0, i1 int
+		var a float64
+		if s.linear {
+			c := max(0, min(f, float64(in-1)))
+			i0 = int(c)
+			i1 = min(i0+1, in-1)
+			a = c - float64(i0)
+		} else {
+			i0 = s.near(f, in)
+			i1 = i0
+		}
+		var e [12]byte
+		putF32(e[0:], float32(i0))
+		putF32(e[4:], float32(i1))
+		putF32(e[8:], float32(a))
+		tab = append(tab, e[:]...)
+	}
+	for o := 0; o < s.oh; o++ {
+		entry(o, s.scaleH, h, s.oh)
+	}
+	for o := 0; o < s.ow; o++ {
+		entry(o, s.scaleW, w, s.ow)
+	}
+	tb := l.newBuf(SpaceConst, int64(len(tab)))
+	l.p.Bufs[tb].Data = tab
+	y := l.alloc(n.Out[0].Shape, F16, NHWC)
+	l.emit(Step{Kind: KResize, Node: n.Name, In: []View{x}, Out: y, Table: tb})
+	l.set(n.Out[0], y)
+	return nil
+}
+
+// place gives every arena buffer an offset: buffers whose step intervals
+// do not overlap share memory.
+func (l *lowering) place(align int64) {
+	var ids []int
+	var iv []Interval
+	for i, b := range l.p.Bufs {
+		if b.Space != SpaceArena || b.First < 0 {
+			continue
+		}
+		ids = append(ids, i)
+		iv = append(iv, Interval{Size: (b.Bytes + align - 1) / align * align, Start: b.First, End: b.Last})
+	}
+	offs, peak := Pack(iv)
+	for k, i := range ids {
+		l.p.Bufs[i].Offset = offs[k]
+	}
+	l.p.Arena = peak
+}

@@ -1,0 +1,469 @@
+package graph
+
+import (
+	bin "encoding/binary"
+	"errors"
+	"math"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/dsbatch/dsbatch/internal/onnxtest"
+)
+
+// machine runs a Program on the CPU byte for byte as the GPU would: fp16
+// buffers hold IEEE halves, views are read through their strides, and a
+// convolution's sum is rounded to fp16 before its epilogue, as cuDNN's
+// output is. It checks the lowering (layouts, strides, offsets, the memory
+// plan) without a GPU.
+type machine struct {
+	p                 *Program
+	arena, in, inNHWC []byte
+	consts            map[int][]byte
+	t                 *testing.T
+}
+
+func newMachine(t *testing.T, p *Program, input []float32) *machine {
+	m := &machine{p: p, t: t, arena: make([]byte, p.Arena), consts: map[int][]byte{}}
+	m.in = make([]byte, 4*len(input))
+	for i, f := range input {
+		bin.LittleEndian.PutUint32(m.in[4*i:], math.Float32bits(f))
+	}
+	for i, b := range p.Bufs {
+		switch b.Space {
+		case SpaceConst:
+			m.consts[i] = b.Data
+		case SpaceInputNHWC:
+			m.inNHWC = make([]byte, b.Bytes)
+		}
+	}
+	// Garbage, not zeros, in the arena: a step that reads what nobody
+	// wrote gets nonsense.
+	r := rand.New(rand.NewSource(1))
+	for i := range m.arena {
+		m.arena[i] = byte(r.Intn(256))
+	}
+	return m
+}
+
+func (m *machine) mem(buf int) []byte {
+	b := m.p.Bufs[buf]
+	switch b.Space {
+	case SpaceArena:
+		return m.arena[b.Offset : b.Offset+b.Bytes]
+	case SpaceConst:
+		return m.consts[buf]
+	case SpaceInput:
+		return m.in
+	}
+	return m.inNHWC
+}
+
+func (m *machine) at(v View, idx []int) int64 {
+	o := v.Off
+	for i, x := range idx {
+		o += int64(x) * v.Stride[i]
+	}
+	return o
+}
+
+func (m *machine) load(v View, e int64) float32 {
+	b := m.mem(v.Buf)
+	if v.Elem == F16 {
+		return halfToFloat(bin.LittleEndian.Uint16(b[2*e:]))
+	}
+	return math.Float32frombits(bin.LittleEndian.Uint32(b[4*e:]))
+}
+
+func (m *machine) store(v View, e int64, f float32) {
+	b := m.mem(v.Buf)
+	if v.Elem == F16 {
+		bin.LittleEndian.PutUint16(b[2*e:], floatToHalf(f))
+		return
+	}
+	bin.LittleEndian.PutUint32(b[4*e:], math.Float32bits(f))
+}
+
+func each(shape []int, fn func(idx []int)) {
+	idx := make([]int, len(shape))
+	if Len(shape) == 0 {
+		return
+	}
+	for {
+		fn(idx)
+		i := len(shape) - 1
+		for ; i >= 0; i-- {
+			idx[i]++
+			if idx[i] < shape[i] {
+				break
+			}
+			idx[i] = 0
+		}
+		if i < 0 {
+			return
+		}
+	}
+}
+
+func act(v float32, a Act, alpha float32) float32 {
+	switch a {
+	case ActReLU:
+		return max(v, 0)
+	case ActSiLU:
+		return float32(float64(v) / (1 + math.Exp(-float64(v))))
+	case ActLeakyReLU:
+		if v < 0 {
+			return v * alpha
+		}
+	case ActSigmoid:
+		return float32(1 / (1 + math.Exp(-float64(v))))
+	}
+	return v
+}
+
+func (m *machine) run() [][]float32 {
+	for _, s := range m.p.Steps {
+		m.step(s)
+	}
+	var outs [][]float32
+	for _, o := range m.p.Outputs {
+		out := make([]float32, 0, Len(o.Shape))
+		each(o.Shape, func(idx []int) { out = append(out, m.load(o, m.at(o, idx))) })
+		outs = append(outs, out)
+	}
+	return outs
+}
+
+func (m *machine) step(s Step) {
+	switch s.Kind {
+	case KCopy:
+		x := s.In[0]
+		each(s.Out.Shape, func(idx []int) { m.store(s.Out, m.at(s.Out, idx), m.load(x, m.at(x, idx))) })
+	case KUnary:
+		x := s.In[0]
+		each(s.Out.Shape, func(idx []int) {
+			m.store(s.Out, m.at(s.Out, idx), act(m.load(x, m.at(x, idx)), Act(s.Code), s.Alpha))
+		})
+	case KBinary:
+		a, b := s.In[0], s.In[1]
+		each(s.Out.Shape, func(idx []int) {
+			x, y := m.load(a, m.at(a, idx)), m.load(b, m.at(b, idx))
+			var z float32
+			switch s.Code {
+			case OpAdd:
+				z = x + y
+			case OpSub:
+				z = x - y
+			case OpMul:
+				z = x * y
+			case OpDiv:
+				z = x / y
+			case OpPow:
+				z = float32(math.Pow(float64(x), float64(y)))
+			}
+			m.store(s.Out, m.at(s.Out, idx), z)
+		})
+	case KSoftmax, KReduce:
+		x := s.In[0]
+		for o := 0; o < s.Outer; o++ {
+			for k := 0; k < s.Inner; k++ {
+				base := int64(o*s.Dim*s.Inner + k)
+				if s.Kind == KReduce {
+					sum := float32(0)
+					for d := 0; d < s.Dim; d++ {
+						sum += m.load(x, x.Off+base+int64(d*s.Inner))
+					}
+					if s.Mean {
+						sum /= float32(s.Dim)
+					}
+					m.store(s.Out, s.Out.Off+int64(o*s.Inner+k), sum)
+					continue
+				}
+				mx := float32(math.Inf(-1))
+				for d := 0; d < s.Dim; d++ {
+					mx = max(mx, m.load(x, x.Off+base+int64(d*s.Inner)))
+				}
+				sum := float32(0)
+				for d := 0; d < s.Dim; d++ {
+					sum += float32(math.Exp(float64(m.load(x, x.Off+base+int64(d*s.Inner)) - mx)))
+				}
+				for d := 0; d < s.Dim; d++ {
+					e := float32(math.Exp(float64(m.load(x, x.Off+base+int64(d*s.Inner))-mx))) / sum
+					m.store(s.Out, s.Out.Off+base+int64(d*s.Inner), e)
+				}
+			}
+		}
+	case KConv:
+		m.conv(s)
+	case KMaxPool:
+		x, g := s.In[0], s.Pool
+		each(s.Out.Shape, func(idx []int) {
+			n, c, oy, ox := idx[0], idx[1], idx[2], idx[3]
+			best := float32(math.Inf(-1))
+			for ky := 0; ky < g.KH; ky++ {
+				iy := oy*g.SH - g.PT + ky*g.DH
+				for kx := 0; kx < g.KW; kx++ {
+					ix := ox*g.SW - g.PL + kx*g.DW
+					if iy >= 0 && iy < x.Shape[2] && ix >= 0 && ix < x.Shape[3] {
+						best = max(best, m.load(x, m.at(x, []int{n, c, iy, ix})))
+					}
+				}
+			}
+			m.store(s.Out, m.at(s.Out, idx), best)
+		})
+	case KResize:
+		x, tab := s.In[0], m.consts[s.Table]
+		oh := s.Out.Shape[2]
+		get := func(i int) (int, int, float32) {
+			f := func(k int) float32 { return math.Float32frombits(bin.LittleEndian.Uint32(tab[4*k:])) }
+			return int(f(3 * i)), int(f(3*i + 1)), f(3*i + 2)
+		}
+		each(s.Out.Shape, func(idx []int) {
+			n, c := idx[0], idx[1]
+			y0, y1, ay := get(idx[2])
+			x0, x1, ax := get(oh + idx[3])
+			v := func(y, xx int) float32 { return m.load(x, m.at(x, []int{n, c, y, xx})) }
+			r := (1-ay)*((1-ax)*v(y0, x0)+ax*v(y0, x1)) + ay*((1-ax)*v(y1, x0)+ax*v(y1, x1))
+			m.store(s.Out, m.at(s.Out, idx), r)
+		})
+	case KMatMul:
+		a, b := s.In[0], s.In[1]
+		r := len(s.Out.Shape)
+		N, K := s.Out.Shape[r-1], a.Shape[len(a.Shape)-1]
+		batch := s.Out.Shape[:r-2]
+		as := broadcastView(View{Shape: a.Shape[:len(a.Shape)-2], Stride: a.Stride[:len(a.Shape)-2]}, batch).Stride
+		bs := broadcastView(View{Shape: b.Shape[:len(b.Shape)-2], Stride: b.Stride[:len(b.Shape)-2]}, batch).Stride
+		each(s.Out.Shape, func(idx []int) {
+			oa, ob := a.Off, b.Off
+			for i := range batch {
+				oa += int64(idx[i]) * as[i]
+				ob += int64(idx[i]) * bs[i]
+			}
+			i, j := idx[r-2], idx[r-1]
+			sum := float32(0)
+			for k := 0; k < K; k++ {
+				sum += m.load(a, oa+int64(i*K+k)) * m.load(b, ob+int64(k*N+j))
+			}
+			m.store(s.Out, m.at(s.Out, idx), sum)
+		})
+	default:
+		m.t.Fatalf("step kind %d", s.Kind)
+	}
+}
+
+func (m *machine) conv(s Step) {
+	c, x := s.Conv, s.In[0]
+	w := m.consts[c.Weight]
+	bias := m.consts[c.Bias]
+	cg, kg := c.C/c.Groups, c.K/c.Groups
+	each(s.Out.Shape, func(idx []int) {
+		n, k, oy, ox := idx[0], idx[1], idx[2], idx[3]
+		g := k / kg
+		sum := float32(0)
+		for r := 0; r < c.R; r++ {
+			iy := oy*c.StrH - c.PadH + r*c.DilH
+			if iy < 0 || iy >= c.H {
+				continue
+			}
+			for q := 0; q < c.S; q++ {
+				ix := ox*c.StrW - c.PadW + q*c.DilW
+				if ix < 0 || ix >= c.W {
+					continue
+				}
+				base := x.Off + int64(n)*x.Stride[0] + int64(iy)*x.Stride[2] + int64(ix)*x.Stride[3] + int64(g*cg)
+				for ci := 0; ci < cg; ci++ {
+					wv := halfToFloat(bin.LittleEndian.Uint16(w[2*(((k*c.R+r)*c.S+q)*cg+ci):]))
+					sum += wv * m.load(x, base+int64(ci))
+				}
+			}
+		}
+		v := halfToFloat(floatToHalf(sum)) + math.Float32frombits(bin.LittleEndian.Uint32(bias[4*k:]))
+		v = act(v, c.Act, c.Alpha)
+		if c.Residual != nil {
+			v += m.load(*c.Residual, m.at(*c.Residual, idx))
+		}
+		m.store(s.Out, m.at(s.Out, idx), v)
+	})
+}
+
+func relErr(a, b []float32) float64 {
+	var num, den float64
+	for i := range a {
+		d := float64(a[i]) - float64(b[i])
+		num += d * d
+		den += float64(b[i]) * float64(b[i])
+	}
+	return math.Sqrt(num / den)
+}
+
+func compiled(t *testing.T, path string, batch, h, w int) *Graph {
+	t.Helper()
+	g, err := Read(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Specialize(batch, h, w); err != nil {
+		t.Fatal(err)
+	}
+	g.Fuse()
+	return g
+}
+
+// TestLoweredProgramMatchesReference runs the lowered program of the mini
+// YOLOv8 (every operator in exporter form) byte for byte as the GPU would
+// and compares it with the fp32 reference executor, itself checked
+// against ONNX Runtime.
+func TestLoweredProgramMatchesReference(t *testing.T) {
+	b, err := onnxtest.MiniYOLOv8(7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "mini.onnx")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, batch := range []int{1, 3} {
+		g := compiled(t, path, batch, 32, 32)
+		p, err := g.Lower(LowerOptions{PadInputChannels: 8})
+		if err != nil {
+			t.Fatal(err)
+		}
+		in := NewFloat(batch, 3, 32, 32)
+		r := rand.New(rand.NewSource(int64(batch)))
+		for i := range in.F {
+			in.F[i] = r.Float32()
+		}
+		want, err := g.Run(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := newMachine(t, p, in.F).run()
+		if len(got) != 1 || len(got[0]) != len(want[0].F) {
+			t.Fatalf("batch %d: %d outputs", batch, len(got))
+		}
+		if e := relErr(got[0], want[0].F); e > 1e-2 || math.IsNaN(e) {
+			t.Fatalf("batch %d: relative L2 error %.3g against the fp32 reference, want ≤ 1e-2", batch, e)
+		} else {
+			t.Logf("batch %d: %d steps, arena %d bytes, rel L2 %.2g", batch, len(p.Steps), p.Arena, e)
+		}
+		checkNoOverlap(t, p)
+	}
+}
+
+// checkNoOverlap fails when two arena buffers live at the same time share
+// bytes.
+func checkNoOverlap(t *testing.T, p *Program) {
+	t.Helper()
+	for i, a := range p.Bufs {
+		for j, b := range p.Bufs[:i] {
+			if a.Space != SpaceArena || b.Space != SpaceArena || a.First < 0 || b.First < 0 {
+				continue
+			}
+			live := a.First <= b.Last && b.First <= a.Last
+			overlap := a.Offset < b.Offset+b.Bytes && b.Offset < a.Offset+a.Bytes
+			if live && overlap {
+				t.Fatalf("buffers %d and %d are live together (%d-%d, %d-%d) and overlap", i, j, a.First, a.Last, b.First, b.Last)
+			}
+		}
+	}
+}
+
+func TestLowerLayouts(t *testing.T) {
+	b, err := onnxtest.MiniYOLOv8(7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "mini.onnx")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g := compiled(t, path, 2, 32, 32)
+	p, err := g.Lower(LowerOptions{PadInputChannels: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := map[Kind]int{}
+	for _, s := range p.Steps {
+		count[s.Kind]++
+		if s.Kind == KConv {
+			if s.In[0].Layout != NHWC || s.Out.Layout != NHWC || s.Out.Elem != F16 {
+				t.Errorf("conv %s: in %v out %v/%v, want NHWC fp16", s.Node, s.In[0].Layout, s.Out.Layout, s.Out.Elem)
+			}
+			if s.Conv.C%8 != 0 && p.Bufs[s.In[0].Buf].Space == SpaceInputNHWC {
+				t.Errorf("conv %s reads the input with %d channels, want a multiple of 8", s.Node, s.Conv.C)
+			}
+		}
+	}
+	if p.InputChannels != 8 {
+		t.Errorf("input channels %d, want 8", p.InputChannels)
+	}
+	if count[KConv] == 0 || count[KSoftmax] == 0 {
+		t.Errorf("steps %v", count)
+	}
+	if o := p.Outputs[0]; o.Elem != F32 || o.Layout != RowMajor {
+		t.Errorf("output %v %v, want row-major fp32", o.Elem, o.Layout)
+	}
+}
+
+func TestLowerUnsupported(t *testing.T) {
+	g := &Graph{Input: &Value{Name: "x", Shape: []int{1, 3, 8, 8}}}
+	y := &Value{Name: "y", DType: Float, Shape: []int{1, 3, 8, 8}}
+	g.Nodes = []*Node{{Name: "odd", Op: "Erf", In: []*Value{g.Input}, Out: []*Value{y}}}
+	g.Outputs = []*Value{y}
+	_, err := g.Lower(LowerOptions{})
+	if !errors.Is(err, ErrUnsupported) || !slices.Contains([]string{`node "odd" (Erf): operator Erf: not supported by the GPU engine (use --engine onnxruntime)`}, err.Error()) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestFloatToHalf(t *testing.T) {
+	for _, f := range []float32{0, 1, -1, 0.1, 65504, 1e-5, 6e-8, 3e-8, -2.5, 1.0009765625, 1.00048828125, float32(math.Inf(1))} {
+		h := floatToHalf(f)
+		back := halfToFloat(h)
+		// The nearest half: no other half is closer.
+		for _, d := range []int{-1, 1} {
+			other := halfToFloat(uint16(int(h) + d))
+			if math.Abs(float64(other-f)) < math.Abs(float64(back-f)) {
+				t.Errorf("%g → %g, but %g is closer", f, back, other)
+			}
+		}
+	}
+	if got := floatToHalf(65520); got != 0x7c00 { // past the largest half: +Inf
+		t.Errorf("65520 → %#x, want +Inf", got)
+	}
+	if got := floatToHalf(1.00048828125); got != 0x3c00 { // a tie: to even
+		t.Errorf("tie rounds to %#x", got)
+	}
+}
+
+// TestLoweredProgramFullModel checks the lowering of a full-size detector
+// (DSBATCH_BENCH_MODEL, e.g. the YOLOv8n architecture) at a small input.
+func TestLoweredProgramFullModel(t *testing.T) {
+	path := os.Getenv("DSBATCH_BENCH_MODEL")
+	if path == "" {
+		t.Skip("DSBATCH_BENCH_MODEL not set")
+	}
+	g := compiled(t, path, 1, 640, 640)
+	p, err := g.Lower(LowerOptions{PadInputChannels: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := NewFloat(1, 3, 640, 640)
+	r := rand.New(rand.NewSource(3))
+	for i := range in.F {
+		in.F[i] = r.Float32()
+	}
+	want, err := g.Run(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := newMachine(t, p, in.F).run()
+	e := relErr(got[0], want[0].F)
+	t.Logf("%d steps, arena %d bytes, rel L2 %.2g", len(p.Steps), p.Arena, e)
+	if e > 1e-2 || math.IsNaN(e) {
+		t.Fatalf("relative L2 error %.3g, want ≤ 1e-2", e)
+	}
+	checkNoOverlap(t, p)
+}
