@@ -45,10 +45,10 @@ type Space uint8
 
 // Buffer spaces.
 const (
-	SpaceArena Space = iota // shared activation memory, placed by the plan
-	SpaceConst              // uploaded once: weights and constants
-	SpaceInput              // the caller's input tensor (NCHW fp32)
-	SpaceInputNHWC          // the input in NHWC fp16 with channels padded, zeroed once
+	SpaceArena     Space = iota // shared activation memory, placed by the plan
+	SpaceConst                  // uploaded once: weights and constants
+	SpaceInput                  // the caller's input tensor (NCHW fp32)
+	SpaceInputNHWC              // the input in NHWC fp16 with channels padded, zeroed once
 )
 
 // Buffer is one allocation a Program reads or writes.
@@ -103,17 +103,17 @@ const (
 
 // ConvStep is a convolution's geometry and constants.
 type ConvStep struct {
-	N, C, H, W    int // input, C including padding
-	K, R, S       int // output channels, kernel height and width
-	OH, OW        int
-	PadH, PadW    int
-	StrH, StrW    int
-	DilH, DilW    int
-	Groups        int
-	Weight, Bias  int // SpaceConst buffers: fp16 KRSC weights, fp32 bias (always present)
-	Act           Act
-	Alpha         float32
-	Residual      *View // packed like Out
+	N, C, H, W   int // input, C including padding
+	K, R, S      int // output channels, kernel height and width
+	OH, OW       int
+	PadH, PadW   int
+	StrH, StrW   int
+	DilH, DilW   int
+	Groups       int
+	Weight, Bias int // SpaceConst buffers: fp16 KRSC weights, fp32 bias (always present)
+	Act          Act
+	Alpha        float32
+	Residual     *View // packed like Out
 }
 
 // PoolStep is a max pooling's geometry.
