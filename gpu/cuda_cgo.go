@@ -5,13 +5,7 @@ package gpu
 // current for its own duration (push/pop), so Go may run it on any thread.
 
 //#cgo LDFLAGS: -ldl
-//#include <dlfcn.h>
-//#include <stdlib.h>
-//#include <string.h>
-//#include <stdio.h>
-//#include <ffnvcodec/dynlink_loader.h>
-//
-//typedef struct { CudaFunctions *cu; CUdevice dev; CUcontext ctx; } dsb_cuda;
+//#include "cuda.h"
 //
 //static const char *dsb_cu_name(dsb_cuda *c, CUresult r) {
 //	const char *s = NULL;
@@ -32,6 +26,18 @@ package gpu
 //	}
 //	if (c->dev < 0) { r = (CUresult)101 /* CUDA_ERROR_INVALID_DEVICE */; goto fail; }
 //	if ((r = c->cu->cuDevicePrimaryCtxRetain(&c->ctx, c->dev)) != 0) goto fail;
+//	c->lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+//	if (c->lib) {
+//		c->beginCapture = dlsym(c->lib, "cuStreamBeginCapture_v2");
+//		c->endCapture = dlsym(c->lib, "cuStreamEndCapture");
+//		c->instantiate = dlsym(c->lib, "cuGraphInstantiateWithFlags");
+//		c->graphLaunch = dlsym(c->lib, "cuGraphLaunch");
+//		c->execDestroy = dlsym(c->lib, "cuGraphExecDestroy");
+//		c->graphDestroy = dlsym(c->lib, "cuGraphDestroy");
+//		c->memGetInfo = dlsym(c->lib, "cuMemGetInfo_v2");
+//		c->memAllocHost = dlsym(c->lib, "cuMemAllocHost_v2");
+//		c->memFreeHost = dlsym(c->lib, "cuMemFreeHost");
+//	}
 //	c->cu->cuDeviceGetAttribute(major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, c->dev);
 //	c->cu->cuDeviceGetAttribute(minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, c->dev);
 //	c->cu->cuDeviceGetAttribute(sms, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, c->dev);
@@ -46,12 +52,10 @@ package gpu
 //static void dsb_cuda_close(dsb_cuda *c) {
 //	if (!c) return;
 //	if (c->ctx) c->cu->cuDevicePrimaryCtxRelease(c->dev);
+//	if (c->lib) dlclose(c->lib);
 //	cuda_free_functions(&c->cu);
 //	free(c);
 //}
-//
-//#define PUSH(c) CUresult r_; if ((r_ = (c)->cu->cuCtxPushCurrent((c)->ctx)) != 0) return (int)r_
-//#define POP(c) (c)->cu->cuCtxPopCurrent(NULL)
 //
 //static int dsb_alloc(dsb_cuda *c, size_t n, CUdeviceptr *p) { PUSH(c); CUresult r = c->cu->cuMemAlloc(p, n); POP(c); return r; }
 //static int dsb_free(dsb_cuda *c, CUdeviceptr p) { PUSH(c); CUresult r = c->cu->cuMemFree(p); POP(c); return r; }
@@ -147,6 +151,7 @@ type CUDA struct {
 	SMs    int
 	mu     sync.Mutex
 	nvrtc  unsafe.Pointer
+	module map[string]C.CUmodule
 	kernel map[string]*Kernel
 }
 
@@ -166,7 +171,7 @@ func OpenCUDA(uuid string) (*CUDA, error) {
 		}
 		return nil, fmt.Errorf("%w: GPU %s: CUresult %d", ErrNoCUDA, uuid, int(r))
 	}
-	return &CUDA{c: c, UUID: uuid, Arch: int(major)*10 + int(minor), SMs: int(sms), kernel: map[string]*Kernel{}}, nil
+	return &CUDA{c: c, UUID: uuid, Arch: int(major)*10 + int(minor), SMs: int(sms), module: map[string]C.CUmodule{}, kernel: map[string]*Kernel{}}, nil
 }
 
 func uuidBytes(uuid string) ([]byte, error) {
@@ -185,10 +190,10 @@ func (g *CUDA) Context() unsafe.Pointer { return unsafe.Pointer(g.c.ctx) }
 func (g *CUDA) Close() error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	for _, k := range g.kernel {
-		C.dsb_unload(g.c, k.mod)
+	for _, m := range g.module {
+		C.dsb_unload(g.c, m)
 	}
-	g.kernel = nil
+	g.module, g.kernel = nil, nil
 	if g.nvrtc != nil {
 		C.dsb_nvrtc_close(g.nvrtc)
 		g.nvrtc = nil
@@ -261,9 +266,8 @@ func (g *CUDA) Sync(s Stream) error {
 
 // Kernel is a compiled GPU function.
 type Kernel struct {
-	g   *CUDA
-	mod C.CUmodule
-	fn  C.CUfunction
+	g  *CUDA
+	fn C.CUfunction
 }
 
 // nvrtcLibs are the NVRTC libraries tried, in order, after $DSBATCH_NVRTC_LIB.
@@ -294,16 +298,37 @@ func (g *CUDA) openNVRTC() error {
 
 // Kernel compiles the CUDA C source src with NVRTC for this GPU and returns
 // its function name. Compiled code is cached in cacheDir (when not empty)
-// keyed by the source, the function, the NVRTC version and the GPU
-// architecture, so later runs load it without compiling.
+// keyed by the source, the NVRTC version and the GPU architecture, so later
+// runs load it without compiling; each source is compiled once however
+// many of its functions are asked for.
 func (g *CUDA) Kernel(src, name, cacheDir string) (*Kernel, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	h := sha256.Sum256([]byte(src + "\x00" + name))
+	h := sha256.Sum256([]byte(src))
 	key := fmt.Sprintf("%s-sm%d", hex.EncodeToString(h[:12]), g.Arch)
-	if k, ok := g.kernel[key]; ok {
+	if k, ok := g.kernel[key+"/"+name]; ok {
 		return k, nil
 	}
+	mod, ok := g.module[key]
+	if !ok {
+		var err error
+		if mod, err = g.load(src, key, cacheDir); err != nil {
+			return nil, fmt.Errorf("kernel %s: %w", name, err)
+		}
+		g.module[key] = mod
+	}
+	k := &Kernel{g: g}
+	cname := C.CString(name)
+	defer C.free(unsafe.Pointer(cname))
+	if err := cudaErr(g.c, "cuModuleGetFunction", C.dsb_function(g.c, mod, cname, &k.fn)); err != nil {
+		return nil, fmt.Errorf("kernel %s: %w", name, err)
+	}
+	g.kernel[key+"/"+name] = k
+	return k, nil
+}
+
+// load compiles src (or reads it from the cache) and loads the module.
+func (g *CUDA) load(src, key, cacheDir string) (C.CUmodule, error) {
 	if err := g.openNVRTC(); err != nil {
 		return nil, err
 	}
@@ -315,7 +340,7 @@ func (g *CUDA) Kernel(src, name, cacheDir string) (*Kernel, error) {
 	}
 	image, err := os.ReadFile(cachePath)
 	if cachePath == "" || err != nil {
-		if image, err = g.compile(src, name); err != nil {
+		if image, err = g.compile(src, key); err != nil {
 			return nil, err
 		}
 		if cachePath != "" {
@@ -329,18 +354,11 @@ func (g *CUDA) Kernel(src, name, cacheDir string) (*Kernel, error) {
 	}
 	cimg := C.CBytes(image)
 	defer C.free(cimg)
-	k := &Kernel{g: g}
-	if err := cudaErr(g.c, "cuModuleLoadData", C.dsb_module(g.c, cimg, &k.mod)); err != nil {
-		return nil, fmt.Errorf("kernel %s: %w", name, err)
+	var mod C.CUmodule
+	if err := cudaErr(g.c, "cuModuleLoadData", C.dsb_module(g.c, cimg, &mod)); err != nil {
+		return nil, err
 	}
-	cname := C.CString(name)
-	defer C.free(unsafe.Pointer(cname))
-	if err := cudaErr(g.c, "cuModuleGetFunction", C.dsb_function(g.c, k.mod, cname, &k.fn)); err != nil {
-		C.dsb_unload(g.c, k.mod)
-		return nil, fmt.Errorf("kernel %s: %w", name, err)
-	}
-	g.kernel[key] = k
-	return k, nil
+	return mod, nil
 }
 
 func (g *CUDA) compile(src, name string) ([]byte, error) {

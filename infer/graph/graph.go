@@ -149,15 +149,20 @@ func Read(path string) (*Graph, error) {
 	if err != nil {
 		return nil, err
 	}
-	var mp onnx.ModelProto
-	if err := proto.Unmarshal(b, &mp); err != nil {
-		return nil, fmt.Errorf("%s: not an ONNX file: %w", path, err)
-	}
-	g, err := Load(&mp)
+	g, err := Parse(b)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return g, nil
+}
+
+// Parse loads an ONNX model from its bytes.
+func Parse(b []byte) (*Graph, error) {
+	var mp onnx.ModelProto
+	if err := proto.Unmarshal(b, &mp); err != nil {
+		return nil, fmt.Errorf("not an ONNX file: %w", err)
+	}
+	return Load(&mp)
 }
 
 // Load builds a graph from a parsed ONNX model with one float input.

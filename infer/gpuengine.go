@@ -1,0 +1,770 @@
+package infer
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/bits"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+	"unsafe"
+
+	"github.com/dsbatch/dsbatch/gpu"
+	"github.com/dsbatch/dsbatch/infer/graph"
+)
+
+// GPUOptions configure the GPU engine.
+type GPUOptions struct {
+	UUID     string // the GPU, as NVML names it
+	Batch    int    // the largest batch Infer takes at once
+	CacheDir string // compiled kernels and cuDNN algorithm choices ("" : none)
+	// NoGraphs runs each batch as separate launches instead of one CUDA
+	// graph (for profiling and debugging).
+	NoGraphs bool
+	// Workspace bounds cuDNN's scratch memory (0: 256 MiB).
+	Workspace int64
+}
+
+// GPUStats describe how the engine was built.
+type GPUStats struct {
+	Load        time.Duration // ONNX parse, compile and lower at the largest batch
+	FirstBatch  time.Duration // from NewGPU's start to the first plan ready to run
+	Steps       int           // launches per batch
+	Convs       int           // cuDNN convolutions per batch
+	Arena       int64         // activation memory at the largest batch, bytes
+	AlgoCached  int           // convolutions whose algorithm came from the disk cache
+	AlgoMeasure int           // convolutions whose algorithm was measured now
+	Graphs      bool          // batches run as CUDA graphs
+}
+
+// GPUEngine runs a detector on one GPU: the graph compiled by infer/graph,
+// convolutions through cuDNN (NHWC fp16, fp32 accumulation) with a fused
+// bias/activation/residual epilogue, every other step an NVRTC kernel, and
+// each batch size captured once as a CUDA graph.
+type GPUEngine struct {
+	cuda   *gpu.CUDA
+	dnn    *gpu.CUDNN
+	stream gpu.Stream
+	model  []byte
+	h, w   int
+	opts   GPUOptions
+	k      map[string]*gpu.Kernel
+	// Memory shared by every batch size's plan.
+	arena, input, inputNHWC, ws gpu.DevicePtr
+	arenaBytes, wsBytes         int64
+	host                        *gpu.HostBuffer
+	plans                       map[int]*gpuPlan
+	algos                       *algoCache
+	stats                       GPUStats
+	start                       time.Time
+}
+
+// gpuPlan is the engine specialised to one batch size.
+type gpuPlan struct {
+	n      int
+	prog   *graph.Program
+	consts map[int]gpu.DevicePtr
+	meta   gpu.DevicePtr
+	convs  []*gpu.Conv
+	ops    []func(gpu.Stream) error
+	graph  *gpu.Graph
+	shape  []int64
+}
+
+var engineKernels = []string{"copy_ff", "copy_hh", "copy_hf", "copy_fh", "copy_v16", "binary_f", "binary_h", "unary_f", "unary_h",
+	"epilogue", "epilogue1", "softmax_f", "reduce_f", "maxpool_h", "resize_h", "matmul_f", "select_v8"}
+
+// NewGPU compiles the model m for h×w inputs on the GPU o.UUID and
+// prepares its largest batch.
+func NewGPU(m *Model, h, w int, o GPUOptions) (_ *GPUEngine, err error) {
+	start := time.Now()
+	if o.Batch <= 0 {
+		o.Batch = 1
+	}
+	if o.Workspace <= 0 {
+		o.Workspace = 256 << 20
+	}
+	if b := m.InputShape[0]; b > 0 && int(b) != o.Batch {
+		return nil, fmt.Errorf("model %s: batch fixed at %d, the GPU engine wants a dynamic batch (or --batch %d)", m.Path, b, b)
+	}
+	raw, err := os.ReadFile(m.Path)
+	if err != nil {
+		return nil, err
+	}
+	e := &GPUEngine{model: raw, h: h, w: w, opts: o, plans: map[int]*gpuPlan{}, start: start}
+	// Compile first: a model the engine cannot run is refused before any
+	// GPU is touched. The largest batch sizes the shared memory.
+	prog, err := e.lower(o.Batch)
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %w", m.Path, err)
+	}
+	e.stats.Load = time.Since(start)
+	defer func() {
+		if err != nil {
+			e.Close()
+		}
+	}()
+	if e.cuda, err = gpu.OpenCUDA(o.UUID); err != nil {
+		return nil, err
+	}
+	if e.dnn, err = e.cuda.OpenCUDNN(); err != nil {
+		return nil, err
+	}
+	if e.stream, err = e.cuda.NewStream(); err != nil {
+		return nil, err
+	}
+	e.k = map[string]*gpu.Kernel{}
+	for _, name := range engineKernels {
+		if e.k[name], err = e.cuda.Kernel(engineSource, name, o.CacheDir); err != nil {
+			return nil, err
+		}
+	}
+	e.algos = loadAlgoCache(o.CacheDir, e.dnn.Version, e.cuda.Arch)
+	e.arenaBytes = prog.Arena
+	e.stats.Arena = prog.Arena
+	in := int64(graph.Len(prog.Input.Shape)) * 4
+	inNHWC := int64(o.Batch*prog.InputChannels*h*w) * 2
+	outBytes := int64(0)
+	for _, v := range prog.Outputs {
+		outBytes += int64(graph.Len(v.Shape)) * 4
+	}
+	if e.arena, err = e.cuda.Alloc(int(max(e.arenaBytes, 256))); err != nil {
+		return nil, fmt.Errorf("activation memory (%d MiB): %w", e.arenaBytes>>20, err)
+	}
+	if e.input, err = e.cuda.Alloc(int(in)); err != nil {
+		return nil, err
+	}
+	if e.inputNHWC, err = e.cuda.Alloc(int(inNHWC)); err != nil {
+		return nil, err
+	}
+	if err := e.cuda.ZeroAsync(e.inputNHWC, inNHWC, e.stream); err != nil {
+		return nil, err
+	}
+	e.wsBytes = o.Workspace
+	if e.ws, err = e.cuda.Alloc(int(e.wsBytes)); err != nil {
+		return nil, err
+	}
+	if e.host, err = e.cuda.AllocHost(int(outBytes)); err != nil {
+		return nil, err
+	}
+	if _, err := e.build(o.Batch, prog); err != nil {
+		return nil, fmt.Errorf("model %s: %w", m.Path, err)
+	}
+	e.stats.FirstBatch = time.Since(start)
+	e.algos.save()
+	return e, nil
+}
+
+// lower compiles the model for batch n.
+func (e *GPUEngine) lower(n int) (*graph.Program, error) {
+	g, err := graph.Parse(e.model)
+	if err != nil {
+		return nil, err
+	}
+	if err := g.Specialize(n, e.h, e.w); err != nil {
+		return nil, err
+	}
+	g.Fuse()
+	return g.Lower(graph.LowerOptions{PadInputChannels: 8})
+}
+
+// Name says which engine this is.
+func (e *GPUEngine) Name() string { return "gpu" }
+
+// Stats describe how the engine was built.
+func (e *GPUEngine) Stats() GPUStats { return e.stats }
+
+// Close frees everything the engine holds; nil-safe.
+func (e *GPUEngine) Close() error {
+	if e == nil || e.cuda == nil {
+		return nil
+	}
+	for _, p := range e.plans {
+		p.close(e)
+	}
+	e.plans = nil
+	for _, p := range []gpu.DevicePtr{e.arena, e.input, e.inputNHWC, e.ws} {
+		e.cuda.Free(p)
+	}
+	e.host.Free()
+	if e.stream != nil {
+		e.cuda.DestroyStream(e.stream)
+	}
+	e.dnn.Close()
+	e.cuda.Close()
+	e.cuda = nil
+	return nil
+}
+
+func (p *gpuPlan) close(e *GPUEngine) {
+	p.graph.Close()
+	for _, c := range p.convs {
+		c.Close()
+	}
+	for _, d := range p.consts {
+		e.cuda.Free(d)
+	}
+	e.cuda.Free(p.meta)
+}
+
+// planFor returns the plan a batch of n images runs: the smallest power
+// of two at least n (capped at the largest batch), built on first use.
+func (e *GPUEngine) planFor(n int) (*gpuPlan, error) {
+	size := min(e.opts.Batch, 1<<bits.Len(uint(n-1)))
+	if p, ok := e.plans[size]; ok {
+		return p, nil
+	}
+	prog, err := e.lower(size)
+	if err != nil {
+		return nil, err
+	}
+	p, err := e.build(size, prog)
+	e.algos.save()
+	return p, err
+}
+
+// Infer runs n images (n×3×h×w float32 on the host) and returns the raw
+// output, valid until the next call.
+func (e *GPUEngine) Infer(ctx context.Context, input []float32, n int) ([]float32, []int64, error) {
+	img := 3 * e.h * e.w
+	if len(input) < n*img {
+		return nil, nil, fmt.Errorf("infer: %d values for %d images of %dx%d", len(input), n, e.w, e.h)
+	}
+	if n > e.opts.Batch {
+		return nil, nil, fmt.Errorf("infer: %d images, the engine was built for batches of %d", n, e.opts.Batch)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	if err := e.cuda.CopyToDevice(e.input, unsafe.Slice((*byte)(unsafe.Pointer(&input[0])), 4*n*img)); err != nil {
+		return nil, nil, fmt.Errorf("infer: input upload: %w", err)
+	}
+	return e.InferDevice(ctx, n)
+}
+
+// InputBuffer is the device memory Infer reads: image i of a batch lives
+// at InputBuffer() + i×3×h×w×4, planar RGB float32 in [0, 1]. The GPU
+// pipeline letterboxes into it directly.
+func (e *GPUEngine) InputBuffer() gpu.DevicePtr { return e.input }
+
+// InferDevice runs the n images already in InputBuffer.
+func (e *GPUEngine) InferDevice(ctx context.Context, n int) ([]float32, []int64, error) {
+	p, err := e.planFor(n)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := e.run(p); err != nil {
+		return nil, nil, err
+	}
+	out := p.prog.Outputs[0]
+	per := graph.Len(out.Shape[1:])
+	if err := e.cuda.DownloadAsync(e.host, 0, e.addr(p, out), 4*n*per, e.stream); err != nil {
+		return nil, nil, err
+	}
+	if err := e.cuda.Sync(e.stream); err != nil {
+		return nil, nil, fmt.Errorf("gpu engine: %w", err)
+	}
+	shape := slices.Clone(p.shape)
+	shape[0] = int64(n)
+	return e.host.Floats()[:n*per], shape, nil
+}
+
+// run queues one batch.
+func (e *GPUEngine) run(p *gpuPlan) error {
+	if p.graph != nil {
+		return p.graph.Launch(e.stream)
+	}
+	for _, op := range p.ops {
+		if err := op(e.stream); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// addr is the device address of a view's first element.
+func (e *GPUEngine) addr(p *gpuPlan, v graph.View) gpu.DevicePtr {
+	b := p.prog.Bufs[v.Buf]
+	var base gpu.DevicePtr
+	switch b.Space {
+	case graph.SpaceArena:
+		base = e.arena + gpu.DevicePtr(b.Offset)
+	case graph.SpaceConst:
+		base = p.consts[v.Buf]
+	case graph.SpaceInput:
+		base = e.input
+	case graph.SpaceInputNHWC:
+		base = e.inputNHWC
+	}
+	return base + gpu.DevicePtr(v.Off*v.Elem.Size())
+}
+
+// build uploads a program's constants, chooses its convolution algorithms,
+// turns its steps into launches and captures them as a CUDA graph.
+func (e *GPUEngine) build(n int, prog *graph.Program) (_ *gpuPlan, err error) {
+	if prog.Arena > e.arenaBytes {
+		return nil, fmt.Errorf("batch %d needs %d bytes of activations, more than the %d allocated", n, prog.Arena, e.arenaBytes)
+	}
+	p := &gpuPlan{n: n, prog: prog, consts: map[int]gpu.DevicePtr{}}
+	defer func() {
+		if err != nil {
+			p.close(e)
+		}
+	}()
+	for i, b := range prog.Bufs {
+		if b.Space != graph.SpaceConst {
+			continue
+		}
+		d, err := e.cuda.Alloc(int(max(b.Bytes, 4)))
+		if err != nil {
+			return nil, err
+		}
+		p.consts[i] = d
+		if err := e.cuda.CopyToDevice(d, b.Data); err != nil {
+			return nil, err
+		}
+	}
+	// Integer parameters of every step, in one upload.
+	var meta []int32
+	type pending struct {
+		at  int
+		use func(gpu.DevicePtr) func(gpu.Stream) error
+	}
+	var todo []pending
+	addMeta := func(v []int32, use func(gpu.DevicePtr) func(gpu.Stream) error) {
+		todo = append(todo, pending{at: len(meta), use: use})
+		meta = append(meta, v...)
+		for len(meta)%4 != 0 {
+			meta = append(meta, 0)
+		}
+	}
+	for _, s := range prog.Steps {
+		if err := e.lowerStep(p, s, addMeta); err != nil {
+			return nil, fmt.Errorf("step %s: %w", s.Node, err)
+		}
+	}
+	if len(meta) > 0 {
+		if p.meta, err = e.cuda.Alloc(4 * len(meta)); err != nil {
+			return nil, err
+		}
+		if err := e.cuda.CopyToDevice(p.meta, unsafe.Slice((*byte)(unsafe.Pointer(&meta[0])), 4*len(meta))); err != nil {
+			return nil, err
+		}
+	}
+	// Steps were appended to p.ops in order with nil placeholders for
+	// those that wait on their meta address.
+	k := 0
+	for i := range p.ops {
+		if p.ops[i] == nil {
+			p.ops[i] = todo[k].use(p.meta + gpu.DevicePtr(4*todo[k].at))
+			k++
+		}
+	}
+	p.shape = make([]int64, len(prog.Outputs[0].Shape))
+	for i, d := range prog.Outputs[0].Shape {
+		p.shape[i] = int64(d)
+	}
+	e.stats.Steps = len(p.ops)
+	// A first run outside any graph checks every launch.
+	if err := e.run(p); err != nil {
+		return nil, err
+	}
+	if err := e.cuda.Sync(e.stream); err != nil {
+		return nil, err
+	}
+	if !e.opts.NoGraphs {
+		if err := e.cuda.BeginCapture(e.stream); err == nil {
+			runErr := e.run(p)
+			g, err := e.cuda.EndCapture(e.stream)
+			if runErr == nil && err == nil {
+				p.graph = g
+				e.stats.Graphs = true
+			} else {
+				g.Close()
+			}
+		}
+	}
+	e.plans[n] = p
+	return p, nil
+}
+
+// grid returns a grid for n elements in grid-stride loops.
+func (e *GPUEngine) grid(n int64) [3]uint32 {
+	b := (n + 255) / 256
+	return [3]uint32{uint32(max(1, min(b, int64(e.cuda.SMs)*32))), 1, 1}
+}
+
+var block = [3]uint32{256, 1, 1}
+
+// lowerStep appends the launches of one step to p.ops.
+func (e *GPUEngine) lowerStep(p *gpuPlan, s graph.Step, addMeta func([]int32, func(gpu.DevicePtr) func(gpu.Stream) error)) error {
+	out := e.addr(p, s.Out)
+	n := int64(graph.Len(s.Out.Shape))
+	if n >= 1<<31 {
+		return fmt.Errorf("tensor of %d elements: the engine indexes with 32 bits", n)
+	}
+	deferred := func(v []int32, use func(gpu.DevicePtr) func(gpu.Stream) error) {
+		addMeta(v, use)
+		p.ops = append(p.ops, nil)
+	}
+	switch s.Kind {
+	case graph.KCopy:
+		in := s.In[0]
+		shape, st, err := collapse(s.Out.Shape, in.Stride, s.Out.Stride)
+		if err != nil {
+			return err
+		}
+		src, dst := e.addr(p, in), out
+		name := map[[2]graph.Elem]string{{graph.F32, graph.F32}: "copy_ff", {graph.F16, graph.F16}: "copy_hh",
+			{graph.F16, graph.F32}: "copy_hf", {graph.F32, graph.F16}: "copy_fh"}[[2]graph.Elem{in.Elem, s.Out.Elem}]
+		if in.Elem == s.Out.Elem {
+			if v := 16 / in.Elem.Size(); vectorizable(shape, st, v, src, dst) {
+				shape[len(shape)-1] /= int(v)
+				for i := range st {
+					for d := range st[i] {
+						st[i][d] /= v
+					}
+				}
+				name = "copy_v16"
+			}
+		}
+		k := e.k[name]
+		total := int64(graph.Len(shape))
+		deferred(meta6(shape, st...), func(m gpu.DevicePtr) func(gpu.Stream) error {
+			return func(s gpu.Stream) error {
+				return k.Launch(e.grid(total), block, s, uint32(total), m, src, dst)
+			}
+		})
+	case graph.KBinary:
+		a, b := s.In[0], s.In[1]
+		shape, st, err := collapse(s.Out.Shape, a.Stride, b.Stride, s.Out.Stride)
+		if err != nil {
+			return err
+		}
+		k := e.k["binary_f"]
+		if s.Out.Elem == graph.F16 {
+			k = e.k["binary_h"]
+		}
+		pa, pb, code := e.addr(p, a), e.addr(p, b), int32(s.Code)
+		deferred(meta6(shape, st...), func(m gpu.DevicePtr) func(gpu.Stream) error {
+			return func(s gpu.Stream) error {
+				return k.Launch(e.grid(n), block, s, uint32(n), m, pa, pb, out, code)
+			}
+		})
+	case graph.KUnary:
+		in := s.In[0]
+		if !slices.Equal(in.Stride, s.Out.Stride) || !packed(in) {
+			return fmt.Errorf("elementwise step over differently laid out tensors: %w", graph.ErrUnsupported)
+		}
+		k := e.k["unary_f"]
+		if s.Out.Elem == graph.F16 {
+			k = e.k["unary_h"]
+		}
+		x, code, alpha := e.addr(p, in), int32(s.Code), s.Alpha
+		p.ops = append(p.ops, func(s gpu.Stream) error {
+			return k.Launch(e.grid(n), block, s, uint32(n), x, out, code, alpha)
+		})
+	case graph.KConv:
+		return e.conv(p, s)
+	case graph.KSoftmax, graph.KReduce:
+		x := e.addr(p, s.In[0])
+		outer, dim, inner := uint32(s.Outer), uint32(s.Dim), uint32(s.Inner)
+		threads := int64(s.Outer * s.Inner)
+		grid := [3]uint32{uint32((threads + 255) / 256), 1, 1}
+		if s.Kind == graph.KSoftmax {
+			k := e.k["softmax_f"]
+			p.ops = append(p.ops, func(st gpu.Stream) error { return k.Launch(grid, block, st, outer, dim, inner, x, out) })
+		} else {
+			k := e.k["reduce_f"]
+			mean := int32(0)
+			if s.Mean {
+				mean = 1
+			}
+			p.ops = append(p.ops, func(st gpu.Stream) error { return k.Launch(grid, block, st, outer, dim, inner, x, out, mean) })
+		}
+	case graph.KMaxPool, graph.KResize:
+		in := s.In[0]
+		g := []int32{int32(in.Shape[0]), int32(in.Shape[1]), int32(in.Shape[2]), int32(in.Shape[3]),
+			int32(s.Out.Shape[2]), int32(s.Out.Shape[3]),
+			int32(in.Stride[0]), int32(in.Stride[2]), int32(in.Stride[3]),
+			int32(s.Out.Stride[0]), int32(s.Out.Stride[2]), int32(s.Out.Stride[3])}
+		x := e.addr(p, in)
+		if s.Kind == graph.KMaxPool {
+			q := s.Pool
+			g = append(g, int32(q.KH), int32(q.KW), int32(q.SH), int32(q.SW), int32(q.DH), int32(q.DW), int32(q.PT), int32(q.PL))
+			k := e.k["maxpool_h"]
+			deferred(g, func(m gpu.DevicePtr) func(gpu.Stream) error {
+				return func(st gpu.Stream) error { return k.Launch(e.grid(n), block, st, m, x, out) }
+			})
+		} else {
+			k, tab := e.k["resize_h"], p.consts[s.Table]
+			deferred(g, func(m gpu.DevicePtr) func(gpu.Stream) error {
+				return func(st gpu.Stream) error { return k.Launch(e.grid(n), block, st, m, tab, x, out) }
+			})
+		}
+	case graph.KMatMul:
+		a, b := s.In[0], s.In[1]
+		r := len(s.Out.Shape)
+		if r > 6 {
+			return fmt.Errorf("matmul of rank %d: %w", r, graph.ErrUnsupported)
+		}
+		batch := s.Out.Shape[:r-2]
+		ab := bstride(a, batch)
+		bb := bstride(b, batch)
+		g := make([]int32, 15)
+		for i := 0; i < 4; i++ {
+			g[i] = 1
+		}
+		for i := range batch {
+			d := 4 - len(batch) + i
+			g[d], g[4+d], g[8+d] = int32(batch[i]), int32(ab[i]), int32(bb[i])
+		}
+		g[12], g[13], g[14] = int32(s.Out.Shape[r-2]), int32(s.Out.Shape[r-1]), int32(a.Shape[len(a.Shape)-1])
+		pa, pb := e.addr(p, a), e.addr(p, b)
+		k := e.k["matmul_f"]
+		deferred(g, func(m gpu.DevicePtr) func(gpu.Stream) error {
+			return func(st gpu.Stream) error { return k.Launch(e.grid(n), block, st, m, pa, pb, out) }
+		})
+	default:
+		return fmt.Errorf("step kind %d: %w", s.Kind, graph.ErrUnsupported)
+	}
+	return nil
+}
+
+// bstride is the element stride of each batch dimension of a matrix
+// operand broadcast to batch (0 where it broadcasts).
+func bstride(v graph.View, batch []int) []int64 {
+	out := make([]int64, len(batch))
+	vb := v.Shape[:len(v.Shape)-2]
+	off := len(batch) - len(vb)
+	for i := range vb {
+		if vb[i] != 1 {
+			out[off+i] = v.Stride[i]
+		}
+	}
+	return out
+}
+
+// packed reports whether v covers its buffer region without gaps, in
+// some dimension order.
+func packed(v graph.View) bool {
+	type d struct {
+		n int
+		s int64
+	}
+	var ds []d
+	for i, n := range v.Shape {
+		if n != 1 {
+			ds = append(ds, d{n, v.Stride[i]})
+		}
+	}
+	sort.Slice(ds, func(i, j int) bool { return ds[i].s < ds[j].s })
+	want := int64(1)
+	for _, x := range ds {
+		if x.s != want {
+			return false
+		}
+		want *= int64(x.n)
+	}
+	return true
+}
+
+// conv lowers a convolution: cuDNN, then the epilogue kernel in place.
+func (e *GPUEngine) conv(p *gpuPlan, s graph.Step) error {
+	c := s.Conv
+	shape := gpu.ConvShape{N: c.N, C: c.C, H: c.H, W: c.W, K: c.K, R: c.R, S: c.S, PadH: c.PadH, PadW: c.PadW,
+		StrH: c.StrH, StrW: c.StrW, DilH: c.DilH, DilW: c.DilW, Groups: c.Groups, OH: c.OH, OW: c.OW}
+	in := s.In[0]
+	if in.Stride[1] != 1 || in.Stride[3] != int64(c.C) || in.Stride[2] != int64(c.W*c.C) || in.Off != 0 {
+		return fmt.Errorf("convolution input is not packed NHWC: %w", graph.ErrUnsupported)
+	}
+	conv, err := e.dnn.NewConv(shape)
+	if err != nil {
+		return err
+	}
+	p.convs = append(p.convs, conv)
+	x, w, y, bias := e.addr(p, in), p.consts[c.Weight], e.addr(p, s.Out), p.consts[c.Bias]
+	algo, ok := e.algos.get(shape)
+	if ok {
+		e.stats.AlgoCached++
+	} else {
+		if algo, err = conv.Find(x, w, y, e.ws, e.wsBytes); err != nil {
+			return err
+		}
+		e.algos.put(shape, algo)
+		e.stats.AlgoMeasure++
+	}
+	need, err := conv.Use(algo)
+	if err != nil {
+		return err
+	}
+	if need > e.wsBytes {
+		return fmt.Errorf("cuDNN algorithm %d needs %d bytes of workspace, %d allocated", algo.Algo, need, e.wsBytes)
+	}
+	e.stats.Convs++
+	ws, wsBytes := e.ws, e.wsBytes
+	p.ops = append(p.ops, func(st gpu.Stream) error { return conv.Forward(st, x, w, y, ws, wsBytes) })
+	var res gpu.DevicePtr
+	if c.Residual != nil {
+		res = e.addr(p, *c.Residual)
+	}
+	n := int64(graph.Len(s.Out.Shape))
+	act, alpha, k := int32(c.Act), c.Alpha, int32(c.K)
+	if c.K%2 == 0 {
+		kern := e.k["epilogue"]
+		p.ops = append(p.ops, func(st gpu.Stream) error {
+			return kern.Launch(e.grid(n/2), block, st, uint32(n/2), k, y, bias, res, act, alpha)
+		})
+	} else {
+		kern := e.k["epilogue1"]
+		p.ops = append(p.ops, func(st gpu.Stream) error {
+			return kern.Launch(e.grid(n), block, st, uint32(n), k, y, bias, res, act, alpha)
+		})
+	}
+	return nil
+}
+
+// collapse orders dimensions by the last operand's strides (outermost
+// first), drops dimensions of size 1 and merges neighbours that are
+// contiguous in every operand, so kernels index as few dimensions as
+// possible. At most 6 may remain.
+func collapse(shape []int, strides ...[]int64) ([]int, [][]int64, error) {
+	idx := []int{}
+	for i, n := range shape {
+		if n != 1 {
+			idx = append(idx, i)
+		}
+	}
+	last := strides[len(strides)-1]
+	sort.SliceStable(idx, func(a, b int) bool { return last[idx[a]] > last[idx[b]] })
+	var out []int
+	st := make([][]int64, len(strides))
+	for _, i := range idx {
+		if k := len(out) - 1; k >= 0 {
+			merge := true
+			for s := range strides {
+				if st[s][k] != strides[s][i]*int64(shape[i]) {
+					merge = false
+				}
+			}
+			if merge {
+				out[k] *= shape[i]
+				for s := range strides {
+					st[s][k] = strides[s][i]
+				}
+				continue
+			}
+		}
+		out = append(out, shape[i])
+		for s := range strides {
+			st[s] = append(st[s], strides[s][i])
+		}
+	}
+	if len(out) == 0 {
+		out = []int{1}
+		for s := range st {
+			st[s] = []int64{0}
+		}
+	}
+	if len(out) > 6 {
+		return nil, nil, fmt.Errorf("%d-D strided access: %w", len(out), graph.ErrUnsupported)
+	}
+	return out, st, nil
+}
+
+// vectorizable reports whether a same-type copy can move v elements at a
+// time: innermost dimension contiguous on both sides and a multiple of v,
+// every other stride and both addresses aligned to 16 bytes.
+func vectorizable(shape []int, st [][]int64, v int64, src, dst gpu.DevicePtr) bool {
+	r := len(shape) - 1
+	if st[0][r] != 1 || st[1][r] != 1 || int64(shape[r])%v != 0 || src%16 != 0 || dst%16 != 0 {
+		return false
+	}
+	for _, s := range st {
+		for d := 0; d < r; d++ {
+			if s[d]%v != 0 {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// meta6 packs dims and strides for the kernels' 6-D indexing: dims[6],
+// then 6 strides per operand, outer dimensions padded with size 1.
+func meta6(shape []int, st ...[]int64) []int32 {
+	m := make([]int32, 6+6*len(st))
+	pad := 6 - len(shape)
+	for d := 0; d < 6; d++ {
+		m[d] = 1
+	}
+	for i, n := range shape {
+		m[pad+i] = int32(n)
+		for s := range st {
+			m[6+6*s+pad+i] = int32(st[s][i])
+		}
+	}
+	return m
+}
+
+// algoCache keeps cuDNN's algorithm choices on disk, per cuDNN version and
+// GPU architecture, so an engine built again skips the measurements.
+type algoCache struct {
+	mu    sync.Mutex
+	path  string
+	m     map[string]gpu.ConvAlgo
+	dirty bool
+}
+
+func loadAlgoCache(dir string, version, arch int) *algoCache {
+	c := &algoCache{m: map[string]gpu.ConvAlgo{}}
+	if dir == "" {
+		return c
+	}
+	c.path = filepath.Join(dir, fmt.Sprintf("cudnn%d-sm%d-algos.json", version, arch))
+	if b, err := os.ReadFile(c.path); err == nil {
+		json.Unmarshal(b, &c.m)
+	}
+	return c
+}
+
+func algoKey(s gpu.ConvShape) string { return fmt.Sprint(s) }
+
+func (c *algoCache) get(s gpu.ConvShape) (gpu.ConvAlgo, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	a, ok := c.m[algoKey(s)]
+	return a, ok
+}
+
+func (c *algoCache) put(s gpu.ConvShape, a gpu.ConvAlgo) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.m[algoKey(s)] = a
+	c.dirty = true
+}
+
+// save writes the cache when it changed; a failure only costs the next
+// run its measurements.
+func (c *algoCache) save() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.dirty || c.path == "" {
+		return
+	}
+	b, err := json.MarshalIndent(c.m, "", " ")
+	if err != nil {
+		return
+	}
+	if os.MkdirAll(filepath.Dir(c.path), 0o755) != nil {
+		return
+	}
+	tmp := fmt.Sprintf("%s.%d.tmp", c.path, os.Getpid())
+	if os.WriteFile(tmp, b, 0o644) == nil && os.Rename(tmp, c.path) == nil {
+		c.dirty = false
+	}
+}

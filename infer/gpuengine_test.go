@@ -1,0 +1,239 @@
+package infer
+
+import (
+	"context"
+	"errors"
+	"math"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/dsbatch/dsbatch/gpu"
+	"github.com/dsbatch/dsbatch/infer/graph"
+	"github.com/dsbatch/dsbatch/infer/onnx"
+	"github.com/dsbatch/dsbatch/internal/onnxtest"
+)
+
+// firstGPU returns the first GPU's UUID, or skips the test on a machine
+// without one (CI).
+func firstGPU(t testing.TB) string {
+	t.Helper()
+	host, err := gpu.Open()
+	if errors.Is(err, gpu.ErrNoDriver) {
+		t.Skipf("no GPU: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer host.Close()
+	devs, err := host.Devices()
+	if err != nil || len(devs) == 0 {
+		t.Fatalf("devices: %v %v", devs, err)
+	}
+	return devs[0].UUID
+}
+
+func randomImages(n, h, w int, seed int64) []float32 {
+	r := rand.New(rand.NewSource(seed))
+	in := make([]float32, n*3*h*w)
+	for i := range in {
+		in[i] = r.Float32()
+	}
+	return in
+}
+
+func relL2(a, b []float32) float64 {
+	var num, den float64
+	for i := range a {
+		d := float64(a[i]) - float64(b[i])
+		num += d * d
+		den += float64(b[i]) * float64(b[i])
+	}
+	return math.Sqrt(num / den)
+}
+
+// parityModels are the detectors the GPU engine is checked on: the mini
+// YOLOv8 (every operator in exporter form) and, where DSBATCH_BENCH_MODEL
+// names it, a full-size one.
+func parityModels(t *testing.T) []struct {
+	path string
+	size int
+} {
+	b, err := onnxtest.MiniYOLOv8(7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mini := filepath.Join(t.TempDir(), "mini.onnx")
+	if err := os.WriteFile(mini, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ms := []struct {
+		path string
+		size int
+	}{{mini, 32}}
+	if p := os.Getenv("DSBATCH_BENCH_MODEL"); p != "" {
+		ms = append(ms, struct {
+			path string
+			size int
+		}{p, 640})
+	}
+	return ms
+}
+
+// TestGPUEngineMatchesONNXRuntime runs the same random images through the
+// GPU engine (fp16) and ONNX Runtime (fp32, CPU): raw outputs within 1e-2
+// relative L2, and the detections after NMS the same objects.
+func TestGPUEngineMatchesONNXRuntime(t *testing.T) {
+	uuid := firstGPU(t)
+	lib := ortLib(t)
+	for _, mm := range parityModels(t) {
+		m, err := ReadModel(mm.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ort, err := NewORT(m, mm.size, mm.size, ORTOptions{Lib: lib})
+		if err != nil {
+			t.Fatal(err)
+		}
+		eng, err := NewGPU(m, mm.size, mm.size, GPUOptions{UUID: uuid, Batch: 8, CacheDir: t.TempDir()})
+		if err != nil {
+			ort.Close()
+			t.Fatal(err)
+		}
+		t.Logf("%s: %+v", filepath.Base(mm.path), eng.Stats())
+		for _, n := range []int{1, 3, 8} {
+			in := randomImages(n, mm.size, mm.size, int64(n))
+			want, wshape, err := ort.Infer(context.Background(), in, n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want = append([]float32(nil), want...)
+			got, gshape, err := eng.Infer(context.Background(), in, n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(gshape) != len(wshape) || gshape[0] != wshape[0] || gshape[1] != wshape[1] || gshape[2] != wshape[2] {
+				t.Fatalf("shape %v, ORT %v", gshape, wshape)
+			}
+			e := relL2(got, want)
+			t.Logf("%s batch %d: rel L2 %.3g", filepath.Base(mm.path), n, e)
+			if e > 1e-2 || math.IsNaN(e) {
+				t.Errorf("%s batch %d: relative L2 error %.3g, want ≤ 1e-2", mm.path, n, e)
+			}
+			compareDetections(t, got, want, int(gshape[1]), int(gshape[2]), n)
+		}
+		eng.Close()
+		ort.Close()
+	}
+}
+
+// compareDetections decodes both outputs (v8 head) and matches them: the
+// counts within 1% (and 1 box), every GPU box matching an ONNX Runtime box
+// of the same class with IoU ≥ 0.95, or the other way for at most 1%.
+func compareDetections(t *testing.T, got, want []float32, d1, d2, n int) {
+	t.Helper()
+	per := d1 * d2
+	o := PostOptions{Conf: 0.25, IoU: 0.45, MaxDet: 300}
+	var total, matched, wantTotal int
+	for i := 0; i < n; i++ {
+		g := HeadV8.Decode(got[i*per:(i+1)*per], d1, d2, o, nil)
+		w := HeadV8.Decode(want[i*per:(i+1)*per], d1, d2, o, nil)
+		total += len(g)
+		wantTotal += len(w)
+		used := make([]bool, len(w))
+		for _, a := range g {
+			for j, b := range w {
+				if !used[j] && a.Class == b.Class && IoU(a, b) >= 0.95 {
+					used[j] = true
+					matched++
+					break
+				}
+			}
+		}
+	}
+	tol := max(1, wantTotal/100)
+	if d := total - wantTotal; d > tol || -d > tol || wantTotal-matched > tol {
+		t.Errorf("detections: GPU %d, ONNX Runtime %d, matched %d (tolerance %d)", total, wantTotal, matched, tol)
+	}
+	t.Logf("detections: GPU %d, ONNX Runtime %d, matched %d", total, wantTotal, matched)
+}
+
+// TestGPUEngineUnsupported: a model with an operator the engine lacks is
+// refused before any GPU is touched (so here too), naming the node and
+// pointing at the ONNX Runtime engine.
+func TestGPUEngineUnsupported(t *testing.T) {
+	b, err := onnxtest.MiniYOLOv8(7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mp onnx.ModelProto
+	if err := proto.Unmarshal(b, &mp); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range mp.GetGraph().GetNode() {
+		if n.GetOpType() == "Softmax" {
+			n.OpType = proto.String("Hardmax")
+		}
+	}
+	b, _ = proto.Marshal(&mp)
+	path := filepath.Join(t.TempDir(), "hardmax.onnx")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m, err := ReadModel(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = NewGPU(m, 32, 32, GPUOptions{UUID: "GPU-00000000-0000-0000-0000-000000000000", Batch: 2})
+	if !errors.Is(err, graph.ErrUnsupported) || !strings.Contains(err.Error(), "Hardmax") || !strings.Contains(err.Error(), "--engine onnxruntime") {
+		t.Fatalf("err = %v, want the operator and the way out", err)
+	}
+}
+
+// BenchmarkGPUEngine measures images per second of the model
+// DSBATCH_BENCH_MODEL at 640×640 and batch DSBATCH_BENCH_BATCH (64), as one
+// CUDA graph per batch, inputs already on the GPU.
+func BenchmarkGPUEngine(b *testing.B) {
+	path := os.Getenv("DSBATCH_BENCH_MODEL")
+	if path == "" {
+		b.Skip("DSBATCH_BENCH_MODEL not set")
+	}
+	uuid := firstGPU(b)
+	batch := 64
+	if s := os.Getenv("DSBATCH_BENCH_BATCH"); s != "" {
+		batch, _ = strconv.Atoi(s)
+	}
+	m, err := ReadModel(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cache := os.Getenv("DSBATCH_BENCH_CACHE")
+	if cache == "" {
+		cache = b.TempDir()
+	}
+	eng, err := NewGPU(m, 640, 640, GPUOptions{UUID: uuid, Batch: batch, CacheDir: cache, NoGraphs: os.Getenv("DSBATCH_BENCH_NOGRAPHS") != ""})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer eng.Close()
+	b.Logf("%+v", eng.Stats())
+	ctx := context.Background()
+	in := randomImages(batch, 640, 640, 1)
+	if _, _, err := eng.Infer(ctx, in, batch); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	t0 := time.Now()
+	for i := 0; i < b.N; i++ {
+		if _, _, err := eng.InferDevice(ctx, batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*batch)/time.Since(t0).Seconds(), "img/s")
+}

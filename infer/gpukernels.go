@@ -1,0 +1,251 @@
+package infer
+
+// engineSource is the CUDA C of the GPU engine's kernels (everything but
+// the convolutions, which are cuDNN's). fp16 values are stored as raw
+// 16-bit words and converted with PTX, so no CUDA header is needed; all
+// arithmetic is fp32. Index arithmetic is 32-bit: the engine refuses
+// tensors of 2^31 elements or more.
+const engineSource = `
+typedef unsigned short half_t;
+__device__ __forceinline__ float h2f(half_t h) { float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h)); return f; }
+__device__ __forceinline__ half_t f2h(float f) { half_t h; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f)); return h; }
+
+template <typename T> __device__ __forceinline__ float ld(const T* p, long long i);
+template <> __device__ __forceinline__ float ld<float>(const float* p, long long i) { return p[i]; }
+template <> __device__ __forceinline__ float ld<half_t>(const half_t* p, long long i) { return h2f(p[i]); }
+template <typename T> __device__ __forceinline__ void st(T* p, long long i, float v);
+template <> __device__ __forceinline__ void st<float>(float* p, long long i, float v) { p[i] = v; }
+template <> __device__ __forceinline__ void st<half_t>(half_t* p, long long i, float v) { p[i] = f2h(v); }
+
+__device__ __forceinline__ float activate(float v, int act, float alpha) {
+	switch (act) {
+	case 1: return fmaxf(v, 0.0f);                     // ReLU
+	case 2: return v / (1.0f + __expf(-v));             // SiLU
+	case 3: return v < 0.0f ? v * alpha : v;            // LeakyReLU
+	case 4: return 1.0f / (1.0f + __expf(-v));          // Sigmoid
+	}
+	return v;
+}
+
+// Up to 6 dimensions; meta holds dims[6], then one stride set of 6 per operand.
+__device__ __forceinline__ void offsets(unsigned i, const int* meta, int sets, long long* off) {
+	for (int s = 0; s < sets; s++) off[s] = 0;
+	for (int d = 5; d >= 0; d--) {
+		unsigned n = (unsigned)meta[d];
+		unsigned q = i / n, r = i - q * n;
+		i = q;
+		for (int s = 0; s < sets; s++) off[s] += (long long)r * meta[6 + 6 * s + d];
+	}
+}
+
+template <typename S, typename D>
+__device__ void copy_t(unsigned n, const int* meta, const S* src, D* dst) {
+	for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+		long long o[2];
+		offsets(i, meta, 2, o);
+		st<D>(dst, o[1], ld<S>(src, o[0]));
+	}
+}
+extern "C" __global__ void copy_ff(unsigned n, const int* m, const float* s, float* d) { copy_t<float, float>(n, m, s, d); }
+extern "C" __global__ void copy_hh(unsigned n, const int* m, const half_t* s, half_t* d) { copy_t<half_t, half_t>(n, m, s, d); }
+extern "C" __global__ void copy_hf(unsigned n, const int* m, const half_t* s, float* d) { copy_t<half_t, float>(n, m, s, d); }
+extern "C" __global__ void copy_fh(unsigned n, const int* m, const float* s, half_t* d) { copy_t<float, half_t>(n, m, s, d); }
+// 16-byte elements: 8 halves or 4 floats moved at once.
+extern "C" __global__ void copy_v16(unsigned n, const int* meta, const uint4* src, uint4* dst) {
+	for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+		long long o[2];
+		offsets(i, meta, 2, o);
+		dst[o[1]] = src[o[0]];
+	}
+}
+
+template <typename T>
+__device__ void binary_t(unsigned n, const int* meta, const T* a, const T* b, T* y, int op) {
+	for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+		long long o[3];
+		offsets(i, meta, 3, o);
+		float x = ld<T>(a, o[0]), z = ld<T>(b, o[1]), r;
+		switch (op) {
+		case 0: r = x + z; break;
+		case 1: r = x - z; break;
+		case 2: r = x * z; break;
+		case 3: r = x / z; break;
+		default: r = powf(x, z);
+		}
+		st<T>(y, o[2], r);
+	}
+}
+extern "C" __global__ void binary_f(unsigned n, const int* m, const float* a, const float* b, float* y, int op) { binary_t<float>(n, m, a, b, y, op); }
+extern "C" __global__ void binary_h(unsigned n, const int* m, const half_t* a, const half_t* b, half_t* y, int op) { binary_t<half_t>(n, m, a, b, y, op); }
+
+template <typename T>
+__device__ void unary_t(unsigned n, const T* x, T* y, int act, float alpha) {
+	for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
+		st<T>(y, i, activate(ld<T>(x, i), act, alpha));
+}
+extern "C" __global__ void unary_f(unsigned n, const float* x, float* y, int act, float alpha) { unary_t<float>(n, x, y, act, alpha); }
+extern "C" __global__ void unary_h(unsigned n, const half_t* x, half_t* y, int act, float alpha) { unary_t<half_t>(n, x, y, act, alpha); }
+
+// The convolution's epilogue, in place over its NHWC output y (m rows of k
+// channels): y = act(y + bias) + residual. Two channels per thread.
+extern "C" __global__ void epilogue(unsigned pairs, int k, half_t* y, const float* bias, const half_t* res, int act, float alpha) {
+	for (unsigned p = blockIdx.x * blockDim.x + threadIdx.x; p < pairs; p += gridDim.x * blockDim.x) {
+		unsigned i = 2 * p;
+		unsigned c = i % (unsigned)k;
+		unsigned v = *(const unsigned*)(y + i);
+		float a = h2f((half_t)(v & 0xffff)) + bias[c];
+		float b = h2f((half_t)(v >> 16)) + bias[c + 1];
+		a = activate(a, act, alpha);
+		b = activate(b, act, alpha);
+		if (res) {
+			unsigned r = *(const unsigned*)(res + i);
+			a += h2f((half_t)(r & 0xffff));
+			b += h2f((half_t)(r >> 16));
+		}
+		*(unsigned*)(y + i) = (unsigned)f2h(a) | ((unsigned)f2h(b) << 16);
+	}
+}
+// The same for an odd channel count, one value per thread.
+extern "C" __global__ void epilogue1(unsigned n, int k, half_t* y, const float* bias, const half_t* res, int act, float alpha) {
+	for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+		float a = activate(h2f(y[i]) + bias[i % (unsigned)k], act, alpha);
+		if (res) a += h2f(res[i]);
+		y[i] = f2h(a);
+	}
+}
+
+extern "C" __global__ void softmax_f(unsigned outer, unsigned dim, unsigned inner, const float* x, float* y) {
+	unsigned t = blockIdx.x * blockDim.x + threadIdx.x;
+	if (t >= outer * inner) return;
+	unsigned o = t / inner, k = t - o * inner;
+	long long base = (long long)o * dim * inner + k;
+	float m = -INFINITY;
+	for (unsigned d = 0; d < dim; d++) m = fmaxf(m, x[base + (long long)d * inner]);
+	float s = 0.0f;
+	for (unsigned d = 0; d < dim; d++) s += __expf(x[base + (long long)d * inner] - m);
+	float r = 1.0f / s;
+	for (unsigned d = 0; d < dim; d++) y[base + (long long)d * inner] = __expf(x[base + (long long)d * inner] - m) * r;
+}
+
+extern "C" __global__ void reduce_f(unsigned outer, unsigned dim, unsigned inner, const float* x, float* y, int mean) {
+	unsigned t = blockIdx.x * blockDim.x + threadIdx.x;
+	if (t >= outer * inner) return;
+	unsigned o = t / inner, k = t - o * inner;
+	long long base = (long long)o * dim * inner + k;
+	float s = 0.0f;
+	for (unsigned d = 0; d < dim; d++) s += x[base + (long long)d * inner];
+	y[t] = mean ? s / dim : s;
+}
+
+// NHWC fp16 max pooling; g: N C H W OH OW inN inH inW outN outH outW kh kw sh sw dh dw pt pl.
+extern "C" __global__ void maxpool_h(const int* g, const half_t* x, half_t* y) {
+	unsigned n = (unsigned)(g[0] * g[1] * g[4] * g[5]);
+	for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+		unsigned c = i % g[1], r = i / g[1];
+		unsigned ox = r % g[5]; r /= g[5];
+		unsigned oy = r % g[4], b = r / g[4];
+		float m = -INFINITY;
+		for (int ky = 0; ky < g[12]; ky++) {
+			int iy = (int)oy * g[14] - g[18] + ky * g[16];
+			if (iy < 0 || iy >= g[2]) continue;
+			for (int kx = 0; kx < g[13]; kx++) {
+				int ix = (int)ox * g[15] - g[19] + kx * g[17];
+				if (ix < 0 || ix >= g[3]) continue;
+				m = fmaxf(m, h2f(x[(long long)b * g[6] + (long long)iy * g[7] + (long long)ix * g[8] + c]));
+			}
+		}
+		y[(long long)b * g[9] + (long long)oy * g[10] + (long long)ox * g[11] + c] = f2h(m);
+	}
+}
+
+// NHWC fp16 resize through a table of (i0, i1, weight) per output row, then column.
+// g: N C H W OH OW inN inH inW outN outH outW.
+extern "C" __global__ void resize_h(const int* g, const float* tab, const half_t* x, half_t* y) {
+	unsigned n = (unsigned)(g[0] * g[1] * g[4] * g[5]);
+	for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+		unsigned c = i % g[1], r = i / g[1];
+		unsigned ox = r % g[5]; r /= g[5];
+		unsigned oy = r % g[4], b = r / g[4];
+		const float* ty = tab + 3 * oy;
+		const float* tx = tab + 3 * (g[4] + ox);
+		int y0 = (int)ty[0], y1 = (int)ty[1], x0 = (int)tx[0], x1 = (int)tx[1];
+		float ay = ty[2], ax = tx[2];
+		const half_t* p = x + (long long)b * g[6] + c;
+		float v00 = h2f(p[(long long)y0 * g[7] + (long long)x0 * g[8]]);
+		float v = v00;
+		if (ay != 0.0f || ax != 0.0f) {
+			float v01 = h2f(p[(long long)y0 * g[7] + (long long)x1 * g[8]]);
+			float v10 = h2f(p[(long long)y1 * g[7] + (long long)x0 * g[8]]);
+			float v11 = h2f(p[(long long)y1 * g[7] + (long long)x1 * g[8]]);
+			v = (1 - ay) * ((1 - ax) * v00 + ax * v01) + ay * ((1 - ax) * v10 + ax * v11);
+		}
+		y[(long long)b * g[9] + (long long)oy * g[10] + (long long)ox * g[11] + c] = f2h(v);
+	}
+}
+
+// Batched row-major fp32 matrix product; g: dims[4] of the batch, a strides[4], b strides[4], M, N, K.
+extern "C" __global__ void matmul_f(const int* g, const float* a, const float* b, float* y) {
+	unsigned M = g[12], N = g[13], K = g[14];
+	unsigned total = (unsigned)(g[0] * g[1] * g[2] * g[3]) * M * N;
+	for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
+		unsigned j = i % N, r = i / N;
+		unsigned m = r % M; r /= M;
+		long long oa = 0, ob = 0;
+		for (int d = 3; d >= 0; d--) {
+			unsigned q = r / g[d], idx = r - q * g[d];
+			r = q;
+			oa += (long long)idx * g[4 + d];
+			ob += (long long)idx * g[8 + d];
+		}
+		float s = 0.0f;
+		for (unsigned k = 0; k < K; k++) s += a[oa + (long long)m * K + k] * b[ob + (long long)k * N + j];
+		y[i] = s;
+	}
+}
+
+// v8 heads ([n, 4+C, A] fp32): per image, the anchors whose best class
+// score reaches conf, in anchor order, as (cx, cy, w, h, score, class)
+// rows, at most cap of them; count[img] is how many passed (it may exceed
+// cap). One block per image.
+extern "C" __global__ void select_v8(const float* out, int classes, int anchors, float conf, int cap, float* rows, int* count) {
+	__shared__ int base;
+	const float* o = out + (long long)blockIdx.x * (4 + classes) * anchors;
+	float* r = rows + (long long)blockIdx.x * cap * 6;
+	if (threadIdx.x == 0) base = 0;
+	__syncthreads();
+	for (int a0 = 0; a0 < anchors; a0 += blockDim.x) {
+		int a = a0 + threadIdx.x;
+		float best = -1.0f;
+		int bc = 0;
+		if (a < anchors) {
+			for (int c = 0; c < classes; c++) {
+				float s = o[(long long)(4 + c) * anchors + a];
+				if (s > best) { best = s; bc = c; }
+			}
+		}
+		int pass = a < anchors && best >= conf;
+		// Rank among this chunk's passing anchors, in anchor order.
+		unsigned ballot = __ballot_sync(0xffffffffu, pass);
+		__shared__ int warpCount[32];
+		int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+		if (lane == 0) warpCount[warp] = __popc(ballot);
+		__syncthreads();
+		int before = 0;
+		for (int w = 0; w < warp; w++) before += warpCount[w];
+		int rank = base + before + __popc(ballot & ((1u << lane) - 1));
+		if (pass && rank < cap) {
+			float* row = r + (long long)rank * 6;
+			row[0] = o[a]; row[1] = o[anchors + a]; row[2] = o[2 * anchors + a]; row[3] = o[3 * anchors + a];
+			row[4] = best; row[5] = (float)bc;
+		}
+		__syncthreads();
+		if (threadIdx.x == blockDim.x - 1) {
+			int total = 0;
+			for (int w = 0; w < (int)(blockDim.x >> 5); w++) total += warpCount[w];
+			base += total;
+		}
+		__syncthreads();
+	}
+	if (threadIdx.x == 0) count[blockIdx.x] = base;
+}
+`
