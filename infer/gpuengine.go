@@ -423,12 +423,7 @@ func (e *GPUEngine) lowerStep(p *gpuPlan, s graph.Step, addMeta func([]int32, fu
 			{graph.F16, graph.F32}: "copy_hf", {graph.F32, graph.F16}: "copy_fh"}[[2]graph.Elem{in.Elem, s.Out.Elem}]
 		if in.Elem == s.Out.Elem {
 			if v := 16 / in.Elem.Size(); vectorizable(shape, st, v, src, dst) {
-				shape[len(shape)-1] /= int(v)
-				for i := range st {
-					for d := range st[i] {
-						st[i][d] /= v
-					}
-				}
+				vectorize(shape, st, v)
 				name = "copy_v16"
 			}
 		}
@@ -692,6 +687,17 @@ func vectorizable(shape []int, st [][]int64, v int64, src, dst gpu.DevicePtr) bo
 		}
 	}
 	return true
+}
+
+// vectorize rewrites a vectorizable copy in units of v elements.
+func vectorize(shape []int, st [][]int64, v int64) {
+	r := len(shape) - 1
+	shape[r] /= int(v)
+	for i := range st {
+		for d := 0; d < r; d++ {
+			st[i][d] /= v
+		}
+	}
 }
 
 // meta6 packs dims and strides for the kernels' 6-D indexing: dims[6],

@@ -119,7 +119,7 @@ extern "C" __global__ void softmax_f(unsigned outer, unsigned dim, unsigned inne
 	if (t >= outer * inner) return;
 	unsigned o = t / inner, k = t - o * inner;
 	long long base = (long long)o * dim * inner + k;
-	float m = -INFINITY;
+	float m = __int_as_float(0xff800000);
 	for (unsigned d = 0; d < dim; d++) m = fmaxf(m, x[base + (long long)d * inner]);
 	float s = 0.0f;
 	for (unsigned d = 0; d < dim; d++) s += __expf(x[base + (long long)d * inner] - m);
@@ -144,7 +144,7 @@ extern "C" __global__ void maxpool_h(const int* g, const half_t* x, half_t* y) {
 		unsigned c = i % g[1], r = i / g[1];
 		unsigned ox = r % g[5]; r /= g[5];
 		unsigned oy = r % g[4], b = r / g[4];
-		float m = -INFINITY;
+		float m = __int_as_float(0xff800000);
 		for (int ky = 0; ky < g[12]; ky++) {
 			int iy = (int)oy * g[14] - g[18] + ky * g[16];
 			if (iy < 0 || iy >= g[2]) continue;
