@@ -71,6 +71,7 @@ type gpuPlan struct {
 	meta   gpu.DevicePtr
 	convs  []*gpu.Conv
 	ops    []func(gpu.Stream) error
+	labels []string // what each op is, for Profile
 	graph  *gpu.Graph
 	shape  []int64
 }
@@ -273,6 +274,70 @@ func (e *GPUEngine) InferDevice(ctx context.Context, n int) ([]float32, []int64,
 	return e.host.Floats()[:n*per], shape, nil
 }
 
+// OpTime is the time one kind of launch took in a batch.
+type OpTime struct {
+	Label    string
+	Launches int
+	Millis   float64
+}
+
+// Profile runs a batch of n launch by launch, waiting for each, reps
+// times, and returns the median time per kind of launch, largest first:
+// where a batch's time goes (each launch's own overhead included, so the
+// sum exceeds a CUDA graph's time).
+func (e *GPUEngine) Profile(n, reps int) ([]OpTime, error) {
+	p, err := e.planFor(n)
+	if err != nil {
+		return nil, err
+	}
+	times := make([][]float64, len(p.ops))
+	for r := 0; r < reps; r++ {
+		for i, op := range p.ops {
+			t0 := time.Now()
+			if err := op(e.stream); err != nil {
+				return nil, err
+			}
+			if err := e.cuda.Sync(e.stream); err != nil {
+				return nil, err
+			}
+			times[i] = append(times[i], time.Since(t0).Seconds()*1e3)
+		}
+	}
+	byLabel := map[string]*OpTime{}
+	for i, ts := range times {
+		slices.Sort(ts)
+		l := p.labels[i]
+		if byLabel[l] == nil {
+			byLabel[l] = &OpTime{Label: l}
+		}
+		byLabel[l].Launches++
+		byLabel[l].Millis += ts[len(ts)/2]
+	}
+	var out []OpTime
+	for _, v := range byLabel {
+		out = append(out, *v)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Millis > out[j].Millis })
+	return out, nil
+}
+
+// stepLabel names the k-th launch of a step for profiles.
+func stepLabel(s graph.Step, k int) string {
+	switch s.Kind {
+	case graph.KConv:
+		if k == 0 {
+			return fmt.Sprintf("conv %dx%d c%d k%d s%d %dx%d", s.Conv.R, s.Conv.S, s.Conv.C, s.Conv.K, s.Conv.StrH, s.Conv.OH, s.Conv.OW)
+		}
+		return "epilogue"
+	case graph.KCopy:
+		if s.In[0].Elem != s.Out.Elem || s.In[0].Layout != s.Out.Layout {
+			return fmt.Sprintf("convert %v", s.Out.Shape[1:])
+		}
+		return "copy " + s.Out.Layout.String()
+	}
+	return []string{"copy", "conv", "binary", "unary", "softmax", "reduce", "maxpool", "resize", "matmul"}[s.Kind]
+}
+
 // run queues one batch.
 func (e *GPUEngine) run(p *gpuPlan) error {
 	if p.graph != nil {
@@ -343,8 +408,12 @@ func (e *GPUEngine) build(n int, prog *graph.Program) (_ *gpuPlan, err error) {
 		}
 	}
 	for _, s := range prog.Steps {
+		before := len(p.ops)
 		if err := e.lowerStep(p, s, addMeta); err != nil {
 			return nil, fmt.Errorf("step %s: %w", s.Node, err)
+		}
+		for i := before; i < len(p.ops); i++ {
+			p.labels = append(p.labels, stepLabel(s, i-before))
 		}
 	}
 	if len(meta) > 0 {

@@ -40,6 +40,13 @@ const (
 	NHWC                   // 4-D, channels innermost
 )
 
+func (l Layout) String() string {
+	if l == NHWC {
+		return "nhwc"
+	}
+	return "row-major"
+}
+
 // Space says where a buffer lives.
 type Space uint8
 
