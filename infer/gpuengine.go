@@ -843,3 +843,30 @@ func (c *algoCache) save() {
 		c.dirty = false
 	}
 }
+
+// GPUMemoryPerImage compiles m for h×w inputs on the CPU, without a GPU,
+// and returns the GPU memory one image of a batch needs (activations and
+// input buffers). An error says why the GPU engine cannot run the model.
+func GPUMemoryPerImage(m *Model, h, w int) (int64, error) {
+	raw, err := os.ReadFile(m.Path)
+	if err != nil {
+		return 0, err
+	}
+	e := &GPUEngine{model: raw, h: h, w: w}
+	prog, err := e.lower(1)
+	if err != nil {
+		return 0, fmt.Errorf("model %s: %w", m.Path, err)
+	}
+	return prog.Arena + int64(3*h*w*4) + int64(prog.InputChannels*h*w*2), nil
+}
+
+// AutoBatch is the largest power of two from 8 to 128 whose activations
+// take at most a quarter of free GPU memory (the rest stays for decoding
+// and other work), or 8.
+func AutoBatch(free, perImage int64) int {
+	b := 128
+	for b > 8 && int64(b)*perImage > free/4 {
+		b /= 2
+	}
+	return b
+}

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -23,7 +25,7 @@ func runCommand() *cli.Command {
 		&cli.StringFlag{Name: "config", Usage: "YAML file of settings (keys are flag names); flags override it"},
 		&cli.StringFlag{Name: "model", Aliases: []string{"m"}, Usage: "ONNX detector (YOLOv5/v8/v9/v10/v11 layouts)"},
 		&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "output folder"},
-		&cli.IntFlag{Name: "batch", Value: 8, Usage: "images per inference batch"},
+		&cli.StringFlag{Name: "batch", Value: "auto", Usage: "images per inference batch, or auto (GPU engine: the largest of 8 to 128 that fits the GPU's memory; ONNX Runtime: 8)"},
 		&cli.IntFlag{Name: "stride", Value: 1, Usage: "infer every Nth decoded frame"},
 		&cli.Float64Flag{Name: "fps", Usage: "infer at most this many frames per second of video (0: all)"},
 		&cli.Float64Flag{Name: "conf", Value: 0.25, Usage: "minimum detection score"},
@@ -36,7 +38,7 @@ func runCommand() *cli.Command {
 		&cli.StringFlag{Name: "classes", Usage: "class names file, one per line (default: the model's metadata)"},
 		&cli.StringFlag{Name: "head", Value: "auto", Usage: "output layout: auto, v5, v8 (v9, v11) or e2e (v10)"},
 		&cli.IntFlag{Name: "imgsz", Usage: "input size for models with a dynamic input"},
-		&cli.StringFlag{Name: "engine", Value: "auto", Usage: "inference engine: auto or onnxruntime"},
+		&cli.StringFlag{Name: "engine", Value: "auto", Usage: "inference engine: gpu (cuDNN/NVRTC, fp16), onnxruntime (CPU) or auto (gpu on GPU workers when the model compiles for it)"},
 		&cli.StringFlag{Name: "ort-lib", Usage: "ONNX Runtime library (default: $DSBATCH_ORT_LIB, then beside the executable)"},
 		&cli.IntFlag{Name: "threads", Usage: "inference threads per CPU worker (default: cores / workers)"},
 		&cli.IntFlag{Name: "decoders", Value: 2, Usage: "videos each worker decodes at once (GPU workers: at least one per NVDEC engine)"},
@@ -67,19 +69,26 @@ func runRun(c *cli.Context) error {
 	if c.String("model") == "" || c.String("out") == "" {
 		return errors.New("run: --model and --out are required")
 	}
-	if e := c.String("engine"); e != "auto" && e != "onnxruntime" {
-		return fmt.Errorf("--engine %q: this build has auto and onnxruntime", e)
-	}
 	shard, err := resolveShard(c)
 	if err != nil {
 		return err
+	}
+	engine := c.String("engine")
+	if engine != "auto" && engine != "onnxruntime" && engine != "gpu" {
+		return fmt.Errorf("--engine %q: want auto, gpu or onnxruntime", engine)
+	}
+	batch := 0
+	if b := c.String("batch"); b != "auto" {
+		if batch, err = strconv.Atoi(b); err != nil || batch < 1 {
+			return fmt.Errorf("--batch %q: want a number of images of at least 1, or auto", b)
+		}
 	}
 	head, err := infer.ParseHead(c.String("head"))
 	if err != nil {
 		return err
 	}
-	if c.Int("batch") < 1 || c.Int("stride") < 1 || c.Float64("fps") < 0 {
-		return errors.New("run: --batch and --stride must be at least 1, --fps not negative")
+	if c.Int("stride") < 1 || c.Float64("fps") < 0 {
+		return errors.New("run: --stride must be at least 1, --fps not negative")
 	}
 
 	// Everything about the model is checked before any video is touched.
@@ -113,23 +122,64 @@ func runRun(c *cli.Context) error {
 	if host != nil {
 		defer host.Close()
 	}
+	if engine == "gpu" && len(devs) == 0 {
+		return errors.New("--engine gpu: no GPU is selected (see dsbatch gpus, --gpus)")
+	}
+	// The GPU engine runs on GPU workers when the model compiles for it;
+	// the compiler runs here, on the CPU, so the answer comes at once.
+	useGPU := false
+	if len(devs) > 0 && engine != "onnxruntime" {
+		perImage, err := infer.GPUMemoryPerImage(model, h, w)
+		switch {
+		case err == nil:
+			useGPU = true
+			if batch == 0 {
+				batch = infer.AutoBatch(int64(devs[0].MemoryTotal), perImage)
+			}
+		case engine == "gpu":
+			return err
+		default:
+			fmt.Fprintf(c.App.ErrWriter, "dsbatch: %v; inference on ONNX Runtime (CPU)\n", err)
+		}
+	}
+	if batch == 0 {
+		batch = 8
+	}
+	engineName := "onnxruntime-cpu"
+	if useGPU {
+		engineName = "gpu-fp16"
+	}
 	decoders := c.Int("decoders")
 	if len(devs) > 0 {
 		// Every NVDEC engine needs a session of its own to be busy.
 		if caps, err := host.Decoders(devs[0].UUID); err == nil && !c.IsSet("decoders") {
 			decoders = max(decoders, caps.Engines)
 		}
-		fmt.Fprintf(c.App.ErrWriter, "dsbatch: %d GPU worker(s), %d NVDEC sessions each; inference on ONNX Runtime (CPU) until the GPU engine lands\n", len(devs), decoders)
+		fmt.Fprintf(c.App.ErrWriter, "dsbatch: %d GPU worker(s), %d NVDEC sessions each; engine %s, batch %d\n", len(devs), decoders, engineName, batch)
 	}
 	workers := job.Workers(devs, c.Int("cpu-workers"))
 	threads := c.Int("threads")
 	if threads <= 0 {
 		threads = job.DefaultThreads(len(workers))
 	}
-	newEngine := func(job.Worker) (infer.Engine, error) {
+	kernelCache := ""
+	if base, err := os.UserCacheDir(); err == nil {
+		kernelCache = filepath.Join(base, "dsbatch", "kernels")
+	}
+	newORT := func() (infer.Engine, error) {
 		return infer.NewORT(model, h, w, infer.ORTOptions{Lib: lib, Threads: threads})
 	}
-	probeEngine, err := newEngine(workers[0])
+	newEngine := func(wk job.Worker) (infer.Engine, error) {
+		if !useGPU || wk.GPU == nil {
+			return newORT()
+		}
+		e, err := infer.NewGPU(model, h, w, infer.GPUOptions{UUID: wk.GPU.UUID, Batch: batch, CacheDir: kernelCache})
+		if err != nil {
+			return nil, fmt.Errorf("GPU engine on %s: %w (--engine onnxruntime runs the model on the CPU)", wk.GPU.UUID, err)
+		}
+		return e, nil
+	}
+	probeEngine, err := newORT()
 	if err != nil {
 		return err
 	}
@@ -152,19 +202,19 @@ func runRun(c *cli.Context) error {
 	conf, iou := float32(c.Float64("conf")), float32(c.Float64("iou"))
 	opts := job.RunOptions{
 		Out: job.ShardDir(c.String("out"), shard),
-		Settings: job.Settings{Model: sha, Engine: "onnxruntime-cpu", InputH: h, InputW: w, Head: layout.Head.String(), Names: names,
+		Settings: job.Settings{Model: sha, Engine: engineName, InputH: h, InputW: w, Head: layout.Head.String(), Names: names,
 			Conf: conf, IoU: iou, MaxDet: c.Int("max-det"), ClassAgnostic: c.Bool("agnostic-nms"),
 			Stride: c.Int("stride"), FPS: c.Float64("fps"),
 			Track: !c.Bool("no-track"), TrackBuffer: c.Duration("track-buffer").Seconds(), TrackAgnostic: !c.Bool("track-classes")},
 		Layout:         layout,
 		Post:           infer.PostOptions{Conf: conf, IoU: iou, MaxDet: c.Int("max-det"), ClassAgnostic: c.Bool("agnostic-nms")},
 		NewEngine:      newEngine,
-		Batch:          c.Int("batch"),
+		Batch:          batch,
 		DecodeSessions: decoders,
 		Force:          c.Bool("force"),
 		Counters:       &job.Counters{},
 		GPUHost:        host,
-		Meta:           runMeta(c, model, sha, lib),
+		Meta:           runMeta(c, model, sha, lib, engineName),
 	}
 	stop := startProgress(c.App.ErrWriter, opts.Counters, len(workers), c.Duration("log-every"))
 	sum, err := job.Run(c.Context, plan, videos, opts)
@@ -207,7 +257,7 @@ func fileSHA256(path string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-func runMeta(c *cli.Context, m *infer.Model, sha, lib string) map[string]any {
+func runMeta(c *cli.Context, m *infer.Model, sha, lib, engine string) map[string]any {
 	host, _ := os.Hostname()
 	return map[string]any{
 		"dsbatch_version": version,
@@ -216,7 +266,7 @@ func runMeta(c *cli.Context, m *infer.Model, sha, lib string) map[string]any {
 		"cpus":            runtime.NumCPU(),
 		"model":           map[string]any{"path": m.Path, "sha256": sha, "producer": m.Producer, "opset": m.Opset, "input": m.InputShape},
 		"onnxruntime_lib": lib,
-		"engine":          "onnxruntime-cpu",
+		"engine":          engine,
 	}
 }
 
