@@ -77,7 +77,7 @@ type gpuPlan struct {
 }
 
 var engineKernels = []string{"copy_ff", "copy_hh", "copy_hf", "copy_fh", "copy_v16", "binary_f", "binary_h", "unary_f", "unary_h",
-	"epilogue", "epilogue1", "softmax_f", "reduce_f", "maxpool_h", "resize_h", "matmul_f", "select_v8"}
+	"epilogue", "epilogue1", "epilogue8", "transpose_ff", "transpose_hh", "transpose_hf", "transpose_fh", "input_nhwc8", "softmax_f", "reduce_f", "maxpool_h", "resize_h", "matmul_f", "select_v8"}
 
 // NewGPU compiles the model m for h×w inputs on the GPU o.UUID and
 // prepares its largest batch.
@@ -482,27 +482,7 @@ func (e *GPUEngine) lowerStep(p *gpuPlan, s graph.Step, addMeta func([]int32, fu
 	}
 	switch s.Kind {
 	case graph.KCopy:
-		in := s.In[0]
-		shape, st, err := collapse(s.Out.Shape, in.Stride, s.Out.Stride)
-		if err != nil {
-			return err
-		}
-		src, dst := e.addr(p, in), out
-		name := map[[2]graph.Elem]string{{graph.F32, graph.F32}: "copy_ff", {graph.F16, graph.F16}: "copy_hh",
-			{graph.F16, graph.F32}: "copy_hf", {graph.F32, graph.F16}: "copy_fh"}[[2]graph.Elem{in.Elem, s.Out.Elem}]
-		if in.Elem == s.Out.Elem {
-			if v := 16 / in.Elem.Size(); vectorizable(shape, st, v, src, dst) {
-				vectorize(shape, st, v)
-				name = "copy_v16"
-			}
-		}
-		k := e.k[name]
-		total := int64(graph.Len(shape))
-		deferred(meta6(shape, st...), func(m gpu.DevicePtr) func(gpu.Stream) error {
-			return func(s gpu.Stream) error {
-				return k.Launch(e.grid(total), block, s, uint32(total), m, src, dst)
-			}
-		})
+		return e.copyStep(p, s, deferred)
 	case graph.KBinary:
 		a, b := s.In[0], s.In[1]
 		shape, st, err := collapse(s.Out.Shape, a.Stride, b.Stride, s.Out.Stride)
@@ -599,6 +579,72 @@ func (e *GPUEngine) lowerStep(p *gpuPlan, s graph.Step, addMeta func([]int32, fu
 	return nil
 }
 
+// copyStep lowers a copy: a vectorised copy when both sides are
+// contiguous inside, a tiled transpose when they are contiguous along
+// different dimensions, else the strided copy; the network input has a
+// kernel of its own.
+func (e *GPUEngine) copyStep(p *gpuPlan, s graph.Step, deferred func([]int32, func(gpu.DevicePtr) func(gpu.Stream) error)) error {
+	in := s.In[0]
+	src, dst := e.addr(p, in), e.addr(p, s.Out)
+	if p.prog.Bufs[s.Out.Buf].Space == graph.SpaceInputNHWC && p.prog.InputChannels == 8 && in.Elem == graph.F32 && packed(in) {
+		n, c, hw := in.Shape[0], in.Shape[1], in.Shape[2]*in.Shape[3]
+		k := e.k["input_nhwc8"]
+		pixels := int64(n * hw)
+		p.ops = append(p.ops, func(st gpu.Stream) error {
+			return k.Launch(e.grid(pixels), block, st, uint32(pixels), uint32(hw), int32(c), src, dst)
+		})
+		return nil
+	}
+	pair := [2]graph.Elem{in.Elem, s.Out.Elem}
+	suffix := map[[2]graph.Elem]string{{graph.F32, graph.F32}: "ff", {graph.F16, graph.F16}: "hh",
+		{graph.F16, graph.F32}: "hf", {graph.F32, graph.F16}: "fh"}[pair]
+	shape, st, err := collapse(s.Out.Shape, in.Stride, s.Out.Stride)
+	if err != nil {
+		return err
+	}
+	r := len(shape) - 1
+	if st[0][r] != 1 {
+		// The source is not contiguous where the destination is: find
+		// the dimension where it is.
+		pd := -1
+		for d := 0; d < r; d++ {
+			if st[0][d] == 1 {
+				pd = d
+			}
+		}
+		if pd == r-1 && shape[pd] >= 32 && shape[r] >= 32 && (r == 1 || r == 2) {
+			// [B,] P, Q: a transpose.
+			b, xb, yb := 1, int64(0), int64(0)
+			if r == 2 {
+				b, xb, yb = shape[0], st[0][0], st[1][0]
+			}
+			P, Q := shape[r-1], shape[r]
+			g := []int32{int32(P), int32(Q), int32(xb), int32(st[0][r]), int32(yb), int32(st[1][r-1])}
+			k := e.k["transpose_"+suffix]
+			grid := [3]uint32{uint32((Q + 31) / 32), uint32((P + 31) / 32), uint32(b)}
+			deferred(g, func(m gpu.DevicePtr) func(gpu.Stream) error {
+				return func(st gpu.Stream) error { return k.Launch(grid, [3]uint32{32, 8, 1}, st, m, src, dst) }
+			})
+			return nil
+		}
+	}
+	name := "copy_" + suffix
+	if in.Elem == s.Out.Elem {
+		if v := 16 / in.Elem.Size(); vectorizable(shape, st, v, src, dst) {
+			vectorize(shape, st, v)
+			name = "copy_v16"
+		}
+	}
+	k := e.k[name]
+	total := int64(graph.Len(shape))
+	deferred(meta6(shape, st...), func(m gpu.DevicePtr) func(gpu.Stream) error {
+		return func(s gpu.Stream) error {
+			return k.Launch(e.grid(total), block, s, uint32(total), m, src, dst)
+		}
+	})
+	return nil
+}
+
 // bstride is the element stride of each batch dimension of a matrix
 // operand broadcast to batch (0 where it broadcasts).
 func bstride(v graph.View, batch []int) []int64 {
@@ -678,7 +724,12 @@ func (e *GPUEngine) conv(p *gpuPlan, s graph.Step) error {
 	}
 	n := int64(graph.Len(s.Out.Shape))
 	act, alpha, k := int32(c.Act), c.Alpha, int32(c.K)
-	if c.K%2 == 0 {
+	if c.K%8 == 0 {
+		kern := e.k["epilogue8"]
+		p.ops = append(p.ops, func(st gpu.Stream) error {
+			return kern.Launch(e.grid(n/8), block, st, uint32(n/8), k, y, bias, res, act, alpha)
+		})
+	} else if c.K%2 == 0 {
 		kern := e.k["epilogue"]
 		p.ops = append(p.ops, func(st gpu.Stream) error {
 			return kern.Launch(e.grid(n/2), block, st, uint32(n/2), k, y, bias, res, act, alpha)

@@ -59,6 +59,42 @@ extern "C" __global__ void copy_v16(unsigned n, const int* meta, const uint4* sr
 	}
 }
 
+// A batched transpose through shared memory, both sides coalesced:
+// y[b, p, q] = x[b, p, q] where x is contiguous along p and y along q.
+// g: P Q xB xQ yB yP. Blocks of 32×8 threads, a 32×32 tile each.
+template <typename S, typename D>
+__device__ void transpose_t(const int* g, const S* x, D* y) {
+	__shared__ float tile[32][33];
+	int P = g[0], Q = g[1];
+	long long b = blockIdx.z;
+	int p0 = blockIdx.y * 32, q0 = blockIdx.x * 32;
+	for (int j = threadIdx.y; j < 32; j += 8) {
+		int p = p0 + threadIdx.x, q = q0 + j;
+		if (p < P && q < Q) tile[j][threadIdx.x] = ld<S>(x, b * g[2] + p + (long long)q * g[3]);
+	}
+	__syncthreads();
+	for (int j = threadIdx.y; j < 32; j += 8) {
+		int p = p0 + j, q = q0 + threadIdx.x;
+		if (p < P && q < Q) st<D>(y, b * g[4] + (long long)p * g[5] + q, tile[threadIdx.x][j]);
+	}
+}
+extern "C" __global__ void transpose_ff(const int* g, const float* x, float* y) { transpose_t<float, float>(g, x, y); }
+extern "C" __global__ void transpose_hh(const int* g, const half_t* x, half_t* y) { transpose_t<half_t, half_t>(g, x, y); }
+extern "C" __global__ void transpose_hf(const int* g, const half_t* x, float* y) { transpose_t<half_t, float>(g, x, y); }
+extern "C" __global__ void transpose_fh(const int* g, const float* x, half_t* y) { transpose_t<float, half_t>(g, x, y); }
+
+// The network input, planar fp32 [n, c, hw] to NHWC fp16 with 8 channels
+// (c ≤ 8, the rest zero): one pixel per thread, one 16-byte store.
+extern "C" __global__ void input_nhwc8(unsigned pixels, unsigned hw, int c, const float* x, uint4* y) {
+	for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < pixels; i += gridDim.x * blockDim.x) {
+		unsigned b = i / hw, p = i - b * hw;
+		const float* src = x + (long long)b * c * hw + p;
+		unsigned w[4] = {0, 0, 0, 0};
+		for (int k = 0; k < c; k++) w[k >> 1] |= (unsigned)f2h(src[(long long)k * hw]) << (16 * (k & 1));
+		y[i] = make_uint4(w[0], w[1], w[2], w[3]);
+	}
+}
+
 template <typename T>
 __device__ void binary_t(unsigned n, const int* meta, const T* a, const T* b, T* y, int op) {
 	for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
@@ -105,6 +141,31 @@ extern "C" __global__ void epilogue(unsigned pairs, int k, half_t* y, const floa
 		*(unsigned*)(y + i) = (unsigned)f2h(a) | ((unsigned)f2h(b) << 16);
 	}
 }
+// The same, eight channels (16 bytes) per thread, for k a multiple of 8.
+extern "C" __global__ void epilogue8(unsigned groups, int k, half_t* y, const float* bias, const half_t* res, int act, float alpha) {
+	for (unsigned g = blockIdx.x * blockDim.x + threadIdx.x; g < groups; g += gridDim.x * blockDim.x) {
+		unsigned c = (8 * g) % (unsigned)k;
+		uint4 v = ((const uint4*)y)[g];
+		uint4 r = make_uint4(0, 0, 0, 0);
+		if (res) r = ((const uint4*)res)[g];
+		unsigned* pv = (unsigned*)&v;
+		const unsigned* pr = (const unsigned*)&r;
+		const float4 b0 = *(const float4*)(bias + c), b1 = *(const float4*)(bias + c + 4);
+		float bb[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
+#pragma unroll
+		for (int j = 0; j < 4; j++) {
+			float a = activate(h2f((half_t)(pv[j] & 0xffff)) + bb[2 * j], act, alpha);
+			float b = activate(h2f((half_t)(pv[j] >> 16)) + bb[2 * j + 1], act, alpha);
+			if (res) {
+				a += h2f((half_t)(pr[j] & 0xffff));
+				b += h2f((half_t)(pr[j] >> 16));
+			}
+			pv[j] = (unsigned)f2h(a) | ((unsigned)f2h(b) << 16);
+		}
+		((uint4*)y)[g] = v;
+	}
+}
+
 // The same for an odd channel count, one value per thread.
 extern "C" __global__ void epilogue1(unsigned n, int k, half_t* y, const float* bias, const half_t* res, int act, float alpha) {
 	for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
