@@ -190,9 +190,9 @@ func (d *CUDNN) err(op string, r C.int) error {
 
 // ConvShape is a 2-D convolution over NHWC fp16 tensors.
 type ConvShape struct {
-	N, C, H, W, K, R, S                          int
+	N, C, H, W, K, R, S                        int
 	PadH, PadW, StrH, StrW, DilH, DilW, Groups int
-	OH, OW                                       int
+	OH, OW                                     int
 }
 
 // ConvAlgo is a cuDNN algorithm choice for one convolution.
