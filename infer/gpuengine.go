@@ -77,7 +77,7 @@ type gpuPlan struct {
 }
 
 var engineKernels = []string{"copy_ff", "copy_hh", "copy_hf", "copy_fh", "copy_v16", "binary_f", "binary_h", "unary_f", "unary_h",
-	"epilogue", "epilogue1", "epilogue8", "transpose_ff", "transpose_hh", "transpose_hf", "transpose_fh", "input_nhwc8", "softmax_f", "reduce_f", "maxpool_h", "resize_h", "matmul_f", "select_v8"}
+	"epilogue", "epilogue1", "epilogue8", "transpose_ff", "transpose_hh", "transpose_hf", "transpose_fh", "input_nhwc8", "softmax_f", "reduce_f", "maxpool_h", "resize_h", "matmul_f"}
 
 // NewGPU compiles the model m for h×w inputs on the GPU o.UUID and
 // prepares its largest batch.
