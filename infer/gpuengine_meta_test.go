@@ -1,8 +1,6 @@
 package infer
 
 import (
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/dsbatch/dsbatch/gpu"
@@ -30,15 +28,7 @@ func kernelOffsets(i uint32, meta []int32, sets int) []int64 {
 // the engine hands its kernels address exactly the elements the step's
 // views name: the GPU side of the lowering, on the CPU.
 func TestCopyMeta(t *testing.T) {
-	b, err := onnxtest.MiniYOLOv8(7)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "mini.onnx")
-	if err := os.WriteFile(path, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	g, err := graph.Read(path)
+	g, err := graph.Read(onnxtest.WriteMiniYOLOv8(t, 7))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,16 +48,6 @@ func randomImages(n, h, w int, seed int64) []float32 {
 	return in
 }
 
-func relL2(a, b []float32) float64 {
-	var num, den float64
-	for i := range a {
-		d := float64(a[i]) - float64(b[i])
-		num += d * d
-		den += float64(b[i]) * float64(b[i])
-	}
-	return math.Sqrt(num / den)
-}
-
 // parityModels are the detectors the GPU engine is checked on: the mini
 // YOLOv8 (every operator in exporter form) and, where DSBATCH_BENCH_MODEL
 // names it, a full-size one.
@@ -65,14 +55,7 @@ func parityModels(t *testing.T) []struct {
 	path string
 	size int
 } {
-	b, err := onnxtest.MiniYOLOv8(7)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mini := filepath.Join(t.TempDir(), "mini.onnx")
-	if err := os.WriteFile(mini, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	mini := onnxtest.WriteMiniYOLOv8(t, 7)
 	ms := []struct {
 		path string
 		size int
@@ -121,7 +104,7 @@ func TestGPUEngineMatchesONNXRuntime(t *testing.T) {
 			if len(gshape) != len(wshape) || gshape[0] != wshape[0] || gshape[1] != wshape[1] || gshape[2] != wshape[2] {
 				t.Fatalf("shape %v, ORT %v", gshape, wshape)
 			}
-			e := relL2(got, want)
+			e := onnxtest.RelL2(got, want)
 			t.Logf("%s batch %d: rel L2 %.3g", filepath.Base(mm.path), n, e)
 			if e > 1e-2 || math.IsNaN(e) {
 				t.Errorf("%s batch %d: relative L2 error %.3g, want ≤ 1e-2", mm.path, n, e)

@@ -17,19 +17,7 @@ import (
 // machine without one (CI): GPU paths are proven on the GPU machine.
 func openGPU(t *testing.T) *gpu.CUDA {
 	t.Helper()
-	host, err := gpu.Open()
-	if errors.Is(err, gpu.ErrNoDriver) {
-		t.Skipf("no GPU: %v", err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer host.Close()
-	devs, err := host.Devices()
-	if err != nil || len(devs) == 0 {
-		t.Fatalf("devices: %v %v", devs, err)
-	}
-	g, err := gpu.OpenCUDA(devs[0].UUID)
+	g, err := gpu.OpenCUDA(firstGPU(t))
 	if err != nil {
 		t.Fatal(err)
 	}

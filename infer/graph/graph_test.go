@@ -3,7 +3,6 @@ package graph_test
 import (
 	"context"
 	"errors"
-	"math"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -20,18 +19,7 @@ import (
 
 func miniYOLO(t *testing.T) string { return miniYOLOPath(t) }
 
-func miniYOLOPath(t testing.TB) string {
-	t.Helper()
-	b, err := onnxtest.MiniYOLOv8(7)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "mini.onnx")
-	if err := os.WriteFile(path, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
+func miniYOLOPath(t testing.TB) string { return onnxtest.WriteMiniYOLOv8(t, 7) }
 
 func randomInput(n, h, w int, seed int64) *graph.Tensor {
 	in := graph.NewFloat(n, 3, h, w)
@@ -42,15 +30,7 @@ func randomInput(n, h, w int, seed int64) *graph.Tensor {
 	return in
 }
 
-func relL2(a, b []float32) float64 {
-	var num, den float64
-	for i := range a {
-		d := float64(a[i]) - float64(b[i])
-		num += d * d
-		den += float64(b[i]) * float64(b[i])
-	}
-	return math.Sqrt(num / den)
-}
+func relL2(a, b []float32) float64 { return onnxtest.RelL2(a, b) }
 
 // ortOutput runs the model with ONNX Runtime on the CPU.
 func ortOutput(t *testing.T, path string, in *graph.Tensor) ([]float32, []int64) {

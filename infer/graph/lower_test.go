@@ -6,7 +6,6 @@ import (
 	"math"
 	"math/rand"
 	"os"
-	"path/filepath"
 	"slices"
 	"testing"
 
@@ -288,16 +287,6 @@ func (m *machine) conv(s Step) {
 	})
 }
 
-func relErr(a, b []float32) float64 {
-	var num, den float64
-	for i := range a {
-		d := float64(a[i]) - float64(b[i])
-		num += d * d
-		den += float64(b[i]) * float64(b[i])
-	}
-	return math.Sqrt(num / den)
-}
-
 func compiled(t *testing.T, path string, batch, h, w int) *Graph {
 	t.Helper()
 	g, err := Read(path)
@@ -316,14 +305,7 @@ func compiled(t *testing.T, path string, batch, h, w int) *Graph {
 // and compares it with the fp32 reference executor, itself checked
 // against ONNX Runtime.
 func TestLoweredProgramMatchesReference(t *testing.T) {
-	b, err := onnxtest.MiniYOLOv8(7)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "mini.onnx")
-	if err := os.WriteFile(path, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	path := onnxtest.WriteMiniYOLOv8(t, 7)
 	for _, batch := range []int{1, 3} {
 		g := compiled(t, path, batch, 32, 32)
 		p, err := g.Lower(LowerOptions{PadInputChannels: 8})
@@ -343,7 +325,7 @@ func TestLoweredProgramMatchesReference(t *testing.T) {
 		if len(got) != 1 || len(got[0]) != len(want[0].F) {
 			t.Fatalf("batch %d: %d outputs", batch, len(got))
 		}
-		if e := relErr(got[0], want[0].F); e > 1e-2 || math.IsNaN(e) {
+		if e := onnxtest.RelL2(got[0], want[0].F); e > 1e-2 || math.IsNaN(e) {
 			t.Fatalf("batch %d: relative L2 error %.3g against the fp32 reference, want ≤ 1e-2", batch, e)
 		} else {
 			t.Logf("batch %d: %d steps, arena %d bytes, rel L2 %.2g", batch, len(p.Steps), p.Arena, e)
@@ -371,14 +353,7 @@ func checkNoOverlap(t *testing.T, p *Program) {
 }
 
 func TestLowerLayouts(t *testing.T) {
-	b, err := onnxtest.MiniYOLOv8(7)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "mini.onnx")
-	if err := os.WriteFile(path, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	path := onnxtest.WriteMiniYOLOv8(t, 7)
 	g := compiled(t, path, 2, 32, 32)
 	p, err := g.Lower(LowerOptions{PadInputChannels: 8})
 	if err != nil {
@@ -460,7 +435,7 @@ func TestLoweredProgramFullModel(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := newMachine(t, p, in.F).run()
-	e := relErr(got[0], want[0].F)
+	e := onnxtest.RelL2(got[0], want[0].F)
 	t.Logf("%d steps, arena %d bytes, rel L2 %.2g", len(p.Steps), p.Arena, e)
 	if e > 1e-2 || math.IsNaN(e) {
 		t.Fatalf("relative L2 error %.3g, want ≤ 1e-2", e)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"testing"
 
 	"google.golang.org/protobuf/proto"
 
@@ -143,4 +144,30 @@ func ORTLib() (string, error) {
 		}
 		dir = parent
 	}
+}
+
+// WriteMiniYOLOv8 writes MiniYOLOv8(seed) into a test's temporary folder
+// and returns its path.
+func WriteMiniYOLOv8(t testing.TB, seed int64) string {
+	t.Helper()
+	b, err := MiniYOLOv8(seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "mini.onnx")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// RelL2 is the relative L2 error of got against want.
+func RelL2(got, want []float32) float64 {
+	var num, den float64
+	for i := range got {
+		d := float64(got[i]) - float64(want[i])
+		num += d * d
+		den += float64(want[i]) * float64(want[i])
+	}
+	return math.Sqrt(num / den)
 }
