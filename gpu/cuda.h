@@ -23,7 +23,6 @@ typedef struct {
 	CUresult (*graphLaunch)(dsb_exec_t, CUstream);
 	CUresult (*execDestroy)(dsb_exec_t);
 	CUresult (*graphDestroy)(dsb_graph_t);
-	CUresult (*memGetInfo)(size_t *, size_t *);
 	CUresult (*memAllocHost)(void **, size_t);
 	CUresult (*memFreeHost)(void *);
 } dsb_cuda;

@@ -34,7 +34,6 @@ package gpu
 //		c->graphLaunch = dlsym(c->lib, "cuGraphLaunch");
 //		c->execDestroy = dlsym(c->lib, "cuGraphExecDestroy");
 //		c->graphDestroy = dlsym(c->lib, "cuGraphDestroy");
-//		c->memGetInfo = dlsym(c->lib, "cuMemGetInfo_v2");
 //		c->memAllocHost = dlsym(c->lib, "cuMemAllocHost_v2");
 //		c->memFreeHost = dlsym(c->lib, "cuMemFreeHost");
 //	}

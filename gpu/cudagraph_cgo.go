@@ -1,7 +1,6 @@
 package gpu
 
-// CUDA graphs, memory information, pinned host memory and asynchronous
-// copies: driver functions beyond the codec loader's, looked up when the
+// CUDA graphs, pinned host memory and asynchronous copies: driver functions beyond the codec loader's, looked up when the
 // context opens.
 
 //#include "cuda.h"
@@ -21,13 +20,10 @@ package gpu
 //}
 //static int dsb_graph_launch(dsb_cuda *c, dsb_exec_t e, CUstream s) { PUSH(c); CUresult r = c->graphLaunch(e, s); POP(c); return r; }
 //static int dsb_graph_destroy(dsb_cuda *c, dsb_exec_t e) { PUSH(c); CUresult r = c->execDestroy(e); POP(c); return r; }
-//static int dsb_mem_info(dsb_cuda *c, size_t *free, size_t *total) { NEED(c, memGetInfo); PUSH(c); CUresult r = c->memGetInfo(free, total); POP(c); return r; }
 //static int dsb_alloc_host(dsb_cuda *c, void **p, size_t n) { NEED(c, memAllocHost); PUSH(c); CUresult r = c->memAllocHost(p, n); POP(c); return r; }
 //static int dsb_free_host(dsb_cuda *c, void *p) { PUSH(c); CUresult r = c->memFreeHost(p); POP(c); return r; }
 //static int dsb_memset_async(dsb_cuda *c, CUdeviceptr p, size_t n, CUstream s) { PUSH(c); CUresult r = c->cu->cuMemsetD8Async(p, 0, n, s); POP(c); return r; }
-//static int dsb_htod_async(dsb_cuda *c, CUdeviceptr dst, const void *src, size_t n, CUstream s) { PUSH(c); CUresult r = c->cu->cuMemcpyHtoDAsync(dst, src, n, s); POP(c); return r; }
 //static int dsb_dtoh_async(dsb_cuda *c, void *dst, CUdeviceptr src, size_t n, CUstream s) { PUSH(c); CUresult r = c->cu->cuMemcpyDtoHAsync(dst, src, n, s); POP(c); return r; }
-//static int dsb_dtod_async(dsb_cuda *c, CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream s) { PUSH(c); CUresult r = c->cu->cuMemcpyDtoDAsync(dst, src, n, s); POP(c); return r; }
 import "C"
 
 import (
@@ -70,15 +66,6 @@ func (gr *Graph) Close() error {
 	return err
 }
 
-// MemInfo returns the GPU's free and total memory in bytes.
-func (g *CUDA) MemInfo() (free, total int64, err error) {
-	var f, t C.size_t
-	if err := cudaErr(g.c, "cuMemGetInfo", C.dsb_mem_info(g.c, &f, &t)); err != nil {
-		return 0, 0, err
-	}
-	return int64(f), int64(t), nil
-}
-
 // HostBuffer is page-locked host memory, which copies reach at full speed
 // and asynchronously.
 type HostBuffer struct {
@@ -95,9 +82,6 @@ func (g *CUDA) AllocHost(n int) (*HostBuffer, error) {
 	}
 	return &HostBuffer{g: g, ptr: p, n: n}, nil
 }
-
-// Bytes is the buffer's memory.
-func (h *HostBuffer) Bytes() []byte { return unsafe.Slice((*byte)(h.ptr), h.n) }
 
 // Floats is the buffer's memory as float32 values.
 func (h *HostBuffer) Floats() []float32 { return unsafe.Slice((*float32)(h.ptr), h.n/4) }
@@ -117,19 +101,8 @@ func (g *CUDA) ZeroAsync(p DevicePtr, n int64, s Stream) error {
 	return cudaErr(g.c, "cuMemsetD8Async", C.dsb_memset_async(g.c, C.CUdeviceptr(p), C.size_t(n), C.CUstream(unsafe.Pointer(s))))
 }
 
-// UploadAsync queues a copy of n bytes from host buffer h (at offset off)
-// to dst on s.
-func (g *CUDA) UploadAsync(dst DevicePtr, h *HostBuffer, off, n int, s Stream) error {
-	return cudaErr(g.c, "cuMemcpyHtoDAsync", C.dsb_htod_async(g.c, C.CUdeviceptr(dst), unsafe.Add(h.ptr, off), C.size_t(n), C.CUstream(unsafe.Pointer(s))))
-}
-
 // DownloadAsync queues a copy of n bytes from src to host buffer h (at
 // offset off) on s.
 func (g *CUDA) DownloadAsync(h *HostBuffer, off int, src DevicePtr, n int, s Stream) error {
 	return cudaErr(g.c, "cuMemcpyDtoHAsync", C.dsb_dtoh_async(g.c, unsafe.Add(h.ptr, off), C.CUdeviceptr(src), C.size_t(n), C.CUstream(unsafe.Pointer(s))))
-}
-
-// CopyAsync queues a device-to-device copy of n bytes on s.
-func (g *CUDA) CopyAsync(dst, src DevicePtr, n int64, s Stream) error {
-	return cudaErr(g.c, "cuMemcpyDtoDAsync", C.dsb_dtod_async(g.c, C.CUdeviceptr(dst), C.CUdeviceptr(src), C.size_t(n), C.CUstream(unsafe.Pointer(s))))
 }

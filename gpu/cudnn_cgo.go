@@ -207,7 +207,6 @@ type Conv struct {
 	d     *CUDNN
 	v     *C.dsb_conv
 	Shape ConvShape
-	ws    int64
 }
 
 // NewConv describes a convolution; cuDNN checks the geometry.
@@ -248,8 +247,7 @@ func (c *Conv) Use(a ConvAlgo) (int64, error) {
 	if err := c.d.err("cudnnGetConvolutionForwardWorkspaceSize", C.dsb_conv_use(c.d.g.c, c.d.d, c.v, C.int(a.Algo), C.int(a.Math), &ws)); err != nil {
 		return 0, err
 	}
-	c.ws = int64(ws)
-	return c.ws, nil
+	return int64(ws), nil
 }
 
 // Forward queues y = conv(x, w) on s.

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
-	"sync"
 	"time"
 	"unsafe"
 
@@ -60,14 +59,15 @@ type GPUEngine struct {
 	plans                       map[int]*gpuPlan
 	algos                       *algoCache
 	stats                       GPUStats
-	start                       time.Time
 }
 
 // gpuPlan is the engine specialised to one batch size.
 type gpuPlan struct {
-	n      int
 	prog   *graph.Program
 	consts map[int]gpu.DevicePtr
+	// Integer parameters of every step, uploaded once to meta; a launch
+	// finds its own at meta + 4×offset.
+	params []int32
 	meta   gpu.DevicePtr
 	convs  []*gpu.Conv
 	ops    []func(gpu.Stream) error
@@ -96,7 +96,7 @@ func NewGPU(m *Model, h, w int, o GPUOptions) (_ *GPUEngine, err error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &GPUEngine{model: raw, h: h, w: w, opts: o, plans: map[int]*gpuPlan{}, start: start}
+	e := &GPUEngine{model: raw, h: h, w: w, opts: o, plans: map[int]*gpuPlan{}}
 	// Compile first: a model the engine cannot run is refused before any
 	// GPU is touched. The largest batch sizes the shared memory.
 	prog, err := e.lower(o.Batch)
@@ -374,7 +374,7 @@ func (e *GPUEngine) build(n int, prog *graph.Program) (_ *gpuPlan, err error) {
 	if prog.Arena > e.arenaBytes {
 		return nil, fmt.Errorf("batch %d needs %d bytes of activations, more than the %d allocated", n, prog.Arena, e.arenaBytes)
 	}
-	p := &gpuPlan{n: n, prog: prog, consts: map[int]gpu.DevicePtr{}}
+	p := &gpuPlan{prog: prog, consts: map[int]gpu.DevicePtr{}}
 	defer func() {
 		if err != nil {
 			p.close(e)
@@ -393,44 +393,21 @@ func (e *GPUEngine) build(n int, prog *graph.Program) (_ *gpuPlan, err error) {
 			return nil, err
 		}
 	}
-	// Integer parameters of every step, in one upload.
-	var meta []int32
-	type pending struct {
-		at  int
-		use func(gpu.DevicePtr) func(gpu.Stream) error
-	}
-	var todo []pending
-	addMeta := func(v []int32, use func(gpu.DevicePtr) func(gpu.Stream) error) {
-		todo = append(todo, pending{at: len(meta), use: use})
-		meta = append(meta, v...)
-		for len(meta)%4 != 0 {
-			meta = append(meta, 0)
-		}
-	}
 	for _, s := range prog.Steps {
 		before := len(p.ops)
-		if err := e.lowerStep(p, s, addMeta); err != nil {
+		if err := e.lowerStep(p, s); err != nil {
 			return nil, fmt.Errorf("step %s: %w", s.Node, err)
 		}
 		for i := before; i < len(p.ops); i++ {
 			p.labels = append(p.labels, stepLabel(s, i-before))
 		}
 	}
-	if len(meta) > 0 {
-		if p.meta, err = e.cuda.Alloc(4 * len(meta)); err != nil {
+	if len(p.params) > 0 {
+		if p.meta, err = e.cuda.Alloc(4 * len(p.params)); err != nil {
 			return nil, err
 		}
-		if err := e.cuda.CopyToDevice(p.meta, unsafe.Slice((*byte)(unsafe.Pointer(&meta[0])), 4*len(meta))); err != nil {
+		if err := e.cuda.CopyToDevice(p.meta, unsafe.Slice((*byte)(unsafe.Pointer(&p.params[0])), 4*len(p.params))); err != nil {
 			return nil, err
-		}
-	}
-	// Steps were appended to p.ops in order with nil placeholders for
-	// those that wait on their meta address.
-	k := 0
-	for i := range p.ops {
-		if p.ops[i] == nil {
-			p.ops[i] = todo[k].use(p.meta + gpu.DevicePtr(4*todo[k].at))
-			k++
 		}
 	}
 	p.shape = make([]int64, len(prog.Outputs[0].Shape))
@@ -469,20 +446,27 @@ func (e *GPUEngine) grid(n int64) [3]uint32 {
 
 var block = [3]uint32{256, 1, 1}
 
+// param stores a launch's integer parameters and returns their device
+// address, valid once build has uploaded them (before any launch).
+func (p *gpuPlan) param(v []int32) func() gpu.DevicePtr {
+	off := len(p.params)
+	p.params = append(p.params, v...)
+	for len(p.params)%4 != 0 {
+		p.params = append(p.params, 0)
+	}
+	return func() gpu.DevicePtr { return p.meta + gpu.DevicePtr(4*off) }
+}
+
 // lowerStep appends the launches of one step to p.ops.
-func (e *GPUEngine) lowerStep(p *gpuPlan, s graph.Step, addMeta func([]int32, func(gpu.DevicePtr) func(gpu.Stream) error)) error {
+func (e *GPUEngine) lowerStep(p *gpuPlan, s graph.Step) error {
 	out := e.addr(p, s.Out)
 	n := int64(graph.Len(s.Out.Shape))
 	if n >= 1<<31 {
 		return fmt.Errorf("tensor of %d elements: the engine indexes with 32 bits", n)
 	}
-	deferred := func(v []int32, use func(gpu.DevicePtr) func(gpu.Stream) error) {
-		addMeta(v, use)
-		p.ops = append(p.ops, nil)
-	}
 	switch s.Kind {
 	case graph.KCopy:
-		return e.copyStep(p, s, deferred)
+		return e.copyStep(p, s)
 	case graph.KBinary:
 		a, b := s.In[0], s.In[1]
 		shape, st, err := collapse(s.Out.Shape, a.Stride, b.Stride, s.Out.Stride)
@@ -493,11 +477,9 @@ func (e *GPUEngine) lowerStep(p *gpuPlan, s graph.Step, addMeta func([]int32, fu
 		if s.Out.Elem == graph.F16 {
 			k = e.k["binary_h"]
 		}
-		pa, pb, code := e.addr(p, a), e.addr(p, b), int32(s.Code)
-		deferred(meta6(shape, st...), func(m gpu.DevicePtr) func(gpu.Stream) error {
-			return func(s gpu.Stream) error {
-				return k.Launch(e.grid(n), block, s, uint32(n), m, pa, pb, out, code)
-			}
+		pa, pb, code, m := e.addr(p, a), e.addr(p, b), int32(s.Code), p.param(meta6(shape, st...))
+		p.ops = append(p.ops, func(s gpu.Stream) error {
+			return k.Launch(e.grid(n), block, s, uint32(n), m(), pa, pb, out, code)
 		})
 	case graph.KUnary:
 		in := s.In[0]
@@ -540,15 +522,11 @@ func (e *GPUEngine) lowerStep(p *gpuPlan, s graph.Step, addMeta func([]int32, fu
 		if s.Kind == graph.KMaxPool {
 			q := s.Pool
 			g = append(g, int32(q.KH), int32(q.KW), int32(q.SH), int32(q.SW), int32(q.DH), int32(q.DW), int32(q.PT), int32(q.PL))
-			k := e.k["maxpool_h"]
-			deferred(g, func(m gpu.DevicePtr) func(gpu.Stream) error {
-				return func(st gpu.Stream) error { return k.Launch(e.grid(n), block, st, m, x, out) }
-			})
+			k, m := e.k["maxpool_h"], p.param(g)
+			p.ops = append(p.ops, func(st gpu.Stream) error { return k.Launch(e.grid(n), block, st, m(), x, out) })
 		} else {
-			k, tab := e.k["resize_h"], p.consts[s.Table]
-			deferred(g, func(m gpu.DevicePtr) func(gpu.Stream) error {
-				return func(st gpu.Stream) error { return k.Launch(e.grid(n), block, st, m, tab, x, out) }
-			})
+			k, tab, m := e.k["resize_h"], p.consts[s.Table], p.param(g)
+			p.ops = append(p.ops, func(st gpu.Stream) error { return k.Launch(e.grid(n), block, st, m(), tab, x, out) })
 		}
 	case graph.KMatMul:
 		a, b := s.In[0], s.In[1]
@@ -568,11 +546,8 @@ func (e *GPUEngine) lowerStep(p *gpuPlan, s graph.Step, addMeta func([]int32, fu
 			g[d], g[4+d], g[8+d] = int32(batch[i]), int32(ab[i]), int32(bb[i])
 		}
 		g[12], g[13], g[14] = int32(s.Out.Shape[r-2]), int32(s.Out.Shape[r-1]), int32(a.Shape[len(a.Shape)-1])
-		pa, pb := e.addr(p, a), e.addr(p, b)
-		k := e.k["matmul_f"]
-		deferred(g, func(m gpu.DevicePtr) func(gpu.Stream) error {
-			return func(st gpu.Stream) error { return k.Launch(e.grid(n), block, st, m, pa, pb, out) }
-		})
+		pa, pb, k, m := e.addr(p, a), e.addr(p, b), e.k["matmul_f"], p.param(g)
+		p.ops = append(p.ops, func(st gpu.Stream) error { return k.Launch(e.grid(n), block, st, m(), pa, pb, out) })
 	default:
 		return fmt.Errorf("step kind %d: %w", s.Kind, graph.ErrUnsupported)
 	}
@@ -583,7 +558,7 @@ func (e *GPUEngine) lowerStep(p *gpuPlan, s graph.Step, addMeta func([]int32, fu
 // contiguous inside, a tiled transpose when they are contiguous along
 // different dimensions, else the strided copy; the network input has a
 // kernel of its own.
-func (e *GPUEngine) copyStep(p *gpuPlan, s graph.Step, deferred func([]int32, func(gpu.DevicePtr) func(gpu.Stream) error)) error {
+func (e *GPUEngine) copyStep(p *gpuPlan, s graph.Step) error {
 	in := s.In[0]
 	src, dst := e.addr(p, in), e.addr(p, s.Out)
 	if p.prog.Bufs[s.Out.Buf].Space == graph.SpaceInputNHWC && p.prog.InputChannels == 8 && in.Elem == graph.F32 && packed(in) {
@@ -620,11 +595,9 @@ func (e *GPUEngine) copyStep(p *gpuPlan, s graph.Step, deferred func([]int32, fu
 			}
 			P, Q := shape[r-1], shape[r]
 			g := []int32{int32(P), int32(Q), int32(xb), int32(st[0][r]), int32(yb), int32(st[1][r-1])}
-			k := e.k["transpose_"+suffix]
+			k, m := e.k["transpose_"+suffix], p.param(g)
 			grid := [3]uint32{uint32((Q + 31) / 32), uint32((P + 31) / 32), uint32(b)}
-			deferred(g, func(m gpu.DevicePtr) func(gpu.Stream) error {
-				return func(st gpu.Stream) error { return k.Launch(grid, [3]uint32{32, 8, 1}, st, m, src, dst) }
-			})
+			p.ops = append(p.ops, func(st gpu.Stream) error { return k.Launch(grid, [3]uint32{32, 8, 1}, st, m(), src, dst) })
 			return nil
 		}
 	}
@@ -635,12 +608,10 @@ func (e *GPUEngine) copyStep(p *gpuPlan, s graph.Step, deferred func([]int32, fu
 			name = "copy_v16"
 		}
 	}
-	k := e.k[name]
+	k, m := e.k[name], p.param(meta6(shape, st...))
 	total := int64(graph.Len(shape))
-	deferred(meta6(shape, st...), func(m gpu.DevicePtr) func(gpu.Stream) error {
-		return func(s gpu.Stream) error {
-			return k.Launch(e.grid(total), block, s, uint32(total), m, src, dst)
-		}
+	p.ops = append(p.ops, func(s gpu.Stream) error {
+		return k.Launch(e.grid(total), block, s, uint32(total), m(), src, dst)
 	})
 	return nil
 }
@@ -840,7 +811,6 @@ func meta6(shape []int, st ...[]int64) []int32 {
 // algoCache keeps cuDNN's algorithm choices on disk, per cuDNN version and
 // GPU architecture, so an engine built again skips the measurements.
 type algoCache struct {
-	mu    sync.Mutex
 	path  string
 	m     map[string]gpu.ConvAlgo
 	dirty bool
@@ -861,15 +831,11 @@ func loadAlgoCache(dir string, version, arch int) *algoCache {
 func algoKey(s gpu.ConvShape) string { return fmt.Sprint(s) }
 
 func (c *algoCache) get(s gpu.ConvShape) (gpu.ConvAlgo, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	a, ok := c.m[algoKey(s)]
 	return a, ok
 }
 
 func (c *algoCache) put(s gpu.ConvShape, a gpu.ConvAlgo) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.m[algoKey(s)] = a
 	c.dirty = true
 }
@@ -877,8 +843,6 @@ func (c *algoCache) put(s gpu.ConvShape, a gpu.ConvAlgo) {
 // save writes the cache when it changed; a failure only costs the next
 // run its measurements.
 func (c *algoCache) save() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	if !c.dirty || c.path == "" {
 		return
 	}

@@ -91,7 +91,7 @@ const (
 	KBinary              // Out = In[0] op In[1], broadcast through strides
 	KUnary               // Out = op(In[0]), same shape
 	KSoftmax             // over Axis of a row-major fp32 tensor
-	KReduce              // sum (or mean) over Axis: In [outer, dim, inner] → Out [outer, inner]
+	KReduce              // sum (or mean): In [outer, dim, inner] → Out [outer, inner]
 	KMaxPool             // NHWC fp16
 	KResize              // NHWC fp16, Table gives source rows and columns
 	KMatMul              // row-major fp32, broadcast batch
@@ -136,8 +136,8 @@ type Step struct {
 	Out   View
 	Code  int
 	Alpha float32
-	Axis  int // Softmax: the axis; Reduce: dim; MatMul: unused
-	// Outer, Dim and Inner describe Softmax and Reduce; Mean divides a sum.
+	// Softmax and Reduce work over the middle of In seen as [Outer, Dim,
+	// Inner]; Mean divides a sum.
 	Outer, Dim, Inner int
 	Mean              bool
 	Conv              *ConvStep
@@ -288,15 +288,16 @@ func (l *lowering) get(v *Value, lay Layout, e Elem) (View, error) {
 		return View{}, fmt.Errorf("%s of shape %v in NHWC: %w", v.Name, v.Shape, ErrUnsupported)
 	}
 	var dst View
-	if lay == NHWC {
+	switch {
+	case lay == NHWC && v == l.g.Input && l.p.InputChannels != v.Shape[1]:
+		// The padded input: its own buffer, zeroed once, channels past
+		// the real ones never written.
+		sh := []int{v.Shape[0], l.p.InputChannels, v.Shape[2], v.Shape[3]}
+		dst = l.newView(l.newBuf(SpaceInputNHWC, int64(Len(sh))*2), sh, F16, NHWC)
+		dst.Shape = slices.Clone(v.Shape)
+	case lay == NHWC:
 		dst = l.alloc(v.Shape, F16, NHWC)
-		if v == l.g.Input && l.p.InputChannels != v.Shape[1] {
-			c := l.p.InputChannels
-			sh := []int{v.Shape[0], c, v.Shape[2], v.Shape[3]}
-			dst = l.newView(l.newBuf(SpaceInputNHWC, int64(Len(sh))*2), sh, F16, NHWC)
-			dst.Shape = slices.Clone(v.Shape)
-		}
-	} else {
+	default:
 		dst = l.alloc(v.Shape, e, lay)
 	}
 	l.emit(Step{Kind: KCopy, Node: "convert " + v.Name, In: []View{src}, Out: dst})
@@ -394,7 +395,7 @@ func (l *lowering) node(n *Node) error {
 			return err
 		}
 		y := l.alloc(out.Shape, F32, RowMajor)
-		l.emit(Step{Kind: KSoftmax, Node: n.Name, In: []View{x}, Out: y, Axis: ax,
+		l.emit(Step{Kind: KSoftmax, Node: n.Name, In: []View{x}, Out: y,
 			Outer: Len(x.Shape[:ax]), Dim: x.Shape[ax], Inner: Len(x.Shape[ax+1:])})
 		l.set(out, y)
 		return nil
