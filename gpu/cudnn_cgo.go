@@ -1,39 +1,11 @@
 package gpu
 
-// cuDNN, opened by name at run time: its legacy convolution API (kept in
-// cuDNN 9's libcudnn_cnn), with the declarations written out here so that
-// no cuDNN header or library is needed to build.
+// cuDNN, opened by name at run time, and its legacy convolution API (kept
+// in cuDNN 9's libcudnn_cnn); the graph API is in cudnngraph_cgo.go.
 
-//#include "cuda.h"
+//#include "cudnn.h"
 //
-//typedef void *cudnnH;
-//typedef void *cudnnDesc;
 //typedef struct { int algo; int status; float time; size_t memory; int determinism; int mathType; int reserved[3]; } dsb_algo_perf;
-//
-//typedef struct {
-//	void *lib;
-//	cudnnH h;
-//	int (*create)(cudnnH *);
-//	int (*destroy)(cudnnH);
-//	int (*setStream)(cudnnH, CUstream);
-//	size_t (*version)(void);
-//	const char *(*errstr)(int);
-//	int (*createTensor)(cudnnDesc *);
-//	int (*setTensor)(cudnnDesc, int, int, int, int, int, int);
-//	int (*destroyTensor)(cudnnDesc);
-//	int (*createFilter)(cudnnDesc *);
-//	int (*setFilter)(cudnnDesc, int, int, int, int, int, int);
-//	int (*destroyFilter)(cudnnDesc);
-//	int (*createConv)(cudnnDesc *);
-//	int (*setConv)(cudnnDesc, int, int, int, int, int, int, int, int);
-//	int (*setGroups)(cudnnDesc, int);
-//	int (*setMath)(cudnnDesc, int);
-//	int (*destroyConv)(cudnnDesc);
-//	int (*outDim)(cudnnDesc, cudnnDesc, cudnnDesc, int *, int *, int *, int *);
-//	int (*findEx)(cudnnH, cudnnDesc, const void *, cudnnDesc, const void *, cudnnDesc, cudnnDesc, void *, int, int *, dsb_algo_perf *, void *, size_t);
-//	int (*wsSize)(cudnnH, cudnnDesc, cudnnDesc, cudnnDesc, cudnnDesc, int, size_t *);
-//	int (*forward)(cudnnH, const void *, cudnnDesc, const void *, cudnnDesc, const void *, cudnnDesc, int, void *, size_t, const void *, cudnnDesc, void *);
-//} dsb_cudnn;
 //
 //typedef struct { cudnnDesc x, w, conv, y; int algo, math; } dsb_conv;
 //
@@ -54,6 +26,9 @@ package gpu
 //	SYM(destroyConv, "cudnnDestroyConvolutionDescriptor") SYM(outDim, "cudnnGetConvolution2dForwardOutputDim")
 //	SYM(findEx, "cudnnFindConvolutionForwardAlgorithmEx") SYM(wsSize, "cudnnGetConvolutionForwardWorkspaceSize")
 //	SYM(forward, "cudnnConvolutionForward")
+//	SYM(beCreate, "cudnnBackendCreateDescriptor") SYM(beDestroy, "cudnnBackendDestroyDescriptor")
+//	SYM(beFinalize, "cudnnBackendFinalize") SYM(beSet, "cudnnBackendSetAttribute")
+//	SYM(beGet, "cudnnBackendGetAttribute") SYM(beExecute, "cudnnBackendExecute")
 //	PUSH(c);
 //	int r = d->create(&d->h);
 //	POP(c);
@@ -140,6 +115,9 @@ type CUDNN struct {
 	g       *CUDA
 	d       *C.dsb_cudnn
 	Version int // e.g. 91900 for 9.19.0
+	// Legacy restricts convolutions to the legacy API's algorithms (set
+	// before NewConv; for comparisons).
+	Legacy bool
 }
 
 // cudnnLibs are the cuDNN libraries tried, in order, after $DSBATCH_CUDNN_LIB.
@@ -197,15 +175,23 @@ type ConvShape struct {
 
 // ConvAlgo is a cuDNN algorithm choice for one convolution.
 type ConvAlgo struct {
+	// Graph marks a choice made through cuDNN's graph API: configuration
+	// Algo of heuristic mode Mode, whose engine is Engine. Otherwise Algo
+	// and Math are the legacy API's algorithm and math type.
+	Graph      bool  `json:",omitempty"`
+	Mode       int   `json:",omitempty"`
+	Engine     int64 `json:",omitempty"`
 	Algo, Math int
 	Workspace  int64
-	Millis     float32 // time cuDNN measured
+	Millis     float32 // measured time of one run
 }
 
 // Conv is a described convolution, ready to run once an algorithm is chosen.
 type Conv struct {
 	d     *CUDNN
 	v     *C.dsb_conv
+	gc    *graphConv
+	graph bool // Forward runs gc's plan
 	Shape ConvShape
 }
 
@@ -220,12 +206,26 @@ func (d *CUDNN) NewConv(s ConvShape) (*Conv, error) {
 	if err := d.err(fmt.Sprintf("convolution %+v", s), C.dsb_conv_new(d.d, cg, &c.v)); err != nil {
 		return nil, err
 	}
+	if !d.Legacy {
+		// A geometry the graph API cannot describe runs on the legacy API.
+		c.gc, _ = d.newGraphConv(cg)
+	}
 	return c, nil
 }
 
-// Find measures cuDNN's algorithms on real buffers and returns the fastest
-// that fits the workspace.
-func (c *Conv) Find(x, w, y, ws DevicePtr, wsSize int64) (ConvAlgo, error) {
+// graphCandidates bounds how many graph-API configurations of each
+// heuristic mode Find measures.
+const graphCandidates = 12
+
+// Find measures cuDNN's algorithms on real buffers, on s, and returns the
+// fastest that fits the workspace: the graph API's engines where it has
+// any, else the legacy API's algorithms.
+func (c *Conv) Find(s Stream, x, w, y, ws DevicePtr, wsSize int64) (ConvAlgo, error) {
+	if c.gc != nil {
+		if a, err := c.gc.find(s, x, w, y, ws, wsSize, graphCandidates); err == nil {
+			return a, nil
+		}
+	}
 	perf := (*C.dsb_algo_perf)(C.malloc(8 * C.size_t(unsafe.Sizeof(C.dsb_algo_perf{}))))
 	defer C.free(unsafe.Pointer(perf))
 	var found C.int
@@ -243,24 +243,43 @@ func (c *Conv) Find(x, w, y, ws DevicePtr, wsSize int64) (ConvAlgo, error) {
 
 // Use sets the algorithm Forward runs and returns the workspace it needs.
 func (c *Conv) Use(a ConvAlgo) (int64, error) {
+	if a.Graph {
+		if c.gc == nil {
+			return 0, fmt.Errorf("convolution %+v: a graph-API choice with the graph API off", c.Shape)
+		}
+		need, err := c.gc.use(a)
+		if err != nil {
+			return 0, fmt.Errorf("convolution %+v: %w", c.Shape, err)
+		}
+		c.graph = true
+		return need, nil
+	}
 	var ws C.size_t
 	if err := c.d.err("cudnnGetConvolutionForwardWorkspaceSize", C.dsb_conv_use(c.d.g.c, c.d.d, c.v, C.int(a.Algo), C.int(a.Math), &ws)); err != nil {
 		return 0, err
 	}
+	c.graph = false
 	return int64(ws), nil
 }
 
 // Forward queues y = conv(x, w) on s.
 func (c *Conv) Forward(s Stream, x, w, y, ws DevicePtr, wsSize int64) error {
+	if c.graph {
+		return c.gc.forward(s, x, w, y, ws)
+	}
 	return c.d.err("cudnnConvolutionForward", C.dsb_conv_forward(c.d.g.c, c.d.d, c.v, C.CUstream(unsafe.Pointer(s)),
 		C.CUdeviceptr(x), C.CUdeviceptr(w), C.CUdeviceptr(y), C.CUdeviceptr(ws), C.size_t(wsSize)))
 }
 
-// Close frees the descriptors; nil-safe.
+// Close frees the descriptors and plans; nil-safe.
 func (c *Conv) Close() {
-	if c == nil || c.v == nil {
+	if c == nil {
 		return
 	}
-	C.dsb_conv_free(c.d.d, c.v)
-	c.v = nil
+	c.gc.close()
+	c.gc = nil
+	if c.v != nil {
+		C.dsb_conv_free(c.d.d, c.v)
+		c.v = nil
+	}
 }

@@ -26,6 +26,9 @@ type GPUOptions struct {
 	NoGraphs bool
 	// Workspace bounds cuDNN's scratch memory (0: 256 MiB).
 	Workspace int64
+	// LegacyConv keeps convolutions on cuDNN's legacy API (its few
+	// algorithms), not the graph API's engines (for comparisons).
+	LegacyConv bool
 }
 
 // GPUStats describe how the engine was built.
@@ -37,6 +40,7 @@ type GPUStats struct {
 	Arena       int64         // activation memory at the largest batch, bytes
 	AlgoCached  int           // convolutions whose algorithm came from the disk cache
 	AlgoMeasure int           // convolutions whose algorithm was measured now
+	GraphAPI    int           // convolutions run through cuDNN's graph API
 	Graphs      bool          // batches run as CUDA graphs
 }
 
@@ -115,6 +119,7 @@ func NewGPU(m *Model, h, w int, o GPUOptions) (_ *GPUEngine, err error) {
 	if e.dnn, err = e.cuda.OpenCUDNN(); err != nil {
 		return nil, err
 	}
+	e.dnn.Legacy = o.LegacyConv
 	if e.stream, err = e.cuda.NewStream(); err != nil {
 		return nil, err
 	}
@@ -673,7 +678,7 @@ func (e *GPUEngine) conv(p *gpuPlan, s graph.Step) error {
 	if ok {
 		e.stats.AlgoCached++
 	} else {
-		if algo, err = conv.Find(x, w, y, e.ws, e.wsBytes); err != nil {
+		if algo, err = conv.Find(e.stream, x, w, y, e.ws, e.wsBytes); err != nil {
 			return err
 		}
 		e.algos.put(shape, algo)
@@ -682,6 +687,9 @@ func (e *GPUEngine) conv(p *gpuPlan, s graph.Step) error {
 	need, err := conv.Use(algo)
 	if err != nil {
 		return err
+	}
+	if algo.Graph {
+		e.stats.GraphAPI++
 	}
 	if need > e.wsBytes {
 		return fmt.Errorf("cuDNN algorithm %d needs %d bytes of workspace, %d allocated", algo.Algo, need, e.wsBytes)
@@ -821,7 +829,7 @@ func loadAlgoCache(dir string, version, arch int) *algoCache {
 	if dir == "" {
 		return c
 	}
-	c.path = filepath.Join(dir, fmt.Sprintf("cudnn%d-sm%d-algos.json", version, arch))
+	c.path = filepath.Join(dir, fmt.Sprintf("cudnn%d-sm%d-convs.json", version, arch))
 	if b, err := os.ReadFile(c.path); err == nil {
 		json.Unmarshal(b, &c.m)
 	}

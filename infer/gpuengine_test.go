@@ -3,6 +3,7 @@ package infer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand"
 	"os"
@@ -233,7 +234,8 @@ func BenchmarkGPUEngine(b *testing.B) {
 	if cache == "" {
 		cache = b.TempDir()
 	}
-	eng, err := NewGPU(m, 640, 640, GPUOptions{UUID: uuid, Batch: batch, CacheDir: cache, NoGraphs: os.Getenv("DSBATCH_BENCH_NOGRAPHS") != ""})
+	eng, err := NewGPU(m, 640, 640, GPUOptions{UUID: uuid, Batch: batch, CacheDir: cache, NoGraphs: os.Getenv("DSBATCH_BENCH_NOGRAPHS") != "",
+		LegacyConv: os.Getenv("DSBATCH_BENCH_LEGACY") != ""})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -244,9 +246,13 @@ func BenchmarkGPUEngine(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		// Printed rather than logged: the testing package truncates a benchmark's log.
+		var total float64
 		for _, p := range prof {
-			b.Logf("%-40s %4d launches %8.3f ms", p.Label, p.Launches, p.Millis)
+			fmt.Fprintf(os.Stderr, "%-40s %4d launches %8.3f ms\n", p.Label, p.Launches, p.Millis)
+			total += p.Millis
 		}
+		fmt.Fprintf(os.Stderr, "%-40s %4s          %8.3f ms\n", "total (synchronised after each launch)", "", total)
 	}
 	ctx := context.Background()
 	in := randomImages(batch, 640, 640, 1)
