@@ -60,6 +60,7 @@ type GPUEngine struct {
 	arena, input, inputNHWC, ws gpu.DevicePtr
 	arenaBytes, wsBytes         int64
 	host                        *gpu.HostBuffer
+	det                         *detectBuffers // post-processing on the device, made on first use
 	plans                       map[int]*gpuPlan
 	algos                       *algoCache
 	stats                       GPUStats
@@ -129,6 +130,11 @@ func NewGPU(m *Model, h, w int, o GPUOptions) (_ *GPUEngine, err error) {
 			return nil, err
 		}
 	}
+	for _, name := range []string{"select_v8", "detect_v8"} {
+		if e.k[name], err = e.cuda.Kernel(detectSource, name, o.CacheDir); err != nil {
+			return nil, err
+		}
+	}
 	e.algos = loadAlgoCache(o.CacheDir, e.dnn.Version, e.cuda.Arch)
 	e.arenaBytes = prog.Arena
 	e.stats.Arena = prog.Arena
@@ -193,6 +199,7 @@ func (e *GPUEngine) Close() error {
 		p.close(e)
 	}
 	e.plans = nil
+	e.freeDetect()
 	for _, p := range []gpu.DevicePtr{e.arena, e.input, e.inputNHWC, e.ws} {
 		e.cuda.Free(p)
 	}
@@ -236,20 +243,28 @@ func (e *GPUEngine) planFor(n int) (*gpuPlan, error) {
 // Infer runs n images (n×3×h×w float32 on the host) and returns the raw
 // output, valid until the next call.
 func (e *GPUEngine) Infer(ctx context.Context, input []float32, n int) ([]float32, []int64, error) {
-	img := 3 * e.h * e.w
-	if len(input) < n*img {
-		return nil, nil, fmt.Errorf("infer: %d values for %d images of %dx%d", len(input), n, e.w, e.h)
-	}
-	if n > e.opts.Batch {
-		return nil, nil, fmt.Errorf("infer: %d images, the engine was built for batches of %d", n, e.opts.Batch)
-	}
 	if err := ctx.Err(); err != nil {
 		return nil, nil, err
 	}
-	if err := e.cuda.CopyToDevice(e.input, unsafe.Slice((*byte)(unsafe.Pointer(&input[0])), 4*n*img)); err != nil {
-		return nil, nil, fmt.Errorf("infer: input upload: %w", err)
+	if err := e.upload(input, n); err != nil {
+		return nil, nil, err
 	}
 	return e.InferDevice(ctx, n)
+}
+
+// upload copies n images from the host into InputBuffer.
+func (e *GPUEngine) upload(input []float32, n int) error {
+	img := 3 * e.h * e.w
+	if n < 1 || len(input) < n*img {
+		return fmt.Errorf("infer: %d values for %d images of %dx%d", len(input), n, e.w, e.h)
+	}
+	if n > e.opts.Batch {
+		return fmt.Errorf("infer: %d images, the engine was built for batches of %d", n, e.opts.Batch)
+	}
+	if err := e.cuda.CopyToDevice(e.input, unsafe.Slice((*byte)(unsafe.Pointer(&input[0])), 4*n*img)); err != nil {
+		return fmt.Errorf("infer: input upload: %w", err)
+	}
+	return nil
 }
 
 // InputBuffer is the device memory Infer reads: image i of a batch lives

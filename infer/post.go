@@ -92,18 +92,33 @@ type PostOptions struct {
 	IoU           float32 // NMS overlap above which the lower-scored box goes
 	MaxDet        int     // detections kept per image (0: 300)
 	ClassAgnostic bool    // NMS across classes
+	// TopK bounds the candidates per image that enter NMS, best first
+	// (0: DefaultTopK). The GPU engine selects them on the device.
+	TopK int
 }
 
-// maxCandidates bounds the boxes that enter NMS, best first.
-const maxCandidates = 30000
+// DefaultTopK is the number of candidates per image NMS considers unless
+// PostOptions.TopK says otherwise.
+const DefaultTopK = 1024
+
+func (o PostOptions) topK() int {
+	if o.TopK <= 0 {
+		return DefaultTopK
+	}
+	return o.TopK
+}
+
+func (o PostOptions) maxDet() int {
+	if o.MaxDet <= 0 {
+		return 300
+	}
+	return o.MaxDet
+}
 
 // Decode turns one image's raw output (d1×d2 values) into detections in
 // model-input pixels, appending to dst.
 func (h Head) Decode(out []float32, d1, d2 int, o PostOptions, dst []Detection) []Detection {
-	maxDet := o.MaxDet
-	if maxDet <= 0 {
-		maxDet = 300
-	}
+	maxDet := o.maxDet()
 	var cand []Detection
 	switch h {
 	case HeadV8:
@@ -155,15 +170,16 @@ func (h Head) Decode(out []float32, d1, d2 int, o PostOptions, dst []Detection) 
 		}
 		return dst
 	}
-	return append(dst, nms(cand, o.IoU, maxDet, o.ClassAgnostic)...)
+	return append(dst, nms(cand, o.IoU, maxDet, o.topK(), o.ClassAgnostic)...)
 }
 
-// nms keeps the best-scored boxes, dropping any box that overlaps a kept
-// box of the same class (any class when agnostic) by more than iou.
-func nms(c []Detection, iou float32, maxDet int, agnostic bool) []Detection {
+// nms keeps the best-scored boxes among the topK best, dropping any box
+// that overlaps a kept box of the same class (any class when agnostic) by
+// more than iou. Equal scores keep their order in c.
+func nms(c []Detection, iou float32, maxDet, topK int, agnostic bool) []Detection {
 	sort.SliceStable(c, func(i, j int) bool { return c[i].Score > c[j].Score })
-	if len(c) > maxCandidates {
-		c = c[:maxCandidates]
+	if len(c) > topK {
+		c = c[:topK]
 	}
 	keep := make([]Detection, 0, min(len(c), maxDet))
 	dropped := make([]bool, len(c))

@@ -1,0 +1,310 @@
+package infer
+
+import (
+	"context"
+	"fmt"
+	"math"
+
+	"github.com/dsbatch/dsbatch/gpu"
+)
+
+// detectSource is the CUDA C of post-processing on the device for heads
+// laid out as [B, 4+C, N] (YOLOv8 and later): score threshold, top-k and
+// greedy NMS, computed exactly as Head.Decode computes them on the host
+// (the same float32 operations, no contractions; ties broken by anchor).
+const detectSource = `
+typedef unsigned long long u64;
+
+// Scores become keys that order as unsigned integers, best first when
+// sorted descending; the low half holds the complement of the anchor, so
+// equal scores order by anchor.
+__device__ __forceinline__ unsigned orderable(float f) {
+	unsigned u = __float_as_uint(f);
+	return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+__device__ __forceinline__ float unorder(unsigned u) {
+	return __uint_as_float((u & 0x80000000u) ? (u & 0x7fffffffu) : ~u);
+}
+
+// select_v8: one thread per anchor (grid.y = image) keeps the anchors whose
+// best class scores at least conf.
+extern "C" __global__ void select_v8(const float* out, int n, int nc, float conf, unsigned* count, u64* keys) {
+	int a = blockIdx.x * blockDim.x + threadIdx.x, b = blockIdx.y;
+	if (a >= n) return;
+	const float* p = out + (long long)b * (4 + nc) * n;
+	float best = -1.0f;
+	for (int c = 0; c < nc; c++) {
+		float s = p[(long long)(4 + c) * n + a];
+		if (s > best) best = s;
+	}
+	if (!(best >= conf)) return;
+	unsigned slot = atomicAdd(&count[b], 1u);
+	keys[(long long)b * n + slot] = ((u64)orderable(best) << 32) | (0xffffffffu - (unsigned)a);
+}
+
+#define TOPK_MAX 1024
+
+__device__ __forceinline__ float iou(float4 a, float4 b) {
+	float iw = __fsub_rn(fminf(a.z, b.z), fmaxf(a.x, b.x));
+	float ih = __fsub_rn(fminf(a.w, b.w), fmaxf(a.y, b.y));
+	if (iw <= 0.0f || ih <= 0.0f) return 0.0f;
+	float inter = __fmul_rn(iw, ih);
+	float ua = __fmul_rn(__fsub_rn(a.z, a.x), __fsub_rn(a.w, a.y));
+	float ub = __fmul_rn(__fsub_rn(b.z, b.x), __fsub_rn(b.w, b.y));
+	float uni = __fsub_rn(__fadd_rn(ua, ub), inter);
+	if (uni <= 0.0f) return 0.0f;
+	return __fdiv_rn(inter, uni);
+}
+
+// detect_v8: one block of 1024 threads per image takes the k best of the
+// selected anchors (radix select when more than k), sorts them, and runs
+// greedy NMS; it writes up to maxDet rows of x1, y1, x2, y2, score, class.
+extern "C" __global__ void detect_v8(const float* out, int n, int nc, const unsigned* count, const u64* keys,
+		int k, float thr, int maxDet, int agnostic, float* dets, int* ndet) {
+	__shared__ u64 key[TOPK_MAX];
+	__shared__ float4 box[TOPK_MAX];
+	__shared__ int cls[TOPK_MAX];
+	__shared__ unsigned char drop[TOPK_MAX];
+	__shared__ unsigned hist[256];
+	__shared__ u64 prefix;
+	__shared__ unsigned kept, need;
+	int b = blockIdx.x, t = threadIdx.x, bs = blockDim.x;
+	const float* p = out + (long long)b * (4 + nc) * n;
+	const u64* ck = keys + (long long)b * n;
+	unsigned c = min(count[b], (unsigned)n);
+	if (t == 0) { prefix = 0; kept = 0; need = k; }
+	__syncthreads();
+	if (c > (unsigned)k) {
+		// The k-th largest key, eight bits at a time; keys are unique.
+		u64 mask = 0;
+		for (int shift = 56; shift >= 0; shift -= 8) {
+			for (int i = t; i < 256; i += bs) hist[i] = 0;
+			__syncthreads();
+			u64 pre = prefix;
+			for (unsigned i = t; i < c; i += bs) {
+				u64 v = ck[i];
+				if ((v & mask) == pre) atomicAdd(&hist[(v >> shift) & 255], 1u);
+			}
+			__syncthreads();
+			if (t == 0) {
+				unsigned r = need;
+				for (int d = 255; d >= 0; d--) {
+					if (hist[d] >= r) { prefix = pre | ((u64)d << shift); break; }
+					r -= hist[d];
+				}
+				need = r;
+			}
+			mask |= (u64)255 << shift;
+			__syncthreads();
+		}
+	}
+	u64 lo = c > (unsigned)k ? prefix : 0;
+	for (unsigned i = t; i < c; i += bs) {
+		u64 v = ck[i];
+		if (v >= lo) { unsigned s = atomicAdd(&kept, 1u); if (s < TOPK_MAX) key[s] = v; }
+	}
+	__syncthreads();
+	int m = min((int)kept, k), pw = 1;
+	while (pw < m) pw <<= 1;
+	for (int i = m + t; i < pw; i += bs) key[i] = 0;
+	__syncthreads();
+	for (int size = 2; size <= pw; size <<= 1) {
+		for (int stride = size >> 1; stride > 0; stride >>= 1) {
+			for (int i = t; i < pw; i += bs) {
+				int j = i ^ stride;
+				if (j > i) {
+					bool desc = (i & size) == 0;
+					u64 x = key[i], y = key[j];
+					if (desc ? x < y : x > y) { key[i] = y; key[j] = x; }
+				}
+			}
+			__syncthreads();
+		}
+	}
+	for (int i = t; i < m; i += bs) {
+		int a = (int)(0xffffffffu - (unsigned)key[i]);
+		float best = -1.0f; int bc = -1;
+		for (int q = 0; q < nc; q++) {
+			float s = p[(long long)(4 + q) * n + a];
+			if (s > best) { best = s; bc = q; }
+		}
+		float cx = p[a], cy = p[n + a], w = __fmul_rn(p[2 * n + a], 0.5f), h = __fmul_rn(p[3 * n + a], 0.5f);
+		box[i] = make_float4(__fsub_rn(cx, w), __fsub_rn(cy, h), __fadd_rn(cx, w), __fadd_rn(cy, h));
+		cls[i] = bc;
+		drop[i] = 0;
+	}
+	__syncthreads();
+	int nk = 0;
+	float* o = dets + (long long)b * maxDet * 6;
+	for (int i = 0; i < m && nk < maxDet; i++) {
+		if (drop[i]) continue;
+		if (t == 0) {
+			float4 q = box[i];
+			o[nk * 6 + 0] = q.x; o[nk * 6 + 1] = q.y; o[nk * 6 + 2] = q.z; o[nk * 6 + 3] = q.w;
+			o[nk * 6 + 4] = unorder((unsigned)(key[i] >> 32)); o[nk * 6 + 5] = (float)cls[i];
+		}
+		nk++;
+		if (nk == maxDet) break;
+		float4 q = box[i];
+		int qc = cls[i];
+		for (int j = i + 1 + t; j < m; j += bs)
+			if (!drop[j] && (agnostic || cls[j] == qc) && iou(q, box[j]) > thr) drop[j] = 1;
+		__syncthreads();
+	}
+	if (t == 0) ndet[b] = nk;
+}
+`
+
+// deviceTopKMax is the most candidates per image detect_v8 takes.
+const deviceTopKMax = 1024
+
+// detectBuffers are the device and host memory of post-processing on the
+// device, sized for the engine's largest batch at one output layout.
+type detectBuffers struct {
+	anchors, maxDet int
+	count, keys     gpu.DevicePtr
+	dets, ndet      gpu.DevicePtr
+	host            *gpu.HostBuffer // dets then ndet
+}
+
+// DeviceDetects reports whether DetectDevice post-processes on the GPU for
+// this layout and these options (otherwise it copies the raw output to the
+// host and decodes there).
+func DeviceDetects(l Layout, o PostOptions) bool {
+	return l.Head == HeadV8 && o.topK() <= deviceTopKMax && o.maxDet() <= deviceTopKMax
+}
+
+// Detect runs n images (n×3×h×w float32 on the host) and returns each
+// image's detections in model-input pixels, as Head.Decode would.
+func (e *GPUEngine) Detect(ctx context.Context, input []float32, n int, l Layout, o PostOptions) ([][]Detection, error) {
+	if err := e.upload(input, n); err != nil {
+		return nil, err
+	}
+	return e.DetectDevice(ctx, n, l, o)
+}
+
+// DetectDevice runs the n images already in InputBuffer and returns each
+// image's detections. Score threshold, top-k and NMS run on the GPU when
+// DeviceDetects allows, so that only the kept boxes cross to the host.
+func (e *GPUEngine) DetectDevice(ctx context.Context, n int, l Layout, o PostOptions) ([][]Detection, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if n < 1 || n > e.opts.Batch {
+		return nil, fmt.Errorf("infer: %d images, the engine was built for batches of 1 to %d", n, e.opts.Batch)
+	}
+	if !DeviceDetects(l, o) {
+		out, _, err := e.InferDevice(ctx, n)
+		if err != nil {
+			return nil, err
+		}
+		per := l.D1 * l.D2
+		res := make([][]Detection, n)
+		for i := range res {
+			res[i] = l.Head.Decode(out[i*per:(i+1)*per], l.D1, l.D2, o, nil)
+		}
+		return res, nil
+	}
+	p, err := e.planFor(n)
+	if err != nil {
+		return nil, err
+	}
+	outV := p.prog.Outputs[0]
+	if len(outV.Shape) != 3 || int(outV.Shape[1]) != l.D1 || int(outV.Shape[2]) != l.D2 {
+		return nil, fmt.Errorf("gpu engine: output %v does not match layout [B, %d, %d]", outV.Shape, l.D1, l.D2)
+	}
+	maxDet := o.maxDet()
+	d, err := e.detectBuffers(l.D2, maxDet)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.run(p); err != nil {
+		return nil, err
+	}
+	st, nc := e.stream, int32(l.D1-4)
+	if err := e.cuda.ZeroAsync(d.count, int64(4*n), st); err != nil {
+		return nil, err
+	}
+	grid := [3]uint32{uint32((l.D2 + 255) / 256), uint32(n), 1}
+	if err := e.k["select_v8"].Launch(grid, [3]uint32{256, 1, 1}, st, e.addr(p, outV), int32(l.D2), nc, o.Conf, d.count, d.keys); err != nil {
+		return nil, err
+	}
+	agnostic := int32(0)
+	if o.ClassAgnostic {
+		agnostic = 1
+	}
+	if err := e.k["detect_v8"].Launch([3]uint32{uint32(n), 1, 1}, [3]uint32{1024, 1, 1}, st, e.addr(p, outV), int32(l.D2), nc,
+		d.count, d.keys, int32(o.topK()), o.IoU, int32(maxDet), agnostic, d.dets, d.ndet); err != nil {
+		return nil, err
+	}
+	rows := 4 * 6 * maxDet * n
+	if err := e.cuda.DownloadAsync(d.host, 0, d.dets, rows, st); err != nil {
+		return nil, err
+	}
+	if err := e.cuda.DownloadAsync(d.host, 4*6*maxDet*e.opts.Batch, d.ndet, 4*n, st); err != nil {
+		return nil, err
+	}
+	if err := e.cuda.Sync(st); err != nil {
+		return nil, fmt.Errorf("gpu engine: %w", err)
+	}
+	f := d.host.Floats()
+	counts := f[6*maxDet*e.opts.Batch:]
+	res := make([][]Detection, n)
+	for i := range res {
+		k := int(math.Float32bits(counts[i]))
+		if k < 0 || k > maxDet {
+			return nil, fmt.Errorf("gpu engine: image %d: %d detections from the device, at most %d expected", i, k, maxDet)
+		}
+		dets := make([]Detection, k)
+		for j := range dets {
+			r := f[(i*maxDet+j)*6:]
+			dets[j] = Detection{X1: r[0], Y1: r[1], X2: r[2], Y2: r[3], Score: r[4], Class: int(r[5])}
+		}
+		res[i] = dets
+	}
+	return res, nil
+}
+
+// detectBuffers returns buffers for n anchors and maxDet rows per image,
+// reallocating when either changes.
+func (e *GPUEngine) detectBuffers(anchors, maxDet int) (*detectBuffers, error) {
+	if d := e.det; d != nil && d.anchors == anchors && d.maxDet == maxDet {
+		return d, nil
+	}
+	e.freeDetect()
+	d := &detectBuffers{anchors: anchors, maxDet: maxDet}
+	e.det = d
+	var err error
+	b := e.opts.Batch
+	if d.count, err = e.cuda.Alloc(4 * b); err != nil {
+		return nil, err
+	}
+	if d.keys, err = e.cuda.Alloc(8 * anchors * b); err != nil {
+		return nil, err
+	}
+	if d.dets, err = e.cuda.Alloc(4 * 6 * maxDet * b); err != nil {
+		return nil, err
+	}
+	if d.ndet, err = e.cuda.Alloc(4 * b); err != nil {
+		return nil, err
+	}
+	if d.host, err = e.cuda.AllocHost(4*6*maxDet*b + 4*b); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// freeDetect releases the post-processing buffers; nil-safe.
+func (e *GPUEngine) freeDetect() {
+	d := e.det
+	if d == nil {
+		return
+	}
+	for _, p := range []gpu.DevicePtr{d.count, d.keys, d.dets, d.ndet} {
+		if p != 0 {
+			e.cuda.Free(p)
+		}
+	}
+	d.host.Free()
+	e.det = nil
+}
