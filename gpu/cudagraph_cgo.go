@@ -23,6 +23,7 @@ package gpu
 //static int dsb_alloc_host(dsb_cuda *c, void **p, size_t n) { NEED(c, memAllocHost); PUSH(c); CUresult r = c->memAllocHost(p, n); POP(c); return r; }
 //static int dsb_free_host(dsb_cuda *c, void *p) { PUSH(c); CUresult r = c->memFreeHost(p); POP(c); return r; }
 //static int dsb_memset_async(dsb_cuda *c, CUdeviceptr p, size_t n, CUstream s) { PUSH(c); CUresult r = c->cu->cuMemsetD8Async(p, 0, n, s); POP(c); return r; }
+//static int dsb_dtod_async(dsb_cuda *c, CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream s) { PUSH(c); CUresult r = c->cu->cuMemcpyDtoDAsync(dst, src, n, s); POP(c); return r; }
 //static int dsb_dtoh_async(dsb_cuda *c, void *dst, CUdeviceptr src, size_t n, CUstream s) { PUSH(c); CUresult r = c->cu->cuMemcpyDtoHAsync(dst, src, n, s); POP(c); return r; }
 import "C"
 
@@ -105,4 +106,10 @@ func (g *CUDA) ZeroAsync(p DevicePtr, n int64, s Stream) error {
 // offset off) on s.
 func (g *CUDA) DownloadAsync(h *HostBuffer, off int, src DevicePtr, n int, s Stream) error {
 	return cudaErr(g.c, "cuMemcpyDtoHAsync", C.dsb_dtoh_async(g.c, unsafe.Add(h.ptr, off), C.CUdeviceptr(src), C.size_t(n), C.CUstream(unsafe.Pointer(s))))
+}
+
+// CopyDeviceAsync queues a copy of n bytes from src to dst, both on this
+// GPU, on s.
+func (g *CUDA) CopyDeviceAsync(dst, src DevicePtr, n int, s Stream) error {
+	return cudaErr(g.c, "cuMemcpyDtoDAsync", C.dsb_dtod_async(g.c, C.CUdeviceptr(dst), C.CUdeviceptr(src), C.size_t(n), C.CUstream(unsafe.Pointer(s))))
 }

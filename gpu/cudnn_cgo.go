@@ -213,16 +213,12 @@ func (d *CUDNN) NewConv(s ConvShape) (*Conv, error) {
 	return c, nil
 }
 
-// graphCandidates bounds how many graph-API configurations of each
-// heuristic mode Find measures.
-const graphCandidates = 12
-
 // Find measures cuDNN's algorithms on real buffers, on s, and returns the
 // fastest that fits the workspace: the graph API's engines where it has
 // any, else the legacy API's algorithms.
 func (c *Conv) Find(s Stream, x, w, y, ws DevicePtr, wsSize int64) (ConvAlgo, error) {
 	if c.gc != nil {
-		if a, err := c.gc.find(s, x, w, y, ws, wsSize, graphCandidates); err == nil {
+		if a, err := c.gc.find(s, x, w, y, ws, wsSize); err == nil {
 			return a, nil
 		}
 	}

@@ -227,11 +227,18 @@ func (gc *graphConv) forward(s Stream, x, w, y, ws DevicePtr) error {
 		C.CUdeviceptr(x), C.CUdeviceptr(w), C.CUdeviceptr(y), C.CUdeviceptr(ws)))
 }
 
-// find measures up to max configurations of each heuristic mode that need
+// graphCandidates bounds how many configurations of each heuristic mode
+// find measures: mode A's list is ranked, so its first few hold the
+// fastest; the fallback list adds engines mode A may lack. More cost build
+// time (each is finalized and run) for rarely better choices.
+var graphCandidates = []struct{ mode, max int }{{heurModeA, 6}, {heurModeFallback, 2}}
+
+// find measures the first configurations of each heuristic mode that need
 // no run-time compilation and fit the workspace, and returns the fastest.
-func (gc *graphConv) find(s Stream, x, w, y, ws DevicePtr, wsSize int64, max int) (ConvAlgo, error) {
+func (gc *graphConv) find(s Stream, x, w, y, ws DevicePtr, wsSize int64) (ConvAlgo, error) {
 	best := ConvAlgo{Algo: -1}
-	for _, mode := range []int{heurModeA, heurModeFallback} {
+	for _, hc := range graphCandidates {
+		mode, max := hc.mode, hc.max
 		n, err := gc.heuristics(mode)
 		if err != nil {
 			continue
@@ -263,9 +270,9 @@ func (gc *graphConv) find(s Stream, x, w, y, ws DevicePtr, wsSize int64, max int
 }
 
 // time runs the current plan once to warm up, then returns the median of
-// five synchronised runs in milliseconds.
+// three synchronised runs in milliseconds.
 func (gc *graphConv) time(s Stream, x, w, y, ws DevicePtr) (float32, error) {
-	var ts [5]float32
+	var ts [3]float32
 	for r := -1; r < len(ts); r++ {
 		t0 := time.Now()
 		if err := gc.forward(s, x, w, y, ws); err != nil {

@@ -1,6 +1,10 @@
 package infer
 
-import "context"
+import (
+	"context"
+
+	"github.com/dsbatch/dsbatch/gpu"
+)
 
 // Engine runs a detector on batches of letterboxed images.
 type Engine interface {
@@ -11,4 +15,16 @@ type Engine interface {
 	// Name says which engine this is, for reports ("onnxruntime-cpu").
 	Name() string
 	Close() error
+}
+
+// DeviceEngine is an engine that reads its input from GPU memory: the GPU
+// pipeline letterboxes frames there and hands it their addresses, so that
+// images never cross to the host and only detections come back.
+type DeviceEngine interface {
+	Engine
+	// DetectFrames runs the images at srcs (each 3×H×W float32 planar RGB
+	// in [0, 1], in memory of the engine's GPU, written before the call
+	// returns to the host) and returns each one's detections in
+	// model-input pixels.
+	DetectFrames(ctx context.Context, srcs []gpu.DevicePtr, l Layout, o PostOptions) ([][]Detection, error)
 }

@@ -183,6 +183,37 @@ func (e *GPUEngine) Detect(ctx context.Context, input []float32, n int, l Layout
 	return e.DetectDevice(ctx, n, l, o)
 }
 
+// Forward runs the network on the n images in InputBuffer and waits for
+// it, leaving the output on the GPU: the engine's own pace, for benchmarks.
+func (e *GPUEngine) Forward(ctx context.Context, n int) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	p, err := e.planFor(n)
+	if err != nil {
+		return err
+	}
+	if err := e.run(p); err != nil {
+		return err
+	}
+	return e.cuda.Sync(e.stream)
+}
+
+// DetectFrames copies the images at srcs into InputBuffer, on the engine's
+// stream, and runs them as DetectDevice does.
+func (e *GPUEngine) DetectFrames(ctx context.Context, srcs []gpu.DevicePtr, l Layout, o PostOptions) ([][]Detection, error) {
+	if len(srcs) < 1 || len(srcs) > e.opts.Batch {
+		return nil, fmt.Errorf("infer: %d images, the engine was built for batches of 1 to %d", len(srcs), e.opts.Batch)
+	}
+	img := 3 * e.h * e.w * 4
+	for i, src := range srcs {
+		if err := e.cuda.CopyDeviceAsync(e.input+gpu.DevicePtr(i*img), src, img, e.stream); err != nil {
+			return nil, err
+		}
+	}
+	return e.DetectDevice(ctx, len(srcs), l, o)
+}
+
 // DetectDevice runs the n images already in InputBuffer and returns each
 // image's detections. Score threshold, top-k and NMS run on the GPU when
 // DeviceDetects allows, so that only the kept boxes cross to the host.

@@ -100,8 +100,52 @@ func (s *gpuSession) close() {
 	s.g.cuda.DestroyStream(s.stream)
 }
 
+// letterboxDevice letterboxes f into the device tensor dst and waits for
+// it, so that the engine may read dst once the frame is sent on.
+func (s *gpuSession) letterboxDevice(f *decode.GPUFrame, dst gpu.DevicePtr) (infer.Letterbox, error) {
+	lb, err := s.g.lbx.Run(f, dst, s.stream)
+	if err != nil {
+		return lb, err
+	}
+	if err := s.g.cuda.Sync(s.stream); err != nil {
+		return lb, fmt.Errorf("letterbox: %w", err)
+	}
+	return lb, nil
+}
+
+// slots allocates n device tensors of size bytes, as a free list.
+func (g *gpuDecode) slots(n, size int) (chan gpu.DevicePtr, error) {
+	ch := make(chan gpu.DevicePtr, n)
+	for i := 0; i < n; i++ {
+		p, err := g.cuda.Alloc(size)
+		if err != nil {
+			g.freeSlots(ch)
+			return nil, fmt.Errorf("frame slots: %w", err)
+		}
+		ch <- p
+	}
+	return ch, nil
+}
+
+// freeSlots frees the slots in the list, which must hold all of them.
+func (g *gpuDecode) freeSlots(ch chan gpu.DevicePtr) {
+	for {
+		select {
+		case p := <-ch:
+			g.cuda.Free(p)
+		default:
+			return
+		}
+	}
+}
+
+// upload copies a letterboxed tensor from the host into a device slot.
+func (g *gpuDecode) upload(dst gpu.DevicePtr, t []float32) error {
+	return g.cuda.CopyToDevice(dst, unsafe.Slice((*byte)(unsafe.Pointer(&t[0])), 4*len(t)))
+}
+
 // letterbox letterboxes f on the GPU and copies the tensor into dst on the
-// host, for the ONNX Runtime engine (the GPU engine will read it in place).
+// host, for engines that read host memory (ONNX Runtime).
 func (s *gpuSession) letterbox(f *decode.GPUFrame, dst []float32) (infer.Letterbox, error) {
 	lb, err := s.g.lbx.Run(f, s.buf, s.stream)
 	if err != nil {

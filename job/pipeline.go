@@ -11,6 +11,7 @@ import (
 
 	"github.com/dsbatch/dsbatch/decode"
 	"github.com/dsbatch/dsbatch/export"
+	"github.com/dsbatch/dsbatch/gpu"
 	"github.com/dsbatch/dsbatch/infer"
 	"github.com/dsbatch/dsbatch/track"
 )
@@ -26,6 +27,9 @@ type pipeline struct {
 	byPath map[string]*Video
 	finish func(export.Video) error
 	gpu    *gpuDecode // nil for CPU workers
+	// slots are device tensors frames are letterboxed into when the
+	// engine reads GPU memory (nil otherwise): frames then stay on the GPU.
+	slots chan gpu.DevicePtr
 }
 
 // video is the state of one video travelling through the pipeline.
@@ -48,6 +52,7 @@ type item struct {
 	pts    float64
 	lb     infer.Letterbox
 	tensor []float32
+	slot   gpu.DevicePtr // the frame on the GPU, when p.slots is set
 	dets   []infer.Detection
 }
 
@@ -55,7 +60,8 @@ type item struct {
 type batch struct {
 	items  []*item
 	frames int
-	buf    []float32 // contiguous input tensor
+	buf    []float32       // contiguous input tensor
+	slots  []gpu.DevicePtr // or the frames' device tensors
 }
 
 func (p *pipeline) run(ctx context.Context) error {
@@ -77,13 +83,25 @@ func (p *pipeline) run(ctx context.Context) error {
 	size := 3 * h * w
 	bsz := p.opts.Batch
 	// Frame tensors and batch buffers circulate through free lists, which
-	// bound the memory in flight whatever the archive's size.
-	tensors := make(chan []float32, 2*bsz+p.opts.DecodeSessions)
+	// bound the memory in flight whatever the archive's size. With an
+	// engine that reads GPU memory, frames live in device slots instead
+	// and host tensors serve only files the CPU decodes.
+	nt, nb := 2*bsz+p.opts.DecodeSessions, 2
+	if _, ok := engine.(infer.DeviceEngine); ok && p.gpu != nil {
+		slots, err := p.gpu.slots(2*bsz+p.opts.DecodeSessions, 4*size)
+		if err != nil {
+			return fmt.Errorf("worker %d: %w", p.worker.ID, err)
+		}
+		defer p.gpu.freeSlots(slots)
+		p.slots = slots
+		nt, nb = p.opts.DecodeSessions, 0
+	}
+	tensors := make(chan []float32, nt)
 	for i := 0; i < cap(tensors); i++ {
 		tensors <- make([]float32, size)
 	}
-	buffers := make(chan []float32, 2)
-	for i := 0; i < cap(buffers); i++ {
+	buffers := make(chan []float32, max(nb, 1))
+	for i := 0; i < nb; i++ {
 		buffers <- make([]float32, bsz*size)
 	}
 	frames := make(chan *item, bsz)
@@ -199,16 +217,27 @@ func (p *pipeline) decodeNVDEC(ctx context.Context, v *video, frames chan<- *ite
 			sess.drop()
 			return sent, err
 		}
-		t, ok, err := recv(ctx, tensors)
-		if err != nil || !ok {
-			return sent, err
+		it := &item{v: v, index: f.Index, pts: f.PTS}
+		if p.slots != nil {
+			if it.slot, _, err = recv(ctx, p.slots); err != nil {
+				return sent, err
+			}
+			if it.lb, err = sess.letterboxDevice(&f, it.slot); err != nil {
+				p.slots <- it.slot // never blocks: the slot came from this list
+			}
+		} else {
+			if it.tensor, _, err = recv(ctx, tensors); err != nil {
+				return sent, err
+			}
+			if it.lb, err = sess.letterbox(&f, it.tensor); err != nil {
+				tensors <- it.tensor // never blocks: the tensor came from this list
+			}
 		}
-		lb, err := sess.letterbox(&f, t)
 		if err != nil {
 			return sent, err
 		}
 		p.opts.Counters.DecodeNanos.Add(int64(time.Since(t0)))
-		if err := send(ctx, frames, &item{v: v, index: f.Index, pts: f.PTS, lb: lb, tensor: t}); err != nil {
+		if err := send(ctx, frames, it); err != nil {
 			return sent, err
 		}
 		sent++
@@ -242,8 +271,22 @@ func (p *pipeline) decodeCPU(ctx context.Context, v *video, frames chan<- *item,
 		}
 		py, pu, pv := f.Planes()
 		lb := infer.LetterboxYUV420(py, pu, pv, f.Width, f.Height, f.Rotation, t, s.InputW, s.InputH)
+		it := &item{v: v, index: f.Index, pts: f.PTS, lb: lb, tensor: t}
+		if p.slots != nil {
+			// The engine reads GPU memory: the tensor goes up to a slot.
+			if it.slot, _, err = recv(ctx, p.slots); err != nil {
+				return err
+			}
+			err = p.gpu.upload(it.slot, t)
+			tensors <- t // never blocks: the tensor came from this list
+			it.tensor = nil
+			if err != nil {
+				p.slots <- it.slot // never blocks: the slot came from this list
+				return fmt.Errorf("frame upload: %w", err)
+			}
+		}
 		p.opts.Counters.DecodeNanos.Add(int64(time.Since(t0)))
-		if err := send(ctx, frames, &item{v: v, index: f.Index, pts: f.PTS, lb: lb, tensor: t}); err != nil {
+		if err := send(ctx, frames, it); err != nil {
 			return err
 		}
 	}
@@ -271,19 +314,25 @@ func (p *pipeline) batchLoop(ctx context.Context, frames <-chan *item, batches c
 			return flush()
 		}
 		if cur == nil {
-			buf, _, err := recv(ctx, buffers)
-			if err != nil {
-				return err
+			cur = &batch{}
+			if p.slots == nil {
+				if cur.buf, _, err = recv(ctx, buffers); err != nil {
+					return err
+				}
 			}
-			cur = &batch{buf: buf}
 		}
 		cur.items = append(cur.items, it)
 		if it.end || it.reset {
 			continue
 		}
-		copy(cur.buf[cur.frames*size:(cur.frames+1)*size], it.tensor)
-		tensors <- it.tensor // never blocks: the tensor came from this list
-		it.tensor = nil
+		if p.slots != nil {
+			cur.slots = append(cur.slots, it.slot)
+			it.slot = 0
+		} else {
+			copy(cur.buf[cur.frames*size:(cur.frames+1)*size], it.tensor)
+			tensors <- it.tensor // never blocks: the tensor came from this list
+			it.tensor = nil
+		}
 		cur.frames++
 		if cur.frames == p.opts.Batch {
 			if err := flush(); err != nil {
@@ -303,7 +352,30 @@ func (p *pipeline) inferLoop(ctx context.Context, e infer.Engine, batches <-chan
 		if err != nil || !ok {
 			return err
 		}
-		if b.frames > 0 {
+		if b.frames > 0 && b.slots != nil {
+			t0 := time.Now()
+			dets, err := e.(infer.DeviceEngine).DetectFrames(ctx, b.slots, l, p.opts.Post)
+			for _, s := range b.slots {
+				p.slots <- s // never blocks: the slot came from this list
+			}
+			b.slots = nil
+			if err != nil {
+				return fmt.Errorf("worker %d: %s: %w", p.worker.ID, e.Name(), err)
+			}
+			k := 0
+			for _, it := range b.items {
+				if it.end || it.reset {
+					continue
+				}
+				for i := range dets[k] {
+					d := &dets[k][i]
+					d.X1, d.Y1, d.X2, d.Y2 = it.lb.ToFrame(d.X1, d.Y1, d.X2, d.Y2)
+				}
+				it.dets = dets[k]
+				k++
+			}
+			p.opts.Counters.InferNanos.Add(int64(time.Since(t0)))
+		} else if b.frames > 0 {
 			t0 := time.Now()
 			out, shape, err := e.Infer(ctx, b.buf, b.frames)
 			if err != nil {
@@ -398,7 +470,9 @@ func (p *pipeline) exportLoop(ctx context.Context, results <-chan *batch, buffer
 			p.opts.Counters.Detections.Add(int64(len(it.dets)))
 		}
 		p.opts.Counters.ExportNanos.Add(int64(time.Since(t0)))
-		buffers <- b.buf // never blocks: the buffer came from this list
+		if b.buf != nil {
+			buffers <- b.buf // never blocks: the buffer came from this list
+		}
 	}
 }
 

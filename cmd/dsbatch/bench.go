@@ -37,6 +37,17 @@ func benchCommand() *cli.Command {
 				&cli.BoolFlag{Name: "loop", Usage: "decode each file over and over in one decoder instead of reopening it (steady state, as for long videos)"},
 			},
 			Action: runBenchDecode,
+		}, {
+			Name:  "infer",
+			Usage: "GPU engine throughput of --model on random images already on the GPU: the network alone, then with post-processing",
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "model", Required: true, Usage: "ONNX detector"},
+				&cli.IntFlag{Name: "gpu", Usage: "GPU index"},
+				&cli.IntFlag{Name: "batch", Value: 64, Usage: "images per batch"},
+				&cli.IntFlag{Name: "imgsz", Value: 640, Usage: "input size"},
+				&cli.DurationFlag{Name: "duration", Value: 5 * time.Second, Usage: "how long to measure each mode"},
+			},
+			Action: runBenchInfer,
 		}},
 	}
 }
@@ -173,4 +184,64 @@ func benchOne(ctx context.Context, g *gpu.CUDA, lbx *infer.GPULetterbox, dp **de
 		}
 		frames.Add(1)
 	}
+}
+
+func runBenchInfer(c *cli.Context) error {
+	host, err := gpu.Open()
+	if err != nil {
+		return err
+	}
+	devs, err := host.Devices()
+	host.Close()
+	if err != nil {
+		return err
+	}
+	if c.Int("gpu") >= len(devs) {
+		return fmt.Errorf("--gpu %d: %d GPU(s)", c.Int("gpu"), len(devs))
+	}
+	m, err := infer.ReadModel(c.String("model"))
+	if err != nil {
+		return err
+	}
+	cache, _ := os.UserCacheDir()
+	n, size := c.Int("batch"), c.Int("imgsz")
+	t0 := time.Now()
+	e, err := infer.NewGPU(m, size, size, infer.GPUOptions{UUID: devs[c.Int("gpu")].UUID, Batch: n, CacheDir: filepath.Join(cache, "dsbatch", "kernels")})
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	in := make([]float32, n*3*size*size)
+	for i := range in {
+		in[i] = float32(i%251) / 250
+	}
+	ctx := c.Context
+	_, shape, err := e.Infer(ctx, in, n)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("engine ready in %.2fs (%+v)\n", time.Since(t0).Seconds(), e.Stats())
+	d1, d2 := int(shape[1]), int(shape[2])
+	head, err := infer.DetectHead(d1, d2, len(m.Names))
+	if err != nil {
+		return err
+	}
+	l := infer.Layout{Head: head, D1: d1, D2: d2, Classes: head.Classes(d1, d2)}
+	post := infer.PostOptions{Conf: 0.25, IoU: 0.7}
+	for _, mode := range []string{"forward", "detect"} {
+		images, start := 0, time.Now()
+		for time.Since(start) < c.Duration("duration") {
+			if mode == "forward" {
+				err = e.Forward(ctx, n)
+			} else {
+				_, err = e.DetectDevice(ctx, n, l, post)
+			}
+			if err != nil {
+				return err
+			}
+			images += n
+		}
+		fmt.Printf("%s: batch %d, %.0f img/s\n", mode, n, float64(images)/time.Since(start).Seconds())
+	}
+	return nil
 }

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# End-to-end GPU benchmark: `dsbatch run` over a folder of 1080p clips, with
+# the NVDEC ceiling (shared/gpu/nvdec_ceiling) and the engine's own pace
+# (`dsbatch bench infer`) measured in the same call, and the run's peak RSS
+# (its own report). Prints a table last.
+#
+# usage: bench/e2e.sh DSBATCH MODEL NVDEC_CEILING CLIPDIR
+#   CLIPDIR holds 1080p-h264.mp4, 1080p.h264, 1080p-hevc.mp4, 1080p.hevc
+#   (go run ./internal/mkmedia -gpu-bench CLIPDIR writes them). The run's
+#   folder holds COPIES (default 96: 12.8 minutes of video) of each MP4,
+#   as separate files; RUN_FLAGS are added to `dsbatch run`. Set
+#   DSBATCH_ORT_LIB where bin/dsbatch has no ONNX Runtime beside it. The
+#   PyTorch pipeline reads the first 24 files.
+# Optional: TORCH_PIPELINE="python3 bench/torch_pipeline.py torch_baseline.py"
+# times a PyTorch pipeline with CPU decoding over the same files.
+set -uo pipefail
+dsbatch=${1:?dsbatch binary}
+model=${2:?ONNX model}
+ceiling=${3:?nvdec_ceiling binary}
+clips=${4:?folder of clips}
+copies=${COPIES:-96}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+rows=()
+field() { sed -n "s/.*$1[=:] *\([0-9.]*\).*/\1/p" | head -n1; }
+pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.0f", 100 * a / b }'; }
+minf() { awk -v a="$1" -v b="$2" 'BEGIN { print (a < b ? a : b) }'; }
+
+engine=$("$dsbatch" bench infer --model "$model" --batch 64 --duration 5s | tee /dev/stderr | sed -n 's/^detect: batch 64, \([0-9]*\) img\/s/\1/p')
+rows+=("engine (YOLOv8n arch, 640, batch 64, with device post-processing): ${engine} img/s")
+for codec in h264 hevc; do
+  mkdir -p "$work/$codec"
+  for i in $(seq -w 1 "$copies"); do cp "$clips/1080p-$codec.mp4" "$work/$codec/clip$i.mp4"; done
+  ceil=$("$ceiling" "$clips/1080p.$codec" "$codec" 14 6 | tee /dev/stderr | field fps)
+  "$dsbatch" run --model "$model" --out "$work/out-$codec" --engine gpu --no-cache --log-every 1h ${RUN_FLAGS:-} "$work/$codec" > "$work/run-$codec.txt" 2>&1
+  cat "$work/run-$codec.txt" >&2
+  rss=$(sed -n 's/^peak memory: \([^;]*\);.*/\1/p' "$work/run-$codec.txt")
+  fps=$(grep '^frames:' "$work/run-$codec.txt" | sed -n 's/.*(\([0-9.]*\) frames\/s).*/\1/p')
+  bound=$(minf "$ceil" "$engine")
+  rows+=("$codec: $copies files x 8 s 1080p; nvdec_ceiling ${ceil} frames/s; dsbatch run ${fps} frames/s = $(pct "$fps" "$bound")% of min(ceiling, engine); peak RSS $rss")
+  grep -E '^stage time|^gpu ' "$work/run-$codec.txt" | sed "s/^/$codec   /" >> "$work/stages"
+  if [ -n "${TORCH_PIPELINE:-}" ]; then
+    t=$($TORCH_PIPELINE "$work/$codec" 24 | tee /dev/stderr | field fps)
+    rows+=("$codec: PyTorch pipeline with CPU decoding ${t} frames/s; dsbatch $(awk -v a="$fps" -v b="$t" 'BEGIN { if (b > 0) printf "%.1f", a / b }')x")
+  fi
+done
+echo
+echo "== end-to-end benchmark ($(nvidia-smi --query-gpu=name --format=csv,noheader | head -n1), $(date -u +%F))"
+printf '%s\n' "${rows[@]}"
+cat "$work/stages"
