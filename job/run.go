@@ -33,6 +33,7 @@ type Settings struct {
 	Conf          float32  `json:"conf"`
 	IoU           float32  `json:"iou"`
 	MaxDet        int      `json:"max_det"`
+	TopK          int      `json:"top_k"`
 	ClassAgnostic bool     `json:"class_agnostic"`
 	Stride        int      `json:"stride"`
 	FPS           float64  `json:"fps"`
@@ -56,6 +57,7 @@ func (s Settings) diff(t Settings) string {
 	add("conf", s.Conf, t.Conf)
 	add("iou", s.IoU, t.IoU)
 	add("max det", s.MaxDet, t.MaxDet)
+	add("top-k", s.TopK, t.TopK)
 	add("class-agnostic", s.ClassAgnostic, t.ClassAgnostic)
 	add("stride", s.Stride, t.Stride)
 	add("fps", s.FPS, t.FPS)
