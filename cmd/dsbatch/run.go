@@ -42,7 +42,7 @@ func runCommand() *cli.Command {
 		&cli.StringFlag{Name: "engine", Value: "auto", Usage: "inference engine: gpu (cuDNN/NVRTC, fp16), onnxruntime (CPU) or auto (gpu on GPU workers when the model compiles for it)"},
 		&cli.StringFlag{Name: "ort-lib", Usage: "ONNX Runtime library (default: $DSBATCH_ORT_LIB, then beside the executable)"},
 		&cli.IntFlag{Name: "threads", Usage: "inference threads per CPU worker (default: cores / workers)"},
-		&cli.IntFlag{Name: "decoders", Value: 2, Usage: "videos each worker decodes at once (GPU workers: at least one per NVDEC engine)"},
+		&cli.IntFlag{Name: "decoders", Value: 2, Usage: "videos each worker decodes at once (GPU workers: at least two per NVDEC engine unless set)"},
 		&cli.IntFlag{Name: "cpu-workers", Value: 1, Usage: "CPU workers when no GPU is used"},
 		&cli.BoolFlag{Name: "force", Usage: "discard results in --out made with other settings"},
 		&cli.DurationFlag{Name: "log-every", Value: 10e9, Usage: "progress line interval when not on a terminal"},
@@ -152,9 +152,11 @@ func runRun(c *cli.Context) error {
 	}
 	decoders := c.Int("decoders")
 	if len(devs) > 0 {
-		// Every NVDEC engine needs a session of its own to be busy.
+		// Two sessions per NVDEC engine: one alone leaves it idle while its
+		// session letterboxes and waits for a free slot (on an H100, 14
+		// sessions gave H.264 3,161 frames/s against 2,861 with 7).
 		if caps, err := host.Decoders(devs[0].UUID); err == nil && !c.IsSet("decoders") {
-			decoders = max(decoders, caps.Engines)
+			decoders = max(decoders, 2*caps.Engines)
 		}
 		fmt.Fprintf(c.App.ErrWriter, "dsbatch: %d GPU worker(s), %d NVDEC sessions each; engine %s, batch %d\n", len(devs), decoders, engineName, batch)
 	}
