@@ -162,6 +162,7 @@ import "C"
 
 import (
 	"fmt"
+	"slices"
 	"time"
 	"unsafe"
 )
@@ -285,11 +286,7 @@ func (gc *graphConv) time(s Stream, x, w, y, ws DevicePtr) (float32, error) {
 			ts[r] = float32(time.Since(t0).Seconds() * 1e3)
 		}
 	}
-	for i := 1; i < len(ts); i++ {
-		for j := i; j > 0 && ts[j] < ts[j-1]; j-- {
-			ts[j], ts[j-1] = ts[j-1], ts[j]
-		}
-	}
+	slices.Sort(ts[:])
 	return ts[len(ts)/2], nil
 }
 

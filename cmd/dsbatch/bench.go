@@ -57,19 +57,10 @@ func runBenchDecode(c *cli.Context) error {
 	if len(files) == 0 {
 		return errors.New("bench decode: give at least one video file")
 	}
-	host, err := gpu.Open()
+	dev, err := benchGPU(c)
 	if err != nil {
 		return err
 	}
-	devs, err := host.Devices()
-	host.Close()
-	if err != nil {
-		return err
-	}
-	if c.Int("gpu") >= len(devs) {
-		return fmt.Errorf("--gpu %d: %d GPU(s)", c.Int("gpu"), len(devs))
-	}
-	dev := devs[c.Int("gpu")]
 	g, err := gpu.OpenCUDA(dev.UUID)
 	if err != nil {
 		return err
@@ -187,17 +178,9 @@ func benchOne(ctx context.Context, g *gpu.CUDA, lbx *infer.GPULetterbox, dp **de
 }
 
 func runBenchInfer(c *cli.Context) error {
-	host, err := gpu.Open()
+	dev, err := benchGPU(c)
 	if err != nil {
 		return err
-	}
-	devs, err := host.Devices()
-	host.Close()
-	if err != nil {
-		return err
-	}
-	if c.Int("gpu") >= len(devs) {
-		return fmt.Errorf("--gpu %d: %d GPU(s)", c.Int("gpu"), len(devs))
 	}
 	m, err := infer.ReadModel(c.String("model"))
 	if err != nil {
@@ -206,7 +189,7 @@ func runBenchInfer(c *cli.Context) error {
 	cache, _ := os.UserCacheDir()
 	n, size := c.Int("batch"), c.Int("imgsz")
 	t0 := time.Now()
-	e, err := infer.NewGPU(m, size, size, infer.GPUOptions{UUID: devs[c.Int("gpu")].UUID, Batch: n, CacheDir: filepath.Join(cache, "dsbatch", "kernels")})
+	e, err := infer.NewGPU(m, size, size, infer.GPUOptions{UUID: dev.UUID, Batch: n, CacheDir: filepath.Join(cache, "dsbatch", "kernels")})
 	if err != nil {
 		return err
 	}
@@ -244,4 +227,21 @@ func runBenchInfer(c *cli.Context) error {
 		fmt.Printf("%s: batch %d, %.0f img/s\n", mode, n, float64(images)/time.Since(start).Seconds())
 	}
 	return nil
+}
+
+// benchGPU returns the GPU --gpu names.
+func benchGPU(c *cli.Context) (gpu.Device, error) {
+	host, err := gpu.Open()
+	if err != nil {
+		return gpu.Device{}, err
+	}
+	devs, err := host.Devices()
+	host.Close()
+	if err != nil {
+		return gpu.Device{}, err
+	}
+	if i := c.Int("gpu"); i < 0 || i >= len(devs) {
+		return gpu.Device{}, fmt.Errorf("--gpu %d: %d GPU(s)", i, len(devs))
+	}
+	return devs[c.Int("gpu")], nil
 }
