@@ -32,13 +32,14 @@ for codec in h264 hevc; do
   mkdir -p "$work/$codec"
   for i in $(seq -w 1 "$copies"); do cp "$clips/1080p-$codec.mp4" "$work/$codec/clip$i.mp4"; done
   ceil=$("$ceiling" "$clips/1080p.$codec" "$codec" 14 6 | tee /dev/stderr | field fps)
-  "$dsbatch" run --model "$model" --out "$work/out-$codec" --engine gpu --no-cache --log-every 1h ${RUN_FLAGS:-} "$work/$codec" > "$work/run-$codec.txt" 2>&1
+  "$dsbatch" run --model "$model" --out "$work/out-$codec" --engine gpu --no-cache --log-every 1h --profile ${RUN_FLAGS:-} "$work/$codec" > "$work/run-$codec.txt" 2>&1
   cat "$work/run-$codec.txt" >&2
   rss=$(sed -n 's/^peak memory: \([^;]*\);.*/\1/p' "$work/run-$codec.txt")
   fps=$(grep '^frames:' "$work/run-$codec.txt" | sed -n 's/.*(\([0-9.]*\) frames\/s).*/\1/p')
+  steady=$(sed -n 's/^pace: .*then \([0-9.]*\) frames\/s.*/\1/p' "$work/run-$codec.txt")
   bound=$(minf "$ceil" "$engine")
-  rows+=("$codec: $copies files x 8 s 1080p; nvdec_ceiling ${ceil} frames/s; dsbatch run ${fps} frames/s = $(pct "$fps" "$bound")% of min(ceiling, engine); peak RSS $rss")
-  grep -E '^stage time|^gpu ' "$work/run-$codec.txt" | sed "s/^/$codec   /" >> "$work/stages"
+  rows+=("$codec: $copies files x 8 s 1080p; nvdec_ceiling ${ceil} frames/s; dsbatch run ${fps} frames/s = $(pct "$fps" "$bound")% of min(ceiling, engine), after the first batch ${steady} frames/s = $(pct "$steady" "$bound")%; peak RSS $rss")
+  grep -E '^stage time|^gpu |^pace|^worker|^  ' "$work/run-$codec.txt" | sed "s/^/$codec   /" >> "$work/stages"
   if [ -n "${TORCH_PIPELINE:-}" ]; then
     t=$($TORCH_PIPELINE "$work/$codec" 24 | tee /dev/stderr | field fps)
     rows+=("$codec: PyTorch pipeline with CPU decoding ${t} frames/s; dsbatch $(awk -v a="$fps" -v b="$t" 'BEGIN { if (b > 0) printf "%.1f", a / b }')x")

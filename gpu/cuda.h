@@ -25,6 +25,8 @@ typedef struct {
 	CUresult (*graphDestroy)(dsb_graph_t);
 	CUresult (*memAllocHost)(void **, size_t);
 	CUresult (*memFreeHost)(void *);
+	CUresult (*streamCreatePrio)(CUstream *, unsigned int, int);
+	CUresult (*prioRange)(int *, int *);
 } dsb_cuda;
 
 #define PUSH(c) CUresult r_; if ((r_ = (c)->cu->cuCtxPushCurrent((c)->ctx)) != 0) return (int)r_

@@ -36,6 +36,8 @@ package gpu
 //		c->graphDestroy = dlsym(c->lib, "cuGraphDestroy");
 //		c->memAllocHost = dlsym(c->lib, "cuMemAllocHost_v2");
 //		c->memFreeHost = dlsym(c->lib, "cuMemFreeHost");
+//		c->streamCreatePrio = dlsym(c->lib, "cuStreamCreateWithPriority");
+//		c->prioRange = dlsym(c->lib, "cuCtxGetStreamPriorityRange");
 //	}
 //	c->cu->cuDeviceGetAttribute(major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, c->dev);
 //	c->cu->cuDeviceGetAttribute(minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, c->dev);
@@ -63,6 +65,15 @@ package gpu
 //}
 //static int dsb_htod(dsb_cuda *c, CUdeviceptr dst, const void *src, size_t n) { PUSH(c); CUresult r = c->cu->cuMemcpyHtoD(dst, src, n); POP(c); return r; }
 //static int dsb_stream(dsb_cuda *c, CUstream *s) { PUSH(c); CUresult r = c->cu->cuStreamCreate(s, CU_STREAM_NON_BLOCKING); POP(c); return r; }
+//static int dsb_stream_urgent(dsb_cuda *c, CUstream *s) {
+//	if (!c->streamCreatePrio || !c->prioRange) return dsb_stream(c, s);
+//	PUSH(c);
+//	int least = 0, greatest = 0;
+//	CUresult r = c->prioRange(&least, &greatest);
+//	if (!r) r = c->streamCreatePrio(s, CU_STREAM_NON_BLOCKING, greatest);
+//	POP(c);
+//	return r;
+//}
 //static int dsb_stream_destroy(dsb_cuda *c, CUstream s) { PUSH(c); CUresult r = c->cu->cuStreamDestroy(s); POP(c); return r; }
 //static int dsb_sync(dsb_cuda *c, CUstream s) { PUSH(c); CUresult r = c->cu->cuStreamSynchronize(s); POP(c); return r; }
 //static int dsb_module(dsb_cuda *c, const void *image, CUmodule *m) { PUSH(c); CUresult r = c->cu->cuModuleLoadData(m, image); POP(c); return r; }
@@ -248,6 +259,19 @@ func (g *CUDA) CopyToDevice(dst DevicePtr, src []byte) error {
 func (g *CUDA) NewStream() (Stream, error) {
 	var s C.CUstream
 	if err := cudaErr(g.c, "cuStreamCreate", C.dsb_stream(g.c, &s)); err != nil {
+		return nil, err
+	}
+	return Stream(unsafe.Pointer(s)), nil
+}
+
+// NewUrgentStream creates a non-blocking stream of the highest priority
+// the device offers: its kernels are scheduled ahead of those of ordinary
+// streams, so small latency-bound work (a decoder's frames) is not queued
+// behind an engine's large kernels. Where the driver has no priorities it
+// is an ordinary stream.
+func (g *CUDA) NewUrgentStream() (Stream, error) {
+	var s C.CUstream
+	if err := cudaErr(g.c, "cuStreamCreateWithPriority", C.dsb_stream_urgent(g.c, &s)); err != nil {
 		return nil, err
 	}
 	return Stream(unsafe.Pointer(s)), nil

@@ -81,8 +81,12 @@ func (s *gpuSession) drop() {
 	}
 }
 
+// session makes a decode session. Its stream is urgent: a frame's
+// post-processing and letterbox are short kernels that a session waits for
+// before decoding on, and behind the engine's kernels they would hold the
+// decoder idle.
 func (g *gpuDecode) session() (*gpuSession, error) {
-	s, err := g.cuda.NewStream()
+	s, err := g.cuda.NewUrgentStream()
 	if err != nil {
 		return nil, err
 	}

@@ -30,6 +30,8 @@ type pipeline struct {
 	// slots are device tensors frames are letterboxed into when the
 	// engine reads GPU memory (nil otherwise): frames then stay on the GPU.
 	slots chan gpu.DevicePtr
+	clock *StageClock // this worker's stage times
+	start time.Time   // the run's start
 }
 
 // video is the state of one video travelling through the pipeline.
@@ -65,7 +67,12 @@ type batch struct {
 }
 
 func (p *pipeline) run(ctx context.Context) error {
+	p.clock.startNanos.Store(since(p.start))
+	p.clock.sessions.Store(int64(p.opts.DecodeSessions))
+	defer func() { p.clock.endNanos.Store(since(p.start)) }()
+	t0 := time.Now()
 	engine, err := p.opts.NewEngine(p.worker)
+	p.clock.engineBuilds.Add(since(t0))
 	if err != nil {
 		return fmt.Errorf("worker %d: %w", p.worker.ID, err)
 	}
@@ -207,10 +214,13 @@ func (p *pipeline) decodeNVDEC(ctx context.Context, v *video, frames chan<- *ite
 	defer func() { v.stats = d.Stats() }()
 	var f decode.GPUFrame
 	sent := 0
+	c := p.clock
 	for {
 		t0 := time.Now()
 		err := d.Next(ctx, &f)
+		busy := since(t0)
 		if errors.Is(err, io.EOF) {
+			c.DecodeBusy.Add(busy)
 			return sent, nil
 		}
 		if err != nil {
@@ -218,28 +228,38 @@ func (p *pipeline) decodeNVDEC(ctx context.Context, v *video, frames chan<- *ite
 			return sent, err
 		}
 		it := &item{v: v, index: f.Index, pts: f.PTS}
+		t1 := time.Now()
 		if p.slots != nil {
 			if it.slot, _, err = recv(ctx, p.slots); err != nil {
 				return sent, err
 			}
+			t2 := time.Now()
+			c.DecodeStall.Add(int64(t2.Sub(t1)))
 			if it.lb, err = sess.letterboxDevice(&f, it.slot); err != nil {
 				p.slots <- it.slot // never blocks: the slot came from this list
 			}
+			busy += since(t2)
 		} else {
 			if it.tensor, _, err = recv(ctx, tensors); err != nil {
 				return sent, err
 			}
+			t2 := time.Now()
+			c.DecodeStall.Add(int64(t2.Sub(t1)))
 			if it.lb, err = sess.letterbox(&f, it.tensor); err != nil {
 				tensors <- it.tensor // never blocks: the tensor came from this list
 			}
+			busy += since(t2)
 		}
 		if err != nil {
 			return sent, err
 		}
-		p.opts.Counters.DecodeNanos.Add(int64(time.Since(t0)))
+		c.DecodeBusy.Add(busy)
+		p.opts.Counters.DecodeNanos.Add(busy)
+		t3 := time.Now()
 		if err := send(ctx, frames, it); err != nil {
 			return sent, err
 		}
+		c.DecodeBlock.Add(since(t3))
 		sent++
 	}
 }
@@ -256,27 +276,37 @@ func (p *pipeline) decodeCPU(ctx context.Context, v *video, frames chan<- *item,
 	}
 	defer func() { v.stats = d.Stats(); d.Close() }()
 	var f decode.Frame
+	c := p.clock
 	for {
 		t0 := time.Now()
 		err := d.Next(ctx, &f)
+		busy := since(t0)
 		if errors.Is(err, io.EOF) {
+			c.DecodeBusy.Add(busy)
 			return nil
 		}
 		if err != nil {
 			return err
 		}
+		t1 := time.Now()
 		t, ok, err := recv(ctx, tensors)
 		if err != nil || !ok {
 			return err
 		}
+		t0 = time.Now()
+		c.DecodeStall.Add(int64(t0.Sub(t1)))
 		py, pu, pv := f.Planes()
 		lb := infer.LetterboxYUV420(py, pu, pv, f.Width, f.Height, f.Rotation, t, s.InputW, s.InputH)
 		it := &item{v: v, index: f.Index, pts: f.PTS, lb: lb, tensor: t}
 		if p.slots != nil {
 			// The engine reads GPU memory: the tensor goes up to a slot.
+			busy += since(t0)
+			t1 := time.Now()
 			if it.slot, _, err = recv(ctx, p.slots); err != nil {
 				return err
 			}
+			t0 = time.Now()
+			c.DecodeStall.Add(int64(t0.Sub(t1)))
 			err = p.gpu.upload(it.slot, t)
 			tensors <- t // never blocks: the tensor came from this list
 			it.tensor = nil
@@ -285,10 +315,14 @@ func (p *pipeline) decodeCPU(ctx context.Context, v *video, frames chan<- *item,
 				return fmt.Errorf("frame upload: %w", err)
 			}
 		}
-		p.opts.Counters.DecodeNanos.Add(int64(time.Since(t0)))
+		busy += since(t0)
+		c.DecodeBusy.Add(busy)
+		p.opts.Counters.DecodeNanos.Add(busy)
+		t3 := time.Now()
 		if err := send(ctx, frames, it); err != nil {
 			return err
 		}
+		c.DecodeBlock.Add(since(t3))
 	}
 }
 
@@ -347,10 +381,18 @@ func (p *pipeline) inferLoop(ctx context.Context, e infer.Engine, batches <-chan
 	defer close(results)
 	l := p.opts.Layout
 	per := l.D1 * l.D2
+	c := p.clock
 	for {
+		t0 := time.Now()
 		b, ok, err := recv(ctx, batches)
 		if err != nil || !ok {
 			return err
+		}
+		c.InferIdle.Add(since(t0))
+		tb := time.Now()
+		if b.frames > 0 {
+			c.Batches.Add(1)
+			c.BatchFrames.Add(int64(b.frames))
 		}
 		if b.frames > 0 && b.slots != nil {
 			t0 := time.Now()
@@ -399,9 +441,14 @@ func (p *pipeline) inferLoop(ctx context.Context, e infer.Engine, batches <-chan
 			}
 			p.opts.Counters.InferNanos.Add(int64(time.Since(t0)))
 		}
+		if b.frames > 0 {
+			c.InferBusy.Add(since(tb))
+		}
+		t1 := time.Now()
 		if err := send(ctx, results, b); err != nil {
 			return err
 		}
+		c.InferBlock.Add(since(t1))
 	}
 }
 
@@ -416,12 +463,15 @@ func (p *pipeline) exportLoop(ctx context.Context, results <-chan *batch, buffer
 		}
 	}()
 	names := p.opts.Settings.Names
+	c := p.clock
 	for {
+		t1 := time.Now()
 		b, ok, err := recv(ctx, results)
 		if err != nil || !ok {
 			return err
 		}
 		t0 := time.Now()
+		c.ExportIdle.Add(int64(t0.Sub(t1)))
 		for _, it := range b.items {
 			v := it.v
 			if it.reset {
@@ -432,6 +482,7 @@ func (p *pipeline) exportLoop(ctx context.Context, results <-chan *batch, buffer
 				}
 				p.opts.Counters.FramesDone.Add(-v.rec.FramesInferred)
 				p.opts.Counters.WorkerFrames[p.index].Add(-v.rec.FramesInferred)
+				c.frames.Add(-v.rec.FramesInferred)
 				p.opts.Counters.Detections.Add(-v.rec.Detections)
 				v.rec.FramesInferred, v.rec.Detections = 0, 0
 				continue
@@ -453,6 +504,7 @@ func (p *pipeline) exportLoop(ctx context.Context, results <-chan *batch, buffer
 				continue
 			}
 			v.rec.FramesInferred++
+			c.frames.Add(1)
 			p.opts.Counters.FramesDone.Add(1)
 			p.opts.Counters.WorkerFrames[p.index].Add(1)
 			ids, vt := p.trackIDs(trackers, v, it.dets)
@@ -469,7 +521,12 @@ func (p *pipeline) exportLoop(ctx context.Context, results <-chan *batch, buffer
 			v.rec.Detections += int64(len(it.dets))
 			p.opts.Counters.Detections.Add(int64(len(it.dets)))
 		}
-		p.opts.Counters.ExportNanos.Add(int64(time.Since(t0)))
+		p.opts.Counters.ExportNanos.Add(since(t0))
+		c.ExportBusy.Add(since(t0))
+		if b.frames > 0 {
+			c.firstBatch(p.start)
+			p.opts.Counters.firstBatch(p.start)
+		}
 		if b.buf != nil {
 			buffers <- b.buf // never blocks: the buffer came from this list
 		}

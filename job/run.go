@@ -107,8 +107,20 @@ type Counters struct {
 	InferNanos    atomic.Int64 // engine and post-processing
 	ExportNanos   atomic.Int64 // Parquet writing
 	WorkerFrames  []atomic.Int64
+	// Clocks say where each worker's time goes (Summary.Profile).
+	Clocks []StageClock
 	// GPU reports the load of the run\'s GPUs (nil without GPU workers).
 	GPU *gpu.Sampler
+
+	firstNanos  atomic.Int64 // the first batch exported, since the run's start
+	firstFrames atomic.Int64 // frames exported by then
+}
+
+// firstBatch records the end of the run's first exported batch, once.
+func (c *Counters) firstBatch(runStart time.Time) {
+	if c.firstNanos.CompareAndSwap(0, since(runStart)) {
+		c.firstFrames.Store(c.FramesDone.Load())
+	}
 }
 
 // Failure is a video that failed, and why.
@@ -128,10 +140,15 @@ type Summary struct {
 	Wall        time.Duration `json:"-"`
 	WallSeconds float64       `json:"wall_seconds"`
 	FPS         float64       `json:"frames_per_second"`
-	PeakRSS     int64         `json:"peak_rss_bytes"`
-	Stages      StageTimes    `json:"stage_seconds"`
-	GPUs        []gpu.Load    `json:"gpus,omitempty"`
-	Interrupted bool          `json:"interrupted"`
+	// FirstBatchSeconds is when the first batch was written (engines
+	// built, first frames decoded); SteadyFPS is the pace after it.
+	FirstBatchSeconds float64         `json:"first_batch_seconds"`
+	SteadyFPS         float64         `json:"steady_frames_per_second"`
+	Profile           []WorkerProfile `json:"profile"`
+	PeakRSS           int64           `json:"peak_rss_bytes"`
+	Stages            StageTimes      `json:"stage_seconds"`
+	GPUs              []gpu.Load      `json:"gpus,omitempty"`
+	Interrupted       bool            `json:"interrupted"`
 }
 
 // StageTimes are seconds spent in each stage, summed over goroutines.
@@ -195,6 +212,7 @@ func Run(ctx context.Context, plan *Plan, videos []Video, opts RunOptions) (*Sum
 	sum := &Summary{Videos: len(videos)}
 	c := opts.Counters
 	c.WorkerFrames = make([]atomic.Int64, len(plan.Workers))
+	c.Clocks = make([]StageClock, len(plan.Workers))
 
 	// Files that failed probing are recorded as failed straight away.
 	for _, s := range plan.Skipped {
@@ -241,6 +259,7 @@ func Run(ctx context.Context, plan *Plan, videos []Video, opts RunOptions) (*Sum
 	for i, w := range plan.Workers {
 		p := &pipeline{
 			worker: w.Worker, index: i, opts: &opts, out: out, work: work, byPath: byPath,
+			clock: &c.Clocks[i], start: start,
 			finish: func(rec export.Video) error {
 				mu.Lock()
 				defer mu.Unlock()
@@ -277,6 +296,15 @@ func Run(ctx context.Context, plan *Plan, videos []Video, opts RunOptions) (*Sum
 	sum.WallSeconds = sum.Wall.Seconds()
 	if sum.WallSeconds > 0 {
 		sum.FPS = float64(sum.Frames) / sum.WallSeconds
+	}
+	if first := c.firstNanos.Load(); first > 0 {
+		sum.FirstBatchSeconds = seconds(first)
+		if d := sum.WallSeconds - sum.FirstBatchSeconds; d > 0 {
+			sum.SteadyFPS = float64(c.FramesDone.Load()-c.firstFrames.Load()) / d
+		}
+	}
+	for i, w := range plan.Workers {
+		sum.Profile = append(sum.Profile, c.Clocks[i].profile(w.Worker, i))
 	}
 	sum.PeakRSS = peakRSS()
 	sum.Stages = StageTimes{

@@ -153,6 +153,7 @@ func TestRunEndToEnd(t *testing.T) {
 	if sum.Done != 5 || len(sum.Failed) != 2 || sum.Frames != 50+20+50+20+30 {
 		t.Fatalf("summary %+v", sum)
 	}
+	checkProfile(t, sum, 2, 2)
 	db := openDuck(t)
 	det := filepath.Join(out, "detections", "*.parquet")
 	// Two detections per frame: anchor 0 (person) and anchor 2 (car).
@@ -377,5 +378,43 @@ func TestWorkQueueSteals(t *testing.T) {
 	want := "[1:b1 1:a3 0:a1 1:- 0:a2 0:-]"
 	if fmt.Sprint(got) != want {
 		t.Errorf("got %v, want %s", got, want)
+	}
+}
+
+// checkProfile checks that the summary's profile accounts for the run: one
+// entry per worker, frames adding up, times within the wall time.
+func checkProfile(t *testing.T, sum *Summary, workers, sessions int) {
+	t.Helper()
+	if len(sum.Profile) != workers {
+		t.Fatalf("%d worker profiles, want %d", len(sum.Profile), workers)
+	}
+	if sum.FirstBatchSeconds <= 0 || sum.FirstBatchSeconds > sum.WallSeconds || sum.SteadyFPS <= 0 {
+		t.Errorf("first batch at %.3fs of %.3fs, then %.1f frames/s", sum.FirstBatchSeconds, sum.WallSeconds, sum.SteadyFPS)
+	}
+	var frames int64
+	for _, p := range sum.Profile {
+		frames += p.Frames
+		wall := p.EndSeconds - p.StartSeconds
+		if wall <= 0 || p.EndSeconds > sum.WallSeconds {
+			t.Errorf("worker %d: from %.3fs to %.3fs of a %.3fs run", p.Worker, p.StartSeconds, p.EndSeconds, sum.WallSeconds)
+		}
+		if p.Frames > 0 && (p.FirstBatchSeconds < p.StartSeconds || p.FirstBatchSeconds > p.EndSeconds || p.MeanBatch <= 0 || p.MeanBatch > 5) {
+			t.Errorf("worker %d: first batch at %.3fs, mean batch %.2f", p.Worker, p.FirstBatchSeconds, p.MeanBatch)
+		}
+		if p.Decode.Goroutines != sessions || p.Infer.Goroutines != 1 || p.Export.Goroutines != 1 {
+			t.Errorf("worker %d: goroutines %d/%d/%d", p.Worker, p.Decode.Goroutines, p.Infer.Goroutines, p.Export.Goroutines)
+		}
+		for name, s := range map[string]StageProfile{"decode": p.Decode, "infer": p.Infer, "export": p.Export} {
+			// Busy and waiting never exceed the time the stage's goroutines had.
+			if s.Busy <= 0 || s.BusyShare <= 0 || s.Busy+s.WaitInput+s.WaitOutput > wall*float64(s.Goroutines)*1.01 {
+				t.Errorf("worker %d %s: %+v over %.3fs", p.Worker, name, s, wall)
+			}
+		}
+		if p.Bound != "decode" && p.Bound != "inference" && p.Bound != "export" {
+			t.Errorf("worker %d: bound %q", p.Worker, p.Bound)
+		}
+	}
+	if frames != sum.Frames {
+		t.Errorf("profiles count %d frames, the summary %d", frames, sum.Frames)
 	}
 }

@@ -46,6 +46,7 @@ func runCommand() *cli.Command {
 		&cli.IntFlag{Name: "cpu-workers", Value: 1, Usage: "CPU workers when no GPU is used"},
 		&cli.BoolFlag{Name: "force", Usage: "discard results in --out made with other settings"},
 		&cli.DurationFlag{Name: "log-every", Value: 10e9, Usage: "progress line interval when not on a terminal"},
+		&cli.BoolFlag{Name: "profile", Usage: "print where each worker's time went, stage by stage (always in run.json)"},
 	)
 	return &cli.Command{
 		Name:      "run",
@@ -224,6 +225,9 @@ func runRun(c *cli.Context) error {
 	stop()
 	if sum != nil {
 		writeRunSummary(c.App.Writer, sum, opts.Out)
+		if c.Bool("profile") {
+			writeProfile(c.App.Writer, sum.Profile)
+		}
 	}
 	if err != nil {
 		return err
@@ -276,6 +280,9 @@ func runMeta(c *cli.Context, m *infer.Model, sha, lib, engine string) map[string
 func writeRunSummary(w io.Writer, s *job.Summary, out string) {
 	fmt.Fprintf(w, "videos: %d done, %d failed, %d already done (of %d)\n", s.Done, len(s.Failed), s.Skipped, s.Videos)
 	fmt.Fprintf(w, "frames: %d inferred in %.1fs (%.1f frames/s), %d detections\n", s.Frames, s.WallSeconds, s.FPS, s.Detections)
+	if s.SteadyFPS > 0 {
+		fmt.Fprintf(w, "pace: first batch written after %.1fs, then %.1f frames/s\n", s.FirstBatchSeconds, s.SteadyFPS)
+	}
 	busy := s.Stages.Decode + s.Stages.Infer + s.Stages.Export
 	if busy > 0 {
 		fmt.Fprintf(w, "stage time: decode+letterbox %.1fs (%.0f%%), inference %.1fs (%.0f%%), export %.1fs (%.0f%%)\n",
@@ -288,5 +295,25 @@ func writeRunSummary(w io.Writer, s *job.Summary, out string) {
 	fmt.Fprintf(w, "peak memory: %s; results in %s\n", bytesIEC(s.PeakRSS), out)
 	for _, f := range s.Failed {
 		fmt.Fprintf(w, "failed: %s\n", oneLine(f.Error))
+	}
+}
+
+// writeProfile prints, per worker, the share of its time each stage was
+// busy and how long it waited on its neighbours, so a user sees what bounds
+// the run.
+func writeProfile(w io.Writer, ps []job.WorkerProfile) {
+	for _, p := range ps {
+		fmt.Fprintf(w, "worker %d, %s: %d frames, %s-bound; engine built in %.2fs, first batch at %.1fs, then %.1f frames/s (mean batch %.1f)\n",
+			p.Worker, p.Device, p.Frames, p.Bound, p.EngineSeconds, p.FirstBatchSeconds, p.SteadyFPS, p.MeanBatch)
+		stage := func(name string, s job.StageProfile, in, out string) {
+			fmt.Fprintf(w, "  %-9s busy %3.0f%% of %d×%.1fs; waited %.1fs for %s", name, 100*s.BusyShare, s.Goroutines, p.EndSeconds-p.StartSeconds, s.WaitInput, in)
+			if out != "" {
+				fmt.Fprintf(w, ", %.1fs for %s", s.WaitOutput, out)
+			}
+			fmt.Fprintln(w)
+		}
+		stage("decode", p.Decode, "free frame buffers", "the batcher")
+		stage("inference", p.Infer, "batches", "the exporter")
+		stage("export", p.Export, "results", "")
 	}
 }
