@@ -117,30 +117,45 @@ func (s *gpuSession) letterboxDevice(f *decode.GPUFrame, dst gpu.DevicePtr) (inf
 	return lb, nil
 }
 
-// slots allocates n device tensors of size bytes, as a free list.
-func (g *gpuDecode) slots(n, size int) (chan gpu.DevicePtr, error) {
-	ch := make(chan gpu.DevicePtr, n)
-	for i := 0; i < n; i++ {
-		p, err := g.cuda.Alloc(size)
-		if err != nil {
-			g.freeSlots(ch)
-			return nil, fmt.Errorf("frame slots: %w", err)
-		}
-		ch <- p
-	}
-	return ch, nil
+// slotPool is the device tensors frames are letterboxed into, carved from
+// one allocation and handed out through a free list.
+type slotPool struct {
+	base gpu.DevicePtr
+	n    int
+	free chan gpu.DevicePtr
 }
 
-// freeSlots frees the slots in the list, which must hold all of them.
-func (g *gpuDecode) freeSlots(ch chan gpu.DevicePtr) {
+// slots allocates up to want device tensors of size bytes, at least least:
+// when the GPU cannot hold want (another process may use it), it tries
+// half as many, down to least.
+func (g *gpuDecode) slots(least, want, size int) (*slotPool, error) {
+	want = max(want, least)
 	for {
-		select {
-		case p := <-ch:
-			g.cuda.Free(p)
-		default:
-			return
+		base, err := g.cuda.Alloc(want * size)
+		if err == nil {
+			p := &slotPool{base: base, n: want, free: make(chan gpu.DevicePtr, want)}
+			for i := 0; i < want; i++ {
+				p.free <- base + gpu.DevicePtr(i*size)
+			}
+			return p, nil
 		}
+		if want == least {
+			return nil, fmt.Errorf("%d frame slots of %d bytes: %w", want, size, err)
+		}
+		want = max(want/2, least)
 	}
+}
+
+// freeSlots frees the pool's memory, once no frame is in use.
+func (g *gpuDecode) freeSlots(p *slotPool) { g.cuda.Free(p.base) }
+
+// autoSlots is how many frames of size bytes a GPU worker keeps between
+// decoding and inference when the user does not say: a quarter of the
+// GPU's memory, at most 16 GiB, so that decoding runs on while the engine
+// builds and while it is busy.
+func autoSlots(memTotal uint64, size int) int {
+	budget := min(memTotal/4, 16<<30)
+	return int(budget / uint64(size))
 }
 
 // upload copies a letterboxed tensor from the host into a device slot.

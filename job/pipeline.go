@@ -70,13 +70,6 @@ func (p *pipeline) run(ctx context.Context) error {
 	p.clock.startNanos.Store(since(p.start))
 	p.clock.sessions.Store(int64(p.opts.DecodeSessions))
 	defer func() { p.clock.endNanos.Store(since(p.start)) }()
-	t0 := time.Now()
-	engine, err := p.opts.NewEngine(p.worker)
-	p.clock.engineBuilds.Add(since(t0))
-	if err != nil {
-		return fmt.Errorf("worker %d: %w", p.worker.ID, err)
-	}
-	defer engine.Close()
 	if p.worker.Kind == "gpu" {
 		dev, err := openGPUDecode(p.worker, p.opts)
 		if err != nil {
@@ -91,17 +84,23 @@ func (p *pipeline) run(ctx context.Context) error {
 	bsz := p.opts.Batch
 	// Frame tensors and batch buffers circulate through free lists, which
 	// bound the memory in flight whatever the archive's size. With an
-	// engine that reads GPU memory, frames live in device slots instead
-	// and host tensors serve only files the CPU decodes.
-	nt, nb := 2*bsz+p.opts.DecodeSessions, 2
-	if _, ok := engine.(infer.DeviceEngine); ok && p.gpu != nil {
-		slots, err := p.gpu.slots(2*bsz+p.opts.DecodeSessions, 4*size)
+	// engine that reads GPU memory, frames live in device slots instead,
+	// as many as GPUFrames allows, and host tensors serve only files the
+	// CPU decodes.
+	nt, nb, queued := 2*bsz+p.opts.DecodeSessions, 2, 1
+	if p.opts.DeviceFrames && p.gpu != nil {
+		least := 2*bsz + p.opts.DecodeSessions
+		want := p.opts.GPUFrames
+		if want <= 0 {
+			want = autoSlots(p.worker.GPU.MemoryTotal, 4*size)
+		}
+		slots, err := p.gpu.slots(least, want, 4*size)
 		if err != nil {
 			return fmt.Errorf("worker %d: %w", p.worker.ID, err)
 		}
 		defer p.gpu.freeSlots(slots)
-		p.slots = slots
-		nt, nb = p.opts.DecodeSessions, 0
+		p.slots = slots.free
+		nt, nb, queued = p.opts.DecodeSessions, 0, max(1, slots.n/bsz)
 	}
 	tensors := make(chan []float32, nt)
 	for i := 0; i < cap(tensors); i++ {
@@ -112,7 +111,9 @@ func (p *pipeline) run(ctx context.Context) error {
 		buffers <- make([]float32, bsz*size)
 	}
 	frames := make(chan *item, bsz)
-	batches := make(chan *batch, 1)
+	// Full batches wait here for the engine: as many as the slots hold, so
+	// decoding goes on while the engine builds.
+	batches := make(chan *batch, queued)
 	results := make(chan *batch, 1)
 
 	g, ctx := errgroup.WithContext(ctx)
@@ -126,7 +127,20 @@ func (p *pipeline) run(ctx context.Context) error {
 		return err
 	})
 	g.Go(func() error { return p.batchLoop(ctx, frames, batches, tensors, buffers, size) })
-	g.Go(func() error { return p.inferLoop(ctx, engine, batches, results) })
+	g.Go(func() error {
+		// The engine builds while the first frames decode.
+		t0 := time.Now()
+		engine, err := p.opts.NewEngine(p.worker)
+		p.clock.engineBuilds.Add(since(t0))
+		if err != nil {
+			return fmt.Errorf("worker %d: %w", p.worker.ID, err)
+		}
+		defer engine.Close()
+		if _, ok := engine.(infer.DeviceEngine); p.slots != nil && !ok {
+			return fmt.Errorf("worker %d: engine %s does not read frames in GPU memory", p.worker.ID, engine.Name())
+		}
+		return p.inferLoop(ctx, engine, batches, results)
+	})
 	g.Go(func() error { return p.exportLoop(ctx, results, buffers) })
 	return g.Wait()
 }

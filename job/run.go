@@ -76,6 +76,15 @@ type RunOptions struct {
 	// NewEngine opens an inference engine for a worker; it is called once
 	// per worker and the engine closed when the worker ends.
 	NewEngine func(w Worker) (infer.Engine, error)
+	// DeviceFrames says that NewEngine gives GPU workers an engine that
+	// reads frames in GPU memory (infer.DeviceEngine): their frames then
+	// stay on the GPU from decoder to engine.
+	DeviceFrames bool
+	// GPUFrames is how many frames a GPU worker with DeviceFrames holds in
+	// GPU memory between decoding and inference (0: a quarter of the GPU's
+	// memory, at most 16 GiB; never fewer than two batches and one frame
+	// per decode session).
+	GPUFrames int
 	Batch     int
 	// DecodeSessions is the number of videos each worker decodes at once.
 	DecodeSessions int
