@@ -7,8 +7,10 @@
 # usage: bench/e2e.sh DSBATCH MODEL NVDEC_CEILING CLIPDIR
 #   CLIPDIR holds 1080p-h264.mp4, 1080p.h264, 1080p-hevc.mp4, 1080p.hevc
 #   (go run ./internal/mkmedia -gpu-bench CLIPDIR writes them). The run's
-#   folder holds COPIES (default 96: 12.8 minutes of video) of each MP4,
-#   as separate files; RUN_FLAGS are added to `dsbatch run`. Set
+#   folder holds COPIES (default 200: 26.7 minutes of video) of each MP4,
+#   as separate files (hard links); RUN_FLAGS are added to `dsbatch run`.
+#   `run` uses GPU 0; on a machine with more GPUs it runs again with
+#   --gpus all and reports the speed-up. Set
 #   DSBATCH_ORT_LIB where bin/dsbatch has no ONNX Runtime beside it. The
 #   PyTorch pipeline reads the first 24 files.
 # Optional: TORCH_PIPELINE="python3 bench/torch_pipeline.py torch_baseline.py"
@@ -18,7 +20,8 @@ dsbatch=${1:?dsbatch binary}
 model=${2:?ONNX model}
 ceiling=${3:?nvdec_ceiling binary}
 clips=${4:?folder of clips}
-copies=${COPIES:-96}
+copies=${COPIES:-200}
+ngpus=$(nvidia-smi --query-gpu=index --format=csv,noheader | wc -l)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 rows=()
@@ -30,9 +33,10 @@ engine=$("$dsbatch" bench infer --model "$model" --batch 64 --duration 5s | tee 
 rows+=("engine (YOLOv8n arch, 640, batch 64, with device post-processing): ${engine} img/s")
 for codec in h264 hevc; do
   mkdir -p "$work/$codec"
-  for i in $(seq -w 1 "$copies"); do cp "$clips/1080p-$codec.mp4" "$work/$codec/clip$i.mp4"; done
+  cp "$clips/1080p-$codec.mp4" "$work/clip-$codec.mp4"
+  for i in $(seq -w 1 "$copies"); do ln "$work/clip-$codec.mp4" "$work/$codec/clip$i.mp4"; done
   ceil=$("$ceiling" "$clips/1080p.$codec" "$codec" 14 6 | tee /dev/stderr | field fps)
-  "$dsbatch" run --model "$model" --out "$work/out-$codec" --engine gpu --no-cache --log-every 1h --profile ${RUN_FLAGS:-} "$work/$codec" > "$work/run-$codec.txt" 2>&1
+  "$dsbatch" run --model "$model" --out "$work/out-$codec" --engine gpu --gpus 0 --no-cache --log-every 1h --profile ${RUN_FLAGS:-} "$work/$codec" > "$work/run-$codec.txt" 2>&1
   cat "$work/run-$codec.txt" >&2
   rss=$(sed -n 's/^peak memory: \([^;]*\);.*/\1/p' "$work/run-$codec.txt")
   fps=$(grep '^frames:' "$work/run-$codec.txt" | sed -n 's/.*(\([0-9.]*\) frames\/s).*/\1/p')
@@ -40,6 +44,13 @@ for codec in h264 hevc; do
   bound=$(minf "$ceil" "$engine")
   rows+=("$codec: $copies files x 8 s 1080p; nvdec_ceiling ${ceil} frames/s; dsbatch run ${fps} frames/s = $(pct "$fps" "$bound")% of min(ceiling, engine), after the first batch ${steady} frames/s = $(pct "$steady" "$bound")%; peak RSS $rss")
   grep -E '^stage time|^gpu |^pace|^worker|^  ' "$work/run-$codec.txt" | sed "s/^/$codec   /" >> "$work/stages"
+  if [ "$ngpus" -gt 1 ]; then
+    "$dsbatch" run --model "$model" --out "$work/all-$codec" --engine gpu --gpus all --no-cache --log-every 1h --profile ${RUN_FLAGS:-} "$work/$codec" > "$work/all-$codec.txt" 2>&1
+    cat "$work/all-$codec.txt" >&2
+    all=$(grep '^frames:' "$work/all-$codec.txt" | sed -n 's/.*(\([0-9.]*\) frames\/s).*/\1/p')
+    rows+=("$codec: $ngpus GPUs ${all} frames/s = $(awk -v a="$all" -v b="$fps" 'BEGIN { if (b > 0) printf "%.2f", a / b }')x one GPU")
+    grep -E '^stage time|^gpu |^pace|^worker|^  ' "$work/all-$codec.txt" | sed "s/^/$codec x$ngpus   /" >> "$work/stages"
+  fi
   if [ -n "${TORCH_PIPELINE:-}" ]; then
     t=$($TORCH_PIPELINE "$work/$codec" 24 | tee /dev/stderr | field fps)
     rows+=("$codec: PyTorch pipeline with CPU decoding ${t} frames/s; dsbatch $(awk -v a="$fps" -v b="$t" 'BEGIN { if (b > 0) printf "%.1f", a / b }')x")

@@ -25,7 +25,7 @@ func runCommand() *cli.Command {
 		&cli.StringFlag{Name: "config", Usage: "YAML file of settings (keys are flag names); flags override it"},
 		&cli.StringFlag{Name: "model", Aliases: []string{"m"}, Usage: "ONNX detector (YOLOv5/v8/v9/v10/v11 layouts)"},
 		&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "output folder"},
-		&cli.StringFlag{Name: "batch", Value: "auto", Usage: "images per inference batch, or auto (GPU engine: the largest of 8 to 64 that fits the GPU's memory; ONNX Runtime: 8)"},
+		&cli.StringFlag{Name: "batch", Value: "auto", Usage: "images per inference batch, or auto (GPU engine: the largest of 8 to 128 that fits a quarter of the GPU's memory; ONNX Runtime: 8)"},
 		&cli.IntFlag{Name: "stride", Value: 1, Usage: "infer every Nth decoded frame"},
 		&cli.Float64Flag{Name: "fps", Usage: "infer at most this many frames per second of video (0: all)"},
 		&cli.Float64Flag{Name: "conf", Value: 0.25, Usage: "minimum detection score"},
