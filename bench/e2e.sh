@@ -9,8 +9,10 @@
 #   (go run ./internal/mkmedia -gpu-bench CLIPDIR writes them). The run's
 #   folder holds COPIES (default 200: 26.7 minutes of video) of each MP4,
 #   as separate files (hard links); RUN_FLAGS are added to `dsbatch run`.
-#   `run` uses GPU 0; on a machine with more GPUs it runs again with
-#   --gpus all and reports the speed-up. Set
+#   `run` uses one GPU (--gpus 1); on a machine with more GPUs it runs again with
+#   --gpus all and reports the speed-up. BATCH (default 128, what
+#   --batch auto picks on an H100) is the batch of the engine benchmark and
+#   of the runs; the benchmark also warms the convolution cache. Set
 #   DSBATCH_ORT_LIB where bin/dsbatch has no ONNX Runtime beside it. The
 #   PyTorch pipeline reads the first 24 files.
 # Optional: TORCH_PIPELINE="python3 bench/torch_pipeline.py torch_baseline.py"
@@ -29,14 +31,15 @@ field() { sed -n "s/.*$1[=:] *\([0-9.]*\).*/\1/p" | head -n1; }
 pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.0f", 100 * a / b }'; }
 minf() { awk -v a="$1" -v b="$2" 'BEGIN { print (a < b ? a : b) }'; }
 
-engine=$("$dsbatch" bench infer --model "$model" --batch 64 --duration 5s | tee /dev/stderr | sed -n 's/^detect: batch 64, \([0-9]*\) img\/s/\1/p')
-rows+=("engine (YOLOv8n arch, 640, batch 64, with device post-processing): ${engine} img/s")
+batch=${BATCH:-128}
+engine=$("$dsbatch" bench infer --model "$model" --batch "$batch" --duration 5s | tee /dev/stderr | sed -n "s/^detect: batch $batch, \([0-9]*\) img\/s/\1/p")
+rows+=("engine (YOLOv8n arch, 640, batch $batch, with device post-processing): ${engine} img/s")
 for codec in h264 hevc; do
   mkdir -p "$work/$codec"
   cp "$clips/1080p-$codec.mp4" "$work/clip-$codec.mp4"
   for i in $(seq -w 1 "$copies"); do ln "$work/clip-$codec.mp4" "$work/$codec/clip$i.mp4"; done
   ceil=$("$ceiling" "$clips/1080p.$codec" "$codec" 14 6 | tee /dev/stderr | field fps)
-  "$dsbatch" run --model "$model" --out "$work/out-$codec" --engine gpu --gpus 0 --no-cache --log-every 1h --profile ${RUN_FLAGS:-} "$work/$codec" > "$work/run-$codec.txt" 2>&1
+  "$dsbatch" run --model "$model" --out "$work/out-$codec" --engine gpu --batch "$batch" --gpus 1 --no-cache --log-every 1h --profile ${RUN_FLAGS:-} "$work/$codec" > "$work/run-$codec.txt" 2>&1
   cat "$work/run-$codec.txt" >&2
   rss=$(sed -n 's/^peak memory: \([^;]*\);.*/\1/p' "$work/run-$codec.txt")
   fps=$(grep '^frames:' "$work/run-$codec.txt" | sed -n 's/.*(\([0-9.]*\) frames\/s).*/\1/p')
@@ -45,7 +48,7 @@ for codec in h264 hevc; do
   rows+=("$codec: $copies files x 8 s 1080p; nvdec_ceiling ${ceil} frames/s; dsbatch run ${fps} frames/s = $(pct "$fps" "$bound")% of min(ceiling, engine), after the first batch ${steady} frames/s = $(pct "$steady" "$bound")%; peak RSS $rss")
   grep -E '^stage time|^gpu |^pace|^worker|^  ' "$work/run-$codec.txt" | sed "s/^/$codec   /" >> "$work/stages"
   if [ "$ngpus" -gt 1 ]; then
-    "$dsbatch" run --model "$model" --out "$work/all-$codec" --engine gpu --gpus all --no-cache --log-every 1h --profile ${RUN_FLAGS:-} "$work/$codec" > "$work/all-$codec.txt" 2>&1
+    "$dsbatch" run --model "$model" --out "$work/all-$codec" --engine gpu --batch "$batch" --gpus all --no-cache --log-every 1h --profile ${RUN_FLAGS:-} "$work/$codec" > "$work/all-$codec.txt" 2>&1
     cat "$work/all-$codec.txt" >&2
     all=$(grep '^frames:' "$work/all-$codec.txt" | sed -n 's/.*(\([0-9.]*\) frames\/s).*/\1/p')
     rows+=("$codec: $ngpus GPUs ${all} frames/s = $(awk -v a="$all" -v b="$fps" 'BEGIN { if (b > 0) printf "%.2f", a / b }')x one GPU")

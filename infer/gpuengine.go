@@ -607,7 +607,7 @@ func (e *GPUEngine) copyStep(p *gpuPlan, s graph.Step) error {
 				pd = d
 			}
 		}
-		if pd == r-1 && shape[pd] >= 32 && shape[r] >= 32 && (r == 1 || r == 2) {
+		if pd >= 0 && pd == r-1 && shape[pd] >= 32 && shape[r] >= 32 && (r == 1 || r == 2) {
 			// [B,] P, Q: a transpose.
 			b, xb, yb := 1, int64(0), int64(0)
 			if r == 2 {

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/dsbatch/dsbatch/gpu"
+	"github.com/dsbatch/dsbatch/infer"
 )
 
 // TestRunGPUWorkerMatchesCPU runs the same clips through a GPU worker (NVDEC
@@ -17,18 +18,7 @@ import (
 // rows, and files NVDEC refuses must fall back to the CPU with a note.
 // It skips on machines without a GPU; the device run proves it.
 func TestRunGPUWorkerMatchesCPU(t *testing.T) {
-	host, err := gpu.Open()
-	if errors.Is(err, gpu.ErrNoDriver) {
-		t.Skipf("no GPU: %v", err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	devs, err := host.Devices()
-	host.Close()
-	if err != nil || len(devs) == 0 {
-		t.Fatalf("devices: %v", err)
-	}
+	devs := gpuDevices(t)
 	h := newHarness(t)
 	files := mediaFiles(t, "h264.mp4", "h264-faststart.mp4", "hevc.mkv", "rotated.mp4", "vfr.mkv", "resize.ts", "vp9.webm", "mpeg4.avi")
 	videos, err := ProbeAll(context.Background(), files, ProbeOptions{Jobs: 2})
@@ -86,6 +76,86 @@ func TestRunGPUWorkerMatchesCPU(t *testing.T) {
 			t.Errorf("%s decoded by %s, want %s", path, dec, want)
 		}
 	}
+}
+
+// gpuDevices lists the machine's GPUs, skipping the test without one.
+func gpuDevices(t *testing.T) []gpu.Device {
+	host, err := gpu.Open()
+	if errors.Is(err, gpu.ErrNoDriver) {
+		t.Skipf("no GPU: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	devs, err := host.Devices()
+	host.Close()
+	if err != nil || len(devs) == 0 {
+		t.Fatalf("devices: %v", err)
+	}
+	return devs
+}
+
+// TestRunGPUEngineDeviceFrames runs clips through a GPU worker whose
+// engine reads frames in GPU memory (NVDEC, letterbox into slots, the GPU
+// engine, NMS on the device; files NVDEC refuses uploaded to slots) and
+// through a CPU worker on ONNX Runtime. The model is testModel's, with the
+// mean as a convolution: the same rows, boxes to 1e-3 px and scores to
+// 5e-3 (the GPU engine computes in fp16).
+func TestRunGPUEngineDeviceFrames(t *testing.T) {
+	devs := gpuDevices(t)
+	h := newHarness(t)
+	d := testDetector()
+	d.ConvMean = true
+	path := filepath.Join(t.TempDir(), "conv.onnx")
+	if err := d.Write(path); err != nil {
+		t.Fatal(err)
+	}
+	m, err := infer.ReadModel(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := mediaFiles(t, "h264.mp4", "hevc.mkv", "rotated.mp4", "vfr.mkv", "resize.ts", "vp9.webm", "mpeg4.avi")
+	videos, err := ProbeAll(context.Background(), files, ProbeOptions{Jobs: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cpuOut, gpuOut := t.TempDir(), t.TempDir()
+	if _, err := Run(context.Background(), MakePlan(videos, Workers(nil, 1), Shard{}), videos, h.options(cpuOut, 1)); err != nil {
+		t.Fatal(err)
+	}
+	opts := h.options(gpuOut, 1)
+	opts.DeviceFrames, opts.GPUFrames = true, 20 // two batches, a frame per session, a few more
+	opts.KernelCache = t.TempDir()
+	opts.NewEngine = func(w Worker) (infer.Engine, error) {
+		return infer.NewGPU(m, imgsz, imgsz, infer.GPUOptions{UUID: w.GPU.UUID, Batch: opts.Batch, CacheDir: opts.KernelCache})
+	}
+	sum, err := Run(context.Background(), MakePlan(videos, Workers(devs[:1], 0), Shard{}), videos, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Done != len(files) {
+		t.Fatalf("GPU run: %+v", sum)
+	}
+	db := openDuck(t)
+	a, b := filepath.Join(cpuOut, "detections", "*.parquet"), filepath.Join(gpuOut, "detections", "*.parquet")
+	total := queryInts(t, db, fmt.Sprintf("select count(*) from read_parquet('%s')", a))[0]
+	if n := queryInts(t, db, fmt.Sprintf("select count(*) from read_parquet('%s')", b))[0]; n != total || total == 0 {
+		t.Fatalf("CPU worker %d rows, GPU engine %d", total, n)
+	}
+	matched := queryInts(t, db, fmt.Sprintf(`select count(*) from read_parquet('%s') c join read_parquet('%s') g
+		using (video_id, frame_index, class_id)
+		where abs(c.score - g.score) < 5e-3 and abs(c.x1 - g.x1) < 1e-3 and abs(c.y1 - g.y1) < 1e-3
+		  and abs(c.x2 - g.x2) < 1e-3 and abs(c.y2 - g.y2) < 1e-3 and c.pts_seconds = g.pts_seconds`, a, b))[0]
+	worst := queryFloat(t, db, fmt.Sprintf(`select max(abs(c.score - g.score)) from read_parquet('%s') c join read_parquet('%s') g using (video_id, frame_index, class_id)`, a, b))
+	t.Logf("%d detections, %d matched, max |score CPU − GPU engine| = %g", total, matched, worst)
+	if matched != total {
+		t.Errorf("%d of %d detections match between the CPU worker and the GPU engine", matched, total)
+	}
+	decoders := queryInts(t, db, fmt.Sprintf(`select count(*) from read_parquet('%s') group by decoder order by decoder`, filepath.Join(gpuOut, "videos.parquet")))
+	if fmt.Sprint(decoders) != "[3 4]" { // cpu: resize.ts, vp9.webm, mpeg4.avi
+		t.Errorf("videos per decoder (cpu, nvdec) %v, want [3 4]", decoders)
+	}
+	checkProfile(t, sum, 1, 2)
 }
 
 func queryFloat(t *testing.T, db *sql.DB, q string) float64 {

@@ -27,6 +27,19 @@ const imgsz = 64
 // threshold); anchor 2 a class-1 box (0,0)-(64,64) scored 0.5.
 func testModel(t testing.TB) (string, *infer.Model) {
 	t.Helper()
+	path := filepath.Join(t.TempDir(), "det.onnx")
+	if err := testDetector().Write(path); err != nil {
+		t.Fatal(err)
+	}
+	m, err := infer.ReadModel(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path, m
+}
+
+// testDetector is testModel's detector.
+func testDetector() onnxtest.Detector {
 	n := 3
 	raw := make([]float32, 6*n)
 	k := make([]float32, 6*n)
@@ -41,15 +54,7 @@ func testModel(t testing.TB) (string, *infer.Model) {
 	for r, v := range []float32{32, 32, 64, 64, 0, 0.5} {
 		set(r, 2, v)
 	}
-	path := filepath.Join(t.TempDir(), "det.onnx")
-	if err := (onnxtest.Detector{Batch: 0, H: imgsz, W: imgsz, D1: 6, D2: n, Raw: raw, K: k, Names: []string{"person", "car"}}).Write(path); err != nil {
-		t.Fatal(err)
-	}
-	m, err := infer.ReadModel(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return path, m
+	return onnxtest.Detector{Batch: 0, H: imgsz, W: imgsz, D1: 6, D2: n, Raw: raw, K: k, Names: []string{"person", "car"}}
 }
 
 type harness struct {

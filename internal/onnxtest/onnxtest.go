@@ -29,6 +29,10 @@ type Detector struct {
 	Names []string
 	// Metadata holds further metadata_props.
 	Metadata map[string]string
+	// ConvMean computes the mean with an H×W convolution and a Reshape
+	// instead of ReduceMean, so that the GPU engine compiles the model
+	// (it needs H and W).
+	ConvMean bool
 }
 
 // Bytes returns the serialised ONNX model.
@@ -51,6 +55,9 @@ func (d Detector) Bytes() ([]byte, error) {
 		return &onnx.TypeProto{Value: &onnx.TypeProto_TensorType{TensorType: &onnx.TypeProto_Tensor{
 			ElemType: proto.Int32(int32(onnx.TensorProto_FLOAT)), Shape: &onnx.TensorShapeProto{Dim: dims}}}}
 	}
+	if d.ConvMean && (d.H <= 0 || d.W <= 0) {
+		return nil, fmt.Errorf("onnxtest: ConvMean needs a fixed H and W")
+	}
 	g := &onnx.GraphProto{
 		Name: proto.String("onnxtest"),
 		Node: []*onnx.NodeProto{
@@ -66,6 +73,16 @@ func (d Detector) Bytes() ([]byte, error) {
 		},
 		Input:  []*onnx.ValueInfoProto{{Name: proto.String("images"), Type: tensorType(dim(d.Batch, "batch"), dim(3, ""), dim(d.H, "height"), dim(d.W, "width"))}},
 		Output: []*onnx.ValueInfoProto{{Name: proto.String("output0"), Type: tensorType(dim(d.Batch, "batch"), dim(int64(d.D1), ""), dim(int64(d.D2), ""))}},
+	}
+	if d.ConvMean {
+		w := make([]float32, 3*d.H*d.W)
+		for i := range w {
+			w[i] = 1 / float32(len(w))
+		}
+		g.Node[0] = node("Conv", []string{"images", "meanw"}, []string{"mean4"}, intsAttr("kernel_shape", d.H, d.W))
+		g.Node[1] = node("Reshape", []string{"mean4", "shape3"}, []string{"mean3"})
+		g.Initializer = append(g.Initializer, floats("meanw", []int64{1, 3, d.H, d.W}, w),
+			&onnx.TensorProto{Name: proto.String("shape3"), DataType: proto.Int32(int32(onnx.TensorProto_INT64)), Dims: []int64{3}, Int64Data: []int64{-1, 1, 1}})
 	}
 	m := &onnx.ModelProto{
 		IrVersion:    proto.Int64(8),
