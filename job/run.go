@@ -155,9 +155,12 @@ type Summary struct {
 	SteadyFPS         float64         `json:"steady_frames_per_second"`
 	Profile           []WorkerProfile `json:"profile"`
 	PeakRSS           int64           `json:"peak_rss_bytes"`
-	Stages            StageTimes      `json:"stage_seconds"`
-	GPUs              []gpu.Load      `json:"gpus,omitempty"`
-	Interrupted       bool            `json:"interrupted"`
+	// CPUSeconds is the CPU time (user and system) the run took on the
+	// host, over all threads.
+	CPUSeconds  float64    `json:"cpu_seconds"`
+	Stages      StageTimes `json:"stage_seconds"`
+	GPUs        []gpu.Load `json:"gpus,omitempty"`
+	Interrupted bool       `json:"interrupted"`
 }
 
 // StageTimes are seconds spent in each stage, summed over goroutines.
@@ -187,7 +190,7 @@ func expectedFrames(v *Video, s Settings) int64 {
 // the run goes on; Run returns an error only when the run itself cannot go
 // on (output unwritable, engine broken, interrupted).
 func Run(ctx context.Context, plan *Plan, videos []Video, opts RunOptions) (*Summary, error) {
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuSeconds()
 	if opts.Mem == nil {
 		opts.Mem = memory.NewGoAllocator()
 	}
@@ -316,6 +319,7 @@ func Run(ctx context.Context, plan *Plan, videos []Video, opts RunOptions) (*Sum
 		sum.Profile = append(sum.Profile, c.Clocks[i].profile(w.Worker, i))
 	}
 	sum.PeakRSS = peakRSS()
+	sum.CPUSeconds = cpuSeconds() - cpu0
 	sum.Stages = StageTimes{
 		Decode: time.Duration(c.DecodeNanos.Load()).Seconds(),
 		Infer:  time.Duration(c.InferNanos.Load()).Seconds(),
@@ -366,6 +370,15 @@ func videoRecord(v *Video, id int64) export.Video {
 }
 
 // peakRSS returns the process's peak resident memory in bytes.
+// cpuSeconds is the process's user and system CPU time so far.
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
 func peakRSS() int64 {
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {

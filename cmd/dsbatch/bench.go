@@ -74,17 +74,11 @@ func runBenchDecode(c *cli.Context) error {
 			return err
 		}
 	}
-	if p := c.String("cpuprofile"); p != "" {
-		f, err := os.Create(p)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stop, err := startCPUProfile(c.String("cpuprofile"))
+	if err != nil {
+		return err
 	}
+	defer stop()
 	// Probe once, as dsbatch run does before decoding.
 	infos := make([]*decode.Info, len(files))
 	for i, f := range files {
@@ -244,4 +238,21 @@ func benchGPU(c *cli.Context) (gpu.Device, error) {
 		return gpu.Device{}, fmt.Errorf("--gpu %d: %d GPU(s)", i, len(devs))
 	}
 	return devs[c.Int("gpu")], nil
+}
+
+// startCPUProfile starts a Go CPU profile into path (nothing when path is
+// empty); stop ends it and closes the file.
+func startCPUProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }

@@ -48,6 +48,7 @@ func runCommand() *cli.Command {
 		&cli.BoolFlag{Name: "force", Usage: "discard results in --out made with other settings"},
 		&cli.DurationFlag{Name: "log-every", Value: 10e9, Usage: "progress line interval when not on a terminal"},
 		&cli.BoolFlag{Name: "profile", Usage: "print where each worker's time went, stage by stage (always in run.json)"},
+		&cli.StringFlag{Name: "cpuprofile", Usage: "write a Go CPU profile of the run to this file (go tool pprof reads it)"},
 	)
 	return &cli.Command{
 		Name:      "run",
@@ -223,9 +224,14 @@ func runRun(c *cli.Context) error {
 		GPUHost:        host,
 		Meta:           runMeta(c, model, sha, lib, engineName),
 	}
+	stopProfile, err := startCPUProfile(c.String("cpuprofile"))
+	if err != nil {
+		return err
+	}
 	stop := startProgress(c.App.ErrWriter, opts.Counters, len(workers), c.Duration("log-every"))
 	sum, err := job.Run(c.Context, plan, videos, opts)
 	stop()
+	stopProfile()
 	if sum != nil {
 		writeRunSummary(c.App.Writer, sum, opts.Out)
 		if c.Bool("profile") {
@@ -294,6 +300,9 @@ func writeRunSummary(w io.Writer, s *job.Summary, out string) {
 	for i, g := range s.GPUs {
 		fmt.Fprintf(w, "gpu %d: SM %.0f%% mean (max %d%%), NVDEC %.0f%% mean (max %d%%), memory used up to %s\n",
 			i, g.SMMean, g.SMMax, g.DecoderMean, g.DecoderMax, bytesIEC(int64(g.MemUsedMax)))
+	}
+	if s.WallSeconds > 0 {
+		fmt.Fprintf(w, "host CPU: %.1f of %d cores busy on average\n", s.CPUSeconds/s.WallSeconds, runtime.NumCPU())
 	}
 	fmt.Fprintf(w, "peak memory: %s; results in %s\n", bytesIEC(s.PeakRSS), out)
 	for _, f := range s.Failed {
