@@ -27,6 +27,7 @@ typedef struct {
 	CUresult (*memFreeHost)(void *);
 	CUresult (*streamCreatePrio)(CUstream *, unsigned int, int);
 	CUresult (*prioRange)(int *, int *);
+	CUresult (*memGetInfo)(size_t *, size_t *);
 } dsb_cuda;
 
 #define PUSH(c) CUresult r_; if ((r_ = (c)->cu->cuCtxPushCurrent((c)->ctx)) != 0) return (int)r_

@@ -38,6 +38,7 @@ package gpu
 //		c->memFreeHost = dlsym(c->lib, "cuMemFreeHost");
 //		c->streamCreatePrio = dlsym(c->lib, "cuStreamCreateWithPriority");
 //		c->prioRange = dlsym(c->lib, "cuCtxGetStreamPriorityRange");
+//		c->memGetInfo = dlsym(c->lib, "cuMemGetInfo_v2");
 //	}
 //	c->cu->cuDeviceGetAttribute(major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, c->dev);
 //	c->cu->cuDeviceGetAttribute(minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, c->dev);
@@ -73,6 +74,10 @@ package gpu
 //	if (!r) r = c->streamCreatePrio(s, CU_STREAM_NON_BLOCKING, greatest);
 //	POP(c);
 //	return r;
+//}
+//static int dsb_mem_info(dsb_cuda *c, size_t *free, size_t *total) {
+//	if (!c->memGetInfo) return 500; // CUDA_ERROR_NOT_FOUND
+//	PUSH(c); CUresult r = c->memGetInfo(free, total); POP(c); return r;
 //}
 //static int dsb_stream_destroy(dsb_cuda *c, CUstream s) { PUSH(c); CUresult r = c->cu->cuStreamDestroy(s); POP(c); return r; }
 //static int dsb_sync(dsb_cuda *c, CUstream s) { PUSH(c); CUresult r = c->cu->cuStreamSynchronize(s); POP(c); return r; }
@@ -141,8 +146,15 @@ func cudaErr(c *C.dsb_cuda, op string, r C.int) error {
 	if r == 0 {
 		return nil
 	}
+	if r == 2 { // CUDA_ERROR_OUT_OF_MEMORY
+		return fmt.Errorf("%s: %w (%s)", op, ErrOutOfMemory, C.GoString(C.dsb_cu_name(c, C.CUresult(r))))
+	}
 	return fmt.Errorf("%s: %s (%d)", op, C.GoString(C.dsb_cu_name(c, C.CUresult(r))), int(r))
 }
+
+// ErrOutOfMemory means the GPU had not the memory an allocation asked
+// for (CUDA_ERROR_OUT_OF_MEMORY, or cuDNN failing to allocate).
+var ErrOutOfMemory = errors.New("out of GPU memory")
 
 // ErrNoCUDA means the CUDA driver could not be loaded or has no such GPU.
 var ErrNoCUDA = errors.New("CUDA unavailable")
@@ -220,6 +232,15 @@ func (g *CUDA) Alloc(n int) (DevicePtr, error) {
 		return 0, err
 	}
 	return DevicePtr(p), nil
+}
+
+// MemInfo returns the GPU's free and total memory, in bytes.
+func (g *CUDA) MemInfo() (free, total uint64, err error) {
+	var f, t C.size_t
+	if err := cudaErr(g.c, "cuMemGetInfo", C.dsb_mem_info(g.c, &f, &t)); err != nil {
+		return 0, 0, err
+	}
+	return uint64(f), uint64(t), nil
 }
 
 // Free releases memory from Alloc.

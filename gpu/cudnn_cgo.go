@@ -163,7 +163,11 @@ func (d *CUDNN) err(op string, r C.int) error {
 	if r < 0 {
 		return fmt.Errorf("%s: step %d", op, int(r))
 	}
-	return fmt.Errorf("%s: %s", op, C.GoString(C.dsb_cudnn_err(d.d, r)))
+	msg := C.GoString(C.dsb_cudnn_err(d.d, r))
+	if strings.Contains(msg, "ALLOC") {
+		return fmt.Errorf("%s: %w (%s)", op, ErrOutOfMemory, msg)
+	}
+	return fmt.Errorf("%s: %s", op, msg)
 }
 
 // ConvShape is a 2-D convolution over NHWC fp16 tensors.

@@ -17,6 +17,13 @@ type Engine interface {
 	Close() error
 }
 
+// BatchLimit is implemented by engines that take at most MaxBatch images
+// per call, fewer than they were asked for (the GPU engine, when the batch
+// asked for did not fit in GPU memory).
+type BatchLimit interface {
+	MaxBatch() int
+}
+
 // DeviceEngine is an engine that reads its input from GPU memory: the GPU
 // pipeline letterboxes frames there and hands it their addresses, so that
 // images never cross to the host and only detections come back.

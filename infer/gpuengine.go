@@ -3,6 +3,7 @@ package infer
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/bits"
 	"os"
@@ -86,11 +87,29 @@ var engineKernels = []string{"copy_ff", "copy_hh", "copy_hf", "copy_fh", "copy_v
 
 // NewGPU compiles the model m for h×w inputs on the GPU o.UUID and
 // prepares its largest batch.
-func NewGPU(m *Model, h, w int, o GPUOptions) (_ *GPUEngine, err error) {
-	start := time.Now()
+//
+// When the GPU has not the memory for o.Batch images, NewGPU halves the
+// batch until the engine fits (MaxBatch says where it stopped) or one
+// image does not.
+func NewGPU(m *Model, h, w int, o GPUOptions) (*GPUEngine, error) {
 	if o.Batch <= 0 {
 		o.Batch = 1
 	}
+	for {
+		e, err := newGPU(m, h, w, o)
+		if err == nil || !errors.Is(err, gpu.ErrOutOfMemory) || o.Batch == 1 {
+			return e, err
+		}
+		o.Batch /= 2
+	}
+}
+
+// MaxBatch is the most images the engine takes per call: GPUOptions.Batch,
+// or less where that did not fit in GPU memory.
+func (e *GPUEngine) MaxBatch() int { return e.opts.Batch }
+
+func newGPU(m *Model, h, w int, o GPUOptions) (_ *GPUEngine, err error) {
+	start := time.Now()
 	if o.Workspace <= 0 {
 		o.Workspace = 256 << 20
 	}

@@ -292,3 +292,71 @@ func BenchmarkGPUEngine(b *testing.B) {
 		})
 	}
 }
+
+// TestGPUEngineBacksOffWhenOutOfMemory leaves 1.5 GiB of the GPU free and
+// asks for a batch whose buffers need more: NewGPU halves the batch until
+// the engine fits, and the engine it returns computes what ONNX Runtime
+// does.
+func TestGPUEngineBacksOffWhenOutOfMemory(t *testing.T) {
+	uuid := firstGPU(t)
+	m, err := ReadModel(onnxtest.WriteMiniYOLOv8(t, 7))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := gpu.OpenCUDA(uuid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	const left, asked = 1536 << 20, 1 << 15 // 32768 images need about 3.2 GiB
+	var hog []gpu.DevicePtr
+	defer func() {
+		for _, p := range hog {
+			g.Free(p)
+		}
+	}()
+	for {
+		free, _, err := g.MemInfo()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if free <= left {
+			break
+		}
+		p, err := g.Alloc(int(min(free-left, 1<<30)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		hog = append(hog, p)
+	}
+	if _, err := g.Alloc(4 << 30); !errors.Is(err, gpu.ErrOutOfMemory) {
+		t.Fatalf("allocating 4 GiB with 1.5 GiB free: %v, want ErrOutOfMemory", err)
+	}
+	e, err := NewGPU(m, 32, 32, GPUOptions{UUID: uuid, Batch: asked, CacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	t.Logf("batch %d of %d fits in 1.5 GiB", e.MaxBatch(), asked)
+	if e.MaxBatch() >= asked || e.MaxBatch() < 256 {
+		t.Errorf("MaxBatch %d after asking for %d with 1.5 GiB free", e.MaxBatch(), asked)
+	}
+	ort, err := NewORT(m, 32, 32, ORTOptions{Lib: ortLib(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ort.Close()
+	in := randomImages(3, 32, 32, 3)
+	want, _, err := ort.Infer(context.Background(), in, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = append([]float32(nil), want...)
+	got, _, err := e.Infer(context.Background(), in, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := onnxtest.RelL2(got, want); d > 1e-2 || math.IsNaN(d) {
+		t.Errorf("relative L2 %.3g against ONNX Runtime", d)
+	}
+}

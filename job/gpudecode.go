@@ -151,11 +151,14 @@ func (g *gpuDecode) freeSlots(p *slotPool) { g.cuda.Free(p.base) }
 
 // autoSlots is how many frames of size bytes a GPU worker keeps between
 // decoding and inference when the user does not say: a quarter of the
-// GPU's memory, at most 16 GiB, so that decoding runs on while the engine
-// builds and while it is busy.
-func autoSlots(memTotal uint64, size int) int {
-	budget := min(memTotal/4, 16<<30)
-	return int(budget / uint64(size))
+// GPU's free memory (of its total when that is unknown), at most 16 GiB,
+// so that decoding runs on while the engine builds and while it is busy.
+func (g *gpuDecode) autoSlots(memTotal uint64, size int) int {
+	mem := memTotal
+	if free, _, err := g.cuda.MemInfo(); err == nil {
+		mem = free
+	}
+	return int(min(mem/4, 16<<30) / uint64(size))
 }
 
 // upload copies a letterboxed tensor from the host into a device slot.

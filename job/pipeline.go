@@ -92,7 +92,7 @@ func (p *pipeline) run(ctx context.Context) error {
 		least := 2*bsz + p.opts.DecodeSessions
 		want := p.opts.GPUFrames
 		if want <= 0 {
-			want = autoSlots(p.worker.GPU.MemoryTotal, 4*size)
+			want = p.gpu.autoSlots(p.worker.GPU.MemoryTotal, 4*size)
 		}
 		slots, err := p.gpu.slots(least, want, 4*size)
 		if err != nil {
@@ -393,9 +393,11 @@ func (p *pipeline) batchLoop(ctx context.Context, frames <-chan *item, batches c
 // inferLoop runs the engine on each batch and decodes its detections.
 func (p *pipeline) inferLoop(ctx context.Context, e infer.Engine, batches <-chan *batch, results chan<- *batch) error {
 	defer close(results)
-	l := p.opts.Layout
-	per := l.D1 * l.D2
 	c := p.clock
+	limit := p.opts.Batch
+	if bl, ok := e.(infer.BatchLimit); ok {
+		limit = min(limit, max(bl.MaxBatch(), 1))
+	}
 	for {
 		t0 := time.Now()
 		b, ok, err := recv(ctx, batches)
@@ -403,60 +405,15 @@ func (p *pipeline) inferLoop(ctx context.Context, e infer.Engine, batches <-chan
 			return err
 		}
 		c.InferIdle.Add(since(t0))
-		tb := time.Now()
 		if b.frames > 0 {
+			tb := time.Now()
+			if err := p.infer(ctx, e, b, limit); err != nil {
+				return fmt.Errorf("worker %d: %s: %w", p.worker.ID, e.Name(), err)
+			}
 			c.Batches.Add(1)
 			c.BatchFrames.Add(int64(b.frames))
-		}
-		if b.frames > 0 && b.slots != nil {
-			t0 := time.Now()
-			dets, err := e.(infer.DeviceEngine).DetectFrames(ctx, b.slots, l, p.opts.Post)
-			for _, s := range b.slots {
-				p.slots <- s // never blocks: the slot came from this list
-			}
-			b.slots = nil
-			if err != nil {
-				return fmt.Errorf("worker %d: %s: %w", p.worker.ID, e.Name(), err)
-			}
-			k := 0
-			for _, it := range b.items {
-				if it.end || it.reset {
-					continue
-				}
-				for i := range dets[k] {
-					d := &dets[k][i]
-					d.X1, d.Y1, d.X2, d.Y2 = it.lb.ToFrame(d.X1, d.Y1, d.X2, d.Y2)
-				}
-				it.dets = dets[k]
-				k++
-			}
-			p.opts.Counters.InferNanos.Add(int64(time.Since(t0)))
-		} else if b.frames > 0 {
-			t0 := time.Now()
-			out, shape, err := e.Infer(ctx, b.buf, b.frames)
-			if err != nil {
-				return fmt.Errorf("worker %d: %s: %w", p.worker.ID, e.Name(), err)
-			}
-			if len(shape) != 3 || int(shape[1]) != l.D1 || int(shape[2]) != l.D2 {
-				return fmt.Errorf("worker %d: output shape %v, expected [%d, %d, %d]", p.worker.ID, shape, b.frames, l.D1, l.D2)
-			}
-			k := 0
-			for _, it := range b.items {
-				if it.end || it.reset {
-					continue
-				}
-				dets := l.Head.Decode(out[k*per:(k+1)*per], l.D1, l.D2, p.opts.Post, nil)
-				for i := range dets {
-					d := &dets[i]
-					d.X1, d.Y1, d.X2, d.Y2 = it.lb.ToFrame(d.X1, d.Y1, d.X2, d.Y2)
-				}
-				it.dets = dets
-				k++
-			}
-			p.opts.Counters.InferNanos.Add(int64(time.Since(t0)))
-		}
-		if b.frames > 0 {
 			c.InferBusy.Add(since(tb))
+			p.opts.Counters.InferNanos.Add(since(tb))
 		}
 		t1 := time.Now()
 		if err := send(ctx, results, b); err != nil {
@@ -464,6 +421,58 @@ func (p *pipeline) inferLoop(ctx context.Context, e infer.Engine, batches <-chan
 		}
 		c.InferBlock.Add(since(t1))
 	}
+}
+
+// infer runs a batch's frames through the engine, at most limit at a time,
+// and gives each frame its detections in frame pixels. Device slots go back
+// to their list whatever happens.
+func (p *pipeline) infer(ctx context.Context, e infer.Engine, b *batch, limit int) error {
+	l := p.opts.Layout
+	per, size := l.D1*l.D2, 3*p.opts.Settings.InputH*p.opts.Settings.InputW
+	var frames []*item
+	for _, it := range b.items {
+		if !it.end && !it.reset {
+			frames = append(frames, it)
+		}
+	}
+	if b.slots != nil {
+		defer func() {
+			for _, s := range b.slots {
+				p.slots <- s // never blocks: the slot came from this list
+			}
+			b.slots = nil
+		}()
+	}
+	for i := 0; i < len(frames); i += limit {
+		n := min(limit, len(frames)-i)
+		var dets [][]infer.Detection
+		if b.slots != nil {
+			var err error
+			if dets, err = e.(infer.DeviceEngine).DetectFrames(ctx, b.slots[i:i+n], l, p.opts.Post); err != nil {
+				return err
+			}
+		} else {
+			out, shape, err := e.Infer(ctx, b.buf[i*size:(i+n)*size], n)
+			if err != nil {
+				return err
+			}
+			if len(shape) != 3 || int(shape[1]) != l.D1 || int(shape[2]) != l.D2 {
+				return fmt.Errorf("output shape %v, expected [%d, %d, %d]", shape, n, l.D1, l.D2)
+			}
+			dets = make([][]infer.Detection, n)
+			for k := range dets {
+				dets[k] = l.Head.Decode(out[k*per:(k+1)*per], l.D1, l.D2, p.opts.Post, nil)
+			}
+		}
+		for k, it := range frames[i : i+n] {
+			for j := range dets[k] {
+				d := &dets[k][j]
+				d.X1, d.Y1, d.X2, d.Y2 = it.lb.ToFrame(d.X1, d.Y1, d.X2, d.Y2)
+			}
+			it.dets = dets[k]
+		}
+	}
+	return nil
 }
 
 // exportLoop writes each video's detections and commits the file at the

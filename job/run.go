@@ -82,8 +82,8 @@ type RunOptions struct {
 	DeviceFrames bool
 	// GPUFrames is how many frames a GPU worker with DeviceFrames holds in
 	// GPU memory between decoding and inference (0: a quarter of the GPU's
-	// memory, at most 16 GiB; never fewer than two batches and one frame
-	// per decode session).
+	// free memory, at most 16 GiB; never fewer than two batches and one
+	// frame per decode session).
 	GPUFrames int
 	Batch     int
 	// DecodeSessions is the number of videos each worker decodes at once.

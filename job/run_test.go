@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -421,5 +422,61 @@ func checkProfile(t *testing.T, sum *Summary, workers, sessions int) {
 	}
 	if frames != sum.Frames {
 		t.Errorf("profiles count %d frames, the summary %d", frames, sum.Frames)
+	}
+}
+
+// cappedEngine takes at most max images per call, as the GPU engine does
+// after backing off from a batch that did not fit in GPU memory.
+type cappedEngine struct {
+	infer.Engine
+	max   int
+	calls atomic.Int64
+}
+
+func (e *cappedEngine) MaxBatch() int { return e.max }
+
+func (e *cappedEngine) Infer(ctx context.Context, in []float32, n int) ([]float32, []int64, error) {
+	if n > e.max {
+		return nil, nil, fmt.Errorf("%d images, at most %d", n, e.max)
+	}
+	e.calls.Add(1)
+	return e.Engine.Infer(ctx, in, n)
+}
+
+// TestRunEngineBatchLimit runs batches of 5 through an engine that takes 2
+// images at a time: the pipeline splits each batch, and the rows equal a
+// run whose engine takes whole batches.
+func TestRunEngineBatchLimit(t *testing.T) {
+	h := newHarness(t)
+	files := mediaFiles(t, "h264.mp4", "rotated.mp4", "resize.ts")
+	ref, out := t.TempDir(), t.TempDir()
+	if _, err := h.run(context.Background(), h.options(ref, 1), files, 1); err != nil {
+		t.Fatal(err)
+	}
+	opts := h.options(out, 1)
+	var engines []*cappedEngine
+	opts.NewEngine = func(w Worker) (infer.Engine, error) {
+		e, err := h.options(out, 1).NewEngine(w)
+		if err != nil {
+			return nil, err
+		}
+		c := &cappedEngine{Engine: e, max: 2}
+		engines = append(engines, c)
+		return c, nil
+	}
+	sum, err := h.run(context.Background(), opts, files, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(engines) != 1 || sum.Frames != 120 || engines[0].calls.Load() < 60 {
+		t.Fatalf("%d frames in %d engine calls", sum.Frames, engines[0].calls.Load())
+	}
+	db := openDuck(t)
+	q := `select count(*) from (select * from read_parquet('%s') except all select * from read_parquet('%s'))`
+	a, b := filepath.Join(ref, "detections", "*.parquet"), filepath.Join(out, "detections", "*.parquet")
+	for _, pair := range [][2]string{{a, b}, {b, a}} {
+		if n := queryInts(t, db, fmt.Sprintf(q, pair[0], pair[1])); n[0] != 0 {
+			t.Errorf("%d rows differ between whole and split batches", n[0])
+		}
 	}
 }

@@ -183,6 +183,9 @@ func runRun(c *cli.Context) error {
 		if err != nil {
 			return nil, fmt.Errorf("GPU engine on %s: %w (--engine onnxruntime runs the model on the CPU)", wk.GPU.UUID, err)
 		}
+		if mb := e.MaxBatch(); mb < batch {
+			fmt.Fprintf(c.App.ErrWriter, "dsbatch: GPU %d: a batch of %d did not fit in GPU memory; the engine takes %d at a time\n", wk.GPU.Index, batch, mb)
+		}
 		return e, nil
 	}
 	probeEngine, err := newORT()
