@@ -86,9 +86,10 @@ ffmpeg-static: $(FFMPEG_PREFIX)/lib/pkgconfig/libavcodec.pc
 $(FFMPEG_PREFIX)/lib/pkgconfig/libavcodec.pc:
 	scripts/build-ffmpeg.sh $(FFMPEG_PREFIX)
 
-## media: regenerate testdata/media with Debian's FFmpeg encoders
+## media: regenerate testdata/media and testdata/hostile with Debian's FFmpeg encoders
 media:
 	$(GO) run ./internal/mkmedia -out testdata/media
+	$(GO) run ./internal/mkmedia -hostile testdata/hostile
 
 clean:
 	rm -rf bin .build

@@ -229,7 +229,15 @@ func (d *Decoder) feed() error {
 		err := d.in.fc.ReadFrame(d.pkt)
 		if errors.Is(err, astiav.ErrEof) || errors.Is(err, astiav.ErrEio) && d.stats.Packets > 0 {
 			d.eof = true
-			if err := d.cc.SendPacket(nil); err != nil && !errors.Is(err, astiav.ErrEof) {
+			err := d.cc.SendPacket(nil)
+			if errors.Is(err, astiav.ErrInvaliddata) {
+				// A frame-threaded decoder reports here that a packet it
+				// already had was corrupt (a file cut inside a packet):
+				// count it; the frames it holds still drain.
+				d.stats.CorruptPackets++
+				err = nil
+			}
+			if err != nil && !errors.Is(err, astiav.ErrEof) {
 				return fmt.Errorf("flushing decoder: %w", err)
 			}
 			return nil

@@ -28,3 +28,18 @@ func TestIntersperse(t *testing.T) {
 		}
 	}
 }
+
+func TestShownPath(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"/a/b c.mp4", "/a/b c.mp4"},
+		{"ünïcødé 日本.mp4", "ünïcødé 日本.mp4"},
+		{"-dash.mp4", "-dash.mp4"},
+		{"new\nline.mp4", `"new\nline.mp4"`},
+		{"tab\there.mp4", `"tab\there.mp4"`},
+		{"bell\a.mp4", `"bell\a.mp4"`},
+	} {
+		if got := shownPath(tt.in); got != tt.want {
+			t.Errorf("shownPath(%q) = %s, want %s", tt.in, got, tt.want)
+		}
+	}
+}

@@ -4,9 +4,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"sync"
 	"text/tabwriter"
+	"unicode"
 
 	"github.com/urfave/cli/v2"
 
@@ -135,7 +137,7 @@ func writeProbeTable(w io.Writer, videos []job.Video, withNVDEC bool) error {
 	fmt.Fprintln(tw, head+"\tERROR")
 	for _, v := range videos {
 		if !v.OK() {
-			fmt.Fprintf(tw, "%s\t\t\t\t\t\t\t\t\t\t\t", v.Path)
+			fmt.Fprintf(tw, "%s\t\t\t\t\t\t\t\t\t\t\t", shownPath(v.Path))
 			if withNVDEC {
 				fmt.Fprint(tw, "\t")
 			}
@@ -147,7 +149,7 @@ func writeProbeTable(w io.Writer, videos []job.Video, withNVDEC bool) error {
 			frames = "~" + frames
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%dx%d\t%s\t%d\t%.3g/%.3g\t%s\t%s\t%d\t%s",
-			v.Path, v.Container, v.Codec, dash(v.Profile), v.Width, v.Height, v.PixelFormat, v.BitDepth,
+			shownPath(v.Path), v.Container, v.Codec, dash(v.Profile), v.Width, v.Height, v.PixelFormat, v.BitDepth,
 			v.AvgFPS, v.RealFPS, seconds(v.Duration), frames, v.Rotation, bitrate(v.BitRate))
 		if withNVDEC {
 			fmt.Fprintf(tw, "\t%s", v.NVDEC)
@@ -166,6 +168,16 @@ func dash(s string) string {
 
 // oneLine keeps a table row on one line whatever the error says.
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// shownPath is path as a table shows it: quoted, with escapes, when it
+// holds characters that would break the line or hide (a newline, a tab,
+// control codes); as it is otherwise.
+func shownPath(path string) string {
+	if strings.ContainsFunc(path, func(r rune) bool { return !unicode.IsPrint(r) }) {
+		return strconv.Quote(path)
+	}
+	return path
+}
 
 func seconds(s float64) string {
 	h, m := int(s)/3600, int(s)%3600/60

@@ -8,6 +8,9 @@ package main
 func picture(idx, w, h int) []byte {
 	pix := make([]byte, 3*w*h)
 	set := func(x, y int, r, g, b byte) {
+		if x >= w || y >= h {
+			return // the index code is wider than the tiniest pictures
+		}
 		o := 3 * (y*w + x)
 		pix[o], pix[o+1], pix[o+2] = r, g, b
 	}
