@@ -166,3 +166,19 @@ func mustRead(t *testing.T, path string) []byte {
 	}
 	return b
 }
+
+// TestOutputNamesStayInOut: whatever the input path, the files written for
+// it are named by the hash of the path and stay inside --out.
+func TestOutputNamesStayInOut(t *testing.T) {
+	out := t.TempDir()
+	o := &outDir{root: out}
+	for _, p := range []string{"../../../etc/passwd", "/abs/../../x.mp4", "..", "a/../../b.mp4", "-rf", "x\x00y.mp4", "new\nline.mp4", strings.Repeat("long/", 500) + "v.mp4"} {
+		id := VideoID(p)
+		for _, f := range []string{o.detectionsPath(id), o.tracksPath(id), o.recordPath(id)} {
+			rel, err := filepath.Rel(out, f)
+			if err != nil || strings.HasPrefix(rel, "..") || filepath.IsAbs(rel) || len(filepath.Base(f)) > 24 {
+				t.Errorf("%q: writes %s", p, f)
+			}
+		}
+	}
+}
