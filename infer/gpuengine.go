@@ -36,6 +36,10 @@ type GPUOptions struct {
 type GPUStats struct {
 	Load        time.Duration // ONNX parse, compile and lower at the largest batch
 	FirstBatch  time.Duration // from NewGPU's start to the first plan ready to run
+	// Where FirstBatch went after Load: CUDA, cuDNN, kernels and buffers
+	// (Setup); convolution plans and launches (Plans); the first run and
+	// the CUDA graph capture (Capture).
+	Setup, Plans, Capture time.Duration
 	Steps       int           // launches per batch
 	Convs       int           // cuDNN convolutions per batch
 	Arena       int64         // activation memory at the largest batch, bytes
@@ -43,6 +47,10 @@ type GPUStats struct {
 	AlgoMeasure int           // convolutions whose algorithm was measured now
 	GraphAPI    int           // convolutions run through cuDNN's graph API
 	Graphs      bool          // batches run as CUDA graphs
+	// Bytes and FLOPs are what one batch of the largest size costs: the
+	// device memory its launches read and write, and its convolutions'
+	// floating-point operations.
+	Bytes, FLOPs int64
 }
 
 // GPUEngine runs a detector on one GPU: the graph compiled by infer/graph,
@@ -128,6 +136,7 @@ func newGPU(m *Model, h, w int, o GPUOptions) (_ *GPUEngine, err error) {
 		return nil, fmt.Errorf("model %s: %w", m.Path, err)
 	}
 	e.stats.Load = time.Since(start)
+	e.stats.Bytes, e.stats.FLOPs = traffic(prog)
 	defer func() {
 		if err != nil {
 			e.Close()
@@ -182,6 +191,7 @@ func newGPU(m *Model, h, w int, o GPUOptions) (_ *GPUEngine, err error) {
 	if e.host, err = e.cuda.AllocHost(int(outBytes)); err != nil {
 		return nil, err
 	}
+	e.stats.Setup = time.Since(start) - e.stats.Load
 	if _, err := e.build(o.Batch, prog); err != nil {
 		return nil, fmt.Errorf("model %s: %w", m.Path, err)
 	}
@@ -419,6 +429,7 @@ func (e *GPUEngine) build(n int, prog *graph.Program) (_ *gpuPlan, err error) {
 			p.close(e)
 		}
 	}()
+	t0 := time.Now()
 	for i, b := range prog.Bufs {
 		if b.Space != graph.SpaceConst {
 			continue
@@ -454,6 +465,11 @@ func (e *GPUEngine) build(n int, prog *graph.Program) (_ *gpuPlan, err error) {
 		p.shape[i] = int64(d)
 	}
 	e.stats.Steps = len(p.ops)
+	t1 := time.Now()
+	if len(e.plans) == 0 { // the times of the first plan, the largest batch
+		e.stats.Plans = t1.Sub(t0)
+		defer func() { e.stats.Capture = time.Since(t1) }()
+	}
 	// A first run outside any graph checks every launch.
 	if err := e.run(p); err != nil {
 		return nil, err

@@ -218,7 +218,11 @@ func runBenchInfer(c *cli.Context) error {
 			}
 			images += n
 		}
-		fmt.Printf("%s: batch %d, %.0f img/s\n", mode, n, float64(images)/time.Since(start).Seconds())
+		rate := float64(images) / time.Since(start).Seconds()
+		st := e.Stats()
+		perBatch := rate / float64(n)
+		fmt.Printf("%s: batch %d, %.0f img/s (convolutions %.1f TFLOP/s, memory traffic %.2f TB/s of %.0f MB per batch)\n",
+			mode, n, rate, perBatch*float64(st.FLOPs)/1e12, perBatch*float64(st.Bytes)/1e12, float64(st.Bytes)/1e6)
 	}
 	return nil
 }
