@@ -26,6 +26,18 @@ func cp(t *testing.T, src, dst string) {
 // decoding. Every file is processed correctly or fails with its own clear
 // error; the job goes on and boxes stay inside their frames.
 func TestRunHostileInputs(t *testing.T) {
+	runHostile(t, Workers(nil, 2))
+}
+
+// TestRunHostileInputsGPU runs the same job on a GPU worker: NVDEC decodes
+// what it can and hands the rest to the CPU, with the same outcome per
+// file. It skips on machines without a GPU; the device run proves it.
+func TestRunHostileInputsGPU(t *testing.T) {
+	devs := gpuDevices(t)
+	runHostile(t, Workers(devs[:1], 0))
+}
+
+func runHostile(t *testing.T, workers []Worker) {
 	h := newHarness(t)
 	dir := t.TempDir()
 	entries, err := os.ReadDir(hostile)
@@ -75,7 +87,9 @@ func TestRunHostileInputs(t *testing.T) {
 	}
 
 	out := t.TempDir()
-	sum, err := Run(context.Background(), MakePlan(videos, Workers(nil, 2), Shard{}), videos, h.options(out, 2))
+	opts := h.options(out, len(workers))
+	opts.KernelCache = t.TempDir()
+	sum, err := Run(context.Background(), MakePlan(videos, workers, Shard{}), videos, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,17 +101,19 @@ func TestRunHostileInputs(t *testing.T) {
 		frames          int64
 	}
 	got := map[string]row{}
-	rows, err := db.Query(fmt.Sprintf(`select path, status, coalesce(error, ''), frames_inferred from read_parquet('%s')`, filepath.Join(out, "videos.parquet")))
+	rows, err := db.Query(fmt.Sprintf(`select path, status, coalesce(error, ''), frames_inferred, coalesce(decoder, ''), coalesce(decoder_note, '')
+		from read_parquet('%s')`, filepath.Join(out, "videos.parquet")))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for rows.Next() {
-		var path string
+		var path, dec, note string
 		var r row
-		if err := rows.Scan(&path, &r.status, &r.errText, &r.frames); err != nil {
+		if err := rows.Scan(&path, &r.status, &r.errText, &r.frames, &dec, &note); err != nil {
 			t.Fatal(err)
 		}
 		got[filepath.Base(path)] = r
+		t.Logf("%q: %s, %d frames, decoder %s %s", filepath.Base(path), r.status, r.frames, dec, note)
 	}
 	rows.Close()
 	want := map[string]row{
