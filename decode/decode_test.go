@@ -369,3 +369,20 @@ func TestCanceled(t *testing.T) {
 		t.Errorf("probe: %v", err)
 	}
 }
+
+func TestHasDecoder(t *testing.T) {
+	for _, tt := range []struct {
+		name, container string
+		want            bool
+	}{
+		{"h264", "", true},
+		{"h264", "mov", true},
+		{"hevc", "matroska", true},
+		{"no-such-codec", "", false},
+		{"h264", "no-such-container", false},
+	} {
+		if got := HasDecoder(tt.name, tt.container); got != tt.want {
+			t.Errorf("HasDecoder(%q, %q) = %v", tt.name, tt.container, got)
+		}
+	}
+}

@@ -276,3 +276,14 @@ func (in *input) countPackets(ctx context.Context) (int64, error) {
 		pkt.Unref()
 	}
 }
+
+// HasDecoder reports whether this build's FFmpeg has the decoder named
+// name ("h264", "ffv1") and, when container is not empty, the demuxer
+// named container ("matroska", "png_pipe"). The static build (make static)
+// carries fewer than Debian's FFmpeg.
+func HasDecoder(name, container string) bool {
+	if astiav.FindDecoderByName(name) == nil {
+		return false
+	}
+	return container == "" || astiav.FindInputFormat(container) != nil
+}

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/dsbatch/dsbatch/decode"
 )
 
 const hostile = "../testdata/hostile"
@@ -131,6 +133,14 @@ func runHostile(t *testing.T, workers []Worker) {
 	}
 	for _, n := range names {
 		want[n] = row{"done", "", 50}
+	}
+	// The static build (what runs on the GPU machine) has neither FFV1 nor
+	// PNG: a clear error per file instead.
+	if !decode.HasDecoder("ffv1", "matroska") {
+		want["odd-99x67.mkv"] = row{"failed", `no decoder for "ffv1" in this build`, 0}
+	}
+	if !decode.HasDecoder("png", "png_pipe") {
+		want["picture.png.mp4"] = row{"failed", "not a readable media file", 0}
 	}
 	if len(got) != len(want) || sum.Videos != len(want) {
 		t.Errorf("%d videos recorded (summary %d), want %d", len(got), sum.Videos, len(want))
