@@ -175,6 +175,16 @@ type ConvShape struct {
 	N, C, H, W, K, R, S                        int
 	PadH, PadW, StrH, StrW, DilH, DilW, Groups int
 	OH, OW                                     int
+	// XPix and YPix are the element strides between neighbouring pixels
+	// of x and y when they are views inside wider tensors (a Concat's
+	// channels); 0 means packed (C and K). Strided convolutions run only
+	// on the graph API.
+	XPix, YPix int `json:",omitempty"`
+}
+
+// strided reports whether x or y is a view inside a wider tensor.
+func (s ConvShape) strided() bool {
+	return (s.XPix != 0 && s.XPix != s.C) || (s.YPix != 0 && s.YPix != s.K)
 }
 
 // ConvAlgo is a cuDNN algorithm choice for one convolution.
@@ -201,12 +211,32 @@ type Conv struct {
 
 // NewConv describes a convolution; cuDNN checks the geometry.
 func (d *CUDNN) NewConv(s ConvShape) (*Conv, error) {
-	g := [16]C.int{C.int(s.N), C.int(s.C), C.int(s.H), C.int(s.W), C.int(s.K), C.int(s.R), C.int(s.S),
-		C.int(s.PadH), C.int(s.PadW), C.int(s.StrH), C.int(s.StrW), C.int(s.DilH), C.int(s.DilW), C.int(s.Groups), C.int(s.OH), C.int(s.OW)}
+	xp, yp := s.XPix, s.YPix
+	if xp == 0 {
+		xp = s.C
+	}
+	if yp == 0 {
+		yp = s.K
+	}
+	g := [18]C.int{C.int(s.N), C.int(s.C), C.int(s.H), C.int(s.W), C.int(s.K), C.int(s.R), C.int(s.S),
+		C.int(s.PadH), C.int(s.PadW), C.int(s.StrH), C.int(s.StrW), C.int(s.DilH), C.int(s.DilW), C.int(s.Groups), C.int(s.OH), C.int(s.OW),
+		C.int(xp), C.int(yp)}
 	cg := (*C.int)(C.malloc(C.size_t(len(g)) * C.size_t(unsafe.Sizeof(C.int(0)))))
 	defer C.free(unsafe.Pointer(cg))
 	copy(unsafe.Slice(cg, len(g)), g[:])
 	c := &Conv{d: d, Shape: s}
+	if s.strided() {
+		// Only the graph API describes tensors with these strides.
+		if d.Legacy {
+			return nil, fmt.Errorf("convolution %+v: strided tensors need cuDNN's graph API", s)
+		}
+		gc, err := d.newGraphConv(cg)
+		if err != nil {
+			return nil, fmt.Errorf("convolution %+v: %w", s, err)
+		}
+		c.gc = gc
+		return c, nil
+	}
 	if err := d.err(fmt.Sprintf("convolution %+v", s), C.dsb_conv_new(d.d, cg, &c.v)); err != nil {
 		return nil, err
 	}
@@ -222,8 +252,12 @@ func (d *CUDNN) NewConv(s ConvShape) (*Conv, error) {
 // any, else the legacy API's algorithms.
 func (c *Conv) Find(s Stream, x, w, y, ws DevicePtr, wsSize int64) (ConvAlgo, error) {
 	if c.gc != nil {
-		if a, err := c.gc.find(s, x, w, y, ws, wsSize); err == nil {
+		a, err := c.gc.find(s, x, w, y, ws, wsSize)
+		if err == nil {
 			return a, nil
+		}
+		if c.v == nil {
+			return ConvAlgo{}, fmt.Errorf("convolution %+v: %w", c.Shape, err)
 		}
 	}
 	perf := (*C.dsb_algo_perf)(C.malloc(8 * C.size_t(unsafe.Sizeof(C.dsb_algo_perf{}))))
@@ -253,6 +287,9 @@ func (c *Conv) Use(a ConvAlgo) (int64, error) {
 		}
 		c.graph = true
 		return need, nil
+	}
+	if c.v == nil {
+		return 0, fmt.Errorf("convolution %+v: a legacy-API choice for strided tensors", c.Shape)
 	}
 	var ws C.size_t
 	if err := c.d.err("cudnnGetConvolutionForwardWorkspaceSize", C.dsb_conv_use(c.d.g.c, c.d.d, c.v, C.int(a.Algo), C.int(a.Math), &ws)); err != nil {

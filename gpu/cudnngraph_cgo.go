@@ -55,12 +55,14 @@ package gpu
 //}
 //
 //// dsb_gconv_new builds the operation graph of one NHWC fp16 convolution
-//// with fp32 accumulation; g as for dsb_conv_new.
+//// with fp32 accumulation; g as for dsb_conv_new, then the pixel strides
+//// of x and y.
 //static int dsb_gconv_new(dsb_cuda *c, dsb_cudnn *d, const int *g, dsb_gconv **out) {
 //	int64_t n = g[0], ch = g[1], h = g[2], w = g[3], k = g[4], rr = g[5], s = g[6], cg = g[1] / g[13], oh = g[14], ow = g[15];
-//	int64_t xd[4] = {n, ch, h, w}, xs[4] = {h * w * ch, 1, w * ch, ch};
+//	int64_t xp = g[16], yp = g[17]; // pixel strides: ch and k when packed
+//	int64_t xd[4] = {n, ch, h, w}, xs[4] = {h * w * xp, 1, w * xp, xp};
 //	int64_t wd[4] = {k, cg, rr, s}, wst[4] = {rr * s * cg, 1, s * cg, cg};
-//	int64_t yd[4] = {n, k, oh, ow}, ys[4] = {oh * ow * k, 1, ow * k, k};
+//	int64_t yd[4] = {n, k, oh, ow}, ys[4] = {oh * ow * yp, 1, ow * yp, yp};
 //	int64_t pad[2] = {g[7], g[8]}, str[2] = {g[9], g[10]}, dil[2] = {g[11], g[12]}, dims = 2;
 //	int comp = DT_FLOAT, mode = XCORR, r;
 //	float one = 1, zero = 0;

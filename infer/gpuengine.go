@@ -210,7 +210,9 @@ func (e *GPUEngine) lower(n int) (*graph.Program, error) {
 		return nil, err
 	}
 	g.Fuse()
-	return g.Lower(graph.LowerOptions{PadInputChannels: 8})
+	// Concat inputs written in place need strided convolutions, which only
+	// the graph API has.
+	return g.Lower(graph.LowerOptions{PadInputChannels: 8, InPlaceConcat: !e.opts.LegacyConv})
 }
 
 // Name says which engine this is.
@@ -715,8 +717,25 @@ func (e *GPUEngine) conv(p *gpuPlan, s graph.Step) error {
 	shape := gpu.ConvShape{N: c.N, C: c.C, H: c.H, W: c.W, K: c.K, R: c.R, S: c.S, PadH: c.PadH, PadW: c.PadW,
 		StrH: c.StrH, StrW: c.StrW, DilH: c.DilH, DilW: c.DilW, Groups: c.Groups, OH: c.OH, OW: c.OW}
 	in := s.In[0]
-	if in.Stride[1] != 1 || in.Stride[3] != int64(c.C) || in.Stride[2] != int64(c.W*c.C) || in.Off != 0 {
-		return fmt.Errorf("convolution input is not packed NHWC: %w", graph.ErrUnsupported)
+	// x and y may be views inside a Concat's output (LowerOptions.
+	// InPlaceConcat): NHWC with a wider pixel stride, 16-byte aligned.
+	xp, okx := graph.PixelStride(in)
+	yp, oky := graph.PixelStride(s.Out)
+	if !okx || !oky || xp%8 != 0 && xp != int64(c.C) || yp%8 != 0 && yp != int64(c.K) || in.Off%8 != 0 || s.Out.Off%8 != 0 {
+		return fmt.Errorf("convolution over %v / %v strides: %w", in.Stride, s.Out.Stride, graph.ErrUnsupported)
+	}
+	if xp != int64(c.C) {
+		shape.XPix = int(xp)
+	}
+	if yp != int64(c.K) {
+		shape.YPix = int(yp)
+	}
+	var rp int64
+	if c.Residual != nil {
+		var ok bool
+		if rp, ok = graph.PixelStride(*c.Residual); !ok {
+			return fmt.Errorf("residual over %v strides: %w", c.Residual.Stride, graph.ErrUnsupported)
+		}
 	}
 	conv, err := e.dnn.NewConv(shape)
 	if err != nil {
@@ -752,21 +771,23 @@ func (e *GPUEngine) conv(p *gpuPlan, s graph.Step) error {
 		res = e.addr(p, *c.Residual)
 	}
 	n := int64(graph.Len(s.Out.Shape))
-	act, alpha, k := int32(c.Act), c.Alpha, int32(c.K)
-	if c.K%8 == 0 {
+	act, alpha, k, ypix, rpix := int32(c.Act), c.Alpha, int32(c.K), int32(yp), int32(rp)
+	aligned := func(v int64) bool { return v%8 == 0 }
+	switch {
+	case c.K%8 == 0 && aligned(yp) && (c.Residual == nil || aligned(rp) && aligned(c.Residual.Off)):
 		kern := e.k["epilogue8"]
 		p.ops = append(p.ops, func(st gpu.Stream) error {
-			return kern.Launch(e.grid(n/8), block, st, uint32(n/8), k, y, bias, res, act, alpha)
+			return kern.Launch(e.grid(n/8), block, st, uint32(n/8), k, ypix, y, bias, res, rpix, act, alpha)
 		})
-	} else if c.K%2 == 0 {
+	case c.K%2 == 0 && yp%2 == 0 && (c.Residual == nil || rp%2 == 0 && c.Residual.Off%2 == 0):
 		kern := e.k["epilogue"]
 		p.ops = append(p.ops, func(st gpu.Stream) error {
-			return kern.Launch(e.grid(n/2), block, st, uint32(n/2), k, y, bias, res, act, alpha)
+			return kern.Launch(e.grid(n/2), block, st, uint32(n/2), k, ypix, y, bias, res, rpix, act, alpha)
 		})
-	} else {
+	default:
 		kern := e.k["epilogue1"]
 		p.ops = append(p.ops, func(st gpu.Stream) error {
-			return kern.Launch(e.grid(n), block, st, uint32(n), k, y, bias, res, act, alpha)
+			return kern.Launch(e.grid(n), block, st, uint32(n), k, ypix, y, bias, res, rpix, act, alpha)
 		})
 	}
 	return nil

@@ -81,6 +81,21 @@ type View struct {
 	Layout Layout
 }
 
+// PixelStride returns the element stride between neighbouring pixels of
+// an NHWC view whose channels are contiguous and whose pixels, rows and
+// images follow each other at that stride (a packed tensor: its channel
+// count; a tensor written inside a Concat: the Concat's), and whether v
+// is such a view.
+func PixelStride(v View) (int64, bool) {
+	if v.Layout != NHWC || len(v.Shape) != 4 || len(v.Stride) != 4 {
+		return 0, false
+	}
+	p := v.Stride[3]
+	h, w := int64(v.Shape[2]), int64(v.Shape[3])
+	ok := v.Stride[1] == 1 && p >= int64(v.Shape[1]) && v.Stride[2] == w*p && (v.Shape[0] == 1 || v.Stride[0] == h*w*p)
+	return p, ok
+}
+
 // Kind is a step's operation.
 type Kind uint8
 
@@ -163,6 +178,12 @@ type LowerOptions struct {
 	PadInputChannels int
 	// Align is the arena alignment in bytes (0: 256).
 	Align int64
+	// InPlaceConcat lets convolutions, pools, resizes, slices and splits
+	// write their NHWC outputs straight into the channels of the Concat
+	// that takes them, so the Concat copies nothing. Their outputs are then
+	// strided views (pixel stride: the Concat's channels), which every
+	// reader must take; the GPU engine's graph-API convolutions do.
+	InPlaceConcat bool
 }
 
 // lowering is Lower's state.
@@ -170,6 +191,18 @@ type lowering struct {
 	g    *Graph
 	p    *Program
 	have map[*Value]map[Layout]View
+	// sink places values in the Concat that reads them (InPlaceConcat);
+	// concatOut is each such Concat's output, allocated by its first
+	// producer.
+	sink      map[*Value]sinkAt
+	concatOut map[*Node]View
+}
+
+// sinkAt is where a value is written inside a Concat's output: the Concat
+// node and the first channel.
+type sinkAt struct {
+	concat *Node
+	off    int
 }
 
 // Lower turns the graph (after Specialize and Fuse) into a Program. An
@@ -179,8 +212,11 @@ func (g *Graph) Lower(o LowerOptions) (p *Program, err error) {
 	if len(g.Input.Shape) != 4 {
 		return nil, fmt.Errorf("input %s of rank %d: the GPU engine takes NCHW images: %w", g.Input.Name, len(g.Input.Shape), ErrUnsupported)
 	}
-	l := &lowering{g: g, p: &Program{}, have: map[*Value]map[Layout]View{}}
+	l := &lowering{g: g, p: &Program{}, have: map[*Value]map[Layout]View{}, sink: map[*Value]sinkAt{}, concatOut: map[*Node]View{}}
 	p = l.p
+	if o.InPlaceConcat {
+		l.planSinks()
+	}
 	in := g.Input.Shape
 	p.Input = l.newView(l.newBuf(SpaceInput, int64(Len(in))*4), in, F32, RowMajor)
 	c := in[1]
@@ -208,6 +244,73 @@ func (g *Graph) Lower(o LowerOptions) (p *Program, err error) {
 	}
 	l.place(align)
 	return p, nil
+}
+
+// planSinks chooses the values written in place into a channel Concat: a
+// 4-D value produced by an operator that writes NHWC (Conv, MaxPool,
+// Resize, Slice, Split), at a 16-byte aligned channel offset (what
+// tensor-core convolutions want), each value into its first such Concat.
+func (l *lowering) planSinks() {
+	producer := map[*Value]*Node{}
+	for _, n := range l.g.Nodes {
+		for _, v := range n.Out {
+			producer[v] = n
+		}
+	}
+	outputs := map[*Value]bool{}
+	for _, v := range l.g.Outputs {
+		outputs[v] = true
+	}
+	writes := map[string]bool{"Conv": true, "MaxPool": true, "Resize": true, "Slice": true, "Split": true}
+	for _, n := range l.g.Nodes {
+		out := n.Out[0]
+		if n.Op != "Concat" || len(out.Shape) != 4 || out.Shape[1]%8 != 0 {
+			continue
+		}
+		if ax, err := axis(n.attrInt("axis", 0), 4); err != nil || ax != 1 {
+			continue
+		}
+		off := 0
+		for _, v := range n.In {
+			if v == nil || Len(v.Shape) == 0 {
+				continue
+			}
+			_, taken := l.sink[v]
+			if p := producer[v]; p != nil && writes[p.Op] && !taken && !outputs[v] && len(v.Shape) == 4 && off%8 == 0 && v.Shape[1]%8 == 0 {
+				l.sink[v] = sinkAt{concat: n, off: off}
+			}
+			off += v.Shape[1]
+		}
+	}
+}
+
+// output is where an operator writes its NHWC fp16 output v: inside the
+// Concat that reads it when planSinks chose so, else a packed tensor.
+func (l *lowering) output(v *Value, shape []int) View {
+	at, ok := l.sink[v]
+	if !ok {
+		return l.alloc(shape, F16, NHWC)
+	}
+	y, ok := l.concatOut[at.concat]
+	if !ok {
+		y = l.alloc(at.concat.Out[0].Shape, F16, NHWC)
+		l.concatOut[at.concat] = y
+	}
+	y.Shape = slices.Clone(shape)
+	y.Off += int64(at.off) * y.Stride[1]
+	return y
+}
+
+// packedNHWC returns x, or a packed copy of it when x is a strided view
+// (a value written inside a Concat) and the reader needs it packed.
+func (l *lowering) packedNHWC(x View, name string) View {
+	p := l.newView(x.Buf, x.Shape, x.Elem, NHWC)
+	if slices.Equal(p.Stride, x.Stride) {
+		return x
+	}
+	y := l.alloc(x.Shape, x.Elem, NHWC)
+	l.emit(Step{Kind: KCopy, Node: "pack " + name, In: []View{x}, Out: y})
+	return y
 }
 
 func (l *lowering) newBuf(s Space, bytes int64) int {
@@ -380,6 +483,9 @@ func (l *lowering) node(n *Node) error {
 		if err != nil {
 			return err
 		}
+		if lay == NHWC {
+			x = l.packedNHWC(x, n.In[0].Name)
+		}
 		y := l.alloc(out.Shape, x.Elem, lay)
 		code := map[string]Act{"Relu": ActReLU, "LeakyRelu": ActLeakyReLU, "Sigmoid": ActSigmoid}[n.Op]
 		l.emit(Step{Kind: KUnary, Node: n.Name, In: []View{x}, Out: y, Code: int(code), Alpha: n.attrFloat("alpha", 0.01)})
@@ -479,14 +585,14 @@ func (l *lowering) conv(n *Node) error {
 	cs := &ConvStep{N: out.Shape[0], C: c, H: n.In[0].Shape[2], W: n.In[0].Shape[3], K: k, R: kh, S: kw,
 		OH: out.Shape[2], OW: out.Shape[3], PadH: geo.pt, PadW: geo.pl, StrH: geo.sh, StrW: geo.sw,
 		DilH: geo.dh, DilW: geo.dw, Groups: groups, Weight: wbuf, Bias: bbuf, Act: n.Act, Alpha: n.Alpha}
-	y := l.alloc(out.Shape, F16, NHWC)
+	y := l.output(out, out.Shape)
 	if n.Residual != nil {
 		r, err := l.get(n.Residual, NHWC, F16)
 		if err != nil {
 			return err
 		}
-		if !slices.Equal(r.Stride, y.Stride) {
-			return fmt.Errorf("residual %s is not packed like the output: %w", n.Residual.Name, ErrUnsupported)
+		if _, ok := PixelStride(r); !ok || !slices.Equal(r.Shape, y.Shape) {
+			return fmt.Errorf("residual %s is not an NHWC tensor like the output: %w", n.Residual.Name, ErrUnsupported)
 		}
 		cs.Residual = &r
 	}
@@ -526,6 +632,9 @@ func (l *lowering) copyOp(n *Node) error {
 			src.Stride[i] = int64(step[i]) * x.Stride[i]
 		}
 		y := l.alloc(shape, elem, lay)
+		if lay == NHWC {
+			y = l.output(n.Out[0], shape)
+		}
 		l.emit(Step{Kind: KCopy, Node: n.Name, In: []View{src}, Out: y})
 		l.set(n.Out[0], y)
 	case "Transpose":
@@ -572,6 +681,9 @@ func (l *lowering) copyOp(n *Node) error {
 				continue
 			}
 			y := l.alloc(o.Shape, elem, lay)
+			if lay == NHWC {
+				y = l.output(o, o.Shape)
+			}
 			l.emit(Step{Kind: KCopy, Node: n.Name, In: []View{src}, Out: y})
 			l.set(o, y)
 		}
@@ -581,7 +693,10 @@ func (l *lowering) copyOp(n *Node) error {
 		if err != nil {
 			return err
 		}
-		y := l.alloc(out.Shape, elem, lay)
+		y, inPlace := l.concatOut[n]
+		if !inPlace || lay != NHWC {
+			y = l.alloc(out.Shape, elem, lay)
+		}
 		off := 0
 		for _, v := range n.In {
 			if v == nil || Len(v.Shape) == 0 {
@@ -595,6 +710,9 @@ func (l *lowering) copyOp(n *Node) error {
 			dst.Shape = slices.Clone(v.Shape)
 			dst.Off += int64(off) * y.Stride[ax]
 			off += v.Shape[ax]
+			if src.Buf == dst.Buf && src.Off == dst.Off && slices.Equal(src.Stride, dst.Stride) {
+				continue // written in place by its producer
+			}
 			l.emit(Step{Kind: KCopy, Node: n.Name, In: []View{src}, Out: dst})
 		}
 		l.set(out, y)
@@ -690,7 +808,7 @@ func (l *lowering) maxPool(n *Node) error {
 	if err != nil {
 		return err
 	}
-	y := l.alloc(n.Out[0].Shape, F16, NHWC)
+	y := l.output(n.Out[0], n.Out[0].Shape)
 	l.emit(Step{Kind: KMaxPool, Node: n.Name, In: []View{x}, Out: y,
 		Pool: &PoolStep{KH: geo.kh, KW: geo.kw, SH: geo.sh, SW: geo.sw, DH: geo.dh, DW: geo.dw, PT: geo.pt, PL: geo.pl}})
 	l.set(n.Out[0], y)
@@ -738,7 +856,7 @@ func (l *lowering) resize(n *Node) error {
 	}
 	tb := l.newBuf(SpaceConst, int64(len(tab)))
 	l.p.Bufs[tb].Data = tab
-	y := l.alloc(n.Out[0].Shape, F16, NHWC)
+	y := l.output(n.Out[0], n.Out[0].Shape)
 	l.emit(Step{Kind: KResize, Node: n.Name, In: []View{x}, Out: y, Table: tb})
 	l.set(n.Out[0], y)
 	return nil

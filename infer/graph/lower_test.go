@@ -303,14 +303,26 @@ func compiled(t *testing.T, path string, batch, h, w int) *Graph {
 // TestLoweredProgramMatchesReference runs the lowered program of the mini
 // YOLOv8 (every operator in exporter form) byte for byte as the GPU would
 // and compares it with the fp32 reference executor, itself checked
-// against ONNX Runtime.
+// against ONNX Runtime; with Concat inputs written in place too, which
+// must leave fewer copies.
 func TestLoweredProgramMatchesReference(t *testing.T) {
 	path := onnxtest.WriteMiniYOLOv8(t, 7)
-	for _, batch := range []int{1, 3} {
+	copies := map[bool]int{}
+	for _, c := range []struct {
+		batch   int
+		inPlace bool
+	}{{1, false}, {3, false}, {1, true}, {3, true}} {
+		batch := c.batch
 		g := compiled(t, path, batch, 32, 32)
-		p, err := g.Lower(LowerOptions{PadInputChannels: 8})
+		p, err := g.Lower(LowerOptions{PadInputChannels: 8, InPlaceConcat: c.inPlace})
 		if err != nil {
 			t.Fatal(err)
+		}
+		copies[c.inPlace] = 0
+		for _, s := range p.Steps {
+			if s.Kind == KCopy {
+				copies[c.inPlace]++
+			}
 		}
 		in := NewFloat(batch, 3, 32, 32)
 		r := rand.New(rand.NewSource(int64(batch)))
@@ -328,9 +340,12 @@ func TestLoweredProgramMatchesReference(t *testing.T) {
 		if e := onnxtest.RelL2(got[0], want[0].F); e > 1e-2 || math.IsNaN(e) {
 			t.Fatalf("batch %d: relative L2 error %.3g against the fp32 reference, want ≤ 1e-2", batch, e)
 		} else {
-			t.Logf("batch %d: %d steps, arena %d bytes, rel L2 %.2g", batch, len(p.Steps), p.Arena, e)
+			t.Logf("batch %d, in place %v: %d steps (%d copies), arena %d bytes, rel L2 %.2g", batch, c.inPlace, len(p.Steps), copies[c.inPlace], p.Arena, e)
 		}
 		checkNoOverlap(t, p)
+	}
+	if copies[true] >= copies[false] {
+		t.Errorf("%d copies with Concat inputs in place, %d without", copies[true], copies[false])
 	}
 }
 
@@ -421,7 +436,7 @@ func TestLoweredProgramFullModel(t *testing.T) {
 		t.Skip("DSBATCH_BENCH_MODEL not set")
 	}
 	g := compiled(t, path, 1, 640, 640)
-	p, err := g.Lower(LowerOptions{PadInputChannels: 8})
+	p, err := g.Lower(LowerOptions{PadInputChannels: 8, InPlaceConcat: os.Getenv("DSBATCH_IN_PLACE") != ""})
 	if err != nil {
 		t.Fatal(err)
 	}
