@@ -34,19 +34,19 @@ type GPUOptions struct {
 
 // GPUStats describe how the engine was built.
 type GPUStats struct {
-	Load        time.Duration // ONNX parse, compile and lower at the largest batch
-	FirstBatch  time.Duration // from NewGPU's start to the first plan ready to run
+	Load       time.Duration // ONNX parse, compile and lower at the largest batch
+	FirstBatch time.Duration // from NewGPU's start to the first plan ready to run
 	// Where FirstBatch went after Load: CUDA, cuDNN, kernels and buffers
 	// (Setup); convolution plans and launches (Plans); the first run and
 	// the CUDA graph capture (Capture).
 	Setup, Plans, Capture time.Duration
-	Steps       int           // launches per batch
-	Convs       int           // cuDNN convolutions per batch
-	Arena       int64         // activation memory at the largest batch, bytes
-	AlgoCached  int           // convolutions whose algorithm came from the disk cache
-	AlgoMeasure int           // convolutions whose algorithm was measured now
-	GraphAPI    int           // convolutions run through cuDNN's graph API
-	Graphs      bool          // batches run as CUDA graphs
+	Steps                 int   // launches per batch
+	Convs                 int   // cuDNN convolutions per batch
+	Arena                 int64 // activation memory at the largest batch, bytes
+	AlgoCached            int   // convolutions whose algorithm came from the disk cache
+	AlgoMeasure           int   // convolutions whose algorithm was measured now
+	GraphAPI              int   // convolutions run through cuDNN's graph API
+	Graphs                bool  // batches run as CUDA graphs
 	// Bytes and FLOPs are what one batch of the largest size costs: the
 	// device memory its launches read and write, and its convolutions'
 	// floating-point operations.
@@ -210,9 +210,17 @@ func (e *GPUEngine) lower(n int) (*graph.Program, error) {
 		return nil, err
 	}
 	g.Fuse()
-	// Concat inputs written in place need strided convolutions, which only
-	// the graph API has.
-	return g.Lower(graph.LowerOptions{PadInputChannels: 8, InPlaceConcat: !e.opts.LegacyConv})
+	o := graph.LowerOptions{PadInputChannels: 8}
+	if !e.opts.LegacyConv {
+		// Pools and resizes write into the Concat that reads them (their
+		// readers may be strided convolutions, which only the graph API
+		// has). Convolutions do not: cuDNN is slower writing strided
+		// outputs than a copy costs (YOLOv8n at batch 64 on an H100:
+		// 7,399 img/s with convolutions in place, 8,012 with pools and
+		// resizes only, 7,816 with none; docs/PERF.md).
+		o.InPlaceConcat = []string{"MaxPool", "Resize"}
+	}
+	return g.Lower(o)
 }
 
 // Name says which engine this is.

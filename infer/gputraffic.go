@@ -15,7 +15,7 @@ func traffic(p *graph.Program) (bytes, flops int64) {
 			cin := int64(c.C / max(c.Groups, 1))
 			weights := int64(c.K) * int64(c.R*c.S) * cin * 2
 			bytes += viewBytes(s.In[0]) + weights + out // cuDNN
-			bytes += 2*out + int64(c.K)*4                // epilogue: output read and written, bias
+			bytes += 2*out + int64(c.K)*4               // epilogue: output read and written, bias
 			if c.Residual != nil {
 				bytes += viewBytes(*c.Residual)
 			}

@@ -178,12 +178,13 @@ type LowerOptions struct {
 	PadInputChannels int
 	// Align is the arena alignment in bytes (0: 256).
 	Align int64
-	// InPlaceConcat lets convolutions, pools, resizes, slices and splits
-	// write their NHWC outputs straight into the channels of the Concat
-	// that takes them, so the Concat copies nothing. Their outputs are then
-	// strided views (pixel stride: the Concat's channels), which every
-	// reader must take; the GPU engine's graph-API convolutions do.
-	InPlaceConcat bool
+	// InPlaceConcat names the operators (of Conv, MaxPool, Resize, Slice
+	// and Split) that write their NHWC outputs straight into the channels
+	// of the Concat that takes them, so the Concat copies nothing for
+	// them. Their outputs are then strided views (pixel stride: the
+	// Concat's channels), which every reader must take; the GPU engine's
+	// graph-API convolutions do.
+	InPlaceConcat []string
 }
 
 // lowering is Lower's state.
@@ -214,8 +215,8 @@ func (g *Graph) Lower(o LowerOptions) (p *Program, err error) {
 	}
 	l := &lowering{g: g, p: &Program{}, have: map[*Value]map[Layout]View{}, sink: map[*Value]sinkAt{}, concatOut: map[*Node]View{}}
 	p = l.p
-	if o.InPlaceConcat {
-		l.planSinks()
+	if len(o.InPlaceConcat) > 0 {
+		l.planSinks(o.InPlaceConcat)
 	}
 	in := g.Input.Shape
 	p.Input = l.newView(l.newBuf(SpaceInput, int64(Len(in))*4), in, F32, RowMajor)
@@ -246,11 +247,15 @@ func (g *Graph) Lower(o LowerOptions) (p *Program, err error) {
 	return p, nil
 }
 
+// sinkable are the operators whose NHWC output lowering can place inside
+// a Concat.
+var sinkable = map[string]bool{"Conv": true, "MaxPool": true, "Resize": true, "Slice": true, "Split": true}
+
 // planSinks chooses the values written in place into a channel Concat: a
-// 4-D value produced by an operator that writes NHWC (Conv, MaxPool,
-// Resize, Slice, Split), at a 16-byte aligned channel offset (what
-// tensor-core convolutions want), each value into its first such Concat.
-func (l *lowering) planSinks() {
+// 4-D value produced by one of ops, at a 16-byte aligned channel offset
+// (what tensor-core convolutions want), each value into its first such
+// Concat.
+func (l *lowering) planSinks(ops []string) {
 	producer := map[*Value]*Node{}
 	for _, n := range l.g.Nodes {
 		for _, v := range n.Out {
@@ -261,7 +266,10 @@ func (l *lowering) planSinks() {
 	for _, v := range l.g.Outputs {
 		outputs[v] = true
 	}
-	writes := map[string]bool{"Conv": true, "MaxPool": true, "Resize": true, "Slice": true, "Split": true}
+	writes := map[string]bool{}
+	for _, op := range ops {
+		writes[op] = sinkable[op]
+	}
 	for _, n := range l.g.Nodes {
 		out := n.Out[0]
 		if n.Op != "Concat" || len(out.Shape) != 4 || out.Shape[1]%8 != 0 {

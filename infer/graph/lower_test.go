@@ -7,6 +7,7 @@ import (
 	"math/rand"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/dsbatch/dsbatch/internal/onnxtest"
@@ -314,7 +315,11 @@ func TestLoweredProgramMatchesReference(t *testing.T) {
 	}{{1, false}, {3, false}, {1, true}, {3, true}} {
 		batch := c.batch
 		g := compiled(t, path, batch, 32, 32)
-		p, err := g.Lower(LowerOptions{PadInputChannels: 8, InPlaceConcat: c.inPlace})
+		o := LowerOptions{PadInputChannels: 8}
+		if c.inPlace {
+			o.InPlaceConcat = []string{"Conv", "MaxPool", "Resize", "Slice", "Split"}
+		}
+		p, err := g.Lower(o)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -436,7 +441,11 @@ func TestLoweredProgramFullModel(t *testing.T) {
 		t.Skip("DSBATCH_BENCH_MODEL not set")
 	}
 	g := compiled(t, path, 1, 640, 640)
-	p, err := g.Lower(LowerOptions{PadInputChannels: 8, InPlaceConcat: os.Getenv("DSBATCH_IN_PLACE") != ""})
+	o := LowerOptions{PadInputChannels: 8}
+	if ops := os.Getenv("DSBATCH_IN_PLACE"); ops != "" {
+		o.InPlaceConcat = strings.Split(ops, ",") // e.g. Conv,MaxPool,Resize,Slice,Split
+	}
+	p, err := g.Lower(o)
 	if err != nil {
 		t.Fatal(err)
 	}
