@@ -32,7 +32,7 @@ pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.0f", 100 * a / b }
 minf() { awk -v a="$1" -v b="$2" 'BEGIN { print (a < b ? a : b) }'; }
 
 batch=${BATCH:-128}
-engine=$("$dsbatch" bench infer --model "$model" --batch "$batch" --duration 5s | tee /dev/stderr | sed -n "s/^detect: batch $batch, \([0-9]*\) img\/s/\1/p")
+engine=$("$dsbatch" bench infer --model "$model" --batch "$batch" --duration 5s | tee /dev/stderr | sed -n "s/^detect: batch $batch, \([0-9]*\) img\/s.*/\1/p")
 rows+=("engine (YOLOv8n arch, 640, batch $batch, with device post-processing): ${engine} img/s")
 for codec in h264 hevc; do
   mkdir -p "$work/$codec"
