@@ -58,6 +58,7 @@ func runHostile(t *testing.T, workers []Worker) {
 	cp(t, filepath.Join(media, "h264.mp4"), filepath.Join(dir, "vanishes.mp4"))
 	cp(t, filepath.Join(media, "h264-faststart.mp4"), filepath.Join(dir, "shrinks.mp4"))
 	cp(t, filepath.Join(media, "h264-faststart.mp4"), filepath.Join(dir, "loses-first-frame.mp4"))
+	cp(t, filepath.Join(media, "h264-faststart.mp4"), filepath.Join(dir, "cut-in-last-packet.mp4"))
 	ts, err := os.ReadFile(filepath.Join(hostile, "backwards.ts"))
 	if err != nil {
 		t.Fatal(err)
@@ -82,6 +83,9 @@ func runHostile(t *testing.T, workers []Worker) {
 		t.Fatal(err)
 	}
 	if err := os.Truncate(filepath.Join(dir, "loses-first-frame.mp4"), size/3); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(filepath.Join(dir, "cut-in-last-packet.mp4"), size-20); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "grows.ts"), ts, 0o644); err != nil {
@@ -128,8 +132,9 @@ func runHostile(t *testing.T, workers []Worker) {
 		"vanishes.mp4":       {"failed", "no such file or directory", 0},
 		"shrinks.mp4":        {"done", "", 25}, // the frames before the cut
 		// Cut inside the first packet, the key frame: nothing to decode.
-		"loses-first-frame.mp4": {"failed", "no frame could be decoded", 0},
-		"grows.ts":              {"done", "", 20}, // probed with 10 frames: the 10 added are inferred too
+		"loses-first-frame.mp4":  {"failed", "no frame could be decoded", 0},
+		"cut-in-last-packet.mp4": {"done", "", 49}, // the last frame, cut short, is lost
+		"grows.ts":               {"done", "", 20}, // probed with 10 frames: the 10 added are inferred too
 	}
 	for _, n := range names {
 		want[n] = row{"done", "", 50}
