@@ -54,20 +54,37 @@ func writeBad(out string) error {
 
 // writeAudioOnly writes one second of 8 kHz mono PCM in Matroska.
 func writeAudioOnly(path string) error {
+	pkts := make([]rawPacket, 10)
+	for i := range pkts {
+		pkts[i] = rawPacket{data: make([]byte, 1600), pts: int64(i * 800), dur: 800}
+	}
+	return writeStream(path, astiav.NewRational(1, 8000), func(cp *astiav.CodecParameters) {
+		cp.SetMediaType(astiav.MediaTypeAudio)
+		cp.SetCodecID(astiav.CodecIDPcmS16Le)
+		cp.SetSampleRate(8000)
+		cp.SetChannelLayout(astiav.ChannelLayoutMono)
+		cp.SetChannels(1)
+		cp.SetSampleFormat(astiav.SampleFormatS16)
+	}, pkts)
+}
+
+// rawPacket is a packet written as it is, without an encoder; pts and dur
+// are in the stream's time base.
+type rawPacket struct {
+	data     []byte
+	pts, dur int64
+}
+
+// writeStream writes a Matroska file of one stream, whose parameters set
+// fills, holding pkts.
+func writeStream(path string, tb astiav.Rational, set func(*astiav.CodecParameters), pkts []rawPacket) error {
 	fc, err := astiav.AllocOutputFormatContext(nil, "matroska", path)
 	if err != nil {
 		return err
 	}
 	defer fc.Free()
 	st := fc.NewStream(nil)
-	cp := st.CodecParameters()
-	cp.SetMediaType(astiav.MediaTypeAudio)
-	cp.SetCodecID(astiav.CodecIDPcmS16Le)
-	cp.SetSampleRate(8000)
-	cp.SetChannelLayout(astiav.ChannelLayoutMono)
-	cp.SetChannels(1)
-	cp.SetSampleFormat(astiav.SampleFormatS16)
-	tb := astiav.NewRational(1, 8000)
+	set(st.CodecParameters())
 	st.SetTimeBase(tb)
 	pb, err := astiav.OpenIOContext(path, astiav.NewIOContextFlags(astiav.IOContextFlagWrite))
 	if err != nil {
@@ -78,20 +95,24 @@ func writeAudioOnly(path string) error {
 	if err := fc.WriteHeader(nil); err != nil {
 		return err
 	}
-	for i := 0; i < 10; i++ {
-		p := astiav.AllocPacket()
-		if err := p.FromData(make([]byte, 1600)); err != nil {
+	for _, rp := range pkts {
+		if err := writeRaw(fc, st, tb, rp); err != nil {
 			return err
 		}
-		p.SetPts(int64(i * 800))
-		p.SetDts(int64(i * 800))
-		p.SetDuration(800)
-		p.SetStreamIndex(st.Index())
-		p.RescaleTs(tb, st.TimeBase())
-		if err := fc.WriteInterleavedFrame(p); err != nil {
-			return err
-		}
-		p.Free()
 	}
 	return fc.WriteTrailer()
+}
+
+func writeRaw(fc *astiav.FormatContext, st *astiav.Stream, tb astiav.Rational, rp rawPacket) error {
+	p := astiav.AllocPacket()
+	defer p.Free()
+	if err := p.FromData(rp.data); err != nil {
+		return err
+	}
+	p.SetPts(rp.pts)
+	p.SetDts(rp.pts)
+	p.SetDuration(rp.dur)
+	p.SetStreamIndex(st.Index())
+	p.RescaleTs(tb, st.TimeBase())
+	return fc.WriteInterleavedFrame(p)
 }

@@ -73,40 +73,9 @@ func writeHostile(out string) error {
 
 // writeSubtitlesOnly writes a Matroska file whose one stream is SubRip text.
 func writeSubtitlesOnly(path string) error {
-	fc, err := astiav.AllocOutputFormatContext(nil, "matroska", path)
-	if err != nil {
-		return err
-	}
-	defer fc.Free()
-	st := fc.NewStream(nil)
-	cp := st.CodecParameters()
-	cp.SetMediaType(astiav.MediaTypeSubtitle)
-	cp.SetCodecID(astiav.CodecIDSubrip)
-	tb := astiav.NewRational(1, 1000)
-	st.SetTimeBase(tb)
-	pb, err := astiav.OpenIOContext(path, astiav.NewIOContextFlags(astiav.IOContextFlagWrite))
-	if err != nil {
-		return err
-	}
-	defer pb.Close()
-	fc.SetPb(pb)
-	if err := fc.WriteHeader(nil); err != nil {
-		return err
-	}
-	for i, text := range []string{"first line", "second line"} {
-		p := astiav.AllocPacket()
-		if err := p.FromData([]byte(text)); err != nil {
-			return err
-		}
-		p.SetPts(int64(i * 2000))
-		p.SetDts(int64(i * 2000))
-		p.SetDuration(1500)
-		p.SetStreamIndex(st.Index())
-		p.RescaleTs(tb, st.TimeBase())
-		if err := fc.WriteInterleavedFrame(p); err != nil {
-			return err
-		}
-		p.Free()
-	}
-	return fc.WriteTrailer()
+	pkts := []rawPacket{{data: []byte("first line"), pts: 0, dur: 1500}, {data: []byte("second line"), pts: 2000, dur: 1500}}
+	return writeStream(path, astiav.NewRational(1, 1000), func(cp *astiav.CodecParameters) {
+		cp.SetMediaType(astiav.MediaTypeSubtitle)
+		cp.SetCodecID(astiav.CodecIDSubrip)
+	}, pkts)
 }
