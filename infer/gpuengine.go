@@ -36,9 +36,9 @@ type GPUOptions struct {
 type GPUStats struct {
 	Load       time.Duration // ONNX parse, compile and lower at the largest batch
 	FirstBatch time.Duration // from NewGPU's start to the first plan ready to run
-	// Where FirstBatch went after Load: CUDA, cuDNN, kernels and buffers
-	// (Setup); convolution plans and launches (Plans); the first run and
-	// the CUDA graph capture (Capture).
+	// Where FirstBatch went: CUDA, cuDNN, kernels and buffers, while Load
+	// runs beside them (Setup, from the start); convolution plans and
+	// launches (Plans); the first run and the CUDA graph capture (Capture).
 	Setup, Plans, Capture time.Duration
 	Steps                 int   // launches per batch
 	Convs                 int   // cuDNN convolutions per batch
@@ -129,40 +129,57 @@ func newGPU(m *Model, h, w int, o GPUOptions) (_ *GPUEngine, err error) {
 		return nil, err
 	}
 	e := &GPUEngine{model: raw, h: h, w: w, opts: o, plans: map[int]*gpuPlan{}}
-	// Compile first: a model the engine cannot run is refused before any
-	// GPU is touched. The largest batch sizes the shared memory.
-	prog, err := e.lower(o.Batch)
-	if err != nil {
-		return nil, fmt.Errorf("model %s: %w", m.Path, err)
+	// The model compiles on the CPU (the largest batch sizes the shared
+	// memory) while CUDA, cuDNN and the kernels load: both take about a
+	// tenth of a second warm. The CLI has compiled it once already, so a
+	// model the engine cannot run was refused before any GPU was touched.
+	type lowered struct {
+		prog *graph.Program
+		took time.Duration
+		err  error
 	}
-	e.stats.Load = time.Since(start)
-	e.stats.Bytes, e.stats.FLOPs = traffic(prog)
+	lc := make(chan lowered, 1)
+	go func() {
+		t0 := time.Now()
+		p, err := e.lower(o.Batch)
+		lc <- lowered{p, time.Since(t0), err}
+	}()
+	var l lowered
 	defer func() {
 		if err != nil {
 			e.Close()
 		}
 	}()
-	if e.cuda, err = gpu.OpenCUDA(o.UUID); err != nil {
-		return nil, err
+	// A model that does not compile is the error to report, whatever the
+	// GPU said meanwhile.
+	modelErr := func(err error) error {
+		if l = <-lc; l.err != nil {
+			return fmt.Errorf("model %s: %w", m.Path, l.err)
+		}
+		return err
 	}
-	if e.dnn, err = e.cuda.OpenCUDNN(); err != nil {
+	if e.cuda, err = gpu.OpenCUDA(o.UUID); err != nil {
+		return nil, modelErr(err)
+	}
+	dc := make(chan error, 1)
+	go func() {
+		var err error
+		e.dnn, err = e.cuda.OpenCUDNN()
+		dc <- err
+	}()
+	if e.stream, err = e.cuda.NewStream(); err == nil {
+		err = e.loadKernels()
+	}
+	if derr := <-dc; err == nil {
+		err = derr
+	}
+	if err = modelErr(err); err != nil {
 		return nil, err
 	}
 	e.dnn.Legacy = o.LegacyConv
-	if e.stream, err = e.cuda.NewStream(); err != nil {
-		return nil, err
-	}
-	e.k = map[string]*gpu.Kernel{}
-	for _, name := range engineKernels {
-		if e.k[name], err = e.cuda.Kernel(engineSource, name, o.CacheDir); err != nil {
-			return nil, err
-		}
-	}
-	for _, name := range []string{"select_v8", "detect_v8"} {
-		if e.k[name], err = e.cuda.Kernel(detectSource, name, o.CacheDir); err != nil {
-			return nil, err
-		}
-	}
+	prog := l.prog
+	e.stats.Load = l.took
+	e.stats.Bytes, e.stats.FLOPs = traffic(prog)
 	e.algos = loadAlgoCache(o.CacheDir, e.dnn.Version, e.cuda.Arch)
 	e.arenaBytes = prog.Arena
 	e.stats.Arena = prog.Arena
@@ -191,13 +208,32 @@ func newGPU(m *Model, h, w int, o GPUOptions) (_ *GPUEngine, err error) {
 	if e.host, err = e.cuda.AllocHost(int(outBytes)); err != nil {
 		return nil, err
 	}
-	e.stats.Setup = time.Since(start) - e.stats.Load
+	e.stats.Setup = time.Since(start)
 	if _, err := e.build(o.Batch, prog); err != nil {
 		return nil, fmt.Errorf("model %s: %w", m.Path, err)
 	}
 	e.stats.FirstBatch = time.Since(start)
 	e.algos.save()
 	return e, nil
+}
+
+// loadKernels compiles (or reads from the cache) and loads the engine's
+// NVRTC kernels.
+func (e *GPUEngine) loadKernels() error {
+	e.k = map[string]*gpu.Kernel{}
+	for _, src := range []struct {
+		code  string
+		names []string
+	}{{engineSource, engineKernels}, {detectSource, []string{"select_v8", "detect_v8"}}} {
+		for _, name := range src.names {
+			k, err := e.cuda.Kernel(src.code, name, e.opts.CacheDir)
+			if err != nil {
+				return err
+			}
+			e.k[name] = k
+		}
+	}
+	return nil
 }
 
 // lower compiles the model for batch n.
