@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -58,8 +59,11 @@ type GPUStats struct {
 // bias/activation/residual epilogue, every other step an NVRTC kernel, and
 // each batch size captured once as a CUDA graph.
 type GPUEngine struct {
-	cuda   *gpu.CUDA
-	dnn    *gpu.CUDNN
+	cuda *gpu.CUDA
+	dnn  *gpu.CUDNN
+	// more are further cuDNN handles, for finalizing plans side by side;
+	// a convolution runs on the handle that made it.
+	more   []*gpu.CUDNN
 	stream gpu.Stream
 	model  []byte
 	h, w   int
@@ -84,10 +88,13 @@ type gpuPlan struct {
 	params []int32
 	meta   gpu.DevicePtr
 	convs  []*gpu.Conv
-	ops    []func(gpu.Stream) error
-	labels []string // what each op is, for Profile
-	graph  *gpu.Graph
-	shape  []int64
+	// prepared are convolutions made ready ahead of lowering, by step.
+	prepared map[int]preparedConv
+	step     int // the step being lowered
+	ops      []func(gpu.Stream) error
+	labels   []string // what each op is, for Profile
+	graph    *gpu.Graph
+	shape    []int64
 }
 
 var engineKernels = []string{"copy_ff", "copy_hh", "copy_hf", "copy_fh", "copy_v16", "binary_f", "binary_h", "unary_f", "unary_h",
@@ -283,6 +290,9 @@ func (e *GPUEngine) Close() error {
 		e.cuda.DestroyStream(e.stream)
 	}
 	e.dnn.Close()
+	for _, d := range e.more {
+		d.Close()
+	}
 	e.cuda.Close()
 	e.cuda = nil
 	return nil
@@ -489,7 +499,9 @@ func (e *GPUEngine) build(n int, prog *graph.Program) (_ *gpuPlan, err error) {
 			return nil, err
 		}
 	}
-	for _, s := range prog.Steps {
+	e.prepareConvs(p)
+	for si, s := range prog.Steps {
+		p.step = si
 		before := len(p.ops)
 		if err := e.lowerStep(p, s); err != nil {
 			return nil, fmt.Errorf("step %s: %w", s.Node, err)
@@ -756,9 +768,11 @@ func packed(v graph.View) bool {
 }
 
 // conv lowers a convolution: cuDNN, then the epilogue kernel in place.
-func (e *GPUEngine) conv(p *gpuPlan, s graph.Step) error {
+// convShape is the cuDNN description of a convolution step, with the
+// pixel strides of its output and residual.
+func convShape(s graph.Step) (shape gpu.ConvShape, yp, rp int64, err error) {
 	c := s.Conv
-	shape := gpu.ConvShape{N: c.N, C: c.C, H: c.H, W: c.W, K: c.K, R: c.R, S: c.S, PadH: c.PadH, PadW: c.PadW,
+	shape = gpu.ConvShape{N: c.N, C: c.C, H: c.H, W: c.W, K: c.K, R: c.R, S: c.S, PadH: c.PadH, PadW: c.PadW,
 		StrH: c.StrH, StrW: c.StrW, DilH: c.DilH, DilW: c.DilW, Groups: c.Groups, OH: c.OH, OW: c.OW}
 	in := s.In[0]
 	// x and y may be views inside a Concat's output (LowerOptions.
@@ -766,7 +780,7 @@ func (e *GPUEngine) conv(p *gpuPlan, s graph.Step) error {
 	xp, okx := graph.PixelStride(in)
 	yp, oky := graph.PixelStride(s.Out)
 	if !okx || !oky || xp%8 != 0 && xp != int64(c.C) || yp%8 != 0 && yp != int64(c.K) || in.Off%8 != 0 || s.Out.Off%8 != 0 {
-		return fmt.Errorf("convolution over %v / %v strides: %w", in.Stride, s.Out.Stride, graph.ErrUnsupported)
+		return shape, 0, 0, fmt.Errorf("convolution over %v / %v strides: %w", in.Stride, s.Out.Stride, graph.ErrUnsupported)
 	}
 	if xp != int64(c.C) {
 		shape.XPix = int(xp)
@@ -774,32 +788,112 @@ func (e *GPUEngine) conv(p *gpuPlan, s graph.Step) error {
 	if yp != int64(c.K) {
 		shape.YPix = int(yp)
 	}
-	var rp int64
 	if c.Residual != nil {
 		var ok bool
 		if rp, ok = graph.PixelStride(*c.Residual); !ok {
-			return fmt.Errorf("residual over %v strides: %w", c.Residual.Stride, graph.ErrUnsupported)
+			return shape, 0, 0, fmt.Errorf("residual over %v strides: %w", c.Residual.Stride, graph.ErrUnsupported)
 		}
 	}
-	conv, err := e.dnn.NewConv(shape)
+	return shape, yp, rp, nil
+}
+
+// preparedConv is a convolution whose execution plan is finalized.
+type preparedConv struct {
+	conv *gpu.Conv
+	algo gpu.ConvAlgo
+	need int64
+}
+
+// prepareConvs finalizes, side by side on up to four cuDNN handles, the
+// plans of the convolutions whose choice is in the cache: each takes
+// milliseconds of CPU, and YOLOv8n's 63 were half of a warm build. Those
+// to measure are left to conv, one after the other, so that their timings
+// do not overlap. Every conv made goes into p.convs, which closes them.
+func (e *GPUEngine) prepareConvs(p *gpuPlan) {
+	type job struct {
+		step  int
+		shape gpu.ConvShape
+		algo  gpu.ConvAlgo
+	}
+	var jobs []job
+	for i, s := range p.prog.Steps {
+		if s.Kind != graph.KConv {
+			continue
+		}
+		if shape, _, _, err := convShape(s); err == nil {
+			if a, ok := e.algos.get(shape); ok {
+				jobs = append(jobs, job{i, shape, a})
+			}
+		}
+	}
+	for len(e.more) < min(3, len(jobs)/8) {
+		d, err := e.cuda.OpenCUDNN()
+		if err != nil {
+			break
+		}
+		d.Legacy = e.dnn.Legacy
+		e.more = append(e.more, d)
+	}
+	handles := append([]*gpu.CUDNN{e.dnn}, e.more...)
+	done := make([]preparedConv, len(jobs))
+	ok := make([]bool, len(jobs))
+	var wg sync.WaitGroup
+	for h, d := range handles {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := h; j < len(jobs); j += len(handles) {
+				c, err := d.NewConv(jobs[j].shape)
+				if err != nil {
+					continue
+				}
+				need, err := c.Use(jobs[j].algo)
+				done[j], ok[j] = preparedConv{conv: c, algo: jobs[j].algo, need: need}, err == nil
+			}
+		}()
+	}
+	wg.Wait()
+	p.prepared = map[int]preparedConv{}
+	for j, jb := range jobs {
+		if done[j].conv != nil {
+			p.convs = append(p.convs, done[j].conv)
+		}
+		if ok[j] {
+			p.prepared[jb.step] = done[j]
+		}
+	}
+}
+
+func (e *GPUEngine) conv(p *gpuPlan, s graph.Step) error {
+	c := s.Conv
+	shape, yp, rp, err := convShape(s)
 	if err != nil {
 		return err
 	}
-	p.convs = append(p.convs, conv)
+	in := s.In[0]
 	x, w, y, bias := e.addr(p, in), p.consts[c.Weight], e.addr(p, s.Out), p.consts[c.Bias]
-	algo, ok := e.algos.get(shape)
-	if ok {
+	pc, ready := p.prepared[p.step]
+	conv, algo, need := pc.conv, pc.algo, pc.need
+	if ready {
 		e.stats.AlgoCached++
 	} else {
-		if algo, err = conv.Find(e.stream, x, w, y, e.ws, e.wsBytes); err != nil {
+		if conv, err = e.dnn.NewConv(shape); err != nil {
 			return err
 		}
-		e.algos.put(shape, algo)
-		e.stats.AlgoMeasure++
-	}
-	need, err := conv.Use(algo)
-	if err != nil {
-		return err
+		p.convs = append(p.convs, conv)
+		var cached bool
+		if algo, cached = e.algos.get(shape); cached {
+			e.stats.AlgoCached++
+		} else {
+			if algo, err = conv.Find(e.stream, x, w, y, e.ws, e.wsBytes); err != nil {
+				return err
+			}
+			e.algos.put(shape, algo)
+			e.stats.AlgoMeasure++
+		}
+		if need, err = conv.Use(algo); err != nil {
+			return err
+		}
 	}
 	if algo.Graph {
 		e.stats.GraphAPI++
