@@ -255,13 +255,15 @@ func (e *GPUEngine) lower(n int) (*graph.Program, error) {
 	g.Fuse()
 	o := graph.LowerOptions{PadInputChannels: 8}
 	if !e.opts.LegacyConv {
-		// Pools and resizes write into the Concat that reads them (their
-		// readers may be strided convolutions, which only the graph API
-		// has). Convolutions do not: cuDNN is slower writing strided
-		// outputs than a copy costs (YOLOv8n at batch 64 on an H100:
-		// 7,399 img/s with convolutions in place, 8,012 with pools and
-		// resizes only, 7,816 with none; docs/PERF.md).
-		o.InPlaceConcat = []string{"MaxPool", "Resize"}
+		// Every operator that can writes into the Concat that reads it, so
+		// the Concat copies nothing; readers may then be strided
+		// convolutions, which only the graph API has. A convolution writing
+		// inside a Concat has cuDNN write a packed scratch tensor that its
+		// epilogue moves into place: cuDNN writes strided tensors more
+		// slowly than that costs. YOLOv8n at batch 64 on an H100: 8,176
+		// img/s, against 7,928–8,009 with only pools and resizes in place
+		// and 7,816–7,876 with nothing (docs/PERF.md).
+		o.InPlaceConcat = []string{"Conv", "MaxPool", "Resize", "Slice", "Split"}
 	}
 	return g.Lower(o)
 }
@@ -768,19 +770,23 @@ func packed(v graph.View) bool {
 }
 
 // conv lowers a convolution: cuDNN, then the epilogue kernel in place.
-// convShape is the cuDNN description of a convolution step, with the
-// pixel strides of its output and residual.
+// convShape is the cuDNN description of a convolution step (its output
+// is Raw when set), with the pixel strides of what cuDNN writes (yp) and
+// of the residual.
 func convShape(s graph.Step) (shape gpu.ConvShape, yp, rp int64, err error) {
 	c := s.Conv
 	shape = gpu.ConvShape{N: c.N, C: c.C, H: c.H, W: c.W, K: c.K, R: c.R, S: c.S, PadH: c.PadH, PadW: c.PadW,
 		StrH: c.StrH, StrW: c.StrW, DilH: c.DilH, DilW: c.DilW, Groups: c.Groups, OH: c.OH, OW: c.OW}
-	in := s.In[0]
+	in, out := s.In[0], s.Out
+	if c.Raw != nil {
+		out = *c.Raw
+	}
 	// x and y may be views inside a Concat's output (LowerOptions.
 	// InPlaceConcat): NHWC with a wider pixel stride, 16-byte aligned.
 	xp, okx := graph.PixelStride(in)
-	yp, oky := graph.PixelStride(s.Out)
-	if !okx || !oky || xp%8 != 0 && xp != int64(c.C) || yp%8 != 0 && yp != int64(c.K) || in.Off%8 != 0 || s.Out.Off%8 != 0 {
-		return shape, 0, 0, fmt.Errorf("convolution over %v / %v strides: %w", in.Stride, s.Out.Stride, graph.ErrUnsupported)
+	yp, oky := graph.PixelStride(out)
+	if !okx || !oky || xp%8 != 0 && xp != int64(c.C) || yp%8 != 0 && yp != int64(c.K) || in.Off%8 != 0 || out.Off%8 != 0 {
+		return shape, 0, 0, fmt.Errorf("convolution over %v / %v strides: %w", in.Stride, out.Stride, graph.ErrUnsupported)
 	}
 	if xp != int64(c.C) {
 		shape.XPix = int(xp)
@@ -872,6 +878,16 @@ func (e *GPUEngine) conv(p *gpuPlan, s graph.Step) error {
 	}
 	in := s.In[0]
 	x, w, y, bias := e.addr(p, in), p.consts[c.Weight], e.addr(p, s.Out), p.consts[c.Bias]
+	// cuDNN writes raw (y itself unless the step has a Raw tensor); the
+	// epilogue reads raw and writes y.
+	raw, sp := y, yp
+	if c.Raw != nil {
+		raw = e.addr(p, *c.Raw)
+		var ok bool
+		if yp, ok = graph.PixelStride(s.Out); !ok || s.Out.Off%2 != 0 {
+			return fmt.Errorf("convolution output over %v strides: %w", s.Out.Stride, graph.ErrUnsupported)
+		}
+	}
 	pc, ready := p.prepared[p.step]
 	conv, algo, need := pc.conv, pc.algo, pc.need
 	if ready {
@@ -885,7 +901,7 @@ func (e *GPUEngine) conv(p *gpuPlan, s graph.Step) error {
 		if algo, cached = e.algos.get(shape); cached {
 			e.stats.AlgoCached++
 		} else {
-			if algo, err = conv.Find(e.stream, x, w, y, e.ws, e.wsBytes); err != nil {
+			if algo, err = conv.Find(e.stream, x, w, raw, e.ws, e.wsBytes); err != nil {
 				return err
 			}
 			e.algos.put(shape, algo)
@@ -903,29 +919,29 @@ func (e *GPUEngine) conv(p *gpuPlan, s graph.Step) error {
 	}
 	e.stats.Convs++
 	ws, wsBytes := e.ws, e.wsBytes
-	p.ops = append(p.ops, func(st gpu.Stream) error { return conv.Forward(st, x, w, y, ws, wsBytes) })
+	p.ops = append(p.ops, func(st gpu.Stream) error { return conv.Forward(st, x, w, raw, ws, wsBytes) })
 	var res gpu.DevicePtr
 	if c.Residual != nil {
 		res = e.addr(p, *c.Residual)
 	}
 	n := int64(graph.Len(s.Out.Shape))
-	act, alpha, k, ypix, rpix := int32(c.Act), c.Alpha, int32(c.K), int32(yp), int32(rp)
+	act, alpha, k, ypix, spix, rpix := int32(c.Act), c.Alpha, int32(c.K), int32(yp), int32(sp), int32(rp)
 	aligned := func(v int64) bool { return v%8 == 0 }
 	switch {
-	case c.K%8 == 0 && aligned(yp) && (c.Residual == nil || aligned(rp) && aligned(c.Residual.Off)):
+	case c.K%8 == 0 && aligned(yp) && aligned(s.Out.Off) && (c.Residual == nil || aligned(rp) && aligned(c.Residual.Off)):
 		kern := e.k["epilogue8"]
 		p.ops = append(p.ops, func(st gpu.Stream) error {
-			return kern.Launch(e.grid(n/8), block, st, uint32(n/8), k, ypix, y, bias, res, rpix, act, alpha)
+			return kern.Launch(e.grid(n/8), block, st, uint32(n/8), k, ypix, y, raw, spix, bias, res, rpix, act, alpha)
 		})
 	case c.K%2 == 0 && yp%2 == 0 && (c.Residual == nil || rp%2 == 0 && c.Residual.Off%2 == 0):
 		kern := e.k["epilogue"]
 		p.ops = append(p.ops, func(st gpu.Stream) error {
-			return kern.Launch(e.grid(n/2), block, st, uint32(n/2), k, ypix, y, bias, res, rpix, act, alpha)
+			return kern.Launch(e.grid(n/2), block, st, uint32(n/2), k, ypix, y, raw, spix, bias, res, rpix, act, alpha)
 		})
 	default:
 		kern := e.k["epilogue1"]
 		p.ops = append(p.ops, func(st gpu.Stream) error {
-			return kern.Launch(e.grid(n), block, st, uint32(n), k, ypix, y, bias, res, rpix, act, alpha)
+			return kern.Launch(e.grid(n), block, st, uint32(n), k, ypix, y, raw, spix, bias, res, rpix, act, alpha)
 		})
 	}
 	return nil

@@ -122,16 +122,17 @@ __device__ void unary_t(unsigned n, const T* x, T* y, int act, float alpha) {
 extern "C" __global__ void unary_f(unsigned n, const float* x, float* y, int act, float alpha) { unary_t<float>(n, x, y, act, alpha); }
 extern "C" __global__ void unary_h(unsigned n, const half_t* x, half_t* y, int act, float alpha) { unary_t<half_t>(n, x, y, act, alpha); }
 
-// The convolution's epilogue, in place over its NHWC output y (m pixels of
-// k channels, ypix elements apart: k when packed, more inside a Concat):
-// y = act(y + bias) + residual (its pixels rpix apart). Two channels per
-// thread.
-extern "C" __global__ void epilogue(unsigned pairs, int k, int ypix, half_t* y, const float* bias, const half_t* res, int rpix, int act, float alpha) {
+// The convolution's epilogue over its NHWC output y (m pixels of k
+// channels, ypix elements apart: k when packed, more inside a Concat):
+// y = act(src + bias) + residual, where src is what cuDNN wrote (y itself,
+// or a packed tensor, its pixels spix apart) and the residual's pixels are
+// rpix apart. Two channels per thread.
+extern "C" __global__ void epilogue(unsigned pairs, int k, int ypix, half_t* y, const half_t* src, int spix, const float* bias, const half_t* res, int rpix, int act, float alpha) {
 	for (unsigned p = blockIdx.x * blockDim.x + threadIdx.x; p < pairs; p += gridDim.x * blockDim.x) {
 		unsigned i = 2 * p;
 		unsigned c = i % (unsigned)k, px = i / (unsigned)k;
 		half_t* yp = y + (long long)px * ypix + c;
-		unsigned v = *(const unsigned*)yp;
+		unsigned v = *(const unsigned*)(src + (long long)px * spix + c);
 		float a = h2f((half_t)(v & 0xffff)) + bias[c];
 		float b = h2f((half_t)(v >> 16)) + bias[c + 1];
 		a = activate(a, act, alpha);
@@ -146,11 +147,11 @@ extern "C" __global__ void epilogue(unsigned pairs, int k, int ypix, half_t* y, 
 }
 // The same, eight channels (16 bytes) per thread, for k, ypix and rpix
 // multiples of 8.
-extern "C" __global__ void epilogue8(unsigned groups, int k, int ypix, half_t* y, const float* bias, const half_t* res, int rpix, int act, float alpha) {
+extern "C" __global__ void epilogue8(unsigned groups, int k, int ypix, half_t* y, const half_t* src, int spix, const float* bias, const half_t* res, int rpix, int act, float alpha) {
 	for (unsigned g = blockIdx.x * blockDim.x + threadIdx.x; g < groups; g += gridDim.x * blockDim.x) {
 		unsigned c = (8 * g) % (unsigned)k, px = (8 * g) / (unsigned)k;
 		uint4* yp = (uint4*)(y + (long long)px * ypix + c);
-		uint4 v = *yp;
+		uint4 v = *(const uint4*)(src + (long long)px * spix + c);
 		uint4 r = make_uint4(0, 0, 0, 0);
 		if (res) r = *(const uint4*)(res + (long long)px * rpix + c);
 		unsigned* pv = (unsigned*)&v;
@@ -171,11 +172,11 @@ extern "C" __global__ void epilogue8(unsigned groups, int k, int ypix, half_t* y
 	}
 }
 // The same, one channel per thread, for odd k.
-extern "C" __global__ void epilogue1(unsigned n, int k, int ypix, half_t* y, const float* bias, const half_t* res, int rpix, int act, float alpha) {
+extern "C" __global__ void epilogue1(unsigned n, int k, int ypix, half_t* y, const half_t* src, int spix, const float* bias, const half_t* res, int rpix, int act, float alpha) {
 	for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
 		unsigned c = i % (unsigned)k, px = i / (unsigned)k;
 		half_t* yp = y + (long long)px * ypix + c;
-		float a = activate(h2f(*yp) + bias[c], act, alpha);
+		float a = activate(h2f(src[(long long)px * spix + c]) + bias[c], act, alpha);
 		if (res) a += h2f(res[(long long)px * rpix + c]);
 		*yp = f2h(a);
 	}

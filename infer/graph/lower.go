@@ -135,7 +135,11 @@ type ConvStep struct {
 	Weight, Bias int // SpaceConst buffers: fp16 KRSC weights, fp32 bias (always present)
 	Act          Act
 	Alpha        float32
-	Residual     *View // packed like Out
+	Residual     *View // an NHWC tensor of Out's shape
+	// Raw, when set, is where the convolution writes before its epilogue
+	// writes Out: a packed tensor, Out being a view inside a Concat (cuDNN
+	// writes packed tensors faster than strided ones).
+	Raw *View
 }
 
 // PoolStep is a max pooling's geometry.
@@ -432,6 +436,9 @@ func (l *lowering) emit(s Step) {
 	if s.Conv != nil && s.Conv.Residual != nil {
 		touch(*s.Conv.Residual)
 	}
+	if s.Conv != nil && s.Conv.Raw != nil {
+		touch(*s.Conv.Raw)
+	}
 	touch(s.Out)
 	l.p.Steps = append(l.p.Steps, s)
 }
@@ -594,6 +601,10 @@ func (l *lowering) conv(n *Node) error {
 		OH: out.Shape[2], OW: out.Shape[3], PadH: geo.pt, PadW: geo.pl, StrH: geo.sh, StrW: geo.sw,
 		DilH: geo.dh, DilW: geo.dw, Groups: groups, Weight: wbuf, Bias: bbuf, Act: n.Act, Alpha: n.Alpha}
 	y := l.output(out, out.Shape)
+	if p, _ := PixelStride(y); p != int64(k) {
+		raw := l.alloc(out.Shape, F16, NHWC)
+		cs.Raw = &raw
+	}
 	if n.Residual != nil {
 		r, err := l.get(n.Residual, NHWC, F16)
 		if err != nil {

@@ -328,6 +328,15 @@ func TestLoweredProgramMatchesReference(t *testing.T) {
 			if s.Kind == KCopy {
 				copies[c.inPlace]++
 			}
+			// A convolution writing inside a Concat has cuDNN write a
+			// packed scratch tensor first.
+			if s.Kind == KConv {
+				pix, _ := PixelStride(s.Out)
+				inside := pix != int64(s.Conv.K)
+				if inside != (s.Conv.Raw != nil) || s.Conv.Raw != nil && !slices.Equal(s.Conv.Raw.Stride, l0(p, s.Conv.Raw).Stride) {
+					t.Errorf("%s: output strides %v, raw %v", s.Node, s.Out.Stride, s.Conv.Raw)
+				}
+			}
 		}
 		in := NewFloat(batch, 3, 32, 32)
 		r := rand.New(rand.NewSource(int64(batch)))
@@ -352,6 +361,12 @@ func TestLoweredProgramMatchesReference(t *testing.T) {
 	if copies[true] >= copies[false] {
 		t.Errorf("%d copies with Concat inputs in place, %d without", copies[true], copies[false])
 	}
+}
+
+// l0 is a packed NHWC view of v's shape, to compare strides with.
+func l0(p *Program, v *View) View {
+	l := &lowering{p: p}
+	return l.newView(v.Buf, v.Shape, v.Elem, NHWC)
 }
 
 // checkNoOverlap fails when two arena buffers live at the same time share
