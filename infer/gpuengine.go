@@ -769,7 +769,6 @@ func packed(v graph.View) bool {
 	return true
 }
 
-// conv lowers a convolution: cuDNN, then the epilogue kernel in place.
 // convShape is the cuDNN description of a convolution step (its output
 // is Raw when set), with the pixel strides of what cuDNN writes (yp) and
 // of the residual.
@@ -870,6 +869,8 @@ func (e *GPUEngine) prepareConvs(p *gpuPlan) {
 	}
 }
 
+// conv lowers a convolution: cuDNN, then the epilogue kernel, in place
+// or from the step's Raw tensor into a view inside a Concat.
 func (e *GPUEngine) conv(p *gpuPlan, s graph.Step) error {
 	c := s.Conv
 	shape, yp, rp, err := convShape(s)

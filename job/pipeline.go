@@ -268,7 +268,6 @@ func (p *pipeline) decodeNVDEC(ctx context.Context, v *video, frames chan<- *ite
 			return sent, err
 		}
 		c.DecodeBusy.Add(busy)
-		p.opts.Counters.DecodeNanos.Add(busy)
 		t3 := time.Now()
 		if err := send(ctx, frames, it); err != nil {
 			return sent, err
@@ -331,7 +330,6 @@ func (p *pipeline) decodeCPU(ctx context.Context, v *video, frames chan<- *item,
 		}
 		busy += since(t0)
 		c.DecodeBusy.Add(busy)
-		p.opts.Counters.DecodeNanos.Add(busy)
 		t3 := time.Now()
 		if err := send(ctx, frames, it); err != nil {
 			return err
@@ -413,7 +411,6 @@ func (p *pipeline) inferLoop(ctx context.Context, e infer.Engine, batches <-chan
 			c.Batches.Add(1)
 			c.BatchFrames.Add(int64(b.frames))
 			c.InferBusy.Add(since(tb))
-			p.opts.Counters.InferNanos.Add(since(tb))
 		}
 		t1 := time.Now()
 		if err := send(ctx, results, b); err != nil {
@@ -544,7 +541,6 @@ func (p *pipeline) exportLoop(ctx context.Context, results <-chan *batch, buffer
 			v.rec.Detections += int64(len(it.dets))
 			p.opts.Counters.Detections.Add(int64(len(it.dets)))
 		}
-		p.opts.Counters.ExportNanos.Add(since(t0))
 		c.ExportBusy.Add(since(t0))
 		if b.frames > 0 {
 			c.firstBatch(p.start)

@@ -112,9 +112,6 @@ type Counters struct {
 	VideosFailed  atomic.Int64
 	VideosSkipped atomic.Int64 // finished by an earlier run
 	Detections    atomic.Int64
-	DecodeNanos   atomic.Int64 // decode and letterbox, summed over sessions
-	InferNanos    atomic.Int64 // engine and post-processing
-	ExportNanos   atomic.Int64 // Parquet writing
 	WorkerFrames  []atomic.Int64
 	// Clocks say where each worker's time goes (Summary.Profile).
 	Clocks []StageClock
@@ -320,10 +317,11 @@ func Run(ctx context.Context, plan *Plan, videos []Video, opts RunOptions) (*Sum
 	}
 	sum.PeakRSS = peakRSS()
 	sum.CPUSeconds = cpuSeconds() - cpu0
-	sum.Stages = StageTimes{
-		Decode: time.Duration(c.DecodeNanos.Load()).Seconds(),
-		Infer:  time.Duration(c.InferNanos.Load()).Seconds(),
-		Export: time.Duration(c.ExportNanos.Load()).Seconds(),
+	for i := range c.Clocks {
+		k := &c.Clocks[i]
+		sum.Stages.Decode += seconds(k.DecodeBusy.Load())
+		sum.Stages.Infer += seconds(k.InferBusy.Load())
+		sum.Stages.Export += seconds(k.ExportBusy.Load())
 	}
 	sort.Slice(sum.Failed, func(i, j int) bool { return sum.Failed[i].Path < sum.Failed[j].Path })
 	sum.GPUs = c.GPU.Loads()
