@@ -56,13 +56,19 @@ test:
 	$(GO) test -race -count=1 ./...
 	$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZTIME)
 
-## fuzz: each fuzz target for FUZZTIME (default 10s); a crasher is kept in the package's testdata/fuzz
+## fuzz: each fuzz target for FUZZTIME (default 10s); a crasher is kept in the package's testdata/fuzz.
+## Minimizing is off by default (FUZZMINIMIZE=0): each input that finds new coverage is otherwise
+## minimized for up to 60 s, which spends a short run on minimizing instead of fuzzing, and when
+## -fuzztime ends during a minimization Go's coordinator fails the run with "context deadline
+## exceeded" (it restarts the interrupted worker with the expired context). For long runs that
+## should minimize crashers: make fuzz FUZZTIME=10m FUZZMINIMIZE=60s.
 FUZZTIME ?= 10s
+FUZZMINIMIZE ?= 0
 FUZZ_TARGETS = ./decode:FuzzProbe ./infer:FuzzParseNamesDict ./infer/graph:FuzzCompile ./cmd/dsbatch:FuzzParseConfig
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		echo "fuzz $${t#*:} ($${t%%:*}) for $(FUZZTIME)"; \
-		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) $${t%%:*}; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) $${t%%:*}; \
 	done
 
 ## bench: Go benchmarks, then `dsbatch run` on a generated 720p clip with a small model (CPU)
