@@ -324,6 +324,17 @@ func (g *CUDA) openNVRTC() error {
 	if g.nvrtc != nil {
 		return nil
 	}
+	h, err := openNVRTC()
+	if err != nil {
+		return err
+	}
+	g.nvrtc = h
+	return nil
+}
+
+// openNVRTC opens the first NVRTC library found: $DSBATCH_NVRTC_LIB, then
+// nvrtcLibs.
+func openNVRTC() (unsafe.Pointer, error) {
 	libs := nvrtcLibs
 	if p := os.Getenv("DSBATCH_NVRTC_LIB"); p != "" {
 		libs = append([]string{p}, libs...)
@@ -333,11 +344,24 @@ func (g *CUDA) openNVRTC() error {
 		h := C.dsb_nvrtc_open(cl)
 		C.free(unsafe.Pointer(cl))
 		if h != nil {
-			g.nvrtc = h
-			return nil
+			return h, nil
 		}
 	}
-	return fmt.Errorf("%w: NVRTC not found (tried %s; set DSBATCH_NVRTC_LIB)", ErrNoCUDA, strings.Join(libs, ", "))
+	return nil, fmt.Errorf("%w: NVRTC not found (tried %s; set DSBATCH_NVRTC_LIB)", ErrNoCUDA, strings.Join(libs, ", "))
+}
+
+// CheckSource compiles the CUDA C source src with NVRTC for compute
+// capability arch (90 for Hopper) and returns the compiler's error, if
+// any. It needs NVRTC but neither a GPU nor its driver, so kernels can be
+// checked on a machine without one; ErrNoCUDA when NVRTC is missing.
+func CheckSource(src string, arch int) error {
+	h, err := openNVRTC()
+	if err != nil {
+		return err
+	}
+	defer C.dsb_nvrtc_close(h)
+	_, err = nvrtcCompile(h, src, "check", arch)
+	return err
 }
 
 // Kernel compiles the CUDA C source src with NVRTC for this GPU and returns
@@ -406,14 +430,20 @@ func (g *CUDA) load(src, key, cacheDir string) (C.CUmodule, error) {
 }
 
 func (g *CUDA) compile(src, name string) ([]byte, error) {
+	return nvrtcCompile(g.nvrtc, src, name, g.Arch)
+}
+
+// nvrtcCompile compiles src with the NVRTC library h for sm_<arch> and
+// returns the cubin.
+func nvrtcCompile(h unsafe.Pointer, src, name string, arch int) ([]byte, error) {
 	csrc, cname := C.CString(src), C.CString(name+".cu")
-	carch := C.CString(fmt.Sprintf("sm_%d", g.Arch))
+	carch := C.CString(fmt.Sprintf("sm_%d", arch))
 	defer C.free(unsafe.Pointer(csrc))
 	defer C.free(unsafe.Pointer(cname))
 	defer C.free(unsafe.Pointer(carch))
 	var bin, log *C.char
 	var n C.size_t
-	rc := C.dsb_nvrtc_compile(g.nvrtc, csrc, cname, carch, &bin, &n, &log)
+	rc := C.dsb_nvrtc_compile(h, csrc, cname, carch, &bin, &n, &log)
 	msg := ""
 	if log != nil {
 		msg = C.GoString(log)

@@ -97,8 +97,8 @@ type gpuPlan struct {
 	shape    []int64
 }
 
-var engineKernels = []string{"copy_ff", "copy_hh", "copy_hf", "copy_fh", "copy_v16", "binary_f", "binary_h", "unary_f", "unary_h",
-	"epilogue", "epilogue1", "epilogue8", "transpose_ff", "transpose_hh", "transpose_hf", "transpose_fh", "input_nhwc8", "softmax_f", "reduce_f", "maxpool_h", "resize_h", "matmul_f"}
+var engineKernels = []string{"copy_ff", "copy_hh", "copy_hf", "copy_fh", "copy_v16", "binary_f", "binary_h", "unary_f", "unary_h", "unary_sf", "unary_sh",
+	"epilogue", "epilogue1", "epilogue8", "transpose_ff", "transpose_hh", "transpose_hf", "transpose_fh", "input_nhwc8", "softmax_f", "reduce_f", "maxpool_h", "maxpool_h8", "resize_h", "resize_h8", "matmul_f"}
 
 // NewGPU compiles the model m for h×w inputs on the GPU o.UUID and
 // prepares its largest batch.
@@ -598,16 +598,26 @@ func (e *GPUEngine) lowerStep(p *gpuPlan, s graph.Step) error {
 		})
 	case graph.KUnary:
 		in := s.In[0]
-		if !slices.Equal(in.Stride, s.Out.Stride) || !packed(in) {
-			return fmt.Errorf("elementwise step over differently laid out tensors: %w", graph.ErrUnsupported)
-		}
-		k := e.k["unary_f"]
+		suffix := "f"
 		if s.Out.Elem == graph.F16 {
-			k = e.k["unary_h"]
+			suffix = "h"
 		}
 		x, code, alpha := e.addr(p, in), int32(s.Code), s.Alpha
+		if slices.Equal(in.Stride, s.Out.Stride) && packed(in) {
+			k := e.k["unary_"+suffix]
+			p.ops = append(p.ops, func(s gpu.Stream) error {
+				return k.Launch(e.grid(n), block, s, uint32(n), x, out, code, alpha)
+			})
+			return nil
+		}
+		// Read or written in place inside another tensor: through strides.
+		shape, st, err := collapse(s.Out.Shape, in.Stride, s.Out.Stride)
+		if err != nil {
+			return err
+		}
+		k, m := e.k["unary_s"+suffix], p.param(meta6(shape, st...))
 		p.ops = append(p.ops, func(s gpu.Stream) error {
-			return k.Launch(e.grid(n), block, s, uint32(n), x, out, code, alpha)
+			return k.Launch(e.grid(n), block, s, uint32(n), m(), x, out, code, alpha)
 		})
 	case graph.KConv:
 		return e.conv(p, s)
@@ -634,14 +644,21 @@ func (e *GPUEngine) lowerStep(p *gpuPlan, s graph.Step) error {
 			int32(in.Stride[0]), int32(in.Stride[2]), int32(in.Stride[3]),
 			int32(s.Out.Stride[0]), int32(s.Out.Stride[2]), int32(s.Out.Stride[3])}
 		x := e.addr(p, in)
+		name, threads := "resize_h", n
 		if s.Kind == graph.KMaxPool {
 			q := s.Pool
 			g = append(g, int32(q.KH), int32(q.KW), int32(q.SH), int32(q.SW), int32(q.DH), int32(q.DW), int32(q.PT), int32(q.PL))
-			k, m := e.k["maxpool_h"], p.param(g)
-			p.ops = append(p.ops, func(st gpu.Stream) error { return k.Launch(e.grid(n), block, st, m(), x, out) })
+			name = "maxpool_h"
+		}
+		if vec8(in) && vec8(s.Out) {
+			name, threads = name+"8", n/8
+		}
+		k, m := e.k[name], p.param(g)
+		if s.Kind == graph.KMaxPool {
+			p.ops = append(p.ops, func(st gpu.Stream) error { return k.Launch(e.grid(threads), block, st, m(), x, out) })
 		} else {
-			k, tab, m := e.k["resize_h"], p.consts[s.Table], p.param(g)
-			p.ops = append(p.ops, func(st gpu.Stream) error { return k.Launch(e.grid(n), block, st, m(), tab, x, out) })
+			tab := p.consts[s.Table]
+			p.ops = append(p.ops, func(st gpu.Stream) error { return k.Launch(e.grid(threads), block, st, m(), tab, x, out) })
 		}
 	case graph.KMatMul:
 		a, b := s.In[0], s.In[1]
@@ -667,6 +684,20 @@ func (e *GPUEngine) lowerStep(p *gpuPlan, s graph.Step) error {
 		return fmt.Errorf("step kind %d: %w", s.Kind, graph.ErrUnsupported)
 	}
 	return nil
+}
+
+// vec8 reports whether the NHWC fp16 view v can be moved eight channels
+// (16 bytes) at a time: channels, strides and offset multiples of 8.
+func vec8(v graph.View) bool {
+	if v.Layout != graph.NHWC || v.Elem != graph.F16 || len(v.Shape) != 4 || v.Shape[1]%8 != 0 || v.Off%8 != 0 {
+		return false
+	}
+	for _, st := range v.Stride {
+		if st%8 != 0 && st != 1 {
+			return false
+		}
+	}
+	return v.Stride[1] == 1
 }
 
 // copyStep lowers a copy: a vectorised copy when both sides are

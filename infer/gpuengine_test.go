@@ -360,3 +360,21 @@ func TestGPUEngineBacksOffWhenOutOfMemory(t *testing.T) {
 		t.Errorf("relative L2 %.3g against ONNX Runtime", d)
 	}
 }
+
+// TestKernelSourcesCompile compiles every kernel source with NVRTC for
+// Hopper (sm_90). It needs NVRTC only, not a GPU: on a machine without
+// CUDA, DSBATCH_NVRTC_LIB can point at any NVRTC (Debian's libnvrtc11.2
+// in non-free is one), so kernel edits are checked before a device run.
+func TestKernelSourcesCompile(t *testing.T) {
+	for _, src := range []struct{ name, code string }{
+		{"engine", engineSource}, {"detect", detectSource}, {"letterbox", letterboxSource},
+	} {
+		err := gpu.CheckSource(src.code, 90)
+		if errors.Is(err, gpu.ErrNoCUDA) {
+			t.Skip(err)
+		}
+		if err != nil {
+			t.Errorf("%s kernels: %v", src.name, err)
+		}
+	}
+}

@@ -27,22 +27,36 @@ __device__ __forceinline__ float activate(float v, int act, float alpha) {
 	return v;
 }
 
-// Up to 6 dimensions; meta holds dims[6], then one stride set of 6 per operand.
-__device__ __forceinline__ void offsets(unsigned i, const int* meta, int sets, long long* off) {
-	for (int s = 0; s < sets; s++) off[s] = 0;
+// Up to 6 dimensions; meta holds dims[6], then one stride set of 6 per
+// operand. Callers copy meta into registers first (loadMeta): read from
+// global memory inside the loop, every element pays for it again.
+template <int SETS>
+__device__ __forceinline__ void loadMeta(const int* meta, int* m) {
+#pragma unroll
+	for (int k = 0; k < 6 + 6 * SETS; k++) m[k] = meta[k];
+}
+template <int SETS>
+__device__ __forceinline__ void offsets(unsigned i, const int* m, long long* off) {
+#pragma unroll
+	for (int s = 0; s < SETS; s++) off[s] = 0;
+#pragma unroll
 	for (int d = 5; d >= 0; d--) {
-		unsigned n = (unsigned)meta[d];
+		unsigned n = (unsigned)m[d];
+		if (n == 1) continue;
 		unsigned q = i / n, r = i - q * n;
 		i = q;
-		for (int s = 0; s < sets; s++) off[s] += (long long)r * meta[6 + 6 * s + d];
+#pragma unroll
+		for (int s = 0; s < SETS; s++) off[s] += (long long)r * m[6 + 6 * s + d];
 	}
 }
 
 template <typename S, typename D>
 __device__ void copy_t(unsigned n, const int* meta, const S* src, D* dst) {
+	int m[18];
+	loadMeta<2>(meta, m);
 	for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
 		long long o[2];
-		offsets(i, meta, 2, o);
+		offsets<2>(i, m, o);
 		st<D>(dst, o[1], ld<S>(src, o[0]));
 	}
 }
@@ -52,9 +66,11 @@ extern "C" __global__ void copy_hf(unsigned n, const int* m, const half_t* s, fl
 extern "C" __global__ void copy_fh(unsigned n, const int* m, const float* s, half_t* d) { copy_t<float, half_t>(n, m, s, d); }
 // 16-byte elements: 8 halves or 4 floats moved at once.
 extern "C" __global__ void copy_v16(unsigned n, const int* meta, const uint4* src, uint4* dst) {
+	int m[18];
+	loadMeta<2>(meta, m);
 	for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
 		long long o[2];
-		offsets(i, meta, 2, o);
+		offsets<2>(i, m, o);
 		dst[o[1]] = src[o[0]];
 	}
 }
@@ -97,9 +113,11 @@ extern "C" __global__ void input_nhwc8(unsigned pixels, unsigned hw, int c, cons
 
 template <typename T>
 __device__ void binary_t(unsigned n, const int* meta, const T* a, const T* b, T* y, int op) {
+	int m[24];
+	loadMeta<3>(meta, m);
 	for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
 		long long o[3];
-		offsets(i, meta, 3, o);
+		offsets<3>(i, m, o);
 		float x = ld<T>(a, o[0]), z = ld<T>(b, o[1]), r;
 		switch (op) {
 		case 0: r = x + z; break;
@@ -121,6 +139,20 @@ __device__ void unary_t(unsigned n, const T* x, T* y, int act, float alpha) {
 }
 extern "C" __global__ void unary_f(unsigned n, const float* x, float* y, int act, float alpha) { unary_t<float>(n, x, y, act, alpha); }
 extern "C" __global__ void unary_h(unsigned n, const half_t* x, half_t* y, int act, float alpha) { unary_t<half_t>(n, x, y, act, alpha); }
+// The same through strides (meta as for copies): a tensor read inside a
+// Split's input or written inside a Concat's output.
+template <typename T>
+__device__ void unary_st(unsigned n, const int* meta, const T* x, T* y, int act, float alpha) {
+	int m[18];
+	loadMeta<2>(meta, m);
+	for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+		long long o[2];
+		offsets<2>(i, m, o);
+		st<T>(y, o[1], activate(ld<T>(x, o[0]), act, alpha));
+	}
+}
+extern "C" __global__ void unary_sf(unsigned n, const int* m, const float* x, float* y, int act, float alpha) { unary_st<float>(n, m, x, y, act, alpha); }
+extern "C" __global__ void unary_sh(unsigned n, const int* m, const half_t* x, half_t* y, int act, float alpha) { unary_st<half_t>(n, m, x, y, act, alpha); }
 
 // The convolution's epilogue over its NHWC output y (m pixels of k
 // channels, ypix elements apart: k when packed, more inside a Concat):
@@ -226,6 +258,43 @@ extern "C" __global__ void maxpool_h(const int* g, const half_t* x, half_t* y) {
 	}
 }
 
+// The same, eight channels (16 bytes) per thread, for C, strides and
+// offsets multiples of 8 (strides in g are still in halves).
+extern "C" __global__ void maxpool_h8(const int* g, const uint4* x, uint4* y) {
+	const int C8 = g[1] >> 3, H = g[2], W = g[3], OH = g[4], OW = g[5];
+	const long long xn = g[6] >> 3, xh = g[7] >> 3, xw = g[8] >> 3, yn = g[9] >> 3, yh = g[10] >> 3, yw = g[11] >> 3;
+	const int kh = g[12], kw = g[13], sh = g[14], sw = g[15], dh = g[16], dw = g[17], pt = g[18], pl = g[19];
+	const unsigned n = (unsigned)(g[0] * C8 * OH * OW);
+	for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+		unsigned c = i % C8, r = i / C8;
+		unsigned ox = r % OW; r /= OW;
+		unsigned oy = r % OH, b = r / OH;
+		float m[8];
+#pragma unroll
+		for (int j = 0; j < 8; j++) m[j] = __int_as_float(0xff800000);
+		for (int ky = 0; ky < kh; ky++) {
+			int iy = (int)oy * sh - pt + ky * dh;
+			if (iy < 0 || iy >= H) continue;
+			for (int kx = 0; kx < kw; kx++) {
+				int ix = (int)ox * sw - pl + kx * dw;
+				if (ix < 0 || ix >= W) continue;
+				uint4 v = x[b * xn + iy * xh + ix * xw + c];
+				const unsigned* pv = (const unsigned*)&v;
+#pragma unroll
+				for (int j = 0; j < 4; j++) {
+					m[2 * j] = fmaxf(m[2 * j], h2f((half_t)(pv[j] & 0xffff)));
+					m[2 * j + 1] = fmaxf(m[2 * j + 1], h2f((half_t)(pv[j] >> 16)));
+				}
+			}
+		}
+		uint4 o;
+		unsigned* po = (unsigned*)&o;
+#pragma unroll
+		for (int j = 0; j < 4; j++) po[j] = (unsigned)f2h(m[2 * j]) | ((unsigned)f2h(m[2 * j + 1]) << 16);
+		y[b * yn + oy * yh + ox * yw + c] = o;
+	}
+}
+
 // NHWC fp16 resize through a table of (i0, i1, weight) per output row, then column.
 // g: N C H W OH OW inN inH inW outN outH outW.
 extern "C" __global__ void resize_h(const int* g, const float* tab, const half_t* x, half_t* y) {
@@ -248,6 +317,44 @@ extern "C" __global__ void resize_h(const int* g, const float* tab, const half_t
 			v = (1 - ay) * ((1 - ax) * v00 + ax * v01) + ay * ((1 - ax) * v10 + ax * v11);
 		}
 		y[(long long)b * g[9] + (long long)oy * g[10] + (long long)ox * g[11] + c] = f2h(v);
+	}
+}
+
+// The same, eight channels (16 bytes) per thread, for C, strides and
+// offsets multiples of 8 (strides in g are still in halves).
+extern "C" __global__ void resize_h8(const int* g, const float* tab, const uint4* x, uint4* y) {
+	const int C8 = g[1] >> 3, OH = g[4], OW = g[5];
+	const long long xn = g[6] >> 3, xh = g[7] >> 3, xw = g[8] >> 3, yn = g[9] >> 3, yh = g[10] >> 3, yw = g[11] >> 3;
+	const unsigned n = (unsigned)(g[0] * C8 * OH * OW);
+	for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+		unsigned c = i % C8, r = i / C8;
+		unsigned ox = r % OW; r /= OW;
+		unsigned oy = r % OH, b = r / OH;
+		const float* ty = tab + 3 * oy;
+		const float* tx = tab + 3 * (OH + ox);
+		int y0 = (int)ty[0], y1 = (int)ty[1], x0 = (int)tx[0], x1 = (int)tx[1];
+		float ay = ty[2], ax = tx[2];
+		const uint4* p = x + b * xn + c;
+		uint4 o = p[y0 * xh + x0 * xw];
+		if (ay != 0.0f || ax != 0.0f) {
+			uint4 v01 = p[y0 * xh + x1 * xw], v10 = p[y1 * xh + x0 * xw], v11 = p[y1 * xh + x1 * xw];
+			unsigned* q00 = (unsigned*)&o;
+			const unsigned *q01 = (const unsigned*)&v01, *q10 = (const unsigned*)&v10, *q11 = (const unsigned*)&v11;
+#pragma unroll
+			for (int j = 0; j < 4; j++) {
+				unsigned w = 0;
+#pragma unroll
+				for (int h = 0; h < 2; h++) {
+					int sh = 16 * h;
+					float a = h2f((half_t)(q00[j] >> sh)), b01 = h2f((half_t)(q01[j] >> sh));
+					float b10 = h2f((half_t)(q10[j] >> sh)), b11 = h2f((half_t)(q11[j] >> sh));
+					float v = (1 - ay) * ((1 - ax) * a + ax * b01) + ay * ((1 - ax) * b10 + ax * b11);
+					w |= (unsigned)f2h(v) << sh;
+				}
+				q00[j] = w;
+			}
+		}
+		y[b * yn + oy * yh + ox * yw + c] = o;
 	}
 }
 

@@ -189,6 +189,9 @@ type LowerOptions struct {
 	// Concat's channels), which every reader must take; the GPU engine's
 	// graph-API convolutions do.
 	InPlaceConcat []string
+	// KeepCopies keeps the row-major copies that copy elision would
+	// remove (see elideCopies), for tests and measurements.
+	KeepCopies bool
 }
 
 // lowering is Lower's state.
@@ -242,6 +245,9 @@ func (g *Graph) Lower(o LowerOptions) (p *Program, err error) {
 		}
 		p.Bufs[out.Buf].Last = len(p.Steps)
 		p.Outputs = append(p.Outputs, out)
+	}
+	if !o.KeepCopies {
+		l.elideCopies()
 	}
 	align := o.Align
 	if align <= 0 {

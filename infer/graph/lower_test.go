@@ -23,10 +23,15 @@ type machine struct {
 	arena, in, inNHWC []byte
 	consts            map[int][]byte
 	t                 *testing.T
+	// written marks each element of each buffer stored to: a Program
+	// writes every element once (a second write means two steps claim the
+	// same memory, which copy elision and in-place Concats must not do).
+	written map[int][]bool
+	step    int
 }
 
 func newMachine(t *testing.T, p *Program, input []float32) *machine {
-	m := &machine{p: p, t: t, arena: make([]byte, p.Arena), consts: map[int][]byte{}}
+	m := &machine{p: p, t: t, arena: make([]byte, p.Arena), consts: map[int][]byte{}, written: map[int][]bool{}}
 	m.in = make([]byte, 4*len(input))
 	for i, f := range input {
 		bin.LittleEndian.PutUint32(m.in[4*i:], math.Float32bits(f))
@@ -79,6 +84,15 @@ func (m *machine) load(v View, e int64) float32 {
 
 func (m *machine) store(v View, e int64, f float32) {
 	b := m.mem(v.Buf)
+	w := m.written[v.Buf]
+	if w == nil {
+		w = make([]bool, int64(len(b))/v.Elem.Size())
+		m.written[v.Buf] = w
+	}
+	if w[e] {
+		m.t.Fatalf("step %d (%s) writes element %d of buffer %d a second time", m.step, m.p.Steps[m.step].Node, e, v.Buf)
+	}
+	w[e] = true
 	if v.Elem == F16 {
 		bin.LittleEndian.PutUint16(b[2*e:], floatToHalf(f))
 		return
@@ -124,8 +138,9 @@ func act(v float32, a Act, alpha float32) float32 {
 }
 
 func (m *machine) run() [][]float32 {
-	for _, s := range m.p.Steps {
-		m.step(s)
+	for i, s := range m.p.Steps {
+		m.step = i
+		m.exec(s)
 	}
 	var outs [][]float32
 	for _, o := range m.p.Outputs {
@@ -136,7 +151,7 @@ func (m *machine) run() [][]float32 {
 	return outs
 }
 
-func (m *machine) step(s Step) {
+func (m *machine) exec(s Step) {
 	switch s.Kind {
 	case KCopy:
 		x := s.In[0]
