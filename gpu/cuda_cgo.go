@@ -173,8 +173,17 @@ type CUDA struct {
 	SMs    int
 	mu     sync.Mutex
 	nvrtc  unsafe.Pointer
-	module map[string]C.CUmodule
+	module map[string]*module
 	kernel map[string]*Kernel
+}
+
+// module is one compiled source, loaded once; ready closes when mod or
+// err is set, so callers asking for the same source wait for one compile
+// while other sources compile beside it.
+type module struct {
+	ready chan struct{}
+	mod   C.CUmodule
+	err   error
 }
 
 // OpenCUDA retains the primary context of the GPU with this NVML UUID.
@@ -193,7 +202,7 @@ func OpenCUDA(uuid string) (*CUDA, error) {
 		}
 		return nil, fmt.Errorf("%w: GPU %s: CUresult %d", ErrNoCUDA, uuid, int(r))
 	}
-	return &CUDA{c: c, UUID: uuid, Arch: int(major)*10 + int(minor), SMs: int(sms), module: map[string]C.CUmodule{}, kernel: map[string]*Kernel{}}, nil
+	return &CUDA{c: c, UUID: uuid, Arch: int(major)*10 + int(minor), SMs: int(sms), module: map[string]*module{}, kernel: map[string]*Kernel{}}, nil
 }
 
 func uuidBytes(uuid string) ([]byte, error) {
@@ -213,7 +222,13 @@ func (g *CUDA) Close() error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for _, m := range g.module {
-		C.dsb_unload(g.c, m)
+		select {
+		case <-m.ready:
+			if m.err == nil {
+				C.dsb_unload(g.c, m.mod)
+			}
+		default: // still compiling: the context's release unloads it
+		}
 	}
 	g.module, g.kernel = nil, nil
 	if g.nvrtc != nil {
@@ -368,27 +383,44 @@ func CheckSource(src string, arch int) error {
 // its function name. Compiled code is cached in cacheDir (when not empty)
 // keyed by the source, the NVRTC version and the GPU architecture, so later
 // runs load it without compiling; each source is compiled once however
-// many of its functions are asked for.
+// many of its functions are asked for, and different sources compile
+// concurrently.
 func (g *CUDA) Kernel(src, name, cacheDir string) (*Kernel, error) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
 	h := sha256.Sum256([]byte(src))
 	key := fmt.Sprintf("%s-sm%d", hex.EncodeToString(h[:12]), g.Arch)
+	g.mu.Lock()
 	if k, ok := g.kernel[key+"/"+name]; ok {
+		g.mu.Unlock()
 		return k, nil
 	}
-	mod, ok := g.module[key]
+	m, ok := g.module[key]
 	if !ok {
-		var err error
-		if mod, err = g.load(src, key, cacheDir); err != nil {
-			return nil, fmt.Errorf("kernel %s: %w", name, err)
+		m = &module{ready: make(chan struct{})}
+		g.module[key] = m
+		g.mu.Unlock()
+		m.mod, m.err = g.load(src, key, cacheDir)
+		close(m.ready)
+		if m.err != nil {
+			g.mu.Lock()
+			delete(g.module, key) // the next call tries again
+			g.mu.Unlock()
 		}
-		g.module[key] = mod
+	} else {
+		g.mu.Unlock()
+		<-m.ready
+	}
+	if m.err != nil {
+		return nil, fmt.Errorf("kernel %s: %w", name, m.err)
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if k, ok := g.kernel[key+"/"+name]; ok {
+		return k, nil
 	}
 	k := &Kernel{g: g}
 	cname := C.CString(name)
 	defer C.free(unsafe.Pointer(cname))
-	if err := cudaErr(g.c, "cuModuleGetFunction", C.dsb_function(g.c, mod, cname, &k.fn)); err != nil {
+	if err := cudaErr(g.c, "cuModuleGetFunction", C.dsb_function(g.c, m.mod, cname, &k.fn)); err != nil {
 		return nil, fmt.Errorf("kernel %s: %w", name, err)
 	}
 	g.kernel[key+"/"+name] = k
@@ -397,18 +429,22 @@ func (g *CUDA) Kernel(src, name, cacheDir string) (*Kernel, error) {
 
 // load compiles src (or reads it from the cache) and loads the module.
 func (g *CUDA) load(src, key, cacheDir string) (C.CUmodule, error) {
-	if err := g.openNVRTC(); err != nil {
+	g.mu.Lock()
+	err := g.openNVRTC()
+	nvrtc := g.nvrtc
+	g.mu.Unlock()
+	if err != nil {
 		return nil, err
 	}
 	var vmaj, vmin C.int
-	C.dsb_nvrtc_version(g.nvrtc, &vmaj, &vmin)
+	C.dsb_nvrtc_version(nvrtc, &vmaj, &vmin)
 	cachePath := ""
 	if cacheDir != "" {
 		cachePath = filepath.Join(cacheDir, fmt.Sprintf("%s-nvrtc%d.%d.cubin", key, vmaj, vmin))
 	}
 	image, err := os.ReadFile(cachePath)
 	if cachePath == "" || err != nil {
-		if image, err = g.compile(src, key); err != nil {
+		if image, err = nvrtcCompile(nvrtc, src, key, g.Arch); err != nil {
 			return nil, err
 		}
 		if cachePath != "" {
@@ -427,10 +463,6 @@ func (g *CUDA) load(src, key, cacheDir string) (C.CUmodule, error) {
 		return nil, err
 	}
 	return mod, nil
-}
-
-func (g *CUDA) compile(src, name string) ([]byte, error) {
-	return nvrtcCompile(g.nvrtc, src, name, g.Arch)
 }
 
 // nvrtcCompile compiles src with the NVRTC library h for sm_<arch> and

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -200,5 +201,98 @@ func TestSampler(t *testing.T) {
 	}
 	if l[1].Samples != 0 {
 		t.Errorf("unreadable GPU sampled: %+v", l[1])
+	}
+}
+
+// TestKernelsConcurrently asks for the functions of two sources from
+// several goroutines at once: each source compiles once, every caller
+// gets the same function, and both run.
+func TestKernelsConcurrently(t *testing.T) {
+	h, err := Open()
+	if err != nil {
+		t.Skipf("no GPU here: %v", err)
+	}
+	defer h.Close()
+	devs, err := h.Devices()
+	if err != nil || len(devs) == 0 {
+		t.Skipf("no GPU listed: %v", err)
+	}
+	g, err := OpenCUDA(devs[0].UUID)
+	if err != nil {
+		t.Skipf("no CUDA: %v", err)
+	}
+	defer g.Close()
+	srcs := []string{
+		`extern "C" __global__ void fill(float* y, float v) { y[threadIdx.x] = v; }`,
+		`extern "C" __global__ void twice(float* y) { y[threadIdx.x] *= 2.0f; }
+extern "C" __global__ void unused(float* y) { y[threadIdx.x] = 0.0f; }`,
+	}
+	names := [][]string{{"fill"}, {"twice", "unused"}}
+	const callers = 8
+	got := make([][]*Kernel, callers)
+	errs := make([]error, callers)
+	var wg sync.WaitGroup
+	for c := 0; c < callers; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range srcs {
+				s := (i + c) % len(srcs) // half the callers start with each source
+				for _, n := range names[s] {
+					k, err := g.Kernel(srcs[s], n, "")
+					if err != nil {
+						errs[c] = err
+						return
+					}
+					got[c] = append(got[c], k)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	byName := map[string]*Kernel{}
+	for c := 0; c < callers; c++ {
+		if errs[c] != nil {
+			t.Fatal(errs[c])
+		}
+		i := 0
+		for j := range srcs {
+			s := (j + c) % len(srcs)
+			for _, n := range names[s] {
+				if k, ok := byName[n]; ok && k != got[c][i] {
+					t.Fatalf("caller %d got another %s", c, n)
+				}
+				byName[n] = got[c][i]
+				i++
+			}
+		}
+	}
+	s, err := g.NewStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.DestroyStream(s)
+	y, err := g.Alloc(32 * 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Free(y)
+	if err := byName["fill"].Launch([3]uint32{1, 1, 1}, [3]uint32{32, 1, 1}, s, y, float32(1.5)); err != nil {
+		t.Fatal(err)
+	}
+	if err := byName["twice"].Launch([3]uint32{1, 1, 1}, [3]uint32{32, 1, 1}, s, y); err != nil {
+		t.Fatal(err)
+	}
+	out := make([]float32, 32)
+	if err := g.CopyToHost(out, y, s); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Sync(s); err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range out {
+		if v != 3 {
+			t.Fatalf("y[%d] = %g, want 3", i, v)
+		}
 	}
 }

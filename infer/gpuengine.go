@@ -14,6 +14,8 @@ import (
 	"time"
 	"unsafe"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/dsbatch/dsbatch/gpu"
 	"github.com/dsbatch/dsbatch/infer/graph"
 )
@@ -97,8 +99,17 @@ type gpuPlan struct {
 	shape    []int64
 }
 
-var engineKernels = []string{"copy_ff", "copy_hh", "copy_hf", "copy_fh", "copy_v16", "binary_f", "binary_h", "unary_f", "unary_h", "unary_sf", "unary_sh",
-	"epilogue", "epilogue1", "epilogue8", "transpose_ff", "transpose_hh", "transpose_hf", "transpose_fh", "input_nhwc8", "softmax_f", "reduce_f", "maxpool_h", "maxpool_h8", "resize_h", "resize_h8", "matmul_f"}
+// engineSources are the engine's kernel sources and the kernels each
+// holds.
+var engineSources = []struct {
+	code  string
+	names []string
+}{
+	{stridedSource, []string{"copy_ff", "copy_hh", "copy_hf", "copy_fh", "copy_v16", "binary_f", "binary_h", "unary_f", "unary_h", "unary_sf", "unary_sh"}},
+	{layoutSource, []string{"epilogue", "epilogue1", "epilogue8", "transpose_ff", "transpose_hh", "transpose_hf", "transpose_fh", "input_nhwc8",
+		"softmax_f", "reduce_f", "maxpool_h", "maxpool_h8", "resize_h", "resize_h8", "matmul_f"}},
+	{detectSource, []string{"select_v8", "detect_v8"}},
+}
 
 // NewGPU compiles the model m for h×w inputs on the GPU o.UUID and
 // prepares its largest batch.
@@ -225,19 +236,30 @@ func newGPU(m *Model, h, w int, o GPUOptions) (_ *GPUEngine, err error) {
 }
 
 // loadKernels compiles (or reads from the cache) and loads the engine's
-// NVRTC kernels.
+// NVRTC kernels, its sources side by side: on a cold start compiling is
+// most of the engine's set-up.
 func (e *GPUEngine) loadKernels() error {
-	e.k = map[string]*gpu.Kernel{}
-	for _, src := range []struct {
-		code  string
-		names []string
-	}{{engineSource, engineKernels}, {detectSource, []string{"select_v8", "detect_v8"}}} {
-		for _, name := range src.names {
-			k, err := e.cuda.Kernel(src.code, name, e.opts.CacheDir)
-			if err != nil {
-				return err
+	ks := make([][]*gpu.Kernel, len(engineSources))
+	var g errgroup.Group
+	for i, src := range engineSources {
+		g.Go(func() error {
+			for _, name := range src.names {
+				k, err := e.cuda.Kernel(src.code, name, e.opts.CacheDir)
+				if err != nil {
+					return err
+				}
+				ks[i] = append(ks[i], k)
 			}
-			e.k[name] = k
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	e.k = map[string]*gpu.Kernel{}
+	for i, src := range engineSources {
+		for j, name := range src.names {
+			e.k[name] = ks[i][j]
 		}
 	}
 	return nil

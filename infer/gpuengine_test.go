@@ -367,7 +367,7 @@ func TestGPUEngineBacksOffWhenOutOfMemory(t *testing.T) {
 // in non-free is one), so kernel edits are checked before a device run.
 func TestKernelSourcesCompile(t *testing.T) {
 	for _, src := range []struct{ name, code string }{
-		{"engine", engineSource}, {"detect", detectSource}, {"letterbox", letterboxSource},
+		{"strided", stridedSource}, {"layout", layoutSource}, {"detect", detectSource}, {"letterbox", letterboxSource},
 	} {
 		err := gpu.CheckSource(src.code, 90)
 		if errors.Is(err, gpu.ErrNoCUDA) {

@@ -1,11 +1,15 @@
 package infer
 
-// engineSource is the CUDA C of the GPU engine's kernels (everything but
-// the convolutions, which are cuDNN's). fp16 values are stored as raw
-// 16-bit words and converted with PTX, so no CUDA header is needed; all
+// The CUDA C of the GPU engine's kernels (everything but the
+// convolutions, which are cuDNN's), in two sources that NVRTC compiles
+// side by side on a cold start. fp16 values are stored as raw 16-bit
+// words and converted with PTX, so no CUDA header is needed; all
 // arithmetic is fp32. Index arithmetic is 32-bit: the engine refuses
 // tensors of 2^31 elements or more.
-const engineSource = `
+
+// kernelPrelude is what both sources share: fp16 conversion, loads and
+// stores of either element type, activations and strided indexing.
+const kernelPrelude = `
 typedef unsigned short half_t;
 __device__ __forceinline__ float h2f(half_t h) { float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h)); return f; }
 __device__ __forceinline__ half_t f2h(float f) { half_t h; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f)); return h; }
@@ -49,7 +53,11 @@ __device__ __forceinline__ void offsets(unsigned i, const int* m, long long* off
 		for (int s = 0; s < SETS; s++) off[s] += (long long)r * m[6 + 6 * s + d];
 	}
 }
+`
 
+// stridedSource holds the kernels that walk tensors through strides:
+// copies, elementwise steps.
+const stridedSource = kernelPrelude + `
 template <typename S, typename D>
 __device__ void copy_t(unsigned n, const int* meta, const S* src, D* dst) {
 	int m[18];
@@ -72,42 +80,6 @@ extern "C" __global__ void copy_v16(unsigned n, const int* meta, const uint4* sr
 		long long o[2];
 		offsets<2>(i, m, o);
 		dst[o[1]] = src[o[0]];
-	}
-}
-
-// A batched transpose through shared memory, both sides coalesced:
-// y[b, p, q] = x[b, p, q] where x is contiguous along p and y along q.
-// g: P Q xB xQ yB yP. Blocks of 32×8 threads, a 32×32 tile each.
-template <typename S, typename D>
-__device__ void transpose_t(const int* g, const S* x, D* y) {
-	__shared__ float tile[32][33];
-	int P = g[0], Q = g[1];
-	long long b = blockIdx.z;
-	int p0 = blockIdx.y * 32, q0 = blockIdx.x * 32;
-	for (int j = threadIdx.y; j < 32; j += 8) {
-		int p = p0 + threadIdx.x, q = q0 + j;
-		if (p < P && q < Q) tile[j][threadIdx.x] = ld<S>(x, b * g[2] + p + (long long)q * g[3]);
-	}
-	__syncthreads();
-	for (int j = threadIdx.y; j < 32; j += 8) {
-		int p = p0 + j, q = q0 + threadIdx.x;
-		if (p < P && q < Q) st<D>(y, b * g[4] + (long long)p * g[5] + q, tile[threadIdx.x][j]);
-	}
-}
-extern "C" __global__ void transpose_ff(const int* g, const float* x, float* y) { transpose_t<float, float>(g, x, y); }
-extern "C" __global__ void transpose_hh(const int* g, const half_t* x, half_t* y) { transpose_t<half_t, half_t>(g, x, y); }
-extern "C" __global__ void transpose_hf(const int* g, const half_t* x, float* y) { transpose_t<half_t, float>(g, x, y); }
-extern "C" __global__ void transpose_fh(const int* g, const float* x, half_t* y) { transpose_t<float, half_t>(g, x, y); }
-
-// The network input, planar fp32 [n, c, hw] to NHWC fp16 with 8 channels
-// (c ≤ 8, the rest zero): one pixel per thread, one 16-byte store.
-extern "C" __global__ void input_nhwc8(unsigned pixels, unsigned hw, int c, const float* x, uint4* y) {
-	for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < pixels; i += gridDim.x * blockDim.x) {
-		unsigned b = i / hw, p = i - b * hw;
-		const float* src = x + (long long)b * c * hw + p;
-		unsigned w[4] = {0, 0, 0, 0};
-		for (int k = 0; k < c; k++) w[k >> 1] |= (unsigned)f2h(src[(long long)k * hw]) << (16 * (k & 1));
-		y[i] = make_uint4(w[0], w[1], w[2], w[3]);
 	}
 }
 
@@ -153,6 +125,47 @@ __device__ void unary_st(unsigned n, const int* meta, const T* x, T* y, int act,
 }
 extern "C" __global__ void unary_sf(unsigned n, const int* m, const float* x, float* y, int act, float alpha) { unary_st<float>(n, m, x, y, act, alpha); }
 extern "C" __global__ void unary_sh(unsigned n, const int* m, const half_t* x, half_t* y, int act, float alpha) { unary_st<half_t>(n, m, x, y, act, alpha); }
+`
+
+// layoutSource holds the kernels with a layout of their own: transposes,
+// the network input, convolution epilogues, softmax, reductions, pooling,
+// resizing, matrix products.
+const layoutSource = kernelPrelude + `
+// A batched transpose through shared memory, both sides coalesced:
+// y[b, p, q] = x[b, p, q] where x is contiguous along p and y along q.
+// g: P Q xB xQ yB yP. Blocks of 32×8 threads, a 32×32 tile each.
+template <typename S, typename D>
+__device__ void transpose_t(const int* g, const S* x, D* y) {
+	__shared__ float tile[32][33];
+	int P = g[0], Q = g[1];
+	long long b = blockIdx.z;
+	int p0 = blockIdx.y * 32, q0 = blockIdx.x * 32;
+	for (int j = threadIdx.y; j < 32; j += 8) {
+		int p = p0 + threadIdx.x, q = q0 + j;
+		if (p < P && q < Q) tile[j][threadIdx.x] = ld<S>(x, b * g[2] + p + (long long)q * g[3]);
+	}
+	__syncthreads();
+	for (int j = threadIdx.y; j < 32; j += 8) {
+		int p = p0 + j, q = q0 + threadIdx.x;
+		if (p < P && q < Q) st<D>(y, b * g[4] + (long long)p * g[5] + q, tile[threadIdx.x][j]);
+	}
+}
+extern "C" __global__ void transpose_ff(const int* g, const float* x, float* y) { transpose_t<float, float>(g, x, y); }
+extern "C" __global__ void transpose_hh(const int* g, const half_t* x, half_t* y) { transpose_t<half_t, half_t>(g, x, y); }
+extern "C" __global__ void transpose_hf(const int* g, const half_t* x, float* y) { transpose_t<half_t, float>(g, x, y); }
+extern "C" __global__ void transpose_fh(const int* g, const float* x, half_t* y) { transpose_t<float, half_t>(g, x, y); }
+
+// The network input, planar fp32 [n, c, hw] to NHWC fp16 with 8 channels
+// (c ≤ 8, the rest zero): one pixel per thread, one 16-byte store.
+extern "C" __global__ void input_nhwc8(unsigned pixels, unsigned hw, int c, const float* x, uint4* y) {
+	for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < pixels; i += gridDim.x * blockDim.x) {
+		unsigned b = i / hw, p = i - b * hw;
+		const float* src = x + (long long)b * c * hw + p;
+		unsigned w[4] = {0, 0, 0, 0};
+		for (int k = 0; k < c; k++) w[k >> 1] |= (unsigned)f2h(src[(long long)k * hw]) << (16 * (k & 1));
+		y[i] = make_uint4(w[0], w[1], w[2], w[3]);
+	}
+}
 
 // The convolution's epilogue over its NHWC output y (m pixels of k
 // channels, ypix elements apart: k when packed, more inside a Concat):
