@@ -220,14 +220,19 @@ func (g *CUDA) Context() unsafe.Pointer { return unsafe.Pointer(g.c.ctx) }
 // Close unloads kernels and releases the context.
 func (g *CUDA) Close() error {
 	g.mu.Lock()
-	defer g.mu.Unlock()
+	ms := make([]*module, 0, len(g.module))
 	for _, m := range g.module {
-		select {
-		case <-m.ready:
-			if m.err == nil {
-				C.dsb_unload(g.c, m.mod)
-			}
-		default: // still compiling: the context's release unloads it
+		ms = append(ms, m)
+	}
+	g.mu.Unlock()
+	for _, m := range ms {
+		<-m.ready // a compile still running loads into this context first
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, m := range ms {
+		if m.err == nil {
+			C.dsb_unload(g.c, m.mod)
 		}
 	}
 	g.module, g.kernel = nil, nil

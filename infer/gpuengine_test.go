@@ -378,3 +378,38 @@ func TestKernelSourcesCompile(t *testing.T) {
 		}
 	}
 }
+
+// TestEngineSourcesNameTheirKernels checks on the CPU that every kernel the
+// engine looks up is defined in the source it is looked up in.
+func TestEngineSourcesNameTheirKernels(t *testing.T) {
+	for _, src := range engineSources {
+		for _, name := range src.names {
+			if !strings.Contains(src.code, "__global__ void "+name+"(") {
+				t.Errorf("kernel %s is not in its source", name)
+			}
+		}
+	}
+}
+
+func TestVec8(t *testing.T) {
+	nhwc := func(c, h, w int, pix int64, off int64) graph.View {
+		return graph.View{Shape: []int{2, c, h, w}, Stride: []int64{int64(h*w) * pix, 1, int64(w) * pix, pix}, Off: off, Elem: graph.F16, Layout: graph.NHWC}
+	}
+	for _, c := range []struct {
+		name string
+		v    graph.View
+		want bool
+	}{
+		{"packed", nhwc(16, 4, 4, 16, 0), true},
+		{"inside a Concat at channel 16", nhwc(16, 4, 4, 48, 16), true},
+		{"inside a Concat at channel 4", nhwc(16, 4, 4, 48, 4), false},
+		{"12 channels", nhwc(12, 4, 4, 12, 0), false},
+		{"pixel stride 20", nhwc(16, 4, 4, 20, 0), false},
+		{"fp32", func() graph.View { v := nhwc(16, 4, 4, 16, 0); v.Elem = graph.F32; return v }(), false},
+		{"row-major", func() graph.View { v := nhwc(16, 4, 4, 16, 0); v.Layout = graph.RowMajor; return v }(), false},
+	} {
+		if got := vec8(c.v); got != c.want {
+			t.Errorf("%s: vec8 %v, want %v", c.name, got, c.want)
+		}
+	}
+}
