@@ -56,7 +56,7 @@ test:
 	$(GO) test -race -count=1 ./...
 	$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZTIME)
 
-## fuzz: each fuzz target for a fixed number of inputs (about 10 s each on a 2-core machine); a crasher
+## fuzz: each fuzz target for a fixed number of inputs (7 to 20 s each on a 2-core machine); a crasher
 ## is kept in the package's testdata/fuzz. A count, not a duration: Go 1.26's fuzzing coordinator can
 ## fail a run that ends on a -fuzztime duration with "context deadline exceeded" though nothing was
 ## found (golang/go#75804, fixed in Go 1.27), which a count never triggers. Minimizing is off

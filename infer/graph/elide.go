@@ -190,24 +190,8 @@ func (l *lowering) lifetimes() {
 	for i := range p.Bufs {
 		p.Bufs[i].First, p.Bufs[i].Last = -1, -1
 	}
-	touch := func(i int, v View) {
-		b := &p.Bufs[v.Buf]
-		if b.First < 0 {
-			b.First = i
-		}
-		b.Last = max(b.Last, i)
-	}
 	for i, s := range p.Steps {
-		for _, v := range s.In {
-			touch(i, v)
-		}
-		if s.Conv != nil && s.Conv.Residual != nil {
-			touch(i, *s.Conv.Residual)
-		}
-		if s.Conv != nil && s.Conv.Raw != nil {
-			touch(i, *s.Conv.Raw)
-		}
-		touch(i, s.Out)
+		l.touch(i, s)
 	}
 	for _, o := range p.Outputs {
 		p.Bufs[o.Buf].Last = len(p.Steps)

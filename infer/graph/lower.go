@@ -428,25 +428,27 @@ func (l *lowering) get(v *Value, lay Layout, e Elem) (View, error) {
 
 // emit appends a step and extends the lifetimes of what it touches.
 func (l *lowering) emit(s Step) {
-	i := len(l.p.Steps)
-	touch := func(w View) {
+	l.touch(len(l.p.Steps), s)
+	l.p.Steps = append(l.p.Steps, s)
+}
+
+// touch extends the lifetimes of the buffers that step i, s, reads or
+// writes to cover it.
+func (l *lowering) touch(i int, s Step) {
+	views := append(slices.Clone(s.In), s.Out)
+	if s.Conv != nil && s.Conv.Residual != nil {
+		views = append(views, *s.Conv.Residual)
+	}
+	if s.Conv != nil && s.Conv.Raw != nil {
+		views = append(views, *s.Conv.Raw)
+	}
+	for _, w := range views {
 		b := &l.p.Bufs[w.Buf]
 		if b.First < 0 {
 			b.First = i
 		}
 		b.Last = max(b.Last, i)
 	}
-	for _, w := range s.In {
-		touch(w)
-	}
-	if s.Conv != nil && s.Conv.Residual != nil {
-		touch(*s.Conv.Residual)
-	}
-	if s.Conv != nil && s.Conv.Raw != nil {
-		touch(*s.Conv.Raw)
-	}
-	touch(s.Out)
-	l.p.Steps = append(l.p.Steps, s)
 }
 
 // nhwcHeld reports whether every non-constant input is held in NHWC.
