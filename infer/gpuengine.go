@@ -114,16 +114,18 @@ var engineSources = []struct {
 // NewGPU compiles the model m for h×w inputs on the GPU o.UUID and
 // prepares its largest batch.
 //
-// When the GPU has not the memory for o.Batch images, NewGPU halves the
-// batch until the engine fits (MaxBatch says where it stopped) or one
-// image does not.
+// When the GPU has not the memory for o.Batch images, or a tensor of the
+// batch has more elements than the engine indexes, NewGPU halves the batch
+// until the engine fits (MaxBatch says where it stopped) or one image does
+// not.
 func NewGPU(m *Model, h, w int, o GPUOptions) (*GPUEngine, error) {
 	if o.Batch <= 0 {
 		o.Batch = 1
 	}
 	for {
 		e, err := newGPU(m, h, w, o)
-		if err == nil || !errors.Is(err, gpu.ErrOutOfMemory) || o.Batch == 1 {
+		tooBig := errors.Is(err, gpu.ErrOutOfMemory) || errors.Is(err, graph.ErrTooLarge)
+		if err == nil || !tooBig || o.Batch == 1 {
 			return e, err
 		}
 		o.Batch /= 2

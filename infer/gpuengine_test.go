@@ -2,6 +2,7 @@ package infer
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -359,6 +360,68 @@ func TestGPUEngineBacksOffWhenOutOfMemory(t *testing.T) {
 	if d := onnxtest.RelL2(got, want); d > 1e-2 || math.IsNaN(d) {
 		t.Errorf("relative L2 %.3g against ONNX Runtime", d)
 	}
+}
+
+// TestGPUEngineBacksOffWhenTooLarge asks for 64 images of 640×640 from a
+// model whose first tensor then has 3.4·10^9 elements, more than the
+// engine's kernels index: NewGPU halves the batch to 32 (1.7·10^9).
+func TestGPUEngineBacksOffWhenTooLarge(t *testing.T) {
+	uuid := firstGPU(t)
+	m, err := ReadModel(writeWideModel(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := NewGPU(m, 640, 640, GPUOptions{UUID: uuid, Batch: 64, CacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if e.MaxBatch() != 32 {
+		t.Errorf("MaxBatch %d, want 32", e.MaxBatch())
+	}
+}
+
+// writeWideModel writes a model with a wide full-resolution tensor: a
+// 3×3 convolution to 128 channels, then 8×8 max pooling.
+func writeWideModel(t *testing.T) string {
+	t.Helper()
+	raw := make([]byte, 4*128*3*3*3)
+	for i := 0; i < len(raw); i += 4 {
+		binary.LittleEndian.PutUint32(raw[i:], math.Float32bits(0.01))
+	}
+	dim := func(v int64) *onnx.TensorShapeProto_Dimension {
+		if v == 0 {
+			return &onnx.TensorShapeProto_Dimension{Value: &onnx.TensorShapeProto_Dimension_DimParam{DimParam: "d"}}
+		}
+		return &onnx.TensorShapeProto_Dimension{Value: &onnx.TensorShapeProto_Dimension_DimValue{DimValue: v}}
+	}
+	ints := func(name string, v ...int64) *onnx.AttributeProto {
+		return &onnx.AttributeProto{Name: proto.String(name), Type: onnx.AttributeProto_INTS.Enum(), Ints: v}
+	}
+	typ := &onnx.TypeProto{Value: &onnx.TypeProto_TensorType{TensorType: &onnx.TypeProto_Tensor{
+		ElemType: proto.Int32(int32(onnx.TensorProto_FLOAT)), Shape: &onnx.TensorShapeProto{Dim: []*onnx.TensorShapeProto_Dimension{dim(0), dim(3), dim(0), dim(0)}}}}}
+	mp := &onnx.ModelProto{
+		IrVersion:   proto.Int64(8),
+		OpsetImport: []*onnx.OperatorSetIdProto{{Domain: proto.String(""), Version: proto.Int64(17)}},
+		Graph: &onnx.GraphProto{
+			Node: []*onnx.NodeProto{
+				{OpType: proto.String("Conv"), Name: proto.String("wide"), Input: []string{"images", "w"}, Output: []string{"c"}, Attribute: []*onnx.AttributeProto{ints("pads", 1, 1, 1, 1)}},
+				{OpType: proto.String("MaxPool"), Name: proto.String("pool"), Input: []string{"c"}, Output: []string{"output0"}, Attribute: []*onnx.AttributeProto{ints("kernel_shape", 8, 8), ints("strides", 8, 8)}},
+			},
+			Initializer: []*onnx.TensorProto{{Name: proto.String("w"), DataType: proto.Int32(int32(onnx.TensorProto_FLOAT)), Dims: []int64{128, 3, 3, 3}, RawData: raw}},
+			Input:       []*onnx.ValueInfoProto{{Name: proto.String("images"), Type: typ}},
+			Output:      []*onnx.ValueInfoProto{{Name: proto.String("output0")}},
+		},
+	}
+	b, err := proto.Marshal(mp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "wide.onnx")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 // TestKernelSourcesCompile compiles every kernel source with NVRTC for

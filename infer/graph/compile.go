@@ -1,6 +1,7 @@
 package graph
 
 import (
+	"errors"
 	"fmt"
 )
 
@@ -28,6 +29,7 @@ func (g *Graph) Specialize(batch, h, w int) error {
 	}
 	in.Shape = shape
 	var kept []*Node
+	folded := 0 // numbers folded so far
 	for _, n := range g.Nodes {
 		if n.Op == "Constant" {
 			t, err := constantValue(n)
@@ -59,13 +61,23 @@ func (g *Graph) Specialize(batch, h, w int) error {
 				}
 			}
 		}
+		if folds {
+			if err := checkFold(fn, n, args); err != nil {
+				return fmt.Errorf("node %q (%s): %w", n.Name, n.Op, err)
+			}
+		}
 		outs, err := apply(fn, n, args, folds)
 		if err != nil {
 			return fmt.Errorf("node %q (%s): %w", n.Name, n.Op, err)
 		}
 		for _, o := range outs {
-			if err := checkShape(o.Shape); err != nil {
+			if err := checkShape(o.Shape, maxElems); err != nil {
 				return fmt.Errorf("node %q (%s): %w", n.Name, n.Op, err)
+			}
+			if folds {
+				if folded += Len(o.Shape); folded > maxFolded {
+					return fmt.Errorf("node %q (%s): the model folds more than %d numbers at compile time", n.Name, n.Op, maxFolded)
+				}
 			}
 		}
 		if len(outs) < len(n.Out) {
@@ -197,15 +209,54 @@ func (g *Graph) dropIdentities() {
 func apply(fn opFunc, n *Node, args []*Tensor, data bool) (outs []*Tensor, err error) {
 	for _, a := range args {
 		if a != nil {
-			if err := checkShape(a.Shape); err != nil {
+			if err := checkShape(a.Shape, maxElems); err != nil {
 				return nil, err
 			}
 		}
 	}
 	defer func() {
 		if r := recover(); r != nil {
+			if e, ok := r.(error); ok && errors.Is(e, ErrTooLarge) {
+				outs, err = nil, e
+				return
+			}
 			outs, err = nil, fmt.Errorf("malformed model: %v", r)
 		}
 	}()
 	return fn(n, args, data)
+}
+
+// checkFold refuses to fold an operator whose multiply-adds exceed
+// maxFolded; the outputs' own sizes are bounded by out1. Only operators
+// that do more than a few operations per output are counted.
+func checkFold(fn opFunc, n *Node, args []*Tensor) error {
+	var per int
+	switch n.Op {
+	case "Conv":
+		if len(args) > 1 && args[1] != nil {
+			per = Len(args[1].Shape[min(1, len(args[1].Shape)):])
+		}
+	case "MatMul":
+		if a := args[0]; a != nil && len(a.Shape) > 0 {
+			per = a.Shape[len(a.Shape)-1]
+		}
+	case "MaxPool":
+		per = 1
+		for _, k := range n.attrInts("kernel_shape", nil) {
+			if k > 0 && per > maxFolded/k {
+				return fmt.Errorf("pooling kernel %v is too large", n.attrInts("kernel_shape", nil))
+			}
+			per *= max(k, 1)
+		}
+	default:
+		return nil
+	}
+	outs, err := apply(fn, n, args, false)
+	if err != nil {
+		return err
+	}
+	if out := Len(outs[0].Shape); per > 0 && out > maxFolded/per {
+		return fmt.Errorf("folding it at compile time would take %d×%d multiply-adds (at most %d)", out, per, maxFolded)
+	}
+	return nil
 }

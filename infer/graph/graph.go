@@ -24,6 +24,11 @@ import (
 // ErrUnsupported marks an operator or attribute the GPU engine cannot run.
 var ErrUnsupported = errors.New("not supported by the GPU engine (use --engine onnxruntime)")
 
+// ErrTooLarge marks a tensor of more elements than the compiler holds or
+// the engine indexes. At run time it depends on the batch: a smaller one
+// may fit.
+var ErrTooLarge = errors.New("tensor too large")
+
 // DType is a tensor's element type.
 type DType int
 
@@ -242,46 +247,54 @@ func tensorFromProto(t *onnx.TensorProto) (*Tensor, error) {
 	for i, d := range t.GetDims() {
 		shape[i] = int(d)
 	}
+	if err := checkShape(shape, maxData); err != nil {
+		return nil, err
+	}
 	n := Len(shape)
 	raw := t.GetRawData()
 	switch onnx.TensorProto_DataType(t.GetDataType()) {
 	case onnx.TensorProto_FLOAT:
+		if len(raw) != 4*n && len(t.GetFloatData()) != n {
+			return nil, fmt.Errorf("float tensor %v holds %d bytes / %d floats", shape, len(raw), len(t.GetFloatData()))
+		}
 		out := &Tensor{DType: Float, Shape: shape, F: make([]float32, n)}
 		switch {
 		case len(raw) == 4*n:
 			for i := range out.F {
 				out.F[i] = math.Float32frombits(le32(raw[4*i:]))
 			}
-		case len(t.GetFloatData()) == n:
-			copy(out.F, t.GetFloatData())
 		default:
-			return nil, fmt.Errorf("float tensor %v holds %d bytes / %d floats", shape, len(raw), len(t.GetFloatData()))
+			copy(out.F, t.GetFloatData())
 		}
 		return out, nil
 	case onnx.TensorProto_FLOAT16:
-		out := &Tensor{DType: Float, Shape: shape, F: make([]float32, n)}
 		if len(raw) != 2*n {
 			return nil, fmt.Errorf("float16 tensor %v holds %d bytes", shape, len(raw))
 		}
+		out := &Tensor{DType: Float, Shape: shape, F: make([]float32, n)}
 		for i := range out.F {
 			out.F[i] = halfToFloat(uint16(raw[2*i]) | uint16(raw[2*i+1])<<8)
 		}
 		return out, nil
 	case onnx.TensorProto_INT64:
+		if len(raw) != 8*n && len(t.GetInt64Data()) != n {
+			return nil, fmt.Errorf("int64 tensor %v holds %d bytes / %d ints", shape, len(raw), len(t.GetInt64Data()))
+		}
 		out := &Tensor{DType: Int64, Shape: shape, I: make([]int64, n)}
 		switch {
 		case len(raw) == 8*n:
 			for i := range out.I {
 				out.I[i] = int64(le32(raw[8*i:])) | int64(le32(raw[8*i+4:]))<<32
 			}
-		case len(t.GetInt64Data()) == n:
-			copy(out.I, t.GetInt64Data())
 		default:
-			return nil, fmt.Errorf("int64 tensor %v holds %d bytes / %d ints", shape, len(raw), len(t.GetInt64Data()))
+			copy(out.I, t.GetInt64Data())
 		}
 		return out, nil
 	case onnx.TensorProto_INT32, onnx.TensorProto_BOOL, onnx.TensorProto_INT8, onnx.TensorProto_UINT8:
 		size := map[onnx.TensorProto_DataType]int{onnx.TensorProto_INT32: 4, onnx.TensorProto_BOOL: 1, onnx.TensorProto_INT8: 1, onnx.TensorProto_UINT8: 1}[onnx.TensorProto_DataType(t.GetDataType())]
+		if len(raw) != size*n && len(t.GetInt32Data()) != n {
+			return nil, fmt.Errorf("integer tensor %v holds %d bytes", shape, len(raw))
+		}
 		out := &Tensor{DType: Int64, Shape: shape, I: make([]int64, n)}
 		switch {
 		case len(raw) == size*n:
@@ -293,12 +306,10 @@ func tensorFromProto(t *onnx.TensorProto) (*Tensor, error) {
 					out.I[i] = int64(raw[i])
 				}
 			}
-		case len(t.GetInt32Data()) == n:
+		default:
 			for i, v := range t.GetInt32Data() {
 				out.I[i] = int64(v)
 			}
-		default:
-			return nil, fmt.Errorf("integer tensor %v holds %d bytes", shape, len(raw))
 		}
 		return out, nil
 	}

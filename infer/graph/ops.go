@@ -53,19 +53,31 @@ func Supported(op string) bool {
 	return ok || op == "Constant"
 }
 
-// maxElems bounds a tensor the compiler makes from a model's numbers: a
-// hostile file must not make it allocate without limit.
-const maxElems = 1 << 28
+// maxElems bounds the elements of any tensor, run-time ones included: the
+// engine's kernels index with 32 bits.
+const maxElems = 1<<31 - 1
 
-// checkShape rejects negative dimensions and absurd sizes.
-func checkShape(shape []int) error {
+// maxData bounds a tensor whose numbers the compiler holds on the host
+// (an initializer, a Constant, a folded result), and maxFolded the numbers
+// one compile may fold in all, and the multiply-adds of one folded
+// operator: a hostile file must not make the compiler allocate or compute
+// without limit. The largest weight of common detectors holds a few
+// million numbers.
+const (
+	maxData   = 1 << 26
+	maxFolded = 1 << 28
+)
+
+// checkShape rejects negative dimensions and tensors of more than limit
+// elements.
+func checkShape(shape []int, limit int) error {
 	n := 1
 	for _, d := range shape {
 		if d < 0 {
 			return fmt.Errorf("negative dimension in %v", shape)
 		}
-		if d > 0 && n > maxElems/d {
-			return fmt.Errorf("shape %v is too large", shape)
+		if d > 0 && n > limit/d {
+			return fmt.Errorf("%w: shape %v has more than %d elements", ErrTooLarge, shape, limit)
 		}
 		n *= d
 	}
@@ -75,7 +87,11 @@ func checkShape(shape []int) error {
 // out1 makes an operator's output. A shape a hostile model made too large
 // panics, which apply turns into an error before anything is allocated.
 func out1(shape []int, dt DType, data bool) *Tensor {
-	if err := checkShape(shape); err != nil {
+	limit := maxElems
+	if data {
+		limit = maxData
+	}
+	if err := checkShape(shape, limit); err != nil {
 		panic(err)
 	}
 	t := &Tensor{DType: dt, Shape: shape}
