@@ -2,7 +2,6 @@ package infer
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -385,43 +384,14 @@ func TestGPUEngineBacksOffWhenTooLarge(t *testing.T) {
 // 3×3 convolution to 128 channels, then 8×8 max pooling.
 func writeWideModel(t *testing.T) string {
 	t.Helper()
-	raw := make([]byte, 4*128*3*3*3)
-	for i := 0; i < len(raw); i += 4 {
-		binary.LittleEndian.PutUint32(raw[i:], math.Float32bits(0.01))
+	w := make([]float32, 128*3*3*3)
+	for i := range w {
+		w[i] = 0.01
 	}
-	dim := func(v int64) *onnx.TensorShapeProto_Dimension {
-		if v == 0 {
-			return &onnx.TensorShapeProto_Dimension{Value: &onnx.TensorShapeProto_Dimension_DimParam{DimParam: "d"}}
-		}
-		return &onnx.TensorShapeProto_Dimension{Value: &onnx.TensorShapeProto_Dimension_DimValue{DimValue: v}}
-	}
-	ints := func(name string, v ...int64) *onnx.AttributeProto {
-		return &onnx.AttributeProto{Name: proto.String(name), Type: onnx.AttributeProto_INTS.Enum(), Ints: v}
-	}
-	typ := &onnx.TypeProto{Value: &onnx.TypeProto_TensorType{TensorType: &onnx.TypeProto_Tensor{
-		ElemType: proto.Int32(int32(onnx.TensorProto_FLOAT)), Shape: &onnx.TensorShapeProto{Dim: []*onnx.TensorShapeProto_Dimension{dim(0), dim(3), dim(0), dim(0)}}}}}
-	mp := &onnx.ModelProto{
-		IrVersion:   proto.Int64(8),
-		OpsetImport: []*onnx.OperatorSetIdProto{{Domain: proto.String(""), Version: proto.Int64(17)}},
-		Graph: &onnx.GraphProto{
-			Node: []*onnx.NodeProto{
-				{OpType: proto.String("Conv"), Name: proto.String("wide"), Input: []string{"images", "w"}, Output: []string{"c"}, Attribute: []*onnx.AttributeProto{ints("pads", 1, 1, 1, 1)}},
-				{OpType: proto.String("MaxPool"), Name: proto.String("pool"), Input: []string{"c"}, Output: []string{"output0"}, Attribute: []*onnx.AttributeProto{ints("kernel_shape", 8, 8), ints("strides", 8, 8)}},
-			},
-			Initializer: []*onnx.TensorProto{{Name: proto.String("w"), DataType: proto.Int32(int32(onnx.TensorProto_FLOAT)), Dims: []int64{128, 3, 3, 3}, RawData: raw}},
-			Input:       []*onnx.ValueInfoProto{{Name: proto.String("images"), Type: typ}},
-			Output:      []*onnx.ValueInfoProto{{Name: proto.String("output0")}},
-		},
-	}
-	b, err := proto.Marshal(mp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "wide.onnx")
-	if err := os.WriteFile(path, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	mp := onnxtest.Model("images", "output0", []*onnx.TensorProto{onnxtest.Floats("w", []int64{128, 3, 3, 3}, w)},
+		onnxtest.Node("Conv", []string{"images", "w"}, []string{"c"}, onnxtest.IntsAttr("pads", 1, 1, 1, 1)),
+		onnxtest.Node("MaxPool", []string{"c"}, []string{"output0"}, onnxtest.IntsAttr("kernel_shape", 8, 8), onnxtest.IntsAttr("strides", 8, 8)))
+	return onnxtest.WriteModel(t, "wide.onnx", mp)
 }
 
 // TestKernelSourcesCompile compiles every kernel source with NVRTC for

@@ -230,30 +230,27 @@ func apply(fn opFunc, n *Node, args []*Tensor, data bool) (outs []*Tensor, err e
 // maxFolded; the outputs' own sizes are bounded by out1. Only operators
 // that do more than a few operations per output are counted.
 func checkFold(fn opFunc, n *Node, args []*Tensor) error {
-	var per int
 	switch n.Op {
-	case "Conv":
-		if len(args) > 1 && args[1] != nil {
-			per = Len(args[1].Shape[min(1, len(args[1].Shape)):])
-		}
-	case "MatMul":
-		if a := args[0]; a != nil && len(a.Shape) > 0 {
-			per = a.Shape[len(a.Shape)-1]
-		}
-	case "MaxPool":
-		per = 1
-		for _, k := range n.attrInts("kernel_shape", nil) {
-			if k > 0 && per > maxFolded/k {
-				return fmt.Errorf("pooling kernel %v is too large", n.attrInts("kernel_shape", nil))
-			}
-			per *= max(k, 1)
-		}
+	case "Conv", "MatMul", "MaxPool":
 	default:
 		return nil
 	}
-	outs, err := apply(fn, n, args, false)
+	outs, err := apply(fn, n, args, false) // shapes only; checks the operands' ranks
 	if err != nil {
 		return err
+	}
+	var per int // multiply-adds per output
+	switch n.Op {
+	case "Conv":
+		per = Len(args[1].Shape[1:])
+	case "MatMul":
+		per = args[0].Shape[len(args[0].Shape)-1]
+	case "MaxPool":
+		k := n.attrInts("kernel_shape", nil)
+		if checkShape(k, maxFolded) != nil {
+			return fmt.Errorf("pooling kernel %v is too large", k)
+		}
+		per = Len(k)
 	}
 	if out := Len(outs[0].Shape); per > 0 && out > maxFolded/per {
 		return fmt.Errorf("folding it at compile time would take %d×%d multiply-adds (at most %d)", out, per, maxFolded)

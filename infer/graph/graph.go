@@ -248,7 +248,9 @@ func tensorFromProto(t *onnx.TensorProto) (*Tensor, error) {
 		shape[i] = int(d)
 	}
 	if err := checkShape(shape, maxData); err != nil {
-		return nil, err
+		// A weight's size does not depend on the batch: the message
+		// stays, ErrTooLarge does not.
+		return nil, errors.New(err.Error())
 	}
 	n := Len(shape)
 	raw := t.GetRawData()

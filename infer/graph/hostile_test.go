@@ -1,9 +1,7 @@
 package graph_test
 
 import (
-	"encoding/binary"
 	"errors"
-	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -12,49 +10,23 @@ import (
 
 	"github.com/dsbatch/dsbatch/infer/graph"
 	"github.com/dsbatch/dsbatch/infer/onnx"
+	"github.com/dsbatch/dsbatch/internal/onnxtest"
 )
 
-// hostileModel is a model with input x of shape [N,3,H,W], all dynamic,
-// and output y.
-func hostileModel(inits []*onnx.TensorProto, nodes ...*onnx.NodeProto) *onnx.ModelProto {
-	dims := make([]*onnx.TensorShapeProto_Dimension, 4)
-	for i := range dims {
-		dims[i] = &onnx.TensorShapeProto_Dimension{Value: &onnx.TensorShapeProto_Dimension_DimParam{DimParam: "d"}}
-	}
-	dims[1] = &onnx.TensorShapeProto_Dimension{Value: &onnx.TensorShapeProto_Dimension_DimValue{DimValue: 3}}
-	typ := &onnx.TypeProto{Value: &onnx.TypeProto_TensorType{TensorType: &onnx.TypeProto_Tensor{
-		ElemType: proto.Int32(int32(onnx.TensorProto_FLOAT)), Shape: &onnx.TensorShapeProto{Dim: dims}}}}
-	return &onnx.ModelProto{Graph: &onnx.GraphProto{
-		Node:        nodes,
-		Initializer: inits,
-		Input:       []*onnx.ValueInfoProto{{Name: proto.String("x"), Type: typ}},
-		Output:      []*onnx.ValueInfoProto{{Name: proto.String("y")}},
-	}}
-}
-
 func hnode(op string, in []string, out string, attrs ...*onnx.AttributeProto) *onnx.NodeProto {
-	return &onnx.NodeProto{OpType: proto.String(op), Name: proto.String(op + "_" + out), Input: in, Output: []string{out}, Attribute: attrs}
+	return onnxtest.Node(op, in, []string{out}, attrs...)
 }
 
-func hints(name string, v ...int64) *onnx.AttributeProto {
-	return &onnx.AttributeProto{Name: proto.String(name), Type: onnx.AttributeProto_INTS.Enum(), Ints: v}
-}
-
+// hint64s is a 1-D int64 initializer.
 func hint64s(name string, v ...int64) *onnx.TensorProto {
-	return &onnx.TensorProto{Name: proto.String(name), DataType: proto.Int32(int32(onnx.TensorProto_INT64)), Dims: []int64{int64(len(v))}, Int64Data: v}
+	return onnxtest.Int64s(name, []int64{int64(len(v))}, v...)
 }
 
-func hscalar(name string, v int64) *onnx.TensorProto {
-	return &onnx.TensorProto{Name: proto.String(name), DataType: proto.Int32(int32(onnx.TensorProto_INT64)), Int64Data: []int64{v}}
-}
+func hscalar(name string, v int64) *onnx.TensorProto { return onnxtest.Int64s(name, nil, v) }
 
 // hfloats is a float initializer of shape dims holding n numbers.
 func hfloats(name string, n int, dims ...int64) *onnx.TensorProto {
-	raw := make([]byte, 4*n)
-	for i := range n {
-		binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(0.01))
-	}
-	return &onnx.TensorProto{Name: proto.String(name), DataType: proto.Int32(int32(onnx.TensorProto_FLOAT)), Dims: dims, RawData: raw}
+	return onnxtest.Floats(name, dims, make([]float32, n))
 }
 
 // TestHostileModels checks that models asking the compiler for absurd
@@ -73,53 +45,53 @@ func TestHostileModels(t *testing.T) {
 	}{
 		{
 			name:    "initializer of 2^40 floats without data",
-			model:   hostileModel([]*onnx.TensorProto{{Name: proto.String("w"), DataType: proto.Int32(int32(onnx.TensorProto_FLOAT)), Dims: []int64{1 << 20, 1 << 20}}}, hnode("Identity", []string{"x"}, "y")),
+			model:   onnxtest.Model("x", "y", []*onnx.TensorProto{{Name: proto.String("w"), DataType: proto.Int32(int32(onnx.TensorProto_FLOAT)), Dims: []int64{1 << 20, 1 << 20}}}, hnode("Identity", []string{"x"}, "y")),
 			loadErr: `initializer "w": tensor too large: shape [1048576 1048576] has more than 67108864 elements`,
 		},
 		{
 			name:    "initializer of 2^40 int64s",
-			model:   hostileModel([]*onnx.TensorProto{{Name: proto.String("w"), DataType: proto.Int32(int32(onnx.TensorProto_INT64)), Dims: []int64{huge}}}, hnode("Identity", []string{"x"}, "y")),
+			model:   onnxtest.Model("x", "y", []*onnx.TensorProto{{Name: proto.String("w"), DataType: proto.Int32(int32(onnx.TensorProto_INT64)), Dims: []int64{huge}}}, hnode("Identity", []string{"x"}, "y")),
 			loadErr: "tensor too large: shape [1099511627776]",
 		},
 		{
 			name:    "initializer of negative size",
-			model:   hostileModel([]*onnx.TensorProto{hfloats("w", 0, -4, 4)}, hnode("Identity", []string{"x"}, "y")),
+			model:   onnxtest.Model("x", "y", []*onnx.TensorProto{hfloats("w", 0, -4, 4)}, hnode("Identity", []string{"x"}, "y")),
 			loadErr: "negative dimension in [-4 4]",
 		},
 		{
 			name:    "initializer shorter than its shape",
-			model:   hostileModel([]*onnx.TensorProto{hfloats("w", 3, 4)}, hnode("Identity", []string{"x"}, "y")),
+			model:   onnxtest.Model("x", "y", []*onnx.TensorProto{hfloats("w", 3, 4)}, hnode("Identity", []string{"x"}, "y")),
 			loadErr: "float tensor [4] holds 12 bytes",
 		},
 		{
 			name: "Range of 10^12 numbers",
-			model: hostileModel([]*onnx.TensorProto{hscalar("a", 0), hscalar("b", 1e12), hscalar("d", 1)},
+			model: onnxtest.Model("x", "y", []*onnx.TensorProto{hscalar("a", 0), hscalar("b", 1e12), hscalar("d", 1)},
 				hnode("Range", []string{"a", "b", "d"}, "r"), hnode("Identity", []string{"x"}, "y")),
 			err: `node "Range_r" (Range): tensor too large: shape [1000000000000] has more than`,
 		},
 		{
 			name: "ConstantOfShape of 2^30 numbers",
-			model: hostileModel([]*onnx.TensorProto{hint64s("s", 1<<15, 1<<15)},
+			model: onnxtest.Model("x", "y", []*onnx.TensorProto{hint64s("s", 1<<15, 1<<15)},
 				hnode("ConstantOfShape", []string{"s"}, "c"), hnode("Identity", []string{"x"}, "y")),
 			err: `node "ConstantOfShape_c" (ConstantOfShape): tensor too large: shape [32768 32768] has more than 67108864 elements`,
 		},
 		{
 			name: "folded convolution of 4·10^10 multiply-adds",
-			model: hostileModel([]*onnx.TensorProto{hint64s("sx", 1, 1024, 64, 64), hint64s("sw", 1024, 1024, 3, 3)},
+			model: onnxtest.Model("x", "y", []*onnx.TensorProto{hint64s("sx", 1, 1024, 64, 64), hint64s("sw", 1024, 1024, 3, 3)},
 				hnode("ConstantOfShape", []string{"sx"}, "cx"), hnode("ConstantOfShape", []string{"sw"}, "cw"),
-				hnode("Conv", []string{"cx", "cw"}, "c", hints("pads", 1, 1, 1, 1)), hnode("Identity", []string{"x"}, "y")),
+				hnode("Conv", []string{"cx", "cw"}, "c", onnxtest.IntsAttr("pads", 1, 1, 1, 1)), hnode("Identity", []string{"x"}, "y")),
 			err: `node "Conv_c" (Conv): folding it at compile time would take 4194304×9216 multiply-adds`,
 		},
 		{
 			name: "folded pooling with a kernel of 2^40",
-			model: hostileModel([]*onnx.TensorProto{hint64s("sx", 1, 1, 4, 4)},
+			model: onnxtest.Model("x", "y", []*onnx.TensorProto{hint64s("sx", 1, 1, 4, 4)},
 				hnode("ConstantOfShape", []string{"sx"}, "cx"),
-				hnode("MaxPool", []string{"cx"}, "c", hints("kernel_shape", 1<<20, 1<<20), hints("pads", 1<<20, 1<<20, 1<<20, 1<<20)), hnode("Identity", []string{"x"}, "y")),
+				hnode("MaxPool", []string{"cx"}, "c", onnxtest.IntsAttr("kernel_shape", 1<<20, 1<<20), onnxtest.IntsAttr("pads", 1<<19, 1<<19, 1<<19, 1<<19)), hnode("Identity", []string{"x"}, "y")),
 			err: "pooling kernel [1048576 1048576] is too large",
 		},
 		{
 			name: "folded matrix product of 2^33 multiply-adds",
-			model: hostileModel([]*onnx.TensorProto{hint64s("sa", 2048, 2048), hint64s("sb", 2048, 2048)},
+			model: onnxtest.Model("x", "y", []*onnx.TensorProto{hint64s("sa", 2048, 2048), hint64s("sb", 2048, 2048)},
 				hnode("ConstantOfShape", []string{"sa"}, "a"), hnode("ConstantOfShape", []string{"sb"}, "b"),
 				hnode("MatMul", []string{"a", "b"}, "c"), hnode("Identity", []string{"x"}, "y")),
 			err: "folding it at compile time would take 4194304×2048 multiply-adds",
@@ -128,13 +100,13 @@ func TestHostileModels(t *testing.T) {
 			// A YOLOv8s-sized stem at batch 128: 838,860,800 elements,
 			// more than the host may fold, within what the engine runs.
 			name:  "run-time tensor of 2^29.6 elements",
-			model: hostileModel([]*onnx.TensorProto{hfloats("w", 64*3*3*3, 64, 3, 3, 3)}, hnode("Conv", []string{"x", "w"}, "y", hints("strides", 2, 2), hints("pads", 1, 1, 1, 1))),
+			model: onnxtest.Model("x", "y", []*onnx.TensorProto{hfloats("w", 64*3*3*3, 64, 3, 3, 3)}, hnode("Conv", []string{"x", "w"}, "y", onnxtest.IntsAttr("strides", 2, 2), onnxtest.IntsAttr("pads", 1, 1, 1, 1))),
 			batch: 128,
 			shape: []int{128, 64, 320, 320},
 		},
 		{
 			name:  "run-time tensor of 2^32.6 elements",
-			model: hostileModel([]*onnx.TensorProto{hfloats("w", 128*3*3*3, 128, 3, 3, 3)}, hnode("Conv", []string{"x", "w"}, "y", hints("pads", 1, 1, 1, 1))),
+			model: onnxtest.Model("x", "y", []*onnx.TensorProto{hfloats("w", 128*3*3*3, 128, 3, 3, 3)}, hnode("Conv", []string{"x", "w"}, "y", onnxtest.IntsAttr("pads", 1, 1, 1, 1))),
 			batch: 128,
 			err:   `node "Conv_y" (Conv): tensor too large: shape [128 128 640 640] has more than 2147483647 elements`,
 		},
@@ -145,6 +117,9 @@ func TestHostileModels(t *testing.T) {
 			if tt.loadErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.loadErr) {
 					t.Fatalf("Load: %v, want an error containing %q", err, tt.loadErr)
+				}
+				if errors.Is(err, graph.ErrTooLarge) {
+					t.Errorf("Load: %v is ErrTooLarge, though no batch makes a weight smaller", err)
 				}
 				return
 			}

@@ -4,7 +4,6 @@
 package onnxtest
 
 import (
-	"encoding/binary"
 	"fmt"
 	"math"
 	"os"
@@ -45,51 +44,36 @@ func (d Detector) Bytes() ([]byte, error) {
 	if k == nil {
 		k = make([]float32, n)
 	}
-	dim := func(v int64, name string) *onnx.TensorShapeProto_Dimension {
-		if v > 0 {
-			return &onnx.TensorShapeProto_Dimension{Value: &onnx.TensorShapeProto_Dimension_DimValue{DimValue: v}}
-		}
-		return &onnx.TensorShapeProto_Dimension{Value: &onnx.TensorShapeProto_Dimension_DimParam{DimParam: name}}
-	}
-	tensorType := func(dims ...*onnx.TensorShapeProto_Dimension) *onnx.TypeProto {
-		return &onnx.TypeProto{Value: &onnx.TypeProto_TensorType{TensorType: &onnx.TypeProto_Tensor{
-			ElemType: proto.Int32(int32(onnx.TensorProto_FLOAT)), Shape: &onnx.TensorShapeProto{Dim: dims}}}}
-	}
 	if d.ConvMean && (d.H <= 0 || d.W <= 0) {
 		return nil, fmt.Errorf("onnxtest: ConvMean needs a fixed H and W")
 	}
 	g := &onnx.GraphProto{
 		Name: proto.String("onnxtest"),
 		Node: []*onnx.NodeProto{
-			node("ReduceMean", []string{"images"}, []string{"mean"}, intsAttr("axes", 1, 2, 3), intAttr("keepdims", 0)),
-			node("Unsqueeze", []string{"mean", "axes12"}, []string{"mean3"}),
-			node("Mul", []string{"mean3", "k"}, []string{"scaled"}),
-			node("Add", []string{"scaled", "raw"}, []string{"output0"}),
+			Node("ReduceMean", []string{"images"}, []string{"mean"}, IntsAttr("axes", 1, 2, 3), intAttr("keepdims", 0)),
+			Node("Unsqueeze", []string{"mean", "axes12"}, []string{"mean3"}),
+			Node("Mul", []string{"mean3", "k"}, []string{"scaled"}),
+			Node("Add", []string{"scaled", "raw"}, []string{"output0"}),
 		},
 		Initializer: []*onnx.TensorProto{
-			floats("raw", []int64{1, int64(d.D1), int64(d.D2)}, d.Raw),
-			floats("k", []int64{1, int64(d.D1), int64(d.D2)}, k),
-			{Name: proto.String("axes12"), DataType: proto.Int32(int32(onnx.TensorProto_INT64)), Dims: []int64{2}, Int64Data: []int64{1, 2}},
+			Floats("raw", []int64{1, int64(d.D1), int64(d.D2)}, d.Raw),
+			Floats("k", []int64{1, int64(d.D1), int64(d.D2)}, k),
+			Int64s("axes12", []int64{2}, 1, 2),
 		},
-		Input:  []*onnx.ValueInfoProto{{Name: proto.String("images"), Type: tensorType(dim(d.Batch, "batch"), dim(3, ""), dim(d.H, "height"), dim(d.W, "width"))}},
-		Output: []*onnx.ValueInfoProto{{Name: proto.String("output0"), Type: tensorType(dim(d.Batch, "batch"), dim(int64(d.D1), ""), dim(int64(d.D2), ""))}},
+		Input:  []*onnx.ValueInfoProto{{Name: proto.String("images"), Type: floatType(dim(d.Batch, "batch"), dim(3, ""), dim(d.H, "height"), dim(d.W, "width"))}},
+		Output: []*onnx.ValueInfoProto{{Name: proto.String("output0"), Type: floatType(dim(d.Batch, "batch"), dim(int64(d.D1), ""), dim(int64(d.D2), ""))}},
 	}
 	if d.ConvMean {
 		w := make([]float32, 3*d.H*d.W)
 		for i := range w {
 			w[i] = 1 / float32(len(w))
 		}
-		g.Node[0] = node("Conv", []string{"images", "meanw"}, []string{"mean4"}, intsAttr("kernel_shape", d.H, d.W))
-		g.Node[1] = node("Reshape", []string{"mean4", "shape3"}, []string{"mean3"})
-		g.Initializer = append(g.Initializer, floats("meanw", []int64{1, 3, d.H, d.W}, w),
-			&onnx.TensorProto{Name: proto.String("shape3"), DataType: proto.Int32(int32(onnx.TensorProto_INT64)), Dims: []int64{3}, Int64Data: []int64{-1, 1, 1}})
+		g.Node[0] = Node("Conv", []string{"images", "meanw"}, []string{"mean4"}, IntsAttr("kernel_shape", d.H, d.W))
+		g.Node[1] = Node("Reshape", []string{"mean4", "shape3"}, []string{"mean3"})
+		g.Initializer = append(g.Initializer, Floats("meanw", []int64{1, 3, d.H, d.W}, w),
+			Int64s("shape3", []int64{3}, -1, 1, 1))
 	}
-	m := &onnx.ModelProto{
-		IrVersion:    proto.Int64(8),
-		OpsetImport:  []*onnx.OperatorSetIdProto{{Domain: proto.String(""), Version: proto.Int64(17)}},
-		ProducerName: proto.String("dsbatch-onnxtest"),
-		Graph:        g,
-	}
+	m := model(g)
 	if d.Names != nil {
 		m.MetadataProps = append(m.MetadataProps, &onnx.StringStringEntryProto{Key: proto.String("names"), Value: proto.String(NamesDict(d.Names))})
 	}
@@ -115,26 +99,6 @@ func NamesDict(names []string) string {
 		parts[i] = fmt.Sprintf("%d: '%s'", i, n)
 	}
 	return "{" + strings.Join(parts, ", ") + "}"
-}
-
-func node(op string, in, out []string, attrs ...*onnx.AttributeProto) *onnx.NodeProto {
-	return &onnx.NodeProto{OpType: proto.String(op), Name: proto.String(op + "_" + out[0]), Input: in, Output: out, Attribute: attrs}
-}
-
-func intsAttr(name string, v ...int64) *onnx.AttributeProto {
-	return &onnx.AttributeProto{Name: proto.String(name), Type: onnx.AttributeProto_INTS.Enum(), Ints: v}
-}
-
-func intAttr(name string, v int64) *onnx.AttributeProto {
-	return &onnx.AttributeProto{Name: proto.String(name), Type: onnx.AttributeProto_INT.Enum(), I: proto.Int64(v)}
-}
-
-func floats(name string, dims []int64, v []float32) *onnx.TensorProto {
-	raw := make([]byte, 4*len(v))
-	for i, f := range v {
-		binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(f))
-	}
-	return &onnx.TensorProto{Name: proto.String(name), DataType: proto.Int32(int32(onnx.TensorProto_FLOAT)), Dims: dims, RawData: raw}
 }
 
 // ORTLib returns the ONNX Runtime library for tests: $DSBATCH_ORT_LIB, or
@@ -171,7 +135,23 @@ func WriteMiniYOLOv8(t testing.TB, seed int64) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(t.TempDir(), "mini.onnx")
+	return writeTemp(t, "mini.onnx", b)
+}
+
+// WriteModel writes mp as name into a test's temporary folder and returns
+// its path.
+func WriteModel(t testing.TB, name string, mp *onnx.ModelProto) string {
+	t.Helper()
+	b, err := proto.Marshal(mp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return writeTemp(t, name, b)
+}
+
+func writeTemp(t testing.TB, name string, b []byte) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
 	if err := os.WriteFile(path, b, 0o644); err != nil {
 		t.Fatal(err)
 	}

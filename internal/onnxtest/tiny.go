@@ -27,13 +27,13 @@ func TinyYOLO(size int64, classes int, seed int64) ([]byte, error) {
 		for i := range b {
 			b[i] = bias
 		}
-		inits = append(inits, floats(out+"_w", []int64{cout, cin, k, k}, w), floats(out+"_b", []int64{cout}, b))
+		inits = append(inits, Floats(out+"_w", []int64{cout, cin, k, k}, w), Floats(out+"_b", []int64{cout}, b))
 		pad := (k - 1) / 2
-		nodes = append(nodes, node("Conv", []string{in, out + "_w", out + "_b"}, []string{out},
-			intsAttr("kernel_shape", k, k), intsAttr("strides", stride, stride), intsAttr("pads", pad, pad, pad, pad)))
+		nodes = append(nodes, Node("Conv", []string{in, out + "_w", out + "_b"}, []string{out},
+			IntsAttr("kernel_shape", k, k), IntsAttr("strides", stride, stride), IntsAttr("pads", pad, pad, pad, pad)))
 	}
 	silu := func(in, out string) {
-		nodes = append(nodes, node("Sigmoid", []string{in}, []string{out + "_sig"}), node("Mul", []string{in, out + "_sig"}, []string{out}))
+		nodes = append(nodes, Node("Sigmoid", []string{in}, []string{out + "_sig"}), Node("Mul", []string{in, out + "_sig"}, []string{out}))
 	}
 	conv("images", "c1", 3, 8, 3, 2, 0)
 	silu("c1", "a1")
@@ -54,37 +54,22 @@ func TinyYOLO(size int64, classes int, seed int64) ([]byte, error) {
 			scale[i] = float32(size)
 		}
 	}
-	inits = append(inits, floats("shift", []int64{1, ch, 1, 1}, shift), floats("scale", []int64{1, ch, 1}, scale),
-		&onnx.TensorProto{Name: proto.String("shape"), DataType: proto.Int32(int32(onnx.TensorProto_INT64)), Dims: []int64{3}, Int64Data: []int64{0, ch, -1}})
+	inits = append(inits, Floats("shift", []int64{1, ch, 1, 1}, shift), Floats("scale", []int64{1, ch, 1}, scale),
+		Int64s("shape", []int64{3}, 0, ch, -1))
 	nodes = append(nodes,
-		node("Add", []string{"head", "shift"}, []string{"shifted"}),
-		node("Sigmoid", []string{"shifted"}, []string{"prob"}),
-		node("Reshape", []string{"prob", "shape"}, []string{"flat"}),
-		node("Mul", []string{"flat", "scale"}, []string{"output0"}),
+		Node("Add", []string{"head", "shift"}, []string{"shifted"}),
+		Node("Sigmoid", []string{"shifted"}, []string{"prob"}),
+		Node("Reshape", []string{"prob", "shape"}, []string{"flat"}),
+		Node("Mul", []string{"flat", "scale"}, []string{"output0"}),
 	)
-	dim := func(v int64) *onnx.TensorShapeProto_Dimension {
-		if v > 0 {
-			return &onnx.TensorShapeProto_Dimension{Value: &onnx.TensorShapeProto_Dimension_DimValue{DimValue: v}}
-		}
-		return &onnx.TensorShapeProto_Dimension{Value: &onnx.TensorShapeProto_Dimension_DimParam{DimParam: "batch"}}
-	}
-	tt := func(d ...*onnx.TensorShapeProto_Dimension) *onnx.TypeProto {
-		return &onnx.TypeProto{Value: &onnx.TypeProto_TensorType{TensorType: &onnx.TypeProto_Tensor{
-			ElemType: proto.Int32(int32(onnx.TensorProto_FLOAT)), Shape: &onnx.TensorShapeProto{Dim: d}}}}
-	}
 	n := (size / 8) * (size / 8)
 	names := make([]string, classes)
 	for i := range names {
 		names[i] = "class" + string(rune('A'+i%26))
 	}
-	m := &onnx.ModelProto{
-		IrVersion:    proto.Int64(8),
-		OpsetImport:  []*onnx.OperatorSetIdProto{{Domain: proto.String(""), Version: proto.Int64(17)}},
-		ProducerName: proto.String("dsbatch-onnxtest"),
-		Graph: &onnx.GraphProto{Name: proto.String("tiny"), Node: nodes, Initializer: inits,
-			Input:  []*onnx.ValueInfoProto{{Name: proto.String("images"), Type: tt(dim(0), dim(3), dim(size), dim(size))}},
-			Output: []*onnx.ValueInfoProto{{Name: proto.String("output0"), Type: tt(dim(0), dim(ch), dim(n))}}},
-		MetadataProps: []*onnx.StringStringEntryProto{{Key: proto.String("names"), Value: proto.String(NamesDict(names))}},
-	}
+	m := model(&onnx.GraphProto{Name: proto.String("tiny"), Node: nodes, Initializer: inits,
+		Input:  []*onnx.ValueInfoProto{{Name: proto.String("images"), Type: floatType(dim(0, "batch"), dim(3, ""), dim(size, ""), dim(size, ""))}},
+		Output: []*onnx.ValueInfoProto{{Name: proto.String("output0"), Type: floatType(dim(0, "batch"), dim(ch, ""), dim(n, ""))}}})
+	m.MetadataProps = []*onnx.StringStringEntryProto{{Key: proto.String("names"), Value: proto.String(NamesDict(names))}}
 	return proto.Marshal(m)
 }

@@ -48,29 +48,30 @@ func (b *builder) weight(scale float32, dims ...int64) string {
 		v[i] = float32(b.r.NormFloat64()) * scale
 	}
 	name := b.name("w")
-	b.inits = append(b.inits, floats(name, dims, v))
+	b.inits = append(b.inits, Floats(name, dims, v))
 	return name
 }
 
 func (b *builder) floatInit(dims []int64, v ...float32) string {
 	name := b.name("f")
-	b.inits = append(b.inits, floats(name, dims, v))
+	b.inits = append(b.inits, Floats(name, dims, v))
 	return name
 }
 
 func (b *builder) ints(v ...int64) string {
 	name := b.name("i")
-	b.inits = append(b.inits, &onnx.TensorProto{Name: proto.String(name), DataType: proto.Int32(int32(onnx.TensorProto_INT64)), Dims: []int64{int64(len(v))}, Int64Data: v})
+	b.inits = append(b.inits, Int64s(name, []int64{int64(len(v))}, v...))
 	return name
 }
 
 // constant adds a Constant node holding int64 values (a scalar when one
 // value and scalar is set), as exporters do.
 func (b *builder) constant(scalar bool, v ...int64) string {
-	t := &onnx.TensorProto{DataType: proto.Int32(int32(onnx.TensorProto_INT64)), Int64Data: v}
+	var dims []int64
 	if !scalar {
-		t.Dims = []int64{int64(len(v))}
+		dims = []int64{int64(len(v))}
 	}
+	t := Int64s("", dims, v...)
 	return b.op("Constant", nil, &onnx.AttributeProto{Name: proto.String("value"), Type: onnx.AttributeProto_TENSOR.Enum(), T: t})
 }
 
@@ -78,7 +79,7 @@ func (b *builder) constant(scalar bool, v ...int64) string {
 func (b *builder) conv(x string, cin, cout, k, s int64, silu bool) string {
 	scale := float32(1.6) / float32(cin*k*k)
 	y := b.op("Conv", []string{x, b.weight(scale*float32(k), cout, cin, k, k), b.weight(0.1, cout)},
-		intsAttr("kernel_shape", k, k), intsAttr("strides", s, s), intsAttr("pads", k/2, k/2, k/2, k/2), intsAttr("dilations", 1, 1), intAttr("group", 1))
+		IntsAttr("kernel_shape", k, k), IntsAttr("strides", s, s), IntsAttr("pads", k/2, k/2, k/2, k/2), IntsAttr("dilations", 1, 1), intAttr("group", 1))
 	if !silu {
 		return y
 	}
@@ -122,7 +123,7 @@ func MiniYOLOv8(seed int64) ([]byte, error) {
 
 	// SPPF.
 	pool := func(x string) string {
-		return b.op("MaxPool", []string{x}, intsAttr("kernel_shape", 5, 5), intsAttr("pads", 2, 2, 2, 2), intsAttr("strides", 1, 1), intAttr("ceil_mode", 0))
+		return b.op("MaxPool", []string{x}, IntsAttr("kernel_shape", 5, 5), IntsAttr("pads", 2, 2, 2, 2), IntsAttr("strides", 1, 1), intAttr("ceil_mode", 0))
 	}
 	p1 := pool(c3)
 	p2 := pool(p1)
@@ -130,9 +131,9 @@ func MiniYOLOv8(seed int64) ([]byte, error) {
 
 	// Attention over the 64 positions (YOLO11's C2PSA, reduced).
 	q := b.op("Reshape", []string{c4, b.ints(0, 16, -1)})
-	qt := b.op("Transpose", []string{q}, intsAttr("perm", 0, 2, 1))
+	qt := b.op("Transpose", []string{q}, IntsAttr("perm", 0, 2, 1))
 	att := b.op("Softmax", []string{b.op("Mul", []string{b.op("MatMul", []string{qt, q}), b.floatInit(nil, 0.25)})}, intAttr("axis", -1))
-	v := b.op("MatMul", []string{q, b.op("Transpose", []string{att}, intsAttr("perm", 0, 2, 1))})
+	v := b.op("MatMul", []string{q, b.op("Transpose", []string{att}, IntsAttr("perm", 0, 2, 1))})
 	c4 = b.op("Add", []string{c4, b.op("Reshape", []string{v, b.op("Shape", []string{c4})})})
 
 	// Upsample twice (nearest as Ultralytics, linear too) and go back down.
@@ -151,9 +152,9 @@ func MiniYOLOv8(seed int64) ([]byte, error) {
 	batch := b.op("Gather", []string{b.op("Shape", []string{hc}), b.constant(true, 0)}, intAttr("axis", 0))
 	flat := b.op("Concat", []string{b.op("Unsqueeze", []string{batch, b.ints(0)}), b.constant(false, 19), b.constant(false, -1)}, intAttr("axis", 0))
 	parts := b.opN("Split", []string{b.op("Reshape", []string{hc, flat}), b.ints(16, 3)}, 2, intAttr("axis", 1))
-	dfl := b.op("Softmax", []string{b.op("Transpose", []string{b.op("Reshape", []string{parts[0], b.ints(-1, 4, 4, 64)})}, intsAttr("perm", 0, 2, 1, 3))}, intAttr("axis", 1))
+	dfl := b.op("Softmax", []string{b.op("Transpose", []string{b.op("Reshape", []string{parts[0], b.ints(-1, 4, 4, 64)})}, IntsAttr("perm", 0, 2, 1, 3))}, intAttr("axis", 1))
 	bins := b.floatInit([]int64{1, 4, 1, 1}, 0, 1, 2, 3)
-	d1 := b.op("Reshape", []string{b.op("Conv", []string{dfl, b.floatInit([]int64{1, 4, 1, 1}, 0, 1, 2, 3)}, intsAttr("kernel_shape", 1, 1)), b.ints(-1, 4, 64)})
+	d1 := b.op("Reshape", []string{b.op("Conv", []string{dfl, b.floatInit([]int64{1, 4, 1, 1}, 0, 1, 2, 3)}, IntsAttr("kernel_shape", 1, 1)), b.ints(-1, 4, 64)})
 	d2 := b.op("ReduceSum", []string{b.op("Mul", []string{dfl, bins}), b.ints(1)}, intAttr("keepdims", 0))
 	dist := b.op("Mul", []string{b.op("Add", []string{d1, d2}), b.floatInit(nil, 0.5)})
 
@@ -167,7 +168,7 @@ func MiniYOLOv8(seed int64) ([]byte, error) {
 	gx := b.op("Expand", []string{b.op("Unsqueeze", []string{sx, b.ints(0)}), hw})
 	gy := b.op("Expand", []string{b.op("Unsqueeze", []string{sy, b.ints(1)}), hw})
 	grid := b.op("Concat", []string{b.op("Unsqueeze", []string{gx, b.ints(-1)}), b.op("Unsqueeze", []string{gy, b.ints(-1)})}, intAttr("axis", -1))
-	anchors := b.op("Unsqueeze", []string{b.op("Transpose", []string{b.op("Reshape", []string{grid, b.ints(-1, 2)})}, intsAttr("perm", 1, 0)), b.ints(0)})
+	anchors := b.op("Unsqueeze", []string{b.op("Transpose", []string{b.op("Reshape", []string{grid, b.ints(-1, 2)})}, IntsAttr("perm", 1, 0)), b.ints(0)})
 	strideT := &onnx.TensorProto{DataType: proto.Int32(int32(onnx.TensorProto_FLOAT)), Dims: []int64{1}, FloatData: []float32{4}}
 	stride := b.op("ConstantOfShape", []string{b.ints(1, 1, 64)}, &onnx.AttributeProto{Name: proto.String("value"), Type: onnx.AttributeProto_TENSOR.Enum(), T: strideT})
 
@@ -182,28 +183,14 @@ func MiniYOLOv8(seed int64) ([]byte, error) {
 	out := b.op("Concat", []string{boxes, scores}, intAttr("axis", 1))
 	b.nodes = append(b.nodes, &onnx.NodeProto{OpType: proto.String("Identity"), Name: proto.String("/out"), Input: []string{out}, Output: []string{"output0"}})
 
-	dim := func(v int64, param string) *onnx.TensorShapeProto_Dimension {
-		if param != "" {
-			return &onnx.TensorShapeProto_Dimension{Value: &onnx.TensorShapeProto_Dimension_DimParam{DimParam: param}}
-		}
-		return &onnx.TensorShapeProto_Dimension{Value: &onnx.TensorShapeProto_Dimension_DimValue{DimValue: v}}
-	}
-	tt := func(dims ...*onnx.TensorShapeProto_Dimension) *onnx.TypeProto {
-		return &onnx.TypeProto{Value: &onnx.TypeProto_TensorType{TensorType: &onnx.TypeProto_Tensor{
-			ElemType: proto.Int32(int32(onnx.TensorProto_FLOAT)), Shape: &onnx.TensorShapeProto{Dim: dims}}}}
-	}
 	g := &onnx.GraphProto{
 		Name:        proto.String("mini-yolov8"),
 		Node:        b.nodes,
 		Initializer: b.inits,
-		Input:       []*onnx.ValueInfoProto{{Name: proto.String("images"), Type: tt(dim(0, "batch"), dim(3, ""), dim(32, ""), dim(32, ""))}},
-		Output:      []*onnx.ValueInfoProto{{Name: proto.String("output0"), Type: tt(dim(0, "batch"), dim(7, ""), dim(64, ""))}},
+		Input:       []*onnx.ValueInfoProto{{Name: proto.String("images"), Type: floatType(dim(0, "batch"), dim(3, ""), dim(32, ""), dim(32, ""))}},
+		Output:      []*onnx.ValueInfoProto{{Name: proto.String("output0"), Type: floatType(dim(0, "batch"), dim(7, ""), dim(64, ""))}},
 	}
-	return proto.Marshal(&onnx.ModelProto{
-		IrVersion:     proto.Int64(8),
-		OpsetImport:   []*onnx.OperatorSetIdProto{{Domain: proto.String(""), Version: proto.Int64(17)}},
-		ProducerName:  proto.String("dsbatch-onnxtest"),
-		Graph:         g,
-		MetadataProps: []*onnx.StringStringEntryProto{{Key: proto.String("names"), Value: proto.String(NamesDict([]string{"person", "car", "bike"}))}},
-	})
+	mp := model(g)
+	mp.MetadataProps = []*onnx.StringStringEntryProto{{Key: proto.String("names"), Value: proto.String(NamesDict([]string{"person", "car", "bike"}))}}
+	return proto.Marshal(mp)
 }
