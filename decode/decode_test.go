@@ -308,11 +308,19 @@ func TestBadInputs(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(dir, "folder.mp4"), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// Playlists are refused; the static build has no playlist demuxers
+	// and knows no such format.
+	playlist := ErrPlaylist
+	if !HasDecoder("h264", "concat") {
+		playlist = ErrNotVideo
+	}
 	tests := []struct {
 		path string
 		want error
 	}{
 		{filepath.Join(media, "bad/empty.mp4"), ErrEmpty},
+		{filepath.Join(media, "../hostile/playlist-loop.mp4"), playlist},
+		{filepath.Join(media, "../hostile/playlist-hls.mp4"), playlist},
 		{filepath.Join(media, "bad/truncated.mp4"), ErrNotVideo},
 		{filepath.Join(media, "bad/random.mp4"), ErrNotVideo},
 		{filepath.Join(media, "bad/audio-only.mkv"), ErrNoVideo},
@@ -331,6 +339,39 @@ func TestBadInputs(t *testing.T) {
 			}
 			checkFileError(t, err, "open", tt.path, tt.want)
 		})
+	}
+}
+
+// TestNameWithColon probes and decodes a file named as cameras name
+// recordings, by a relative path: FFmpeg alone would take "2024-05-01T08"
+// for a protocol and fail with "Protocol not found".
+func TestNameWithColon(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(media, "h264.mp4"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	const name = "2024-05-01T08:00:00.mp4"
+	if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(dir)
+	ctx := context.Background()
+	info, err := Probe(ctx, name, ProbeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Frames != 50 {
+		t.Errorf("probed %d frames, want 50", info.Frames)
+	}
+	d, err := Open(ctx, name, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	var fr Frame
+	if err := d.Next(ctx, &fr); err != nil {
+		t.Fatal(err)
 	}
 }
 

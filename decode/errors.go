@@ -18,6 +18,7 @@ var (
 	ErrUnsupportedCodec = errors.New("unsupported video codec")
 	ErrTruncated        = errors.New("truncated or damaged file")
 	ErrNoFrames         = errors.New("no frame could be decoded")
+	ErrPlaylist         = errors.New("a playlist or manifest naming other files, which dsbatch does not follow")
 )
 
 // FileError is an error about one file: the operation, the path and why.

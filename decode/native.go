@@ -3,7 +3,9 @@ package decode
 // This file holds the few FFmpeg calls go-astiav v0.16 does not expose.
 // They take and return plain values; no C memory outlives a call.
 
-//#cgo pkg-config: libavcodec libavutil
+//#cgo pkg-config: libavformat libavcodec libavutil
+//#include <stdlib.h>
+//#include <libavformat/avformat.h>
 //#include <libavcodec/avcodec.h>
 //#include <libavutil/frame.h>
 //#include <libavutil/pixdesc.h>
@@ -21,9 +23,23 @@ package decode
 //static int dsb_frame_damaged(const AVFrame *f) {
 //	return f->decode_error_flags != 0 || (f->flags & AV_FRAME_FLAG_CORRUPT);
 //}
+//static const char *dsb_next_demuxer(void **it) {
+//	const AVInputFormat *f = av_demuxer_iterate(it);
+//	return f ? f->name : NULL;
+//}
+//static const char *dsb_probe_format(const char *filename, unsigned char *buf, int size) {
+//	AVProbeData pd = { .filename = filename, .buf = buf, .buf_size = size };
+//	const AVInputFormat *f = av_probe_input_format(&pd, 1);
+//	return f ? f->name : NULL;
+//}
 import "C"
 
-import "github.com/asticode/go-astiav"
+import (
+	"strings"
+	"unsafe"
+
+	"github.com/asticode/go-astiav"
+)
 
 // profileName returns FFmpeg's name for a codec profile ("High", "Main 10"),
 // or "" when the codec has no such profile.
@@ -63,4 +79,33 @@ func chromaSubsampling(f astiav.PixelFormat) string {
 // (AVFrame.decode_error_flags), which go-astiav v0.16 does not expose.
 func frameDamaged(f *astiav.Frame) bool {
 	return C.dsb_frame_damaged((*C.AVFrame)(f.UnsafePointer())) != 0
+}
+
+// demuxers returns the names of every demuxer in the linked FFmpeg, each
+// as FFmpeg gives it (a comma-separated list of aliases: "mov,mp4,m4a,…").
+func demuxers() []string {
+	var it unsafe.Pointer
+	var names []string
+	for {
+		n := C.dsb_next_demuxer(&it)
+		if n == nil {
+			return names
+		}
+		names = append(names, C.GoString(n))
+	}
+}
+
+// probeFormat returns the name of the demuxer FFmpeg picks for a file whose
+// name is filename and whose first bytes are head, or "" if none fits.
+func probeFormat(filename string, head []byte) string {
+	// FFmpeg reads up to AVPROBE_PADDING_SIZE zero bytes past the data.
+	buf := make([]byte, len(head)+C.AVPROBE_PADDING_SIZE)
+	copy(buf, head)
+	name := C.CString(filename)
+	defer C.free(unsafe.Pointer(name))
+	f := C.dsb_probe_format(name, (*C.uchar)(unsafe.Pointer(&buf[0])), C.int(len(head)))
+	if f == nil {
+		return ""
+	}
+	return strings.SplitN(C.GoString(f), ",", 2)[0]
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
+	"os"
 	"strings"
 
 	"github.com/asticode/go-astiav"
@@ -105,15 +107,74 @@ func openContainer(ctx context.Context, path string) (*astiav.FormatContext, err
 	if _, err := checkFile(path); err != nil {
 		return nil, err
 	}
+	opts := astiav.NewDictionary()
+	defer opts.Free()
+	if err := opts.Set("protocol_whitelist", "file", 0); err != nil {
+		return nil, err
+	}
+	if err := opts.Set("format_whitelist", demuxerWhitelist(), 0); err != nil {
+		return nil, err
+	}
 	fc := astiav.AllocFormatContext()
 	if fc == nil {
 		return nil, errors.New("cannot allocate format context")
 	}
-	// avformat_open_input frees the context when it fails.
-	if err := fc.OpenInput(path, nil, nil); err != nil {
+	// avformat_open_input frees the context when it fails. The "file:"
+	// prefix keeps a name with a colon ("2024-05-01T08:00:00.mp4") from
+	// being read as a protocol.
+	if err := fc.OpenInput("file:"+path, nil, opts); err != nil {
+		if name := formatOf(path); refusedDemuxer(name) {
+			return nil, fmt.Errorf("%w (%s)", ErrPlaylist, name)
+		}
 		return nil, classifyOpenError(err)
 	}
 	return fc, nil
+}
+
+// refusedDemuxers open files or network addresses named inside their input:
+// playlists, manifests and session descriptions. An archive holds
+// recordings, not references to them; following one would let a file make
+// dsbatch read files outside the job, or itself without end (an ffconcat
+// list naming itself took 20,000 nested opens before this guard).
+var refusedDemuxers = map[string]bool{
+	"concat": true, "hls": true, "dash": true, "imf": true,
+	"sdp": true, "rtsp": true, "rtp": true, "sap": true,
+}
+
+// refusedDemuxer reports whether names, a demuxer's comma-separated
+// aliases, include a refused one.
+func refusedDemuxer(names string) bool {
+	for _, n := range strings.Split(names, ",") {
+		if refusedDemuxers[n] {
+			return true
+		}
+	}
+	return false
+}
+
+// demuxerWhitelist returns every demuxer of the linked FFmpeg but the
+// refused ones, as FFmpeg's format_whitelist option reads it.
+func demuxerWhitelist() string {
+	var ok []string
+	for _, d := range demuxers() {
+		if !refusedDemuxer(d) {
+			ok = append(ok, d)
+		}
+	}
+	return strings.Join(ok, ",")
+}
+
+// formatOf names the demuxer FFmpeg picks for path from its name and first
+// bytes, or "" if it cannot tell or the file cannot be read.
+func formatOf(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	head := make([]byte, 4096)
+	n, _ := io.ReadFull(f, head)
+	return probeFormat(path, head[:n])
 }
 
 // openProbed opens path for a video whose facts an earlier Probe gave,

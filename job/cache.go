@@ -132,7 +132,7 @@ func removeDeadTemps(dir string) {
 // (and so holds until the file changes), rather than to its permissions or
 // to the moment.
 func cacheable(err error) bool {
-	for _, e := range []error{decode.ErrEmpty, decode.ErrNotVideo, decode.ErrNoVideo, decode.ErrUnsupportedCodec, decode.ErrTruncated} {
+	for _, e := range []error{decode.ErrEmpty, decode.ErrNotVideo, decode.ErrNoVideo, decode.ErrUnsupportedCodec, decode.ErrTruncated, decode.ErrPlaylist} {
 		if errors.Is(err, e) {
 			return true
 		}

@@ -135,6 +135,10 @@ func runHostile(t *testing.T, workers []Worker) {
 		"loses-first-frame.mp4":  {"failed", "no frame could be decoded", 0},
 		"cut-in-last-packet.mp4": {"done", "", 49}, // the last frame, cut short, is lost
 		"grows.ts":               {"done", "", 20}, // probed with 10 frames: the 10 added are inferred too
+		// Playlists are refused, not followed: the loop would open itself
+		// until file descriptors ran out, the HLS list reads tiny16.mp4.
+		"playlist-loop.mp4": {"failed", "a playlist or manifest naming other files, which dsbatch does not follow (concat)", 0},
+		"playlist-hls.mp4":  {"failed", "a playlist or manifest naming other files, which dsbatch does not follow (hls)", 0},
 	}
 	for _, n := range names {
 		want[n] = row{"done", "", 50}
@@ -146,6 +150,11 @@ func runHostile(t *testing.T, workers []Worker) {
 	}
 	if !decode.HasDecoder("png", "png_pipe") {
 		want["picture.png.mp4"] = row{"failed", "not a readable media file", 0}
+	}
+	// The static build has no playlist demuxers: FFmpeg knows no such format.
+	if !decode.HasDecoder("h264", "concat") {
+		want["playlist-loop.mp4"] = row{"failed", "not a readable media file", 0}
+		want["playlist-hls.mp4"] = row{"failed", "not a readable media file", 0}
 	}
 	if len(got) != len(want) || sum.Videos != len(want) {
 		t.Errorf("%d videos recorded (summary %d), want %d", len(got), sum.Videos, len(want))

@@ -67,6 +67,18 @@ func writeHostile(out string) error {
 	if err := os.WriteFile(filepath.Join(out, "picture.png.mp4"), img.Bytes(), 0o644); err != nil {
 		return err
 	}
+	// Playlists named like videos: an ffconcat list naming itself (FFmpeg
+	// would open it inside itself until file descriptors run out) and an
+	// HLS playlist pointing at another file of the folder.
+	playlists := map[string]string{
+		"playlist-loop.mp4": "ffconcat version 1.0\nfile playlist-loop.mp4\n",
+		"playlist-hls.mp4":  "#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\ntiny16.mp4\n#EXT-X-ENDLIST\n",
+	}
+	for name, text := range playlists {
+		if err := os.WriteFile(filepath.Join(out, name), []byte(text), 0o644); err != nil {
+			return err
+		}
+	}
 	fmt.Println("wrote", out)
 	return nil
 }

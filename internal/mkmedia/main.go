@@ -24,7 +24,7 @@ func main() {
 	out := flag.String("out", "testdata/media", "output folder")
 	bench := flag.String("bench", "", "write the benchmark inputs (a 720p clip and a small model) into this folder instead")
 	gpuBench := flag.String("gpu-bench", "", "write the GPU benchmark inputs (1080p H.264 and HEVC, MP4 and Annex-B) into this folder instead")
-	hostile := flag.String("hostile", "", "write the reliability corpus (extreme sizes, timestamps going back, subtitles only, a picture named .mp4) into this folder instead")
+	hostile := flag.String("hostile", "", "write the reliability corpus (extreme sizes, timestamps going back, subtitles only, a picture and playlists named .mp4) into this folder instead")
 	flag.Parse()
 	astiav.SetLogLevel(astiav.LogLevelError)
 	var err error
