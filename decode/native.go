@@ -5,6 +5,7 @@ package decode
 
 //#cgo pkg-config: libavformat libavcodec libavutil
 //#include <stdlib.h>
+//#include <string.h>
 //#include <libavformat/avformat.h>
 //#include <libavcodec/avcodec.h>
 //#include <libavutil/frame.h>
@@ -23,9 +24,19 @@ package decode
 //static int dsb_frame_damaged(const AVFrame *f) {
 //	return f->decode_error_flags != 0 || (f->flags & AV_FRAME_FLAG_CORRUPT);
 //}
-//static const char *dsb_next_demuxer(void **it) {
-//	const AVInputFormat *f = av_demuxer_iterate(it);
-//	return f ? f->name : NULL;
+//static size_t dsb_demuxer_names(char *buf, size_t size) {
+//	void *it = NULL;
+//	const AVInputFormat *f;
+//	size_t n = 0;
+//	while ((f = av_demuxer_iterate(&it))) {
+//		size_t l = strlen(f->name);
+//		if (n + l + 1 <= size) {
+//			memcpy(buf + n, f->name, l);
+//			buf[n + l] = '\n';
+//		}
+//		n += l + 1;
+//	}
+//	return n;
 //}
 //static const char *dsb_probe_format(const char *filename, unsigned char *buf, int size) {
 //	AVProbeData pd = { .filename = filename, .buf = buf, .buf_size = size };
@@ -84,14 +95,13 @@ func frameDamaged(f *astiav.Frame) bool {
 // demuxers returns the names of every demuxer in the linked FFmpeg, each
 // as FFmpeg gives it (a comma-separated list of aliases: "mov,mp4,m4a,…").
 func demuxers() []string {
-	var it unsafe.Pointer
-	var names []string
+	buf := make([]byte, 8192)
 	for {
-		n := C.dsb_next_demuxer(&it)
-		if n == nil {
-			return names
+		n := int(C.dsb_demuxer_names((*C.char)(unsafe.Pointer(&buf[0])), C.size_t(len(buf))))
+		if n <= len(buf) {
+			return strings.Fields(string(buf[:n]))
 		}
-		names = append(names, C.GoString(n))
+		buf = make([]byte, n)
 	}
 }
 

@@ -3,6 +3,7 @@ package decode
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -19,5 +20,16 @@ func BenchmarkOpen1080p(b *testing.B) {
 			b.Fatal(err)
 		}
 		in.close()
+	}
+}
+
+// BenchmarkProbe probes a small H.264 MP4 from testdata: the per-file cost
+// of `dsbatch probe` and of planning, before any cache.
+func BenchmarkProbe(b *testing.B) {
+	path := filepath.Join(media, "h264.mp4")
+	for i := 0; i < b.N; i++ {
+		if _, err := Probe(context.Background(), path, ProbeOptions{}); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/asticode/go-astiav"
 )
@@ -153,8 +154,10 @@ func refusedDemuxer(names string) bool {
 }
 
 // demuxerWhitelist returns every demuxer of the linked FFmpeg but the
-// refused ones, as FFmpeg's format_whitelist option reads it.
-func demuxerWhitelist() string {
+// refused ones, as FFmpeg's format_whitelist option reads it. It is a
+// constant of the linked library, built once: building it took 40 µs, a
+// twentieth of probing a small file.
+var demuxerWhitelist = sync.OnceValue(func() string {
 	var ok []string
 	for _, d := range demuxers() {
 		if !refusedDemuxer(d) {
@@ -162,7 +165,7 @@ func demuxerWhitelist() string {
 		}
 	}
 	return strings.Join(ok, ",")
-}
+})
 
 // formatOf names the demuxer FFmpeg picks for path from its name and first
 // bytes, or "" if it cannot tell or the file cannot be read.
