@@ -168,16 +168,16 @@ var demuxerWhitelist = sync.OnceValue(func() string {
 })
 
 // formatOf names the demuxer FFmpeg picks for path from its name and first
-// bytes, or "" if it cannot tell or the file cannot be read.
+// megabyte (as much as FFmpeg reads to tell the format), or "" if it cannot
+// tell or the file cannot be read. Only failed opens call it.
 func formatOf(path string) string {
 	f, err := os.Open(path)
 	if err != nil {
 		return ""
 	}
 	defer f.Close()
-	head := make([]byte, 4096)
-	n, _ := io.ReadFull(f, head)
-	return probeFormat(path, head[:n])
+	head, _ := io.ReadAll(io.LimitReader(f, 1<<20))
+	return probeFormat(path, head)
 }
 
 // openProbed opens path for a video whose facts an earlier Probe gave,
