@@ -136,9 +136,9 @@ func runHostile(t *testing.T, workers []Worker) {
 		"cut-in-last-packet.mp4": {"done", "", 49}, // the last frame, cut short, is lost
 		"grows.ts":               {"done", "", 20}, // probed with 10 frames: the 10 added are inferred too
 		// Playlists are refused, not followed: the loop would open itself
-		// until file descriptors ran out, the HLS list reads tiny16.mp4.
-		"playlist-loop.mp4": {"failed", "a playlist or manifest naming other files, which dsbatch does not follow (concat)", 0},
-		"playlist-hls.mp4":  {"failed", "a playlist or manifest naming other files, which dsbatch does not follow (hls)", 0},
+		// until file descriptors ran out, the HLS list would read tiny16.mp4.
+		"playlist-loop.mp4": {"failed", decode.ErrPlaylist.Error() + " (concat)", 0},
+		"playlist-hls.mp4":  {"failed", decode.ErrPlaylist.Error() + " (hls)", 0},
 	}
 	for _, n := range names {
 		want[n] = row{"done", "", 50}
