@@ -15,6 +15,14 @@ fi
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 
+# FFmpeg's x86 assembly (most of its decoding speed) needs an assembler; a
+# fresh Debian 12 machine has none, and configure stops with "nasm/yasm not found".
+if ! command -v nasm >/dev/null; then
+  echo "installing nasm"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends nasm
+fi
+
 # Debian ships FFmpeg's source as a deb-src package; enable deb-src once.
 if ! apt-get indextargets --format '$(CREATED_BY)' 2>/dev/null | grep -q '^Sources$'; then
   echo "enabling deb-src for apt-get source"
