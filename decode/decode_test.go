@@ -3,12 +3,16 @@ package decode
 import (
 	"context"
 	"errors"
-	"github.com/asticode/go-astiav"
+	"fmt"
+	"hash/fnv"
 	"io"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
+
+	"github.com/asticode/go-astiav"
 )
 
 const media = "../testdata/media"
@@ -284,7 +288,7 @@ func seq(from, to, step int) []int {
 }
 
 func TestDecodeCorruptPackets(t *testing.T) {
-	codes, _, _, _, st := decodeAll(t, filepath.Join(media, "corrupt.mkv"), Options{})
+	codes, _, _, _, st := decodeAll(t, filepath.Join(media, "corrupt.mkv"), Options{Threads: 1})
 	if st.Packets != 50 {
 		t.Errorf("read %d packets, want 50", st.Packets)
 	}
@@ -298,6 +302,55 @@ func TestDecodeCorruptPackets(t *testing.T) {
 		t.Errorf("first/last codes %d/%d, want 0/49", codes[0], codes[len(codes)-1])
 	}
 	t.Logf("corrupt.mkv: %+v", st)
+}
+
+// TestCorruptDecodesDeterministically: a decoder that may use several
+// threads stops at the first corrupt packet with ErrNondeterministic,
+// having returned no frame decoded after it, and one thread decodes the
+// same pixels every time.
+func TestCorruptDecodesDeterministically(t *testing.T) {
+	path := filepath.Join(media, "corrupt.mkv")
+	for _, threads := range []int{0, 2, 4} {
+		d, err := Open(context.Background(), path, Options{Threads: threads})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var f Frame
+		n := 0
+		for err = d.Next(context.Background(), &f); err == nil; err = d.Next(context.Background(), &f) {
+			n++
+		}
+		d.Close()
+		if !errors.Is(err, ErrNondeterministic) {
+			t.Errorf("threads %d: %v after %d frames, want ErrNondeterministic", threads, err, n)
+		}
+		if n >= 20 { // packets 20-23 are damaged
+			t.Errorf("threads %d: %d frames out before the corruption was reported", threads, n)
+		}
+	}
+	var first []uint64
+	for run := 0; run < 3; run++ {
+		d, err := Open(context.Background(), path, Options{Threads: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sums []uint64
+		var f Frame
+		for err = d.Next(context.Background(), &f); err == nil; err = d.Next(context.Background(), &f) {
+			h := fnv.New64a()
+			h.Write(f.Data)
+			sums = append(sums, h.Sum64())
+		}
+		d.Close()
+		if err != io.EOF {
+			t.Fatal(err)
+		}
+		if run == 0 {
+			first = sums
+		} else if !slices.Equal(sums, first) {
+			t.Fatalf("run %d decoded other pixels than run 0", run)
+		}
+	}
 }
 
 func TestBadInputs(t *testing.T) {
@@ -392,7 +445,7 @@ func checkFileError(t *testing.T, err error, op, path string, want error) {
 func TestTruncatedMidStream(t *testing.T) {
 	// Headers are intact and the media is cut: the frames before the cut
 	// decode, then the decoder stops cleanly.
-	codes, _, _, _, _ := decodeAll(t, filepath.Join(media, "bad/truncated-mid.mp4"), Options{})
+	codes, _, _, _, _ := decodeAll(t, filepath.Join(media, "bad/truncated-mid.mp4"), Options{Threads: 1})
 	if len(codes) == 0 || len(codes) >= 50 {
 		t.Fatalf("%d frames from a file cut at 60%%", len(codes))
 	}
@@ -424,6 +477,39 @@ func TestHasDecoder(t *testing.T) {
 	} {
 		if got := HasDecoder(tt.name, tt.container); got != tt.want {
 			t.Errorf("HasDecoder(%q, %q) = %v", tt.name, tt.container, got)
+		}
+	}
+}
+
+// corpus is internal/mkmedia -corpus's folder: 40 frames at 25 frames/s
+// of video time in each file.
+const corpus = "../testdata/corpus"
+
+// TestCorpusTimes decodes each file of the timestamp corpus, on one
+// thread and on several: every frame comes out once, in order, with its
+// decode index and the time the encoder gave it (i/25 s), whatever the
+// container stores (both timestamps, decode order only, or nothing at all).
+func TestCorpusTimes(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join(corpus, "*"))
+	if err != nil || len(files) < 10 {
+		t.Fatalf("corpus: %v %v", files, err)
+	}
+	for _, path := range files {
+		for _, threads := range []int{1, 0} {
+			t.Run(fmt.Sprintf("%s/threads=%d", filepath.Base(path), threads), func(t *testing.T) {
+				codes, idx, pts, _, st := decodeAll(t, path, Options{Threads: threads})
+				if len(codes) != 40 || st.Decoded != 40 {
+					t.Fatalf("%d frames (%d decoded), want 40: codes %v", len(codes), st.Decoded, codes)
+				}
+				for i := range codes {
+					if want := float64(i) / 25; codes[i] != i || idx[i] != int64(i) || math.Abs(pts[i]-want) > 1e-6 {
+						t.Fatalf("frame %d: code %d index %d pts %.6f, want pts %.6f (all: %v)", i, codes[i], idx[i], pts[i], want, pts)
+					}
+				}
+				if st.FirstPTS != pts[0] || st.LastPTS != pts[39] {
+					t.Errorf("stats say times %g to %g, frames %g to %g", st.FirstPTS, st.LastPTS, pts[0], pts[39])
+				}
+			})
 		}
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 
 	"github.com/asticode/go-astiav"
 )
@@ -15,10 +14,21 @@ type Options struct {
 	Format PixelFormat // RGB24 (default) or NV12
 	Stride int         // keep every Stride-th decoded frame (0 or 1: all)
 	FPS    float64     // keep at most FPS frames per second of video (0: no limit)
-	Start  float64     // seconds: skip frames before this time
-	End    float64     // seconds: stop at this time (0: the end of the file)
+	// Start skips the frames before this time (seconds). They are decoded,
+	// not sought past: frame indices then count from the file's first
+	// frame, exactly and alike on the CPU and on NVDEC.
+	Start float64
+	End   float64 // seconds: stop at this time (0: the end of the file)
 	// Threads is the number of decoder threads (0: FFmpeg chooses).
+	// With more than one, frames decode in parallel, and FFmpeg's error
+	// concealment then depends on timing: Next returns ErrNondeterministic
+	// at the first sign of a corrupt bitstream, so that the caller can
+	// decode the file again with one thread.
 	Threads int
+	// AssumeFPS is the frame rate of a raw stream (Info.Raw), whose frames
+	// carry no timestamps: frame i is at i/AssumeFPS seconds. 0: the rate
+	// the stream's headers give (the VUI of H.264 and HEVC), else 25.
+	AssumeFPS float64
 	// NoAutoRotate leaves frames as coded, ignoring the display matrix.
 	NoAutoRotate bool
 	// Probed, when set, holds the facts an earlier Probe of the file gave;
@@ -58,6 +68,19 @@ type Stats struct {
 	DamagedFrames  int64 // frames decoded with concealed errors (still returned)
 	Decoded        int64 // frames out of the decoder
 	Emitted        int64 // frames returned by Next after sampling
+	// FirstPTS and LastPTS are the times of the first and last frames out
+	// of the decoder (seconds; valid when Decoded > 0), for telling why a
+	// file whose frames decoded yielded none.
+	FirstPTS, LastPTS float64
+}
+
+// frame counts a frame out of the decoder at pts seconds.
+func (s *Stats) frame(pts float64) {
+	if s.Decoded == 0 {
+		s.FirstPTS = pts
+	}
+	s.Decoded++
+	s.LastPTS = pts
 }
 
 // Decoder yields the frames of one video file. It is not safe for
@@ -71,10 +94,7 @@ type Decoder struct {
 	conv    converter
 	samp    sampler
 	opts    Options
-	tb      float64 // stream time base in seconds
-	t0      int64   // stream start time in time-base units
-	lastPTS float64
-	seeked  bool
+	clock   frameClock
 	eof     bool // demuxer exhausted, decoder flushed
 	drained bool // decoder returned EOF
 	done    bool
@@ -87,7 +107,7 @@ func Open(ctx context.Context, path string, opts Options) (*Decoder, error) {
 	if err != nil {
 		return nil, fileErr("open", path, err)
 	}
-	d := &Decoder{path: path, in: in, opts: opts, samp: newSampler(opts), lastPTS: math.Inf(-1)}
+	d := &Decoder{path: path, in: in, opts: opts, samp: newSampler(opts), clock: newFrameClock(in, opts.AssumeFPS)}
 	if err := d.init(); err != nil {
 		d.Close()
 		return nil, fileErr("open", path, err)
@@ -113,19 +133,9 @@ func (d *Decoder) init() error {
 	}
 	d.pkt = astiav.AllocPacket()
 	d.frm = astiav.AllocFrame()
-	d.tb = s.TimeBase().Float64()
-	if st := s.StartTime(); st != astiav.NoPtsValue {
-		d.t0 = st
-	}
 	d.conv.out = d.opts.Format
 	if !d.opts.NoAutoRotate {
 		d.conv.rotation = d.in.info.Rotation
-	}
-	if d.opts.Start > 0 {
-		ts := d.t0 + int64(d.opts.Start/d.tb)
-		if err := d.in.fc.SeekFrame(s.Index(), ts, astiav.NewSeekFlags(astiav.SeekFlagBackward)); err == nil {
-			d.seeked = true
-		}
 	}
 	return nil
 }
@@ -139,9 +149,9 @@ func (d *Decoder) Stats() Stats { return d.stats }
 // Next decodes until the next frame that sampling keeps and writes it into
 // f, reusing f.Data's memory when it is large enough. It returns io.EOF after
 // the last frame. Frame.Index counts decoded frames from the start of the
-// stream; after a seek (Options.Start) it is derived from the timestamp and
-// the average frame rate instead. Corrupt packets are counted in Stats and
-// skipped; Next fails only when the file cannot be read any further.
+// stream, and Frame.PTS is timed as frameClock says. Corrupt packets are
+// counted in Stats and skipped; Next fails only when the file cannot be read
+// any further (or with ErrNondeterministic, see Options.Threads).
 func (d *Decoder) Next(ctx context.Context, f *Frame) error {
 	for {
 		if d.done {
@@ -154,6 +164,9 @@ func (d *Decoder) Next(ctx context.Context, f *Frame) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		if err := d.checkDeterministic(); err != nil {
+			return err
+		}
 		got, err := d.receive()
 		if err != nil {
 			return fileErr("decode", d.path, err)
@@ -164,10 +177,14 @@ func (d *Decoder) Next(ctx context.Context, f *Frame) error {
 			}
 			continue
 		}
-		idx, pts := d.frameTime()
-		d.stats.Decoded++
+		idx, pts := d.clock.frame(d.frm.Pts())
+		d.stats.frame(pts)
 		if frameDamaged(d.frm) {
 			d.stats.DamagedFrames++
+		}
+		if err := d.checkDeterministic(); err != nil {
+			d.frm.Unref()
+			return err
 		}
 		keep, pastEnd := d.samp.keep(idx, pts)
 		if pastEnd {
@@ -192,6 +209,16 @@ func (d *Decoder) Next(ctx context.Context, f *Frame) error {
 		d.stats.Emitted++
 		return nil
 	}
+}
+
+// checkDeterministic fails with ErrNondeterministic once a decoder that
+// may use several threads has met a corrupt packet or a damaged frame.
+func (d *Decoder) checkDeterministic() error {
+	if d.opts.Threads == 1 || d.stats.CorruptPackets == 0 && d.stats.DamagedFrames == 0 {
+		return nil
+	}
+	return fileErr("decode", d.path, fmt.Errorf("%w (%d corrupt packets, %d damaged frames so far)",
+		ErrNondeterministic, d.stats.CorruptPackets, d.stats.DamagedFrames))
 }
 
 // receive takes one frame out of the decoder if it has one ready.
@@ -254,6 +281,7 @@ func (d *Decoder) feed() error {
 			continue
 		}
 		d.stats.Packets++
+		d.clock.packet(d.pkt.Pts(), d.pkt.Dts())
 		err = d.cc.SendPacket(d.pkt)
 		d.pkt.Unref()
 		if err != nil {
@@ -264,34 +292,6 @@ func (d *Decoder) feed() error {
 		}
 		return nil
 	}
-}
-
-// frameTime returns the index and presentation time of the frame in d.frm.
-func (d *Decoder) frameTime() (int64, float64) {
-	ts := d.frm.Pts()
-	if ts == astiav.NoPtsValue {
-		ts = d.frm.PktDts()
-	}
-	var pts float64
-	if ts == astiav.NoPtsValue {
-		step := 0.0
-		if fps := d.in.info.AvgFPS; fps > 0 {
-			step = 1 / fps
-		}
-		if math.IsInf(d.lastPTS, -1) {
-			pts = 0
-		} else {
-			pts = d.lastPTS + step
-		}
-	} else {
-		pts = float64(ts-d.t0) * d.tb
-	}
-	d.lastPTS = pts
-	idx := d.stats.Decoded
-	if d.seeked && d.in.info.AvgFPS > 0 {
-		idx = int64(math.Round(pts * d.in.info.AvgFPS))
-	}
-	return idx, pts
 }
 
 // Close frees the decoder's native memory. It is safe to call more than once.

@@ -19,6 +19,10 @@ var (
 	ErrTruncated        = errors.New("truncated or damaged file")
 	ErrNoFrames         = errors.New("no frame could be decoded")
 	ErrPlaylist         = errors.New("a playlist or manifest naming other files, which dsbatch does not follow")
+	// ErrNondeterministic means the bitstream is corrupt and the decoder
+	// used several threads, whose error concealment depends on timing:
+	// decode the file again from its start with Options.Threads = 1.
+	ErrNondeterministic = errors.New("corrupt bitstream: multi-threaded error concealment is not reproducible")
 )
 
 // FileError is an error about one file: the operation, the path and why.

@@ -233,17 +233,25 @@ var nvdecCodecs = map[string]nvdecCodec{
 	"hevc": {8, "hevc_mp4toannexb"},
 }
 
+// ptsRing is how many packets' timestamps NVDEC remembers: far more than
+// the parser holds back (its decode surfaces and display delay).
+const ptsRing = 1024
+
 // NVDEC decodes one video file on a GPU's hardware decoder.
 type NVDEC struct {
-	path   string
-	in     *input
-	bsf    *astiav.BitStreamFilterContext
-	pkt    *astiav.Packet
-	d      *C.dsb_nvdec
-	samp   sampler
-	rot    int
-	t0     int64
-	tb     float64
+	path  string
+	in    *input
+	bsf   *astiav.BitStreamFilterContext
+	pkt   *astiav.Packet
+	d     *C.dsb_nvdec
+	samp  sampler
+	rot   int
+	clock frameClock
+	// seq numbers the packets given to the parser, which hands each
+	// picture back with its packet's number; pts holds the packets'
+	// presentation timestamps by number, for the clock.
+	seq    int64
+	pts    [ptsRing]int64
 	held   C.CUdeviceptr
 	loop   bool
 	eof    bool
@@ -308,12 +316,9 @@ func openForNVDEC(ctx context.Context, path string, opts Options) (*input, nvdec
 // start sets up the per-file state of d for in.
 func (d *NVDEC) start(path string, in *input, opts Options) {
 	d.path, d.in, d.samp, d.loop = path, in, newSampler(opts), opts.Loop
-	d.tb = in.stream.TimeBase().Float64()
+	d.clock = newFrameClock(in, opts.AssumeFPS)
 	if !opts.NoAutoRotate {
 		d.rot = in.info.Rotation
-	}
-	if d.tb > 0 {
-		d.t0 = int64(math.Round(in.info.StartTime / d.tb))
 	}
 }
 
@@ -402,9 +407,8 @@ func (d *NVDEC) Next(ctx context.Context, f *GPUFrame) error {
 		}
 		var fr C.dsb_frame
 		if C.dsb_nvdec_pop(d.d, &fr) != 0 {
-			idx := d.stats.Decoded
-			d.stats.Decoded++
-			pts := float64(int64(fr.ts)-d.t0) * d.tb
+			idx, pts := d.clock.frame(d.packetPTS(int64(fr.ts)))
+			d.stats.frame(pts)
 			keep, pastEnd := d.samp.keep(idx, pts)
 			if pastEnd {
 				C.dsb_nvdec_unmap(d.d, fr.ptr)
@@ -436,6 +440,15 @@ func (d *NVDEC) Next(ctx context.Context, f *GPUFrame) error {
 			return fileErr("decode", d.path, err)
 		}
 	}
+}
+
+// packetPTS returns the presentation timestamp of the packet numbered seq
+// (astiav.NoPtsValue if it had none, or if seq is not a number d gave).
+func (d *NVDEC) packetPTS(seq int64) int64 {
+	if seq < 0 || seq >= d.seq || seq < d.seq-ptsRing {
+		return astiav.NoPtsValue
+	}
+	return d.pts[seq%ptsRing]
 }
 
 // drain unmaps whatever the parser still queues.
@@ -485,7 +498,7 @@ func (d *NVDEC) feed() error {
 		}
 		d.stats.Packets++
 		if d.bsf == nil {
-			err := d.send(d.pkt.Data(), d.pkt.Pts(), false)
+			err := d.sendPacket()
 			d.pkt.Unref()
 			return err
 		}
@@ -504,7 +517,7 @@ func (d *NVDEC) feed() error {
 				d.stats.CorruptPackets++
 				break
 			}
-			serr := d.send(d.pkt.Data(), d.pkt.Pts(), false)
+			serr := d.sendPacket()
 			d.pkt.Unref()
 			if serr != nil {
 				return serr
@@ -514,21 +527,30 @@ func (d *NVDEC) feed() error {
 	}
 }
 
-func (d *NVDEC) send(data []byte, pts int64, eos bool) error {
+// sendPacket gives d.pkt to the parser, numbered so that its picture's
+// time can be found again, and its decode timestamp to the clock.
+func (d *NVDEC) sendPacket() error {
+	seq := d.seq
+	d.pts[seq%ptsRing] = d.pkt.Pts()
+	d.seq++
+	d.clock.packet(d.pkt.Pts(), d.pkt.Dts())
+	return d.send(d.pkt.Data(), seq, false)
+}
+
+// send gives data to the parser with the timestamp ts (a packet number),
+// or ends the stream.
+func (d *NVDEC) send(data []byte, ts int64, eos bool) error {
 	var p *C.uchar
 	if len(data) > 0 {
 		cdata := C.CBytes(data)
 		defer C.free(cdata)
 		p = (*C.uchar)(cdata)
 	}
-	if pts == astiav.NoPtsValue {
-		pts = math.MinInt64 + 1
-	}
 	e := C.int(0)
 	if eos {
 		e = 1
 	}
-	if C.dsb_nvdec_feed(d.d, p, C.int(len(data)), C.longlong(pts), e) != 0 {
+	if C.dsb_nvdec_feed(d.d, p, C.int(len(data)), C.longlong(ts), e) != 0 {
 		if d.d.dec == nil || d.d.fatal == 2 { // the CPU can take over this file
 			return fmt.Errorf("%w: %s", ErrNVDECUnsupported, C.GoString(&d.d.msg[0]))
 		}

@@ -33,6 +33,24 @@ type Info struct {
 	BitRate     int64   `json:"bitrate"`          // bits per second, 0 if unknown
 	StreamIndex int     `json:"stream_index"`     // index of the video stream in the container
 	StartTime   float64 `json:"start_time"`       // seconds: the stream's first timestamp (timestamps count from it)
+	// Raw marks an elementary stream (.h264, .hevc, …) with no container
+	// around it: no timestamps, no duration, no index. Its frames are
+	// timed by the frame rate, and Probe counts them.
+	Raw bool `json:"raw,omitempty"`
+}
+
+// WithAssumedFPS returns i with the frame rate of a raw stream set to fps
+// (when fps > 0), and its duration to match: what decoding with
+// Options.AssumeFPS gives. Other streams are returned unchanged.
+func (i Info) WithAssumedFPS(fps float64) Info {
+	if !i.Raw || fps <= 0 {
+		return i
+	}
+	i.AvgFPS, i.RealFPS = fps, fps
+	if !i.Estimated {
+		i.Duration = float64(i.Frames) / fps
+	}
+	return i
 }
 
 // DisplaySize returns the frame size once rotated upright.
@@ -59,12 +77,17 @@ func Probe(ctx context.Context, path string, opts ProbeOptions) (Info, error) {
 	}
 	defer in.close()
 	info := in.info
-	if opts.CountFrames && info.Estimated {
+	// A raw stream's frames are counted whatever the options: it states
+	// neither a count nor a duration, and planning needs one.
+	if (opts.CountFrames || info.Raw) && info.Estimated {
 		n, err := in.countPackets(ctx)
 		if err != nil {
 			return Info{}, fileErr("probe", path, err)
 		}
 		info.Frames, info.Estimated = n, false
+		if info.Raw && info.AvgFPS > 0 {
+			info.Duration = float64(n) / info.AvgFPS
+		}
 	}
 	return info, nil
 }
@@ -216,6 +239,13 @@ func classifyOpenError(err error) error {
 	return err
 }
 
+// rawDemuxers read elementary streams: a codec's bitstream with no
+// container, so no timestamp, duration or index.
+var rawDemuxers = map[string]bool{
+	"h264": true, "hevc": true, "vvc": true, "m4v": true, "mpegvideo": true, "mjpeg": true, "h261": true, "h263": true,
+	"cavsvideo": true, "avs2": true, "avs3": true, "vc1": true, "obu": true, "rawvideo": true,
+}
+
 // stillImageCodecs mark streams that are cover art rather than video, when
 // the container also has a real video stream.
 var stillImageCodecs = map[astiav.CodecID]bool{
@@ -270,6 +300,7 @@ func describe(fc *astiav.FormatContext, s *astiav.Stream) Info {
 		Rotation:    streamRotation(s),
 		BitRate:     cp.BitRate(),
 		StreamIndex: s.Index(),
+		Raw:         rawDemuxers[strings.SplitN(fc.InputFormat().Name(), ",", 2)[0]],
 	}
 	if info.AvgFPS == 0 || math.IsInf(info.AvgFPS, 0) {
 		info.AvgFPS = info.RealFPS
@@ -280,6 +311,12 @@ func describe(fc *astiav.FormatContext, s *astiav.Stream) Info {
 	tb := s.TimeBase().Float64()
 	if st := s.StartTime(); st != astiav.NoPtsValue {
 		info.StartTime = float64(st) * tb
+	}
+	if info.Raw {
+		// FFmpeg guesses a raw stream's duration from its bit rate; a
+		// count of its frames replaces the guess (Probe).
+		info.Estimated = true
+		return info
 	}
 	if d := s.Duration(); d > 0 && d != astiav.NoPtsValue && tb > 0 {
 		info.Duration = float64(d) * tb

@@ -13,7 +13,10 @@ import (
 )
 
 // DefaultExtensions are the file extensions Discover treats as video.
-var DefaultExtensions = []string{"mp4", "m4v", "mov", "mkv", "webm", "avi", "ts", "mts", "m2ts", "mpg", "flv", "3gp"}
+// Besides containers, they include the raw elementary streams that DVRs and
+// NVRs export (.h264, .264, .h265, .265, .hevc) and MJPEG.
+var DefaultExtensions = []string{"mp4", "m4v", "mov", "mkv", "webm", "avi", "ts", "mts", "m2ts", "mpg", "mpeg", "flv", "3gp",
+	"h264", "264", "h265", "265", "hevc", "mjpeg", "mjpg"}
 
 // DiscoverOptions choose which files Discover returns.
 type DiscoverOptions struct {

@@ -211,17 +211,39 @@ func (p *pipeline) decodeVideo(ctx context.Context, v *video, frames chan<- *ite
 		}
 	}
 	v.rec.Decoder = "cpu"
-	return p.decodeCPU(ctx, v, frames, tensors)
+	sent, err := p.decodeCPU(ctx, v, frames, tensors, p.opts.DecodeThreads)
+	if !errors.Is(err, decode.ErrNondeterministic) || ctx.Err() != nil {
+		return err
+	}
+	// Frame threads conceal a corrupt bitstream's errors differently from
+	// run to run: the file is decoded again from its start on one thread,
+	// so that its results depend on the file alone.
+	if v.rec.DecoderNote != "" {
+		v.rec.DecoderNote += "; "
+	}
+	v.rec.DecoderNote += "corrupt bitstream: decoded again on one thread for reproducible results"
+	if sent > 0 {
+		if err := send(ctx, frames, &item{v: v, reset: true}); err != nil {
+			return err
+		}
+	}
+	_, err = p.decodeCPU(ctx, v, frames, tensors, 1)
+	return err
+}
+
+// decodeOptions are the sampling settings of the run, for either decoder.
+func (p *pipeline) decodeOptions() decode.Options {
+	s := p.opts.Settings
+	return decode.Options{Stride: s.Stride, FPS: s.FPS, Start: s.Start, End: s.End, AssumeFPS: s.AssumeFPS}
 }
 
 // decodeNVDEC decodes on the GPU and returns how many frames it sent.
 func (p *pipeline) decodeNVDEC(ctx context.Context, v *video, frames chan<- *item, tensors chan []float32, sess *gpuSession) (int, error) {
-	s := p.opts.Settings
-	var probed *decode.Info
+	opts := p.decodeOptions()
 	if pv := p.byPath[v.planned.Path]; pv != nil && pv.OK() {
-		probed = &pv.Info
+		opts.Probed = &pv.Info
 	}
-	d, err := sess.open(ctx, v.planned.Path, decode.Options{Stride: s.Stride, FPS: s.FPS, Probed: probed})
+	d, err := sess.open(ctx, v.planned.Path, opts)
 	if err != nil {
 		return 0, err
 	}
@@ -277,34 +299,37 @@ func (p *pipeline) decodeNVDEC(ctx context.Context, v *video, frames chan<- *ite
 	}
 }
 
-// decodeCPU decodes with FFmpeg on the CPU.
-func (p *pipeline) decodeCPU(ctx context.Context, v *video, frames chan<- *item, tensors chan []float32) error {
+// decodeCPU decodes with FFmpeg on the CPU, on threads threads (0: as
+// many as FFmpeg chooses), and returns how many frames it sent.
+func (p *pipeline) decodeCPU(ctx context.Context, v *video, frames chan<- *item, tensors chan []float32, threads int) (int, error) {
 	s := p.opts.Settings
 	// Planar YUV, rotation left to the letterbox: the same computation as
 	// the GPU letterbox, so CPU and GPU workers feed the model alike.
-	d, err := decode.Open(ctx, v.planned.Path, decode.Options{Format: decode.YUV420P, NoAutoRotate: true,
-		Stride: s.Stride, FPS: s.FPS, Threads: p.opts.DecodeThreads})
+	opts := p.decodeOptions()
+	opts.Format, opts.NoAutoRotate, opts.Threads = decode.YUV420P, true, threads
+	d, err := decode.Open(ctx, v.planned.Path, opts)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer func() { v.stats = d.Stats(); d.Close() }()
 	var f decode.Frame
 	c := p.clock
+	sent := 0
 	for {
 		t0 := time.Now()
 		err := d.Next(ctx, &f)
 		busy := since(t0)
 		if errors.Is(err, io.EOF) {
 			c.DecodeBusy.Add(busy)
-			return nil
+			return sent, nil
 		}
 		if err != nil {
-			return err
+			return sent, err
 		}
 		t1 := time.Now()
 		t, ok, err := recv(ctx, tensors)
 		if err != nil || !ok {
-			return err
+			return sent, err
 		}
 		t0 = time.Now()
 		c.DecodeStall.Add(int64(t0.Sub(t1)))
@@ -316,7 +341,7 @@ func (p *pipeline) decodeCPU(ctx context.Context, v *video, frames chan<- *item,
 			busy += since(t0)
 			t1 := time.Now()
 			if it.slot, _, err = recv(ctx, p.slots); err != nil {
-				return err
+				return sent, err
 			}
 			t0 = time.Now()
 			c.DecodeStall.Add(int64(t0.Sub(t1)))
@@ -325,16 +350,17 @@ func (p *pipeline) decodeCPU(ctx context.Context, v *video, frames chan<- *item,
 			it.tensor = nil
 			if err != nil {
 				p.slots <- it.slot // never blocks: the slot came from this list
-				return fmt.Errorf("frame upload: %w", err)
+				return sent, fmt.Errorf("frame upload: %w", err)
 			}
 		}
 		busy += since(t0)
 		c.DecodeBusy.Add(busy)
 		t3 := time.Now()
 		if err := send(ctx, frames, it); err != nil {
-			return err
+			return sent, err
 		}
 		c.DecodeBlock.Add(since(t3))
+		sent++
 	}
 }
 
@@ -603,11 +629,30 @@ func (p *pipeline) trackIDs(trackers map[int64]*videoTracks, v *video, dets []in
 	return vt.tr.Update(in), vt
 }
 
+// unexplainedEmpty is the error of a video that decoded without a frame
+// reaching the detector, unless the settings explain it: every frame
+// before --start or from --end on. A video marked done must have been
+// looked at.
+func (p *pipeline) unexplainedEmpty(v *video) error {
+	s, st := p.opts.Settings, v.stats
+	if st.Decoded == 0 {
+		return fmt.Errorf("decode %s: %w", v.planned.Path, decode.ErrNoFrames)
+	}
+	if s.Start > 0 && st.LastPTS < s.Start || s.End > 0 && st.FirstPTS >= s.End {
+		return nil
+	}
+	return fmt.Errorf("decode %s: %d frames decoded (times %.3fs to %.3fs) but none sampled for inference (stride %d, fps %g, start %gs, end %gs)",
+		v.planned.Path, st.Decoded, st.FirstPTS, st.LastPTS, s.Stride, s.FPS, s.Start, s.End)
+}
+
 // endVideo commits or discards a finished video's file and records it.
 func (p *pipeline) endVideo(v *video, w *export.DetectionWriter, vt *videoTracks) error {
 	v.rec.FramesDecoded = v.stats.Decoded
 	v.rec.CorruptPackets = v.stats.CorruptPackets
 	v.rec.WallSeconds = time.Since(v.start).Seconds()
+	if v.err == nil && v.rec.FramesInferred == 0 {
+		v.err = p.unexplainedEmpty(v)
+	}
 	if v.err != nil {
 		w.Abort()
 		v.rec.Status, v.rec.Error = "failed", v.err.Error()

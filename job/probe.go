@@ -35,6 +35,7 @@ type ProbeOptions struct {
 	Jobs        int            // files probed at once; 0 means the number of CPUs
 	Cache       *Cache         // nil: no cache
 	CountFrames bool           // count packets when the container stores no frame count
+	AssumeFPS   float64        // frame rate of raw streams (0: their headers', else 25); see decode.Info.WithAssumedFPS
 	Decoders    *gpu.Decoders  // when set, check that NVDEC decodes each file
 	Progress    func(done int) // called after each file, from any goroutine
 }
@@ -61,6 +62,7 @@ func ProbeAll(ctx context.Context, paths []string, opts ProbeOptions) ([]Video, 
 				return err
 			}
 			out[i] = probeOne(ctx, p, opts)
+			out[i].Info = out[i].Info.WithAssumedFPS(opts.AssumeFPS)
 			if errors.Is(ctx.Err(), context.Canceled) {
 				return ctx.Err()
 			}

@@ -3,6 +3,7 @@ package job
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"runtime"
 	"sort"
 	"strings"
@@ -37,33 +38,27 @@ type Settings struct {
 	ClassAgnostic bool     `json:"class_agnostic"`
 	Stride        int      `json:"stride"`
 	FPS           float64  `json:"fps"`
+	Start         float64  `json:"start_seconds"` // frames before this time are skipped
+	End           float64  `json:"end_seconds"`   // frames from this time on are skipped (0: none)
+	AssumeFPS     float64  `json:"assume_fps"`    // frame rate of raw streams (0: their headers', else 25)
 	Track         bool     `json:"track"`
 	TrackBuffer   float64  `json:"track_buffer_seconds"`
 	TrackAgnostic bool     `json:"track_class_agnostic"`
 }
 
+// diff lists the settings that differ between s and t, by their JSON
+// names. Every field is compared: a field added to Settings is compared
+// without being listed anywhere.
 func (s Settings) diff(t Settings) string {
 	var d []string
-	add := func(name string, a, b any) {
-		if fmt.Sprint(a) != fmt.Sprint(b) {
-			d = append(d, fmt.Sprintf("%s %v, now %v", name, a, b))
+	a, b := reflect.ValueOf(s), reflect.ValueOf(t)
+	for i := 0; i < a.NumField(); i++ {
+		x, y := a.Field(i).Interface(), b.Field(i).Interface()
+		if fmt.Sprint(x) != fmt.Sprint(y) { // as printed: a nil list equals an empty one
+			name, _, _ := strings.Cut(a.Type().Field(i).Tag.Get("json"), ",")
+			d = append(d, fmt.Sprintf("%s %v, now %v", strings.ReplaceAll(name, "_", " "), x, y))
 		}
 	}
-	add("model sha256", s.Model, t.Model)
-	add("engine", s.Engine, t.Engine)
-	add("input", fmt.Sprintf("%dx%d", s.InputW, s.InputH), fmt.Sprintf("%dx%d", t.InputW, t.InputH))
-	add("head", s.Head, t.Head)
-	add("class names", s.Names, t.Names)
-	add("conf", s.Conf, t.Conf)
-	add("iou", s.IoU, t.IoU)
-	add("max det", s.MaxDet, t.MaxDet)
-	add("top-k", s.TopK, t.TopK)
-	add("class-agnostic", s.ClassAgnostic, t.ClassAgnostic)
-	add("stride", s.Stride, t.Stride)
-	add("fps", s.FPS, t.FPS)
-	add("tracking", s.Track, t.Track)
-	add("track buffer", s.TrackBuffer, t.TrackBuffer)
-	add("class-agnostic tracking", s.TrackAgnostic, t.TrackAgnostic)
 	return strings.Join(d, "; ")
 }
 

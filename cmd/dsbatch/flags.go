@@ -24,6 +24,7 @@ func discoveryFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "follow-symlinks", Usage: "descend into symbolically linked folders"},
 		&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Usage: "files probed at once", Value: runtime.NumCPU()},
 		&cli.BoolFlag{Name: "count-frames", Usage: "count frames exactly (reads every packet) when the container does not store the count"},
+		&cli.Float64Flag{Name: "assume-fps", Usage: "frame rate of raw .h264/.hevc streams, which carry no timestamps (default: the rate in their headers, else 25)"},
 		&cli.StringFlag{Name: "cache-dir", Usage: "where the probe cache lives (default: the user cache folder)"},
 		&cli.BoolFlag{Name: "no-cache", Usage: "neither read nor write the probe cache"},
 	}

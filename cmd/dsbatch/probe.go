@@ -47,6 +47,7 @@ func probeArchive(c *cli.Context, shard job.Shard, decoders *gpu.Decoders) ([]jo
 		Jobs:        c.Int("jobs"),
 		Cache:       cache,
 		CountFrames: c.Bool("count-frames"),
+		AssumeFPS:   c.Float64("assume-fps"),
 		Decoders:    decoders,
 		Progress: func(int) {
 			mu.Lock()

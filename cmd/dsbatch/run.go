@@ -28,6 +28,8 @@ func runCommand() *cli.Command {
 		&cli.StringFlag{Name: "batch", Value: "auto", Usage: "images per inference batch, or auto (GPU engine: the largest of 8 to 128 that fits a quarter of the GPU's memory; ONNX Runtime: 8)"},
 		&cli.IntFlag{Name: "stride", Value: 1, Usage: "infer every Nth decoded frame"},
 		&cli.Float64Flag{Name: "fps", Usage: "infer at most this many frames per second of video (0: all)"},
+		&cli.DurationFlag{Name: "start", Usage: "skip each video's frames before this time (e.g. 90s, 1h2m)"},
+		&cli.DurationFlag{Name: "end", Usage: "skip each video's frames from this time on (0: none)"},
 		&cli.Float64Flag{Name: "conf", Value: 0.25, Usage: "minimum detection score"},
 		&cli.Float64Flag{Name: "iou", Value: 0.45, Usage: "NMS overlap threshold"},
 		&cli.IntFlag{Name: "max-det", Value: 300, Usage: "detections kept per frame"},
@@ -91,8 +93,12 @@ func runRun(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if c.Int("stride") < 1 || c.Float64("fps") < 0 {
-		return errors.New("run: --stride must be at least 1, --fps not negative")
+	if c.Int("stride") < 1 || c.Float64("fps") < 0 || c.Float64("assume-fps") < 0 {
+		return errors.New("run: --stride must be at least 1, --fps and --assume-fps not negative")
+	}
+	start, end := c.Duration("start").Seconds(), c.Duration("end").Seconds()
+	if start < 0 || end < 0 || end > 0 && end <= start {
+		return fmt.Errorf("run: --start %gs and --end %gs: want 0 <= start < end (or no end)", start, end)
 	}
 
 	// Everything about the model is checked before any video is touched.
@@ -213,7 +219,7 @@ func runRun(c *cli.Context) error {
 		Out: job.ShardDir(c.String("out"), shard),
 		Settings: job.Settings{Model: sha, Engine: engineName, InputH: h, InputW: w, Head: layout.Head.String(), Names: names,
 			Conf: conf, IoU: iou, MaxDet: c.Int("max-det"), TopK: c.Int("topk"), ClassAgnostic: c.Bool("agnostic-nms"),
-			Stride: c.Int("stride"), FPS: c.Float64("fps"),
+			Stride: c.Int("stride"), FPS: c.Float64("fps"), Start: start, End: end, AssumeFPS: c.Float64("assume-fps"),
 			Track: !c.Bool("no-track"), TrackBuffer: c.Duration("track-buffer").Seconds(), TrackAgnostic: !c.Bool("track-classes")},
 		Layout:         layout,
 		Post:           infer.PostOptions{Conf: conf, IoU: iou, MaxDet: c.Int("max-det"), TopK: c.Int("topk"), ClassAgnostic: c.Bool("agnostic-nms")},

@@ -24,6 +24,7 @@ func main() {
 	out := flag.String("out", "testdata/media", "output folder")
 	bench := flag.String("bench", "", "write the benchmark inputs (a 720p clip and a small model) into this folder instead")
 	gpuBench := flag.String("gpu-bench", "", "write the GPU benchmark inputs (1080p H.264 and HEVC, MP4 and Annex-B) into this folder instead")
+	corpus := flag.String("corpus", "", "write the timestamp corpus (raw streams, AVI, MOV, MPEG-PS, MJPEG, open GOPs) into this folder instead")
 	hostile := flag.String("hostile", "", "write the reliability corpus (extreme sizes, timestamps going back, subtitles only, a picture and playlists named .mp4) into this folder instead")
 	flag.Parse()
 	astiav.SetLogLevel(astiav.LogLevelError)
@@ -33,6 +34,8 @@ func main() {
 		err = writeBench(*bench)
 	case *gpuBench != "":
 		err = writeGPUBench(*gpuBench)
+	case *corpus != "":
+		err = writeCorpus(*corpus)
 	case *hostile != "":
 		err = writeHostile(*hostile)
 	default:
@@ -59,6 +62,9 @@ type clip struct {
 	// ptsMS, when set, gives frame i's timestamp in milliseconds (variable
 	// frame rate); otherwise frames are 1/fps apart.
 	ptsMS func(i int) int64
+	// ticks, when above 1, makes the time base 1/(fps×ticks) with frames
+	// ticks apart: an AVI then states fps×ticks frames/s and skips ticks.
+	ticks int
 	// rotation, when set, stores pictures turned counter-clockwise and a
 	// display matrix asking players to turn them back clockwise.
 	rotation int
@@ -121,7 +127,7 @@ func frameDuration(c clip) int64 {
 	if c.ptsMS != nil {
 		return 40
 	}
-	return 1
+	return int64(max(c.ticks, 1))
 }
 
 // writeBench writes 720p.mp4 (10 s of 1280×720 H.264 at 25 fps) and
@@ -166,7 +172,7 @@ func writeClip(path string, c clip) (err error) {
 	if codec == nil {
 		return fmt.Errorf("encoder %s not in this FFmpeg", c.encoder)
 	}
-	tb := astiav.NewRational(1, c.fps)
+	tb := astiav.NewRational(1, c.fps*max(c.ticks, 1))
 	if c.ptsMS != nil {
 		tb = astiav.NewRational(1, 1000)
 	}
@@ -207,7 +213,7 @@ func writeClip(path string, c clip) (err error) {
 			if c.rotation == 90 {
 				pix = rotateCCW(pix, seg.w, seg.h)
 			}
-			pts := int64(frameIdx)
+			pts := int64(frameIdx * max(c.ticks, 1))
 			if c.ptsMS != nil {
 				pts = c.ptsMS(frameIdx)
 			}
