@@ -6,24 +6,27 @@ import (
 	"github.com/asticode/go-astiav"
 )
 
-// frameClock gives decoded frames their presentation times and indices. The
-// CPU decoder and NVDEC both use it, fed the same facts (each frame's own
-// packet timestamp, the decode timestamps of the packets read in order, the
-// count of frames out), so that a file gets the same times on either,
-// however far ahead of its output a decoder reads. The first packet decides
-// how the file is timed:
+// frameClock gives decoded frames their presentation times and indices,
+// the same way on the CPU and on NVDEC, so that a file gets the same frames
+// and times on either however far ahead of its output a decoder reads. The
+// first packet decides what the file is timed by:
 //
-//   - when it has a presentation timestamp (MP4, MKV, MPEG-TS and -PS, …),
-//     a frame whose packet has one keeps it;
-//   - when it has only a decode timestamp (AVI and others that store decode
-//     order), frame i takes the decode timestamp of packet i: in display
-//     order these are the frames' times, B-frames included, and gaps (a
-//     camera's skipped ticks) are kept;
-//   - a frame left without a time, as in raw .h264/.hevc streams, which
-//     carry no timestamp at all, comes one frame period (1/fps) after the
-//     frame before, the first at zero.
+//   - a presentation timestamp (MP4, MKV, MPEG-TS, …): each frame has its
+//     packet's;
+//   - a decode timestamp only (AVI and other containers that store decode
+//     order): frame i takes packet i's, which in display order are the
+//     frames' times, B-frames included, skipped ticks kept;
+//   - neither (raw .h264/.hevc streams): frames are one frame period
+//     (1/fps) apart, the first at zero.
 //
-// Times taken from decode timestamps or the frame period never go back.
+// A frame left without a time comes one period after the frame before, and
+// times from decode timestamps or the period never go back.
+//
+// NVDEC's parser hands timestamps back in display order by sorting those it
+// was given, not by picture: fed the presentation (or decode) timestamps of
+// the packets, it returns what the CPU decoder's frames carry. A packet
+// lacking the kind of timestamp its file's first packet had would be put out
+// of place, so NVDEC leaves such a file to the CPU (packet's ok).
 type frameClock struct {
 	tb   float64 // stream time base, seconds
 	t0   int64   // stream start, time-base units
@@ -31,7 +34,7 @@ type frameClock struct {
 	last float64 // time of the previous frame (-Inf before the first)
 	n    int64   // frames out so far
 	mode clockMode
-	dts  []int64 // decode timestamps of the packets not yet matched to a frame, in order
+	dts  []int64 // modeDTS: decode timestamps of packets not yet matched to a frame, in order
 }
 
 // clockMode is what a file's frames are timed by, from its first packet.
@@ -41,6 +44,7 @@ const (
 	modeUnknown clockMode = iota // no packet yet
 	modePTS                      // packets' presentation timestamps
 	modeDTS                      // packets' decode timestamps, in order
+	modeNone                     // no timestamps: the frame period
 )
 
 // maxPendingDTS bounds the decode timestamps a clock holds for frames not
@@ -72,40 +76,63 @@ func newFrameClock(in *input, assumeFPS float64) frameClock {
 	return c
 }
 
-// packet records a packet given to the decoder, in decode order.
-func (c *frameClock) packet(pts, dts int64) {
+// packet records a packet given to the decoder, in decode order. It
+// returns the timestamp that stands for the packet in the file's mode
+// (astiav.NoPtsValue in modeNone), and whether the packet has one.
+func (c *frameClock) packet(pts, dts int64) (ts int64, ok bool) {
 	if c.mode == modeUnknown {
-		c.mode = modeDTS
-		if pts != astiav.NoPtsValue {
+		switch {
+		case pts != astiav.NoPtsValue:
 			c.mode = modePTS
+		case dts != astiav.NoPtsValue:
+			c.mode = modeDTS
+		default:
+			c.mode = modeNone
 		}
 	}
-	if c.mode != modeDTS {
-		return
+	switch c.mode {
+	case modePTS:
+		return pts, pts != astiav.NoPtsValue
+	case modeDTS:
+		if len(c.dts) == maxPendingDTS {
+			c.dts = c.dts[1:]
+		}
+		c.dts = append(c.dts, dts)
+		return dts, dts != astiav.NoPtsValue
 	}
-	if len(c.dts) == maxPendingDTS {
-		c.dts = c.dts[1:]
-	}
-	c.dts = append(c.dts, dts)
+	return astiav.NoPtsValue, true
 }
 
-// frame returns the index and time of the next frame out of the decoder,
-// whose own packet had presentation timestamp pts (astiav.NoPtsValue if
-// none).
-func (c *frameClock) frame(pts int64) (int64, float64) {
+// decoded returns the timestamp, in the file's mode, of the next frame out
+// of FFmpeg's decoder, whose own packet had presentation timestamp pts.
+func (c *frameClock) decoded(pts int64) int64 {
+	switch c.mode {
+	case modePTS:
+		return pts
+	case modeDTS:
+		if len(c.dts) == 0 {
+			return astiav.NoPtsValue
+		}
+		ts := c.dts[0]
+		c.dts = c.dts[1:]
+		return ts
+	}
+	return astiav.NoPtsValue
+}
+
+// frame returns the index and time of the next frame, whose timestamp in
+// the file's mode is ts (astiav.NoPtsValue if it has none).
+func (c *frameClock) frame(ts int64) (int64, float64) {
 	var t float64
 	switch {
-	case c.mode == modePTS && pts != astiav.NoPtsValue:
-		t = float64(pts-c.t0) * c.tb
-	case c.mode == modeDTS && len(c.dts) > 0 && c.dts[0] != astiav.NoPtsValue:
-		if t = float64(c.dts[0]-c.t0) * c.tb; t <= c.last {
-			t = c.next()
-		}
-	default:
+	case c.mode == modeNone || ts == astiav.NoPtsValue:
 		t = c.next()
-	}
-	if c.mode == modeDTS && len(c.dts) > 0 {
-		c.dts = c.dts[1:]
+	case c.mode == modePTS:
+		t = float64(ts-c.t0) * c.tb
+	default:
+		if t = float64(ts-c.t0) * c.tb; t <= c.last {
+			t = c.next() // a decode timestamp that does not advance
+		}
 	}
 	idx := c.n
 	c.n++

@@ -177,7 +177,7 @@ func (d *Decoder) Next(ctx context.Context, f *Frame) error {
 			}
 			continue
 		}
-		idx, pts := d.clock.frame(d.frm.Pts())
+		idx, pts := d.clock.frame(d.clock.decoded(d.frm.Pts()))
 		d.stats.frame(pts)
 		if frameDamaged(d.frm) {
 			d.stats.DamagedFrames++

@@ -19,6 +19,7 @@ package decode
 //	CUvideoparser parser; CUvideodecoder dec; cudaVideoCodec codec;
 //	int width, height, surface_h, coded_w, coded_h, max_w, max_h, depth, out16, chroma;
 //	int fresh; /* no picture of the current file yet: the decoder may be re-created */
+//	int surfaces; /* decode surfaces the decoder was created with */
 //	dsb_frame q[DSB_QUEUE]; int qh, qn;
 //	long long decode_errors; int fatal; char msg[256];
 //	CUstream stream; /* where mapped frames are post-processed */
@@ -30,8 +31,12 @@ package decode
 //	if (surfaces > 32) surfaces = 32;
 //	int dw = f->display_area.right - f->display_area.left, dh = f->display_area.bottom - f->display_area.top;
 //	if (d->dec) {
-//		if ((int)f->coded_width == d->coded_w && (int)f->coded_height == d->coded_h && dw == d->width && dh == d->height &&
-//		    (int)f->chroma_format == d->chroma && f->bit_depth_luma_minus8 + 8 == d->depth) { d->fresh = 0; return surfaces; }
+//		int same = (int)f->coded_width == d->coded_w && (int)f->coded_height == d->coded_h && dw == d->width && dh == d->height &&
+//		    (int)f->chroma_format == d->chroma && f->bit_depth_luma_minus8 + 8 == d->depth;
+//		/* A stream may need more decode surfaces than the one the decoder
+//		   was made for (B-frames after a file without): the parser would
+//		   decode into surfaces the decoder lacks, and pictures be lost. */
+//		if (same && surfaces <= d->surfaces) { d->fresh = 0; return d->surfaces; }
 //		if (d->fresh) { /* a new file of another format: start over */
 //			d->cu->cuCtxPushCurrent(d->ctx); d->cv->cuvidDestroyDecoder(d->dec); d->cu->cuCtxPopCurrent(NULL);
 //			d->dec = NULL;
@@ -39,7 +44,8 @@ package decode
 //		}
 //		// Frames of the old sequence may still wait for display at the new
 //		// size: the caller redoes such a file on the CPU.
-//		snprintf(d->msg, sizeof d->msg, "resolution changed mid-stream from %dx%d to %dx%d", d->width, d->height, dw, dh);
+//		if (same) snprintf(d->msg, sizeof d->msg, "needs %d decode surfaces mid-stream, the decoder has %d", surfaces, d->surfaces);
+//		else snprintf(d->msg, sizeof d->msg, "resolution changed mid-stream from %dx%d to %dx%d", d->width, d->height, dw, dh);
 //		d->fatal = 2; return 0;
 //	}
 //	CUVIDDECODECAPS caps; memset(&caps, 0, sizeof caps);
@@ -76,7 +82,7 @@ package decode
 //	if (r) { snprintf(d->msg, sizeof d->msg, "cuvidCreateDecoder: error %d", (int)r); d->fatal = 1; return 0; }
 //	d->coded_w = d->max_w = f->coded_width; d->coded_h = d->max_h = f->coded_height;
 //	d->width = dw; d->height = dh; d->surface_h = dh; d->depth = f->bit_depth_luma_minus8 + 8;
-//	d->chroma = f->chroma_format; d->fresh = 0;
+//	d->chroma = f->chroma_format; d->fresh = 0; d->surfaces = surfaces;
 //	return surfaces;
 //}
 //
@@ -233,25 +239,18 @@ var nvdecCodecs = map[string]nvdecCodec{
 	"hevc": {8, "hevc_mp4toannexb"},
 }
 
-// ptsRing is how many packets' timestamps NVDEC remembers: far more than
-// the parser holds back (its decode surfaces and display delay).
-const ptsRing = 1024
-
 // NVDEC decodes one video file on a GPU's hardware decoder.
 type NVDEC struct {
-	path  string
-	in    *input
-	bsf   *astiav.BitStreamFilterContext
-	pkt   *astiav.Packet
-	d     *C.dsb_nvdec
-	samp  sampler
-	rot   int
-	clock frameClock
-	// seq numbers the packets given to the parser, which hands each
-	// picture back with its packet's number; pts holds the packets'
-	// presentation timestamps by number, for the clock.
-	seq    int64
-	pts    [ptsRing]int64
+	path   string
+	in     *input
+	bsf    *astiav.BitStreamFilterContext
+	pkt    *astiav.Packet
+	d      *C.dsb_nvdec
+	samp   sampler
+	rot    int
+	clock  frameClock
+	unwrap tsUnwrap
+	seq    int64 // packets given to the parser
 	held   C.CUdeviceptr
 	loop   bool
 	eof    bool
@@ -317,6 +316,7 @@ func openForNVDEC(ctx context.Context, path string, opts Options) (*input, nvdec
 func (d *NVDEC) start(path string, in *input, opts Options) {
 	d.path, d.in, d.samp, d.loop = path, in, newSampler(opts), opts.Loop
 	d.clock = newFrameClock(in, opts.AssumeFPS)
+	d.unwrap = newTSUnwrap(d.clock.tb)
 	if !opts.NoAutoRotate {
 		d.rot = in.info.Rotation
 	}
@@ -407,7 +407,7 @@ func (d *NVDEC) Next(ctx context.Context, f *GPUFrame) error {
 		}
 		var fr C.dsb_frame
 		if C.dsb_nvdec_pop(d.d, &fr) != 0 {
-			idx, pts := d.clock.frame(d.packetPTS(int64(fr.ts)))
+			idx, pts := d.clock.frame(d.unwrap.out(int64(fr.ts)))
 			d.stats.frame(pts)
 			keep, pastEnd := d.samp.keep(idx, pts)
 			if pastEnd {
@@ -440,15 +440,6 @@ func (d *NVDEC) Next(ctx context.Context, f *GPUFrame) error {
 			return fileErr("decode", d.path, err)
 		}
 	}
-}
-
-// packetPTS returns the presentation timestamp of the packet numbered seq
-// (astiav.NoPtsValue if it had none, or if seq is not a number d gave).
-func (d *NVDEC) packetPTS(seq int64) int64 {
-	if seq < 0 || seq >= d.seq || seq < d.seq-ptsRing {
-		return astiav.NoPtsValue
-	}
-	return d.pts[seq%ptsRing]
 }
 
 // drain unmaps whatever the parser still queues.
@@ -527,18 +518,22 @@ func (d *NVDEC) feed() error {
 	}
 }
 
-// sendPacket gives d.pkt to the parser, numbered so that its picture's
-// time can be found again, and its decode timestamp to the clock.
+// sendPacket gives d.pkt to the parser with the timestamp the clock times
+// its file by (frameClock says why), or fails with ErrNVDECUnsupported for
+// a packet that lacks it.
 func (d *NVDEC) sendPacket() error {
-	seq := d.seq
-	d.pts[seq%ptsRing] = d.pkt.Pts()
+	ts, ok := d.clock.packet(d.pkt.Pts(), d.pkt.Dts())
+	if !ok {
+		return fmt.Errorf("%w: packet %d has no timestamp where the file's first had one", ErrNVDECUnsupported, d.seq)
+	}
+	if ts == astiav.NoPtsValue {
+		ts = d.seq // untimed stream: any increasing value keeps decode order
+	}
 	d.seq++
-	d.clock.packet(d.pkt.Pts(), d.pkt.Dts())
-	return d.send(d.pkt.Data(), seq, false)
+	return d.send(d.pkt.Data(), d.unwrap.in(ts, d.pkt.Flags().Has(astiav.PacketFlagKey)), false)
 }
 
-// send gives data to the parser with the timestamp ts (a packet number),
-// or ends the stream.
+// send gives data to the parser with the timestamp ts, or ends the stream.
 func (d *NVDEC) send(data []byte, ts int64, eos bool) error {
 	var p *C.uchar
 	if len(data) > 0 {
@@ -557,6 +552,59 @@ func (d *NVDEC) send(data []byte, ts int64, eos bool) error {
 		return fmt.Errorf("nvdec: %s", C.GoString(&d.d.msg[0]))
 	}
 	return nil
+}
+
+// tsUnwrap keeps the timestamps given to NVDEC's parser increasing across
+// a jump back (transport streams cut and joined, a camera's clock reset),
+// which the parser's sorting would otherwise mix with the frames around
+// it, and maps the parser's timestamps back. A jump is a keyframe earlier
+// than a frame before it (no frame after a keyframe is shown before the
+// frames before it), or any fall of more than a second.
+type tsUnwrap struct {
+	gap  int64 // 1 s in the time base
+	max  int64 // the largest timestamp given so far
+	have bool
+	segs []tsSegment // from the first jump on
+}
+
+// tsSegment is a run of timestamps given from start on, raised by off.
+type tsSegment struct{ start, off int64 }
+
+func newTSUnwrap(tb float64) tsUnwrap {
+	u := tsUnwrap{gap: 1}
+	if tb > 0 {
+		u.gap = max(int64(1/tb), 1)
+	}
+	return u
+}
+
+// in returns the timestamp to give the parser for ts, a keyframe's when
+// key is set.
+func (u *tsUnwrap) in(ts int64, key bool) int64 {
+	off := int64(0)
+	if n := len(u.segs); n > 0 {
+		off = u.segs[n-1].off
+	}
+	v := ts + off
+	if u.have && (v < u.max-u.gap || key && v <= u.max) {
+		off += u.max + u.gap - v
+		v = ts + off
+		u.segs = append(u.segs, tsSegment{start: v, off: off})
+	}
+	if !u.have || v > u.max {
+		u.max, u.have = v, true
+	}
+	return v
+}
+
+// out maps a timestamp from the parser back to the file's.
+func (u *tsUnwrap) out(v int64) int64 {
+	for i := len(u.segs) - 1; i >= 0; i-- {
+		if v >= u.segs[i].start {
+			return v - u.segs[i].off
+		}
+	}
+	return v
 }
 
 // Close releases the decoder, the parser and the demuxer.

@@ -52,10 +52,10 @@ func corpusFiles(t *testing.T) []string {
 // videoFrames reads, per video path, the run's status, frames decoded and
 // inferred, and the (frame index, pts) of its detections.
 type videoFrames struct {
-	status           string
+	status            string
 	decoded, inferred int64
-	frames           []int64   // distinct frame indices with detections, ascending
-	pts              []float64 // their timestamps
+	frames            []int64   // distinct frame indices with detections, ascending
+	pts               []float64 // their timestamps
 }
 
 func readVideoFrames(t *testing.T, db *sql.DB, out string) map[string]videoFrames {
@@ -152,8 +152,9 @@ func closeAll(a, b []float64, tol float64) bool {
 }
 
 // TestRunGPUMatchesCPUCorpus is the GPU-machine check of issue 17: every
-// file of the timestamp corpus, of testdata/media and testdata/hostile, and
-// of DSBATCH_PARITY_DIR when set (real recordings), through a GPU worker
+// file of the timestamp corpus, of testdata/media and testdata/hostile (but
+// the damaged ones), and of DSBATCH_PARITY_DIR when set (real recordings),
+// through a GPU worker
 // (NVDEC) and a CPU worker, with each sampling. Frames decoded and inferred,
 // and the frame indices and times of the detections, must be equal. It
 // prints one table (go test -v) and skips without a GPU.
@@ -169,7 +170,14 @@ func TestRunGPUMatchesCPUCorpus(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		files = append(files, more.Files...)
+		for _, f := range more.Files {
+			// Damaged bitstreams are left out: NVDEC drops what FFmpeg
+			// conceals, so the two decoders differ on them by design (the
+			// hostile-input tests cover them).
+			if !strings.Contains(f, "/bad/") && filepath.Base(f) != "corrupt.mkv" {
+				files = append(files, f)
+			}
+		}
 	}
 	videos, err := ProbeAll(context.Background(), files, ProbeOptions{Jobs: 4})
 	if err != nil {
