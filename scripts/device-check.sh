@@ -16,4 +16,7 @@ bin/dsbatch-static probe --no-cache testdata/media; echo "exit $?"
 step bin/dsbatch-static plan --no-cache --exclude 'bad/*' -o "$out/plan.json" testdata/media
 (cd gpu && step ../bin/gpu.test -test.v -test.count=1)
 (cd decode && step ../bin/decode.test -test.count=1)
+# GPU and CPU workers frame for frame (issue 17): one table, non-zero on any
+# difference. PARITY_DIR adds real recordings (raw streams, AVI) to the corpus.
+(cd job && DSBATCH_PARITY_DIR=${PARITY_DIR:-} step ../bin/job.test -test.count=1 -test.v -test.run 'TestRunGPUMatchesCPUCorpus')
 exit $rc

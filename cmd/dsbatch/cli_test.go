@@ -311,3 +311,37 @@ func TestGPUsWithoutGPU(t *testing.T) {
 		t.Errorf("gpus output: %s", r.stdout)
 	}
 }
+
+// TestProbeRawStreams: raw .h264 and .hevc streams are found without --ext,
+// their frames counted (they state no duration), and --assume-fps times
+// them.
+func TestProbeRawStreams(t *testing.T) {
+	corpus := "../../testdata/corpus"
+	r := dsbatch(t, "probe", "--json", "--no-cache", corpus)
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	vs := probeJSON(t, r)
+	for _, name := range []string{"raw.h264", "raw.hevc"} {
+		v, ok := vs[name]
+		if !ok || !v.Raw || v.Frames != 40 || v.Estimated || v.AvgFPS != 25 || v.Duration != 1.6 {
+			t.Errorf("%s: found %v, %+v", name, ok, v)
+		}
+	}
+	r = dsbatch(t, "probe", "--json", "--no-cache", "--assume-fps", "10", filepath.Join(corpus, "raw.h264"), filepath.Join(corpus, "h264.mov"))
+	vs = probeJSON(t, r)
+	if v := vs["raw.h264"]; v.AvgFPS != 10 || v.Duration != 4 {
+		t.Errorf("raw.h264 at --assume-fps 10: %+v", v)
+	}
+	if v := vs["h264.mov"]; v.AvgFPS != 25 {
+		t.Errorf("--assume-fps changed a container's rate: %+v", v)
+	}
+}
+
+// TestRunStartEndChecked: --end before --start is refused before any work.
+func TestRunStartEndChecked(t *testing.T) {
+	r := dsbatch(t, "run", "--model", "x.onnx", "--out", t.TempDir(), "--start", "2s", "--end", "1s", media)
+	if r.code != exitFailed || !strings.Contains(r.stderr, "want 0 <= start < end") {
+		t.Errorf("exit %d, stderr %q", r.code, r.stderr)
+	}
+}
