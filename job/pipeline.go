@@ -498,9 +498,64 @@ func (p *pipeline) infer(ctx context.Context, e infer.Engine, b *batch, limit in
 	return nil
 }
 
-// exportLoop writes each video's detections and commits the file at the
-// video's end marker.
+// exportLoop hands each video's results, in order, to one of the worker's
+// exporters (RunOptions.Exporters): videos are independent, so tracking
+// and Parquet encoding of different videos run side by side. A video goes
+// to the exporter with the fewest videos open, and stays there to its end
+// marker.
 func (p *pipeline) exportLoop(ctx context.Context, results <-chan *batch, buffers chan<- []float32) error {
+	n := max(p.opts.Exporters, 1)
+	p.clock.exporters.Store(int64(n))
+	g, ctx := errgroup.WithContext(ctx)
+	queues := make([]chan *item, n)
+	for i := range queues {
+		queues[i] = make(chan *item, 2*p.opts.Batch)
+		g.Go(func() error { return p.exportVideos(ctx, queues[i]) })
+	}
+	g.Go(func() error {
+		defer func() {
+			for _, q := range queues {
+				close(q)
+			}
+		}()
+		owner := map[int64]int{} // video → its exporter
+		open := make([]int, n)   // videos open per exporter
+		for {
+			b, ok, err := recv(ctx, results)
+			if err != nil || !ok {
+				return err
+			}
+			for _, it := range b.items {
+				k, ok := owner[it.v.id]
+				if !ok {
+					k = 0
+					for i := range open {
+						if open[i] < open[k] {
+							k = i
+						}
+					}
+					owner[it.v.id] = k
+					open[k]++
+				}
+				if it.end {
+					delete(owner, it.v.id)
+					open[k]--
+				}
+				if err := send(ctx, queues[k], it); err != nil {
+					return err
+				}
+			}
+			if b.buf != nil {
+				buffers <- b.buf // never blocks: the buffer came from this list
+			}
+		}
+	})
+	return g.Wait()
+}
+
+// exportVideos tracks and writes the frames of the videos given to one
+// exporter, and commits each video's file at its end marker.
+func (p *pipeline) exportVideos(ctx context.Context, items <-chan *item) error {
 	writers := map[int64]*export.DetectionWriter{}
 	trackers := map[int64]*videoTracks{}
 	defer func() {
@@ -512,42 +567,45 @@ func (p *pipeline) exportLoop(ctx context.Context, results <-chan *batch, buffer
 	c := p.clock
 	for {
 		t1 := time.Now()
-		b, ok, err := recv(ctx, results)
+		it, ok, err := recv(ctx, items)
 		if err != nil || !ok {
 			return err
 		}
 		t0 := time.Now()
 		c.ExportIdle.Add(int64(t0.Sub(t1)))
-		for _, it := range b.items {
-			v := it.v
-			if it.reset {
-				delete(trackers, v.id)
-				if w := writers[v.id]; w != nil {
-					w.Abort()
-					delete(writers, v.id)
-				}
-				p.opts.Counters.FramesDone.Add(-v.rec.FramesInferred)
-				p.opts.Counters.WorkerFrames[p.index].Add(-v.rec.FramesInferred)
-				c.frames.Add(-v.rec.FramesInferred)
-				p.opts.Counters.Detections.Add(-v.rec.Detections)
-				v.rec.FramesInferred, v.rec.Detections = 0, 0
-				continue
+		v := it.v
+		switch {
+		case it.reset:
+			delete(trackers, v.id)
+			if w := writers[v.id]; w != nil {
+				w.Abort()
+				delete(writers, v.id)
 			}
+			p.opts.Counters.FramesDone.Add(-v.rec.FramesInferred)
+			p.opts.Counters.WorkerFrames[p.index].Add(-v.rec.FramesInferred)
+			c.frames.Add(-v.rec.FramesInferred)
+			p.opts.Counters.Detections.Add(-v.rec.Detections)
+			v.rec.FramesInferred, v.rec.Detections = 0, 0
+		case it.end:
+			w := writers[v.id]
+			if w == nil {
+				if w, err = export.NewDetectionWriter(p.out.detectionsPath(v.id), p.opts.Mem); err != nil {
+					return err
+				}
+			}
+			vt := trackers[v.id]
+			delete(trackers, v.id)
+			delete(writers, v.id)
+			if err := p.endVideo(v, w, vt); err != nil {
+				return err
+			}
+		default:
 			w := writers[v.id]
 			if w == nil {
 				if w, err = export.NewDetectionWriter(p.out.detectionsPath(v.id), p.opts.Mem); err != nil {
 					return err
 				}
 				writers[v.id] = w
-			}
-			if it.end {
-				vt := trackers[v.id]
-				delete(trackers, v.id)
-				delete(writers, v.id)
-				if err := p.endVideo(v, w, vt); err != nil {
-					return err
-				}
-				continue
 			}
 			v.rec.FramesInferred++
 			c.frames.Add(1)
@@ -566,15 +624,10 @@ func (p *pipeline) exportLoop(ctx context.Context, results <-chan *batch, buffer
 			}
 			v.rec.Detections += int64(len(it.dets))
 			p.opts.Counters.Detections.Add(int64(len(it.dets)))
-		}
-		c.ExportBusy.Add(since(t0))
-		if b.frames > 0 {
 			c.firstBatch(p.start)
 			p.opts.Counters.firstBatch(p.start)
 		}
-		if b.buf != nil {
-			buffers <- b.buf // never blocks: the buffer came from this list
-		}
+		c.ExportBusy.Add(since(t0))
 	}
 }
 

@@ -26,6 +26,7 @@ type StageClock struct {
 	endNanos     atomic.Int64
 	frames       atomic.Int64
 	sessions     atomic.Int64
+	exporters    atomic.Int64
 	engineBuilds atomic.Int64 // nanoseconds to make the engine
 }
 
@@ -92,7 +93,7 @@ func (c *StageClock) profile(w Worker, index int) WorkerProfile {
 	}
 	p.Decode = stage(int(c.sessions.Load()), c.DecodeBusy.Load(), c.DecodeStall.Load(), c.DecodeBlock.Load())
 	p.Infer = stage(1, c.InferBusy.Load(), c.InferIdle.Load(), c.InferBlock.Load())
-	p.Export = stage(1, c.ExportBusy.Load(), c.ExportIdle.Load(), 0)
+	p.Export = stage(int(max(c.exporters.Load(), 1)), c.ExportBusy.Load(), c.ExportIdle.Load(), 0)
 	p.Bound = "decode"
 	if p.Infer.BusyShare > p.Decode.BusyShare {
 		p.Bound = "inference"
@@ -106,9 +107,9 @@ func (c *StageClock) profile(w Worker, index int) WorkerProfile {
 // since is the time from t0 to now, in nanoseconds.
 func since(t0 time.Time) int64 { return int64(time.Since(t0)) }
 
-// firstBatch records the end of a worker's first exported batch, once.
+// firstBatch records when a worker exported its first frame, once.
 func (c *StageClock) firstBatch(runStart time.Time) {
-	if c.firstNanos.CompareAndSwap(0, since(runStart)) {
+	if c.firstNanos.Load() == 0 && c.firstNanos.CompareAndSwap(0, since(runStart)) {
 		c.firstFrames.Store(c.frames.Load())
 	}
 }

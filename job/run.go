@@ -84,7 +84,10 @@ type RunOptions struct {
 	// DecodeSessions is the number of videos each worker decodes at once.
 	DecodeSessions int
 	DecodeThreads  int
-	Force          bool
+	// Exporters is how many videos each worker tracks and writes at once
+	// (0: the worker's share of the CPUs, at most DecodeSessions).
+	Exporters int
+	Force     bool
 	// Counters, when set, are updated as the run goes (for progress).
 	Counters *Counters
 	Mem      memory.Allocator
@@ -117,9 +120,9 @@ type Counters struct {
 	firstFrames atomic.Int64 // frames exported by then
 }
 
-// firstBatch records the end of the run's first exported batch, once.
+// firstBatch records when the run exported its first frame, once.
 func (c *Counters) firstBatch(runStart time.Time) {
-	if c.firstNanos.CompareAndSwap(0, since(runStart)) {
+	if c.firstNanos.Load() == 0 && c.firstNanos.CompareAndSwap(0, since(runStart)) {
 		c.firstFrames.Store(c.FramesDone.Load())
 	}
 }
@@ -194,6 +197,9 @@ func Run(ctx context.Context, plan *Plan, videos []Video, opts RunOptions) (*Sum
 	}
 	if opts.DecodeSessions < 1 {
 		opts.DecodeSessions = 1
+	}
+	if opts.Exporters < 1 {
+		opts.Exporters = min(opts.DecodeSessions, max(1, runtime.NumCPU()/max(len(plan.Workers), 1)))
 	}
 	out, err := openOut(opts.Out)
 	if err != nil {

@@ -100,26 +100,27 @@ func iou(a, b Box) float64 {
 }
 
 // match associates tracks with detections (indices into dets) by IoU and
-// returns the matched pairs and what is left of each side.
+// returns the matched pairs and what is left of each side. It is the
+// optimal assignment on the full cost matrix (1 − IoU, pairs of another
+// class or below minIoU excluded), solved on the pairs within the gate only
+// (candidates, assignSparse), so that crowds and tracks lost by the
+// hundred cost about the number of boxes.
 func (t *Tracker) match(tracks []*trk, dets []Detection, idx []int, minIoU float64) (pairs [][2]int, restT []*trk, restD []int) {
 	if len(tracks) == 0 || len(idx) == 0 {
 		return nil, tracks, idx
 	}
-	cost := make([][]float64, len(tracks))
+	tb, tc := make([]Box, len(tracks)), make([]int, len(tracks))
 	for i, tr := range tracks {
-		cost[i] = make([]float64, len(idx))
-		pb := tr.box()
-		for j, d := range idx {
-			if !t.cfg.ClassAgnostic && dets[d].Class != tr.class {
-				cost[i][j] = 2 // never within a gate
-				continue
-			}
-			cost[i][j] = 1 - iou(pb, dets[d].Box)
-		}
+		tb[i], tc[i] = tr.box(), tr.class
 	}
+	db, dc := make([]Box, len(idx)), make([]int, len(idx))
+	for j, d := range idx {
+		db[j], dc[j] = dets[d].Box, dets[d].Class
+	}
+	maxCost := 1 - minIoU
 	usedT := make([]bool, len(tracks))
 	usedD := make([]bool, len(idx))
-	for _, p := range assign(cost, 1-minIoU) {
+	for _, p := range assignSparse(len(tracks), len(idx), candidates(tb, tc, db, dc, t.cfg.ClassAgnostic, maxCost), maxCost) {
 		pairs = append(pairs, [2]int{p[0], idx[p[1]]})
 		usedT[p[0]], usedD[p[1]] = true, true
 	}

@@ -1,0 +1,228 @@
+package track
+
+import (
+	"math"
+	"sort"
+)
+
+// candidates returns the (track, detection) pairs that may be matched:
+// boxes of the same class (unless agnostic) whose cost 1 − IoU is within
+// maxCost, found through a uniform grid over the detections so that a frame
+// costs about the number of boxes, not tracks × detections.
+func candidates(tb []Box, tc []int, db []Box, dc []int, agnostic bool, maxCost float64) []edge {
+	if len(tb) == 0 || len(db) == 0 {
+		return nil
+	}
+	g := newGrid(db)
+	seen := make([]int32, len(db)) // seen[j] == i+1: detection j already tried for track i
+	var out []edge
+	var near []int32
+	for i, b := range tb {
+		near = g.query(b, near[:0])
+		for _, j := range near {
+			if seen[j] == int32(i+1) {
+				continue
+			}
+			seen[j] = int32(i + 1)
+			if !agnostic && dc[j] != tc[i] {
+				continue
+			}
+			if c := 1 - iou(b, db[j]); c <= maxCost {
+				out = append(out, edge{t: int32(i), d: j, cost: c})
+			}
+		}
+	}
+	return out
+}
+
+// edge is a candidate pair and its cost.
+type edge struct {
+	t, d int32
+	cost float64
+}
+
+// grid buckets boxes by the square cells they overlap, cells about the
+// size of a median box, in one array (cell c's boxes are
+// items[start[c]:start[c+1]]). A box spanning more than maxSpan cells a side
+// goes in a list every query returns, so that a huge box costs one entry.
+type grid struct {
+	x0, y0, cell float64
+	w, h         int
+	start, items []int32
+	huge         []int32
+}
+
+const maxSpan = 8
+
+func newGrid(bs []Box) *grid {
+	var sum float64
+	minX, minY, maxX, maxY := math.Inf(1), math.Inf(1), math.Inf(-1), math.Inf(-1)
+	for _, b := range bs {
+		sum += max(float64(b.X2-b.X1), float64(b.Y2-b.Y1))
+		minX, minY = min(minX, float64(b.X1)), min(minY, float64(b.Y1))
+		maxX, maxY = max(maxX, float64(b.X2)), max(maxY, float64(b.Y2))
+	}
+	g := &grid{x0: minX, y0: minY, cell: max(sum/float64(len(bs)), 1)}
+	// At most about four cells a box: a few far-apart boxes widen the cells.
+	for (maxX-minX)/g.cell*(maxY-minY)/g.cell > float64(4*len(bs)+64) {
+		g.cell *= 2
+	}
+	g.w = int((maxX-minX)/g.cell) + 1
+	g.h = int((maxY-minY)/g.cell) + 1
+	g.start = make([]int32, g.w*g.h+1)
+	for pass := 0; pass < 2; pass++ { // count, then place
+		for j, b := range bs {
+			x0, y0, x1, y1, ok := g.span(b)
+			if !ok {
+				if pass == 0 {
+					g.huge = append(g.huge, int32(j))
+				}
+				continue
+			}
+			for y := y0; y <= y1; y++ {
+				for x := x0; x <= x1; x++ {
+					c := y*g.w + x
+					if pass == 0 {
+						g.start[c+1]++
+					} else {
+						g.items[g.start[c]] = int32(j)
+						g.start[c]++
+					}
+				}
+			}
+		}
+		if pass == 0 {
+			for c := 1; c < len(g.start); c++ {
+				g.start[c] += g.start[c-1]
+			}
+			g.items = make([]int32, g.start[len(g.start)-1])
+		}
+	}
+	// Placing advanced each start to its cell's end: shift back.
+	copy(g.start[1:], g.start[:len(g.start)-1])
+	g.start[0] = 0
+	return g
+}
+
+// span returns the cells b overlaps, clamped to the grid, and whether it
+// spans few enough.
+func (g *grid) span(b Box) (x0, y0, x1, y1 int, ok bool) {
+	cell := func(v float32, o float64, n int) int {
+		c := (float64(v) - o) / g.cell
+		switch {
+		case !(c >= 0): // below the grid, or NaN
+			return 0
+		case c >= float64(n-1):
+			return n - 1
+		}
+		return int(c)
+	}
+	x0, x1 = cell(b.X1, g.x0, g.w), cell(b.X2, g.x0, g.w)
+	y0, y1 = cell(b.Y1, g.y0, g.h), cell(b.Y2, g.y0, g.h)
+	return x0, y0, x1, y1, x1-x0 < maxSpan && y1-y0 < maxSpan
+}
+
+// query appends to dst the boxes that may overlap b (with repeats).
+func (g *grid) query(b Box, dst []int32) []int32 {
+	dst = append(dst, g.huge...)
+	if float64(b.X2) < g.x0 || float64(b.Y2) < g.y0 || float64(b.X1) > g.x0+float64(g.w)*g.cell || float64(b.Y1) > g.y0+float64(g.h)*g.cell {
+		return dst // outside every box
+	}
+	x0, y0, x1, y1, ok := g.span(b)
+	if !ok {
+		return append(dst, g.items...) // a huge query box: every box is near it
+	}
+	for y := y0; y <= y1; y++ {
+		for x := x0; x <= x1; x++ {
+			c := y*g.w + x
+			dst = append(dst, g.items[g.start[c]:g.start[c+1]]...)
+		}
+	}
+	return dst
+}
+
+// assignSparse solves the assignment of rows (tracks) to columns
+// (detections) whose feasible pairs are edges, as assign does on the full
+// matrix with every other pair beyond maxCost. Rows and columns linked by
+// no chain of edges cannot affect each other's match, so each connected
+// group is solved alone, rows and columns in their original order: a frame
+// of many boxes costs many small problems instead of one cubic one.
+func assignSparse(rows, cols int, edges []edge, maxCost float64) [][2]int {
+	if len(edges) == 0 {
+		return nil
+	}
+	parent := make([]int32, rows+cols) // union-find over rows, then columns
+	for i := range parent {
+		parent[i] = int32(i)
+	}
+	find := func(x int32) int32 {
+		for parent[x] != x {
+			parent[x] = parent[parent[x]]
+			x = parent[x]
+		}
+		return x
+	}
+	for _, e := range edges {
+		a, b := find(e.t), find(int32(rows)+e.d)
+		if a != b {
+			parent[max(a, b)] = min(a, b)
+		}
+	}
+	// Groups numbered by their first edge; a group of one edge is a match.
+	type group struct {
+		rows, cols []int
+		edges      []edge
+	}
+	num := make([]int32, rows+cols) // root → group number + 1
+	var groups []group
+	for _, e := range edges {
+		r := find(e.t)
+		if num[r] == 0 {
+			groups = append(groups, group{})
+			num[r] = int32(len(groups))
+		}
+		g := &groups[num[r]-1]
+		g.edges = append(g.edges, e)
+	}
+	var pairs [][2]int
+	for i := 0; i < rows; i++ {
+		if n := num[find(int32(i))]; n > 0 {
+			groups[n-1].rows = append(groups[n-1].rows, i)
+		}
+	}
+	for j := 0; j < cols; j++ {
+		if n := num[find(int32(rows+j))]; n > 0 {
+			groups[n-1].cols = append(groups[n-1].cols, j)
+		}
+	}
+	rowAt := make([]int, rows)
+	colAt := make([]int, cols)
+	for _, g := range groups {
+		if len(g.edges) == 1 {
+			pairs = append(pairs, [2]int{int(g.edges[0].t), int(g.edges[0].d)})
+			continue
+		}
+		for k, i := range g.rows {
+			rowAt[i] = k
+		}
+		for k, j := range g.cols {
+			colAt[j] = k
+		}
+		cost := make([][]float64, len(g.rows))
+		flat := make([]float64, len(g.rows)*len(g.cols))
+		for k := range flat {
+			flat[k] = 2 // beyond any gate
+		}
+		for k := range cost {
+			cost[k] = flat[k*len(g.cols) : (k+1)*len(g.cols)]
+		}
+		for _, e := range g.edges {
+			cost[rowAt[e.t]][colAt[e.d]] = e.cost
+		}
+		for _, p := range assign(cost, maxCost) {
+			pairs = append(pairs, [2]int{g.rows[p[0]], g.cols[p[1]]})
+		}
+	}
+	sort.Slice(pairs, func(a, b int) bool { return pairs[a][0] < pairs[b][0] })
+	return pairs
+}

@@ -1,0 +1,99 @@
+package track
+
+import (
+	"fmt"
+	"math/rand"
+	"slices"
+	"testing"
+
+	scenes "github.com/dsbatch/dsbatch/internal/scene"
+)
+
+// denseMatch is the matcher before gating: the optimal assignment on the
+// full tracks × detections matrix.
+func denseMatch(tb []Box, tc []int, db []Box, dc []int, agnostic bool, maxCost float64) [][2]int {
+	cost := make([][]float64, len(tb))
+	for i := range tb {
+		cost[i] = make([]float64, len(db))
+		for j := range db {
+			if !agnostic && dc[j] != tc[i] {
+				cost[i][j] = 2
+				continue
+			}
+			cost[i][j] = 1 - iou(tb[i], db[j])
+		}
+	}
+	pairs := assign(cost, maxCost)
+	slices.SortFunc(pairs, func(a, b [2]int) int { return a[0] - b[0] })
+	return pairs
+}
+
+func randomBoxes(rng *rand.Rand, n int, w, h, size float64) ([]Box, []int) {
+	bs, cs := make([]Box, n), make([]int, n)
+	for i := range bs {
+		x, y := rng.Float64()*w, rng.Float64()*h
+		bw, bh := size*(0.3+rng.Float64()), size*(0.3+rng.Float64())
+		bs[i], cs[i] = Box{float32(x), float32(y), float32(x + bw), float32(y + bh)}, rng.Intn(3)
+	}
+	return bs, cs
+}
+
+// TestSparseMatchesDense: gated, component-wise matching gives exactly the
+// pairs of the full assignment, on crowds of every density, huge boxes,
+// classes mixed or not, for each association's gate.
+func TestSparseMatchesDense(t *testing.T) {
+	rng := rand.New(rand.NewSource(1))
+	for trial := 0; trial < 3000; trial++ {
+		nt, nd := rng.Intn(120), rng.Intn(120)
+		size := []float64{8, 40, 150, 900}[trial%4] // sparse to packed, and boxes larger than grid spans
+		tb, tc := randomBoxes(rng, nt, 1920, 1080, size)
+		db, dc := randomBoxes(rng, nd, 1920, 1080, size)
+		// Detections near tracks, as in video: jittered copies of some.
+		for j := 0; j < nd && j < nt; j += 2 {
+			d := float32(rng.NormFloat64() * size / 10)
+			db[j] = Box{tb[j].X1 + d, tb[j].Y1 - d, tb[j].X2 + d, tb[j].Y2}
+			dc[j] = tc[j]
+		}
+		agnostic := trial%3 == 0
+		maxCost := 1 - []float64{0.2, 0.5, 0.3}[trial%3]
+		want := denseMatch(tb, tc, db, dc, agnostic, maxCost)
+		got := assignSparse(nt, nd, candidates(tb, tc, db, dc, agnostic, maxCost), maxCost)
+		if !slices.Equal(got, want) {
+			t.Fatalf("trial %d (%d tracks, %d detections, size %g): sparse %v, dense %v", trial, nt, nd, size, got, want)
+		}
+	}
+}
+
+// frames turns a scene into the tracker's detections.
+func frames(sc [][]scenes.Box) [][]Detection {
+	out := make([][]Detection, len(sc))
+	for f, bs := range sc {
+		for _, b := range bs {
+			out[f] = append(out[f], Detection{Box: Box{b.X1, b.Y1, b.X2, b.Y2}, Score: b.Score, Class: b.Class})
+		}
+	}
+	return out
+}
+
+// BenchmarkUpdateDense tracks realistic churning crowds and adversarial noise at 25,
+// 100 and 300 boxes per frame.
+func BenchmarkUpdateDense(b *testing.B) {
+	for _, kind := range []string{"churn", "noise"} {
+		for _, n := range []int{25, 100, 300} {
+			b.Run(fmt.Sprintf("%s-%d", kind, n), func(b *testing.B) {
+				dets := frames(scenes.Churn(n, 250, 3))
+				if kind == "noise" {
+					dets = frames(scenes.Noise(n, 250, 100, 3))
+				}
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					tr := New(DefaultConfig(25))
+					for _, d := range dets {
+						tr.Update(d)
+					}
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(dets)), "ns/frame")
+			})
+		}
+	}
+}
