@@ -24,34 +24,40 @@ func assign(cost [][]float64, maxCost float64) (pairs [][2]int) {
 		cost, n, m = t, m, n
 	}
 	// Costs above the gate are as bad as no match: a large constant keeps
-	// the optimum from trading a gated pair for them.
+	// the optimum from trading a gated pair for them. One flat matrix, rows
+	// of the (shorter) first side.
 	const big = 1e6
-	c := func(i, j int) float64 {
-		if cost[i][j] > maxCost {
-			return big
+	c := make([]float64, n*m)
+	for i := 0; i < n; i++ {
+		for j, v := range cost[i][:m] {
+			if v > maxCost {
+				v = big
+			}
+			c[i*m+j] = v
 		}
-		return cost[i][j]
 	}
 	u := make([]float64, n+1)
 	v := make([]float64, m+1)
 	p := make([]int, m+1) // p[j]: row assigned to column j (1-based), 0 = none
 	way := make([]int, m+1)
+	minv := make([]float64, m+1)
+	used := make([]bool, m+1)
 	for i := 1; i <= n; i++ {
 		p[0] = i
 		j0 := 0
-		minv := make([]float64, m+1)
-		used := make([]bool, m+1)
 		for j := range minv {
 			minv[j] = math.Inf(1)
+			used[j] = false
 		}
 		for {
 			used[j0] = true
 			i0, delta, j1 := p[j0], math.Inf(1), 0
+			row, ui := c[(i0-1)*m:i0*m], u[i0]
 			for j := 1; j <= m; j++ {
 				if used[j] {
 					continue
 				}
-				cur := c(i0-1, j-1) - u[i0] - v[j]
+				cur := row[j-1] - ui - v[j]
 				if cur < minv[j] {
 					minv[j], way[j] = cur, j0
 				}
