@@ -96,7 +96,7 @@ func (h *harness) options(out string, workers int) RunOptions {
 		NewEngine: func(Worker) (infer.Engine, error) {
 			return infer.NewORT(h.model, imgsz, imgsz, infer.ORTOptions{Lib: h.lib, Threads: 1})
 		},
-		Batch: 5, DecodeSessions: 2,
+		Batch: 5, DecodeSessions: 2, Exporters: 2,
 	}
 }
 
@@ -407,7 +407,7 @@ func checkProfile(t *testing.T, sum *Summary, workers, sessions int) {
 		if p.Frames > 0 && (p.FirstBatchSeconds < p.StartSeconds || p.FirstBatchSeconds > p.EndSeconds || p.MeanBatch <= 0 || p.MeanBatch > 5) {
 			t.Errorf("worker %d: first batch at %.3fs, mean batch %.2f", p.Worker, p.FirstBatchSeconds, p.MeanBatch)
 		}
-		if p.Decode.Goroutines != sessions || p.Infer.Goroutines != 1 || p.Export.Goroutines != 1 {
+		if p.Decode.Goroutines != sessions || p.Infer.Goroutines != 1 || p.Export.Goroutines != 2 { // the harness's exporters
 			t.Errorf("worker %d: goroutines %d/%d/%d", p.Worker, p.Decode.Goroutines, p.Infer.Goroutines, p.Export.Goroutines)
 		}
 		for name, s := range map[string]StageProfile{"decode": p.Decode, "infer": p.Infer, "export": p.Export} {
