@@ -362,3 +362,39 @@ func BenchmarkLetterbox1080p(b *testing.B) {
 		LetterboxRGB(rgb, 1920, 1080, dst, 640, 640)
 	}
 }
+
+// TestProbeLayoutRefusesYOLOX: an output of one row per grid cell and
+// 5 + C columns is YOLOX's layout (as the pretrained YOLOX-Nano's
+// [1, 3549, 85] at 416), not YOLOv5's three anchors a cell: refused with a
+// clear error instead of being read as YOLOv5, unless --head v5 says so.
+func TestProbeLayoutRefusesYOLOX(t *testing.T) {
+	const size, cells = 96, 144 + 36 + 9
+	for _, tt := range []struct {
+		rows int
+		head Head
+		want string // "" for accepted
+	}{
+		{cells, 0, "YOLOX's anchor-free layout"},
+		{cells, HeadV5, ""},
+		{3 * cells, 0, ""}, // YOLOv5: three anchors a cell
+	} {
+		path := writeModel(t, onnxtest.Detector{Batch: 0, H: size, W: size, D1: tt.rows, D2: 85,
+			Raw: make([]float32, tt.rows*85), K: make([]float32, tt.rows*85)})
+		m, err := ReadModel(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := NewORT(m, size, size, ORTOptions{Lib: ortLib(t), Threads: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := ProbeLayout(context.Background(), e, size, size, 0, tt.head)
+		e.Close()
+		switch {
+		case tt.want == "" && (err != nil || l.Head != HeadV5 || l.Classes != 80):
+			t.Errorf("%d rows, head %v: %+v, %v; want a v5 layout of 80 classes", tt.rows, tt.head, l, err)
+		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want) || !errors.Is(err, ErrBadModel)):
+			t.Errorf("%d rows: %v, want an error saying %q", tt.rows, err, tt.want)
+		}
+	}
+}

@@ -241,6 +241,15 @@ func ProbeLayout(ctx context.Context, e Engine, h, w, names int, head Head) (Lay
 		if head, err = DetectHead(d1, d2, names); err != nil {
 			return Layout{}, err
 		}
+		if cells := anchorFreeCells(h, w); head == HeadV5 && d1 == cells {
+			// YOLOv5 has three anchors a cell; one row a cell is YOLOX's
+			// anchor-free layout (grid offsets and log sizes, or boxes
+			// already decoded), which read as YOLOv5's gives boxes that
+			// look like detections and are not.
+			return Layout{}, fmt.Errorf("%w: output [B, %d, %d] has one row per cell of strides 8, 16 and 32 at %dx%d: "+
+				"YOLOX's anchor-free layout, not YOLOv5's (three anchors a cell: %d rows), and dsbatch does not decode YOLOX yet "+
+				"(--head v5 reads it as YOLOv5 all the same)", ErrBadModel, d1, d2, w, h, 3*cells)
+		}
 	}
 	l := Layout{Head: head, D1: d1, D2: d2, Classes: head.Classes(d1, d2)}
 	if l.Classes < 0 || (head == HeadE2E && d2 != 6) {
@@ -250,4 +259,14 @@ func ProbeLayout(ctx context.Context, e Engine, h, w, names int, head Head) (Lay
 		return Layout{}, fmt.Errorf("%w: %d class names for a head with %d classes", ErrBadModel, names, l.Classes)
 	}
 	return l, nil
+}
+
+// anchorFreeCells is the number of grid cells of strides 8, 16 and 32 over
+// an h×w input: the rows of an anchor-free head (YOLOX; YOLOv8 transposed).
+func anchorFreeCells(h, w int) int {
+	n := 0
+	for _, s := range []int{8, 16, 32} {
+		n += ((h + s - 1) / s) * ((w + s - 1) / s)
+	}
+	return n
 }
