@@ -148,3 +148,56 @@ func (c *frameClock) next() float64 {
 	}
 	return c.last + c.step
 }
+
+// tsUnwrap keeps the timestamps given to NVDEC's parser increasing across
+// a jump back (transport streams cut and joined, a camera's clock reset),
+// which the parser's sorting would otherwise mix with the frames around
+// it, and maps the parser's timestamps back. A jump is a keyframe earlier
+// than a frame before it (no frame after a keyframe is shown before the
+// frames before it), or any fall of more than a second.
+type tsUnwrap struct {
+	gap  int64 // 1 s in the time base
+	max  int64 // the largest timestamp given so far
+	have bool
+	segs []tsSegment // from the first jump on
+}
+
+// tsSegment is a run of timestamps given from start on, raised by off.
+type tsSegment struct{ start, off int64 }
+
+func newTSUnwrap(tb float64) tsUnwrap {
+	u := tsUnwrap{gap: 1}
+	if tb > 0 {
+		u.gap = max(int64(1/tb), 1)
+	}
+	return u
+}
+
+// in returns the timestamp to give the parser for ts, a keyframe's when
+// key is set.
+func (u *tsUnwrap) in(ts int64, key bool) int64 {
+	off := int64(0)
+	if n := len(u.segs); n > 0 {
+		off = u.segs[n-1].off
+	}
+	v := ts + off
+	if u.have && (v < u.max-u.gap || key && v <= u.max) {
+		off += u.max + u.gap - v
+		v = ts + off
+		u.segs = append(u.segs, tsSegment{start: v, off: off})
+	}
+	if !u.have || v > u.max {
+		u.max, u.have = v, true
+	}
+	return v
+}
+
+// out maps a timestamp from the parser back to the file's.
+func (u *tsUnwrap) out(v int64) int64 {
+	for i := len(u.segs) - 1; i >= 0; i-- {
+		if v >= u.segs[i].start {
+			return v - u.segs[i].off
+		}
+	}
+	return v
+}

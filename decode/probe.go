@@ -300,8 +300,8 @@ func describe(fc *astiav.FormatContext, s *astiav.Stream) Info {
 		Rotation:    streamRotation(s),
 		BitRate:     cp.BitRate(),
 		StreamIndex: s.Index(),
-		Raw:         rawDemuxers[strings.SplitN(fc.InputFormat().Name(), ",", 2)[0]],
 	}
+	info.Raw = rawDemuxers[info.Container]
 	if info.AvgFPS == 0 || math.IsInf(info.AvgFPS, 0) {
 		info.AvgFPS = info.RealFPS
 	}

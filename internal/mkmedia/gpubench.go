@@ -6,6 +6,7 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/asticode/go-astiav"
 )
@@ -78,59 +79,9 @@ func addTexture(pix, tex []byte, frame int) {
 }
 
 // annexB copies the video stream of src through the bitstream filter bsf
-// into dst as a raw elementary stream.
+// (h264_mp4toannexb, hevc_mp4toannexb) into dst as a raw elementary stream.
 func annexB(src, dst, bsf string) error {
-	fc := astiav.AllocFormatContext()
-	if err := fc.OpenInput(src, nil, nil); err != nil {
-		return err
-	}
-	defer func() { fc.CloseInput(); fc.Free() }()
-	if err := fc.FindStreamInfo(nil); err != nil {
-		return err
-	}
-	st := fc.Streams()[0]
-	f := astiav.FindBitStreamFilterByName(bsf)
-	if f == nil {
-		return fmt.Errorf("no %s filter", bsf)
-	}
-	ctx, err := astiav.AllocBitStreamFilterContext(f)
-	if err != nil {
-		return err
-	}
-	defer ctx.Free()
-	if err := st.CodecParameters().Copy(ctx.InputCodecParameters()); err != nil {
-		return err
-	}
-	ctx.SetInputTimeBase(st.TimeBase())
-	if err := ctx.Initialize(); err != nil {
-		return err
-	}
-	out, err := os.Create(dst)
-	if err != nil {
-		return err
-	}
-	defer out.Close()
-	pkt := astiav.AllocPacket()
-	defer pkt.Free()
-	for {
-		err := fc.ReadFrame(pkt)
-		if errors.Is(err, astiav.ErrEof) {
-			return out.Sync()
-		}
-		if err != nil {
-			return err
-		}
-		if err := ctx.SendPacket(pkt); err != nil {
-			return err
-		}
-		pkt.Unref()
-		for ctx.ReceivePacket(pkt) == nil {
-			if _, err := out.Write(pkt.Data()); err != nil {
-				return err
-			}
-			pkt.Unref()
-		}
-	}
+	return remux(src, dst, strings.TrimSuffix(bsf, "_mp4toannexb"), bsf)
 }
 
 // remux copies the video stream of src through the bitstream filter bsf
