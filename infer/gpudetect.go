@@ -10,7 +10,7 @@ import (
 
 // detectSource is the CUDA C of post-processing on the device for heads
 // laid out as [B, 4+C, N] (YOLOv8 and later): score threshold, top-k and
-// greedy NMS, computed exactly as Head.Decode computes them on the host
+// greedy NMS, computed exactly as Layout.Decode computes them on the host
 // (the same float32 operations, no contractions; ties broken by anchor).
 const detectSource = `
 typedef unsigned long long u64;
@@ -175,7 +175,7 @@ func DeviceDetects(l Layout, o PostOptions) bool {
 }
 
 // Detect runs n images (n×3×h×w float32 on the host) and returns each
-// image's detections in model-input pixels, as Head.Decode would.
+// image's detections in model-input pixels, as Layout.Decode would.
 func (e *GPUEngine) Detect(ctx context.Context, input []float32, n int, l Layout, o PostOptions) ([][]Detection, error) {
 	if err := e.upload(input, n); err != nil {
 		return nil, err
@@ -232,7 +232,7 @@ func (e *GPUEngine) DetectDevice(ctx context.Context, n int, l Layout, o PostOpt
 		per := l.D1 * l.D2
 		res := make([][]Detection, n)
 		for i := range res {
-			res[i] = l.Head.Decode(out[i*per:(i+1)*per], l.D1, l.D2, o, nil)
+			res[i] = l.Decode(out[i*per:(i+1)*per], o, nil)
 		}
 		return res, nil
 	}

@@ -31,7 +31,7 @@ func TestGPUDetectMatchesDecode(t *testing.T) {
 			}
 			raw = append([]float32(nil), raw...)
 			d1, d2 := int(shape[1]), int(shape[2])
-			l := Layout{Head: HeadV8, D1: d1, D2: d2, Classes: d1 - 4}
+			l := Layout{Head: HeadV8, D1: d1, D2: d2, Classes: d1 - 4, InputH: 640, InputW: 640}
 			for _, o := range []PostOptions{
 				{Conf: 0.25, IoU: 0.45},
 				{Conf: 0.25, IoU: 0.7, TopK: 7, MaxDet: 5},
@@ -48,7 +48,7 @@ func TestGPUDetectMatchesDecode(t *testing.T) {
 				total := 0
 				for i := 0; i < n; i++ {
 					per := d1 * d2
-					want := l.Head.Decode(append([]float32(nil), raw[i*per:(i+1)*per]...), d1, d2, o, nil)
+					want := l.Decode(append([]float32(nil), raw[i*per:(i+1)*per]...), o, nil)
 					name := fmt.Sprintf("%s batch %d image %d %+v", filepath.Base(mm.path), n, i, o)
 					if len(got[i]) != len(want) {
 						t.Errorf("%s: %d detections on the GPU, %d on the host", name, len(got[i]), len(want))

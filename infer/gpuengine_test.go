@@ -159,8 +159,9 @@ func compareDetections(t *testing.T, got, want []float32, d1, d2, n int) {
 	got, want = round(got), round(want)
 	var total, matched, wantTotal int
 	for i := 0; i < n; i++ {
-		g := HeadV8.Decode(got[i*per:(i+1)*per], d1, d2, o, nil)
-		w := HeadV8.Decode(want[i*per:(i+1)*per], d1, d2, o, nil)
+		l := Layout{Head: HeadV8, D1: d1, D2: d2, Classes: d1 - 4}
+		g := l.Decode(got[i*per:(i+1)*per], o, nil)
+		w := l.Decode(want[i*per:(i+1)*per], o, nil)
 		total += len(g)
 		wantTotal += len(w)
 		used := make([]bool, len(g))

@@ -11,8 +11,9 @@ import (
 // output pixel: it finds the four source pixels around it (after rotation),
 // converts each from YUV to RGB as FFmpeg's swscale does for the CPU path
 // (BT.601 limited range, chroma of the pixel's 2×2 block), blends them
-// bilinearly and writes the planar, normalised tensor; outside the picture
-// it writes the pad grey.
+// bilinearly and writes the planar tensor, each plane scaled by a and
+// offset by b (rounded as the CPU path rounds them: no contraction);
+// outside the picture it writes the pad values.
 const letterboxSource = `
 __device__ __forceinline__ void yuv(const unsigned char* y, const unsigned char* uv, int pitch, int x, int yy, int wide,
                                     float* r, float* g, float* b) {
@@ -46,15 +47,15 @@ __device__ __forceinline__ void source(int ux, int uy, int sw, int sh, int rot, 
 
 extern "C" __global__ void letterbox_yuv420(
 	const unsigned char* y, const unsigned char* uv, int pitch, int sw, int sh, int rot, int wide,
-	float* dst, int dw, int dh, int nw, int nh, int padx, int pady) {
+	float* dst, int dw, int dh, int nw, int nh, int padx, int pady,
+	int pr, int pg, int pb, float a0, float a1, float a2, float b0, float b1, float b2, float q0, float q1, float q2) {
 	int x = blockIdx.x * blockDim.x + threadIdx.x;
 	int yy = blockIdx.y * blockDim.y + threadIdx.y;
 	if (x >= dw || yy >= dh) return;
 	int plane = dw * dh, o = yy * dw + x;
 	int ox = x - padx, oy = yy - pady;
 	if (ox < 0 || oy < 0 || ox >= nw || oy >= nh) {
-		const float pad = 114.0f / 255.0f;
-		dst[o] = pad; dst[plane + o] = pad; dst[2 * plane + o] = pad;
+		dst[o] = q0; dst[plane + o] = q1; dst[2 * plane + o] = q2;
 		return;
 	}
 	int uw = (rot == 90 || rot == 270) ? sh : sw;
@@ -71,11 +72,11 @@ extern "C" __global__ void letterbox_yuv420(
 		source(px[i], py[i], sw, sh, rot, &sx, &sy);
 		yuv(y, uv, pitch, sx, sy, wide, &r[i], &g[i], &b[i]);
 	}
-	const float k = 1.0f / 255.0f;
 	float w00 = (1 - ax) * (1 - ay), w01 = ax * (1 - ay), w10 = (1 - ax) * ay, w11 = ax * ay;
-	dst[o]             = (r[0] * w00 + r[1] * w01 + r[2] * w10 + r[3] * w11) * k;
-	dst[plane + o]     = (g[0] * w00 + g[1] * w01 + g[2] * w10 + g[3] * w11) * k;
-	dst[2 * plane + o] = (b[0] * w00 + b[1] * w01 + b[2] * w10 + b[3] * w11) * k;
+	float a[3] = {a0, a1, a2}, c[3] = {b0, b1, b2};
+	dst[pr * plane + o] = __fadd_rn(__fmul_rn(r[0] * w00 + r[1] * w01 + r[2] * w10 + r[3] * w11, a[pr]), c[pr]);
+	dst[pg * plane + o] = __fadd_rn(__fmul_rn(g[0] * w00 + g[1] * w01 + g[2] * w10 + g[3] * w11, a[pg]), c[pg]);
+	dst[pb * plane + o] = __fadd_rn(__fmul_rn(b[0] * w00 + b[1] * w01 + b[2] * w10 + b[3] * w11, a[pb]), c[pb]);
 }
 `
 
@@ -84,16 +85,20 @@ extern "C" __global__ void letterbox_yuv420(
 type GPULetterbox struct {
 	k          *gpu.Kernel
 	dstW, dstH int
+	p          Preprocess
 }
 
 // NewGPULetterbox compiles (or loads from cacheDir) the letterbox kernel
-// for dstW×dstH inputs.
-func NewGPULetterbox(g *gpu.CUDA, dstW, dstH int, cacheDir string) (*GPULetterbox, error) {
+// for dstW×dstH inputs of the convention p.
+func NewGPULetterbox(g *gpu.CUDA, dstW, dstH int, p Preprocess, cacheDir string) (*GPULetterbox, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
 	k, err := g.Kernel(letterboxSource, "letterbox_yuv420", cacheDir)
 	if err != nil {
 		return nil, err
 	}
-	return &GPULetterbox{k: k, dstW: dstW, dstH: dstH}, nil
+	return &GPULetterbox{k: k, dstW: dstW, dstH: dstH, p: p}, nil
 }
 
 // Run queues the letterbox of f into dst, which points at one image's
@@ -103,15 +108,18 @@ func (l *GPULetterbox) Run(f *decode.GPUFrame, dst gpu.DevicePtr, s gpu.Stream) 
 	if f.Rotation == 90 || f.Rotation == 270 {
 		uw, uh = uh, uw
 	}
-	lb := FitLetterbox(uw, uh, l.dstW, l.dstH)
+	lb := FitLetterbox(uw, uh, l.dstW, l.dstH, l.p.Fit)
 	wide := int32(0)
 	if f.Format == decode.GPUP016 {
 		wide = 1
 	}
+	a, b := l.p.Affine()
+	q := l.p.PadValues()
 	grid := [3]uint32{uint32((l.dstW + 31) / 32), uint32((l.dstH + 7) / 8), 1}
 	err := l.k.Launch(grid, [3]uint32{32, 8, 1}, s,
 		gpu.DevicePtr(f.Ptr), gpu.DevicePtr(f.ChromaAt), int32(f.Pitch), int32(f.Width), int32(f.Height), int32(f.Rotation), wide,
-		dst, int32(l.dstW), int32(l.dstH), int32(lb.NewW), int32(lb.NewH), int32(lb.PadX), int32(lb.PadY))
+		dst, int32(l.dstW), int32(l.dstH), int32(lb.NewW), int32(lb.NewH), int32(lb.PadX), int32(lb.PadY),
+		int32(l.p.plane(0)), int32(l.p.plane(1)), int32(l.p.plane(2)), a[0], a[1], a[2], b[0], b[1], b[2], q[0], q[1], q[2])
 	if err != nil {
 		return lb, fmt.Errorf("letterbox kernel: %w", err)
 	}

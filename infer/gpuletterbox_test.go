@@ -32,13 +32,18 @@ var unsupported = map[string]bool{"hevc10.mkv": true, "vp9.webm": true, "resize.
 
 // TestNVDECMatchesCPU decodes each clip on NVDEC and on the CPU, letterboxes
 // each frame on the GPU and with LetterboxYUV420 on the CPU, and compares
-// them: the same frames, and tensors equal but for float rounding.
+// them: the same frames, and tensors equal but for float rounding, in
+// every input convention.
 func TestNVDECMatchesCPU(t *testing.T) {
 	g := openGPU(t)
 	const size = 320
-	lbx, err := NewGPULetterbox(g, size, size, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
+	convs := testConventions(t)
+	lbxs := make([]*GPULetterbox, len(convs))
+	for i, p := range convs {
+		var err error
+		if lbxs[i], err = NewGPULetterbox(g, size, size, p, t.TempDir()); err != nil {
+			t.Fatal(err)
+		}
 	}
 	dst, err := g.Alloc(3 * size * size * 4)
 	if err != nil {
@@ -121,20 +126,20 @@ func TestNVDECMatchesCPU(t *testing.T) {
 				if gf.Index != cf.Index || math.Abs(gf.PTS-cf.PTS) > 1e-6 {
 					t.Fatalf("frame %d: NVDEC index %d pts %v, CPU index %d pts %v", frames, gf.Index, gf.PTS, cf.Index, cf.PTS)
 				}
-				glb, err := lbx.Run(&gf, dst, s)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := g.CopyToHost(gpuT, dst, s); err != nil {
-					t.Fatal(err)
-				}
-				y, u, v := cf.Planes()
-				clb := LetterboxYUV420(y, u, v, cf.Width, cf.Height, cf.Rotation, cpuT, size, size)
-				if glb != clb {
-					t.Fatalf("frame %d: GPU geometry %+v, CPU %+v", frames, glb, clb)
-				}
-				for i := range gpuT {
-					worst = math.Max(worst, math.Abs(float64(gpuT[i]-cpuT[i])))
+				for k, lbx := range lbxs {
+					glb, err := lbx.Run(&gf, dst, s)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if err := g.CopyToHost(gpuT, dst, s); err != nil {
+						t.Fatal(err)
+					}
+					y, u, v := cf.Planes()
+					clb := LetterboxYUV420(y, u, v, cf.Width, cf.Height, cf.Rotation, cpuT, size, size, convs[k])
+					if glb != clb {
+						t.Fatalf("frame %d, input %s: GPU geometry %+v, CPU %+v", frames, convs[k], glb, clb)
+					}
+					worst = math.Max(worst, maxPixelDiff(gpuT, cpuT, convs[k], size*size)/255)
 				}
 				frames++
 			}
@@ -146,7 +151,7 @@ func TestNVDECMatchesCPU(t *testing.T) {
 				t.Errorf("NVDEC decoded %s, which it must refuse", name)
 			}
 			if worst > 2.0/255 {
-				t.Errorf("max abs difference %.2f/255 exceeds 2/255", worst*255)
+				t.Errorf("max abs difference %.2f/255 exceeds 2/255 (in pixel values, whatever the convention)", worst*255)
 			}
 		})
 	}

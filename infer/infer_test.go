@@ -192,8 +192,8 @@ func TestLetterboxGeometry(t *testing.T) {
 		{641, 481, 640, 640, 640.0 / 641, 640, 480, 0, 80},
 	}
 	for _, tt := range tests {
-		lb := FitLetterbox(tt.w, tt.h, tt.dw, tt.dh)
-		if math.Abs(lb.Scale-tt.scale) > 1e-9 || lb.NewW != tt.nw || lb.NewH != tt.nh || lb.PadX != tt.padX || lb.PadY != tt.padY {
+		lb := FitLetterbox(tt.w, tt.h, tt.dw, tt.dh, FitCentre)
+		if math.Abs(lb.ScaleX-tt.scale) > 1e-9 || lb.NewW != tt.nw || lb.NewH != tt.nh || lb.PadX != tt.padX || lb.PadY != tt.padY {
 			t.Errorf("%dx%d: %+v", tt.w, tt.h, lb)
 		}
 	}
@@ -214,7 +214,7 @@ func TestLetterboxPixels(t *testing.T) {
 		}
 	}
 	dst := make([]float32, 3*64)
-	lb := LetterboxRGB(rgb, w, h, dst, 8, 8)
+	lb := LetterboxRGB(rgb, w, h, dst, 8, 8, Ultralytics)
 	if lb.PadY != 2 || lb.NewH != 4 || lb.NewW != 8 {
 		t.Fatalf("%+v", lb)
 	}
@@ -267,7 +267,8 @@ func TestDecodeHeads(t *testing.T) {
 			v8[r*n+a] = v
 		}
 	}
-	if got := HeadV8.Decode(v8, 6, n, opts, nil); !sameDetections(got, want) {
+	v8l := Layout{Head: HeadV8, D1: 6, D2: n, Classes: 2}
+	if got := v8l.Decode(v8, opts, nil); !sameDetections(got, want) {
 		t.Errorf("v8: %+v", got)
 	}
 
@@ -275,13 +276,14 @@ func TestDecodeHeads(t *testing.T) {
 	for _, b := range boxes {
 		v5 = append(v5, b.cx, b.cy, b.w, b.h, 1, b.s0, b.s1)
 	}
-	if got := HeadV5.Decode(v5, n, 7, opts, nil); !sameDetections(got, want) {
+	v5l := Layout{Head: HeadV5, D1: n, D2: 7, Classes: 2}
+	if got := v5l.Decode(v5, opts, nil); !sameDetections(got, want) {
 		t.Errorf("v5: %+v", got)
 	}
 	// Objectness multiplies: box 0 drops to 0.5 × 0.9 = 0.45, so box 1
 	// (0.8) now leads class 0 and suppresses it; box 2 gives 0.5 × 0.7.
 	v5[4], v5[18] = 0.5, 0.5
-	got := HeadV5.Decode(v5, n, 7, opts, nil)
+	got := v5l.Decode(v5, opts, nil)
 	wantObj := []Detection{
 		{Class: 0, Score: 0.8, X1: 82, Y1: 80, X2: 122, Y2: 120},
 		{Class: 1, Score: 0.35, X1: 81, Y1: 81, X2: 121, Y2: 121},
@@ -291,15 +293,15 @@ func TestDecodeHeads(t *testing.T) {
 	}
 
 	e2e := []float32{80, 80, 120, 120, 0.9, 0, 81, 81, 121, 121, 0.7, 1, 0, 0, 5, 5, 0.1, 3}
-	if got := HeadE2E.Decode(e2e, 3, 6, opts, nil); !sameDetections(got, want) {
+	if got := (Layout{Head: HeadE2E, D1: 3, D2: 6}).Decode(e2e, opts, nil); !sameDetections(got, want) {
 		t.Errorf("e2e: %+v", got)
 	}
 
-	agn := HeadV8.Decode(v8, 6, n, PostOptions{Conf: 0.25, IoU: 0.45, ClassAgnostic: true}, nil)
+	agn := v8l.Decode(v8, PostOptions{Conf: 0.25, IoU: 0.45, ClassAgnostic: true}, nil)
 	if len(agn) != 1 {
 		t.Errorf("class-agnostic NMS kept %d boxes, want 1", len(agn))
 	}
-	if got := HeadV8.Decode(v8, 6, n, PostOptions{Conf: 0.25, IoU: 0.45, MaxDet: 1}, nil); len(got) != 1 || got[0].Score != 0.9 {
+	if got := v8l.Decode(v8, PostOptions{Conf: 0.25, IoU: 0.45, MaxDet: 1}, nil); len(got) != 1 || got[0].Score != 0.9 {
 		t.Errorf("max det 1: %+v", got)
 	}
 }
@@ -321,27 +323,35 @@ func sameDetections(a, b []Detection) bool {
 
 func TestDetectHead(t *testing.T) {
 	tests := []struct {
-		d1, d2, classes int
-		want            Head
-		err             bool
+		d1, d2, classes, size int
+		want                  Head
+		err                   bool
 	}{
-		{84, 8400, 80, HeadV8, false},
-		{84, 8400, 0, HeadV8, false},
-		{25200, 85, 80, HeadV5, false},
-		{25200, 85, 0, HeadV5, false},
-		{300, 6, 80, HeadE2E, false},
-		{300, 6, 0, HeadE2E, false},
-		{6, 8400, 2, HeadV8, false},
-		{25200, 6, 1, HeadV5, false},
-		{5, 5, 0, 0, true},
+		{84, 8400, 80, 640, HeadV8, false},
+		{84, 8400, 0, 640, HeadV8, false},
+		{25200, 85, 80, 640, HeadV5, false},
+		{25200, 85, 0, 640, HeadV5, false},
+		{300, 6, 80, 640, HeadE2E, false},
+		{300, 6, 0, 640, HeadE2E, false},
+		{6, 8400, 2, 640, HeadV8, false},
+		{25200, 6, 1, 640, HeadV5, false},
+		{3549, 85, 80, 416, HeadYOLOX, false}, // YOLOX-Nano: one row a cell
+		{3549, 85, 0, 416, HeadYOLOX, false},
+		{8400, 85, 0, 640, HeadYOLOX, false},
+		{300, 84, 80, 640, HeadDETR, false}, // RT-DETR
+		{300, 84, 0, 640, HeadDETR, false},
+		{100, 96, 0, 640, HeadDETR, false},
+		{300, 369, 365, 640, HeadDETR, false}, // Objects365: more columns than queries
+		{252, 85, 0, 64, HeadV5, false},       // three anchors a cell at 64: not queries
+		{5, 5, 0, 640, 0, true},
 	}
 	for _, tt := range tests {
-		got, err := DetectHead(tt.d1, tt.d2, tt.classes)
+		got, err := DetectHead(tt.d1, tt.d2, tt.classes, tt.size, tt.size)
 		if (err != nil) != tt.err || got != tt.want {
-			t.Errorf("DetectHead(%d, %d, %d) = %v, %v; want %v", tt.d1, tt.d2, tt.classes, got, err, tt.want)
+			t.Errorf("DetectHead(%d, %d, %d, %d) = %v, %v; want %v", tt.d1, tt.d2, tt.classes, tt.size, got, err, tt.want)
 		}
 	}
-	for _, s := range []string{"v5", "v8", "v11", "e2e", "v10", "auto"} {
+	for _, s := range []string{"v5", "v8", "v11", "e2e", "v10", "auto", "yolox", "detr", "rt-detr", "YOLO26"} {
 		if _, err := ParseHead(s); err != nil {
 			t.Errorf("%s: %v", s, err)
 		}
@@ -359,42 +369,6 @@ func BenchmarkLetterbox1080p(b *testing.B) {
 	dst := make([]float32, 3*640*640)
 	b.SetBytes(int64(len(rgb)))
 	for i := 0; i < b.N; i++ {
-		LetterboxRGB(rgb, 1920, 1080, dst, 640, 640)
-	}
-}
-
-// TestProbeLayoutRefusesYOLOX: an output of one row per grid cell and
-// 5 + C columns is YOLOX's layout (as the pretrained YOLOX-Nano's
-// [1, 3549, 85] at 416), not YOLOv5's three anchors a cell: refused with a
-// clear error instead of being read as YOLOv5, unless --head v5 says so.
-func TestProbeLayoutRefusesYOLOX(t *testing.T) {
-	const size, cells = 96, 144 + 36 + 9
-	for _, tt := range []struct {
-		rows int
-		head Head
-		want string // "" for accepted
-	}{
-		{cells, 0, "YOLOX's anchor-free layout"},
-		{cells, HeadV5, ""},
-		{3 * cells, 0, ""}, // YOLOv5: three anchors a cell
-	} {
-		path := writeModel(t, onnxtest.Detector{Batch: 0, H: size, W: size, D1: tt.rows, D2: 85,
-			Raw: make([]float32, tt.rows*85), K: make([]float32, tt.rows*85)})
-		m, err := ReadModel(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		e, err := NewORT(m, size, size, ORTOptions{Lib: ortLib(t), Threads: 1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		l, err := ProbeLayout(context.Background(), e, size, size, 0, tt.head)
-		e.Close()
-		switch {
-		case tt.want == "" && (err != nil || l.Head != HeadV5 || l.Classes != 80):
-			t.Errorf("%d rows, head %v: %+v, %v; want a v5 layout of 80 classes", tt.rows, tt.head, l, err)
-		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want) || !errors.Is(err, ErrBadModel)):
-			t.Errorf("%d rows: %v, want an error saying %q", tt.rows, err, tt.want)
-		}
+		LetterboxRGB(rgb, 1920, 1080, dst, 640, 640, Ultralytics)
 	}
 }

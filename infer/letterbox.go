@@ -2,40 +2,53 @@ package infer
 
 import "math"
 
-// PadValue is the grey that letterboxing fills borders with (Ultralytics').
-const PadValue = 114
-
 // Letterbox records how a frame was fitted into the model input, to map
 // boxes back to frame pixels.
 type Letterbox struct {
-	SrcW, SrcH int     // frame size
-	Scale      float64 // model pixels per frame pixel
-	PadX, PadY int     // left and top padding in model pixels
-	NewW, NewH int     // size of the resized frame inside the input
+	SrcW, SrcH int // frame size
+	// ScaleX and ScaleY are model pixels per frame pixel (equal unless
+	// the frame was stretched).
+	ScaleX, ScaleY float64
+	PadX, PadY     int // left and top padding in model pixels
+	NewW, NewH     int // size of the resized frame inside the input
 }
 
-// FitLetterbox computes how a w×h frame fits into a dstW×dstH input, keeping
-// the aspect ratio and centring it, as Ultralytics does.
-func FitLetterbox(w, h, dstW, dstH int) Letterbox {
+// FitLetterbox computes how a w×h frame fits into a dstW×dstH input:
+// keeping the aspect ratio and centring it, as Ultralytics does, or at the
+// top-left, or stretched to the input.
+func FitLetterbox(w, h, dstW, dstH int, fit Fit) Letterbox {
+	if fit == FitStretch {
+		return Letterbox{SrcW: w, SrcH: h, ScaleX: float64(dstW) / float64(w), ScaleY: float64(dstH) / float64(h), NewW: dstW, NewH: dstH}
+	}
 	r := math.Min(float64(dstH)/float64(h), float64(dstW)/float64(w))
 	nw, nh := int(math.Round(float64(w)*r)), int(math.Round(float64(h)*r))
-	dw, dh := float64(dstW-nw)/2, float64(dstH-nh)/2
-	return Letterbox{SrcW: w, SrcH: h, Scale: r, NewW: nw, NewH: nh,
-		PadX: int(math.Round(dw - 0.1)), PadY: int(math.Round(dh - 0.1))}
+	lb := Letterbox{SrcW: w, SrcH: h, ScaleX: r, ScaleY: r, NewW: nw, NewH: nh}
+	if fit == FitCentre {
+		dw, dh := float64(dstW-nw)/2, float64(dstH-nh)/2
+		lb.PadX, lb.PadY = int(math.Round(dw-0.1)), int(math.Round(dh-0.1))
+	}
+	return lb
+}
+
+// fill sets every value of a planar tensor to its plane's pad value.
+func fill(dst []float32, plane int, pad [3]float32) {
+	for c := 0; c < 3; c++ {
+		p := dst[c*plane : (c+1)*plane]
+		for i := range p {
+			p[i] = pad[c]
+		}
+	}
 }
 
 // LetterboxRGB resizes a packed RGB24 frame (w×h) bilinearly into dst, a
-// planar 3×dstH×dstW float32 tensor in [0, 1], padding with PadValue.
-func LetterboxRGB(rgb []byte, w, h int, dst []float32, dstW, dstH int) Letterbox {
-	lb := FitLetterbox(w, h, dstW, dstH)
+// planar 3×dstH×dstW float32 tensor, by the convention p.
+func LetterboxRGB(rgb []byte, w, h int, dst []float32, dstW, dstH int, p Preprocess) Letterbox {
+	lb := FitLetterbox(w, h, dstW, dstH, p.Fit)
 	plane := dstW * dstH
-	pad := float32(PadValue) / 255
-	for i := 0; i < 3*plane; i++ {
-		dst[i] = pad
-	}
+	fill(dst, plane, p.PadValues())
+	mul, add := p.Affine()
 	xs := bilinearTaps(w, lb.NewW)
 	ys := bilinearTaps(h, lb.NewH)
-	const inv = 1.0 / 255
 	for dy, ty := range ys {
 		row0 := rgb[ty.i0*3*w:]
 		row1 := rgb[ty.i1*3*w:]
@@ -45,7 +58,8 @@ func LetterboxRGB(rgb []byte, w, h int, dst []float32, dstW, dstH int) Letterbox
 			for c := 0; c < 3; c++ {
 				top := float32(row0[a+c])*(1-tx.f) + float32(row0[b+c])*tx.f
 				bot := float32(row1[a+c])*(1-tx.f) + float32(row1[b+c])*tx.f
-				dst[c*plane+off+dx] = (top*(1-ty.f) + bot*ty.f) * inv
+				pc := p.plane(c)
+				dst[pc*plane+off+dx] = float32((top*(1-ty.f)+bot*ty.f)*mul[pc]) + add[pc]
 			}
 		}
 	}
@@ -84,10 +98,10 @@ func bilinearTaps(src, n int) []tap {
 // the frame.
 func (lb Letterbox) ToFrame(x1, y1, x2, y2 float32) (float32, float32, float32, float32) {
 	fx := func(x float32) float32 {
-		return clamp((x-float32(lb.PadX))/float32(lb.Scale), 0, float32(lb.SrcW))
+		return clamp((x-float32(lb.PadX))/float32(lb.ScaleX), 0, float32(lb.SrcW))
 	}
 	fy := func(y float32) float32 {
-		return clamp((y-float32(lb.PadY))/float32(lb.Scale), 0, float32(lb.SrcH))
+		return clamp((y-float32(lb.PadY))/float32(lb.ScaleY), 0, float32(lb.SrcH))
 	}
 	return fx(x1), fy(y1), fx(x2), fy(y2)
 }

@@ -2,21 +2,20 @@ package infer
 
 // LetterboxYUV420 letterboxes a planar 8-bit 4:2:0 picture (y: w×h, u and
 // v: (w+1)/2 × (h+1)/2), coded sideways by rot degrees clockwise, into dst
-// (3×dstH×dstW float32 in [0, 1]). It computes what the GPU letterbox
+// (3×dstH×dstW float32) by the convention p. It computes what the GPU letterbox
 // kernel (letterboxSource) computes, in the same order: each output pixel
 // blends the RGB of its four source pixels bilinearly, each converted with
 // BT.601 limited range from its own luma and its 2×2 block's chroma.
-func LetterboxYUV420(y, u, v []byte, w, h, rot int, dst []float32, dstW, dstH int) Letterbox {
+func LetterboxYUV420(y, u, v []byte, w, h, rot int, dst []float32, dstW, dstH int, p Preprocess) Letterbox {
 	uw, uh := w, h
 	if rot == 90 || rot == 270 {
 		uw, uh = h, w
 	}
-	lb := FitLetterbox(uw, uh, dstW, dstH)
+	lb := FitLetterbox(uw, uh, dstW, dstH, p.Fit)
 	plane := dstW * dstH
-	pad := float32(PadValue) / 255
-	for i := 0; i < 3*plane; i++ {
-		dst[i] = pad
-	}
+	fill(dst, plane, p.PadValues())
+	a, b := p.Affine()
+	pr, pg, pb := p.plane(0), p.plane(1), p.plane(2)
 	cw := (w + 1) / 2
 	rgb := func(ux, uy int) (float32, float32, float32) {
 		sx, sy := ux, uy
@@ -36,7 +35,6 @@ func LetterboxYUV420(y, u, v []byte, w, h, rot int, dst []float32, dstW, dstH in
 			clamp(c-0.391762*(U-128)-0.812968*(V-128), 0, 255),
 			clamp(c+2.017232*(U-128), 0, 255)
 	}
-	const k = 1.0 / 255
 	for oy := 0; oy < lb.NewH; oy++ {
 		fy := max((float32(oy)+0.5)*float32(uh)/float32(lb.NewH)-0.5, 0)
 		y0 := min(int(fy), uh-1)
@@ -54,9 +52,9 @@ func LetterboxYUV420(y, u, v []byte, w, h, rot int, dst []float32, dstW, dstH in
 			r3, g3, b3 := rgb(x1, y1)
 			w00, w01, w10, w11 := (1-ax)*(1-ay), ax*(1-ay), (1-ax)*ay, ax*ay
 			o := row + ox
-			dst[o] = (r0*w00 + r1*w01 + r2*w10 + r3*w11) * k
-			dst[plane+o] = (g0*w00 + g1*w01 + g2*w10 + g3*w11) * k
-			dst[2*plane+o] = (b0*w00 + b1*w01 + b2*w10 + b3*w11) * k
+			dst[pr*plane+o] = float32((r0*w00+r1*w01+r2*w10+r3*w11)*a[pr]) + b[pr]
+			dst[pg*plane+o] = float32((g0*w00+g1*w01+g2*w10+g3*w11)*a[pg]) + b[pg]
+			dst[pb*plane+o] = float32((b0*w00+b1*w01+b2*w10+b3*w11)*a[pb]) + b[pb]
 		}
 	}
 	return lb

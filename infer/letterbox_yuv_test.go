@@ -17,6 +17,8 @@ import (
 // roundings, since swscale's 8-bit converter also takes each 2×2 block's own
 // chroma. (For 10-bit input swscale interpolates chroma between rows, which
 // moves colour edges by a pixel; the YUV path keeps the GPU's siting.)
+//
+// It holds in every input convention, measured in pixel values.
 func TestLetterboxYUVTracksRGB(t *testing.T) {
 	const size = 96
 	a := make([]float32, 3*size*size)
@@ -42,13 +44,13 @@ func TestLetterboxYUVTracksRGB(t *testing.T) {
 				t.Fatalf("%s: %v %v", name, e1, e2)
 			}
 			y, u, v := yf.Planes()
-			la := LetterboxYUV420(y, u, v, yf.Width, yf.Height, yf.Rotation, a, size, size)
-			lb := LetterboxRGB(rf.Data, rf.Width, rf.Height, b, size, size)
-			if la != lb {
-				t.Fatalf("%s frame %d: geometry %+v vs %+v", name, n, la, lb)
-			}
-			for i := range a {
-				worst = math.Max(worst, math.Abs(float64(a[i]-b[i])))
+			for _, p := range testConventions(t) {
+				la := LetterboxYUV420(y, u, v, yf.Width, yf.Height, yf.Rotation, a, size, size, p)
+				lb := LetterboxRGB(rf.Data, rf.Width, rf.Height, b, size, size, p)
+				if la != lb {
+					t.Fatalf("%s frame %d, input %s: geometry %+v vs %+v", name, n, p, la, lb)
+				}
+				worst = math.Max(worst, maxPixelDiff(a, b, p, size*size)/255)
 			}
 			n++
 		}
@@ -69,6 +71,6 @@ func BenchmarkLetterboxYUV1080p(b *testing.B) {
 	}
 	dst := make([]float32, 3*640*640)
 	for i := 0; i < b.N; i++ {
-		LetterboxYUV420(buf[:w*h], buf[w*h:w*h+w*h/4], buf[w*h+w*h/4:], w, h, 0, dst, 640, 640)
+		LetterboxYUV420(buf[:w*h], buf[w*h:w*h+w*h/4], buf[w*h+w*h/4:], w, h, 0, dst, 640, 640, Ultralytics)
 	}
 }

@@ -33,7 +33,7 @@ func openGPUDecode(w Worker, opts *RunOptions) (*gpuDecode, error) {
 		}
 	}
 	s := opts.Settings
-	lbx, err := infer.NewGPULetterbox(g, s.InputW, s.InputH, cache)
+	lbx, err := infer.NewGPULetterbox(g, s.InputW, s.InputH, opts.Input, cache)
 	if err != nil {
 		g.Close()
 		return nil, err

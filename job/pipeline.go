@@ -32,6 +32,9 @@ type pipeline struct {
 	slots chan gpu.DevicePtr
 	clock *StageClock // this worker's stage times
 	start time.Time   // the run's start
+	// boxes judges the layout on the worker's first detections: a misread
+	// layout stops the run before it writes boxes that look like results.
+	boxes infer.BoxCheck
 }
 
 // video is the state of one video travelling through the pipeline.
@@ -334,7 +337,7 @@ func (p *pipeline) decodeCPU(ctx context.Context, v *video, frames chan<- *item,
 		t0 = time.Now()
 		c.DecodeStall.Add(int64(t0.Sub(t1)))
 		py, pu, pv := f.Planes()
-		lb := infer.LetterboxYUV420(py, pu, pv, f.Width, f.Height, f.Rotation, t, s.InputW, s.InputH)
+		lb := infer.LetterboxYUV420(py, pu, pv, f.Width, f.Height, f.Rotation, t, s.InputW, s.InputH, p.opts.Input)
 		it := &item{v: v, index: f.Index, pts: f.PTS, lb: lb, tensor: t}
 		if p.slots != nil {
 			// The engine reads GPU memory: the tensor goes up to a slot.
@@ -484,10 +487,13 @@ func (p *pipeline) infer(ctx context.Context, e infer.Engine, b *batch, limit in
 			}
 			dets = make([][]infer.Detection, n)
 			for k := range dets {
-				dets[k] = l.Head.Decode(out[k*per:(k+1)*per], l.D1, l.D2, p.opts.Post, nil)
+				dets[k] = l.Decode(out[k*per:(k+1)*per], p.opts.Post, nil)
 			}
 		}
 		for k, it := range frames[i : i+n] {
+			if err := p.boxes.Add(dets[k]); err != nil {
+				return err
+			}
 			for j := range dets[k] {
 				d := &dets[k][j]
 				d.X1, d.Y1, d.X2, d.Y2 = it.lb.ToFrame(d.X1, d.Y1, d.X2, d.Y2)

@@ -25,11 +25,14 @@ type allocator = memory.Allocator
 // Settings are what a run's results depend on. Rerunning into the same
 // output with other settings is refused unless forced.
 type Settings struct {
-	Model         string   `json:"model_sha256"`
-	Engine        string   `json:"engine"`
-	InputH        int      `json:"input_height"`
-	InputW        int      `json:"input_width"`
-	Head          string   `json:"head"`
+	Model  string `json:"model_sha256"`
+	Engine string `json:"engine"`
+	InputH int    `json:"input_height"`
+	InputW int    `json:"input_width"`
+	Head   string `json:"head"`
+	// Input is the input convention (infer.Preprocess's String), empty
+	// for Ultralytics' (the default, and all earlier runs knew).
+	Input         string   `json:"input,omitempty"`
 	Names         []string `json:"class_names"`
 	Conf          float32  `json:"conf"`
 	IoU           float32  `json:"iou"`
@@ -67,7 +70,10 @@ type RunOptions struct {
 	Out      string
 	Settings Settings
 	Layout   infer.Layout
-	Post     infer.PostOptions
+	// Input is how frames become the model's input (zero: Ultralytics'
+	// convention); Run records it in Settings.Input.
+	Input infer.Preprocess
+	Post  infer.PostOptions
 	// NewEngine opens an inference engine for a worker; it is called once
 	// per worker and the engine closed when the worker ends.
 	NewEngine func(w Worker) (infer.Engine, error)
@@ -201,6 +207,16 @@ func Run(ctx context.Context, plan *Plan, videos []Video, opts RunOptions) (*Sum
 	if opts.Exporters < 1 {
 		opts.Exporters = min(opts.DecodeSessions, max(1, runtime.NumCPU()/max(len(plan.Workers), 1)))
 	}
+	if opts.Input == (infer.Preprocess{}) {
+		opts.Input = infer.Ultralytics
+	}
+	if err := opts.Input.Validate(); err != nil {
+		return nil, err
+	}
+	opts.Settings.Input = ""
+	if opts.Input != infer.Ultralytics {
+		opts.Settings.Input = opts.Input.String()
+	}
 	out, err := openOut(opts.Out)
 	if err != nil {
 		return nil, err
@@ -269,7 +285,7 @@ func Run(ctx context.Context, plan *Plan, videos []Video, opts RunOptions) (*Sum
 	for i, w := range plan.Workers {
 		p := &pipeline{
 			worker: w.Worker, index: i, opts: &opts, out: out, work: work, byPath: byPath,
-			clock: &c.Clocks[i], start: start,
+			clock: &c.Clocks[i], start: start, boxes: infer.BoxCheck{Layout: opts.Layout},
 			finish: func(rec export.Video) error {
 				mu.Lock()
 				defer mu.Unlock()

@@ -31,7 +31,7 @@ func expectedScores(t *testing.T, path string) map[int64]float64 {
 			t.Fatal(err)
 		}
 		y, u, v := f.Planes()
-		infer.LetterboxYUV420(y, u, v, f.Width, f.Height, f.Rotation, tensor, imgsz, imgsz)
+		infer.LetterboxYUV420(y, u, v, f.Width, f.Height, f.Rotation, tensor, imgsz, imgsz, infer.Ultralytics)
 		var sum float64
 		for _, v := range tensor {
 			sum += float64(v)

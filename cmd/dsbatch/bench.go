@@ -70,7 +70,7 @@ func runBenchDecode(c *cli.Context) error {
 	var lbx *infer.GPULetterbox
 	if size > 0 {
 		cache, _ := os.UserCacheDir()
-		if lbx, err = infer.NewGPULetterbox(g, size, size, filepath.Join(cache, "dsbatch", "kernels")); err != nil {
+		if lbx, err = infer.NewGPULetterbox(g, size, size, infer.Ultralytics, filepath.Join(cache, "dsbatch", "kernels")); err != nil {
 			return err
 		}
 	}
@@ -199,11 +199,14 @@ func runBenchInfer(c *cli.Context) error {
 	}
 	fmt.Printf("engine ready in %.2fs (%+v)\n", time.Since(t0).Seconds(), e.Stats())
 	d1, d2 := int(shape[1]), int(shape[2])
-	head, err := infer.DetectHead(d1, d2, len(m.Names))
+	head, err := infer.DetectHead(d1, d2, len(m.Names), size, size)
 	if err != nil {
 		return err
 	}
-	l := infer.Layout{Head: head, D1: d1, D2: d2, Classes: head.Classes(d1, d2)}
+	l, err := infer.NewLayout(head, infer.ScoresProb, d1, d2, size, size)
+	if err != nil {
+		return err
+	}
 	post := infer.PostOptions{Conf: 0.25, IoU: 0.7}
 	for _, mode := range []string{"forward", "detect"} {
 		images, start := 0, time.Now()

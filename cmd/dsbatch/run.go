@@ -39,7 +39,9 @@ func runCommand() *cli.Command {
 		&cli.DurationFlag{Name: "track-buffer", Value: 1e9, Usage: "how long a lost track may be found again"},
 		&cli.BoolFlag{Name: "track-classes", Value: true, Usage: "a track keeps one class (--track-classes=false: any class)"},
 		&cli.StringFlag{Name: "classes", Usage: "class names file, one per line (default: the model's metadata)"},
-		&cli.StringFlag{Name: "head", Value: "auto", Usage: "output layout: auto, v5, v8 (v9, v11) or e2e (v10)"},
+		&cli.StringFlag{Name: "head", Value: "auto", Usage: "output layout: auto, v5, v8 (v9, v11), e2e (v10, yolo26), yolox or detr (rt-detr, rf-detr, d-fine)"},
+		&cli.StringFlag{Name: "input", Usage: "input convention, comma-separated: rgb|bgr, scale=1/255, mean=R:G:B, std=R:G:B, fit=centre|top-left|stretch, pad=114, " +
+			"or a name (ultralytics, yolox, imagenet) then changes (default: the model's, else its layout's: yolox for YOLOX heads, ultralytics otherwise)"},
 		&cli.IntFlag{Name: "imgsz", Usage: "input size for models with a dynamic input"},
 		&cli.StringFlag{Name: "engine", Value: "auto", Usage: "inference engine: gpu (cuDNN/NVRTC, fp16), onnxruntime (CPU) or auto (gpu on GPU workers when the model compiles for it)"},
 		&cli.StringFlag{Name: "ort-lib", Usage: "ONNX Runtime library (default: $DSBATCH_ORT_LIB, then beside the executable)"},
@@ -198,11 +200,20 @@ func runRun(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	layout, err := infer.ProbeLayout(c.Context, probeEngine, h, w, len(names), head)
+	input, inputFrom, inputSet, err := modelInput(c, model)
+	if err != nil {
+		return err
+	}
+	layout, err := infer.ProbeLayout(c.Context, probeEngine, h, w, len(names), head, input)
 	probeEngine.Close()
 	if err != nil {
 		return fmt.Errorf("model %s: %w", model.Path, err)
 	}
+	if !inputSet && layout.Head == infer.HeadYOLOX {
+		input, inputFrom = infer.YOLOX, "YOLOX's convention, for its layout"
+	}
+	fmt.Fprintf(c.App.ErrWriter, "dsbatch: model %s: %s head, output [B, %d, %d]; input %dx%d %s (%s)\n",
+		filepath.Base(model.Path), layout, layout.D1, layout.D2, w, h, input, inputFrom)
 	if len(names) == 0 {
 		for i := 0; i < layout.Classes; i++ {
 			names = append(names, fmt.Sprintf("class_%d", i))
@@ -222,6 +233,7 @@ func runRun(c *cli.Context) error {
 			Stride: c.Int("stride"), FPS: c.Float64("fps"), Start: start, End: end, AssumeFPS: c.Float64("assume-fps"),
 			Track: !c.Bool("no-track"), TrackBuffer: c.Duration("track-buffer").Seconds(), TrackAgnostic: !c.Bool("track-classes")},
 		Layout:         layout,
+		Input:          input,
 		Post:           infer.PostOptions{Conf: conf, IoU: iou, MaxDet: c.Int("max-det"), TopK: c.Int("topk"), ClassAgnostic: c.Bool("agnostic-nms")},
 		NewEngine:      newEngine,
 		Batch:          batch,
@@ -239,6 +251,9 @@ func runRun(c *cli.Context) error {
 	}
 	stop := startProgress(c.App.ErrWriter, opts.Counters, len(workers), c.Duration("log-every"))
 	sum, err := job.Run(c.Context, plan, videos, opts)
+	if errors.Is(err, infer.ErrBadModel) {
+		err = fmt.Errorf("model %s: %w", model.Path, err)
+	}
 	stop()
 	stopProfile()
 	if sum != nil {
@@ -254,6 +269,26 @@ func runRun(c *cli.Context) error {
 		return errPartial
 	}
 	return nil
+}
+
+// modelInput is the input convention of the run: --input over the one the
+// model states over Ultralytics'. set says whether the user or the model
+// chose it (false: the default, which the layout may still change).
+func modelInput(c *cli.Context, m *infer.Model) (p infer.Preprocess, from string, set bool, err error) {
+	p, from, set, err = m.ModelPreprocess()
+	if err != nil {
+		return p, "", false, err
+	}
+	if !set {
+		p, from = infer.Ultralytics, "the default, Ultralytics'"
+	}
+	if s := c.String("input"); s != "" {
+		if p, err = infer.ParsePreprocess(s, p); err != nil {
+			return p, "", false, fmt.Errorf("--input: %w", err)
+		}
+		from, set = "--input", true
+	}
+	return p, from, set, nil
 }
 
 func readNames(path string) ([]string, error) {

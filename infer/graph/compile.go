@@ -18,6 +18,13 @@ func (g *Graph) Specialize(batch, h, w int) error {
 	}
 	want := []int{batch, in.Shape[1], h, w}
 	shape := make([]int, 4)
+	var rb *rebatcher
+	if in.Shape[0] == 1 && batch > 1 {
+		// Exported at batch 1: run at batch where that is provably safe.
+		rb = newRebatcher(in, batch)
+		in.Shape[0] = batch
+		g.Rebatched = true
+	}
 	for i, d := range in.Shape {
 		if d > 0 && want[i] > 0 && d != want[i] {
 			return fmt.Errorf("input %s is fixed at %v: cannot run it at %v", in.Name, in.Shape, want)
@@ -66,9 +73,17 @@ func (g *Graph) Specialize(batch, h, w int) error {
 				return fmt.Errorf("node %q (%s): %w", n.Name, n.Op, err)
 			}
 		}
+		if rb != nil && !folds {
+			rb.prepare(n, args)
+		}
 		outs, err := apply(fn, n, args, folds)
 		if err != nil {
 			return fmt.Errorf("node %q (%s): %w", n.Name, n.Op, err)
+		}
+		if rb != nil && !folds {
+			if err := rb.check(n, args, outs); err != nil {
+				return fmt.Errorf("node %q (%s): %w", n.Name, n.Op, err)
+			}
 		}
 		for _, o := range outs {
 			if err := checkShape(o.Shape, maxElems); err != nil {
@@ -101,6 +116,9 @@ func (g *Graph) Specialize(batch, h, w int) error {
 	for _, o := range g.Outputs {
 		if o.Const != nil {
 			return fmt.Errorf("output %s does not depend on the input", o.Name)
+		}
+		if rb != nil && !rb.batched[o] {
+			return fmt.Errorf("output %s of shape %v: cannot run this batch-1 export at batch %d; export it with a dynamic batch, or give --batch 1", o.Name, o.Shape, batch)
 		}
 	}
 	g.prune()

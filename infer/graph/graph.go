@@ -145,7 +145,10 @@ type Graph struct {
 	Nodes   []*Node
 	Input   *Value
 	Outputs []*Value
-	values  map[string]*Value
+	// Rebatched says that Specialize ran a graph exported at batch 1 at a
+	// larger batch (see rebatcher).
+	Rebatched bool
+	values    map[string]*Value
 }
 
 // Read loads an ONNX file.

@@ -1,0 +1,483 @@
+package infer
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+)
+
+// Head is the layout of a detector's output tensor.
+type Head int
+
+// Output layouts dsbatch decodes. Each is one entry of heads: adding a
+// layout is a constant, an entry and its decoder, all in this file.
+const (
+	// HeadV5 is [B, N, 5+C]: cx, cy, w, h, objectness, C class scores
+	// (YOLOv5 and v7 with three anchors a cell, YOLOX exported decoded).
+	HeadV5 Head = iota + 1
+	// HeadV8 is [B, 4+C, N]: cx, cy, w, h then C class scores, per anchor
+	// (YOLOv8, v9, v11).
+	HeadV8
+	// HeadE2E is [B, K, 6]: x1, y1, x2, y2, score, class, already
+	// deduplicated (YOLOv10, YOLO26 and other NMS-free exports).
+	HeadE2E
+	// HeadYOLOX is YOLOX's raw grid output [B, cells, 5+C]: per cell of
+	// strides 8, 16 and 32 (row-major, finest first) dx, dy, log w, log h,
+	// objectness and C class scores; cx = (dx + grid x) × stride and
+	// w = exp(log w) × stride.
+	HeadYOLOX
+	// HeadDETR is [B, Q, 4+C]: per query a box (cx, cy, w, h normalised
+	// to the input) and C class scores, probabilities or logits
+	// (RT-DETR, RF-DETR, D-FINE, DEIM). The queries need no NMS.
+	HeadDETR
+)
+
+// headFormat is what dsbatch knows about one output layout.
+type headFormat struct {
+	name    string
+	aliases []string
+	// classes is the number of classes a head of this layout scores in
+	// an output [B, d1, d2]: 0 when the class is a value, negative when
+	// the shape does not fit the layout.
+	classes func(d1, d2 int) int
+	decode  func(l Layout, out []float32, o PostOptions, dst []Detection) []Detection
+}
+
+var heads = [...]headFormat{
+	HeadV5: {name: "v5", aliases: []string{"yolov5", "v7", "yolov7"},
+		classes: func(d1, d2 int) int { return d2 - 5 }, decode: decodeV5},
+	HeadV8: {name: "v8", aliases: []string{"v9", "v11", "yolov8", "yolo11"},
+		classes: func(d1, d2 int) int { return d1 - 4 }, decode: decodeV8},
+	HeadE2E: {name: "e2e", aliases: []string{"v10", "yolov10", "yolo26", "nms-free"},
+		classes: e2eClasses, decode: decodeE2E},
+	HeadYOLOX: {name: "yolox", classes: func(d1, d2 int) int { return d2 - 5 }, decode: decodeYOLOX},
+	HeadDETR: {name: "detr", aliases: []string{"rt-detr", "rtdetr", "rf-detr", "d-fine", "deim"},
+		classes: func(d1, d2 int) int { return d2 - 4 }, decode: decodeDETR},
+}
+
+// e2eClasses is 0 for an end-to-end output of six columns: the class is a
+// value.
+func e2eClasses(d1, d2 int) int {
+	if d2 == 6 {
+		return 0
+	}
+	return -1
+}
+
+func (h Head) format() (headFormat, bool) {
+	if h <= 0 || int(h) >= len(heads) {
+		return headFormat{}, false
+	}
+	return heads[h], true
+}
+
+func (h Head) String() string {
+	if f, ok := h.format(); ok {
+		return f.name
+	}
+	return fmt.Sprintf("Head(%d)", int(h))
+}
+
+func headNames() string {
+	var s []string
+	for _, f := range heads[1:] {
+		s = append(s, f.name)
+	}
+	return strings.Join(s, ", ")
+}
+
+// ParseHead parses a layout's name or alias ("v5", "v8", "e2e", "yolox",
+// "detr", ...) or "auto" (0).
+func ParseHead(s string) (Head, error) {
+	s = strings.ToLower(s)
+	if s == "" || s == "auto" {
+		return 0, nil
+	}
+	for h, f := range heads {
+		if f.name != "" && (s == f.name || contains(f.aliases, s)) {
+			return Head(h), nil
+		}
+	}
+	return 0, fmt.Errorf("--head %q: want auto, %s", s, headNames())
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// maxQueries bounds the rows of heads that list detections or queries
+// (end-to-end and DETR-style) rather than anchors.
+const maxQueries = 1000
+
+// DetectHead infers the layout from the output shape [B, d1, d2], the
+// number of classes (0 when unknown) and the input size h×w.
+func DetectHead(d1, d2, classes, h, w int) (Head, error) {
+	cells := anchorFreeCells(h, w)
+	switch {
+	case d1 == cells && d2 > 5 && (classes == 0 || d2 == 5+classes):
+		// One row per grid cell: YOLOX (raw, or decoded: ProbeLayout
+		// tells them apart by the values).
+		return HeadYOLOX, nil
+	case classes > 0 && d1 == 4+classes && d2 != 5+classes:
+		return HeadV8, nil
+	case classes > 0 && d2 == 5+classes && d1 != 4+classes:
+		return HeadV5, nil
+	case d2 == 6 && classes != 1 && d1 < maxQueries:
+		return HeadE2E, nil
+	case classes > 0 && d2 == 4+classes && d1 <= maxQueries:
+		return HeadDETR, nil
+	case classes == 0 && d1 < d2 && d1 > 4:
+		return HeadV8, nil
+	case classes == 0 && d2 > 4 && d2 < d1 && d1 <= maxQueries && d1 != 3*cells:
+		return HeadDETR, nil
+	case classes == 0 && d2 < d1 && d2 > 5:
+		return HeadV5, nil
+	}
+	return 0, fmt.Errorf("cannot tell the head layout of output [B, %d, %d] with %d classes: give --head (%s)", d1, d2, classes, headNames())
+}
+
+// Scores says what a DETR-style head's class columns hold.
+type Scores int
+
+// Kinds of class scores.
+const (
+	// ScoresProb are probabilities, used as they are.
+	ScoresProb Scores = iota
+	// ScoresSigmoid are logits of independent classes (RT-DETR, RF-DETR).
+	ScoresSigmoid
+	// ScoresSoftmax are logits of one distribution whose last class is
+	// "no object" (the original DETR).
+	ScoresSoftmax
+)
+
+// Layout is what a model's output looks like, learnt from a first run.
+type Layout struct {
+	Head    Head
+	D1, D2  int // output [B, D1, D2]
+	Classes int // classes the head scores (0 for end-to-end heads)
+	// InputH and InputW are the model's input size, which grid and
+	// normalised layouts decode against.
+	InputH, InputW int
+	Scores         Scores // DETR-style heads only
+}
+
+// String names the layout as --head spells it, with the kind of scores
+// where it has a choice ("detr/sigmoid").
+func (l Layout) String() string {
+	switch {
+	case l.Head == HeadDETR && l.Scores == ScoresSigmoid:
+		return "detr/sigmoid"
+	case l.Head == HeadDETR && l.Scores == ScoresSoftmax:
+		return "detr/softmax"
+	}
+	return l.Head.String()
+}
+
+// Decode turns one image's raw output (D1×D2 values) into detections in
+// model-input pixels, appending to dst.
+func (l Layout) Decode(out []float32, o PostOptions, dst []Detection) []Detection {
+	f, ok := l.Head.format()
+	if !ok {
+		return dst
+	}
+	return f.decode(l, out, o, dst)
+}
+
+func decodeV8(l Layout, out []float32, o PostOptions, dst []Detection) []Detection {
+	var cand []Detection
+	n, nc := l.D2, l.D1-4
+	for a := 0; a < n; a++ {
+		best, bc := float32(-1), -1
+		for c := 0; c < nc; c++ {
+			if s := out[(4+c)*n+a]; s > best {
+				best, bc = s, c
+			}
+		}
+		if best < o.Conf {
+			continue
+		}
+		cx, cy, w, hh := out[a], out[n+a], out[2*n+a], out[3*n+a]
+		cand = append(cand, Detection{Class: bc, Score: best, X1: cx - w/2, Y1: cy - hh/2, X2: cx + w/2, Y2: cy + hh/2})
+	}
+	return append(dst, nms(cand, o.IoU, o.maxDet(), o.topK(), o.ClassAgnostic)...)
+}
+
+func decodeV5(l Layout, out []float32, o PostOptions, dst []Detection) []Detection {
+	var cand []Detection
+	for a := 0; a < l.D1; a++ {
+		if d, ok := objectness(out[a*l.D2:(a+1)*l.D2], o.Conf); ok {
+			cx, cy, w, hh := d.X1, d.Y1, d.X2, d.Y2
+			d.X1, d.Y1, d.X2, d.Y2 = cx-w/2, cy-hh/2, cx+w/2, cy+hh/2
+			cand = append(cand, d)
+		}
+	}
+	return append(dst, nms(cand, o.IoU, o.maxDet(), o.topK(), o.ClassAgnostic)...)
+}
+
+// objectness scores a row of objectness and class scores after its four
+// box values (returned in X1..Y2 as they are): objectness × the best
+// class's score, when both pass conf.
+func objectness(row []float32, conf float32) (Detection, bool) {
+	obj := row[4]
+	if obj < conf {
+		return Detection{}, false
+	}
+	best, bc := float32(-1), -1
+	for c, s := range row[5:] {
+		if s > best {
+			best, bc = s, c
+		}
+	}
+	score := obj * best
+	if score < conf {
+		return Detection{}, false
+	}
+	return Detection{Class: bc, Score: score, X1: row[0], Y1: row[1], X2: row[2], Y2: row[3]}, true
+}
+
+func decodeE2E(l Layout, out []float32, o PostOptions, dst []Detection) []Detection {
+	maxDet := o.maxDet()
+	for k := 0; k < l.D1; k++ {
+		row := out[k*l.D2 : (k+1)*l.D2]
+		if row[4] < o.Conf {
+			continue
+		}
+		dst = append(dst, Detection{Class: int(row[5]), Score: row[4], X1: row[0], Y1: row[1], X2: row[2], Y2: row[3]})
+		if k+1 >= maxDet {
+			break
+		}
+	}
+	return dst
+}
+
+// yoloxStrides are the strides of YOLOX's three grids, finest first.
+var yoloxStrides = [...]int{8, 16, 32}
+
+// anchorFreeCells is the number of grid cells of strides 8, 16 and 32 over
+// an h×w input: the rows of an anchor-free head (YOLOX; YOLOv8 transposed).
+func anchorFreeCells(h, w int) int {
+	n := 0
+	for _, s := range yoloxStrides {
+		n += ((h + s - 1) / s) * ((w + s - 1) / s)
+	}
+	return n
+}
+
+func decodeYOLOX(l Layout, out []float32, o PostOptions, dst []Detection) []Detection {
+	var cand []Detection
+	a := 0
+	for _, s := range yoloxStrides {
+		gh, gw, fs := (l.InputH+s-1)/s, (l.InputW+s-1)/s, float32(s)
+		for gy := 0; gy < gh; gy++ {
+			for gx := 0; gx < gw; gx++ {
+				row := out[a*l.D2 : (a+1)*l.D2]
+				a++
+				d, ok := objectness(row, o.Conf)
+				if !ok {
+					continue
+				}
+				cx, cy := (row[0]+float32(gx))*fs, (row[1]+float32(gy))*fs
+				w := float32(math.Exp(float64(row[2]))) * fs
+				h := float32(math.Exp(float64(row[3]))) * fs
+				d.X1, d.Y1, d.X2, d.Y2 = cx-w/2, cy-h/2, cx+w/2, cy+h/2
+				cand = append(cand, d)
+			}
+		}
+	}
+	return append(dst, nms(cand, o.IoU, o.maxDet(), o.topK(), o.ClassAgnostic)...)
+}
+
+func decodeDETR(l Layout, out []float32, o PostOptions, dst []Detection) []Detection {
+	var cand []Detection
+	fw, fh := float32(l.InputW), float32(l.InputH)
+	for q := 0; q < l.D1; q++ {
+		row := out[q*l.D2 : (q+1)*l.D2]
+		best, bc := l.bestClass(row[4:])
+		if best < o.Conf {
+			continue
+		}
+		cx, cy, w, h := row[0]*fw, row[1]*fh, row[2]*fw, row[3]*fh
+		cand = append(cand, Detection{Class: bc, Score: best, X1: cx - w/2, Y1: cy - h/2, X2: cx + w/2, Y2: cy + h/2})
+	}
+	// Queries are distinct objects: no NMS, the best maxDet, ties in
+	// query order.
+	sort.SliceStable(cand, func(i, j int) bool { return cand[i].Score > cand[j].Score })
+	return append(dst, cand[:min(len(cand), o.maxDet())]...)
+}
+
+// bestClass returns a DETR-style row's best class among l.Classes and its
+// probability.
+func (l Layout) bestClass(s []float32) (float32, int) {
+	best, bc := float32(math.Inf(-1)), -1
+	for c, v := range s[:l.Classes] {
+		if v > best {
+			best, bc = v, c
+		}
+	}
+	switch l.Scores {
+	case ScoresSigmoid:
+		best = float32(1 / (1 + math.Exp(-float64(best))))
+	case ScoresSoftmax:
+		top := float64(best)
+		for _, v := range s {
+			top = math.Max(top, float64(v))
+		}
+		sum := 0.0
+		for _, v := range s {
+			sum += math.Exp(float64(v) - top)
+		}
+		best = float32(math.Exp(float64(best)-top) / sum)
+	}
+	return best, bc
+}
+
+// NewLayout describes an output [B, d1, d2] of a model with h×w inputs
+// read as head, with scores of the kind given (DETR-style heads only).
+func NewLayout(head Head, scores Scores, d1, d2, h, w int) (Layout, error) {
+	f, ok := head.format()
+	if !ok {
+		return Layout{}, fmt.Errorf("head %v unknown", head)
+	}
+	l := Layout{Head: head, D1: d1, D2: d2, InputH: h, InputW: w, Scores: scores, Classes: f.classes(d1, d2)}
+	if head != HeadDETR {
+		l.Scores = ScoresProb
+	}
+	if l.Scores == ScoresSoftmax {
+		l.Classes-- // the last is "no object"
+	}
+	if l.Classes < 0 || (head == HeadYOLOX && d1 != anchorFreeCells(h, w)) {
+		return Layout{}, fmt.Errorf("%w: output [B, %d, %d] does not fit a %s head at %dx%d", ErrBadModel, d1, d2, head, w, h)
+	}
+	return l, nil
+}
+
+// ProbeLayout runs one blank image (the pad grey of p) through e and works
+// out the output layout, using head when given and the number of class
+// names otherwise.
+func ProbeLayout(ctx context.Context, e Engine, h, w, names int, head Head, p Preprocess) (Layout, error) {
+	in := make([]float32, 3*h*w)
+	pad := p.PadValues()
+	for c := 0; c < 3; c++ {
+		for i := c * h * w; i < (c+1)*h*w; i++ {
+			in[i] = pad[c]
+		}
+	}
+	out, shape, err := e.Infer(ctx, in, 1)
+	if err != nil {
+		return Layout{}, err
+	}
+	if len(shape) != 3 || shape[0] != 1 {
+		return Layout{}, fmt.Errorf("%w: output shape %v, want [batch, a, b]", ErrBadModel, shape)
+	}
+	d1, d2 := int(shape[1]), int(shape[2])
+	auto := head == 0
+	if auto {
+		if head, err = DetectHead(d1, d2, names, h, w); err != nil {
+			return Layout{}, err
+		}
+	}
+	if auto && head == HeadYOLOX && yoloxDecoded(out, d2, h, w) {
+		// YOLOX exported with its decoding in the graph writes boxes in
+		// pixels: YOLOv5's layout, one row per cell.
+		head = HeadV5
+	}
+	scores := ScoresProb
+	if head == HeadDETR {
+		scores = detrScores(out, d1, d2, names)
+	}
+	l, err := NewLayout(head, scores, d1, d2, h, w)
+	if err != nil {
+		return Layout{}, err
+	}
+	if names > 0 && l.Classes > 0 && names != l.Classes {
+		return Layout{}, fmt.Errorf("%w: %d class names for a %s head with %d classes", ErrBadModel, names, l, l.Classes)
+	}
+	return l, nil
+}
+
+// yoloxDecoded reports whether a YOLOX output of one row per grid cell
+// holds boxes in pixels (decoded in the graph) rather than grid offsets:
+// most rows' cx then lie within two strides of their cell's centre.
+func yoloxDecoded(out []float32, d2, h, w int) bool {
+	near, a := 0, 0
+	for _, s := range yoloxStrides {
+		gh, gw := (h+s-1)/s, (w+s-1)/s
+		for gy := 0; gy < gh; gy++ {
+			for gx := 0; gx < gw; gx++ {
+				cx, cy := float64(out[a*d2]), float64(out[a*d2+1])
+				if math.Abs(cx-(float64(gx)+0.5)*float64(s)) <= 2*float64(s) && math.Abs(cy-(float64(gy)+0.5)*float64(s)) <= 2*float64(s) {
+					near++
+				}
+				a++
+			}
+		}
+	}
+	return near*2 > a
+}
+
+// detrScores tells what a DETR-style output's class columns hold: values
+// outside [0, 1] are logits, of a softmax when there is one column more
+// than class names (the "no object" class), of sigmoids otherwise.
+func detrScores(out []float32, d1, d2, names int) Scores {
+	if names > 0 && d2-4 == names+1 {
+		return ScoresSoftmax
+	}
+	for q := 0; q < d1; q++ {
+		for _, v := range out[q*d2+4 : (q+1)*d2] {
+			if v < 0 || v > 1 {
+				return ScoresSigmoid
+			}
+		}
+	}
+	return ScoresProb
+}
+
+// BoxCheck watches the first detections of a run for the signs of a
+// misread layout (boxes of under a pixel, of absurd size, or wholly
+// outside the input), so that a run stops with an error instead of
+// writing wrong boxes that look like results.
+type BoxCheck struct {
+	Layout  Layout
+	n, bad  int
+	example Detection
+	done    bool
+}
+
+// boxCheckSample is how many boxes BoxCheck judges a layout on.
+const boxCheckSample = 32
+
+// Add looks at one image's detections in model-input pixels. It returns
+// an error, once, when most of the first boxes are implausible.
+func (c *BoxCheck) Add(dets []Detection) error {
+	if c.done {
+		return nil
+	}
+	W, H := float32(c.Layout.InputW), float32(c.Layout.InputH)
+	for _, d := range dets {
+		c.n++
+		w, h := d.X2-d.X1, d.Y2-d.Y1
+		finite := !math.IsNaN(float64(w+h+d.X1+d.Y1)) && !math.IsInf(float64(w+h+d.X1+d.Y1), 0)
+		if !finite || !(w >= 1) || !(h >= 1) || w > 4*W || h > 4*H || d.X2 <= 0 || d.Y2 <= 0 || d.X1 >= W || d.Y1 >= H {
+			c.bad++
+			c.example = d
+		}
+	}
+	if c.n < boxCheckSample {
+		return nil
+	}
+	c.done = true
+	if c.bad*2 <= c.n {
+		return nil
+	}
+	l, d := c.Layout, c.example
+	return fmt.Errorf("%w: %d of the first %d boxes are implausible for a %dx%d input (for example %.3g,%.3g to %.3g,%.3g): "+
+		"the output [B, %d, %d] was read as a %s head, and that looks wrong: give --head (%s) or check the input convention (--input-*)",
+		ErrBadModel, c.bad, c.n, l.InputW, l.InputH, d.X1, d.Y1, d.X2, d.Y2, l.D1, l.D2, l, headNames())
+}

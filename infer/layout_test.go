@@ -1,0 +1,242 @@
+package infer
+
+import (
+	"context"
+	"errors"
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/dsbatch/dsbatch/internal/onnxtest"
+)
+
+// yoloxGrid returns a YOLOX raw output for an h×w input with every cell's
+// objectness 0.01 except the cells in objects, which carry a box (in
+// model pixels) of class 1 and the given score (objectness 0.9). With
+// decoded set the rows hold pixel boxes, as YOLOX exports with its decoding
+// in the graph write them.
+func yoloxGrid(h, w, nc int, decoded bool, objects map[int]Detection) []float32 {
+	d2 := 5 + nc
+	out := make([]float32, anchorFreeCells(h, w)*d2)
+	a := 0
+	for _, s := range yoloxStrides {
+		gh, gw, fs := (h+s-1)/s, (w+s-1)/s, float32(s)
+		for gy := 0; gy < gh; gy++ {
+			for gx := 0; gx < gw; gx++ {
+				row := out[a*d2 : (a+1)*d2]
+				row[4] = 0.01
+				row[0], row[1] = 0.5, 0.5
+				if decoded {
+					row[0], row[1], row[2], row[3] = (float32(gx)+0.5)*fs, (float32(gy)+0.5)*fs, fs, fs
+				}
+				if d, ok := objects[a]; ok {
+					cx, cy := (d.X1+d.X2)/2, (d.Y1+d.Y2)/2
+					row[0], row[1] = cx/fs-float32(gx), cy/fs-float32(gy)
+					row[2], row[3] = float32(math.Log(float64((d.X2-d.X1)/fs))), float32(math.Log(float64((d.Y2-d.Y1)/fs)))
+					row[4], row[5+1] = 0.9, d.Score/0.9
+				}
+				a++
+			}
+		}
+	}
+	return out
+}
+
+// TestYOLOX: YOLOX-Nano's shape ([1, 3549, 85] at 416; here [1, 189, 85]
+// at 96) is detected as YOLOX from the row count, decoded on its grids
+// with exp sizes and objectness × class, through ONNX Runtime; the same
+// shape with pixel boxes (decoding in the graph) is read as YOLOv5's
+// layout, and --head v5 still forces it.
+func TestYOLOX(t *testing.T) {
+	const size = 96 // grids 12×12, 6×6, 3×3: 189 cells
+	// Cell 13 is (1, 1) of stride 8; cell 144+7 is (1, 1) of stride 16;
+	// cell 180+4 is (1, 1) of stride 32.
+	objects := map[int]Detection{
+		13:      {X1: 4, Y1: 6, X2: 20, Y2: 18, Score: 0.8},
+		144 + 7: {X1: 10, Y1: 12, X2: 40, Y2: 60, Score: 0.6},
+		180 + 4: {X1: 20, Y1: 20, X2: 80, Y2: 90, Score: 0.45},
+	}
+	raw := yoloxGrid(size, size, 80, false, objects)
+	decoded := yoloxGrid(size, size, 80, true, nil)
+	for _, tt := range []struct {
+		name string
+		out  []float32
+		head Head
+		want Head
+	}{
+		{"raw", raw, 0, HeadYOLOX},
+		{"decoded", decoded, 0, HeadV5},
+		{"raw forced v5", raw, HeadV5, HeadV5},
+	} {
+		path := writeModel(t, onnxtest.Detector{Batch: 1, H: size, W: size, D1: len(tt.out) / 85, D2: 85, Raw: tt.out})
+		m, err := ReadModel(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := NewORT(m, size, size, ORTOptions{Lib: ortLib(t), Threads: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := ProbeLayout(context.Background(), e, size, size, 0, tt.head, YOLOX)
+		if err != nil || l.Head != tt.want || l.Classes != 80 {
+			t.Fatalf("%s: %+v, %v; want a %v layout of 80 classes", tt.name, l, err, tt.want)
+		}
+		if tt.want != HeadYOLOX {
+			e.Close()
+			continue
+		}
+		in := make([]float32, 2*3*size*size)
+		out, _, err := e.Infer(context.Background(), in, 2)
+		e.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := l.Decode(out[:len(raw)], PostOptions{Conf: 0.25, IoU: 0.45}, nil)
+		want := []Detection{
+			{Class: 1, Score: 0.8, X1: 4, Y1: 6, X2: 20, Y2: 18},
+			{Class: 1, Score: 0.6, X1: 10, Y1: 12, X2: 40, Y2: 60},
+			{Class: 1, Score: 0.45, X1: 20, Y1: 20, X2: 80, Y2: 90},
+		}
+		if !sameDetections(got, want) {
+			t.Errorf("%s: decoded %+v, want %+v", tt.name, got, want)
+		}
+	}
+}
+
+// TestDETR decodes DETR-style outputs: normalised cx, cy, w, h, then class
+// probabilities, logits of sigmoids, or logits of a softmax with a last
+// "no object" class; overlapping queries of one class are all kept (no
+// NMS), best first, up to max-det.
+func TestDETR(t *testing.T) {
+	const size = 100
+	type query struct {
+		cx, cy, w, h float32
+		class        int
+		p            float32
+	}
+	queries := []query{
+		{0.5, 0.5, 0.2, 0.4, 2, 0.7},
+		{0.51, 0.5, 0.2, 0.4, 2, 0.9}, // overlaps the first: kept all the same
+		{0.1, 0.1, 0.1, 0.1, 0, 0.3},
+		{0.8, 0.8, 0.1, 0.1, 1, 0.1}, // below conf
+	}
+	want := []Detection{
+		{Class: 2, Score: 0.9, X1: 41, Y1: 30, X2: 61, Y2: 70},
+		{Class: 2, Score: 0.7, X1: 40, Y1: 30, X2: 60, Y2: 70},
+		{Class: 0, Score: 0.3, X1: 5, Y1: 5, X2: 15, Y2: 15},
+	}
+	const nc = 3
+	logit := func(p float32) float32 { return float32(math.Log(float64(p / (1 - p)))) }
+	for _, tt := range []struct {
+		scores Scores
+		names  int
+		cols   int
+		value  func(q query, c int) float32
+	}{
+		{ScoresProb, 0, nc, func(q query, c int) float32 { return map[bool]float32{true: q.p, false: 0.01}[c == q.class] }},
+		{ScoresSigmoid, 0, nc, func(q query, c int) float32 {
+			return map[bool]float32{true: logit(q.p), false: -6}[c == q.class]
+		}},
+		// softmax over [class logits..., no object]: the class gets p.
+		{ScoresSoftmax, nc, nc + 1, func(q query, c int) float32 {
+			switch {
+			case c == q.class:
+				return float32(math.Log(float64(q.p)))
+			case c == nc:
+				return float32(math.Log(float64(1 - q.p)))
+			}
+			return -30
+		}},
+	} {
+		d2 := 4 + tt.cols
+		out := make([]float32, len(queries)*d2)
+		for i, q := range queries {
+			row := out[i*d2:]
+			row[0], row[1], row[2], row[3] = q.cx, q.cy, q.w, q.h
+			for c := 0; c < tt.cols; c++ {
+				row[4+c] = tt.value(q, c)
+			}
+		}
+		e := &constEngine{out: out, shape: []int64{1, int64(len(queries)), int64(d2)}}
+		l, err := ProbeLayout(context.Background(), e, size, size, tt.names, HeadDETR, Ultralytics)
+		if err != nil || l.Scores != tt.scores || l.Classes != nc {
+			t.Fatalf("%v: layout %+v, %v; want scores %v and %d classes", tt.scores, l, err, tt.scores, nc)
+		}
+		got := l.Decode(out, PostOptions{Conf: 0.25, IoU: 0.1}, nil)
+		if !sameDetections(got, want) {
+			t.Errorf("%v: %+v, want %+v", tt.scores, got, want)
+		}
+		if got := l.Decode(out, PostOptions{Conf: 0.25, MaxDet: 1}, nil); len(got) != 1 || got[0].Score < 0.89 {
+			t.Errorf("%v: max det 1: %+v", tt.scores, got)
+		}
+	}
+}
+
+// constEngine returns the same output for every image.
+type constEngine struct {
+	out   []float32
+	shape []int64
+}
+
+func (e *constEngine) Infer(ctx context.Context, input []float32, n int) ([]float32, []int64, error) {
+	var out []float32
+	for i := 0; i < n; i++ {
+		out = append(out, e.out...)
+	}
+	shape := append([]int64{int64(n)}, e.shape[1:]...)
+	return out, shape, nil
+}
+func (e *constEngine) Name() string { return "const" }
+func (e *constEngine) Close() error { return nil }
+
+// TestBoxCheckCatchesMisreadLayouts: layouts read wrongly give boxes that
+// a BoxCheck refuses (a DETR output read as YOLOv5's: sub-pixel boxes; a
+// YOLOX raw output forced to v5: boxes at the origin), while the right
+// reading of the same outputs passes.
+func TestBoxCheckCatchesMisreadLayouts(t *testing.T) {
+	const size = 96
+	objects := map[int]Detection{}
+	for a := 0; a < 40; a++ {
+		gx, gy := a%12, a/12
+		objects[a] = Detection{X1: float32(gx * 8), Y1: float32(gy * 8), X2: float32(gx*8 + 16), Y2: float32(gy*8 + 12), Score: 0.8}
+	}
+	raw := yoloxGrid(size, size, 80, false, objects)
+	detr := make([]float32, 300*84)
+	for q := 0; q < 300; q++ {
+		row := detr[q*84:]
+		row[0], row[1], row[2], row[3] = float32(q%10)/10+0.05, float32(q/30)/10+0.05, 0.1, 0.1
+		row[4], row[4+q%80] = 0.9, 0.9
+	}
+	for _, tt := range []struct {
+		name string
+		head Head
+		out  []float32
+		d1   int
+		bad  bool
+	}{
+		{"yolox as yolox", HeadYOLOX, raw, 189, false},
+		{"yolox as v5", HeadV5, raw, 189, true},
+		{"detr as detr", HeadDETR, detr, 300, false},
+		{"detr as v5", HeadV5, detr, 300, true},
+	} {
+		d2 := len(tt.out) / tt.d1
+		l, err := NewLayout(tt.head, ScoresProb, tt.d1, d2, size, size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := BoxCheck{Layout: l}
+		dets := l.Decode(tt.out, PostOptions{Conf: 0.25, IoU: 1, MaxDet: 300}, nil)
+		var cerr error
+		for i := 0; i < 4 && cerr == nil; i++ {
+			cerr = c.Add(dets)
+		}
+		if tt.bad != (cerr != nil) || (cerr != nil && (!errors.Is(cerr, ErrBadModel) || !strings.Contains(cerr.Error(), "--head"))) {
+			t.Errorf("%s: %d boxes, check says %v", tt.name, len(dets), cerr)
+		}
+	}
+	var few BoxCheck
+	few.Layout = Layout{InputW: size, InputH: size}
+	if err := few.Add([]Detection{{X1: 0, Y1: 0, X2: 0.1, Y2: 0.1}}); err != nil {
+		t.Errorf("one box judged: %v", err)
+	}
+}
