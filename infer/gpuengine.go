@@ -141,7 +141,8 @@ func newGPU(m *Model, h, w int, o GPUOptions) (_ *GPUEngine, err error) {
 	if o.Workspace <= 0 {
 		o.Workspace = 256 << 20
 	}
-	if b := m.InputShape[0]; b > 0 && int(b) != o.Batch {
+	if b := m.InputShape[0]; b > 1 && int(b) != o.Batch {
+		// Batch 1 exports are re-batched by the compiler (graph.rebatcher).
 		return nil, fmt.Errorf("model %s: batch fixed at %d, the GPU engine wants a dynamic batch (or --batch %d)", m.Path, b, b)
 	}
 	raw, err := os.ReadFile(m.Path)

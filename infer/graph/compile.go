@@ -11,20 +11,72 @@ import (
 // compile time into a constant, and removes nodes nothing uses. What is
 // left runs on the device. An operator the engine does not know is an
 // error naming the node. Call it once, on a freshly loaded graph.
+//
+// A graph exported at batch 1 runs at a larger batch where that is
+// provably safe (see rebatcher); Rebatched then says so.
 func (g *Graph) Specialize(batch, h, w int) error {
 	in := g.Input
 	if len(in.Shape) != 4 {
 		return fmt.Errorf("input %s has rank %d, want [N,C,H,W]", in.Name, len(in.Shape))
 	}
-	want := []int{batch, in.Shape[1], h, w}
-	shape := make([]int, 4)
 	var rb *rebatcher
 	if in.Shape[0] == 1 && batch > 1 {
-		// Exported at batch 1: run at batch where that is provably safe.
-		rb = newRebatcher(in, batch)
+		ref := g.clone()
+		if err := ref.specialize(1, h, w, nil); err != nil {
+			return err
+		}
+		rb = newRebatcher(in, batch, ref.values)
 		in.Shape[0] = batch
 		g.Rebatched = true
 	}
+	return g.specialize(batch, h, w, rb)
+}
+
+// clone copies the graph's nodes and values (tensors and attributes are
+// shared: specialising replaces them and never writes into them).
+func (g *Graph) clone() *Graph {
+	c := &Graph{values: make(map[string]*Value, len(g.values))}
+	vals := map[*Value]*Value{}
+	cp := func(v *Value) *Value {
+		if v == nil {
+			return nil
+		}
+		if w, ok := vals[v]; ok {
+			return w
+		}
+		w := *v
+		w.Shape = append([]int(nil), v.Shape...)
+		vals[v] = &w
+		c.values[w.Name] = &w
+		return &w
+	}
+	for _, n := range g.Nodes {
+		m := *n
+		m.In, m.Out = make([]*Value, len(n.In)), make([]*Value, len(n.Out))
+		for i, v := range n.In {
+			m.In[i] = cp(v)
+		}
+		for i, v := range n.Out {
+			m.Out[i] = cp(v)
+			m.Out[i].Producer = &m
+		}
+		m.Residual = cp(n.Residual)
+		c.Nodes = append(c.Nodes, &m)
+	}
+	c.Input = cp(g.Input)
+	for _, o := range g.Outputs {
+		c.Outputs = append(c.Outputs, cp(o))
+	}
+	for _, v := range g.values {
+		cp(v)
+	}
+	return c
+}
+
+func (g *Graph) specialize(batch, h, w int, rb *rebatcher) error {
+	in := g.Input
+	want := []int{batch, in.Shape[1], h, w}
+	shape := make([]int, 4)
 	for i, d := range in.Shape {
 		if d > 0 && want[i] > 0 && d != want[i] {
 			return fmt.Errorf("input %s is fixed at %v: cannot run it at %v", in.Name, in.Shape, want)

@@ -10,11 +10,16 @@ import (
 	"github.com/dsbatch/dsbatch/internal/onnxtest"
 )
 
-// FuzzCompile feeds arbitrary bytes to the ONNX reader and the compiler:
-// they may refuse a model, never crash or hang. Crashers found are kept
+// FuzzCompile feeds arbitrary bytes to the ONNX reader and the compiler,
+// through to lowering, as the GPU engine runs them (a batch-1 export
+// re-batched included): they may refuse a model, never crash or hang. Crashers found are kept
 // in testdata/fuzz/FuzzCompile.
 func FuzzCompile(f *testing.F) {
 	mini, err := onnxtest.MiniYOLOv8(1)
+	if err != nil {
+		f.Fatal(err)
+	}
+	static, err := onnxtest.MiniYOLOv8Static(1)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -26,7 +31,7 @@ func FuzzCompile(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	for _, seed := range [][]byte{mini, tiny, det, mini[:len(mini)/2], {}} {
+	for _, seed := range [][]byte{mini, static, tiny, det, mini[:len(mini)/2], {}} {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -42,6 +47,6 @@ func FuzzCompile(f *testing.F) {
 			return
 		}
 		g.Fuse()
-		g.PlanMemory(2, 256)
+		g.Lower(graph.LowerOptions{PadInputChannels: 8, InPlaceConcat: []string{"Conv", "MaxPool", "Resize", "Slice", "Split"}})
 	})
 }

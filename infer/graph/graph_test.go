@@ -102,61 +102,6 @@ func TestCompiledGraphMatchesONNXRuntime(t *testing.T) {
 	}
 }
 
-func TestMemoryPlan(t *testing.T) {
-	g, err := graph.Read(miniYOLO(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := g.Specialize(2, 32, 32); err != nil {
-		t.Fatal(err)
-	}
-	g.Fuse()
-	p := g.PlanMemory(2, 256)
-	if p.Peak <= 0 || p.Peak >= p.Unshared {
-		t.Fatalf("peak %d, unshared %d: want reuse", p.Peak, p.Unshared)
-	}
-	// No two tensors alive at once overlap: check by running the schedule.
-	type span struct{ off, end int64 }
-	spans := map[*graph.Value]span{}
-	for v, off := range p.Offset {
-		spans[v] = span{off, off + (int64(graph.Len(v.Shape))*2+255)/256*256}
-	}
-	last := map[*graph.Value]int{}
-	for i, n := range g.Nodes {
-		for _, v := range append(n.In, n.Residual) {
-			if v != nil {
-				last[v] = i
-			}
-		}
-	}
-	for _, o := range g.Outputs {
-		last[o] = len(g.Nodes)
-	}
-	for i, n := range g.Nodes {
-		if graph.IsView(n) {
-			continue
-		}
-		out := spans[n.Out[0]]
-		if out.end > p.Peak {
-			t.Fatalf("%s ends at %d past the peak %d", n.Out[0].Name, out.end, p.Peak)
-		}
-		for v, s := range spans {
-			if v == n.Out[0] || v.Producer == nil || last[v] < i || g.Nodes[0] == nil {
-				continue
-			}
-			prodBefore := false
-			for _, m := range g.Nodes[:i] {
-				if m == v.Producer {
-					prodBefore = true
-				}
-			}
-			if prodBefore && s.off < out.end && out.off < s.end && s.off != out.off {
-				t.Errorf("%s [%d,%d) overwrites live %s [%d,%d)", n.Out[0].Name, out.off, out.end, v.Name, s.off, s.end)
-			}
-		}
-	}
-}
-
 func TestUnsupported(t *testing.T) {
 	path := miniYOLO(t)
 	b, _ := os.ReadFile(path)

@@ -1,6 +1,9 @@
 package graph
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+)
 
 // A rebatcher runs a model exported at batch 1 (`yolo export`'s default,
 // and most ONNX files in the wild) at a batch of n. Exporters bake the
@@ -11,13 +14,19 @@ import "fmt"
 // that no node mixes images: then each image of the batch is computed as
 // the batch-1 graph computes it. A node it cannot prove that of is an
 // error naming it.
+//
+// The proof has two halves. The graph is first specialised at batch 1,
+// and every run-time tensor at batch n must have that shape with its
+// leading 1 become n: the first axis was the batch's all along. And each
+// node must be one that treats index i of that axis on its own (check).
 type rebatcher struct {
 	n       int
-	batched map[*Value]bool // run-time values whose first axis is the batch
+	batched map[*Value]bool   // run-time values whose first axis is the batch
+	ref     map[string]*Value // the values at batch 1, by name
 }
 
-func newRebatcher(input *Value, n int) *rebatcher {
-	return &rebatcher{n: n, batched: map[*Value]bool{input: true}}
+func newRebatcher(input *Value, n int, ref map[string]*Value) *rebatcher {
+	return &rebatcher{n: n, batched: map[*Value]bool{input: true}, ref: ref}
 }
 
 // prepare rewrites the constant inputs of n that baked batch 1 into the
@@ -165,9 +174,17 @@ func (r *rebatcher) check(n *Node, args []*Tensor, outs []*Tensor) error {
 	default:
 		return refuse("no proof that it keeps images apart")
 	}
-	for _, o := range outs {
+	for i, o := range outs {
 		if len(o.Shape) == 0 || o.Shape[0] != r.n {
 			return refuse(fmt.Sprintf("output of shape %v has not the batch in front", o.Shape))
+		}
+		one := r.ref[n.Out[i].Name]
+		if one == nil || len(one.Shape) != len(o.Shape) || one.Shape[0] != 1 || !slices.Equal(one.Shape[1:], o.Shape[1:]) {
+			var was []int
+			if one != nil {
+				was = one.Shape
+			}
+			return refuse(fmt.Sprintf("output of shape %v at batch 1 is %v at batch %d", was, o.Shape, r.n))
 		}
 	}
 	for _, v := range n.Out {

@@ -56,6 +56,9 @@ func IntsAttr(name string, v ...int64) *onnx.AttributeProto {
 	return &onnx.AttributeProto{Name: proto.String(name), Type: onnx.AttributeProto_INTS.Enum(), Ints: v}
 }
 
+// IntAttr is an attribute holding one integer.
+func IntAttr(name string, v int64) *onnx.AttributeProto { return intAttr(name, v) }
+
 func intAttr(name string, v int64) *onnx.AttributeProto {
 	return &onnx.AttributeProto{Name: proto.String(name), Type: onnx.AttributeProto_INT.Enum(), I: proto.Int64(v)}
 }

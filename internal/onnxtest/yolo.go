@@ -104,8 +104,20 @@ func floatAttr(name string, v float32) *onnx.AttributeProto {
 // run time from Shape, Gather, Cast, Range, Unsqueeze, Expand, Concat and
 // ConstantOfShape. It has every operator the GPU engine compiles, in the
 // forms exporters write them.
-func MiniYOLOv8(seed int64) ([]byte, error) {
+func MiniYOLOv8(seed int64) ([]byte, error) { return miniYOLOv8(seed, false) }
+
+// MiniYOLOv8Static is MiniYOLOv8 exported as `yolo export` does by default:
+// batch fixed at 1 and baked into the constant shapes of every Reshape
+// ([1, 16, -1], [1, 19, -1], [1, 4, 4, 64], [1, 4, 64]) where the dynamic
+// export computes them or writes 0 or -1.
+func MiniYOLOv8Static(seed int64) ([]byte, error) { return miniYOLOv8(seed, true) }
+
+func miniYOLOv8(seed int64, static bool) ([]byte, error) {
 	b := &builder{r: rand.New(rand.NewSource(seed))}
+	lead := int64(0) // the leading dimension of constant shapes: copy, or the baked batch
+	if static {
+		lead = 1
+	}
 	x := "images"
 	c1 := b.conv(x, 3, 8, 3, 2, true)   // 16×16
 	c2 := b.conv(c1, 8, 16, 3, 2, true) // 8×8
@@ -130,7 +142,7 @@ func MiniYOLOv8(seed int64) ([]byte, error) {
 	c4 := b.conv(b.op("Concat", []string{c3, p1, p2}, intAttr("axis", 1)), 48, 16, 1, 1, true)
 
 	// Attention over the 64 positions (YOLO11's C2PSA, reduced).
-	q := b.op("Reshape", []string{c4, b.ints(0, 16, -1)})
+	q := b.op("Reshape", []string{c4, b.ints(lead, 16, -1)})
 	qt := b.op("Transpose", []string{q}, IntsAttr("perm", 0, 2, 1))
 	att := b.op("Softmax", []string{b.op("Mul", []string{b.op("MatMul", []string{qt, q}), b.floatInit(nil, 0.25)})}, intAttr("axis", -1))
 	v := b.op("MatMul", []string{q, b.op("Transpose", []string{att}, IntsAttr("perm", 0, 2, 1))})
@@ -151,10 +163,16 @@ func MiniYOLOv8(seed int64) ([]byte, error) {
 	hc := b.op("Concat", []string{box, cls}, intAttr("axis", 1))
 	batch := b.op("Gather", []string{b.op("Shape", []string{hc}), b.constant(true, 0)}, intAttr("axis", 0))
 	flat := b.op("Concat", []string{b.op("Unsqueeze", []string{batch, b.ints(0)}), b.constant(false, 19), b.constant(false, -1)}, intAttr("axis", 0))
+	if static {
+		flat = b.ints(1, 19, -1)
+	}
+	if !static {
+		lead = -1 // inferred, where dynamic
+	}
 	parts := b.opN("Split", []string{b.op("Reshape", []string{hc, flat}), b.ints(16, 3)}, 2, intAttr("axis", 1))
-	dfl := b.op("Softmax", []string{b.op("Transpose", []string{b.op("Reshape", []string{parts[0], b.ints(-1, 4, 4, 64)})}, IntsAttr("perm", 0, 2, 1, 3))}, intAttr("axis", 1))
+	dfl := b.op("Softmax", []string{b.op("Transpose", []string{b.op("Reshape", []string{parts[0], b.ints(lead, 4, 4, 64)})}, IntsAttr("perm", 0, 2, 1, 3))}, intAttr("axis", 1))
 	bins := b.floatInit([]int64{1, 4, 1, 1}, 0, 1, 2, 3)
-	d1 := b.op("Reshape", []string{b.op("Conv", []string{dfl, b.floatInit([]int64{1, 4, 1, 1}, 0, 1, 2, 3)}, IntsAttr("kernel_shape", 1, 1)), b.ints(-1, 4, 64)})
+	d1 := b.op("Reshape", []string{b.op("Conv", []string{dfl, b.floatInit([]int64{1, 4, 1, 1}, 0, 1, 2, 3)}, IntsAttr("kernel_shape", 1, 1)), b.ints(lead, 4, 64)})
 	d2 := b.op("ReduceSum", []string{b.op("Mul", []string{dfl, bins}), b.ints(1)}, intAttr("keepdims", 0))
 	dist := b.op("Mul", []string{b.op("Add", []string{d1, d2}), b.floatInit(nil, 0.5)})
 
@@ -187,8 +205,8 @@ func MiniYOLOv8(seed int64) ([]byte, error) {
 		Name:        proto.String("mini-yolov8"),
 		Node:        b.nodes,
 		Initializer: b.inits,
-		Input:       []*onnx.ValueInfoProto{{Name: proto.String("images"), Type: floatType(dim(0, "batch"), dim(3, ""), dim(32, ""), dim(32, ""))}},
-		Output:      []*onnx.ValueInfoProto{{Name: proto.String("output0"), Type: floatType(dim(0, "batch"), dim(7, ""), dim(64, ""))}},
+		Input:       []*onnx.ValueInfoProto{{Name: proto.String("images"), Type: floatType(dim(lead, "batch"), dim(3, ""), dim(32, ""), dim(32, ""))}},
+		Output:      []*onnx.ValueInfoProto{{Name: proto.String("output0"), Type: floatType(dim(lead, "batch"), dim(7, ""), dim(64, ""))}},
 	}
 	mp := model(g)
 	mp.MetadataProps = []*onnx.StringStringEntryProto{{Key: proto.String("names"), Value: proto.String(NamesDict([]string{"person", "car", "bike"}))}}
