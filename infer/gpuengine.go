@@ -467,6 +467,9 @@ func stepLabel(s graph.Step, k int) string {
 		}
 		return "copy " + s.Out.Layout.String()
 	}
+	if s.Kind == graph.KMaxPool && s.Pool.Avg {
+		return "avgpool"
+	}
 	return []string{"copy", "conv", "binary", "unary", "softmax", "reduce", "maxpool", "resize", "matmul"}[s.Kind]
 }
 
@@ -655,12 +658,8 @@ func (e *GPUEngine) lowerStep(p *gpuPlan, s graph.Step) error {
 			k := e.k["softmax_f"]
 			p.ops = append(p.ops, func(st gpu.Stream) error { return k.Launch(grid, block, st, outer, dim, inner, x, out) })
 		} else {
-			k := e.k["reduce_f"]
-			mean := int32(0)
-			if s.Mean {
-				mean = 1
-			}
-			p.ops = append(p.ops, func(st gpu.Stream) error { return k.Launch(grid, block, st, outer, dim, inner, x, out, mean) })
+			k, code := e.k["reduce_f"], int32(s.Code)
+			p.ops = append(p.ops, func(st gpu.Stream) error { return k.Launch(grid, block, st, outer, dim, inner, x, out, code) })
 		}
 	case graph.KMaxPool, graph.KResize:
 		in := s.In[0]
@@ -672,7 +671,14 @@ func (e *GPUEngine) lowerStep(p *gpuPlan, s graph.Step) error {
 		name, threads := "resize_h", n
 		if s.Kind == graph.KMaxPool {
 			q := s.Pool
-			g = append(g, int32(q.KH), int32(q.KW), int32(q.SH), int32(q.SW), int32(q.DH), int32(q.DW), int32(q.PT), int32(q.PL))
+			mode := int32(0) // maximum; 1: average of the taps inside; 2: of every tap
+			switch {
+			case q.Avg && q.CountPad:
+				mode = 2
+			case q.Avg:
+				mode = 1
+			}
+			g = append(g, int32(q.KH), int32(q.KW), int32(q.SH), int32(q.SW), int32(q.DH), int32(q.DW), int32(q.PT), int32(q.PL), mode)
 			name = "maxpool_h"
 		}
 		if vec8(in) && vec8(s.Out) {

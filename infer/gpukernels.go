@@ -27,6 +27,21 @@ __device__ __forceinline__ float activate(float v, int act, float alpha) {
 	case 2: return v / (1.0f + __expf(-v));             // SiLU
 	case 3: return v < 0.0f ? v * alpha : v;            // LeakyReLU
 	case 4: return 1.0f / (1.0f + __expf(-v));          // Sigmoid
+	// graph.UnaryExp and the others, in fp32 with the full-precision
+	// functions (not the fast intrinsics): boxes are decoded with them.
+	case 16: return expf(v);
+	case 17: return logf(v);
+	case 18: return sqrtf(v);
+	case 19: return tanhf(v);
+	case 20: return erff(v);
+	case 21: return cosf(v);
+	case 22: return sinf(v);
+	case 23: return -v;
+	case 24: return fabsf(v);
+	case 25: return 1.0f / v;
+	case 26: return log1pf(expf(v));
+	case 27: return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+	case 28: return v * fminf(fmaxf(v / 6.0f + 0.5f, 0.0f), 1.0f);
 	}
 	return v;
 }
@@ -240,33 +255,43 @@ extern "C" __global__ void softmax_f(unsigned outer, unsigned dim, unsigned inne
 	for (unsigned d = 0; d < dim; d++) y[base + (long long)d * inner] = __expf(x[base + (long long)d * inner] - m) * r;
 }
 
-extern "C" __global__ void reduce_f(unsigned outer, unsigned dim, unsigned inner, const float* x, float* y, int mean) {
+// mode: graph.ReduceSum 0, ReduceMean 1, ReduceMax 2, ReduceMin 3.
+extern "C" __global__ void reduce_f(unsigned outer, unsigned dim, unsigned inner, const float* x, float* y, int mode) {
 	unsigned t = blockIdx.x * blockDim.x + threadIdx.x;
 	if (t >= outer * inner) return;
 	unsigned o = t / inner, k = t - o * inner;
 	long long base = (long long)o * dim * inner + k;
-	float s = 0.0f;
-	for (unsigned d = 0; d < dim; d++) s += x[base + (long long)d * inner];
-	y[t] = mean ? s / dim : s;
+	float s = mode == 2 ? __int_as_float(0xff800000) : mode == 3 ? __int_as_float(0x7f800000) : 0.0f;
+	for (unsigned d = 0; d < dim; d++) {
+		float v = x[base + (long long)d * inner];
+		s = mode == 2 ? fmaxf(s, v) : mode == 3 ? fminf(s, v) : s + v;
+	}
+	y[t] = mode == 1 ? s / dim : s;
 }
 
-// NHWC fp16 max pooling; g: N C H W OH OW inN inH inW outN outH outW kh kw sh sw dh dw pt pl.
+// NHWC fp16 pooling; g: N C H W OH OW inN inH inW outN outH outW kh kw sh sw dh dw pt pl mode
+// (0 maximum, 1 average of the taps inside the input, 2 average over every tap).
 extern "C" __global__ void maxpool_h(const int* g, const half_t* x, half_t* y) {
 	unsigned n = (unsigned)(g[0] * g[1] * g[4] * g[5]);
 	for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
 		unsigned c = i % g[1], r = i / g[1];
 		unsigned ox = r % g[5]; r /= g[5];
 		unsigned oy = r % g[4], b = r / g[4];
-		float m = __int_as_float(0xff800000);
+		float m = __int_as_float(0xff800000), sum = 0.0f;
+		int taps = 0;
 		for (int ky = 0; ky < g[12]; ky++) {
 			int iy = (int)oy * g[14] - g[18] + ky * g[16];
 			if (iy < 0 || iy >= g[2]) continue;
 			for (int kx = 0; kx < g[13]; kx++) {
 				int ix = (int)ox * g[15] - g[19] + kx * g[17];
 				if (ix < 0 || ix >= g[3]) continue;
-				m = fmaxf(m, h2f(x[(long long)b * g[6] + (long long)iy * g[7] + (long long)ix * g[8] + c]));
+				float v = h2f(x[(long long)b * g[6] + (long long)iy * g[7] + (long long)ix * g[8] + c]);
+				m = fmaxf(m, v);
+				sum += v;
+				taps++;
 			}
 		}
+		if (g[20]) m = sum / (float)(g[20] == 2 ? g[12] * g[13] : max(taps, 1));
 		y[(long long)b * g[9] + (long long)oy * g[10] + (long long)ox * g[11] + c] = f2h(m);
 	}
 }
@@ -276,15 +301,16 @@ extern "C" __global__ void maxpool_h(const int* g, const half_t* x, half_t* y) {
 extern "C" __global__ void maxpool_h8(const int* g, const uint4* x, uint4* y) {
 	const int C8 = g[1] >> 3, H = g[2], W = g[3], OH = g[4], OW = g[5];
 	const long long xn = g[6] >> 3, xh = g[7] >> 3, xw = g[8] >> 3, yn = g[9] >> 3, yh = g[10] >> 3, yw = g[11] >> 3;
-	const int kh = g[12], kw = g[13], sh = g[14], sw = g[15], dh = g[16], dw = g[17], pt = g[18], pl = g[19];
+	const int kh = g[12], kw = g[13], sh = g[14], sw = g[15], dh = g[16], dw = g[17], pt = g[18], pl = g[19], mode = g[20];
 	const unsigned n = (unsigned)(g[0] * C8 * OH * OW);
 	for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
 		unsigned c = i % C8, r = i / C8;
 		unsigned ox = r % OW; r /= OW;
 		unsigned oy = r % OH, b = r / OH;
-		float m[8];
+		float m[8], sum[8];
+		int taps = 0;
 #pragma unroll
-		for (int j = 0; j < 8; j++) m[j] = __int_as_float(0xff800000);
+		for (int j = 0; j < 8; j++) { m[j] = __int_as_float(0xff800000); sum[j] = 0.0f; }
 		for (int ky = 0; ky < kh; ky++) {
 			int iy = (int)oy * sh - pt + ky * dh;
 			if (iy < 0 || iy >= H) continue;
@@ -293,12 +319,21 @@ extern "C" __global__ void maxpool_h8(const int* g, const uint4* x, uint4* y) {
 				if (ix < 0 || ix >= W) continue;
 				uint4 v = x[b * xn + iy * xh + ix * xw + c];
 				const unsigned* pv = (const unsigned*)&v;
+				taps++;
 #pragma unroll
 				for (int j = 0; j < 4; j++) {
-					m[2 * j] = fmaxf(m[2 * j], h2f((half_t)(pv[j] & 0xffff)));
-					m[2 * j + 1] = fmaxf(m[2 * j + 1], h2f((half_t)(pv[j] >> 16)));
+					float lo = h2f((half_t)(pv[j] & 0xffff)), hi = h2f((half_t)(pv[j] >> 16));
+					m[2 * j] = fmaxf(m[2 * j], lo);
+					m[2 * j + 1] = fmaxf(m[2 * j + 1], hi);
+					sum[2 * j] += lo;
+					sum[2 * j + 1] += hi;
 				}
 			}
+		}
+		if (mode) {
+			float d = (float)(mode == 2 ? kh * kw : max(taps, 1));
+#pragma unroll
+			for (int j = 0; j < 8; j++) m[j] = sum[j] / d;
 		}
 		uint4 o;
 		unsigned* po = (unsigned*)&o;

@@ -98,7 +98,7 @@ func (g *Graph) specialize(batch, h, w int, rb *rebatcher) error {
 			n.Out[0].Const, n.Out[0].Shape, n.Out[0].DType = t, t.Shape, t.DType
 			continue
 		}
-		fn, ok := ops[n.Op]
+		fn, ok := opFor(n.Op)
 		if !ok {
 			return fmt.Errorf("node %q: operator %s %w", n.Name, n.Op, ErrUnsupported)
 		}

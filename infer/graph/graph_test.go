@@ -112,7 +112,7 @@ func TestUnsupported(t *testing.T) {
 	}
 	for _, n := range mp.GetGraph().GetNode() {
 		if n.GetOpType() == "LeakyRelu" {
-			n.OpType = proto.String("HardSwish")
+			n.OpType = proto.String("GridSample")
 		}
 	}
 	b, _ = proto.Marshal(&mp)
@@ -123,12 +123,41 @@ func TestUnsupported(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = g.Specialize(1, 32, 32)
-	if !errors.Is(err, graph.ErrUnsupported) || !strings.Contains(err.Error(), "HardSwish") || !strings.Contains(err.Error(), "/LeakyRelu_") || !strings.Contains(err.Error(), "--engine onnxruntime") {
+	if !errors.Is(err, graph.ErrUnsupported) || !strings.Contains(err.Error(), "GridSample") || !strings.Contains(err.Error(), "/LeakyRelu_") || !strings.Contains(err.Error(), "--engine onnxruntime") {
 		t.Errorf("error %v: want the node, the operator and the way out", err)
 	}
 
 	g, _ = graph.Read(path)
 	if err := g.Specialize(1, 64, 64); err == nil || !strings.Contains(err.Error(), "fixed at [0 3 32 32]") {
 		t.Errorf("wrong input size: %v", err)
+	}
+}
+
+// TestOperatorsMatchONNXRuntime runs each operator conformance graph
+// through the reference executor and ONNX Runtime.
+func TestOperatorsMatchONNXRuntime(t *testing.T) {
+	for _, c := range onnxtest.OpCases() {
+		t.Run(c.Name, func(t *testing.T) {
+			path := onnxtest.WriteModel(t, "op.onnx", c.Model)
+			in := randomInput(2, c.H, c.W, 4)
+			for i := range in.F {
+				in.F[i] = 4*in.F[i] - 2
+			}
+			want, _ := ortOutput(t, path, in)
+			g, err := graph.Read(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := g.Specialize(2, c.H, c.W); err != nil {
+				t.Fatal(err)
+			}
+			got, err := g.Run(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e := relL2(got[0].F, want); e > 1e-5 {
+				t.Errorf("relative L2 error %.3g against ONNX Runtime", e)
+			}
+		})
 	}
 }

@@ -106,8 +106,8 @@ const (
 	KBinary              // Out = In[0] op In[1], broadcast through strides
 	KUnary               // Out = op(In[0]), same shape
 	KSoftmax             // over Axis of a row-major fp32 tensor
-	KReduce              // sum (or mean): In [outer, dim, inner] → Out [outer, inner]
-	KMaxPool             // NHWC fp16
+	KReduce              // Code (ReduceSum, ReduceMean, ReduceMax, ReduceMin): In [outer, dim, inner] → Out [outer, inner]
+	KMaxPool             // NHWC fp16, maximum or (Pool.Avg) average
 	KResize              // NHWC fp16, Table gives source rows and columns
 	KMatMul              // row-major fp32, broadcast batch
 )
@@ -121,7 +121,8 @@ const (
 	OpPow
 )
 
-// Unary codes share Act's values: ActReLU, ActSiLU, ActLeakyReLU, ActSigmoid.
+// Unary codes share Act's values (ActReLU, ActSiLU, ActLeakyReLU,
+// ActSigmoid), then UnaryExp and the others of unary.go.
 
 // ConvStep is a convolution's geometry and constants.
 type ConvStep struct {
@@ -145,6 +146,9 @@ type ConvStep struct {
 // PoolStep is a max pooling's geometry.
 type PoolStep struct {
 	KH, KW, SH, SW, DH, DW, PT, PL int
+	// Avg averages instead of taking the maximum, over the taps inside
+	// the input, or over every tap with CountPad.
+	Avg, CountPad bool
 }
 
 // Step is one operation of a Program.
@@ -156,9 +160,8 @@ type Step struct {
 	Code  int
 	Alpha float32
 	// Softmax and Reduce work over the middle of In seen as [Outer, Dim,
-	// Inner]; Mean divides a sum.
+	// Inner].
 	Outer, Dim, Inner int
-	Mean              bool
 	Conv              *ConvStep
 	Pool              *PoolStep
 	Table             int // KResize: SpaceConst fp32 [OH×3 + OW×3] (i0, i1, weight)
@@ -528,9 +531,9 @@ func (l *lowering) node(n *Node) error {
 			Outer: Len(x.Shape[:ax]), Dim: x.Shape[ax], Inner: Len(x.Shape[ax+1:])})
 		l.set(out, y)
 		return nil
-	case "ReduceSum", "ReduceMean":
+	case "ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin":
 		return l.reduce(n)
-	case "MaxPool":
+	case "MaxPool", "AveragePool":
 		return l.maxPool(n)
 	case "Resize":
 		return l.resize(n)
@@ -545,6 +548,18 @@ func (l *lowering) node(n *Node) error {
 		}
 		y := l.alloc(out.Shape, F32, RowMajor)
 		l.emit(Step{Kind: KMatMul, Node: n.Name, In: []View{a, b}, Out: y})
+		l.set(out, y)
+		return nil
+	}
+	if u, ok := unaryMath[n.Op]; ok {
+		// In fp32 rows: exponentials and logarithms leave fp16's range
+		// and precision.
+		x, err := l.get(n.In[0], RowMajor, F32)
+		if err != nil {
+			return err
+		}
+		y := l.alloc(out.Shape, F32, RowMajor)
+		l.emit(Step{Kind: KUnary, Node: n.Name, In: []View{x}, Out: y, Code: u.code})
 		l.set(out, y)
 		return nil
 	}
@@ -816,7 +831,8 @@ func (l *lowering) reduce(n *Node) error {
 		return fmt.Errorf("reduction over axes %v that are not adjacent: %w", axes, ErrUnsupported)
 	}
 	y := l.alloc(n.Out[0].Shape, F32, RowMajor)
-	l.emit(Step{Kind: KReduce, Node: n.Name, In: []View{x}, Out: y, Mean: n.Op == "ReduceMean",
+	code := map[string]int{"ReduceSum": ReduceSum, "ReduceMean": ReduceMean, "ReduceMax": ReduceMax, "ReduceMin": ReduceMin}[n.Op]
+	l.emit(Step{Kind: KReduce, Node: n.Name, In: []View{x}, Out: y, Code: code,
 		Outer: Len(x.Shape[:lo]), Dim: Len(x.Shape[lo : hi+1]), Inner: Len(x.Shape[hi+1:])})
 	l.set(n.Out[0], y)
 	return nil
@@ -825,7 +841,7 @@ func (l *lowering) reduce(n *Node) error {
 func (l *lowering) maxPool(n *Node) error {
 	k := n.attrInts("kernel_shape", nil)
 	if len(k) != 2 || len(n.In[0].Shape) != 4 {
-		return fmt.Errorf("only 2-D max pooling: %w", ErrUnsupported)
+		return fmt.Errorf("only 2-D pooling: %w", ErrUnsupported)
 	}
 	geo, err := geometry(n, k[0], k[1])
 	if err != nil {
@@ -837,7 +853,8 @@ func (l *lowering) maxPool(n *Node) error {
 	}
 	y := l.output(n.Out[0], n.Out[0].Shape)
 	l.emit(Step{Kind: KMaxPool, Node: n.Name, In: []View{x}, Out: y,
-		Pool: &PoolStep{KH: geo.kh, KW: geo.kw, SH: geo.sh, SW: geo.sw, DH: geo.dh, DW: geo.dw, PT: geo.pt, PL: geo.pl}})
+		Pool: &PoolStep{KH: geo.kh, KW: geo.kw, SH: geo.sh, SW: geo.sw, DH: geo.dh, DW: geo.dw, PT: geo.pt, PL: geo.pl,
+			Avg: n.Op == "AveragePool", CountPad: n.attrInt("count_include_pad", 0) != 0}})
 	l.set(n.Out[0], y)
 	return nil
 }

@@ -122,6 +122,9 @@ func each(shape []int, fn func(idx []int)) {
 }
 
 func act(v float32, a Act, alpha float32) float32 {
+	if a >= UnaryExp {
+		return unaryValue(int(a), v)
+	}
 	switch a {
 	case ActReLU:
 		return max(v, 0)
@@ -187,10 +190,24 @@ func (m *machine) exec(s Step) {
 				base := int64(o*s.Dim*s.Inner + k)
 				if s.Kind == KReduce {
 					sum := float32(0)
-					for d := 0; d < s.Dim; d++ {
-						sum += m.load(x, x.Off+base+int64(d*s.Inner))
+					switch s.Code {
+					case ReduceMax:
+						sum = float32(math.Inf(-1))
+					case ReduceMin:
+						sum = float32(math.Inf(1))
 					}
-					if s.Mean {
+					for d := 0; d < s.Dim; d++ {
+						v := m.load(x, x.Off+base+int64(d*s.Inner))
+						switch s.Code {
+						case ReduceMax:
+							sum = max(sum, v)
+						case ReduceMin:
+							sum = min(sum, v)
+						default:
+							sum += v
+						}
+					}
+					if s.Code == ReduceMean {
 						sum /= float32(s.Dim)
 					}
 					m.store(s.Out, s.Out.Off+int64(o*s.Inner+k), sum)
@@ -216,15 +233,22 @@ func (m *machine) exec(s Step) {
 		x, g := s.In[0], s.Pool
 		each(s.Out.Shape, func(idx []int) {
 			n, c, oy, ox := idx[0], idx[1], idx[2], idx[3]
-			best := float32(math.Inf(-1))
+			best, sum, taps := float32(math.Inf(-1)), float32(0), 0
 			for ky := 0; ky < g.KH; ky++ {
 				iy := oy*g.SH - g.PT + ky*g.DH
 				for kx := 0; kx < g.KW; kx++ {
 					ix := ox*g.SW - g.PL + kx*g.DW
 					if iy >= 0 && iy < x.Shape[2] && ix >= 0 && ix < x.Shape[3] {
-						best = max(best, m.load(x, m.at(x, []int{n, c, iy, ix})))
+						v := m.load(x, m.at(x, []int{n, c, iy, ix}))
+						best, sum, taps = max(best, v), sum+v, taps+1
 					}
 				}
+			}
+			if g.Avg {
+				if g.CountPad {
+					taps = g.KH * g.KW
+				}
+				best = sum / float32(max(taps, 1))
 			}
 			m.store(s.Out, m.at(s.Out, idx), best)
 		})
@@ -435,10 +459,10 @@ func TestLowerLayouts(t *testing.T) {
 func TestLowerUnsupported(t *testing.T) {
 	g := &Graph{Input: &Value{Name: "x", Shape: []int{1, 3, 8, 8}}}
 	y := &Value{Name: "y", DType: Float, Shape: []int{1, 3, 8, 8}}
-	g.Nodes = []*Node{{Name: "odd", Op: "Erf", In: []*Value{g.Input}, Out: []*Value{y}}}
+	g.Nodes = []*Node{{Name: "odd", Op: "GridSample", In: []*Value{g.Input}, Out: []*Value{y}}}
 	g.Outputs = []*Value{y}
 	_, err := g.Lower(LowerOptions{})
-	if !errors.Is(err, ErrUnsupported) || !slices.Contains([]string{`node "odd" (Erf): operator Erf: not supported by the GPU engine (use --engine onnxruntime)`}, err.Error()) {
+	if !errors.Is(err, ErrUnsupported) || !slices.Contains([]string{`node "odd" (GridSample): operator GridSample: not supported by the GPU engine (use --engine onnxruntime)`}, err.Error()) {
 		t.Fatalf("err = %v", err)
 	}
 }
@@ -495,4 +519,42 @@ func TestLoweredProgramFullModel(t *testing.T) {
 		t.Fatalf("relative L2 error %.3g, want ≤ 1e-2", e)
 	}
 	checkNoOverlap(t, p)
+}
+
+// TestLoweredOperators lowers each operator conformance graph at batch 2
+// and runs it on the machine: it computes what the reference computes.
+// (graph_test's TestOperatorsMatchONNXRuntime ties the reference to ONNX
+// Runtime.)
+func TestLoweredOperators(t *testing.T) {
+	for _, c := range onnxtest.OpCases() {
+		t.Run(c.Name, func(t *testing.T) {
+			g, err := Load(c.Model)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := g.Specialize(2, c.H, c.W); err != nil {
+				t.Fatal(err)
+			}
+			g.Fuse()
+			p, err := g.Lower(LowerOptions{PadInputChannels: 8})
+			if err != nil {
+				t.Fatal(err)
+			}
+			in := NewFloat(2, 3, c.H, c.W)
+			r := rand.New(rand.NewSource(3))
+			for i := range in.F {
+				in.F[i] = 4*r.Float32() - 2
+			}
+			want, err := g.Run(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := newMachine(t, p, in.F).run()
+			// fp16 where pooling reads NHWC: a relative 1e-3.
+			if e := onnxtest.RelL2(got[0], want[0].F); e > 2e-3 || math.IsNaN(e) {
+				t.Errorf("relative L2 error %.3g against the reference", e)
+			}
+			checkNoOverlap(t, p)
+		})
+	}
 }

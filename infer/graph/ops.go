@@ -39,17 +39,31 @@ var ops = map[string]opFunc{
 	"Relu":            unary(func(x float64) float64 { return math.Max(x, 0) }),
 	"LeakyRelu":       opLeakyRelu,
 	"Softmax":         opSoftmax,
-	"ReduceSum":       reduce(false),
-	"ReduceMean":      reduce(true),
+	"ReduceSum":       reduce(ReduceSum),
+	"ReduceMean":      reduce(ReduceMean),
+	"ReduceMax":       reduce(ReduceMax),
+	"ReduceMin":       reduce(ReduceMin),
 	"Conv":            opConv,
-	"MaxPool":         opMaxPool,
+	"MaxPool":         opPool,
+	"AveragePool":     opPool,
 	"Resize":          opResize,
 	"MatMul":          opMatMul,
 }
 
+// opFor is the function of op: ops' entry, or the unary math table's.
+func opFor(op string) (opFunc, bool) {
+	if fn, ok := ops[op]; ok {
+		return fn, true
+	}
+	if _, ok := unaryMath[op]; ok {
+		return opUnaryMath, true
+	}
+	return nil, false
+}
+
 // Supported reports whether the compiler knows op.
 func Supported(op string) bool {
-	_, ok := ops[op]
+	_, ok := opFor(op)
 	return ok || op == "Constant"
 }
 
@@ -766,7 +780,15 @@ func opSoftmax(n *Node, in []*Tensor, data bool) ([]*Tensor, error) {
 	return []*Tensor{out}, nil
 }
 
-func reduce(mean bool) opFunc {
+// Reductions (Step.Code of a KReduce step).
+const (
+	ReduceSum = iota
+	ReduceMean
+	ReduceMax
+	ReduceMin
+)
+
+func reduce(kind int) opFunc {
 	return func(n *Node, in []*Tensor, data bool) ([]*Tensor, error) {
 		x := in[0]
 		axes, err := axesOf(n, 1)
@@ -805,6 +827,14 @@ func reduce(mean bool) opFunc {
 			return []*Tensor{out}, nil
 		}
 		acc := make([]float64, Len(kept))
+		for i := range acc {
+			switch kind {
+			case ReduceMax:
+				acc[i] = math.Inf(-1)
+			case ReduceMin:
+				acc[i] = math.Inf(1)
+			}
+		}
 		ks := bstrides(kept, x.Shape)
 		xf := x.Floats()
 		eachIndex(x.Shape, func(o int, idx []int) {
@@ -812,11 +842,18 @@ func reduce(mean bool) opFunc {
 			for i, v := range idx {
 				d += v * ks[i]
 			}
-			acc[d] += xf[o]
+			switch kind {
+			case ReduceMax:
+				acc[d] = math.Max(acc[d], xf[o])
+			case ReduceMin:
+				acc[d] = math.Min(acc[d], xf[o])
+			default:
+				acc[d] += xf[o]
+			}
 		})
 		div := float64(Len(x.Shape)) / float64(len(acc))
 		for i, v := range acc {
-			if mean {
+			if kind == ReduceMean {
 				v /= div
 			}
 			if x.DType == Float {
@@ -934,12 +971,15 @@ func opConv(n *Node, in []*Tensor, data bool) ([]*Tensor, error) {
 	return []*Tensor{out}, nil
 }
 
-func opMaxPool(n *Node, in []*Tensor, data bool) ([]*Tensor, error) {
+// opPool is MaxPool and AveragePool: an average divides by the taps
+// inside the input, or by every tap with count_include_pad.
+func opPool(n *Node, in []*Tensor, data bool) ([]*Tensor, error) {
 	x := in[0]
 	k := n.attrInts("kernel_shape", nil)
 	if len(x.Shape) != 4 || len(k) != 2 {
-		return nil, fmt.Errorf("only 2-D max pooling: %w", ErrUnsupported)
+		return nil, fmt.Errorf("only 2-D pooling: %w", ErrUnsupported)
 	}
+	avg, countPad := n.Op == "AveragePool", n.attrInt("count_include_pad", 0) != 0
 	if len(n.Out) > 1 && n.Out[1].Name != "" {
 		return nil, fmt.Errorf("max pooling indices: %w", ErrUnsupported)
 	}
@@ -957,7 +997,7 @@ func opMaxPool(n *Node, in []*Tensor, data bool) ([]*Tensor, error) {
 		src := x.F[p*h*w : (p+1)*h*w]
 		for oy := 0; oy < oh; oy++ {
 			for ox := 0; ox < ow; ox++ {
-				m := float32(math.Inf(-1))
+				m, sum, taps := float32(math.Inf(-1)), 0.0, 0
 				for ky := 0; ky < g.kh; ky++ {
 					iy := oy*g.sh - g.pt + ky*g.dh
 					if iy < 0 || iy >= h {
@@ -965,10 +1005,18 @@ func opMaxPool(n *Node, in []*Tensor, data bool) ([]*Tensor, error) {
 					}
 					for kx := 0; kx < g.kw; kx++ {
 						ix := ox*g.sw - g.pl + kx*g.dw
-						if ix >= 0 && ix < w && src[iy*w+ix] > m {
-							m = src[iy*w+ix]
+						if ix >= 0 && ix < w {
+							m = max(m, src[iy*w+ix])
+							sum += float64(src[iy*w+ix])
+							taps++
 						}
 					}
+				}
+				if avg {
+					if countPad {
+						taps = g.kh * g.kw
+					}
+					m = float32(sum / float64(max(taps, 1)))
 				}
 				out.F[(p*oh+oy)*ow+ox] = m
 			}

@@ -37,7 +37,8 @@ func (g *Graph) Run(input *Tensor) ([]*Tensor, error) {
 			}
 			args[i] = t
 		}
-		outs, err := ops[n.Op](n, args, true)
+		fn, _ := opFor(n.Op)
+		outs, err := fn(n, args, true)
 		if err != nil {
 			return nil, fmt.Errorf("node %q (%s): %w", n.Name, n.Op, err)
 		}

@@ -1,0 +1,55 @@
+package onnxtest
+
+import (
+	"google.golang.org/protobuf/proto"
+
+	"github.com/dsbatch/dsbatch/infer/onnx"
+)
+
+// OpCase is a small graph around one operator in the form an exporter
+// writes it, with a dynamic batch: input "in" [N, 3, H, W], output "out".
+type OpCase struct {
+	Name  string
+	Model *onnx.ModelProto
+	H, W  int
+}
+
+// OpCases are the operator conformance graphs: pooling as YOLOv9's GELAN
+// writes it, the elementwise functions (YOLOX's Exp decode, OBB's Cos and
+// Sin, transformers' Erf and Gelu), and reductions in both opset forms.
+// The engine's lowering and the reference executor must agree on each,
+// and the reference with ONNX Runtime.
+func OpCases() []OpCase {
+	var cases []OpCase
+	add := func(name string, opset int64, inits []*onnx.TensorProto, nodes ...*onnx.NodeProto) {
+		mp := Model("in", "out", inits, nodes...)
+		mp.OpsetImport[0].Version = proto.Int64(opset)
+		cases = append(cases, OpCase{Name: name, Model: mp, H: 10, W: 12})
+	}
+	// AveragePool as YOLOv9's ADown (k2 s1 p0, count_include_pad) and as
+	// torch writes padded ones, with and without the pad counted.
+	add("AveragePool k2 s1", 17, nil, Node("AveragePool", []string{"in"}, []string{"out"},
+		IntsAttr("kernel_shape", 2, 2), IntsAttr("strides", 1, 1), IntsAttr("pads", 0, 0, 0, 0), intAttr("count_include_pad", 1), intAttr("ceil_mode", 0)))
+	for _, cp := range []int64{0, 1} {
+		add("AveragePool k3 s2 p1 count_include_pad "+string(rune('0'+cp)), 17, nil, Node("AveragePool", []string{"in"}, []string{"out"},
+			IntsAttr("kernel_shape", 3, 3), IntsAttr("strides", 2, 2), IntsAttr("pads", 1, 1, 1, 1), intAttr("count_include_pad", cp)))
+	}
+	// Functions of positive inputs see Sigmoid(x) + 0.5 first.
+	pos := []*onnx.NodeProto{Node("Sigmoid", []string{"in"}, []string{"s"}), Node("Add", []string{"s", "half"}, []string{"p"})}
+	half := []*onnx.TensorProto{Floats("half", nil, []float32{0.5})}
+	for _, op := range []string{"Exp", "Tanh", "Erf", "Cos", "Sin", "Neg", "Abs", "Softplus", "HardSwish"} {
+		add(op, 17, nil, Node(op, []string{"in"}, []string{"out"}))
+	}
+	for _, op := range []string{"Log", "Sqrt", "Reciprocal"} {
+		add(op, 17, half, append(append([]*onnx.NodeProto(nil), pos...), Node(op, []string{"p"}, []string{"out"}))...)
+	}
+	add("Gelu", 20, nil, Node("Gelu", []string{"in"}, []string{"out"}))
+	// YOLOX's decode in the graph: sizes are exp(log size) × stride.
+	add("YOLOX decode", 17, []*onnx.TensorProto{Floats("stride", nil, []float32{8}), Int64s("s0", []int64{1}, 0), Int64s("s2", []int64{1}, 2), Int64s("ax", []int64{1}, 1)},
+		Node("Slice", []string{"in", "s0", "s2", "ax"}, []string{"wh"}), Node("Exp", []string{"wh"}, []string{"e"}), Node("Mul", []string{"e", "stride"}, []string{"out"}))
+	// Reductions: axes an attribute up to opset 17, an input from 18.
+	add("ReduceMax axes attribute", 17, nil, Node("ReduceMax", []string{"in"}, []string{"out"}, IntsAttr("axes", 1), intAttr("keepdims", 1)))
+	add("ReduceMax axes input", 18, []*onnx.TensorProto{Int64s("axes", []int64{1}, -1)}, Node("ReduceMax", []string{"in", "axes"}, []string{"out"}, intAttr("keepdims", 0)))
+	add("ReduceMin", 18, []*onnx.TensorProto{Int64s("axes", []int64{1}, 1)}, Node("ReduceMin", []string{"in", "axes"}, []string{"out"}, intAttr("keepdims", 1)))
+	return cases
+}
