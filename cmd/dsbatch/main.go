@@ -24,11 +24,16 @@ const (
 	exitOK      = 0
 	exitFailed  = 1 // the command itself could not run
 	exitPartial = 3 // it ran, but some files failed
+	exitDiffer  = 4 // compare: the runs agree less than asked
 )
 
 // errPartial marks a command that finished with some files failed; the
 // failures were already reported.
 var errPartial = errors.New("some files failed")
+
+// errDisagree marks a comparison whose runs agree less than --min; the
+// figures were already reported.
+var errDisagree = errors.New("the runs disagree")
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -44,6 +49,8 @@ func exitCode(err error, stderr io.Writer) int {
 		return exitOK
 	case errors.Is(err, errPartial):
 		return exitPartial
+	case errors.Is(err, errDisagree):
+		return exitDiffer
 	case errors.Is(err, context.Canceled):
 		fmt.Fprintln(stderr, "dsbatch: interrupted")
 		return exitFailed
@@ -70,7 +77,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			astiav.SetLogLevel(level)
 			return nil
 		},
-		Commands:        []*cli.Command{runCommand(), probeCommand(), planCommand(), inspectCommand(), previewCommand(), gpusCommand(), benchCommand(), slurmCommand(), mergeCommand()},
+		Commands:        []*cli.Command{runCommand(), probeCommand(), planCommand(), inspectCommand(), compareCommand(), previewCommand(), gpusCommand(), benchCommand(), slurmCommand(), mergeCommand()},
 		HideHelpCommand: true,
 		ExitErrHandler:  func(*cli.Context, error) {}, // exit codes are decided in main
 	}

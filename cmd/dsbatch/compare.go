@@ -1,0 +1,262 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"path/filepath"
+	"sort"
+	"text/tabwriter"
+
+	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/apache/arrow/go/v17/arrow/array"
+	"github.com/apache/arrow/go/v17/arrow/memory"
+	"github.com/urfave/cli/v2"
+
+	"github.com/dsbatch/dsbatch/export"
+	"github.com/dsbatch/dsbatch/infer"
+)
+
+func compareCommand() *cli.Command {
+	return &cli.Command{
+		Name: "compare",
+		Usage: "compare the detections of two runs over the same videos (another engine, model version or setting): " +
+			"boxes matched frame by frame, same class, best score first",
+		ArgsUsage: "OUT_A OUT_B",
+		Description: "Videos done in both runs are compared. Each box of A is matched to the unmatched box of B of the same class, in the same frame of the\n" +
+			"same video, that overlaps it most (IoU at least --iou), best-scored boxes first. Agreement is the\n" +
+			"matched boxes over the larger of the two counts. B's detections are held in memory.\n" +
+			"Exit status: 0, or 4 when agreement is below --min.",
+		Flags: []cli.Flag{
+			&cli.Float64Flag{Name: "iou", Value: 0.5, Usage: "overlap at which two boxes match"},
+			&cli.Float64Flag{Name: "min", Usage: "agreement (0-1) below which compare exits with status 4 (0: report only)"},
+			&cli.BoolFlag{Name: "json", Usage: "one JSON object"},
+		},
+		Action: runCompare,
+	}
+}
+
+// box is a detection as compare sees it.
+type box struct {
+	class int32
+	score float32
+	d     infer.Detection
+}
+
+// frameKey names one frame of one video.
+type frameKey struct {
+	path  string
+	frame int64
+}
+
+// agreement is compare's report, overall and per video.
+type agreement struct {
+	Videos    int          `json:"videos"`
+	Skipped   int          `json:"videos_not_done_in_both"`
+	A         int64        `json:"boxes_a"`
+	B         int64        `json:"boxes_b"`
+	Matched   int64        `json:"matched"`
+	Agreement float64      `json:"agreement"`
+	MeanIoU   float64      `json:"mean_iou"`
+	MaxScore  float64      `json:"max_score_difference"`
+	PerVideo  []videoAgree `json:"per_video"`
+}
+
+type videoAgree struct {
+	Path      string  `json:"path"`
+	A         int64   `json:"boxes_a"`
+	B         int64   `json:"boxes_b"`
+	Matched   int64   `json:"matched"`
+	Agreement float64 `json:"agreement"`
+}
+
+func runCompare(c *cli.Context) error {
+	if c.NArg() != 2 {
+		return fmt.Errorf("compare: want two output folders, OUT_A and OUT_B")
+	}
+	ag, err := compareRuns(c, c.Args().Get(0), c.Args().Get(1), float32(c.Float64("iou")))
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		enc := json.NewEncoder(c.App.Writer)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(ag); err != nil {
+			return err
+		}
+	} else {
+		writeAgreement(c.App.Writer, ag)
+	}
+	if m := c.Float64("min"); m > 0 && ag.Agreement < m {
+		fmt.Fprintf(c.App.ErrWriter, "dsbatch: agreement %.2f%% is below --min %.2f%%\n", 100*ag.Agreement, 100*m)
+		return errDisagree
+	}
+	return nil
+}
+
+func compareRuns(c *cli.Context, a, b string, iou float32) (*agreement, error) {
+	doneA, err := doneVideos(c, a)
+	if err != nil {
+		return nil, err
+	}
+	doneB, err := doneVideos(c, b)
+	if err != nil {
+		return nil, err
+	}
+	both := map[string]bool{}
+	for p := range doneA {
+		if doneB[p] {
+			both[p] = true
+		}
+	}
+	bs, err := readBoxes(c, b, both)
+	if err != nil {
+		return nil, err
+	}
+	as, err := readBoxes(c, a, both)
+	if err != nil {
+		return nil, err
+	}
+	ag := &agreement{Skipped: len(doneA) + len(doneB) - 2*len(both)}
+	per := map[string]*videoAgree{}
+	for p := range both {
+		per[p] = &videoAgree{Path: p}
+	}
+	video := func(p string) *videoAgree {
+		if per[p] == nil {
+			per[p] = &videoAgree{Path: p}
+		}
+		return per[p]
+	}
+	var iouSum float64
+	for k, fa := range as {
+		v := video(k.path)
+		m, sum, ds := matchBoxes(fa, bs[k], iou)
+		v.A += int64(len(fa))
+		v.B += int64(len(bs[k]))
+		v.Matched += int64(m)
+		iouSum += sum
+		ag.MaxScore = math.Max(ag.MaxScore, ds)
+	}
+	for k, fb := range bs {
+		if _, ok := as[k]; !ok {
+			video(k.path).B += int64(len(fb))
+		}
+	}
+	for _, v := range per {
+		v.Agreement = ratio(v.Matched, max(v.A, v.B))
+		ag.A += v.A
+		ag.B += v.B
+		ag.Matched += v.Matched
+		ag.PerVideo = append(ag.PerVideo, *v)
+	}
+	sort.Slice(ag.PerVideo, func(i, j int) bool { return ag.PerVideo[i].Path < ag.PerVideo[j].Path })
+	ag.Videos = len(ag.PerVideo)
+	ag.Agreement = ratio(ag.Matched, max(ag.A, ag.B))
+	if ag.Matched > 0 {
+		ag.MeanIoU = iouSum / float64(ag.Matched)
+	}
+	return ag, nil
+}
+
+// ratio is m/n, and 1 when both are 0: two runs that found nothing agree.
+func ratio(m, n int64) float64 {
+	if n == 0 {
+		return 1
+	}
+	return float64(m) / float64(n)
+}
+
+// matchBoxes pairs the boxes of one frame greedily, a's best-scored first,
+// each with the unmatched box of b of its class that overlaps it most by
+// at least iou. It returns the pairs, the sum of their IoUs and their
+// largest score difference.
+func matchBoxes(a, b []box, iou float32) (int, float64, float64) {
+	order := make([]int, len(a))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(i, j int) bool { return a[order[i]].score > a[order[j]].score })
+	used := make([]bool, len(b))
+	n, sum, ds := 0, 0.0, 0.0
+	for _, i := range order {
+		best, at := iou, -1
+		for j := range b {
+			if used[j] || b[j].class != a[i].class {
+				continue
+			}
+			if o := infer.IoU(a[i].d, b[j].d); o >= best {
+				best, at = o, j
+			}
+		}
+		if at >= 0 {
+			used[at] = true
+			n++
+			sum += float64(best)
+			ds = math.Max(ds, math.Abs(float64(a[i].score-b[at].score)))
+		}
+	}
+	return n, sum, ds
+}
+
+// doneVideos are the paths of the videos the run in out finished.
+func doneVideos(c *cli.Context, out string) (map[string]bool, error) {
+	in, err := inspect(c, out, math.MaxInt)
+	if err != nil {
+		return nil, err
+	}
+	done := map[string]bool{}
+	for _, v := range in.Busiest {
+		done[v.Path] = true
+	}
+	return done, nil
+}
+
+// readBoxes reads the detections of the run in out, by frame, of the
+// videos in paths.
+func readBoxes(c *cli.Context, out string, paths map[string]bool) (map[frameKey][]box, error) {
+	files, err := filepath.Glob(filepath.Join(out, "detections", "*.parquet"))
+	if err != nil {
+		return nil, err
+	}
+	mem := memory.NewGoAllocator()
+	boxes := map[frameKey][]box{}
+	cols := []string{"video_path", "frame_index", "class_id", "score", "x1", "y1", "x2", "y2"}
+	for _, f := range files {
+		err := export.ScanColumns(c.Context, f, cols, mem, func(r arrow.Record) error {
+			path, frame, class := r.Column(0).(*array.String), r.Column(1).(*array.Int64), r.Column(2).(*array.Int32)
+			var f32 [5]*array.Float32
+			for i := range f32 {
+				f32[i] = r.Column(3 + i).(*array.Float32)
+			}
+			for i := 0; i < int(r.NumRows()); i++ {
+				if !paths[path.Value(i)] {
+					continue
+				}
+				k := frameKey{path.Value(i), frame.Value(i)}
+				boxes[k] = append(boxes[k], box{class: class.Value(i), score: f32[0].Value(i),
+					d: infer.Detection{X1: f32[1].Value(i), Y1: f32[2].Value(i), X2: f32[3].Value(i), Y2: f32[4].Value(i)}})
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return boxes, nil
+}
+
+func writeAgreement(w io.Writer, ag *agreement) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "VIDEO\tBOXES A\tBOXES B\tMATCHED\tAGREEMENT")
+	for _, v := range ag.PerVideo {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.2f%%\n", v.Path, v.A, v.B, v.Matched, 100*v.Agreement)
+	}
+	fmt.Fprintf(tw, "all %d videos\t%d\t%d\t%d\t%.2f%%\n", ag.Videos, ag.A, ag.B, ag.Matched, 100*ag.Agreement)
+	tw.Flush()
+	fmt.Fprintf(w, "matched boxes: mean IoU %.4f, largest score difference %.2g\n", ag.MeanIoU, ag.MaxScore)
+	if ag.Skipped > 0 {
+		fmt.Fprintf(w, "%d videos left out: not done in both runs\n", ag.Skipped)
+	}
+}

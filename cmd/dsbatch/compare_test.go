@@ -1,0 +1,74 @@
+package main
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/dsbatch/dsbatch/infer"
+	"github.com/dsbatch/dsbatch/internal/onnxtest"
+)
+
+func TestMatchBoxes(t *testing.T) {
+	b := func(class int32, score, x1, y1, x2, y2 float32) box {
+		return box{class: class, score: score, d: infer.Detection{X1: x1, Y1: y1, X2: x2, Y2: y2}}
+	}
+	a := []box{b(0, 0.9, 0, 0, 10, 10), b(0, 0.8, 1, 1, 11, 11), b(1, 0.7, 50, 50, 60, 60), b(2, 0.6, 80, 80, 90, 90)}
+	bb := []box{
+		b(0, 0.85, 1, 1, 11, 11), // each class-0 box of a finds its exact twin
+		b(0, 0.5, 0, 0, 10, 10),
+		b(1, 0.7, 50, 50, 60, 60),
+		b(3, 0.6, 80, 80, 90, 90), // another class
+	}
+	n, sum, ds := matchBoxes(a, bb, 0.5)
+	if n != 3 {
+		t.Errorf("%d pairs, want 3", n)
+	}
+	if sum != 3 || ds < 0.39 || ds > 0.41 {
+		t.Errorf("IoU sum %v, score difference %v", sum, ds)
+	}
+	if n, _, _ := matchBoxes(a, nil, 0.5); n != 0 {
+		t.Errorf("%d pairs with nothing", n)
+	}
+}
+
+// TestCompareCLI compares runs of one model (everything agrees), and of
+// models whose boxes differ (agreement 0, exit 4 under --min).
+func TestCompareCLI(t *testing.T) {
+	withORT(t)
+	dir := t.TempDir()
+	other := filepath.Join(dir, "moved.onnx")
+	// The same box moved by its width: no overlap.
+	raw := []float32{12, 0, 32, 0, 20, 0, 10, 0, 0.8, 0, 0, 0.1}
+	if err := (onnxtest.Detector{H: 64, W: 64, D1: 6, D2: 2, Raw: raw, Names: []string{"person", "car"}}).Write(other); err != nil {
+		t.Fatal(err)
+	}
+	m := model(t)
+	videos := []string{filepath.Join(media, "h264.mp4"), filepath.Join(media, "vp9.webm")}
+	run := func(model, out string) {
+		r := dsbatch(t, append([]string{"run", "--no-cache", "--model", model, "--out", out}, videos...)...)
+		if r.code != 0 {
+			t.Fatalf("run: exit %d: %s", r.code, r.stderr)
+		}
+	}
+	a, b, c := filepath.Join(dir, "a"), filepath.Join(dir, "b"), filepath.Join(dir, "c")
+	run(m, a)
+	run(m, b)
+	run(other, c)
+	r := dsbatch(t, "compare", "--json", "--min", "1", a, b)
+	var ag agreement
+	if err := json.Unmarshal([]byte(r.stdout), &ag); err != nil || r.code != 0 {
+		t.Fatalf("compare a b: exit %d, %v: %s %s", r.code, err, r.stdout, r.stderr)
+	}
+	if ag.Videos != 2 || ag.A == 0 || ag.Matched != ag.A || ag.A != ag.B || ag.Agreement != 1 || ag.MeanIoU < 0.999 {
+		t.Errorf("same runs: %+v", ag)
+	}
+	r = dsbatch(t, "compare", "--min", "0.5", a, c)
+	if r.code != exitDiffer || !strings.Contains(r.stdout, "0.00%") || !strings.Contains(r.stderr, "below --min") {
+		t.Errorf("different runs: exit %d: %s %s", r.code, r.stdout, r.stderr)
+	}
+	if r := dsbatch(t, "compare", a); r.code != exitFailed {
+		t.Errorf("one folder: exit %d", r.code)
+	}
+}
