@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -119,7 +120,11 @@ const maxQueries = 1000
 // DetectHead infers the layout from the output shape [B, d1, d2], the
 // number of classes (0 when unknown) and the input size h×w.
 func DetectHead(d1, d2, classes, h, w int) (Head, error) {
-	cells := anchorFreeCells(h, w)
+	return detectHead(d1, d2, classes, anchorFreeCells(h, w, nil))
+}
+
+// detectHead is DetectHead for a grid of cells cells.
+func detectHead(d1, d2, classes, cells int) (Head, error) {
 	switch {
 	case d1 == cells && d2 > 5 && (classes == 0 || d2 == 5+classes):
 		// One row per grid cell: YOLOX (raw, or decoded: ProbeLayout
@@ -166,18 +171,33 @@ type Layout struct {
 	// normalised layouts decode against.
 	InputH, InputW int
 	Scores         Scores // DETR-style heads only
+	// Strides are the grids' strides of YOLOX-style heads, finest first
+	// (nil: 8, 16 and 32).
+	Strides []int
+}
+
+func (l Layout) strides() []int {
+	if len(l.Strides) == 0 {
+		return defaultStrides
+	}
+	return l.Strides
 }
 
 // String names the layout as --head spells it, with the kind of scores
-// where it has a choice ("detr/sigmoid").
+// where it has a choice ("detr/sigmoid") and strides that are not the
+// default.
 func (l Layout) String() string {
+	s := l.Head.String()
 	switch {
 	case l.Head == HeadDETR && l.Scores == ScoresSigmoid:
-		return "detr/sigmoid"
+		s += "/sigmoid"
 	case l.Head == HeadDETR && l.Scores == ScoresSoftmax:
-		return "detr/softmax"
+		s += "/softmax"
 	}
-	return l.Head.String()
+	if l.Head == HeadYOLOX && len(l.Strides) > 0 && !slices.Equal(l.Strides, defaultStrides) {
+		s += fmt.Sprintf("/strides=%v", l.Strides)
+	}
+	return s
 }
 
 // Decode turns one image's raw output (D1×D2 values) into detections in
@@ -257,14 +277,18 @@ func decodeE2E(l Layout, out []float32, o PostOptions, dst []Detection) []Detect
 	return dst
 }
 
-// yoloxStrides are the strides of YOLOX's three grids, finest first.
-var yoloxStrides = [...]int{8, 16, 32}
+// defaultStrides are the strides of YOLOX's three grids, finest first.
+var defaultStrides = []int{8, 16, 32}
 
-// anchorFreeCells is the number of grid cells of strides 8, 16 and 32 over
-// an h×w input: the rows of an anchor-free head (YOLOX; YOLOv8 transposed).
-func anchorFreeCells(h, w int) int {
+// anchorFreeCells is the number of grid cells of the strides (nil: 8, 16
+// and 32) over an h×w input: the rows of an anchor-free head (YOLOX;
+// YOLOv8 transposed).
+func anchorFreeCells(h, w int, strides []int) int {
+	if len(strides) == 0 {
+		strides = defaultStrides
+	}
 	n := 0
-	for _, s := range yoloxStrides {
+	for _, s := range strides {
 		n += ((h + s - 1) / s) * ((w + s - 1) / s)
 	}
 	return n
@@ -273,7 +297,7 @@ func anchorFreeCells(h, w int) int {
 func decodeYOLOX(l Layout, out []float32, o PostOptions, dst []Detection) []Detection {
 	var cand []Detection
 	a := 0
-	for _, s := range yoloxStrides {
+	for _, s := range l.strides() {
 		gh, gw, fs := (l.InputH+s-1)/s, (l.InputW+s-1)/s, float32(s)
 		for gy := 0; gy < gh; gy++ {
 			for gx := 0; gx < gw; gx++ {
@@ -341,29 +365,48 @@ func (l Layout) bestClass(s []float32) (float32, int) {
 // NewLayout describes an output [B, d1, d2] of a model with h×w inputs
 // read as head, with scores of the kind given (DETR-style heads only).
 func NewLayout(head Head, scores Scores, d1, d2, h, w int) (Layout, error) {
+	return newLayout(head, scores, d1, d2, h, w, nil)
+}
+
+func newLayout(head Head, scores Scores, d1, d2, h, w int, strides []int) (Layout, error) {
 	f, ok := head.format()
 	if !ok {
 		return Layout{}, fmt.Errorf("head %v unknown", head)
 	}
-	l := Layout{Head: head, D1: d1, D2: d2, InputH: h, InputW: w, Scores: scores, Classes: f.classes(d1, d2)}
+	for _, s := range strides {
+		if s < 1 {
+			return Layout{}, fmt.Errorf("strides %v: want positive strides", strides)
+		}
+	}
+	l := Layout{Head: head, D1: d1, D2: d2, InputH: h, InputW: w, Scores: scores, Classes: f.classes(d1, d2), Strides: strides}
 	if head != HeadDETR {
 		l.Scores = ScoresProb
 	}
 	if l.Scores == ScoresSoftmax {
 		l.Classes-- // the last is "no object"
 	}
-	if l.Classes < 0 || (head == HeadYOLOX && d1 != anchorFreeCells(h, w)) {
-		return Layout{}, fmt.Errorf("%w: output [B, %d, %d] does not fit a %s head at %dx%d", ErrBadModel, d1, d2, head, w, h)
+	if l.Classes < 0 || (head == HeadYOLOX && d1 != anchorFreeCells(h, w, strides)) {
+		return Layout{}, fmt.Errorf("%w: output [B, %d, %d] does not fit a %s head at %dx%d with strides %v", ErrBadModel, d1, d2, head, w, h, l.strides())
 	}
 	return l, nil
 }
 
-// ProbeLayout runs one blank image (the pad grey of p) through e and works
-// out the output layout, using head when given and the number of class
-// names otherwise.
-func ProbeLayout(ctx context.Context, e Engine, h, w, names int, head Head, p Preprocess) (Layout, error) {
+// ProbeOptions say what is known of a model before ProbeLayout runs it.
+type ProbeOptions struct {
+	H, W    int        // input size
+	Names   int        // class names known (0: none)
+	Head    Head       // the layout, when the user gave it (0: detect)
+	Input   Preprocess // the input convention: the blank image is its pad
+	Strides []int      // grid strides of YOLOX-style heads (nil: 8, 16, 32)
+}
+
+// ProbeLayout runs one blank image (the pad grey of the input convention)
+// through e and works out the output layout, from o.Head when given, else
+// from the output's shape and values and the number of class names.
+func ProbeLayout(ctx context.Context, e Engine, o ProbeOptions) (Layout, error) {
+	h, w, names, head := o.H, o.W, o.Names, o.Head
 	in := make([]float32, 3*h*w)
-	pad := p.PadValues()
+	pad := o.Input.PadValues()
 	for c := 0; c < 3; c++ {
 		for i := c * h * w; i < (c+1)*h*w; i++ {
 			in[i] = pad[c]
@@ -379,11 +422,11 @@ func ProbeLayout(ctx context.Context, e Engine, h, w, names int, head Head, p Pr
 	d1, d2 := int(shape[1]), int(shape[2])
 	auto := head == 0
 	if auto {
-		if head, err = DetectHead(d1, d2, names, h, w); err != nil {
+		if head, err = detectHead(d1, d2, names, anchorFreeCells(h, w, o.Strides)); err != nil {
 			return Layout{}, err
 		}
 	}
-	if auto && head == HeadYOLOX && yoloxDecoded(out, d2, h, w) {
+	if auto && head == HeadYOLOX && yoloxDecoded(out, d2, h, w, o.Strides) {
 		// YOLOX exported with its decoding in the graph writes boxes in
 		// pixels: YOLOv5's layout, one row per cell.
 		head = HeadV5
@@ -392,7 +435,7 @@ func ProbeLayout(ctx context.Context, e Engine, h, w, names int, head Head, p Pr
 	if head == HeadDETR {
 		scores = detrScores(out, d1, d2, names)
 	}
-	l, err := NewLayout(head, scores, d1, d2, h, w)
+	l, err := newLayout(head, scores, d1, d2, h, w, o.Strides)
 	if err != nil {
 		return Layout{}, err
 	}
@@ -405,9 +448,12 @@ func ProbeLayout(ctx context.Context, e Engine, h, w, names int, head Head, p Pr
 // yoloxDecoded reports whether a YOLOX output of one row per grid cell
 // holds boxes in pixels (decoded in the graph) rather than grid offsets:
 // most rows' cx then lie within two strides of their cell's centre.
-func yoloxDecoded(out []float32, d2, h, w int) bool {
+func yoloxDecoded(out []float32, d2, h, w int, strides []int) bool {
 	near, a := 0, 0
-	for _, s := range yoloxStrides {
+	if len(strides) == 0 {
+		strides = defaultStrides
+	}
+	for _, s := range strides {
 		gh, gw := (h+s-1)/s, (w+s-1)/s
 		for gy := 0; gy < gh; gy++ {
 			for gx := 0; gx < gw; gx++ {

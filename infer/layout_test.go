@@ -17,9 +17,9 @@ import (
 // in the graph write them.
 func yoloxGrid(h, w, nc int, decoded bool, objects map[int]Detection) []float32 {
 	d2 := 5 + nc
-	out := make([]float32, anchorFreeCells(h, w)*d2)
+	out := make([]float32, anchorFreeCells(h, w, nil)*d2)
 	a := 0
-	for _, s := range yoloxStrides {
+	for _, s := range defaultStrides {
 		gh, gw, fs := (h+s-1)/s, (w+s-1)/s, float32(s)
 		for gy := 0; gy < gh; gy++ {
 			for gx := 0; gx < gw; gx++ {
@@ -77,7 +77,7 @@ func TestYOLOX(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		l, err := ProbeLayout(context.Background(), e, size, size, 0, tt.head, YOLOX)
+		l, err := ProbeLayout(context.Background(), e, ProbeOptions{H: size, W: size, Head: tt.head, Input: YOLOX})
 		if err != nil || l.Head != tt.want || l.Classes != 80 {
 			t.Fatalf("%s: %+v, %v; want a %v layout of 80 classes", tt.name, l, err, tt.want)
 		}
@@ -158,7 +158,7 @@ func TestDETR(t *testing.T) {
 			}
 		}
 		e := &constEngine{out: out, shape: []int64{1, int64(len(queries)), int64(d2)}}
-		l, err := ProbeLayout(context.Background(), e, size, size, tt.names, HeadDETR, Ultralytics)
+		l, err := ProbeLayout(context.Background(), e, ProbeOptions{H: size, W: size, Names: tt.names, Head: HeadDETR, Input: Ultralytics})
 		if err != nil || l.Scores != tt.scores || l.Classes != nc {
 			t.Fatalf("%v: layout %+v, %v; want scores %v and %d classes", tt.scores, l, err, tt.scores, nc)
 		}
@@ -238,5 +238,30 @@ func TestBoxCheckCatchesMisreadLayouts(t *testing.T) {
 	few.Layout = Layout{InputW: size, InputH: size}
 	if err := few.Add([]Detection{{X1: 0, Y1: 0, X2: 0.1, Y2: 0.1}}); err != nil {
 		t.Errorf("one box judged: %v", err)
+	}
+}
+
+// TestYOLOXStrides: a YOLOX-P6 output (grids of strides 8 to 64) is
+// detected and decoded with the strides given, and refused without them.
+func TestYOLOXStrides(t *testing.T) {
+	const size = 128
+	strides := []int{8, 16, 32, 64}
+	cells := anchorFreeCells(size, size, strides) // 256+64+16+4
+	out := make([]float32, cells*6)
+	// The one cell of stride 64 at (1, 1): the last row.
+	row := out[(cells-1)*6:]
+	row[0], row[1], row[2], row[3], row[4], row[5] = 0.5, 0.5, float32(math.Log(0.5)), 0, 0.9, 0.9
+	e := &constEngine{out: out, shape: []int64{1, int64(cells), 6}}
+	l, err := ProbeLayout(context.Background(), e, ProbeOptions{H: size, W: size, Names: 1, Strides: strides})
+	if err != nil || l.Head != HeadYOLOX || l.String() != "yolox/strides=[8 16 32 64]" {
+		t.Fatalf("layout %v (%+v), %v", l, l, err)
+	}
+	got := l.Decode(out, PostOptions{Conf: 0.25, IoU: 0.5}, nil)
+	want := []Detection{{Class: 0, Score: 0.81, X1: 96 - 16, Y1: 96 - 32, X2: 96 + 16, Y2: 96 + 32}}
+	if !sameDetections(got, want) {
+		t.Errorf("decoded %+v, want %+v", got, want)
+	}
+	if _, err := ProbeLayout(context.Background(), e, ProbeOptions{H: size, W: size, Names: 1, Head: HeadYOLOX}); err == nil || !strings.Contains(err.Error(), "strides [8 16 32]") {
+		t.Errorf("default strides: %v", err)
 	}
 }

@@ -77,7 +77,7 @@ func newHarness(t *testing.T) *harness {
 		t.Fatal(err)
 	}
 	defer e.Close()
-	if h.layout, err = infer.ProbeLayout(context.Background(), e, imgsz, imgsz, len(m.Names), 0, infer.Ultralytics); err != nil {
+	if h.layout, err = infer.ProbeLayout(context.Background(), e, infer.ProbeOptions{H: imgsz, W: imgsz, Names: len(m.Names), Input: infer.Ultralytics}); err != nil {
 		t.Fatal(err)
 	}
 	if h.layout.Head != infer.HeadV8 || h.layout.Classes != 2 {

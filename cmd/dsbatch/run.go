@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -43,6 +44,7 @@ func runCommand() *cli.Command {
 		&cli.StringFlag{Name: "input", Usage: "input convention, comma-separated: rgb|bgr, scale=1/255, mean=R:G:B, std=R:G:B, fit=centre|top-left|stretch, pad=114, " +
 			"or a name (ultralytics, yolox, imagenet) then changes (default: the model's, else its layout's: yolox for YOLOX heads, ultralytics otherwise)"},
 		&cli.IntFlag{Name: "imgsz", Usage: "input size for models with a dynamic input"},
+		&cli.StringFlag{Name: "strides", Usage: "grid strides of YOLOX-style heads, comma-separated (default 8,16,32)"},
 		&cli.StringFlag{Name: "engine", Value: "auto", Usage: "inference engine: gpu (cuDNN/NVRTC, fp16), onnxruntime (CPU) or auto (gpu on GPU workers when the model compiles for it)"},
 		&cli.StringFlag{Name: "ort-lib", Usage: "ONNX Runtime library (default: $DSBATCH_ORT_LIB, then beside the executable)"},
 		&cli.IntFlag{Name: "threads", Usage: "inference threads per CPU worker (default: cores / workers)"},
@@ -77,6 +79,10 @@ func runRun(c *cli.Context) error {
 	if c.String("model") == "" || c.String("out") == "" {
 		return errors.New("run: --model and --out are required")
 	}
+	described, describedNames, describedSet, err := applyModelFile(c)
+	if err != nil {
+		return err
+	}
 	shard, err := resolveShard(c)
 	if err != nil {
 		return err
@@ -109,6 +115,9 @@ func runRun(c *cli.Context) error {
 		return err
 	}
 	names := model.Names
+	if describedNames != nil {
+		names = describedNames
+	}
 	if f := c.String("classes"); f != "" {
 		if names, err = readNames(f); err != nil {
 			return err
@@ -204,7 +213,14 @@ func runRun(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	layout, err := infer.ProbeLayout(c.Context, probeEngine, h, w, len(names), head, input)
+	if slices.Contains(describedSet, "input") {
+		inputFrom = described
+	}
+	strides, err := parseStrides(c.String("strides"))
+	if err != nil {
+		return err
+	}
+	layout, err := infer.ProbeLayout(c.Context, probeEngine, infer.ProbeOptions{H: h, W: w, Names: len(names), Head: head, Input: input, Strides: strides})
 	probeEngine.Close()
 	if err != nil {
 		return fmt.Errorf("model %s: %w", model.Path, err)
@@ -214,6 +230,9 @@ func runRun(c *cli.Context) error {
 	}
 	fmt.Fprintf(c.App.ErrWriter, "dsbatch: model %s: %s head, output [B, %d, %d]; input %dx%d %s (%s)\n",
 		filepath.Base(model.Path), layout, layout.D1, layout.D2, w, h, input, inputFrom)
+	if len(describedSet) > 0 {
+		fmt.Fprintf(c.App.ErrWriter, "dsbatch: from %s: %s\n", described, strings.Join(describedSet, ", "))
+	}
 	if len(names) == 0 {
 		for i := 0; i < layout.Classes; i++ {
 			names = append(names, fmt.Sprintf("class_%d", i))
@@ -228,7 +247,7 @@ func runRun(c *cli.Context) error {
 	conf, iou := float32(c.Float64("conf")), float32(c.Float64("iou"))
 	opts := job.RunOptions{
 		Out: job.ShardDir(c.String("out"), shard),
-		Settings: job.Settings{Model: sha, Engine: engineName, InputH: h, InputW: w, Head: layout.Head.String(), Names: names,
+		Settings: job.Settings{Model: sha, Engine: engineName, InputH: h, InputW: w, Head: layout.String(), Names: names,
 			Conf: conf, IoU: iou, MaxDet: c.Int("max-det"), TopK: c.Int("topk"), ClassAgnostic: c.Bool("agnostic-nms"),
 			Stride: c.Int("stride"), FPS: c.Float64("fps"), Start: start, End: end, AssumeFPS: c.Float64("assume-fps"),
 			Track: !c.Bool("no-track"), TrackBuffer: c.Duration("track-buffer").Seconds(), TrackAgnostic: !c.Bool("track-classes")},
@@ -289,6 +308,22 @@ func modelInput(c *cli.Context, m *infer.Model) (p infer.Preprocess, from string
 		from, set = "--input", true
 	}
 	return p, from, set, nil
+}
+
+// parseStrides reads --strides: positive numbers, comma-separated.
+func parseStrides(s string) ([]int, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("--strides %q: want positive numbers, comma-separated", s)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 func readNames(path string) ([]string, error) {

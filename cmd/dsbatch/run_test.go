@@ -185,6 +185,57 @@ func TestRunConfigFile(t *testing.T) {
 	}
 }
 
+// TestRunModelDescription: a YAML file beside the model (det.yaml for
+// det.onnx) holds its settings in run's vocabulary; flags and --config
+// win over it, and a setting that is not the model's is refused.
+func TestRunModelDescription(t *testing.T) {
+	withORT(t)
+	m := model(t)
+	desc := strings.TrimSuffix(m, ".onnx") + ".yaml"
+	os.WriteFile(desc, []byte("classes: [walker, vehicle]\nconf: 0.7\ninput: bgr,pad=0\nhead: v8\n"), 0o644)
+	video := filepath.Join(media, "h264.mp4")
+	settings := func(out string) (s struct {
+		Conf  float64  `json:"conf"`
+		Input string   `json:"input"`
+		Head  string   `json:"head"`
+		Names []string `json:"class_names"`
+	}) {
+		b, _ := os.ReadFile(filepath.Join(out, "run.json"))
+		var run struct {
+			Settings json.RawMessage `json:"settings"`
+		}
+		json.Unmarshal(b, &run)
+		json.Unmarshal(run.Settings, &s)
+		return s
+	}
+	out := filepath.Join(t.TempDir(), "a")
+	r := dsbatch(t, "run", "--no-cache", "--model", m, "--out", out, video)
+	if r.code != 0 || !strings.Contains(r.stderr, "from "+desc+": classes, conf, head, input") {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	s := settings(out)
+	if s.Conf < 0.69 || s.Conf > 0.71 || s.Input != "bgr,scale=1/255,fit=centre,pad=0" || s.Head != "v8" || strings.Join(s.Names, ",") != "walker,vehicle" {
+		t.Errorf("settings from the description: %+v", s)
+	}
+	if n := duckInt(t, fmt.Sprintf("select count(*) from read_parquet('%s/detections/*.parquet') where class_name = 'walker'", out)); n == 0 {
+		t.Error("no detection named by the description's classes")
+	}
+	names := filepath.Join(t.TempDir(), "names.txt")
+	os.WriteFile(names, []byte("a\nb\n"), 0o644)
+	out = filepath.Join(t.TempDir(), "b")
+	if r := dsbatch(t, "run", "--no-cache", "--model", m, "--out", out, "--conf", "0.5", "--classes", names, video); r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	if s := settings(out); s.Conf != 0.5 || strings.Join(s.Names, ",") != "a,b" || s.Input == "" {
+		t.Errorf("flags over the description: %+v", s)
+	}
+	os.WriteFile(desc, []byte("stride: 4\n"), 0o644)
+	if r := dsbatch(t, "run", "--no-cache", "--model", m, "--out", filepath.Join(t.TempDir(), "c"), video); r.code != exitFailed ||
+		!strings.Contains(r.stderr, desc) || !strings.Contains(r.stderr, `"stride" is not a setting of the model`) {
+		t.Errorf("run setting in the description: exit %d %s", r.code, r.stderr)
+	}
+}
+
 func TestRunModelErrorsBeforeWork(t *testing.T) {
 	withORT(t)
 	dir := t.TempDir()
