@@ -145,11 +145,7 @@ func newGPU(m *Model, h, w int, o GPUOptions) (_ *GPUEngine, err error) {
 		// Batch 1 exports are re-batched by the compiler (graph.rebatcher).
 		return nil, fmt.Errorf("model %s: batch fixed at %d, the GPU engine wants a dynamic batch (or --batch %d)", m.Path, b, b)
 	}
-	raw, err := os.ReadFile(m.Path)
-	if err != nil {
-		return nil, err
-	}
-	e := &GPUEngine{model: raw, h: h, w: w, opts: o, plans: map[int]*gpuPlan{}}
+	e := &GPUEngine{model: m.ONNX(), h: h, w: w, opts: o, plans: map[int]*gpuPlan{}}
 	// The model compiles on the CPU (the largest batch sizes the shared
 	// memory) while CUDA, cuDNN and the kernels load: both take about a
 	// tenth of a second warm. The CLI has compiled it once already, so a
@@ -1159,11 +1155,7 @@ func (c *algoCache) save() {
 // and returns the GPU memory one image of a batch needs (activations and
 // input buffers). An error says why the GPU engine cannot run the model.
 func GPUMemoryPerImage(m *Model, h, w int) (int64, error) {
-	raw, err := os.ReadFile(m.Path)
-	if err != nil {
-		return 0, err
-	}
-	e := &GPUEngine{model: raw, h: h, w: w}
+	e := &GPUEngine{model: m.ONNX(), h: h, w: w}
 	prog, err := e.lower(1)
 	if err != nil {
 		return 0, fmt.Errorf("model %s: %w", m.Path, err)

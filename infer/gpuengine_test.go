@@ -575,3 +575,47 @@ func TestGPUModels(t *testing.T) {
 	}
 	t.Log("\n" + table.String())
 }
+
+// TestGPUEngineJoinsDETROutputs runs a model of two outputs, boxes and
+// logits, on the GPU engine: ReadModel's joined output, as ONNX Runtime
+// gives it.
+func TestGPUEngineJoinsDETROutputs(t *testing.T) {
+	uuid := firstGPU(t)
+	const size, q, c = 32, 6, 5
+	r := rand.New(rand.NewSource(2))
+	raw, k := make([]float32, q*(4+c)), make([]float32, q*(4+c))
+	for i := range raw {
+		raw[i], k[i] = r.Float32()*4-2, r.Float32()
+	}
+	path := writeModel(t, onnxtest.Detector{H: size, W: size, D1: q, D2: 4 + c, Raw: raw, K: k, BoxColumns: 4, ConvMean: true})
+	m, err := ReadModel(path)
+	if err != nil || len(m.Joined) != 2 {
+		t.Fatalf("%v, joined %v", err, m.Joined)
+	}
+	ort, err := NewORT(m, size, size, ORTOptions{Lib: ortLib(t), Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ort.Close()
+	eng, err := NewGPU(m, size, size, GPUOptions{UUID: uuid, Batch: 4, CacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	in := randomImages(4, size, size, 3)
+	want, ws, err := ort.Infer(context.Background(), in, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = append([]float32(nil), want...)
+	got, gs, err := eng.Infer(context.Background(), in, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(gs) != fmt.Sprint(ws) || fmt.Sprint(gs) != fmt.Sprint([]int64{4, q, 4 + c}) {
+		t.Fatalf("shapes: GPU %v, ONNX Runtime %v", gs, ws)
+	}
+	if e := onnxtest.RelL2(got, want); e > 2e-3 {
+		t.Errorf("relative L2 %.3g", e)
+	}
+}

@@ -265,3 +265,44 @@ func TestYOLOXStrides(t *testing.T) {
 		t.Errorf("default strides: %v", err)
 	}
 }
+
+// TestDETRTwoOutputs: boxes [B, Q, 4] and logits [B, Q, C] as separate
+// outputs (logits listed first, as Hugging Face exports them) are joined
+// into one [B, Q, 4+C], boxes first, read as a DETR head with sigmoid
+// scores, and decoded through ONNX Runtime.
+func TestDETRTwoOutputs(t *testing.T) {
+	const size, q, nc = 64, 5, 3
+	raw := make([]float32, q*(4+nc))
+	for i := range raw {
+		raw[i] = -5 // logits of nothing
+	}
+	row := raw[2*(4+nc):]
+	row[0], row[1], row[2], row[3] = 0.5, 0.25, 0.5, 0.25 // 16-48 × 8-24 px
+	row[4+1] = 2                                          // class 1, sigmoid 0.881
+	path := writeModel(t, onnxtest.Detector{H: size, W: size, D1: q, D2: 4 + nc, Raw: raw, BoxColumns: 4, Names: []string{"a", "b", "c"}})
+	m, err := ReadModel(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Joined) != 2 || m.Joined[0] != "pred_boxes" || m.Joined[1] != "logits" || m.OutputShape[2] != 4+nc {
+		t.Fatalf("joined %v, output %s %v", m.Joined, m.Output, m.OutputShape)
+	}
+	e, err := NewORT(m, size, size, ORTOptions{Lib: ortLib(t), Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	l, err := ProbeLayout(context.Background(), e, ProbeOptions{H: size, W: size, Names: len(m.Names), Input: Ultralytics})
+	if err != nil || l.Head != HeadDETR || l.Scores != ScoresSigmoid || l.Classes != nc {
+		t.Fatalf("layout %+v, %v", l, err)
+	}
+	out, _, err := e.Infer(context.Background(), make([]float32, 2*3*size*size), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := l.Decode(out[q*(4+nc):], PostOptions{Conf: 0.25}, nil)
+	want := []Detection{{Class: 1, Score: float32(1 / (1 + math.Exp(-2))), X1: 16, Y1: 8, X2: 48, Y2: 24}}
+	if !sameDetections(got, want) {
+		t.Errorf("decoded %+v, want %+v", got, want)
+	}
+}

@@ -132,7 +132,7 @@ func NewORT(m *Model, h, w int, o ORTOptions) (Engine, error) {
 		releaseORT()
 		return nil, fmt.Errorf("onnxruntime options: %w", err)
 	}
-	sess, err := ort.NewDynamicAdvancedSession(m.Path, []string{m.Input}, []string{m.Output}, opts)
+	sess, err := ort.NewDynamicAdvancedSessionWithONNXData(m.ONNX(), []string{m.Input}, []string{m.Output}, opts)
 	if err != nil {
 		releaseORT()
 		return nil, fmt.Errorf("model %s: %w: onnxruntime cannot load it: %v", m.Path, ErrBadModel, err)

@@ -28,6 +28,11 @@ type Detector struct {
 	Names []string
 	// Metadata holds further metadata_props.
 	Metadata map[string]string
+	// BoxColumns, when set, splits the output in two along its last axis
+	// as DETR-style exports write them (Hugging Face's RT-DETR, RF-DETR):
+	// "logits" [B, D1, D2-BoxColumns], listed first, and "pred_boxes"
+	// [B, D1, BoxColumns], the first columns.
+	BoxColumns int
 	// ConvMean computes the mean with an H×W convolution and a Reshape
 	// instead of ReduceMean, so that the GPU engine compiles the model
 	// (it needs H and W).
@@ -72,6 +77,15 @@ func (d Detector) Bytes() ([]byte, error) {
 		g.Node[1] = Node("Reshape", []string{"mean4", "shape3"}, []string{"mean3"})
 		g.Initializer = append(g.Initializer, Floats("meanw", []int64{1, 3, d.H, d.W}, w),
 			Int64s("shape3", []int64{3}, -1, 1, 1))
+	}
+	if b := int64(d.BoxColumns); b > 0 {
+		g.Node[len(g.Node)-1].Output = []string{"joined"}
+		g.Node = append(g.Node, Node("Split", []string{"joined", "cols"}, []string{"pred_boxes", "logits"}, intAttr("axis", 2)))
+		g.Initializer = append(g.Initializer, Int64s("cols", []int64{2}, b, int64(d.D2)-b))
+		g.Output = []*onnx.ValueInfoProto{
+			{Name: proto.String("logits"), Type: floatType(dim(d.Batch, "batch"), dim(int64(d.D1), ""), dim(int64(d.D2)-b, ""))},
+			{Name: proto.String("pred_boxes"), Type: floatType(dim(d.Batch, "batch"), dim(int64(d.D1), ""), dim(b, ""))},
+		}
 	}
 	m := model(g)
 	if d.Names != nil {
