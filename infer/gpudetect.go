@@ -229,12 +229,7 @@ func (e *GPUEngine) DetectDevice(ctx context.Context, n int, l Layout, o PostOpt
 		if err != nil {
 			return nil, err
 		}
-		per := l.D1 * l.D2
-		res := make([][]Detection, n)
-		for i := range res {
-			res[i] = l.Decode(out[i*per:(i+1)*per], o, nil)
-		}
-		return res, nil
+		return l.DecodeBatch(out, n, o), nil
 	}
 	p, err := e.planFor(n)
 	if err != nil {

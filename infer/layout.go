@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 )
 
 // Head is the layout of a detector's output tensor.
@@ -33,6 +36,16 @@ const (
 	// to the input) and C class scores, probabilities or logits
 	// (RT-DETR, RF-DETR, D-FINE, DEIM). The queries need no NMS.
 	HeadDETR
+	// HeadOne2One is [B, N, 4+C]: per anchor x1, y1, x2, y2 then C class
+	// scores, of an NMS-free head (YOLOv10, YOLO26) whose exported top-k
+	// was cut off (see Model.Cut): dsbatch keeps the max-det anchors of
+	// best class score, then the max-det best (anchor, class) pairs among
+	// them, as Ultralytics' export does, ties to the lower index.
+	HeadOne2One
+	// HeadNMS is [B, N, 4+C]: per anchor x1, y1, x2, y2 then C class
+	// scores, of an nms=True export whose NMS was cut off (see Model.Cut);
+	// dsbatch runs its NMS as for HeadV8.
+	HeadNMS
 )
 
 // headFormat is what dsbatch knows about one output layout.
@@ -56,6 +69,8 @@ var heads = [...]headFormat{
 	HeadYOLOX: {name: "yolox", classes: func(d1, d2 int) int { return d2 - 5 }, decode: decodeYOLOX},
 	HeadDETR: {name: "detr", aliases: []string{"rt-detr", "rtdetr", "rf-detr", "d-fine", "deim"},
 		classes: func(d1, d2 int) int { return d2 - 4 }, decode: decodeDETR},
+	HeadOne2One: {name: "one2one", aliases: []string{"e2e-topk"}, classes: func(d1, d2 int) int { return d2 - 4 }, decode: decodeOne2One},
+	HeadNMS:     {name: "nms", aliases: []string{"xyxy"}, classes: func(d1, d2 int) int { return d2 - 4 }, decode: decodeNMS},
 }
 
 // e2eClasses is 0 for an end-to-end output of six columns: the class is a
@@ -210,6 +225,27 @@ func (l Layout) Decode(out []float32, o PostOptions, dst []Detection) []Detectio
 	return f.decode(l, out, o, dst)
 }
 
+// DecodeBatch decodes the raw outputs of n images held one after the
+// other in out, in parallel: post-processing on the host (NMS of
+// thousands of candidates) costs milliseconds an image.
+func (l Layout) DecodeBatch(out []float32, n int, o PostOptions) [][]Detection {
+	per := l.D1 * l.D2
+	res := make([][]Detection, n)
+	var wg sync.WaitGroup
+	next := atomic.Int64{}
+	for w := 0; w < min(n, runtime.GOMAXPROCS(0)); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				res[i] = l.Decode(out[i*per:(i+1)*per], o, nil)
+			}
+		}()
+	}
+	wg.Wait()
+	return res
+}
+
 func decodeV8(l Layout, out []float32, o PostOptions, dst []Detection) []Detection {
 	var cand []Detection
 	n, nc := l.D2, l.D1-4
@@ -227,6 +263,64 @@ func decodeV8(l Layout, out []float32, o PostOptions, dst []Detection) []Detecti
 		cand = append(cand, Detection{Class: bc, Score: best, X1: cx - w/2, Y1: cy - hh/2, X2: cx + w/2, Y2: cy + hh/2})
 	}
 	return append(dst, nms(cand, o.IoU, o.maxDet(), o.topK(), o.ClassAgnostic)...)
+}
+
+func decodeNMS(l Layout, out []float32, o PostOptions, dst []Detection) []Detection {
+	var cand []Detection
+	for a := 0; a < l.D1; a++ {
+		row := out[a*l.D2 : (a+1)*l.D2]
+		best, bc := float32(-1), -1
+		for c, s := range row[4:] {
+			if s > best {
+				best, bc = s, c
+			}
+		}
+		if best < o.Conf {
+			continue
+		}
+		cand = append(cand, Detection{Class: bc, Score: best, X1: row[0], Y1: row[1], X2: row[2], Y2: row[3]})
+	}
+	return append(dst, nms(cand, o.IoU, o.maxDet(), o.topK(), o.ClassAgnostic)...)
+}
+
+// decodeOne2One selects as an end-to-end export's graph does: the k
+// anchors of best class score (k = max-det), then the k best of their
+// (anchor, class) pairs, each index ranked before a higher one of the same
+// score. Candidates under conf are dropped first, which selects the same
+// boxes: they rank below every box kept.
+func decodeOne2One(l Layout, out []float32, o PostOptions, dst []Detection) []Detection {
+	type cand struct {
+		score float32
+		i     int
+	}
+	k, nc := o.maxDet(), l.D2-4
+	var anchors []cand
+	for a := 0; a < l.D1; a++ {
+		row := out[a*l.D2+4 : (a+1)*l.D2]
+		best := row[0]
+		for _, s := range row[1:] {
+			best = max(best, s)
+		}
+		if best >= o.Conf {
+			anchors = append(anchors, cand{best, a})
+		}
+	}
+	sort.SliceStable(anchors, func(i, j int) bool { return anchors[i].score > anchors[j].score })
+	anchors = anchors[:min(k, len(anchors))]
+	var pairs []cand
+	for r, a := range anchors {
+		for c, s := range out[a.i*l.D2+4 : (a.i+1)*l.D2] {
+			if s >= o.Conf {
+				pairs = append(pairs, cand{s, r*nc + c})
+			}
+		}
+	}
+	sort.SliceStable(pairs, func(i, j int) bool { return pairs[i].score > pairs[j].score })
+	for _, p := range pairs[:min(k, len(pairs))] {
+		row := out[anchors[p.i/nc].i*l.D2:]
+		dst = append(dst, Detection{Class: p.i % nc, Score: p.score, X1: row[0], Y1: row[1], X2: row[2], Y2: row[3]})
+	}
+	return dst
 }
 
 func decodeV5(l Layout, out []float32, o PostOptions, dst []Detection) []Detection {

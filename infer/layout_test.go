@@ -3,7 +3,10 @@ package infer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
+	"math/rand"
+	"os"
 	"strings"
 	"testing"
 
@@ -304,5 +307,75 @@ func TestDETRTwoOutputs(t *testing.T) {
 	want := []Detection{{Class: 1, Score: float32(1 / (1 + math.Exp(-2))), X1: 16, Y1: 8, X2: 48, Y2: 24}}
 	if !sameDetections(got, want) {
 		t.Errorf("decoded %+v, want %+v", got, want)
+	}
+}
+
+// TestEndToEndTopKCut: a model with an end-to-end export's top-k in its
+// graph is cut before it (Model.Cut) and read as a one2one head, whose
+// decode gives the rows the graph gives, in their order, ties included;
+// the cut model compiles for the GPU engine, the uncut one does not.
+func TestEndToEndTopKCut(t *testing.T) {
+	const size, n, nc, k = 64, 30, 4, 7
+	r := rand.New(rand.NewSource(4))
+	raw := make([]float32, n*(4+nc))
+	for a := 0; a < n; a++ {
+		row := raw[a*(4+nc):]
+		row[0], row[1] = r.Float32()*40, r.Float32()*40
+		row[2], row[3] = row[0]+5+r.Float32()*20, row[1]+5+r.Float32()*20
+		for c := 0; c < nc; c++ {
+			row[4+c] = float32(r.Intn(20)) / 20 // ties on purpose
+		}
+	}
+	d := onnxtest.Detector{H: size, W: size, D1: n, D2: 4 + nc, Raw: raw, TopK: k, ConvMean: true}
+	path := writeModel(t, d)
+	m, err := ReadModel(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Cut != "preds" || m.Head != HeadOne2One {
+		t.Fatalf("cut %q, head %v", m.Cut, m.Head)
+	}
+	full := *m
+	if full.onnx, err = os.ReadFile(path); err != nil {
+		t.Fatal(err)
+	}
+	full.Output = "output0"
+	lib := ortLib(t)
+	run := func(m *Model) ([]float32, []int64) {
+		e, err := NewORT(m, size, size, ORTOptions{Lib: lib, Threads: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer e.Close()
+		out, shape, err := e.Infer(context.Background(), make([]float32, 3*size*size), 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return append([]float32(nil), out...), shape
+	}
+	cut, cs := run(m)
+	want, ws := run(&full)
+	if fmt.Sprint(cs) != fmt.Sprint([]int64{1, n, 4 + nc}) || fmt.Sprint(ws) != fmt.Sprint([]int64{1, k, 6}) {
+		t.Fatalf("shapes: cut %v, full %v", cs, ws)
+	}
+	l, err := NewLayout(HeadOne2One, ScoresProb, n, 4+nc, size, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := l.Decode(cut, PostOptions{MaxDet: k}, nil)
+	if len(got) != k {
+		t.Fatalf("%d rows, want %d", len(got), k)
+	}
+	for i, g := range got {
+		row := want[i*6 : (i+1)*6]
+		if g.X1 != row[0] || g.Y1 != row[1] || g.X2 != row[2] || g.Y2 != row[3] || g.Score != row[4] || float32(g.Class) != row[5] {
+			t.Errorf("row %d: %+v, the graph's %v", i, g, row)
+		}
+	}
+	if _, err := GPUMemoryPerImage(m, size, size); err != nil {
+		t.Errorf("cut model does not compile: %v", err)
+	}
+	if _, err := GPUMemoryPerImage(&full, size, size); err == nil {
+		t.Error("the graph's TopK compiled: the test no longer shows the cut's use")
 	}
 }

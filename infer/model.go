@@ -32,8 +32,14 @@ type Model struct {
 	// [B, Q, 4+C] (nil when the model has one output, or more that it
 	// leaves alone and of which Output is the first).
 	Joined []string
+	// Cut names the tensor ReadModel made the output in place of the
+	// post-processing exported into the graph (top-k of an end-to-end
+	// head, NMS of an nms=True export), which dsbatch does itself, the
+	// same way on every engine; Head is then the layout of that tensor.
+	Cut  string
+	Head Head
 	// onnx is the model the engines load: the file's bytes, or the
-	// rewritten model when outputs were joined.
+	// rewritten model.
 	onnx []byte
 }
 
@@ -93,10 +99,8 @@ func ReadModel(path string) (*Model, error) {
 	out := g.GetOutput()[0]
 	m.Output, m.OutputShape = out.GetName(), dims(out.GetType().GetTensorType().GetShape())
 	m.onnx = b
-	if boxes, scores, ok := boxesAndScores(g.GetOutput()); ok {
-		if err := m.join(&mp, boxes, scores); err != nil {
-			return nil, fmt.Errorf("model %s: %w", path, err)
-		}
+	if err := m.rewrite(&mp); err != nil {
+		return nil, fmt.Errorf("model %s: %w", path, err)
 	}
 	if names, ok := m.Metadata["names"]; ok {
 		if m.Names, err = ParseNamesDict(names); err != nil {
@@ -143,53 +147,6 @@ func (m *Model) InputSize(imgsz int) (h, w int, err error) {
 		return 0, 0, fmt.Errorf("--imgsz %d: must be a multiple of 32", imgsz)
 	}
 	return imgsz, imgsz, nil
-}
-
-// boxesAndScores finds a DETR-style pair among two outputs of rank 3: one
-// of four columns (the boxes, or the one named so), one of more.
-func boxesAndScores(outs []*onnx.ValueInfoProto) (boxes, scores *onnx.ValueInfoProto, ok bool) {
-	if len(outs) != 2 {
-		return nil, nil, false
-	}
-	a, b := dims(outs[0].GetType().GetTensorType().GetShape()), dims(outs[1].GetType().GetTensorType().GetShape())
-	if len(a) != 3 || len(b) != 3 {
-		return nil, nil, false
-	}
-	isBoxes := func(d []int64, name string) bool { return d[2] == 4 || (d[2] < 0 && strings.Contains(strings.ToLower(name), "box")) }
-	switch {
-	case isBoxes(a, outs[0].GetName()) && !isBoxes(b, outs[1].GetName()):
-		return outs[0], outs[1], true
-	case isBoxes(b, outs[1].GetName()) && !isBoxes(a, outs[0].GetName()):
-		return outs[1], outs[0], true
-	}
-	return nil, nil, false
-}
-
-// joinedOutput is the name of the output join adds.
-const joinedOutput = "dsbatch_boxes_scores"
-
-// join rewrites mp so that its one output is boxes and scores side by
-// side, [B, Q, 4+C], and makes it the model the engines load.
-func (m *Model) join(mp *onnx.ModelProto, boxes, scores *onnx.ValueInfoProto) error {
-	g := mp.GetGraph()
-	g.Node = append(g.Node, &onnx.NodeProto{
-		Name: proto.String("dsbatch_join"), OpType: proto.String("Concat"),
-		Input: []string{boxes.GetName(), scores.GetName()}, Output: []string{joinedOutput},
-		Attribute: []*onnx.AttributeProto{{Name: proto.String("axis"), Type: onnx.AttributeProto_INT.Enum(), I: proto.Int64(2)}},
-	})
-	g.Output = []*onnx.ValueInfoProto{{Name: proto.String(joinedOutput), Type: &onnx.TypeProto{Value: &onnx.TypeProto_TensorType{TensorType: &onnx.TypeProto_Tensor{
-		ElemType: proto.Int32(int32(onnx.TensorProto_FLOAT))}}}}}
-	b, err := proto.Marshal(mp)
-	if err != nil {
-		return err
-	}
-	m.onnx, m.Output, m.Joined = b, joinedOutput, []string{boxes.GetName(), scores.GetName()}
-	bs, ss := dims(boxes.GetType().GetTensorType().GetShape()), dims(scores.GetType().GetTensorType().GetShape())
-	m.OutputShape = []int64{bs[0], bs[1], -1}
-	if bs[2] > 0 && ss[2] > 0 {
-		m.OutputShape[2] = bs[2] + ss[2]
-	}
-	return nil
 }
 
 // ONNX is the model as the engines load it.

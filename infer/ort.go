@@ -123,16 +123,19 @@ func NewORT(m *Model, h, w int, o ORTOptions) (Engine, error) {
 		releaseORT()
 		return nil, fmt.Errorf("onnxruntime options: %w", err)
 	}
-	defer opts.Destroy()
+	// The options go before the environment is released (releaseORT may
+	// destroy it): destroying them after that crashes.
 	threads := o.Threads
 	if threads <= 0 {
 		threads = runtime.NumCPU()
 	}
 	if err := errors.Join(opts.SetIntraOpNumThreads(threads), opts.SetInterOpNumThreads(1)); err != nil {
+		opts.Destroy()
 		releaseORT()
 		return nil, fmt.Errorf("onnxruntime options: %w", err)
 	}
 	sess, err := ort.NewDynamicAdvancedSessionWithONNXData(m.ONNX(), []string{m.Input}, []string{m.Output}, opts)
+	opts.Destroy()
 	if err != nil {
 		releaseORT()
 		return nil, fmt.Errorf("model %s: %w: onnxruntime cannot load it: %v", m.Path, ErrBadModel, err)

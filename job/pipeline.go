@@ -454,7 +454,7 @@ func (p *pipeline) inferLoop(ctx context.Context, e infer.Engine, batches <-chan
 // to their list whatever happens.
 func (p *pipeline) infer(ctx context.Context, e infer.Engine, b *batch, limit int) error {
 	l := p.opts.Layout
-	per, size := l.D1*l.D2, 3*p.opts.Settings.InputH*p.opts.Settings.InputW
+	size := 3 * p.opts.Settings.InputH * p.opts.Settings.InputW
 	var frames []*item
 	for _, it := range b.items {
 		if !it.end && !it.reset {
@@ -485,10 +485,7 @@ func (p *pipeline) infer(ctx context.Context, e infer.Engine, b *batch, limit in
 			if len(shape) != 3 || int(shape[1]) != l.D1 || int(shape[2]) != l.D2 {
 				return fmt.Errorf("output shape %v, expected [%d, %d, %d]", shape, n, l.D1, l.D2)
 			}
-			dets = make([][]infer.Detection, n)
-			for k := range dets {
-				dets[k] = l.Decode(out[k*per:(k+1)*per], p.opts.Post, nil)
-			}
+			dets = l.DecodeBatch(out, n, p.opts.Post)
 		}
 		for k, it := range frames[i : i+n] {
 			if err := p.boxes.Add(dets[k]); err != nil {

@@ -40,7 +40,7 @@ func runCommand() *cli.Command {
 		&cli.DurationFlag{Name: "track-buffer", Value: 1e9, Usage: "how long a lost track may be found again"},
 		&cli.BoolFlag{Name: "track-classes", Value: true, Usage: "a track keeps one class (--track-classes=false: any class)"},
 		&cli.StringFlag{Name: "classes", Usage: "class names file, one per line (default: the model's metadata)"},
-		&cli.StringFlag{Name: "head", Value: "auto", Usage: "output layout: auto, v5, v8 (v9, v11), e2e (v10, yolo26), yolox or detr (rt-detr, rf-detr, d-fine)"},
+		&cli.StringFlag{Name: "head", Value: "auto", Usage: "output layout: auto, v5, v8 (v9, v11), e2e, one2one (v10, yolo26), nms (nms=True exports), yolox or detr (rt-detr, rf-detr, d-fine)"},
 		&cli.StringFlag{Name: "input", Usage: "input convention, comma-separated: rgb|bgr, scale=1/255, mean=R:G:B, std=R:G:B, fit=centre|top-left|stretch, pad=114, " +
 			"or a name (ultralytics, yolox, imagenet) then changes (default: the model's, else its layout's: yolox for YOLOX heads, ultralytics otherwise)"},
 		&cli.IntFlag{Name: "imgsz", Usage: "input size for models with a dynamic input"},
@@ -219,6 +219,11 @@ func runRun(c *cli.Context) error {
 	strides, err := parseStrides(c.String("strides"))
 	if err != nil {
 		return err
+	}
+	if head == 0 && model.Cut != "" {
+		head = model.Head
+		fmt.Fprintf(c.App.ErrWriter, "dsbatch: model %s: its exported post-processing is cut off at %s, and done by dsbatch on every engine\n",
+			filepath.Base(model.Path), model.Cut)
 	}
 	layout, err := infer.ProbeLayout(c.Context, probeEngine, infer.ProbeOptions{H: h, W: w, Names: len(names), Head: head, Input: input, Strides: strides})
 	probeEngine.Close()

@@ -33,6 +33,13 @@ type Detector struct {
 	// "logits" [B, D1, D2-BoxColumns], listed first, and "pred_boxes"
 	// [B, D1, BoxColumns], the first columns.
 	BoxColumns int
+	// TopK, when set, appends the post-processing an end-to-end export
+	// writes into its graph (YOLOv10, YOLO26: Split into boxes and scores,
+	// ReduceMax, TopK of the anchors, GatherElements, Flatten, TopK of the
+	// pairs, Div and Mod, GatherElements of the boxes, Concat): the output
+	// becomes [B, TopK, 6], x1, y1, x2, y2, score, class, and output0 the
+	// [B, D1, D2] tensor it reads (boxes then D2-4 class scores per row).
+	TopK int
 	// ConvMean computes the mean with an H×W convolution and a Reshape
 	// instead of ReduceMean, so that the GPU engine compiles the model
 	// (it needs H and W).
@@ -77,6 +84,33 @@ func (d Detector) Bytes() ([]byte, error) {
 		g.Node[1] = Node("Reshape", []string{"mean4", "shape3"}, []string{"mean3"})
 		g.Initializer = append(g.Initializer, Floats("meanw", []int64{1, 3, d.H, d.W}, w),
 			Int64s("shape3", []int64{3}, -1, 1, 1))
+	}
+	if k := int64(d.TopK); k > 0 {
+		c := int64(d.D2 - 4)
+		g.Node[len(g.Node)-1].Output = []string{"preds"}
+		g.Node = append(g.Node,
+			Node("Split", []string{"preds", "t_split"}, []string{"boxes", "scores"}, intAttr("axis", -1)),
+			Node("ReduceMax", []string{"scores"}, []string{"best"}, IntsAttr("axes", -1), intAttr("keepdims", 0)),
+			Node("TopK", []string{"best", "t_k"}, []string{"topv", "topi"}),
+			Node("Unsqueeze", []string{"topi", "t_last"}, []string{"topi3"}),
+			Node("Tile", []string{"topi3", "t_repc"}, []string{"topic"}),
+			Node("GatherElements", []string{"scores", "topic"}, []string{"sel"}, intAttr("axis", 1)),
+			Node("Flatten", []string{"sel"}, []string{"flat"}, intAttr("axis", 1)),
+			Node("TopK", []string{"flat", "t_k"}, []string{"score", "pair"}),
+			Node("Div", []string{"pair", "t_nc"}, []string{"rank"}),
+			Node("Mod", []string{"pair", "t_nc"}, []string{"label"}),
+			Node("GatherElements", []string{"topi", "rank"}, []string{"anchor"}, intAttr("axis", 1)),
+			Node("Unsqueeze", []string{"anchor", "t_last"}, []string{"anchor3"}),
+			Node("Tile", []string{"anchor3", "t_rep4"}, []string{"anchor4"}),
+			Node("GatherElements", []string{"boxes", "anchor4"}, []string{"box"}, intAttr("axis", 1)),
+			Node("Unsqueeze", []string{"score", "t_last"}, []string{"score3"}),
+			Node("Unsqueeze", []string{"label", "t_last"}, []string{"label3"}),
+			Node("Cast", []string{"label3"}, []string{"labelf"}, intAttr("to", int64(onnx.TensorProto_FLOAT))),
+			Node("Concat", []string{"box", "score3", "labelf"}, []string{"output0"}, intAttr("axis", -1)),
+		)
+		g.Initializer = append(g.Initializer, Int64s("t_split", []int64{2}, 4, c), Int64s("t_k", []int64{1}, k), Int64s("t_last", []int64{1}, -1),
+			Int64s("t_repc", []int64{3}, 1, 1, c), Int64s("t_rep4", []int64{3}, 1, 1, 4), Int64s("t_nc", nil, c))
+		g.Output = []*onnx.ValueInfoProto{{Name: proto.String("output0"), Type: floatType(dim(d.Batch, "batch"), dim(k, ""), dim(6, ""))}}
 	}
 	if b := int64(d.BoxColumns); b > 0 {
 		g.Node[len(g.Node)-1].Output = []string{"joined"}
