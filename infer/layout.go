@@ -584,7 +584,10 @@ func detrScores(out []float32, d1, d2, names int) Scores {
 // outside the input), so that a run stops with an error instead of
 // writing wrong boxes that look like results.
 type BoxCheck struct {
-	Layout  Layout
+	Layout Layout
+	// Off skips the check (random-weight models in benchmarks, whose
+	// boxes are as arbitrary as a misread layout's).
+	Off     bool
 	n, bad  int
 	example Detection
 	done    bool
@@ -596,7 +599,7 @@ const boxCheckSample = 32
 // Add looks at one image's detections in model-input pixels. It returns
 // an error, once, when most of the first boxes are implausible.
 func (c *BoxCheck) Add(dets []Detection) error {
-	if c.done {
+	if c.done || c.Off {
 		return nil
 	}
 	W, H := float32(c.Layout.InputW), float32(c.Layout.InputH)
@@ -618,6 +621,7 @@ func (c *BoxCheck) Add(dets []Detection) error {
 	}
 	l, d := c.Layout, c.example
 	return fmt.Errorf("%w: %d of the first %d boxes are implausible for a %dx%d input (for example %.3g,%.3g to %.3g,%.3g): "+
-		"the output [B, %d, %d] was read as a %s head, and that looks wrong: give --head (%s) or check the input convention (--input-*)",
+		"the output [B, %d, %d] was read as a %s head, and that looks wrong: give --head (%s) or check the input convention (--input); "+
+		"--no-box-check runs it all the same (a model of random weights)",
 		ErrBadModel, c.bad, c.n, l.InputW, l.InputH, d.X1, d.Y1, d.X2, d.Y2, l.D1, l.D2, l, headNames())
 }

@@ -274,7 +274,13 @@ func TestYOLOXStrides(t *testing.T) {
 // into one [B, Q, 4+C], boxes first, read as a DETR head with sigmoid
 // scores, and decoded through ONNX Runtime.
 func TestDETRTwoOutputs(t *testing.T) {
-	const size, q, nc = 64, 5, 3
+	for _, nc := range []int{3, 2} { // two classes: six columns, as an end-to-end head has
+		testDETRTwoOutputs(t, nc)
+	}
+}
+
+func testDETRTwoOutputs(t *testing.T, nc int) {
+	const size, q = 64, 5
 	raw := make([]float32, q*(4+nc))
 	for i := range raw {
 		raw[i] = -5 // logits of nothing
@@ -282,12 +288,12 @@ func TestDETRTwoOutputs(t *testing.T) {
 	row := raw[2*(4+nc):]
 	row[0], row[1], row[2], row[3] = 0.5, 0.25, 0.5, 0.25 // 16-48 × 8-24 px
 	row[4+1] = 2                                          // class 1, sigmoid 0.881
-	path := writeModel(t, onnxtest.Detector{H: size, W: size, D1: q, D2: 4 + nc, Raw: raw, BoxColumns: 4, Names: []string{"a", "b", "c"}})
+	path := writeModel(t, onnxtest.Detector{H: size, W: size, D1: q, D2: 4 + nc, Raw: raw, BoxColumns: 4, Names: []string{"a", "b", "c"}[:nc]})
 	m, err := ReadModel(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(m.Joined) != 2 || m.Joined[0] != "pred_boxes" || m.Joined[1] != "logits" || m.OutputShape[2] != 4+nc {
+	if len(m.Joined) != 2 || m.Joined[0] != "pred_boxes" || m.Joined[1] != "logits" || m.OutputShape[2] != int64(4+nc) || m.Head != HeadDETR {
 		t.Fatalf("joined %v, output %s %v", m.Joined, m.Output, m.OutputShape)
 	}
 	e, err := NewORT(m, size, size, ORTOptions{Lib: ortLib(t), Threads: 1})
@@ -295,7 +301,7 @@ func TestDETRTwoOutputs(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e.Close()
-	l, err := ProbeLayout(context.Background(), e, ProbeOptions{H: size, W: size, Names: len(m.Names), Input: Ultralytics})
+	l, err := ProbeLayout(context.Background(), e, ProbeOptions{H: size, W: size, Names: len(m.Names), Head: m.Head, Input: Ultralytics})
 	if err != nil || l.Head != HeadDETR || l.Scores != ScoresSigmoid || l.Classes != nc {
 		t.Fatalf("layout %+v, %v", l, err)
 	}

@@ -35,8 +35,9 @@ type Model struct {
 	// Cut names the tensor ReadModel made the output in place of the
 	// post-processing exported into the graph (top-k of an end-to-end
 	// head, NMS of an nms=True export), which dsbatch does itself, the
-	// same way on every engine; Head is then the layout of that tensor.
-	Cut  string
+	// same way on every engine.
+	Cut string
+	// Head is the layout of the output as rewritten (0: not rewritten).
 	Head Head
 	// onnx is the model the engines load: the file's bytes, or the
 	// rewritten model.

@@ -204,7 +204,7 @@ func (m *Model) join(mp *onnx.ModelProto, boxes, scores *onnx.ValueInfoProto) er
 	if err != nil {
 		return err
 	}
-	m.onnx, m.Output, m.Joined = b, joinedOutput, []string{boxes.GetName(), scores.GetName()}
+	m.onnx, m.Output, m.Joined, m.Head = b, joinedOutput, []string{boxes.GetName(), scores.GetName()}, HeadDETR
 	bs, ss := dims(boxes.GetType().GetTensorType().GetShape()), dims(scores.GetType().GetTensorType().GetShape())
 	m.OutputShape = []int64{bs[0], bs[1], -1}
 	if bs[2] > 0 && ss[2] > 0 {

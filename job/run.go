@@ -74,6 +74,9 @@ type RunOptions struct {
 	// convention); Run records it in Settings.Input.
 	Input infer.Preprocess
 	Post  infer.PostOptions
+	// NoBoxCheck skips the check that stops a run whose first boxes look
+	// like a misread layout's (infer.BoxCheck).
+	NoBoxCheck bool
 	// NewEngine opens an inference engine for a worker; it is called once
 	// per worker and the engine closed when the worker ends.
 	NewEngine func(w Worker) (infer.Engine, error)
@@ -285,7 +288,7 @@ func Run(ctx context.Context, plan *Plan, videos []Video, opts RunOptions) (*Sum
 	for i, w := range plan.Workers {
 		p := &pipeline{
 			worker: w.Worker, index: i, opts: &opts, out: out, work: work, byPath: byPath,
-			clock: &c.Clocks[i], start: start, boxes: infer.BoxCheck{Layout: opts.Layout},
+			clock: &c.Clocks[i], start: start, boxes: infer.BoxCheck{Layout: opts.Layout, Off: opts.NoBoxCheck},
 			finish: func(rec export.Video) error {
 				mu.Lock()
 				defer mu.Unlock()

@@ -6,7 +6,9 @@
 # the infer package's tests on the GPU (letterbox conventions against the
 # CPU, operators and re-batching against ONNX Runtime), every model in
 # models/ compiled and timed on the GPU engine, and YOLOX-Nano run on the
-# GPU engine and on ONNX Runtime over the footage, compared box for box.
+# GPU engine and on ONNX Runtime over the footage, compared box for box, as
+# is every other model there. DETR=1 exports DETR-family models with
+# transformers (scripts/export-detr.py) and runs them.
 set -uo pipefail
 D=${D:-.device/c}
 out=${OUT:-/tmp/dsbatch-out}
@@ -21,6 +23,26 @@ models=$(realpath "$D/models")
 step nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 (cd infer && step "$tests" -test.count=1 -test.timeout 300s -test.v 2>&1 | grep -E '^(--- |ok|FAIL|PASS)|rel L2|max \|' | grep -v '^=== ')
 (cd infer && DSBATCH_MODELS_DIR=$models step "$tests" -test.count=1 -test.run TestGPUModels -test.v)
+# Every other model of models/: the GPU engine against ONNX Runtime on the
+# footage, box for box.
+for m in "$models"/*.onnx; do
+	name=$(basename "$m" .onnx)
+	[ "$name" = yolox_nano ] && continue
+	for e in gpu onnxruntime; do
+		# Random weights: boxes as arbitrary as a misread layout's.
+		step "$bin" run --no-cache --no-box-check --engine "$e" --model "$m" --out "$out/$name-$e" "$D/footage" 2>&1 | grep -v '^progress'
+	done
+	step "$bin" compare "$out/$name-gpu" "$out/$name-onnxruntime"
+done
+# DETR-family exports of transformers (random weights), where asked: does
+# dsbatch read them, and does the GPU engine compile them?
+if [ -n "${DETR:-}" ]; then
+	ls /tmp/detr/*/model.onnx >/dev/null 2>&1 || step python3 -W ignore scripts/export-detr.py /tmp/detr 2>&1 | grep -v 'Warning\|^  '
+	for m in /tmp/detr/*/model.onnx; do
+		[ -f "$m" ] || continue
+		step "$bin" run --no-cache --conf 0.05 --model "$m" --out "$out/detr-$(basename "$(dirname "$m")")" "$D/footage" 2>&1 | grep -v '^progress'
+	done
+fi
 y="$models/yolox_nano.onnx"
 if [ -f "$y" ]; then
 	step "$bin" bench infer --model "$y" --imgsz 416 --batch 64 --duration 5s

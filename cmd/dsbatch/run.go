@@ -44,6 +44,7 @@ func runCommand() *cli.Command {
 		&cli.StringFlag{Name: "input", Usage: "input convention, comma-separated: rgb|bgr, scale=1/255, mean=R:G:B, std=R:G:B, fit=centre|top-left|stretch, pad=114, " +
 			"or a name (ultralytics, yolox, imagenet) then changes (default: the model's, else its layout's: yolox for YOLOX heads, ultralytics otherwise)"},
 		&cli.IntFlag{Name: "imgsz", Usage: "input size for models with a dynamic input"},
+		&cli.BoolFlag{Name: "no-box-check", Usage: "do not stop the run when its first boxes look like a misread layout's (for models of random weights)"},
 		&cli.StringFlag{Name: "strides", Usage: "grid strides of YOLOX-style heads, comma-separated (default 8,16,32)"},
 		&cli.StringFlag{Name: "engine", Value: "auto", Usage: "inference engine: gpu (cuDNN/NVRTC, fp16), onnxruntime (CPU) or auto (gpu on GPU workers when the model compiles for it)"},
 		&cli.StringFlag{Name: "ort-lib", Usage: "ONNX Runtime library (default: $DSBATCH_ORT_LIB, then beside the executable)"},
@@ -220,10 +221,15 @@ func runRun(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if head == 0 && model.Cut != "" {
+	if head == 0 {
 		head = model.Head
+	}
+	switch {
+	case model.Cut != "":
 		fmt.Fprintf(c.App.ErrWriter, "dsbatch: model %s: its exported post-processing is cut off at %s, and done by dsbatch on every engine\n",
 			filepath.Base(model.Path), model.Cut)
+	case model.Joined != nil:
+		fmt.Fprintf(c.App.ErrWriter, "dsbatch: model %s: outputs %s joined into one\n", filepath.Base(model.Path), strings.Join(model.Joined, " and "))
 	}
 	layout, err := infer.ProbeLayout(c.Context, probeEngine, infer.ProbeOptions{H: h, W: w, Names: len(names), Head: head, Input: input, Strides: strides})
 	probeEngine.Close()
@@ -258,6 +264,7 @@ func runRun(c *cli.Context) error {
 			Track: !c.Bool("no-track"), TrackBuffer: c.Duration("track-buffer").Seconds(), TrackAgnostic: !c.Bool("track-classes")},
 		Layout:         layout,
 		Input:          input,
+		NoBoxCheck:     c.Bool("no-box-check"),
 		Post:           infer.PostOptions{Conf: conf, IoU: iou, MaxDet: c.Int("max-det"), TopK: c.Int("topk"), ClassAgnostic: c.Bool("agnostic-nms")},
 		NewEngine:      newEngine,
 		Batch:          batch,
