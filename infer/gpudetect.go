@@ -286,7 +286,7 @@ func (e *GPUEngine) DetectDevice(ctx context.Context, n int, l Layout, o PostOpt
 			r := f[(i*maxDet+j)*6:]
 			dets[j] = Detection{X1: r[0], Y1: r[1], X2: r[2], Y2: r[3], Score: r[4], Class: int(r[5])}
 		}
-		res[i] = dets
+		res[i] = dropNonFinite(dets)
 	}
 	return res, nil
 }

@@ -216,13 +216,27 @@ func (l Layout) String() string {
 }
 
 // Decode turns one image's raw output (D1×D2 values) into detections in
-// model-input pixels, appending to dst.
+// model-input pixels, appending to dst. Detections with a score or a
+// coordinate that is not a finite number (a model's overflow) are dropped.
 func (l Layout) Decode(out []float32, o PostOptions, dst []Detection) []Detection {
 	f, ok := l.Head.format()
 	if !ok {
 		return dst
 	}
-	return f.decode(l, out, o, dst)
+	n := len(dst)
+	return append(dst[:n], dropNonFinite(f.decode(l, out, o, dst)[n:])...)
+}
+
+// dropNonFinite removes, in place, the detections of ds with a score or a
+// coordinate that is NaN or infinite.
+func dropNonFinite(ds []Detection) []Detection {
+	out := ds[:0]
+	for _, d := range ds {
+		if v := float64(d.Score + d.X1 + d.Y1 + d.X2 + d.Y2); !math.IsNaN(v) && !math.IsInf(v, 0) {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 // DecodeBatch decodes the raw outputs of n images held one after the

@@ -385,3 +385,21 @@ func TestEndToEndTopKCut(t *testing.T) {
 		t.Error("the graph's TopK compiled: the test no longer shows the cut's use")
 	}
 }
+
+// TestDecodeDropsNonFinite: boxes a model's overflow makes (NaN, ±Inf)
+// are no detections; finite ones beside them stay.
+func TestDecodeDropsNonFinite(t *testing.T) {
+	nan, inf := float32(math.NaN()), float32(math.Inf(1))
+	out := []float32{
+		10, 10, 20, 20, 0.9, 0,
+		nan, 10, 20, 20, 0.8, 0,
+		10, 10, inf, 20, 0.7, 1,
+		10, 10, 20, 20, nan, 1,
+		30, 30, 40, 40, 0.6, 1,
+	}
+	got := (Layout{Head: HeadE2E, D1: 5, D2: 6}).Decode(out, PostOptions{Conf: 0.25}, nil)
+	want := []Detection{{Class: 0, Score: 0.9, X1: 10, Y1: 10, X2: 20, Y2: 20}, {Class: 1, Score: 0.6, X1: 30, Y1: 30, X2: 40, Y2: 40}}
+	if !sameDetections(got, want) {
+		t.Errorf("%+v, want %+v", got, want)
+	}
+}

@@ -55,14 +55,27 @@ type grid struct {
 const maxSpan = 8
 
 func newGrid(bs []Box) *grid {
+	// The extent and cell size come from well-formed boxes only: a box
+	// with a coordinate not finite (a model's overflow) or inverted is
+	// clamped into the grid by span, and matches nothing (its IoU is 0 or
+	// NaN).
 	var sum float64
+	n := 0
 	minX, minY, maxX, maxY := math.Inf(1), math.Inf(1), math.Inf(-1), math.Inf(-1)
 	for _, b := range bs {
-		sum += max(float64(b.X2-b.X1), float64(b.Y2-b.Y1))
-		minX, minY = min(minX, float64(b.X1)), min(minY, float64(b.Y1))
-		maxX, maxY = max(maxX, float64(b.X2)), max(maxY, float64(b.Y2))
+		x1, y1, x2, y2 := float64(b.X1), float64(b.Y1), float64(b.X2), float64(b.Y2)
+		if !(x2 >= x1 && y2 >= y1) || math.IsInf(x1+y1+x2+y2, 0) {
+			continue
+		}
+		n++
+		sum += max(x2-x1, y2-y1)
+		minX, minY = min(minX, x1), min(minY, y1)
+		maxX, maxY = max(maxX, x2), max(maxY, y2)
 	}
-	g := &grid{x0: minX, y0: minY, cell: max(sum/float64(len(bs)), 1)}
+	if n == 0 {
+		minX, minY, maxX, maxY, n = 0, 0, 0, 0, 1
+	}
+	g := &grid{x0: minX, y0: minY, cell: max(sum/float64(n), 1)}
 	// At most about four cells a box: a few far-apart boxes widen the cells.
 	for (maxX-minX)/g.cell*(maxY-minY)/g.cell > float64(4*len(bs)+64) {
 		g.cell *= 2

@@ -2,6 +2,7 @@ package track
 
 import (
 	"fmt"
+	"math"
 	"math/rand"
 	"slices"
 	"testing"
@@ -94,6 +95,35 @@ func BenchmarkUpdateDense(b *testing.B) {
 				}
 				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(dets)), "ns/frame")
 			})
+		}
+	}
+}
+
+// TestMalformedBoxes: boxes a broken or random-weight model gives (not
+// finite, inverted, of huge coordinates) neither crash the tracker nor
+// change what well-formed boxes beside them match.
+func TestMalformedBoxes(t *testing.T) {
+	nan, inf := float32(math.NaN()), float32(math.Inf(1))
+	bad := []Box{{nan, 0, 10, 10}, {0, 0, inf, 10}, {-inf, -inf, inf, inf}, {50, 50, 10, 10}, {1e30, 1e30, 2e30, 2e30}, {nan, nan, nan, nan}}
+	good := []Box{{100, 100, 140, 160}, {300, 120, 330, 170}}
+	for _, tt := range [][]Box{bad, append(append([]Box(nil), bad...), good...)} {
+		tr := New(DefaultConfig(25))
+		for f := 0; f < 5; f++ {
+			dets := make([]Detection, len(tt))
+			for i, b := range tt {
+				dets[i] = Detection{Box: b, Score: 0.9}
+			}
+			ids := tr.Update(dets)
+			if len(ids) != len(dets) {
+				t.Fatalf("%d ids for %d detections", len(ids), len(dets))
+			}
+			if f > 0 && len(tt) > len(bad) {
+				for i := len(bad); i < len(tt); i++ {
+					if ids[i] < 0 {
+						t.Errorf("frame %d: well-formed box %d untracked beside malformed ones", f, i)
+					}
+				}
+			}
 		}
 	}
 }

@@ -5,6 +5,11 @@ import "math"
 // Box is an axis-aligned box in pixels.
 type Box struct{ X1, Y1, X2, Y2 float32 }
 
+// wellFormed reports whether b's coordinates are finite and in order.
+func (b Box) wellFormed() bool {
+	return b.X2 >= b.X1 && b.Y2 >= b.Y1 && !math.IsInf(float64(b.X1+b.Y1+b.X2+b.Y2), 0) && !math.IsInf(float64(b.X2-b.X1), 0) && !math.IsInf(float64(b.Y2-b.Y1), 0)
+}
+
 // Detection is one detected object of a frame.
 type Detection struct {
 	Box   Box
@@ -158,6 +163,9 @@ func (t *Tracker) Update(dets []Detection) []int64 {
 	var high, low []int
 	for i, d := range dets {
 		switch {
+		case !d.Box.wellFormed():
+			// Not a place: a model's overflow or inverted box, which no
+			// track may take or start from.
 		case d.Score >= t.cfg.High:
 			high = append(high, i)
 		case d.Score >= t.cfg.Low:
