@@ -629,6 +629,19 @@ func (c *BoxCheck) Add(dets []Detection) error {
 	if c.n < boxCheckSample {
 		return nil
 	}
+	return c.verdict()
+}
+
+// Finish judges on the boxes seen when fewer than the sample came (a few
+// frames looked at, as dsbatch check does), at least eight of them.
+func (c *BoxCheck) Finish() error {
+	if c.done || c.Off || c.n < 8 {
+		return nil
+	}
+	return c.verdict()
+}
+
+func (c *BoxCheck) verdict() error {
 	c.done = true
 	if c.bad*2 <= c.n {
 		return nil

@@ -72,3 +72,41 @@ func TestCompareCLI(t *testing.T) {
 		t.Errorf("one folder: exit %d", r.code)
 	}
 }
+
+// TestCheckCLI: check says what the model is and how dsbatch reads it,
+// counts its boxes on a video's frames, times ONNX Runtime, and fails on
+// a layout whose boxes are implausible.
+func TestCheckCLI(t *testing.T) {
+	withORT(t)
+	m := model(t)
+	r := dsbatch(t, "check", "--duration", "100ms", "--frames", "4", "--video", filepath.Join(media, "h264.mp4"), m)
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s %s", r.code, r.stdout, r.stderr)
+	}
+	for _, want := range []string{"model ", "batch dynamic", "v8 head, 2 classes", "person, car", "rgb,scale=1/255,fit=centre,pad=114",
+		"GPU engine", "4 on 4 frames of h264.mp4", "img/s (CPU, batch 8)"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("check says no %q:\n%s", want, r.stdout)
+		}
+	}
+	if strings.Contains(r.stderr, "no NVIDIA driver") && !strings.Contains(r.stdout, "not compared: no GPU") {
+		t.Errorf("without a GPU, check must say the engines were not compared:\n%s", r.stdout)
+	}
+	// 300 queries of normalised boxes read as YOLOv5's: sub-pixel boxes.
+	raw := make([]float32, 300*84)
+	for q := 0; q < 300; q++ {
+		row := raw[q*84:]
+		row[0], row[1], row[2], row[3], row[4], row[5] = float32(q%20)/20+0.025, float32(q/20)/15+0.03, 0.04, 0.04, 0.9, 0.9
+	}
+	detr := filepath.Join(t.TempDir(), "detr.onnx")
+	if err := (onnxtest.Detector{H: 64, W: 64, D1: 300, D2: 84, Raw: raw}).Write(detr); err != nil {
+		t.Fatal(err)
+	}
+	r = dsbatch(t, "check", "--duration", "100ms", "--frames", "2", "--head", "v5", detr)
+	if r.code != exitFailed || !strings.Contains(r.stdout, "layout check  FAILED") || !strings.Contains(r.stderr, "implausible") {
+		t.Errorf("misread layout: exit %d: %s %s", r.code, r.stdout, r.stderr)
+	}
+	if r := dsbatch(t, "check", "--duration", "100ms", "--frames", "2", detr); r.code != 0 || !strings.Contains(r.stdout, "detr head") {
+		t.Errorf("the same model read as DETR-style: exit %d: %s %s", r.code, r.stdout, r.stderr)
+	}
+}

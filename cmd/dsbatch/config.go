@@ -100,8 +100,8 @@ func modelFilePath(model string) string {
 // flags by the same names. Its classes are a names file (relative to the
 // description) or a list of names, returned. path is "" when the model has
 // no description; set lists the settings it gave.
-func applyModelFile(c *cli.Context) (path string, names []string, set []string, err error) {
-	path = modelFilePath(c.String("model"))
+func applyModelFile(c *cli.Context, model string) (path string, names []string, set []string, err error) {
+	path = modelFilePath(model)
 	if path == "" {
 		return "", nil, nil, nil
 	}

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -22,6 +21,7 @@ import (
 func runCommand() *cli.Command {
 	flags := append(discoveryFlags(), gpuFlags()...)
 	flags = append(flags, shardFlags("process only this node's share i/n of the archive, into OUT/shards/<i>-of-<n>")...)
+	flags = append(flags, modelFlags()...)
 	flags = append(flags,
 		&cli.StringFlag{Name: "config", Usage: "YAML file of settings (keys are flag names); flags override it"},
 		&cli.StringFlag{Name: "model", Aliases: []string{"m"}, Usage: "ONNX detector (YOLOv5/v8/v9/v10/v11 layouts)"},
@@ -31,23 +31,11 @@ func runCommand() *cli.Command {
 		&cli.Float64Flag{Name: "fps", Usage: "infer at most this many frames per second of video (0: all)"},
 		&cli.DurationFlag{Name: "start", Usage: "skip each video's frames before this time (e.g. 90s, 1h2m)"},
 		&cli.DurationFlag{Name: "end", Usage: "skip each video's frames from this time on (0: none)"},
-		&cli.Float64Flag{Name: "conf", Value: 0.25, Usage: "minimum detection score"},
-		&cli.Float64Flag{Name: "iou", Value: 0.45, Usage: "NMS overlap threshold"},
-		&cli.IntFlag{Name: "max-det", Value: 300, Usage: "detections kept per frame"},
-		&cli.IntFlag{Name: "topk", Value: infer.DefaultTopK, Usage: "best-scored candidates per frame that enter NMS (the GPU engine selects them on the GPU when at most 1024)"},
-		&cli.BoolFlag{Name: "agnostic-nms", Usage: "NMS across classes"},
 		&cli.BoolFlag{Name: "no-track", Usage: "do not track objects (track_id stays null)"},
 		&cli.DurationFlag{Name: "track-buffer", Value: 1e9, Usage: "how long a lost track may be found again"},
 		&cli.BoolFlag{Name: "track-classes", Value: true, Usage: "a track keeps one class (--track-classes=false: any class)"},
-		&cli.StringFlag{Name: "classes", Usage: "class names file, one per line (default: the model's metadata)"},
-		&cli.StringFlag{Name: "head", Value: "auto", Usage: "output layout: auto, v5, v8 (v9, v11), e2e, one2one (v10, yolo26), nms (nms=True exports), yolox or detr (rt-detr, rf-detr, d-fine)"},
-		&cli.StringFlag{Name: "input", Usage: "input convention, comma-separated: rgb|bgr, scale=1/255, mean=R:G:B, std=R:G:B, fit=centre|top-left|stretch, pad=114, " +
-			"or a name (ultralytics, yolox, imagenet) then changes (default: the model's, else its layout's: yolox for YOLOX heads, ultralytics otherwise)"},
-		&cli.IntFlag{Name: "imgsz", Usage: "input size for models with a dynamic input"},
 		&cli.BoolFlag{Name: "no-box-check", Usage: "do not stop the run when its first boxes look like a misread layout's (for models of random weights)"},
-		&cli.StringFlag{Name: "strides", Usage: "grid strides of YOLOX-style heads, comma-separated (default 8,16,32)"},
 		&cli.StringFlag{Name: "engine", Value: "auto", Usage: "inference engine: gpu (cuDNN/NVRTC, fp16), onnxruntime (CPU) or auto (gpu on GPU workers when the model compiles for it)"},
-		&cli.StringFlag{Name: "ort-lib", Usage: "ONNX Runtime library (default: $DSBATCH_ORT_LIB, then beside the executable)"},
 		&cli.IntFlag{Name: "threads", Usage: "inference threads per CPU worker (default: cores / workers)"},
 		&cli.IntFlag{Name: "decoders", Value: 2, Usage: "videos each worker decodes at once (GPU workers: at least two per NVDEC engine unless set)"},
 		&cli.IntFlag{Name: "gpu-frames", Usage: "decoded frames each GPU worker may hold in GPU memory ahead of the engine (default: a quarter of the GPU's memory, at most 16 GiB)"},
@@ -80,10 +68,6 @@ func runRun(c *cli.Context) error {
 	if c.String("model") == "" || c.String("out") == "" {
 		return errors.New("run: --model and --out are required")
 	}
-	described, describedNames, describedSet, err := applyModelFile(c)
-	if err != nil {
-		return err
-	}
 	shard, err := resolveShard(c)
 	if err != nil {
 		return err
@@ -98,8 +82,7 @@ func runRun(c *cli.Context) error {
 			return fmt.Errorf("--batch %q: want a number of images of at least 1, or auto", b)
 		}
 	}
-	head, err := infer.ParseHead(c.String("head"))
-	if err != nil {
+	if _, err := infer.ParseHead(c.String("head")); err != nil {
 		return err
 	}
 	if c.Int("stride") < 1 || c.Float64("fps") < 0 || c.Float64("assume-fps") < 0 {
@@ -111,27 +94,11 @@ func runRun(c *cli.Context) error {
 	}
 
 	// Everything about the model is checked before any video is touched.
-	model, err := infer.ReadModel(c.String("model"))
+	rm, err := openModel(c, c.String("model"))
 	if err != nil {
 		return err
 	}
-	names := model.Names
-	if describedNames != nil {
-		names = describedNames
-	}
-	if f := c.String("classes"); f != "" {
-		if names, err = readNames(f); err != nil {
-			return err
-		}
-	}
-	h, w, err := model.InputSize(c.Int("imgsz"))
-	if err != nil {
-		return err
-	}
-	lib, err := infer.FindORT(c.String("ort-lib"))
-	if err != nil {
-		return err
-	}
+	model, h, w, lib := rm.Model, rm.h, rm.w, rm.lib
 	sha, err := fileSHA256(model.Path)
 	if err != nil {
 		return err
@@ -210,45 +177,12 @@ func runRun(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	input, inputFrom, inputSet, err := modelInput(c, model)
-	if err != nil {
-		return err
-	}
-	if slices.Contains(describedSet, "input") {
-		inputFrom = described
-	}
-	strides, err := parseStrides(c.String("strides"))
-	if err != nil {
-		return err
-	}
-	if head == 0 {
-		head = model.Head
-	}
-	switch {
-	case model.Cut != "":
-		fmt.Fprintf(c.App.ErrWriter, "dsbatch: model %s: its exported post-processing is cut off at %s, and done by dsbatch on every engine\n",
-			filepath.Base(model.Path), model.Cut)
-	case model.Joined != nil:
-		fmt.Fprintf(c.App.ErrWriter, "dsbatch: model %s: outputs %s joined into one\n", filepath.Base(model.Path), strings.Join(model.Joined, " and "))
-	}
-	layout, err := infer.ProbeLayout(c.Context, probeEngine, infer.ProbeOptions{H: h, W: w, Names: len(names), Head: head, Input: input, Strides: strides})
+	pm, err := rm.probe(c, probeEngine)
 	probeEngine.Close()
 	if err != nil {
-		return fmt.Errorf("model %s: %w", model.Path, err)
+		return err
 	}
-	if !inputSet && layout.Head == infer.HeadYOLOX {
-		input, inputFrom = infer.YOLOX, "YOLOX's convention, for its layout"
-	}
-	fmt.Fprintf(c.App.ErrWriter, "dsbatch: model %s: %s head, output [B, %d, %d]; input %dx%d %s (%s)\n",
-		filepath.Base(model.Path), layout, layout.D1, layout.D2, w, h, input, inputFrom)
-	if len(describedSet) > 0 {
-		fmt.Fprintf(c.App.ErrWriter, "dsbatch: from %s: %s\n", described, strings.Join(describedSet, ", "))
-	}
-	if len(names) == 0 {
-		for i := 0; i < layout.Classes; i++ {
-			names = append(names, fmt.Sprintf("class_%d", i))
-		}
-	}
+	layout, input, names := pm.layout, pm.input, rm.names
 
 	videos, err := probeArchive(c, shard, nil)
 	if err != nil {
