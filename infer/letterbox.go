@@ -46,7 +46,13 @@ func LetterboxRGB(rgb []byte, w, h int, dst []float32, dstW, dstH int, p Preproc
 	lb := FitLetterbox(w, h, dstW, dstH, p.Fit)
 	plane := dstW * dstH
 	fill(dst, plane, p.PadValues())
-	mul, add := p.Affine()
+	a, b := p.Affine()
+	// Channel c's plane offset and factors, out of the loop.
+	var off3 [3]int
+	var mul, add [3]float32
+	for c := range off3 {
+		off3[c], mul[c], add[c] = p.plane(c)*plane, a[p.plane(c)], b[p.plane(c)]
+	}
 	xs := bilinearTaps(w, lb.NewW)
 	ys := bilinearTaps(h, lb.NewH)
 	for dy, ty := range ys {
@@ -54,12 +60,11 @@ func LetterboxRGB(rgb []byte, w, h int, dst []float32, dstW, dstH int, p Preproc
 		row1 := rgb[ty.i1*3*w:]
 		off := (lb.PadY+dy)*dstW + lb.PadX
 		for dx, tx := range xs {
-			a, b := 3*tx.i0, 3*tx.i1
+			i0, i1 := 3*tx.i0, 3*tx.i1
 			for c := 0; c < 3; c++ {
-				top := float32(row0[a+c])*(1-tx.f) + float32(row0[b+c])*tx.f
-				bot := float32(row1[a+c])*(1-tx.f) + float32(row1[b+c])*tx.f
-				pc := p.plane(c)
-				dst[pc*plane+off+dx] = float32((top*(1-ty.f)+bot*ty.f)*mul[pc]) + add[pc]
+				top := float32(row0[i0+c])*(1-tx.f) + float32(row0[i1+c])*tx.f
+				bot := float32(row1[i0+c])*(1-tx.f) + float32(row1[i1+c])*tx.f
+				dst[off3[c]+off+dx] = float32((top*(1-ty.f)+bot*ty.f)*mul[c]) + add[c]
 			}
 		}
 	}

@@ -16,6 +16,9 @@ func LetterboxYUV420(y, u, v []byte, w, h, rot int, dst []float32, dstW, dstH in
 	fill(dst, plane, p.PadValues())
 	a, b := p.Affine()
 	pr, pg, pb := p.plane(0), p.plane(1), p.plane(2)
+	// Each channel's plane offset and factors, out of the loop.
+	or, og, ob := pr*plane, pg*plane, pb*plane
+	mr, mg, mb, ar, ag, ab := a[pr], a[pg], a[pb], b[pr], b[pg], b[pb]
 	cw := (w + 1) / 2
 	rgb := func(ux, uy int) (float32, float32, float32) {
 		sx, sy := ux, uy
@@ -52,9 +55,9 @@ func LetterboxYUV420(y, u, v []byte, w, h, rot int, dst []float32, dstW, dstH in
 			r3, g3, b3 := rgb(x1, y1)
 			w00, w01, w10, w11 := (1-ax)*(1-ay), ax*(1-ay), (1-ax)*ay, ax*ay
 			o := row + ox
-			dst[pr*plane+o] = float32((r0*w00+r1*w01+r2*w10+r3*w11)*a[pr]) + b[pr]
-			dst[pg*plane+o] = float32((g0*w00+g1*w01+g2*w10+g3*w11)*a[pg]) + b[pg]
-			dst[pb*plane+o] = float32((b0*w00+b1*w01+b2*w10+b3*w11)*a[pb]) + b[pb]
+			dst[or+o] = float32((r0*w00+r1*w01+r2*w10+r3*w11)*mr) + ar
+			dst[og+o] = float32((g0*w00+g1*w01+g2*w10+g3*w11)*mg) + ag
+			dst[ob+o] = float32((b0*w00+b1*w01+b2*w10+b3*w11)*mb) + ab
 		}
 	}
 	return lb
