@@ -497,10 +497,11 @@ func nvrtcCompile(h unsafe.Pointer, src, name string, arch int) ([]byte, error) 
 // uint32, float32 or int64 values, passed by value as CUDA expects.
 func (k *Kernel) Launch(grid, block [3]uint32, s Stream, args ...any) error {
 	n := len(args)
-	store := (*[1 << 20]uint64)(C.malloc(C.size_t(8 * max(n, 1))))[:n:n]
-	ptrs := (*[1 << 20]unsafe.Pointer)(C.malloc(C.size_t(8 * max(n, 1))))[:n:n]
-	defer C.free(unsafe.Pointer(&store[:1][0]))
-	defer C.free(unsafe.Pointer(&ptrs[:1][0]))
+	sp, pp := C.malloc(C.size_t(8*max(n, 1))), C.malloc(C.size_t(8*max(n, 1)))
+	defer C.free(sp)
+	defer C.free(pp)
+	store := (*[1 << 20]uint64)(sp)[:n:n]
+	ptrs := (*[1 << 20]unsafe.Pointer)(pp)[:n:n]
 	for i, a := range args {
 		var b [8]byte
 		switch v := a.(type) {

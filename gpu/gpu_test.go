@@ -296,3 +296,36 @@ extern "C" __global__ void unused(float* y) { y[threadIdx.x] = 0.0f; }`,
 		}
 	}
 }
+
+// TestKernelWithoutArguments launches a kernel that takes none.
+func TestKernelWithoutArguments(t *testing.T) {
+	h, err := Open()
+	if err != nil {
+		t.Skipf("no GPU here: %v", err)
+	}
+	defer h.Close()
+	devs, err := h.Devices()
+	if err != nil || len(devs) == 0 {
+		t.Skipf("no GPU listed: %v", err)
+	}
+	g, err := OpenCUDA(devs[0].UUID)
+	if err != nil {
+		t.Skipf("no CUDA: %v", err)
+	}
+	defer g.Close()
+	k, err := g.Kernel(`extern "C" __global__ void nop() {}`, "nop", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := g.NewStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.DestroyStream(s)
+	if err := k.Launch([3]uint32{1, 1, 1}, [3]uint32{32, 1, 1}, s); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Sync(s); err != nil {
+		t.Fatal(err)
+	}
+}

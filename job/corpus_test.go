@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"github.com/dsbatch/dsbatch/infer"
 	"os"
 	"path/filepath"
 	"slices"
@@ -293,5 +294,22 @@ func TestUnexplainedEmpty(t *testing.T) {
 				t.Errorf("error %q does not name the file", err)
 			}
 		})
+	}
+}
+
+// TestSafeTrackIDsRecovers: a panic while tracking (here, a tracker map
+// that cannot take the video's tracker) fails that video with an error
+// naming it and the frame, instead of the whole run.
+func TestSafeTrackIDsRecovers(t *testing.T) {
+	p := &pipeline{opts: &RunOptions{Settings: Settings{Track: true, TrackBuffer: 1}}}
+	v := &video{id: 7, planned: PlannedVideo{Path: "cam1.mp4"}}
+	it := &item{index: 42, dets: []infer.Detection{{X1: 1, Y1: 1, X2: 5, Y2: 5, Score: 0.9}}}
+	_, _, err := p.safeTrackIDs(nil, v, it)
+	if err == nil || !strings.Contains(err.Error(), "cam1.mp4") || !strings.Contains(err.Error(), "frame 42") {
+		t.Fatalf("err = %v", err)
+	}
+	ids, _, err := p.safeTrackIDs(map[int64]*videoTracks{}, v, it)
+	if err != nil || len(ids) != 1 {
+		t.Fatalf("%v %v", ids, err)
 	}
 }

@@ -45,6 +45,9 @@ type video struct {
 	start   time.Time
 	err     error        // decode error, set before the end marker is sent
 	stats   decode.Stats // set before the end marker is sent
+	// exportErr fails the video from its exporter (a panic in tracking):
+	// its frames after it are not written.
+	exportErr error
 }
 
 // item is a frame, or a marker of its video (tensor nil): end, or reset
@@ -602,6 +605,8 @@ func (p *pipeline) exportVideos(ctx context.Context, items <-chan *item) error {
 			if err := p.endVideo(v, w, vt); err != nil {
 				return err
 			}
+		case v.exportErr != nil:
+			// Failed: the rest of its frames go nowhere.
 		default:
 			w := writers[v.id]
 			if w == nil {
@@ -614,7 +619,12 @@ func (p *pipeline) exportVideos(ctx context.Context, items <-chan *item) error {
 			c.frames.Add(1)
 			p.opts.Counters.FramesDone.Add(1)
 			p.opts.Counters.WorkerFrames[p.index].Add(1)
-			ids, vt := p.trackIDs(trackers, v, it.dets)
+			ids, vt, err := p.safeTrackIDs(trackers, v, it)
+			if err != nil {
+				v.exportErr = err
+				delete(trackers, v.id)
+				break
+			}
 			for k, d := range it.dets {
 				name := className(names, d.Class)
 				if vt != nil && ids[k] >= 0 {
@@ -645,6 +655,18 @@ func className(names []string, class int) string {
 		return names[class]
 	}
 	return fmt.Sprintf("class_%d", class)
+}
+
+// safeTrackIDs is trackIDs, with a panic (a bug, on a model's odd boxes
+// say) turned into an error that fails this video only.
+func (p *pipeline) safeTrackIDs(trackers map[int64]*videoTracks, v *video, it *item) (ids []int64, vt *videoTracks, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("internal error tracking %s at frame %d: %v (a bug; the other videos go on)", v.planned.Path, it.index, r)
+		}
+	}()
+	ids, vt = p.trackIDs(trackers, v, it.dets)
+	return ids, vt, nil
 }
 
 // trackIDs runs the video's tracker (made on its first frame) over one
@@ -706,6 +728,9 @@ func (p *pipeline) endVideo(v *video, w *export.DetectionWriter, vt *videoTracks
 	v.rec.FramesDecoded = v.stats.Decoded
 	v.rec.CorruptPackets = v.stats.CorruptPackets
 	v.rec.WallSeconds = time.Since(v.start).Seconds()
+	if v.err == nil {
+		v.err = v.exportErr
+	}
 	if v.err == nil && v.rec.FramesInferred == 0 {
 		v.err = p.unexplainedEmpty(v)
 	}
