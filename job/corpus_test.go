@@ -4,12 +4,13 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"github.com/dsbatch/dsbatch/infer"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/dsbatch/dsbatch/infer"
 )
 
 // corpus is internal/mkmedia -corpus's folder: every file holds 40 frames
