@@ -14,7 +14,7 @@ func BenchmarkSmallFile(b *testing.B) {
 	dir := b.TempDir()
 	mem := memory.NewGoAllocator()
 	for i := 0; i < b.N; i++ {
-		w, err := NewDetectionWriter(filepath.Join(dir, "a.parquet"), mem)
+		w, err := NewDetectionWriter(filepath.Join(dir, "a.parquet"), mem, DetectionOptions{})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -32,7 +32,7 @@ func BenchmarkSmallFile(b *testing.B) {
 func BenchmarkCountClasses2M(b *testing.B) {
 	mem := memory.NewGoAllocator()
 	path := filepath.Join(b.TempDir(), "big.parquet")
-	w, err := NewDetectionWriter(path, mem)
+	w, err := NewDetectionWriter(path, mem, DetectionOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -28,6 +28,38 @@ var DetectionSchema = arrow.NewSchema([]arrow.Field{
 	{Name: "track_id", Type: arrow.PrimitiveTypes.Int64, Nullable: true},
 }, nil)
 
+// keypointType is a keypoints list's element: the point's name, where it
+// is in frame pixels, and the model's confidence that it is visible.
+var keypointType = arrow.StructOf(
+	arrow.Field{Name: "name", Type: arrow.BinaryTypes.String},
+	arrow.Field{Name: "x", Type: arrow.PrimitiveTypes.Float32},
+	arrow.Field{Name: "y", Type: arrow.PrimitiveTypes.Float32},
+	arrow.Field{Name: "score", Type: arrow.PrimitiveTypes.Float32},
+)
+
+// DetectionOptions are the optional columns of a detections file.
+type DetectionOptions struct {
+	// Keypoints adds the keypoints column: a pose model's points, this
+	// many a detection, named by KeypointNames (else "kp0", "kp1", ...).
+	Keypoints     int
+	KeypointNames []string
+}
+
+// Schema is the layout of detections files with these options.
+func (o DetectionOptions) Schema() *arrow.Schema {
+	if o.Keypoints == 0 {
+		return DetectionSchema
+	}
+	return arrow.NewSchema(append(DetectionSchema.Fields(), arrow.Field{Name: "keypoints", Type: arrow.ListOf(keypointType)}), nil)
+}
+
+func (o DetectionOptions) keypointName(i int) string {
+	if i < len(o.KeypointNames) {
+		return o.KeypointNames[i]
+	}
+	return fmt.Sprintf("kp%d", i)
+}
+
 // Detection is one row of a detections file. Boxes are in pixels of the
 // upright frame (after rotation), origin top-left.
 type Detection struct {
@@ -39,7 +71,13 @@ type Detection struct {
 	ClassName      string
 	Score          float32
 	X1, Y1, X2, Y2 float32
-	TrackID        int64 // < 0: no track (null)
+	TrackID        int64      // < 0: no track (null)
+	Keypoints      []Keypoint // a pose model's points, when the file has them
+}
+
+// Keypoint is one point of a pose, in frame pixels.
+type Keypoint struct {
+	X, Y, Score float32
 }
 
 // rowsPerBatch is how many rows are buffered before they go to the Parquet
@@ -69,6 +107,7 @@ func WriterProperties(mem memory.Allocator, dictColumns ...string) *parquet.Writ
 
 // DetectionWriter writes one detections file.
 type DetectionWriter struct {
+	opts    DetectionOptions
 	path    string
 	f       *os.File
 	out     *sink
@@ -79,21 +118,22 @@ type DetectionWriter struct {
 }
 
 // NewDetectionWriter starts the detections file path (written under a
-// temporary name until Commit).
-func NewDetectionWriter(path string, mem memory.Allocator) (*DetectionWriter, error) {
+// temporary name until Commit), with the optional columns of o.
+func NewDetectionWriter(path string, mem memory.Allocator, o DetectionOptions) (*DetectionWriter, error) {
 	f, err := createTemp(path)
 	if err != nil {
 		return nil, fmt.Errorf("detections %s: %w", path, err)
 	}
 	out := &sink{w: f}
-	fw, err := pqarrow.NewFileWriter(DetectionSchema, out, WriterProperties(mem, "video_path", "class_name"),
+	schema := o.Schema()
+	fw, err := pqarrow.NewFileWriter(schema, out, WriterProperties(mem, "video_path", "class_name", "keypoints.list.element.name"),
 		pqarrow.NewArrowWriterProperties(pqarrow.WithAllocator(mem), pqarrow.WithStoreSchema()))
 	if err != nil {
 		f.Close()
 		os.Remove(f.Name())
 		return nil, fmt.Errorf("detections %s: %w", path, err)
 	}
-	return &DetectionWriter{path: path, f: f, out: out, fw: fw, b: array.NewRecordBuilder(mem, DetectionSchema)}, nil
+	return &DetectionWriter{opts: o, path: path, f: f, out: out, fw: fw, b: array.NewRecordBuilder(mem, schema)}, nil
 }
 
 // Append adds one row.
@@ -114,6 +154,20 @@ func (w *DetectionWriter) Append(d Detection) error {
 		fs[11].AppendNull()
 	} else {
 		fs[11].(*array.Int64Builder).Append(d.TrackID)
+	}
+	if w.opts.Keypoints > 0 {
+		lb := fs[12].(*array.ListBuilder)
+		lb.Append(true)
+		sb := lb.ValueBuilder().(*array.StructBuilder)
+		name := sb.FieldBuilder(0).(*array.StringBuilder)
+		x, y, s := sb.FieldBuilder(1).(*array.Float32Builder), sb.FieldBuilder(2).(*array.Float32Builder), sb.FieldBuilder(3).(*array.Float32Builder)
+		for i, k := range d.Keypoints {
+			sb.Append(true)
+			name.Append(w.opts.keypointName(i))
+			x.Append(k.X)
+			y.Append(k.Y)
+			s.Append(k.Score)
+		}
 	}
 	w.pending++
 	w.rows++

@@ -27,7 +27,7 @@ func TestDetectionsRoundTripDuckDB(t *testing.T) {
 	defer mem.AssertSize(t, 0)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "detections", "42.parquet")
-	w, err := NewDetectionWriter(path, mem)
+	w, err := NewDetectionWriter(path, mem, DetectionOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +91,7 @@ func TestDetectionWriterAbortAndEmpty(t *testing.T) {
 	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
 	defer mem.AssertSize(t, 0)
 	dir := t.TempDir()
-	w, err := NewDetectionWriter(filepath.Join(dir, "a.parquet"), mem)
+	w, err := NewDetectionWriter(filepath.Join(dir, "a.parquet"), mem, DetectionOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +102,7 @@ func TestDetectionWriterAbortAndEmpty(t *testing.T) {
 	}
 	// A video without detections still gets a readable, empty file.
 	empty := filepath.Join(dir, "empty.parquet")
-	w, err = NewDetectionWriter(empty, mem)
+	w, err = NewDetectionWriter(empty, mem, DetectionOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

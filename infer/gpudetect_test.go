@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"reflect"
 	"testing"
 )
 
@@ -55,7 +56,7 @@ func TestGPUDetectMatchesDecode(t *testing.T) {
 						continue
 					}
 					for j := range want {
-						if got[i][j] != want[j] {
+						if !reflect.DeepEqual(got[i][j], want[j]) {
 							t.Errorf("%s: detection %d: GPU %+v, host %+v", name, j, got[i][j], want[j])
 							break
 						}

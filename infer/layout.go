@@ -42,6 +42,10 @@ const (
 	// best class score, then the max-det best (anchor, class) pairs among
 	// them, as Ultralytics' export does, ties to the lower index.
 	HeadOne2One
+	// HeadPose is [B, 4+C+K×D, N]: YOLOv8's layout with a pose's K points
+	// of D values (x, y and, for D = 3, visibility) after the class scores
+	// (Ultralytics' pose models; K and D from their kpt_shape metadata).
+	HeadPose
 	// HeadNMS is [B, N, 4+C]: per anchor x1, y1, x2, y2 then C class
 	// scores, of an nms=True export whose NMS was cut off (see Model.Cut);
 	// dsbatch runs its NMS as for HeadV8.
@@ -69,6 +73,7 @@ var heads = [...]headFormat{
 	HeadYOLOX: {name: "yolox", classes: func(d1, d2 int) int { return d2 - 5 }, decode: decodeYOLOX},
 	HeadDETR: {name: "detr", aliases: []string{"rt-detr", "rtdetr", "rf-detr", "d-fine", "deim"},
 		classes: func(d1, d2 int) int { return d2 - 4 }, decode: decodeDETR},
+	HeadPose:    {name: "pose", classes: func(d1, d2 int) int { return d1 - 4 }, decode: decodePose},
 	HeadOne2One: {name: "one2one", aliases: []string{"e2e-topk"}, classes: func(d1, d2 int) int { return d2 - 4 }, decode: decodeOne2One},
 	HeadNMS:     {name: "nms", aliases: []string{"xyxy"}, classes: func(d1, d2 int) int { return d2 - 4 }, decode: decodeNMS},
 }
@@ -189,6 +194,9 @@ type Layout struct {
 	// Strides are the grids' strides of YOLOX-style heads, finest first
 	// (nil: 8, 16 and 32).
 	Strides []int
+	// Keypoints and KeypointDims are a pose head's points per detection
+	// and values per point.
+	Keypoints, KeypointDims int
 }
 
 func (l Layout) strides() []int {
@@ -208,6 +216,9 @@ func (l Layout) String() string {
 		s += "/sigmoid"
 	case l.Head == HeadDETR && l.Scores == ScoresSoftmax:
 		s += "/softmax"
+	}
+	if l.Head == HeadPose {
+		s += fmt.Sprintf("/%dx%d", l.Keypoints, l.KeypointDims)
 	}
 	if l.Head == HeadYOLOX && len(l.Strides) > 0 && !slices.Equal(l.Strides, defaultStrides) {
 		s += fmt.Sprintf("/strides=%v", l.Strides)
@@ -275,6 +286,33 @@ func decodeV8(l Layout, out []float32, o PostOptions, dst []Detection) []Detecti
 		}
 		cx, cy, w, hh := out[a], out[n+a], out[2*n+a], out[3*n+a]
 		cand = append(cand, Detection{Class: bc, Score: best, X1: cx - w/2, Y1: cy - hh/2, X2: cx + w/2, Y2: cy + hh/2})
+	}
+	return append(dst, nms(cand, o.IoU, o.maxDet(), o.topK(), o.ClassAgnostic)...)
+}
+
+func decodePose(l Layout, out []float32, o PostOptions, dst []Detection) []Detection {
+	var cand []Detection
+	n, nc := l.D2, l.Classes
+	for a := 0; a < n; a++ {
+		best, bc := float32(-1), -1
+		for c := 0; c < nc; c++ {
+			if s := out[(4+c)*n+a]; s > best {
+				best, bc = s, c
+			}
+		}
+		if best < o.Conf {
+			continue
+		}
+		cx, cy, w, hh := out[a], out[n+a], out[2*n+a], out[3*n+a]
+		kp := make([]Keypoint, l.Keypoints)
+		for k := range kp {
+			r := 4 + nc + k*l.KeypointDims
+			kp[k] = Keypoint{X: out[r*n+a], Y: out[(r+1)*n+a], Score: 1}
+			if l.KeypointDims == 3 {
+				kp[k].Score = out[(r+2)*n+a]
+			}
+		}
+		cand = append(cand, Detection{Class: bc, Score: best, X1: cx - w/2, Y1: cy - hh/2, X2: cx + w/2, Y2: cy + hh/2, Keypoints: kp})
 	}
 	return append(dst, nms(cand, o.IoU, o.maxDet(), o.topK(), o.ClassAgnostic)...)
 }
@@ -503,6 +541,9 @@ func newLayout(head Head, scores Scores, d1, d2, h, w int, strides []int) (Layou
 type ProbeOptions struct {
 	H, W    int        // input size
 	Names   int        // class names known (0: none)
+	// KeypointShape is a pose model's points and values per point
+	// (Model.KeypointShape; zero for other models).
+	KeypointShape [2]int
 	Head    Head       // the layout, when the user gave it (0: detect)
 	Input   Preprocess // the input convention: the blank image is its pad
 	Strides []int      // grid strides of YOLOX-style heads (nil: 8, 16, 32)
@@ -529,7 +570,11 @@ func ProbeLayout(ctx context.Context, e Engine, o ProbeOptions) (Layout, error) 
 	}
 	d1, d2 := int(shape[1]), int(shape[2])
 	auto := head == 0
-	if auto {
+	kp := o.KeypointShape[0] * o.KeypointShape[1]
+	switch {
+	case auto && kp > 0 && d1 > 4+kp && (names == 0 || d1 == 4+names+kp):
+		head = HeadPose
+	case auto:
 		if head, err = detectHead(d1, d2, names, anchorFreeCells(h, w, o.Strides)); err != nil {
 			return Layout{}, err
 		}
@@ -546,6 +591,15 @@ func ProbeLayout(ctx context.Context, e Engine, o ProbeOptions) (Layout, error) 
 	l, err := newLayout(head, scores, d1, d2, h, w, o.Strides)
 	if err != nil {
 		return Layout{}, err
+	}
+	if head == HeadPose {
+		if kp == 0 {
+			return Layout{}, fmt.Errorf("%w: a pose head needs the points per detection: the model has no kpt_shape metadata", ErrBadModel)
+		}
+		l.Keypoints, l.KeypointDims, l.Classes = o.KeypointShape[0], o.KeypointShape[1], d1-4-kp
+		if l.Classes < 1 {
+			return Layout{}, fmt.Errorf("%w: output [B, %d, %d] has no room for classes beside %d keypoints of %d values", ErrBadModel, d1, d2, o.KeypointShape[0], o.KeypointShape[1])
+		}
 	}
 	if names > 0 && l.Classes > 0 && names != l.Classes {
 		return Layout{}, fmt.Errorf("%w: %d class names for a %s head with %d classes", ErrBadModel, names, l, l.Classes)
@@ -651,4 +705,18 @@ func (c *BoxCheck) verdict() error {
 		"the output [B, %d, %d] was read as a %s head, and that looks wrong: give --head (%s) or check the input convention (--input); "+
 		"--no-box-check runs it all the same (a model of random weights)",
 		ErrBadModel, c.bad, c.n, l.InputW, l.InputH, d.X1, d.Y1, d.X2, d.Y2, l.D1, l.D2, l, headNames())
+}
+
+// COCOKeypoints are the names of COCO's 17 body keypoints, in the order
+// of pose models trained on COCO (Ultralytics' among them).
+var COCOKeypoints = []string{"nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
+	"left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle"}
+
+// KeypointNames names the points of a pose layout: COCO's for 17 points,
+// else none (the tables then say kp0, kp1, ...).
+func (l Layout) KeypointNames() []string {
+	if l.Keypoints == len(COCOKeypoints) {
+		return COCOKeypoints
+	}
+	return nil
 }

@@ -102,13 +102,16 @@ func bilinearTaps(src, n int) []tap {
 // ToFrame maps a box from model-input pixels to frame pixels, clipped to
 // the frame.
 func (lb Letterbox) ToFrame(x1, y1, x2, y2 float32) (float32, float32, float32, float32) {
-	fx := func(x float32) float32 {
-		return clamp((x-float32(lb.PadX))/float32(lb.ScaleX), 0, float32(lb.SrcW))
-	}
-	fy := func(y float32) float32 {
-		return clamp((y-float32(lb.PadY))/float32(lb.ScaleY), 0, float32(lb.SrcH))
-	}
-	return fx(x1), fy(y1), fx(x2), fy(y2)
+	x1, y1 = lb.PointToFrame(x1, y1)
+	x2, y2 = lb.PointToFrame(x2, y2)
+	return x1, y1, x2, y2
+}
+
+// PointToFrame maps a point from model-input pixels to frame pixels,
+// clipped to the frame.
+func (lb Letterbox) PointToFrame(x, y float32) (float32, float32) {
+	return clamp((x-float32(lb.PadX))/float32(lb.ScaleX), 0, float32(lb.SrcW)),
+		clamp((y-float32(lb.PadY))/float32(lb.ScaleY), 0, float32(lb.SrcH))
 }
 
 func clamp(v, lo, hi float32) float32 {

@@ -39,6 +39,10 @@ type Model struct {
 	Cut string
 	// Head is the layout of the output as rewritten (0: not rewritten).
 	Head Head
+	// KeypointShape is a pose model's points per detection and values per
+	// point (2: x, y; 3: x, y, visibility), from Ultralytics' kpt_shape
+	// metadata; zero for other models.
+	KeypointShape [2]int
 	// onnx is the model the engines load: the file's bytes, or the
 	// rewritten model.
 	onnx []byte
@@ -103,6 +107,11 @@ func ReadModel(path string) (*Model, error) {
 	if err := m.rewrite(&mp); err != nil {
 		return nil, fmt.Errorf("model %s: %w", path, err)
 	}
+	if k, ok := m.Metadata["kpt_shape"]; ok {
+		if m.KeypointShape, err = parseKptShape(k); err != nil {
+			return nil, fmt.Errorf("model %s: metadata kpt_shape: %w", path, err)
+		}
+	}
 	if names, ok := m.Metadata["names"]; ok {
 		if m.Names, err = ParseNamesDict(names); err != nil {
 			return nil, fmt.Errorf("model %s: metadata names: %w", path, err)
@@ -152,3 +161,17 @@ func (m *Model) InputSize(imgsz int) (h, w int, err error) {
 
 // ONNX is the model as the engines load it.
 func (m *Model) ONNX() []byte { return m.onnx }
+
+// parseKptShape reads Ultralytics' kpt_shape, "[17, 3]".
+func parseKptShape(s string) ([2]int, error) {
+	f := strings.FieldsFunc(s, func(r rune) bool { return r == '[' || r == ']' || r == ',' || r == ' ' || r == '(' || r == ')' })
+	if len(f) != 2 {
+		return [2]int{}, fmt.Errorf("%q: want [points, 2 or 3]", s)
+	}
+	k, e1 := strconv.Atoi(f[0])
+	d, e2 := strconv.Atoi(f[1])
+	if e1 != nil || e2 != nil || k < 1 || k > 1000 || (d != 2 && d != 3) {
+		return [2]int{}, fmt.Errorf("%q: want [points, 2 or 3]", s)
+	}
+	return [2]int{k, d}, nil
+}

@@ -7,6 +7,16 @@ type Detection struct {
 	Class          int
 	Score          float32
 	X1, Y1, X2, Y2 float32
+	// Keypoints are a pose model's points of this detection, in the
+	// model's order (nil for other models).
+	Keypoints []Keypoint
+}
+
+// Keypoint is one point of a pose: where it is (model-input pixels until
+// mapped, like boxes) and the model's confidence that it is visible (1
+// when the model gives none).
+type Keypoint struct {
+	X, Y, Score float32
 }
 
 // PostOptions control Decode.

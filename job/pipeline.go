@@ -497,6 +497,10 @@ func (p *pipeline) infer(ctx context.Context, e infer.Engine, b *batch, limit in
 			for j := range dets[k] {
 				d := &dets[k][j]
 				d.X1, d.Y1, d.X2, d.Y2 = it.lb.ToFrame(d.X1, d.Y1, d.X2, d.Y2)
+				for q := range d.Keypoints {
+					kp := &d.Keypoints[q]
+					kp.X, kp.Y = it.lb.PointToFrame(kp.X, kp.Y)
+				}
 			}
 			it.dets = dets[k]
 		}
@@ -595,7 +599,7 @@ func (p *pipeline) exportVideos(ctx context.Context, items <-chan *item) error {
 		case it.end:
 			w := writers[v.id]
 			if w == nil {
-				if w, err = export.NewDetectionWriter(p.out.detectionsPath(v.id), p.opts.Mem); err != nil {
+				if w, err = export.NewDetectionWriter(p.out.detectionsPath(v.id), p.opts.Mem, p.detectionOptions()); err != nil {
 					return err
 				}
 			}
@@ -610,7 +614,7 @@ func (p *pipeline) exportVideos(ctx context.Context, items <-chan *item) error {
 		default:
 			w := writers[v.id]
 			if w == nil {
-				if w, err = export.NewDetectionWriter(p.out.detectionsPath(v.id), p.opts.Mem); err != nil {
+				if w, err = export.NewDetectionWriter(p.out.detectionsPath(v.id), p.opts.Mem, p.detectionOptions()); err != nil {
 					return err
 				}
 				writers[v.id] = w
@@ -630,8 +634,12 @@ func (p *pipeline) exportVideos(ctx context.Context, items <-chan *item) error {
 				if vt != nil && ids[k] >= 0 {
 					vt.sums.Add(ids[k], d.Class, it.index, it.pts, track.Box{X1: d.X1, Y1: d.Y1, X2: d.X2, Y2: d.Y2}, d.Score)
 				}
+				var kps []export.Keypoint
+				for _, q := range d.Keypoints {
+					kps = append(kps, export.Keypoint{X: q.X, Y: q.Y, Score: q.Score})
+				}
 				if err := w.Append(export.Detection{VideoID: v.id, VideoPath: v.planned.Path, FrameIndex: it.index, PTS: it.pts,
-					ClassID: int32(d.Class), ClassName: name, Score: d.Score, X1: d.X1, Y1: d.Y1, X2: d.X2, Y2: d.Y2, TrackID: ids[k]}); err != nil {
+					ClassID: int32(d.Class), ClassName: name, Score: d.Score, X1: d.X1, Y1: d.Y1, X2: d.X2, Y2: d.Y2, TrackID: ids[k], Keypoints: kps}); err != nil {
 					return err
 				}
 			}
@@ -642,6 +650,12 @@ func (p *pipeline) exportVideos(ctx context.Context, items <-chan *item) error {
 		}
 		c.ExportBusy.Add(since(t0))
 	}
+}
+
+// detectionOptions are the detections files' columns for this run's model:
+// keypoints for a pose model.
+func (p *pipeline) detectionOptions() export.DetectionOptions {
+	return export.DetectionOptions{KeypointNames: p.opts.KeypointNames, Keypoints: p.opts.Layout.Keypoints}
 }
 
 // videoTracks is a video's tracker and the summaries of its tracks.

@@ -74,6 +74,9 @@ type RunOptions struct {
 	// convention); Run records it in Settings.Input.
 	Input infer.Preprocess
 	Post  infer.PostOptions
+	// KeypointNames name a pose model's points, in its order (empty:
+	// "kp0", "kp1", ...).
+	KeypointNames []string
 	// NoBoxCheck skips the check that stops a run whose first boxes look
 	// like a misread layout's (infer.BoxCheck).
 	NoBoxCheck bool

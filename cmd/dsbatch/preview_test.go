@@ -29,7 +29,7 @@ func movingBox(idx int64) [4]float32 {
 func TestPreview(t *testing.T) {
 	out := t.TempDir()
 	video := filepath.Join(media, "h264.mp4")
-	w, err := export.NewDetectionWriter(filepath.Join(out, "detections", fmt.Sprintf("%016x.parquet", job.VideoID(video))), memory.NewGoAllocator())
+	w, err := export.NewDetectionWriter(filepath.Join(out, "detections", fmt.Sprintf("%016x.parquet", job.VideoID(video))), memory.NewGoAllocator(), export.DetectionOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -199,6 +199,7 @@ func runRun(c *cli.Context) error {
 		Layout:         layout,
 		Input:          input,
 		NoBoxCheck:     c.Bool("no-box-check"),
+		KeypointNames:  layout.KeypointNames(),
 		Post:           infer.PostOptions{Conf: conf, IoU: iou, MaxDet: c.Int("max-det"), TopK: c.Int("topk"), ClassAgnostic: c.Bool("agnostic-nms")},
 		NewEngine:      newEngine,
 		Batch:          batch,

@@ -322,3 +322,49 @@ func TestRunSIGINT(t *testing.T) {
 		t.Errorf("%d duplicated frames", n)
 	}
 }
+
+// TestRunPose: a pose model (Ultralytics' layout, kpt_shape in its
+// metadata) gets its keypoints in the detections table, named as COCO's,
+// in frame pixels mapped as its boxes are.
+func TestRunPose(t *testing.T) {
+	withORT(t)
+	const k, rows = 17, 4 + 1 + 17*3
+	raw := make([]float32, rows*2) // [rows, 2 anchors]
+	set := func(r, a int, v float32) { raw[r*2+a] = v }
+	set(0, 0, 32)
+	set(1, 0, 32)
+	set(2, 0, 20)
+	set(3, 0, 10)
+	set(4, 0, 0.8) // person; anchor 1 scores nothing
+	for i := 0; i < k; i++ {
+		set(5+3*i, 0, float32(24+i))
+		set(5+3*i+1, 0, 30)
+		set(5+3*i+2, 0, 0.9)
+	}
+	m := filepath.Join(t.TempDir(), "pose.onnx")
+	if err := (onnxtest.Detector{H: 64, W: 64, D1: rows, D2: 2, Raw: raw, Names: []string{"person"},
+		Metadata: map[string]string{"kpt_shape": "[17, 3]", "task": "pose"}}).Write(m); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	r := dsbatch(t, "run", "--no-cache", "--model", m, "--out", out, filepath.Join(media, "h264.mp4"))
+	if r.code != 0 || !strings.Contains(r.stderr, "pose/17x3 head") {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	dets := fmt.Sprintf("read_parquet('%s/detections/*.parquet')", out)
+	n := duckInt(t, "select count(*) from "+dets)
+	if n == 0 || duckInt(t, "select count(*) from "+dets+" where len(keypoints) = 17 and keypoints[1].name = 'nose' and keypoints[17].name = 'right_ankle'") != n {
+		t.Fatalf("%d detections, not all with 17 named keypoints", n)
+	}
+	// Points map as boxes do: keypoint i is 2+i model pixels right of the
+	// box's left edge and 3 of its 10 pixels down.
+	bad := duckInt(t, "select count(*) from (select x1, y1, y2, unnest(keypoints) k, generate_subscripts(keypoints, 1) i from "+dets+") "+
+		"where abs((k.x - x1) / ((y2 - y1) / 10) - (2 + i - 1)) > 0.01 or abs((k.y - y1) / (y2 - y1) - 0.3) > 0.001 or k.score <> 0.9::float")
+	if bad != 0 {
+		t.Errorf("%d keypoints not where the model put them", bad)
+	}
+	// docs/SCHEMA.md's keypoint query.
+	if w := duckInt(t, "SELECT count(*) FROM (SELECT *, unnest(keypoints) AS k FROM "+dets+") WHERE k.name = 'left_wrist' AND k.score > 0.5"); w != n {
+		t.Errorf("SCHEMA.md's query finds %d left wrists for %d detections", w, n)
+	}
+}
