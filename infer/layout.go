@@ -539,14 +539,14 @@ func newLayout(head Head, scores Scores, d1, d2, h, w int, strides []int) (Layou
 
 // ProbeOptions say what is known of a model before ProbeLayout runs it.
 type ProbeOptions struct {
-	H, W    int        // input size
-	Names   int        // class names known (0: none)
+	H, W  int // input size
+	Names int // class names known (0: none)
 	// KeypointShape is a pose model's points and values per point
 	// (Model.KeypointShape; zero for other models).
 	KeypointShape [2]int
-	Head    Head       // the layout, when the user gave it (0: detect)
-	Input   Preprocess // the input convention: the blank image is its pad
-	Strides []int      // grid strides of YOLOX-style heads (nil: 8, 16, 32)
+	Head          Head       // the layout, when the user gave it (0: detect)
+	Input         Preprocess // the input convention: the blank image is its pad
+	Strides       []int      // grid strides of YOLOX-style heads (nil: 8, 16, 32)
 }
 
 // ProbeLayout runs one blank image (the pad grey of the input convention)
