@@ -37,8 +37,26 @@ var keypointType = arrow.StructOf(
 	arrow.Field{Name: "score", Type: arrow.PrimitiveTypes.Float32},
 )
 
+// orientedType is an oriented box: centre, size and angle.
+var orientedType = arrow.StructOf(
+	arrow.Field{Name: "cx", Type: arrow.PrimitiveTypes.Float32},
+	arrow.Field{Name: "cy", Type: arrow.PrimitiveTypes.Float32},
+	arrow.Field{Name: "w", Type: arrow.PrimitiveTypes.Float32},
+	arrow.Field{Name: "h", Type: arrow.PrimitiveTypes.Float32},
+	arrow.Field{Name: "angle", Type: arrow.PrimitiveTypes.Float32},
+)
+
+// pointType is a corner of an oriented box.
+var pointType = arrow.StructOf(
+	arrow.Field{Name: "x", Type: arrow.PrimitiveTypes.Float32},
+	arrow.Field{Name: "y", Type: arrow.PrimitiveTypes.Float32},
+)
+
 // DetectionOptions are the optional columns of a detections file.
 type DetectionOptions struct {
+	// Oriented adds the obb and corners columns of an oriented-box
+	// model.
+	Oriented bool
 	// Keypoints adds the keypoints column: a pose model's points, this
 	// many a detection, named by KeypointNames (else "kp0", "kp1", ...).
 	Keypoints     int
@@ -47,10 +65,14 @@ type DetectionOptions struct {
 
 // Schema is the layout of detections files with these options.
 func (o DetectionOptions) Schema() *arrow.Schema {
-	if o.Keypoints == 0 {
-		return DetectionSchema
+	fs := DetectionSchema.Fields()
+	if o.Keypoints > 0 {
+		fs = append(fs, arrow.Field{Name: "keypoints", Type: arrow.ListOf(keypointType)})
 	}
-	return arrow.NewSchema(append(DetectionSchema.Fields(), arrow.Field{Name: "keypoints", Type: arrow.ListOf(keypointType)}), nil)
+	if o.Oriented {
+		fs = append(fs, arrow.Field{Name: "obb", Type: orientedType}, arrow.Field{Name: "corners", Type: arrow.ListOf(pointType)})
+	}
+	return arrow.NewSchema(fs, nil)
 }
 
 func (o DetectionOptions) keypointName(i int) string {
@@ -71,8 +93,16 @@ type Detection struct {
 	ClassName      string
 	Score          float32
 	X1, Y1, X2, Y2 float32
-	TrackID        int64      // < 0: no track (null)
-	Keypoints      []Keypoint // a pose model's points, when the file has them
+	TrackID        int64        // < 0: no track (null)
+	Keypoints      []Keypoint   // a pose model's points, when the file has them
+	Oriented       *OrientedBox // an OBB model's box, when the file has it
+}
+
+// OrientedBox is an oriented box in frame pixels: centre, size, the angle
+// in radians it is turned clockwise by, and its four corners.
+type OrientedBox struct {
+	CX, CY, W, H, Angle float32
+	Corners             [4][2]float32
 }
 
 // Keypoint is one point of a pose, in frame pixels.
@@ -155,8 +185,10 @@ func (w *DetectionWriter) Append(d Detection) error {
 	} else {
 		fs[11].(*array.Int64Builder).Append(d.TrackID)
 	}
+	next := 12
 	if w.opts.Keypoints > 0 {
-		lb := fs[12].(*array.ListBuilder)
+		lb := fs[next].(*array.ListBuilder)
+		next++
 		lb.Append(true)
 		sb := lb.ValueBuilder().(*array.StructBuilder)
 		name := sb.FieldBuilder(0).(*array.StringBuilder)
@@ -167,6 +199,26 @@ func (w *DetectionWriter) Append(d Detection) error {
 			x.Append(k.X)
 			y.Append(k.Y)
 			s.Append(k.Score)
+		}
+	}
+	if w.opts.Oriented {
+		ob, cb := fs[next].(*array.StructBuilder), fs[next+1].(*array.ListBuilder)
+		r := d.Oriented
+		if r == nil {
+			ob.AppendNull()
+			cb.AppendNull()
+		} else {
+			ob.Append(true)
+			for i, v := range []float32{r.CX, r.CY, r.W, r.H, r.Angle} {
+				ob.FieldBuilder(i).(*array.Float32Builder).Append(v)
+			}
+			cb.Append(true)
+			pb := cb.ValueBuilder().(*array.StructBuilder)
+			for _, c := range r.Corners {
+				pb.Append(true)
+				pb.FieldBuilder(0).(*array.Float32Builder).Append(c[0])
+				pb.FieldBuilder(1).(*array.Float32Builder).Append(c[1])
+			}
 		}
 	}
 	w.pending++

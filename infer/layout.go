@@ -46,6 +46,10 @@ const (
 	// of D values (x, y and, for D = 3, visibility) after the class scores
 	// (Ultralytics' pose models; K and D from their kpt_shape metadata).
 	HeadPose
+	// HeadOBB is [B, 4+C+1, N]: YOLOv8's layout of oriented boxes, the
+	// angle in radians after the class scores (Ultralytics' OBB models,
+	// told by their task metadata); NMS by the boxes' exact rotated IoU.
+	HeadOBB
 	// HeadNMS is [B, N, 4+C]: per anchor x1, y1, x2, y2 then C class
 	// scores, of an nms=True export whose NMS was cut off (see Model.Cut);
 	// dsbatch runs its NMS as for HeadV8.
@@ -73,6 +77,7 @@ var heads = [...]headFormat{
 	HeadYOLOX: {name: "yolox", classes: func(d1, d2 int) int { return d2 - 5 }, decode: decodeYOLOX},
 	HeadDETR: {name: "detr", aliases: []string{"rt-detr", "rtdetr", "rf-detr", "d-fine", "deim"},
 		classes: func(d1, d2 int) int { return d2 - 4 }, decode: decodeDETR},
+	HeadOBB:     {name: "obb", classes: func(d1, d2 int) int { return d1 - 5 }, decode: decodeOBB},
 	HeadPose:    {name: "pose", classes: func(d1, d2 int) int { return d1 - 4 }, decode: decodePose},
 	HeadOne2One: {name: "one2one", aliases: []string{"e2e-topk"}, classes: func(d1, d2 int) int { return d2 - 4 }, decode: decodeOne2One},
 	HeadNMS:     {name: "nms", aliases: []string{"xyxy"}, classes: func(d1, d2 int) int { return d2 - 4 }, decode: decodeNMS},
@@ -317,6 +322,26 @@ func decodePose(l Layout, out []float32, o PostOptions, dst []Detection) []Detec
 	return append(dst, nms(cand, o.IoU, o.maxDet(), o.topK(), o.ClassAgnostic)...)
 }
 
+func decodeOBB(l Layout, out []float32, o PostOptions, dst []Detection) []Detection {
+	var cand []Detection
+	n, nc := l.D2, l.D1-5
+	for a := 0; a < n; a++ {
+		best, bc := float32(-1), -1
+		for c := 0; c < nc; c++ {
+			if s := out[(4+c)*n+a]; s > best {
+				best, bc = s, c
+			}
+		}
+		if best < o.Conf {
+			continue
+		}
+		r := newRotated(out[a], out[n+a], out[2*n+a], out[3*n+a], out[(4+nc)*n+a])
+		x1, y1, x2, y2 := r.bounds()
+		cand = append(cand, Detection{Class: bc, Score: best, X1: x1, Y1: y1, X2: x2, Y2: y2, Rotated: r})
+	}
+	return append(dst, nms(cand, o.IoU, o.maxDet(), o.topK(), o.ClassAgnostic)...)
+}
+
 func decodeNMS(l Layout, out []float32, o PostOptions, dst []Detection) []Detection {
 	var cand []Detection
 	for a := 0; a < l.D1; a++ {
@@ -544,6 +569,8 @@ type ProbeOptions struct {
 	// KeypointShape is a pose model's points and values per point
 	// (Model.KeypointShape; zero for other models).
 	KeypointShape [2]int
+	// Task is the model's task as its metadata says ("obb", "detect"…).
+	Task string
 	Head          Head       // the layout, when the user gave it (0: detect)
 	Input         Preprocess // the input convention: the blank image is its pad
 	Strides       []int      // grid strides of YOLOX-style heads (nil: 8, 16, 32)
@@ -574,6 +601,8 @@ func ProbeLayout(ctx context.Context, e Engine, o ProbeOptions) (Layout, error) 
 	switch {
 	case auto && kp > 0 && d1 > 4+kp && (names == 0 || d1 == 4+names+kp):
 		head = HeadPose
+	case auto && o.Task == "obb" && d1 > 5 && (names == 0 || d1 == 5+names):
+		head = HeadOBB
 	case auto:
 		if head, err = detectHead(d1, d2, names, anchorFreeCells(h, w, o.Strides)); err != nil {
 			return Layout{}, err

@@ -110,8 +110,27 @@ func (lb Letterbox) ToFrame(x1, y1, x2, y2 float32) (float32, float32, float32, 
 // PointToFrame maps a point from model-input pixels to frame pixels,
 // clipped to the frame.
 func (lb Letterbox) PointToFrame(x, y float32) (float32, float32) {
-	return clamp((x-float32(lb.PadX))/float32(lb.ScaleX), 0, float32(lb.SrcW)),
-		clamp((y-float32(lb.PadY))/float32(lb.ScaleY), 0, float32(lb.SrcH))
+	x, y = lb.Unmap(x, y)
+	return clamp(x, 0, float32(lb.SrcW)), clamp(y, 0, float32(lb.SrcH))
+}
+
+// Unmap maps a point from model-input pixels to frame pixels, unclipped.
+func (lb Letterbox) Unmap(x, y float32) (float32, float32) {
+	return (x - float32(lb.PadX)) / float32(lb.ScaleX), (y - float32(lb.PadY)) / float32(lb.ScaleY)
+}
+
+// RotatedToFrame maps an oriented box from model-input pixels to frame
+// pixels: its centre and corners as points (unclipped: a corner may lie
+// outside the frame), its size by the scales. With a stretched frame
+// (scales differing) the angle and size are those of the box as the
+// model saw it.
+func (lb Letterbox) RotatedToFrame(r RotatedBox) RotatedBox {
+	r.CX, r.CY = lb.Unmap(r.CX, r.CY)
+	r.W, r.H = r.W/float32(lb.ScaleX), r.H/float32(lb.ScaleY)
+	for i, p := range r.Corners {
+		r.Corners[i][0], r.Corners[i][1] = lb.Unmap(p[0], p[1])
+	}
+	return r
 }
 
 func clamp(v, lo, hi float32) float32 {

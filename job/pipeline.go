@@ -501,6 +501,10 @@ func (p *pipeline) infer(ctx context.Context, e infer.Engine, b *batch, limit in
 					kp := &d.Keypoints[q]
 					kp.X, kp.Y = it.lb.PointToFrame(kp.X, kp.Y)
 				}
+				if d.Rotated != nil {
+					r := it.lb.RotatedToFrame(*d.Rotated)
+					d.Rotated = &r
+				}
 			}
 			it.dets = dets[k]
 		}
@@ -638,8 +642,12 @@ func (p *pipeline) exportVideos(ctx context.Context, items <-chan *item) error {
 				for _, q := range d.Keypoints {
 					kps = append(kps, export.Keypoint{X: q.X, Y: q.Y, Score: q.Score})
 				}
-				if err := w.Append(export.Detection{VideoID: v.id, VideoPath: v.planned.Path, FrameIndex: it.index, PTS: it.pts,
-					ClassID: int32(d.Class), ClassName: name, Score: d.Score, X1: d.X1, Y1: d.Y1, X2: d.X2, Y2: d.Y2, TrackID: ids[k], Keypoints: kps}); err != nil {
+				row := export.Detection{VideoID: v.id, VideoPath: v.planned.Path, FrameIndex: it.index, PTS: it.pts,
+					ClassID: int32(d.Class), ClassName: name, Score: d.Score, X1: d.X1, Y1: d.Y1, X2: d.X2, Y2: d.Y2, TrackID: ids[k], Keypoints: kps}
+				if r := d.Rotated; r != nil {
+					row.Oriented = &export.OrientedBox{CX: r.CX, CY: r.CY, W: r.W, H: r.H, Angle: r.Angle, Corners: r.Corners}
+				}
+				if err := w.Append(row); err != nil {
 					return err
 				}
 			}
@@ -653,9 +661,9 @@ func (p *pipeline) exportVideos(ctx context.Context, items <-chan *item) error {
 }
 
 // detectionOptions are the detections files' columns for this run's model:
-// keypoints for a pose model.
+// keypoints for a pose model, the oriented box for an OBB model.
 func (p *pipeline) detectionOptions() export.DetectionOptions {
-	return export.DetectionOptions{KeypointNames: p.opts.KeypointNames, Keypoints: p.opts.Layout.Keypoints}
+	return export.DetectionOptions{KeypointNames: p.opts.KeypointNames, Keypoints: p.opts.Layout.Keypoints, Oriented: p.opts.Layout.Head == infer.HeadOBB}
 }
 
 // videoTracks is a video's tracker and the summaries of its tracks.

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -366,5 +367,32 @@ func TestRunPose(t *testing.T) {
 	// docs/SCHEMA.md's keypoint query.
 	if w := duckInt(t, "SELECT count(*) FROM (SELECT *, unnest(keypoints) AS k FROM "+dets+") WHERE k.name = 'left_wrist' AND k.score > 0.5"); w != n {
 		t.Errorf("SCHEMA.md's query finds %d left wrists for %d detections", w, n)
+	}
+}
+
+// TestRunOBB: an oriented-box model (task obb in its metadata) gets its
+// boxes' centre, size, angle and corners in the detections table, and
+// x1..y2 bound the turned box.
+func TestRunOBB(t *testing.T) {
+	withORT(t)
+	raw := []float32{ // [4+1+1, 2 anchors]: a 20×10 box turned a quarter turn
+		32, 0, 32, 0, 20, 0, 10, 0, 0.8, 0.1, math.Pi / 2, 0,
+	}
+	m := filepath.Join(t.TempDir(), "obb.onnx")
+	if err := (onnxtest.Detector{H: 64, W: 64, D1: 6, D2: 2, Raw: raw, Names: []string{"plane"}, Metadata: map[string]string{"task": "obb"}}).Write(m); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	if r := dsbatch(t, "run", "--no-cache", "--model", m, "--out", out, filepath.Join(media, "h264.mp4")); r.code != 0 || !strings.Contains(r.stderr, "obb head") {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	dets := fmt.Sprintf("read_parquet('%s/detections/*.parquet')", out)
+	n := duckInt(t, "select count(*) from "+dets)
+	ok := duckInt(t, "select count(*) from "+dets+" where abs(obb.angle - pi()/2) < 1e-5 and abs(obb.w / obb.h - 2) < 1e-4 "+
+		"and abs((x2 - x1) / (y2 - y1) - 0.5) < 1e-3 and len(corners) = 4 "+
+		"and abs(list_min(list_transform(corners, c -> c.x)) - x1) < 1e-3 and abs(list_max(list_transform(corners, c -> c.y)) - y2) < 1e-3 "+
+		"and abs(obb.cx - (x1 + x2) / 2) < 1e-3")
+	if n == 0 || ok != n {
+		t.Errorf("%d of %d detections with the oriented box the model gave", ok, n)
 	}
 }
