@@ -570,10 +570,10 @@ type ProbeOptions struct {
 	// (Model.KeypointShape; zero for other models).
 	KeypointShape [2]int
 	// Task is the model's task as its metadata says ("obb", "detect"…).
-	Task string
-	Head          Head       // the layout, when the user gave it (0: detect)
-	Input         Preprocess // the input convention: the blank image is its pad
-	Strides       []int      // grid strides of YOLOX-style heads (nil: 8, 16, 32)
+	Task    string
+	Head    Head       // the layout, when the user gave it (0: detect)
+	Input   Preprocess // the input convention: the blank image is its pad
+	Strides []int      // grid strides of YOLOX-style heads (nil: 8, 16, 32)
 }
 
 // ProbeLayout runs one blank image (the pad grey of the input convention)
