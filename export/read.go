@@ -31,13 +31,24 @@ func ScanColumns(ctx context.Context, path string, columns []string, mem memory.
 	if err != nil {
 		return fmt.Errorf("read %s: %w", path, err)
 	}
-	idx := make([]int, len(columns))
-	for i, c := range columns {
+	// The reader takes leaf columns: a nested field (a list, a struct)
+	// has several.
+	var idx []int
+	var leaves func(f pqarrow.SchemaField)
+	leaves = func(f pqarrow.SchemaField) {
+		if f.IsLeaf() {
+			idx = append(idx, f.ColIndex)
+		}
+		for _, c := range f.Children {
+			leaves(c)
+		}
+	}
+	for _, c := range columns {
 		f := schema.FieldIndices(c)
 		if len(f) != 1 {
 			return fmt.Errorf("read %s: no column %q", path, c)
 		}
-		idx[i] = f[0]
+		leaves(fr.Manifest.Fields[f[0]])
 	}
 	rr, err := fr.GetRecordReader(ctx, idx, nil)
 	if err != nil {
@@ -52,7 +63,18 @@ func ScanColumns(ctx context.Context, path string, columns []string, mem memory.
 		if err != nil {
 			return fmt.Errorf("read %s: %w", path, err)
 		}
-		if err := fn(rec); err != nil {
+		// The reader gives the fields in the file's order: hand them in
+		// the order asked for.
+		cols := make([]arrow.Array, len(columns))
+		fields := make([]arrow.Field, len(columns))
+		for i, c := range columns {
+			j := rec.Schema().FieldIndices(c)[0]
+			cols[i], fields[i] = rec.Column(j), rec.Schema().Field(j)
+		}
+		out := array.NewRecord(arrow.NewSchema(fields, nil), cols, rec.NumRows())
+		err = fn(out)
+		out.Release()
+		if err != nil {
 			return err
 		}
 	}
@@ -72,4 +94,26 @@ func CountStrings(ctx context.Context, path, column string, mem memory.Allocator
 		}
 		return nil
 	})
+}
+
+// ColumnNames lists the top-level columns of a Parquet file.
+func ColumnNames(path string, mem memory.Allocator) ([]string, error) {
+	pf, err := file.OpenParquetFile(path, false, file.WithReadProps(parquet.NewReaderProperties(mem)))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	defer pf.Close()
+	fr, err := pqarrow.NewFileReader(pf, pqarrow.ArrowReadProperties{}, mem)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	schema, err := fr.Schema()
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	var names []string
+	for _, f := range schema.Fields() {
+		names = append(names, f.Name)
+	}
+	return names, nil
 }

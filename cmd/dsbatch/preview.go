@@ -41,10 +41,12 @@ func previewCommand() *cli.Command {
 }
 
 type previewDet struct {
-	class string
-	score float32
-	box   [4]float32
-	track int64
+	class   string
+	score   float32
+	box     [4]float32
+	track   int64
+	points  [][3]float32 // a pose's keypoints: x, y, score
+	corners [][2]float32 // an oriented box's corners
 }
 
 // frameSel says which decoded frames the preview shows.
@@ -128,7 +130,23 @@ func loadPreviewDetections(ctx context.Context, path string) (map[int64][]previe
 	dets := map[int64][]previewDet{}
 	trails := map[int64]map[int64][2]float32{}
 	cols := []string{"frame_index", "class_name", "score", "x1", "y1", "x2", "y2", "track_id"}
-	err := export.ScanColumns(ctx, path, cols, memory.NewGoAllocator(), func(r arrow.Record) error {
+	mem := memory.NewGoAllocator()
+	have, err := export.ColumnNames(path, mem)
+	if err != nil {
+		return nil, nil, err
+	}
+	kpCol, cornersCol := -1, -1
+	for _, c := range have {
+		switch c {
+		case "keypoints":
+			kpCol = len(cols)
+			cols = append(cols, c)
+		case "corners":
+			cornersCol = len(cols)
+			cols = append(cols, c)
+		}
+	}
+	err = export.ScanColumns(ctx, path, cols, mem, func(r arrow.Record) error {
 		fi, cls, sc := r.Column(0).(*array.Int64), r.Column(1).(*array.String), r.Column(2).(*array.Float32)
 		var b [4]*array.Float32
 		for k := range b {
@@ -138,6 +156,17 @@ func loadPreviewDetections(ctx context.Context, path string) (map[int64][]previe
 		for i := 0; i < int(r.NumRows()); i++ {
 			d := previewDet{class: cls.Value(i), score: sc.Value(i), track: -1,
 				box: [4]float32{b[0].Value(i), b[1].Value(i), b[2].Value(i), b[3].Value(i)}}
+			if kpCol >= 0 {
+				forPoints(r.Column(kpCol).(*array.List), i, func(p *array.Struct, j int) {
+					f := func(k int) float32 { return p.Field(k).(*array.Float32).Value(j) }
+					d.points = append(d.points, [3]float32{f(1), f(2), f(3)})
+				})
+			}
+			if cornersCol >= 0 {
+				forPoints(r.Column(cornersCol).(*array.List), i, func(p *array.Struct, j int) {
+					d.corners = append(d.corners, [2]float32{p.Field(0).(*array.Float32).Value(j), p.Field(1).(*array.Float32).Value(j)})
+				})
+			}
 			if tr.IsValid(i) {
 				d.track = tr.Value(i)
 				if trails[d.track] == nil {
@@ -150,6 +179,18 @@ func loadPreviewDetections(ctx context.Context, path string) (map[int64][]previe
 		return nil
 	})
 	return dets, trails, err
+}
+
+// forPoints calls fn for each element of row i of a list of structs.
+func forPoints(l *array.List, i int, fn func(p *array.Struct, j int)) {
+	if l.IsNull(i) {
+		return
+	}
+	p := l.ListValues().(*array.Struct)
+	start, end := l.ValueOffsets(i)
+	for j := int(start); j < int(end); j++ {
+		fn(p, j)
+	}
 }
 
 // maxTiles bounds a contact sheet.
@@ -225,7 +266,12 @@ func drawFrame(f *decode.Frame, dets []previewDet, trails map[int64]map[int64][2
 			drawTrail(img, trails[d.track], f.Index, s, col)
 		}
 		x1, y1, x2, y2 := int(d.box[0]*s), int(d.box[1]*s), int(d.box[2]*s), int(d.box[3]*s)
-		drawRect(img, x1, y1, x2, y2, col)
+		if len(d.corners) > 1 {
+			drawPolygon(img, d.corners, s, col)
+		} else {
+			drawRect(img, x1, y1, x2, y2, col)
+		}
+		drawSkeleton(img, d.points, s, col)
 		label := fmt.Sprintf("%s %.2f", d.class, d.score)
 		if d.track >= 0 {
 			label += fmt.Sprintf(" #%d", d.track)

@@ -158,3 +158,44 @@ func contactSheet(tiles []tile) *image.RGBA {
 	}
 	return sheet
 }
+
+// drawPolygon draws the closed outline through points (an oriented box's
+// corners), scaled by s.
+func drawPolygon(img *image.RGBA, points [][2]float32, s float32, c color.RGBA) {
+	for i, p := range points {
+		q := points[(i+1)%len(points)]
+		drawLine(img, int(p[0]*s), int(p[1]*s), int(q[0]*s), int(q[1]*s), c)
+	}
+}
+
+// cocoSkeleton joins COCO's 17 keypoints into limbs (Ultralytics'
+// pairs, from 0).
+var cocoSkeleton = [][2]int{{15, 13}, {13, 11}, {16, 14}, {14, 12}, {11, 12}, {5, 11}, {6, 12}, {5, 6}, {5, 7}, {6, 8},
+	{7, 9}, {8, 10}, {1, 2}, {0, 1}, {0, 2}, {1, 3}, {2, 4}, {3, 5}, {4, 6}}
+
+// keypointShown is the visibility above which a keypoint is drawn.
+const keypointShown = 0.5
+
+// drawSkeleton draws a pose's visible keypoints as dots and, for COCO's
+// 17, the limbs between them, scaled by s.
+func drawSkeleton(img *image.RGBA, points [][3]float32, s float32, c color.RGBA) {
+	if len(points) == 17 {
+		for _, l := range cocoSkeleton {
+			a, b := points[l[0]], points[l[1]]
+			if a[2] > keypointShown && b[2] > keypointShown {
+				drawLine(img, int(a[0]*s), int(a[1]*s), int(b[0]*s), int(b[1]*s), c)
+			}
+		}
+	}
+	for _, p := range points {
+		if p[2] <= keypointShown {
+			continue
+		}
+		x, y := int(p[0]*s), int(p[1]*s)
+		for dy := -2; dy <= 2; dy++ {
+			for dx := -2; dx <= 2; dx++ {
+				setPx(img, x+dx, y+dy, color.RGBA{255, 255, 255, 255})
+			}
+		}
+	}
+}

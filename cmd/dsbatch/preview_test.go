@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"image"
+	"image/color"
 	"image/png"
 	"math"
 	"os"
@@ -118,4 +119,94 @@ func decodePNGConfig(path string) (image.Config, error) {
 	}
 	defer f.Close()
 	return png.DecodeConfig(f)
+}
+
+// TestPreviewPoseAndOBB draws an oriented box along its turned edges (not
+// its bounds) and a pose's keypoints as white dots and limbs.
+func TestPreviewPoseAndOBB(t *testing.T) {
+	video := filepath.Join(media, "h264.mp4")
+	id := job.VideoID(video)
+	for _, tt := range []struct {
+		name string
+		opts export.DetectionOptions
+		det  export.Detection
+		on   [][2]int // pixels that must take the colour
+		off  [][2]int // pixels that must not
+		col  color.RGBA
+		limb [][2]int // pixels of a limb: the detection's colour
+	}{
+		{
+			name: "obb",
+			opts: export.DetectionOptions{Oriented: true},
+			// A diamond: a 40×40 square turned 45° about (160, 120).
+			det: export.Detection{X1: 132, Y1: 92, X2: 188, Y2: 148, Oriented: &export.OrientedBox{CX: 160, CY: 120, W: 40, H: 40, Angle: math.Pi / 4,
+				Corners: [4][2]float32{{160, 92}, {188, 120}, {160, 148}, {132, 120}}}},
+			on:  [][2]int{{174, 106}, {146, 134}}, // midpoints of two edges
+			off: [][2]int{{132, 92}, {188, 148}},  // corners of the bounds
+			col: trackColor(-1),
+		},
+		{
+			name: "pose",
+			opts: export.DetectionOptions{Keypoints: 17},
+			det:  export.Detection{X1: 100, Y1: 50, X2: 200, Y2: 200, Keypoints: poseKeypoints()},
+			on:   [][2]int{{130, 150}, {150, 150}}, // both hips
+			col:  color.RGBA{255, 255, 255, 255},
+			limb: [][2]int{{140, 150}}, // the limb between
+		},
+	} {
+		out := t.TempDir()
+		w, err := export.NewDetectionWriter(filepath.Join(out, "detections", fmt.Sprintf("%016x.parquet", id)), memory.NewGoAllocator(), tt.opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := tt.det
+		d.VideoID, d.VideoPath, d.ClassName, d.Score, d.TrackID = id, video, "x", 0.9, -1
+		if err := w.Append(d); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		png1 := filepath.Join(out, "one.png")
+		if r := dsbatch(t, "preview", out, "--video", video, "--frames", "0:1:1", "--to", png1); r.code != 0 {
+			t.Fatalf("%s: exit %d %s", tt.name, r.code, r.stderr)
+		}
+		f, err := os.Open(png1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := png.Decode(f)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		is := func(p [2]int, c color.RGBA) bool {
+			r, g, b, _ := img.At(6+p[0], 6+16+p[1]).RGBA()
+			return uint8(r>>8) == c.R && uint8(g>>8) == c.G && uint8(b>>8) == c.B
+		}
+		for _, p := range tt.on {
+			if !is(p, tt.col) {
+				t.Errorf("%s: pixel %v not drawn", tt.name, p)
+			}
+		}
+		for _, p := range tt.limb {
+			if !is(p, trackColor(-1)) {
+				t.Errorf("%s: limb pixel %v not drawn", tt.name, p)
+			}
+		}
+		for _, p := range tt.off {
+			if is(p, tt.col) {
+				t.Errorf("%s: pixel %v drawn: the axis-aligned bounds, not the turned box", tt.name, p)
+			}
+		}
+	}
+}
+
+// poseKeypoints puts COCO's hips (11, 12) at (150, 150) and (130, 150),
+// every other point invisible.
+func poseKeypoints() []export.Keypoint {
+	kp := make([]export.Keypoint, 17)
+	kp[11] = export.Keypoint{X: 150, Y: 150, Score: 0.9}
+	kp[12] = export.Keypoint{X: 130, Y: 150, Score: 0.9}
+	return kp
 }
