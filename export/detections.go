@@ -10,6 +10,8 @@ import (
 	"github.com/apache/arrow/go/v17/parquet"
 	"github.com/apache/arrow/go/v17/parquet/compress"
 	"github.com/apache/arrow/go/v17/parquet/pqarrow"
+
+	"github.com/dsbatch/dsbatch/internal/atomicfile"
 )
 
 // DetectionSchema is the layout of the detections files (docs/SCHEMA.md).
@@ -150,7 +152,7 @@ type DetectionWriter struct {
 // NewDetectionWriter starts the detections file path (written under a
 // temporary name until Commit), with the optional columns of o.
 func NewDetectionWriter(path string, mem memory.Allocator, o DetectionOptions) (*DetectionWriter, error) {
-	f, err := createTemp(path)
+	f, err := atomicfile.Create(path)
 	if err != nil {
 		return nil, fmt.Errorf("detections %s: %w", path, err)
 	}
@@ -159,8 +161,7 @@ func NewDetectionWriter(path string, mem memory.Allocator, o DetectionOptions) (
 	fw, err := pqarrow.NewFileWriter(schema, out, WriterProperties(mem, "video_path", "class_name", "keypoints.list.element.name"),
 		pqarrow.NewArrowWriterProperties(pqarrow.WithAllocator(mem), pqarrow.WithStoreSchema()))
 	if err != nil {
-		f.Close()
-		os.Remove(f.Name())
+		atomicfile.Abort(f)
 		return nil, fmt.Errorf("detections %s: %w", path, err)
 	}
 	return &DetectionWriter{opts: o, path: path, f: f, out: out, fw: fw, b: array.NewRecordBuilder(mem, schema)}, nil
@@ -256,17 +257,15 @@ func (w *DetectionWriter) Commit() error {
 		err = fmt.Errorf("detections %s: %w", w.path, w.out.err)
 	}
 	if err != nil {
-		w.f.Close()
-		os.Remove(w.f.Name())
+		atomicfile.Abort(w.f)
 		return err
 	}
-	return commit(w.f, w.path)
+	return atomicfile.Commit(w.f, w.path)
 }
 
 // Abort discards the file.
 func (w *DetectionWriter) Abort() {
 	w.b.Release()
 	w.fw.Close()
-	w.f.Close()
-	os.Remove(w.f.Name())
+	atomicfile.Abort(w.f)
 }

@@ -152,17 +152,3 @@ func TestVideosDuckDB(t *testing.T) {
 		t.Errorf("got %q\nwant %q", got, want)
 	}
 }
-
-func TestRemoveTemps(t *testing.T) {
-	dir := t.TempDir()
-	for _, f := range []string{".a.parquet.123.tmp", "b.parquet", ".keep"} {
-		os.WriteFile(filepath.Join(dir, f), nil, 0o644)
-	}
-	if err := RemoveTemps(dir); err != nil {
-		t.Fatal(err)
-	}
-	left, _ := os.ReadDir(dir)
-	if len(left) != 2 {
-		t.Errorf("left %v", left)
-	}
-}

@@ -134,12 +134,15 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"unsafe"
+
+	"github.com/dsbatch/dsbatch/internal/atomicfile"
 )
 
 func cudaErr(c *C.dsb_cuda, op string, r C.int) error {
@@ -453,12 +456,8 @@ func (g *CUDA) load(src, key, cacheDir string) (C.CUmodule, error) {
 			return nil, err
 		}
 		if cachePath != "" {
-			if err := os.MkdirAll(cacheDir, 0o755); err == nil {
-				tmp := cachePath + fmt.Sprintf(".%d.tmp", os.Getpid())
-				if os.WriteFile(tmp, image, 0o644) == nil {
-					os.Rename(tmp, cachePath)
-				}
-			}
+			// A cache: a failed write costs a compilation next time.
+			atomicfile.Write(cachePath, func(w io.Writer) error { _, err := w.Write(image); return err })
 		}
 	}
 	cimg := C.CBytes(image)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/bits"
 	"os"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/dsbatch/dsbatch/gpu"
 	"github.com/dsbatch/dsbatch/infer/graph"
+	"github.com/dsbatch/dsbatch/internal/atomicfile"
 )
 
 // GPUOptions configure the GPU engine.
@@ -1142,11 +1144,8 @@ func (c *algoCache) save() {
 	if err != nil {
 		return
 	}
-	if os.MkdirAll(filepath.Dir(c.path), 0o755) != nil {
-		return
-	}
-	tmp := fmt.Sprintf("%s.%d.tmp", c.path, os.Getpid())
-	if os.WriteFile(tmp, b, 0o644) == nil && os.Rename(tmp, c.path) == nil {
+	// A cache: a failed write costs a measurement next time, nothing else.
+	if atomicfile.Write(c.path, func(w io.Writer) error { _, err := w.Write(b); return err }) == nil {
 		c.dirty = false
 	}
 }

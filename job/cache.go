@@ -5,12 +5,13 @@ import (
 	"encoding/gob"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
-	"syscall"
 
 	"github.com/dsbatch/dsbatch/decode"
+	"github.com/dsbatch/dsbatch/internal/atomicfile"
 )
 
 // cacheVersion changes whenever what Probe records changes, so that old
@@ -41,7 +42,7 @@ const CacheFile = "probe-cache.gob"
 // unreadable or outdated cache starts empty: the cache only saves time.
 func OpenCache(dir string) *Cache {
 	c := &Cache{path: filepath.Join(dir, CacheFile), entries: map[string]cacheEntry{}}
-	removeDeadTemps(dir)
+	atomicfile.RemoveDeadTemps(dir)
 	f, err := os.Open(c.path)
 	if err != nil {
 		return c
@@ -91,41 +92,16 @@ func (c *Cache) Save() error {
 	if !c.dirty {
 		return nil
 	}
-	if err := os.MkdirAll(filepath.Dir(c.path), 0o755); err != nil {
-		return fmt.Errorf("probe cache: %w", err)
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(c.path), fmt.Sprintf(".probe-cache-%d-*", os.Getpid()))
+	err := atomicfile.Write(c.path, func(f io.Writer) error {
+		w := bufio.NewWriter(f)
+		enc := gob.NewEncoder(w)
+		return errors.Join(enc.Encode(cacheVersion), enc.Encode(c.entries), w.Flush())
+	})
 	if err != nil {
-		return fmt.Errorf("probe cache: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	w := bufio.NewWriter(tmp)
-	enc := gob.NewEncoder(w)
-	err = errors.Join(enc.Encode(cacheVersion), enc.Encode(c.entries), w.Flush(), tmp.Close())
-	if err != nil {
-		return fmt.Errorf("probe cache %s: %w", c.path, err)
-	}
-	if err := os.Rename(tmp.Name(), c.path); err != nil {
 		return fmt.Errorf("probe cache: %w", err)
 	}
 	c.dirty = false
 	return nil
-}
-
-// removeDeadTemps deletes temporary cache files of processes that died
-// while saving (their names carry the writer's pid); other live processes
-// may be saving theirs.
-func removeDeadTemps(dir string) {
-	matches, _ := filepath.Glob(filepath.Join(dir, ".probe-cache-*"))
-	for _, m := range matches {
-		var pid int
-		if _, err := fmt.Sscanf(filepath.Base(m), ".probe-cache-%d-", &pid); err != nil || pid <= 0 {
-			continue
-		}
-		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
-			os.Remove(m)
-		}
-	}
 }
 
 // cacheable reports whether a probe error belongs to the file's content

@@ -16,6 +16,7 @@ import (
 	"github.com/apache/arrow/go/v17/arrow/memory"
 
 	"github.com/dsbatch/dsbatch/export"
+	"github.com/dsbatch/dsbatch/internal/atomicfile"
 )
 
 // ErrShardsIncomplete is returned by Merge when shards are missing, did not
@@ -386,8 +387,7 @@ func linkOrCopy(src, dst string) (bool, error) {
 			return false, err
 		}
 	}
-	if err := os.Rename(tmp, dst); err != nil {
-		os.Remove(tmp)
+	if err := atomicfile.Rename(tmp, dst); err != nil {
 		return false, err
 	}
 	return linked, nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/dsbatch/dsbatch/export"
+	"github.com/dsbatch/dsbatch/internal/atomicfile"
 )
 
 // Layout of an output folder.
@@ -75,7 +77,7 @@ func openOut(root string) (*outDir, error) {
 	fmt.Fprintf(f, "pid %d on %s\n", os.Getpid(), host)
 	o := &outDir{root: root, lock: f}
 	for _, d := range []string{root, filepath.Join(root, detectionsDir), filepath.Join(root, tracksDir), filepath.Join(root, stateDir), filepath.Join(root, stateDir, recordsDir)} {
-		if err := export.RemoveTemps(d); err != nil {
+		if err := atomicfile.RemoveTemps(d); err != nil {
 			o.close()
 			return nil, err
 		}
@@ -207,20 +209,8 @@ func writeJSON(path string, v any) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
+	return atomicfile.Write(path, func(w io.Writer) error {
+		_, err := w.Write(append(b, '\n'))
 		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := errors.Join(tmp.Sync(), tmp.Close()); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	})
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/asticode/go-astiav"
 
 	"github.com/dsbatch/dsbatch/decode"
+	"github.com/dsbatch/dsbatch/internal/atomicfile"
 )
 
 // writePreviewClip encodes the selected frames, annotated, as an MP4 at the
@@ -68,7 +69,7 @@ func writePreviewClip(ctx context.Context, video, to string, sel frameSel, dets 
 	if err != nil {
 		return fmt.Errorf("preview %s: %w", to, err)
 	}
-	return os.Rename(tmp, to)
+	return atomicfile.Rename(tmp, to)
 }
 
 // clipEncoder encodes RGBA pictures of one size into an MP4 file.

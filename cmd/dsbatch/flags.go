@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -112,21 +111,4 @@ func selectGPUs(c *cli.Context) ([]gpu.Device, gpu.Host, error) {
 		fmt.Fprintf(c.App.ErrWriter, "dsbatch: no GPU visible (%s): using CPU workers\n", source)
 	}
 	return devs, host, nil
-}
-
-// writeFileAtomic writes data to path through a temporary file in the same
-// folder and a rename, so readers never see a partial file.
-func writeFileAtomic(path string, write func(io.Writer) error) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := errors.Join(write(tmp), tmp.Sync(), tmp.Close()); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/dsbatch/dsbatch/internal/atomicfile"
 	"github.com/dsbatch/dsbatch/job"
 )
 
@@ -56,7 +57,7 @@ func runPlan(c *cli.Context) error {
 	if out == "-" {
 		err = write(c.App.Writer)
 	} else {
-		err = writeFileAtomic(out, write)
+		err = atomicfile.Write(out, write)
 	}
 	if err != nil {
 		return err

@@ -21,6 +21,7 @@ import (
 
 	"github.com/dsbatch/dsbatch/decode"
 	"github.com/dsbatch/dsbatch/export"
+	"github.com/dsbatch/dsbatch/internal/atomicfile"
 	"github.com/dsbatch/dsbatch/job"
 )
 
@@ -121,7 +122,7 @@ func runPreview(c *cli.Context) error {
 		return fmt.Errorf("preview %s: no frame in the selection", video)
 	}
 	sheet := contactSheet(tiles)
-	return writeFileAtomic(to, func(w io.Writer) error { return png.Encode(w, sheet) })
+	return atomicfile.Write(to, func(w io.Writer) error { return png.Encode(w, sheet) })
 }
 
 // loadPreviewDetections reads a video's detections by frame, and each

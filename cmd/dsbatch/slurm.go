@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/dsbatch/dsbatch/internal/atomicfile"
 )
 
 func slurmCommand() *cli.Command {
@@ -88,7 +90,7 @@ func runSlurm(c *cli.Context) error {
 		return fmt.Errorf("slurm: --logs: %w", err)
 	}
 	if path := c.String("output"); path != "-" {
-		return writeFileAtomic(path, func(w io.Writer) error { return j.write(w) })
+		return atomicfile.Write(path, func(w io.Writer) error { return j.write(w) })
 	}
 	return j.write(c.App.Writer)
 }
