@@ -86,8 +86,8 @@ var heads = [...]headFormat{
 // e2eClasses is 0 for an end-to-end output of six columns: the class is a
 // value.
 func e2eClasses(d1, d2 int) int {
-	if d2 == 6 {
-		return 0
+	if d2 >= 6 {
+		return 0 // six, or six and a pose's keypoints (checked by ProbeLayout)
 	}
 	return -1
 }
@@ -222,7 +222,7 @@ func (l Layout) String() string {
 	case l.Head == HeadDETR && l.Scores == ScoresSoftmax:
 		s += "/softmax"
 	}
-	if l.Head == HeadPose {
+	if l.Keypoints > 0 {
 		s += fmt.Sprintf("/%dx%d", l.Keypoints, l.KeypointDims)
 	}
 	if l.Head == HeadYOLOX && len(l.Strides) > 0 && !slices.Equal(l.Strides, defaultStrides) {
@@ -370,10 +370,10 @@ func decodeOne2One(l Layout, out []float32, o PostOptions, dst []Detection) []De
 		score float32
 		i     int
 	}
-	k, nc := o.maxDet(), l.D2-4
+	k, nc := o.maxDet(), l.oneToOneClasses()
 	var anchors []cand
 	for a := 0; a < l.D1; a++ {
-		row := out[a*l.D2+4 : (a+1)*l.D2]
+		row := out[a*l.D2+4 : a*l.D2+4+nc]
 		best := row[0]
 		for _, s := range row[1:] {
 			best = max(best, s)
@@ -386,7 +386,7 @@ func decodeOne2One(l Layout, out []float32, o PostOptions, dst []Detection) []De
 	anchors = anchors[:min(k, len(anchors))]
 	var pairs []cand
 	for r, a := range anchors {
-		for c, s := range out[a.i*l.D2+4 : (a.i+1)*l.D2] {
+		for c, s := range out[a.i*l.D2+4 : a.i*l.D2+4+nc] {
 			if s >= o.Conf {
 				pairs = append(pairs, cand{s, r*nc + c})
 			}
@@ -394,10 +394,37 @@ func decodeOne2One(l Layout, out []float32, o PostOptions, dst []Detection) []De
 	}
 	sort.SliceStable(pairs, func(i, j int) bool { return pairs[i].score > pairs[j].score })
 	for _, p := range pairs[:min(k, len(pairs))] {
-		row := out[anchors[p.i/nc].i*l.D2:]
-		dst = append(dst, Detection{Class: p.i % nc, Score: p.score, X1: row[0], Y1: row[1], X2: row[2], Y2: row[3]})
+		row := out[anchors[p.i/nc].i*l.D2 : (anchors[p.i/nc].i+1)*l.D2]
+		dst = append(dst, Detection{Class: p.i % nc, Score: p.score, X1: row[0], Y1: row[1], X2: row[2], Y2: row[3],
+			Keypoints: l.keypointsOf(row[4+nc:])})
 	}
 	return dst
+}
+
+// oneToOneClasses is the class columns of a one2one row: all after the
+// box, but a pose's keypoints.
+func (l Layout) oneToOneClasses() int {
+	if l.Classes > 0 {
+		return l.Classes
+	}
+	return l.D2 - 4
+}
+
+// keypointsOf reads a pose's points from v (x, y[, visibility] each), nil
+// for layouts without keypoints.
+func (l Layout) keypointsOf(v []float32) []Keypoint {
+	if l.Keypoints == 0 || len(v) < l.Keypoints*l.KeypointDims {
+		return nil
+	}
+	kp := make([]Keypoint, l.Keypoints)
+	for i := range kp {
+		q := v[i*l.KeypointDims:]
+		kp[i] = Keypoint{X: q[0], Y: q[1], Score: 1}
+		if l.KeypointDims == 3 {
+			kp[i].Score = q[2]
+		}
+	}
+	return kp
 }
 
 func decodeV5(l Layout, out []float32, o PostOptions, dst []Detection) []Detection {
@@ -440,7 +467,8 @@ func decodeE2E(l Layout, out []float32, o PostOptions, dst []Detection) []Detect
 		if row[4] < o.Conf {
 			continue
 		}
-		dst = append(dst, Detection{Class: int(row[5]), Score: row[4], X1: row[0], Y1: row[1], X2: row[2], Y2: row[3]})
+		dst = append(dst, Detection{Class: int(row[5]), Score: row[4], X1: row[0], Y1: row[1], X2: row[2], Y2: row[3],
+			Keypoints: l.keypointsOf(row[6:])})
 		if k+1 >= maxDet {
 			break
 		}
@@ -599,6 +627,8 @@ func ProbeLayout(ctx context.Context, e Engine, o ProbeOptions) (Layout, error) 
 	auto := head == 0
 	kp := o.KeypointShape[0] * o.KeypointShape[1]
 	switch {
+	case auto && kp > 0 && d2 == 6+kp && d1 < maxQueries:
+		head = HeadE2E // YOLO26's end-to-end pose: box, score, class, points
 	case auto && kp > 0 && d1 > 4+kp && (names == 0 || d1 == 4+names+kp):
 		head = HeadPose
 	case auto && o.Task == "obb" && d1 > 5 && (names == 0 || d1 == 5+names):
@@ -620,6 +650,14 @@ func ProbeLayout(ctx context.Context, e Engine, o ProbeOptions) (Layout, error) 
 	l, err := newLayout(head, scores, d1, d2, h, w, o.Strides)
 	if err != nil {
 		return Layout{}, err
+	}
+	switch {
+	case head == HeadE2E && (kp > 0 && d2 != 6+kp || kp == 0 && d2 != 6):
+		return Layout{}, fmt.Errorf("%w: output [B, %d, %d] does not fit an end-to-end head (6 columns, and %d of keypoints)", ErrBadModel, d1, d2, kp)
+	case head == HeadE2E && kp > 0:
+		l.Keypoints, l.KeypointDims = o.KeypointShape[0], o.KeypointShape[1]
+	case head == HeadOne2One && kp > 0 && d2 > 4+kp:
+		l.Keypoints, l.KeypointDims, l.Classes = o.KeypointShape[0], o.KeypointShape[1], d2-4-kp
 	}
 	if head == HeadPose {
 		if kp == 0 {

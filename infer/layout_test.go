@@ -403,3 +403,40 @@ func TestDecodeDropsNonFinite(t *testing.T) {
 		t.Errorf("%+v, want %+v", got, want)
 	}
 }
+
+// TestEndToEndPose: YOLO26's end-to-end pose output ([B, 300, 6+17×3]:
+// box, score, class, points) and a one2one head with a pose's points after
+// the class scores give each detection its keypoints.
+func TestEndToEndPose(t *testing.T) {
+	const q, k = 300, 17
+	e2e := make([]float32, q*(6+3*k))
+	row := e2e[:6+3*k]
+	copy(row, []float32{10, 20, 50, 80, 0.9, 0})
+	for i := 0; i < k; i++ {
+		row[6+3*i], row[6+3*i+1], row[6+3*i+2] = float32(11+i), 30, 0.8
+	}
+	e := &constEngine{out: e2e, shape: []int64{1, q, 6 + 3*k}}
+	l, err := ProbeLayout(context.Background(), e, ProbeOptions{H: 640, W: 640, Names: 1, KeypointShape: [2]int{k, 3}})
+	if err != nil || l.Head != HeadE2E || l.Keypoints != k || l.String() != "e2e/17x3" {
+		t.Fatalf("layout %v (%+v), %v", l, l, err)
+	}
+	got := l.Decode(e2e, PostOptions{Conf: 0.25}, nil)
+	if len(got) != 1 || len(got[0].Keypoints) != k || got[0].Keypoints[16] != (Keypoint{X: 27, Y: 30, Score: 0.8}) {
+		t.Fatalf("%+v", got)
+	}
+
+	const n, nc = 5, 2
+	o2o := make([]float32, n*(4+nc+3*k))
+	r := o2o[3*(4+nc+3*k) : 4*(4+nc+3*k)]
+	copy(r, []float32{1, 2, 3, 4, 0.1, 0.7})
+	r[4+nc], r[4+nc+1], r[4+nc+2] = 5, 6, 0.5
+	e = &constEngine{out: o2o, shape: []int64{1, n, int64(4 + nc + 3*k)}}
+	l, err = ProbeLayout(context.Background(), e, ProbeOptions{H: 640, W: 640, Names: nc, Head: HeadOne2One, KeypointShape: [2]int{k, 3}})
+	if err != nil || l.Classes != nc || l.Keypoints != k {
+		t.Fatalf("one2one layout %+v, %v", l, err)
+	}
+	got = l.Decode(o2o, PostOptions{Conf: 0.25}, nil)
+	if len(got) != 1 || got[0].Class != 1 || got[0].Score != 0.7 || got[0].Keypoints[0] != (Keypoint{X: 5, Y: 6, Score: 0.5}) {
+		t.Fatalf("one2one: %+v", got)
+	}
+}

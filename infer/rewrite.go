@@ -55,12 +55,13 @@ func inGraphPost(g *onnx.GraphProto) (string, Head, bool) {
 		p := producer[n.GetInput()[0]]
 		switch {
 		case p == nil:
-		case p.GetOpType() == "Split" && ops["TopK"] && len(p.GetOutput()) == 2 && p.GetOutput()[1] == n.GetInput()[0] && lastAxis(p):
+		case p.GetOpType() == "Split" && ops["TopK"] && len(p.GetOutput()) >= 2 && len(p.GetOutput()) <= 3 && p.GetOutput()[1] == n.GetInput()[0] && lastAxis(p):
+			// boxes, scores and, for a pose, its keypoints.
 			sizes := attrInts(p, "split")
 			if len(p.GetInput()) > 1 {
 				sizes = consts[p.GetInput()[1]]
 			}
-			if len(sizes) == 2 && sizes[0] == 4 {
+			if len(sizes) == len(p.GetOutput()) && sizes[0] == 4 {
 				return p.GetInput()[0], HeadOne2One, true
 			}
 		case p.GetOpType() == "Slice" && ops["NonMaxSuppression"] && len(p.GetInput()) >= 4:
