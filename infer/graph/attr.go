@@ -57,3 +57,10 @@ func axis(a, rank int) (int, error) {
 	}
 	return a, nil
 }
+
+func (n *Node) attrFloats(name string) []float32 {
+	if a, ok := n.Attr[name]; ok {
+		return a.GetFloats()
+	}
+	return nil
+}

@@ -535,7 +535,7 @@ func (l *lowering) node(n *Node) error {
 		return l.reduce(n)
 	case "MaxPool", "AveragePool":
 		return l.maxPool(n)
-	case "Resize":
+	case "Resize", "Upsample":
 		return l.resize(n)
 	case "MatMul":
 		a, err := l.get(n.In[0], RowMajor, F32)

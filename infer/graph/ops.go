@@ -47,6 +47,7 @@ var ops = map[string]opFunc{
 	"MaxPool":         opPool,
 	"AveragePool":     opPool,
 	"Resize":          opResize,
+	"Upsample":        opResize,
 	"MatMul":          opMatMul,
 }
 
@@ -1033,8 +1034,16 @@ type resizeSpec struct {
 	scaleH, scaleW float64
 }
 
+// resizeOf reads a Resize of opset 11 or later (X, roi, scales, sizes),
+// or the older forms whose scales are their second input or an attribute
+// (Resize 10, Upsample 7-9: the coordinates asymmetric, the nearest pixel
+// below).
 func resizeOf(n *Node, x *Tensor) (resizeSpec, error) {
+	old := n.Op == "Upsample" || len(n.In) == 2
 	s := resizeSpec{coord: n.attrString("coordinate_transformation_mode", "half_pixel"), nearest: n.attrString("nearest_mode", "round_prefer_floor")}
+	if old {
+		s.coord, s.nearest = "asymmetric", "floor"
+	}
 	switch n.attrString("mode", "nearest") {
 	case "nearest":
 	case "linear":
@@ -1046,9 +1055,19 @@ func resizeOf(n *Node, x *Tensor) (resizeSpec, error) {
 		return s, fmt.Errorf("resize of rank %d: %w", len(x.Shape), ErrUnsupported)
 	}
 	h, w := x.Shape[2], x.Shape[3]
-	scales, err := n.constInput(2)
+	scalesAt := 2
+	if old {
+		scalesAt = 1
+	}
+	scales, err := n.constInput(scalesAt)
 	if err != nil {
 		return s, err
+	}
+	if a := n.attrFloats("scales"); old && scales == nil && len(a) == 4 {
+		scales = NewFloat(4)
+		for i, v := range a {
+			scales.F[i] = v
+		}
 	}
 	sizes, err := n.constInput(3)
 	if err != nil {

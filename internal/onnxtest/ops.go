@@ -47,6 +47,12 @@ func OpCases() []OpCase {
 	// YOLOX's decode in the graph: sizes are exp(log size) × stride.
 	add("YOLOX decode", 17, []*onnx.TensorProto{Floats("stride", nil, []float32{8}), Int64s("s0", []int64{1}, 0), Int64s("s2", []int64{1}, 2), Int64s("ax", []int64{1}, 1)},
 		Node("Slice", []string{"in", "s0", "s2", "ax"}, []string{"wh"}), Node("Exp", []string{"wh"}, []string{"e"}), Node("Mul", []string{"e", "stride"}, []string{"out"}))
+	// Upsampling as older exporters write it: Upsample (opset 9, scales an
+	// input) and Resize of opset 10 (scales the second input).
+	sc := []*onnx.TensorProto{Floats("sc", []int64{4}, []float32{1, 1, 2, 2})}
+	add("Upsample opset 9", 9, sc, Node("Upsample", []string{"in", "sc"}, []string{"out"}, strAttr("mode", "nearest")))
+	add("Resize opset 10 nearest", 10, sc, Node("Resize", []string{"in", "sc"}, []string{"out"}, strAttr("mode", "nearest")))
+	add("Resize opset 10 linear", 10, sc, Node("Resize", []string{"in", "sc"}, []string{"out"}, strAttr("mode", "linear")))
 	// Reductions: axes an attribute up to opset 17, an input from 18.
 	add("ReduceMax axes attribute", 17, nil, Node("ReduceMax", []string{"in"}, []string{"out"}, IntsAttr("axes", 1), intAttr("keepdims", 1)))
 	add("ReduceMax axes input", 18, []*onnx.TensorProto{Int64s("axes", []int64{1}, -1)}, Node("ReduceMax", []string{"in", "axes"}, []string{"out"}, intAttr("keepdims", 0)))
