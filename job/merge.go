@@ -119,10 +119,10 @@ func Merge(dest string, sources []string, opts MergeOptions) (*MergeReport, erro
 			}
 			owner[id] = s.Dir
 			if rec.Status == "done" {
-				for _, p := range [][2]string{{s.root.detectionsPath(id), out.detectionsPath(id)}, {s.root.tracksPath(id), out.tracksPath(id)}} {
-					linked, err := linkOrCopy(p[0], p[1])
-					if errors.Is(err, fs.ErrNotExist) && p[0] == s.root.tracksPath(id) {
-						continue // run without tracking
+				for _, t := range videoTables {
+					linked, err := linkOrCopy(s.root.tablePath(t.dir, id), out.tablePath(t.dir, id))
+					if errors.Is(err, fs.ErrNotExist) && t.optional {
+						continue // a table the run did not write (tracks, without tracking)
 					}
 					if err != nil {
 						return rep, fmt.Errorf("merge %s: %w", rec.Path, err)

@@ -48,6 +48,25 @@ type outDir struct {
 	lock *os.File
 }
 
+// videoTables are the output's per-video tables, a Parquet file per video
+// in a folder each: the one list that creating, cleaning, clearing and
+// merging output folders go through. A new per-video table is an entry
+// here and its writer. optional tables (tracks, without tracking) may lack
+// a video's file.
+var videoTables = []struct {
+	dir      string
+	optional bool
+}{{detectionsDir, false}, {tracksDir, true}}
+
+// folders are the output's folders: its root, the state's and the tables'.
+func (o *outDir) folders() []string {
+	ds := []string{o.root, o.path(stateDir), o.path(stateDir, recordsDir)}
+	for _, t := range videoTables {
+		ds = append(ds, o.path(t.dir))
+	}
+	return ds
+}
+
 // ErrLocked means another dsbatch process is writing the output folder.
 var ErrLocked = errors.New("output folder in use by another dsbatch run")
 
@@ -55,7 +74,7 @@ var ErrLocked = errors.New("output folder in use by another dsbatch run")
 // advisory flock: the kernel drops it when its process dies, so a crashed
 // run never leaves a stale lock behind.
 func openOut(root string) (*outDir, error) {
-	for _, d := range []string{root, filepath.Join(root, stateDir, recordsDir), filepath.Join(root, detectionsDir), filepath.Join(root, tracksDir)} {
+	for _, d := range (&outDir{root: root}).folders() {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("output %s: %w", root, err)
 		}
@@ -76,7 +95,7 @@ func openOut(root string) (*outDir, error) {
 	f.Truncate(0)
 	fmt.Fprintf(f, "pid %d on %s\n", os.Getpid(), host)
 	o := &outDir{root: root, lock: f}
-	for _, d := range []string{root, filepath.Join(root, detectionsDir), filepath.Join(root, tracksDir), filepath.Join(root, stateDir), filepath.Join(root, stateDir, recordsDir)} {
+	for _, d := range o.folders() {
 		if err := atomicfile.RemoveTemps(d); err != nil {
 			o.close()
 			return nil, err
@@ -96,13 +115,14 @@ func (o *outDir) path(parts ...string) string {
 	return filepath.Join(append([]string{o.root}, parts...)...)
 }
 
-func (o *outDir) detectionsPath(id int64) string {
-	return o.path(detectionsDir, fmt.Sprintf("%016x.parquet", id))
+// tablePath is the file of video id in the per-video table dir.
+func (o *outDir) tablePath(dir string, id int64) string {
+	return o.path(dir, fmt.Sprintf("%016x.parquet", id))
 }
 
-func (o *outDir) tracksPath(id int64) string {
-	return o.path(tracksDir, fmt.Sprintf("%016x.parquet", id))
-}
+func (o *outDir) detectionsPath(id int64) string { return o.tablePath(detectionsDir, id) }
+
+func (o *outDir) tracksPath(id int64) string { return o.tablePath(tracksDir, id) }
 
 func (o *outDir) recordPath(id int64) string {
 	return o.path(stateDir, recordsDir, fmt.Sprintf("%016x.json", id))
@@ -137,7 +157,11 @@ func (o *outDir) checkSettings(s Settings, force bool) error {
 
 // clear removes the results of earlier runs.
 func (o *outDir) clear() error {
-	for _, p := range []string{o.path(detectionsDir), o.path(tracksDir), o.path(stateDir, recordsDir)} {
+	dirs := []string{o.path(stateDir, recordsDir)}
+	for _, t := range videoTables {
+		dirs = append(dirs, o.path(t.dir))
+	}
+	for _, p := range dirs {
 		if err := os.RemoveAll(p); err != nil {
 			return err
 		}
