@@ -22,6 +22,7 @@ const (
 	stateDir      = ".dsbatch"   // lock, settings, per-video records
 	detectionsDir = "detections" // one Parquet file per video
 	tracksDir     = "tracks"     // one Parquet file per video, when tracking
+	eventsDir     = "events"     // one Parquet file per video, from dsbatch events
 	videosFile    = "videos.parquet"
 	runFile       = "run.json"
 	settingsFile  = "settings.json"
@@ -56,7 +57,7 @@ type outDir struct {
 var videoTables = []struct {
 	dir      string
 	optional bool
-}{{detectionsDir, false}, {tracksDir, true}}
+}{{detectionsDir, false}, {tracksDir, true}, {eventsDir, true}}
 
 // folders are the output's folders: its root, the state's and the tables'.
 func (o *outDir) folders() []string {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -108,5 +109,27 @@ func TestCheckCLI(t *testing.T) {
 	}
 	if r := dsbatch(t, "check", "--duration", "100ms", "--frames", "2", detr); r.code != 0 || !strings.Contains(r.stdout, "detr head") {
 		t.Errorf("the same model read as DETR-style: exit %d: %s %s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestEventsCLI: events needs its zones file and says which file is wrong.
+func TestEventsCLI(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "zones.yaml")
+	os.WriteFile(bad, []byte("cameras: [{match: \"*\", lines: [{name: l, from: [1, 1], to: [1, 1]}]}]\n"), 0o644)
+	if r := dsbatch(t, "events", dir); r.code != exitFailed || !strings.Contains(r.stderr, "zones") {
+		t.Errorf("no --zones: exit %d %s", r.code, r.stderr)
+	}
+	if r := dsbatch(t, "events", "--zones", bad, dir); r.code != exitFailed || !strings.Contains(r.stderr, bad) || !strings.Contains(r.stderr, "one point") {
+		t.Errorf("bad zones: exit %d %s", r.code, r.stderr)
+	}
+	good := filepath.Join(dir, "good.yaml")
+	os.WriteFile(good, []byte("cameras: [{match: \"*\", lines: [{name: l, from: [0, 1], to: [9, 1]}]}]\n"), 0o644)
+	missing := filepath.Join(dir, "typo")
+	if r := dsbatch(t, "events", "--zones", good, missing); r.code != exitFailed || !strings.Contains(r.stderr, "not the --out of a dsbatch run") {
+		t.Errorf("a folder that is no output: exit %d %s %s", r.code, r.stdout, r.stderr)
+	}
+	if _, err := os.Stat(missing); !os.IsNotExist(err) {
+		t.Error("events created the folder it was wrongly given")
 	}
 }

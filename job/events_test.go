@@ -1,0 +1,204 @@
+package job
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/apache/arrow/go/v17/arrow/memory"
+
+	"github.com/dsbatch/dsbatch/events"
+	"github.com/dsbatch/dsbatch/export"
+)
+
+// TestWriteEvents computes events from an output folder's stored tracks:
+// read back with DuckDB, replaced when the lines change, removed for
+// videos no camera matches any more, the same when rerun.
+func TestWriteEvents(t *testing.T) {
+	dir := t.TempDir()
+	o, err := openOut(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem := memory.NewGoAllocator()
+	for i, name := range []string{"cam1_0800.mp4", "cam1_0900.mp4", "lobby.mp4"} {
+		id := int64(100 + i)
+		path := "/archive/" + name
+		if err := o.saveRecord(export.Video{VideoID: id, Path: path, Status: "done", Width: 400, Height: 300, FramesInferred: 30}); err != nil {
+			t.Fatal(err)
+		}
+		w, err := export.NewDetectionWriter(o.detectionsPath(id), mem, export.DetectionOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Track 1 walks down across y = 150 at frame 10; track 2 never
+		// crosses; an untracked detection is ignored.
+		for f := int64(0); f < 30; f++ {
+			y := float32(100 + 4*f)
+			for _, d := range []export.Detection{
+				{TrackID: 1, X1: 95, Y1: y - 20, X2: 105, Y2: y},
+				{TrackID: 2, X1: 295, Y1: 10, X2: 305, Y2: 30},
+				{TrackID: -1, X1: 95, Y1: 300 - y, X2: 105, Y2: 320 - y},
+			} {
+				d.VideoID, d.VideoPath, d.FrameIndex, d.PTS, d.ClassName, d.Score = id, path, f, float64(f)/10, "person", 0.9
+				if err := w.Append(d); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if err := w.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o.close()
+	geo := func(y string) *events.Geometry {
+		g, err := events.ParseGeometry([]byte(y))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+	g := geo(`
+cameras:
+  - {name: cam1, match: "cam1_*", lines: [{name: door, from: [0, 150], to: [400, 150], positive: in, negative: out}],
+     zones: [{name: hall, polygon: [[0, 162], [400, 162], [400, 300], [0, 300]]}]}
+  - {name: lobby, match: "lobby.mp4", normalized: true, lines: [{name: mid, from: [0, 0.5], to: [1, 0.5]}]}
+`)
+	sum, err := WriteEvents(context.Background(), dir, g, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Videos != 3 || sum.Counts["line_cross door in"] != 2 || sum.Counts["line_cross mid positive"] != 1 || sum.Counts["zone_enter hall "] != 2 {
+		t.Errorf("summary %+v", sum)
+	}
+	db := openDuck(t)
+	evs := fmt.Sprintf("read_parquet('%s/events/*.parquet')", dir)
+	// The anchor's y is 100 + 4f: 152 at f = 13 is within the 2 px of
+	// hysteresis past the door at 150, 156 at f = 14 is across.
+	if got := queryInts(t, db, "select frame_index from "+evs+" where camera = 'cam1' and kind = 'line_cross' order by video_id"); fmt.Sprint(got) != "[14 14]" {
+		t.Errorf("door crossings at frames %v, want [14 14]", got)
+	}
+	// Into the hall (y > 162) at f = 16, still in at the track's end (f = 29):
+	// an open exit after 1.3 s.
+	if got := queryInts(t, db, "select count(*) from "+evs+" where kind = 'zone_exit' and open and abs(dwell_seconds - 1.3) < 1e-9 and direction is null"); fmt.Sprint(got) != "[2]" {
+		t.Errorf("open exits: %v", got)
+	}
+	// docs/SCHEMA.md's queries over events, in the output folder.
+	doc, err := os.ReadFile("../docs/SCHEMA.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := regexp.MustCompile("(?s)```sql-events\n(.*?)```").FindAllStringSubmatch(string(doc), -1)
+	if len(blocks) != 3 {
+		t.Fatalf("%d events queries in docs/SCHEMA.md, want 3", len(blocks))
+	}
+	wd, _ := os.Getwd()
+	if err := os.Chdir(dir); err != nil {
+		t.Fatal(err)
+	}
+	var results []string
+	for _, b := range blocks {
+		rows, err := db.Query(b[1])
+		if err != nil {
+			os.Chdir(wd)
+			t.Fatalf("%s: %v", b[1], err)
+		}
+		cols, _ := rows.Columns()
+		for rows.Next() {
+			v := make([]any, len(cols))
+			p := make([]any, len(cols))
+			for i := range v {
+				p[i] = &v[i]
+			}
+			rows.Scan(p...)
+			var f []string
+			for _, x := range v {
+				if fl, ok := x.(float64); ok {
+					x = fmt.Sprintf("%.3g", fl)
+				}
+				f = append(f, fmt.Sprint(x))
+			}
+			results = append(results, strings.Join(f, " "))
+		}
+		rows.Close()
+	}
+	os.Chdir(wd)
+	want := []string{"door in 0 2", "mid positive 0 1", "hall 1.3 2", "/archive/cam1_0800.mp4 hall 1", "/archive/cam1_0900.mp4 hall 1"}
+	if fmt.Sprint(results) != fmt.Sprint(want) {
+		t.Errorf("SCHEMA.md's queries give %q, want %q", results, want)
+	}
+	// Another drawing of the lines: cam1's door moves, the lobby matches no
+	// camera any more and loses its file.
+	g = geo(`
+cameras:
+  - {name: cam1, match: "cam1_*", lines: [{name: door, from: [0, 200], to: [400, 200]}]}
+`)
+	for run := 0; run < 2; run++ {
+		if sum, err = WriteEvents(context.Background(), dir, g, 0); err != nil {
+			t.Fatal(err)
+		}
+		if sum.Videos != 2 || sum.Unmatched != 1 {
+			t.Errorf("rerun %d: %+v", run, sum)
+		}
+		if got := queryInts(t, db, "select frame_index from "+evs+" order by video_id"); fmt.Sprint(got) != "[26 26]" {
+			t.Errorf("rerun %d: %v", run, got)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, eventsDir, fmt.Sprintf("%016x.parquet", 102))); !os.IsNotExist(err) {
+		t.Errorf("the lobby's events file outlived its camera: %v", err)
+	}
+}
+
+// BenchmarkWriteEvents computes the events of an output of 1,000 videos,
+// each of 250 frames of four tracks walking across a line and through a
+// zone (1M detections), as dsbatch events does.
+func BenchmarkWriteEvents(b *testing.B) {
+	dir := b.TempDir()
+	o, err := openOut(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	mem := memory.NewGoAllocator()
+	for v := 0; v < 1000; v++ {
+		id, path := int64(v+1), fmt.Sprintf("/archive/cam%d_%04d.mp4", v%4, v)
+		if err := o.saveRecord(export.Video{VideoID: id, Path: path, Status: "done", Width: 1920, Height: 1080}); err != nil {
+			b.Fatal(err)
+		}
+		w, err := export.NewDetectionWriter(o.detectionsPath(id), mem, export.DetectionOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for f := int64(0); f < 250; f++ {
+			for k := int64(0); k < 4; k++ {
+				x, y := float32(200+300*k), float32(4*f)
+				w.Append(export.Detection{VideoID: id, VideoPath: path, FrameIndex: f, PTS: float64(f) / 25, ClassName: "car", Score: 0.9,
+					X1: x, Y1: y, X2: x + 80, Y2: y + 60, TrackID: k + 1})
+			}
+		}
+		if err := w.Commit(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	o.close()
+	g, err := events.ParseGeometry([]byte(`
+cameras:
+  - {match: "cam*", normalized: true, lines: [{name: l, from: [0, 0.5], to: [1, 0.5]}],
+     zones: [{name: z, polygon: [[0, 0.2], [1, 0.2], [1, 0.4], [0, 0.4]]}]}
+`))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	var sum *EventsSummary
+	for i := 0; i < b.N; i++ {
+		if sum, err = WriteEvents(context.Background(), dir, g, 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(sum.Events), "events")
+	b.ReportMetric(float64(b.Elapsed().Seconds())/float64(b.N), "s/run")
+}
