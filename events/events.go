@@ -10,8 +10,11 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -32,6 +35,79 @@ type Camera struct {
 	Normalized bool   `yaml:"normalized"`
 	Lines      []Line `yaml:"lines"`
 	Zones      []Zone `yaml:"zones"`
+	// RecordedAt is where the camera writes the recording's start in its
+	// file names, in strftime's letters (%Y %m %d %H %M %S): events then
+	// get a wall-clock time. Timezone names the clock's zone (default
+	// UTC).
+	RecordedAt string `yaml:"recorded_at"`
+	Timezone   string `yaml:"timezone"`
+	start      *regexp.Regexp
+	loc        *time.Location
+}
+
+// Start is the recording's start that path's file name says, by the
+// camera's recorded_at pattern; ok is false without a pattern or a match.
+func (c *Camera) Start(path string) (t time.Time, ok bool) {
+	if c.start == nil {
+		return time.Time{}, false
+	}
+	m := c.start.FindStringSubmatch(filepath.Base(path))
+	if m == nil {
+		return time.Time{}, false
+	}
+	v := map[string]int{"Y": 0, "m": 1, "d": 1, "H": 0, "M": 0, "S": 0}
+	for i, name := range c.start.SubexpNames() {
+		if name != "" {
+			n, err := strconv.Atoi(m[i])
+			if err != nil {
+				return time.Time{}, false
+			}
+			v[name] = n
+		}
+	}
+	t = time.Date(v["Y"], time.Month(v["m"]), v["d"], v["H"], v["M"], v["S"], 0, c.loc)
+	if t.Month() != time.Month(v["m"]) || t.Day() != v["d"] || v["H"] > 23 || v["M"] > 59 || v["S"] > 60 {
+		return time.Time{}, false // not a date: 2024-02-31
+	}
+	return t, true
+}
+
+// compileStart makes the camera's recorded_at pattern a regular
+// expression, each letter a named group of its digits.
+func (c *Camera) compileStart() error {
+	if c.RecordedAt == "" {
+		return nil
+	}
+	var re strings.Builder
+	seen := map[byte]bool{}
+	p := c.RecordedAt
+	for i := 0; i < len(p); i++ {
+		if p[i] != '%' || i+1 == len(p) {
+			re.WriteString(regexp.QuoteMeta(p[i : i+1]))
+			continue
+		}
+		i++
+		digits, ok := map[byte]int{'Y': 4, 'm': 2, 'd': 2, 'H': 2, 'M': 2, 'S': 2}[p[i]]
+		if !ok || seen[p[i]] {
+			return fmt.Errorf("recorded_at %q: %%%c: want each of %%Y %%m %%d %%H %%M %%S at most once", p, p[i])
+		}
+		seen[p[i]] = true
+		fmt.Fprintf(&re, "(?P<%c>\\d{%d})", p[i], digits)
+	}
+	if !seen['Y'] || !seen['m'] || !seen['d'] {
+		return fmt.Errorf("recorded_at %q: want at least %%Y, %%m and %%d", p)
+	}
+	var err error
+	if c.start, err = regexp.Compile(re.String()); err != nil {
+		return fmt.Errorf("recorded_at %q: %w", p, err)
+	}
+	c.loc = time.UTC
+	if c.Timezone != "" {
+		if c.loc, err = time.LoadLocation(c.Timezone); err != nil {
+			return fmt.Errorf("timezone %q: %w", c.Timezone, err)
+		}
+	}
+	return nil
 }
 
 // Line is a counting line: a segment crossed by tracks' anchor points.
@@ -89,6 +165,9 @@ func ParseGeometry(b []byte) (*Geometry, error) {
 		}
 		if c.Name == "" {
 			c.Name = c.Match
+		}
+		if err := c.compileStart(); err != nil {
+			return nil, fmt.Errorf("camera %s: %w", c.Name, err)
 		}
 		names := map[string]bool{}
 		for j := range c.Lines {

@@ -121,3 +121,34 @@ func TestParseGeometryErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestRecordedAt(t *testing.T) {
+	g := geometry(t, `
+cameras:
+  - {name: utc, match: "a*", recorded_at: "_%Y%m%d_%H%M%S"}
+  - {name: paris, match: "b*", recorded_at: "%Y-%m-%d", timezone: Europe/Paris}
+`)
+	for _, tt := range []struct {
+		path string
+		want string // RFC 3339 in UTC, "" for none
+	}{
+		{"/x/a_cam03_20240501_080000.mp4", "2024-05-01T08:00:00Z"},
+		{"/x/a_cam03_20240231_080000.mp4", ""}, // no such day
+		{"/x/a_cam03.mp4", ""},
+		{"/x/b_2024-07-14.mp4", "2024-07-13T22:00:00Z"},
+	} {
+		start, ok := g.Camera(tt.path).Start(tt.path)
+		got := ""
+		if ok {
+			got = start.UTC().Format("2006-01-02T15:04:05Z07:00")
+		}
+		if got != tt.want {
+			t.Errorf("%s: %q, want %q", tt.path, got, tt.want)
+		}
+	}
+	for _, bad := range []string{"%Y%Q", "%H%M", "%Y%m%d%Y"} {
+		if _, err := ParseGeometry([]byte("cameras: [{match: a, recorded_at: \"" + bad + "\"}]")); err == nil {
+			t.Errorf("recorded_at %q accepted", bad)
+		}
+	}
+}

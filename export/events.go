@@ -2,6 +2,7 @@ package export
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/array"
@@ -20,6 +21,7 @@ var EventSchema = arrow.NewSchema([]arrow.Field{
 	{Name: "class_name", Type: arrow.BinaryTypes.String},
 	{Name: "frame_index", Type: arrow.PrimitiveTypes.Int64},
 	{Name: "pts_seconds", Type: arrow.PrimitiveTypes.Float64},
+	{Name: "recorded_at", Type: &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}, Nullable: true},
 	{Name: "x", Type: arrow.PrimitiveTypes.Float32},
 	{Name: "y", Type: arrow.PrimitiveTypes.Float32},
 	{Name: "dwell_seconds", Type: arrow.PrimitiveTypes.Float64, Nullable: true},
@@ -38,6 +40,9 @@ type Event struct {
 	ClassName  string
 	FrameIndex int64
 	PTS        float64
+	// RecordedAt is the wall-clock time of the event, when the video's
+	// start is known (zero: null).
+	RecordedAt time.Time
 	X, Y       float32 // the anchor point in frame pixels
 	Dwell      float64 // an exit's seconds inside (null for other kinds)
 	Open       bool    // an exit at the track's end, still inside
@@ -64,14 +69,19 @@ func WriteEvents(path string, events []Event, mem memory.Allocator) error {
 		str(7, e.ClassName)
 		fs[8].(*array.Int64Builder).Append(e.FrameIndex)
 		fs[9].(*array.Float64Builder).Append(e.PTS)
-		fs[10].(*array.Float32Builder).Append(e.X)
-		fs[11].(*array.Float32Builder).Append(e.Y)
-		if e.Kind == "zone_exit" {
-			fs[12].(*array.Float64Builder).Append(e.Dwell)
+		if e.RecordedAt.IsZero() {
+			fs[10].AppendNull()
 		} else {
-			fs[12].AppendNull()
+			fs[10].(*array.TimestampBuilder).Append(arrow.Timestamp(e.RecordedAt.UnixMicro()))
 		}
-		fs[13].(*array.BooleanBuilder).Append(e.Open)
+		fs[11].(*array.Float32Builder).Append(e.X)
+		fs[12].(*array.Float32Builder).Append(e.Y)
+		if e.Kind == "zone_exit" {
+			fs[13].(*array.Float64Builder).Append(e.Dwell)
+		} else {
+			fs[13].AppendNull()
+		}
+		fs[14].(*array.BooleanBuilder).Append(e.Open)
 	}
 	rec := b.NewRecord()
 	defer rec.Release()

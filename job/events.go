@@ -89,10 +89,14 @@ func WriteEvents(ctx context.Context, out string, g *events.Geometry, jobs int) 
 				w, h = h, w
 			}
 			evs := cam.Compute(obs, w, h)
+			start, known := cam.Start(v.Path)
 			rows := make([]export.Event, len(evs))
 			for i, e := range evs {
 				rows[i] = export.Event{VideoID: id, VideoPath: v.Path, Camera: cam.Name, Kind: e.Kind, Name: e.Name, Direction: e.Direction,
 					TrackID: e.Track, ClassName: e.Class, FrameIndex: e.Frame, PTS: e.PTS, X: float32(e.X), Y: float32(e.Y), Dwell: e.Dwell, Open: e.Open}
+				if known {
+					rows[i].RecordedAt = start.Add(time.Duration(e.PTS * float64(time.Second)))
+				}
 			}
 			if err := export.WriteEvents(path, rows, mem); err != nil {
 				return err

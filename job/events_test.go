@@ -25,7 +25,7 @@ func TestWriteEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	mem := memory.NewGoAllocator()
-	for i, name := range []string{"cam1_0800.mp4", "cam1_0900.mp4", "lobby.mp4"} {
+	for i, name := range []string{"cam1_20240501_0800.mp4", "cam1_20240501_0900.mp4", "lobby.mp4"} {
 		id := int64(100 + i)
 		path := "/archive/" + name
 		if err := o.saveRecord(export.Video{VideoID: id, Path: path, Status: "done", Width: 400, Height: 300, FramesInferred: 30}); err != nil {
@@ -64,7 +64,7 @@ func TestWriteEvents(t *testing.T) {
 	}
 	g := geo(`
 cameras:
-  - {name: cam1, match: "cam1_*", lines: [{name: door, from: [0, 150], to: [400, 150], positive: in, negative: out}],
+  - {name: cam1, match: "cam1_*", recorded_at: "cam1_%Y%m%d_%H%M", lines: [{name: door, from: [0, 150], to: [400, 150], positive: in, negative: out}],
      zones: [{name: hall, polygon: [[0, 162], [400, 162], [400, 300], [0, 300]]}]}
   - {name: lobby, match: "lobby.mp4", normalized: true, lines: [{name: mid, from: [0, 0.5], to: [1, 0.5]}]}
 `)
@@ -87,14 +87,23 @@ cameras:
 	if got := queryInts(t, db, "select count(*) from "+evs+" where kind = 'zone_exit' and open and abs(dwell_seconds - 1.3) < 1e-9 and direction is null"); fmt.Sprint(got) != "[2]" {
 		t.Errorf("open exits: %v", got)
 	}
+	// Wall-clock time from the file names, the crossing 1.4 s in; none
+	// for the lobby, whose camera states no pattern.
+	if got := queryInts(t, db, "select hour(recorded_at) * 10000 + minute(recorded_at) * 100 + second(recorded_at) from "+evs+
+		" where kind = 'line_cross' and camera = 'cam1' order by 1"); fmt.Sprint(got) != "[80001 90001]" {
+		t.Errorf("recorded_at of the crossings: %v", got)
+	}
+	if got := queryInts(t, db, "select count(*) from "+evs+" where camera = 'lobby' and recorded_at is not null"); fmt.Sprint(got) != "[0]" {
+		t.Errorf("lobby events with a time: %v", got)
+	}
 	// docs/SCHEMA.md's queries over events, in the output folder.
 	doc, err := os.ReadFile("../docs/SCHEMA.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	blocks := regexp.MustCompile("(?s)```sql-events\n(.*?)```").FindAllStringSubmatch(string(doc), -1)
-	if len(blocks) != 3 {
-		t.Fatalf("%d events queries in docs/SCHEMA.md, want 3", len(blocks))
+	if len(blocks) != 4 {
+		t.Fatalf("%d events queries in docs/SCHEMA.md, want 4", len(blocks))
 	}
 	wd, _ := os.Getwd()
 	if err := os.Chdir(dir); err != nil {
@@ -127,7 +136,7 @@ cameras:
 		rows.Close()
 	}
 	os.Chdir(wd)
-	want := []string{"door in 0 2", "mid positive 0 1", "hall 1.3 2", "/archive/cam1_0800.mp4 hall 1", "/archive/cam1_0900.mp4 hall 1"}
+	want := []string{"door in 0 2", "mid positive 0 1", "cam1 door in 8 1", "cam1 door in 9 1", "hall 1.3 2", "/archive/cam1_20240501_0800.mp4 hall 1", "/archive/cam1_20240501_0900.mp4 hall 1"}
 	if fmt.Sprint(results) != fmt.Sprint(want) {
 		t.Errorf("SCHEMA.md's queries give %q, want %q", results, want)
 	}
