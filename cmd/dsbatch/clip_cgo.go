@@ -32,7 +32,7 @@ import (
 
 // writePreviewClip encodes the selected frames, annotated, as an MP4 at the
 // video's frame rate divided by the step, written under a temporary name.
-func writePreviewClip(ctx context.Context, video, to string, sel frameSel, dets map[int64][]previewDet, trails map[int64]map[int64][2]float32, tileW int) error {
+func writePreviewClip(ctx context.Context, video, to string, sel frameSel, data previewData, tileW int) error {
 	info, err := decode.Probe(ctx, video, decode.ProbeOptions{})
 	if err != nil {
 		return err
@@ -56,7 +56,7 @@ func writePreviewClip(ctx context.Context, video, to string, sel frameSel, dets 
 	enc := &clipEncoder{codec: codec, fps: fps, path: tmp}
 	defer enc.close()
 	n := 0
-	err = renderFrames(ctx, video, sel, dets, trails, tileW, func(t tile) (bool, error) {
+	err = renderFrames(ctx, video, sel, data, tileW, func(t tile) (bool, error) {
 		n++
 		return true, enc.add(t)
 	})

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"image/png"
 	"os"
 	"path/filepath"
 	"strings"
@@ -131,5 +132,52 @@ func TestEventsCLI(t *testing.T) {
 	}
 	if _, err := os.Stat(missing); !os.IsNotExist(err) {
 		t.Error("events created the folder it was wrongly given")
+	}
+}
+
+// TestRunZonesInspectPreview: run --zones writes the events of the run's
+// tracks (the test model's steady box sits in a zone: one visit, open at
+// the end), inspect counts them, and preview --zones draws the zone.
+func TestRunZonesInspectPreview(t *testing.T) {
+	withORT(t)
+	dir := t.TempDir()
+	zones := filepath.Join(dir, "zones.yaml")
+	os.WriteFile(zones, []byte(`cameras:
+  - {match: "h264.mp4", normalized: true, zones: [{name: desk, polygon: [[0, 0], [1, 0], [1, 1], [0, 1]]}],
+     lines: [{name: far, from: [0, 0.02], to: [1, 0.02]}]}
+`), 0o644)
+	out := filepath.Join(dir, "out")
+	video := filepath.Join(media, "h264.mp4")
+	r := dsbatch(t, "run", "--no-cache", "--model", model(t), "--out", out, "--zones", zones, video)
+	if r.code != 0 || !strings.Contains(r.stdout, "events: 2 in 1 videos") {
+		t.Fatalf("exit %d: %s %s", r.code, r.stdout, r.stderr)
+	}
+	r = dsbatch(t, "inspect", "--json", out)
+	var in inspection
+	if err := json.Unmarshal([]byte(r.stdout), &in); err != nil {
+		t.Fatal(err)
+	}
+	if len(in.Events) != 1 || in.Events[0].Kind != "visits" || in.Events[0].Name != "desk" || in.Events[0].Count != 1 || in.Events[0].MeanDwell < 1.9 {
+		t.Errorf("inspect's events: %+v", in.Events)
+	}
+	sheet := filepath.Join(dir, "one.png")
+	if r := dsbatch(t, "preview", out, "--video", video, "--frames", "0:1:1", "--zones", zones, "--to", sheet); r.code != 0 {
+		t.Fatalf("preview: exit %d %s", r.code, r.stderr)
+	}
+	f, err := os.Open(sheet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The line at 2% of 240 px (4.8, drawn at 4), halfway across 320: yellow.
+	if r, g, b, _ := img.At(6+160, 6+16+4).RGBA(); r>>8 != 255 || g>>8 != 230 || b>>8 != 0 {
+		t.Errorf("the line is not drawn: %d,%d,%d", r>>8, g>>8, b>>8)
+	}
+	if r := dsbatch(t, "preview", out, "--video", filepath.Join(media, "vp9.webm"), "--frames", "0:1:1", "--zones", zones, "--to", sheet); r.code != exitFailed || !strings.Contains(r.stderr, "no camera matches") {
+		t.Errorf("a video no camera matches: exit %d %s", r.code, r.stderr)
 	}
 }

@@ -44,6 +44,18 @@ type inspection struct {
 	Busiest     []busyVideo      `json:"busiest"`
 	FPS         float64          `json:"frames_per_second"`
 	WallSeconds float64          `json:"wall_seconds"`
+	// Events are the events of dsbatch events (or run --zones), by line
+	// and direction or zone.
+	Events []eventCount `json:"events,omitempty"`
+}
+
+// eventCount is the events of one line and direction, or one zone.
+type eventCount struct {
+	Kind      string  `json:"kind"` // crossings or visits
+	Name      string  `json:"name"`
+	Direction string  `json:"direction,omitempty"`
+	Count     int64   `json:"count"`
+	MeanDwell float64 `json:"mean_dwell_seconds,omitempty"` // visits'
 }
 
 type failedVideo struct {
@@ -115,6 +127,9 @@ func inspect(c *cli.Context, out string, top int) (*inspection, error) {
 			}
 		}
 	}
+	if in.Events, err = countEvents(c, out, mem); err != nil {
+		return nil, err
+	}
 	var run struct {
 		Summary struct {
 			FPS  float64 `json:"frames_per_second"`
@@ -163,6 +178,16 @@ func writeInspection(w io.Writer, in *inspection) error {
 	for _, b := range in.Busiest {
 		fmt.Fprintf(tw, "%s\t%d\t%d\n", b.Path, b.Detections, b.Frames)
 	}
+	if len(in.Events) > 0 {
+		fmt.Fprintln(tw, "\nEVENTS\tNAME\tDIRECTION\tCOUNT\tMEAN DWELL")
+		for _, e := range in.Events {
+			dwell := ""
+			if e.Kind == "visits" {
+				dwell = fmt.Sprintf("%.1fs", e.MeanDwell)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", e.Kind, e.Name, e.Direction, e.Count, dwell)
+		}
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
@@ -173,4 +198,54 @@ func writeInspection(w io.Writer, in *inspection) error {
 		}
 	}
 	return nil
+}
+
+// countEvents counts the events files' crossings by line and direction and
+// visits by zone, with their mean dwell.
+func countEvents(c *cli.Context, out string, mem memory.Allocator) ([]eventCount, error) {
+	files, _ := filepath.Glob(filepath.Join(out, "events", "*.parquet"))
+	type key struct{ kind, name, dir string }
+	counts := map[key]*eventCount{}
+	dwell := map[key]float64{}
+	for _, f := range files {
+		err := export.ScanColumns(c.Context, f, []string{"kind", "name", "direction", "dwell_seconds"}, mem, func(r arrow.Record) error {
+			kind, name, dir, dw := r.Column(0).(*array.String), r.Column(1).(*array.String), r.Column(2).(*array.String), r.Column(3).(*array.Float64)
+			for i := 0; i < int(r.NumRows()); i++ {
+				k := key{"crossings", name.Value(i), dir.Value(i)}
+				switch kind.Value(i) {
+				case "zone_enter":
+					continue
+				case "zone_exit":
+					k = key{"visits", name.Value(i), ""}
+					dwell[k] += dw.Value(i)
+				}
+				if counts[k] == nil {
+					counts[k] = &eventCount{Kind: k.kind, Name: k.name, Direction: k.dir}
+				}
+				counts[k].Count++
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	var list []eventCount
+	for k, e := range counts {
+		if e.Kind == "visits" {
+			e.MeanDwell = dwell[k] / float64(e.Count)
+		}
+		list = append(list, *e)
+	}
+	sort.Slice(list, func(i, j int) bool {
+		a, b := list[i], list[j]
+		if a.Kind != b.Kind {
+			return a.Kind < b.Kind
+		}
+		if a.Name != b.Name {
+			return a.Name < b.Name
+		}
+		return a.Direction < b.Direction
+	})
+	return list, nil
 }

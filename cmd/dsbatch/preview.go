@@ -8,6 +8,7 @@ import (
 	"image/png"
 	"io"
 	"math"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	xdraw "golang.org/x/image/draw"
 
 	"github.com/dsbatch/dsbatch/decode"
+	"github.com/dsbatch/dsbatch/events"
 	"github.com/dsbatch/dsbatch/export"
 	"github.com/dsbatch/dsbatch/internal/atomicfile"
 	"github.com/dsbatch/dsbatch/job"
@@ -36,6 +38,7 @@ func previewCommand() *cli.Command {
 			&cli.StringFlag{Name: "frames", Value: "0:300:30", Usage: "frames start:end:step (decoded frame indices)"},
 			&cli.StringFlag{Name: "to", Usage: "the PNG file to write", Required: true},
 			&cli.IntFlag{Name: "tile", Value: 640, Usage: "width of each frame in the sheet"},
+			&cli.StringFlag{Name: "zones", Usage: "draw the lines and zones of the video's camera in this zones file (as dsbatch events takes)"},
 		},
 		Action: runPreview,
 	}
@@ -103,15 +106,29 @@ func runPreview(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	dets, trails, err := loadPreviewDetections(c.Context, filepath.Join(out, "detections", fmt.Sprintf("%016x.parquet", job.VideoID(video))))
+	var data previewData
+	if f := c.String("zones"); f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return fmt.Errorf("--zones: %w", err)
+		}
+		g, err := events.ParseGeometry(b)
+		if err != nil {
+			return fmt.Errorf("--zones %s: %w", f, err)
+		}
+		if data.cam = g.Camera(video); data.cam == nil {
+			return fmt.Errorf("--zones %s: no camera matches %s", f, video)
+		}
+	}
+	data.dets, data.trails, err = loadPreviewDetections(c.Context, filepath.Join(out, "detections", fmt.Sprintf("%016x.parquet", job.VideoID(video))))
 	if err != nil {
 		return fmt.Errorf("preview %s: %w (was it processed by the run in %s?)", video, err, out)
 	}
 	if ext == ".mp4" {
-		return writePreviewClip(c.Context, video, to, sel, dets, trails, c.Int("tile"))
+		return writePreviewClip(c.Context, video, to, sel, data, c.Int("tile"))
 	}
 	var tiles []tile
-	err = renderFrames(c.Context, video, sel, dets, trails, c.Int("tile"), func(t tile) (bool, error) {
+	err = renderFrames(c.Context, video, sel, data, c.Int("tile"), func(t tile) (bool, error) {
 		tiles = append(tiles, t)
 		return len(tiles) < maxTiles, nil
 	})
@@ -200,7 +217,14 @@ const maxTiles = 64
 // renderFrames decodes the selected frames, draws the detections on them,
 // each scaled to tileW pixels wide, and hands them to sink in order until
 // it returns false.
-func renderFrames(ctx context.Context, video string, sel frameSel, dets map[int64][]previewDet, trails map[int64]map[int64][2]float32, tileW int, sink func(tile) (bool, error)) error {
+// previewData is what preview draws on a video's frames.
+type previewData struct {
+	dets   map[int64][]previewDet
+	trails map[int64]map[int64][2]float32
+	cam    *events.Camera // lines and zones, or nil
+}
+
+func renderFrames(ctx context.Context, video string, sel frameSel, data previewData, tileW int, sink func(tile) (bool, error)) error {
 	d, err := decode.Open(ctx, video, decode.Options{Format: decode.RGB24})
 	if err != nil {
 		return err
@@ -221,7 +245,7 @@ func renderFrames(ctx context.Context, video string, sel frameSel, dets map[int6
 			if f.PTS > sel.at+1e-6 && best != nil {
 				break
 			}
-			t := drawFrame(&f, dets[f.Index], trails, tileW)
+			t := drawFrame(&f, data, tileW)
 			best = &t
 			continue
 		}
@@ -231,7 +255,7 @@ func renderFrames(ctx context.Context, video string, sel frameSel, dets map[int6
 		if f.Index < sel.start || (f.Index-sel.start)%sel.stride != 0 {
 			continue
 		}
-		more, err := sink(drawFrame(&f, dets[f.Index], trails, tileW))
+		more, err := sink(drawFrame(&f, data, tileW))
 		if err != nil || !more {
 			return err
 		}
@@ -248,7 +272,8 @@ type tile struct {
 	label string
 }
 
-func drawFrame(f *decode.Frame, dets []previewDet, trails map[int64]map[int64][2]float32, tileW int) tile {
+func drawFrame(f *decode.Frame, data previewData, tileW int) tile {
+	dets, trails := data.dets[f.Index], data.trails
 	img := image.NewRGBA(image.Rect(0, 0, f.Width, f.Height))
 	for i, j := 0, 0; i < len(f.Data); i, j = i+3, j+4 {
 		img.Pix[j], img.Pix[j+1], img.Pix[j+2], img.Pix[j+3] = f.Data[i], f.Data[i+1], f.Data[i+2], 255
@@ -261,6 +286,7 @@ func drawFrame(f *decode.Frame, dets []previewDet, trails map[int64]map[int64][2
 		img = small
 	}
 	s := float32(scale)
+	drawGeometry(img, data.cam, f.Width, f.Height, s)
 	for _, d := range dets {
 		col := trackColor(d.track)
 		if d.track >= 0 {

@@ -9,6 +9,8 @@ import (
 	"golang.org/x/image/font"
 	"golang.org/x/image/font/basicfont"
 	"golang.org/x/image/math/fixed"
+
+	"github.com/dsbatch/dsbatch/events"
 )
 
 // trackColor gives each track a stable, distinct colour (grey: no track).
@@ -197,5 +199,40 @@ func drawSkeleton(img *image.RGBA, points [][3]float32, s float32, c color.RGBA)
 				setPx(img, x+dx, y+dy, color.RGBA{255, 255, 255, 255})
 			}
 		}
+	}
+}
+
+// drawGeometry draws a camera's lines (with an arrow tick towards their
+// positive side) and zones over a frame of w×h pixels shown at scale s.
+func drawGeometry(img *image.RGBA, cam *events.Camera, w, h int, s float32) {
+	if cam == nil {
+		return
+	}
+	px := func(p [2]float64) [2]float32 {
+		if cam.Normalized {
+			return [2]float32{float32(p[0] * float64(w)), float32(p[1] * float64(h))}
+		}
+		return [2]float32{float32(p[0]), float32(p[1])}
+	}
+	yellow, cyan := color.RGBA{255, 230, 0, 255}, color.RGBA{0, 230, 255, 255}
+	for _, l := range cam.Lines {
+		a, b := px(l.From), px(l.To)
+		drawLine(img, int(a[0]*s), int(a[1]*s), int(b[0]*s), int(b[1]*s), yellow)
+		// The tick: from the middle, a little towards the positive side
+		// (the right-hand side of from→to on screen).
+		mx, my := (a[0]+b[0])/2, (a[1]+b[1])/2
+		dx, dy := b[0]-a[0], b[1]-a[1]
+		n := float32(math.Hypot(float64(dx), float64(dy)))
+		tx, ty := mx-dy/n*12/s, my+dx/n*12/s
+		drawLine(img, int(mx*s), int(my*s), int(tx*s), int(ty*s), yellow)
+		drawLabel(img, int(a[0]*s), int(a[1]*s), l.Name, yellow)
+	}
+	for _, z := range cam.Zones {
+		pts := make([][2]float32, len(z.Polygon))
+		for i, p := range z.Polygon {
+			pts[i] = px(p)
+		}
+		drawPolygon(img, pts, s, cyan)
+		drawLabel(img, int(pts[0][0]*s), int(pts[0][1]*s), z.Name, cyan)
 	}
 }

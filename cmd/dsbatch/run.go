@@ -14,6 +14,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/dsbatch/dsbatch/events"
 	"github.com/dsbatch/dsbatch/infer"
 	"github.com/dsbatch/dsbatch/job"
 )
@@ -24,6 +25,7 @@ func runCommand() *cli.Command {
 	flags = append(flags, modelFlags()...)
 	flags = append(flags,
 		&cli.StringFlag{Name: "config", Usage: "YAML file of settings (keys are flag names); flags override it"},
+		&cli.StringFlag{Name: "zones", Usage: "lines and zones per camera (YAML, as dsbatch events takes): their events are written after the run"},
 		&cli.StringFlag{Name: "model", Aliases: []string{"m"}, Usage: "ONNX detector (YOLOv5/v8/v9/v10/v11 layouts)"},
 		&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "output folder"},
 		&cli.StringFlag{Name: "batch", Value: "auto", Usage: "images per inference batch, or auto (GPU engine: the largest of 8 to 128 that fits a quarter of the GPU's memory; ONNX Runtime: 8)"},
@@ -91,6 +93,17 @@ func runRun(c *cli.Context) error {
 	start, end := c.Duration("start").Seconds(), c.Duration("end").Seconds()
 	if start < 0 || end < 0 || end > 0 && end <= start {
 		return fmt.Errorf("run: --start %gs and --end %gs: want 0 <= start < end (or no end)", start, end)
+	}
+
+	var zones *events.Geometry
+	if f := c.String("zones"); f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return fmt.Errorf("--zones: %w", err)
+		}
+		if zones, err = events.ParseGeometry(b); err != nil {
+			return fmt.Errorf("--zones %s: %w", f, err)
+		}
 	}
 
 	// Everything about the model is checked before any video is touched.
@@ -230,6 +243,13 @@ func runRun(c *cli.Context) error {
 	}
 	if err != nil {
 		return err
+	}
+	if zones != nil {
+		es, err := job.WriteEvents(c.Context, opts.Out, zones, 0)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(c.App.Writer, "events: %d in %d videos (%s/events)\n", es.Events, es.Videos, opts.Out)
 	}
 	if len(sum.Failed) > 0 {
 		return errPartial
