@@ -33,6 +33,10 @@ type Info struct {
 	BitRate     int64   `json:"bitrate"`          // bits per second, 0 if unknown
 	StreamIndex int     `json:"stream_index"`     // index of the video stream in the container
 	StartTime   float64 `json:"start_time"`       // seconds: the stream's first timestamp (timestamps count from it)
+	// CreationTime is the container's creation_time tag as written (or
+	// the video stream's), "" when it has none: when a camera wrote it,
+	// the recording's start; often it is when the file was remuxed.
+	CreationTime string `json:"creation_time,omitempty"`
 	// Raw marks an elementary stream (.h264, .hevc, …) with no container
 	// around it: no timestamps, no duration, no index. Its frames are
 	// timed by the frame rate, and Probe counts them.
@@ -302,6 +306,14 @@ func describe(fc *astiav.FormatContext, s *astiav.Stream) Info {
 		StreamIndex: s.Index(),
 	}
 	info.Raw = rawDemuxers[info.Container]
+	for _, d := range []*astiav.Dictionary{fc.Metadata(), s.Metadata()} {
+		if d == nil {
+			continue
+		}
+		if e := d.Get("creation_time", nil, 0); e != nil && info.CreationTime == "" {
+			info.CreationTime = e.Value()
+		}
+	}
 	if info.AvgFPS == 0 || math.IsInf(info.AvgFPS, 0) {
 		info.AvgFPS = info.RealFPS
 	}

@@ -41,22 +41,69 @@ type Camera struct {
 	// UTC).
 	RecordedAt string `yaml:"recorded_at"`
 	Timezone   string `yaml:"timezone"`
-	start      *regexp.Regexp
-	loc        *time.Location
+	clock      *FileNameClock
 }
 
 // Start is the recording's start that path's file name says, by the
 // camera's recorded_at pattern; ok is false without a pattern or a match.
-func (c *Camera) Start(path string) (t time.Time, ok bool) {
-	if c.start == nil {
+func (c *Camera) Start(path string) (time.Time, bool) {
+	if c.clock == nil {
 		return time.Time{}, false
 	}
-	m := c.start.FindStringSubmatch(filepath.Base(path))
+	return c.clock.Start(path)
+}
+
+// FileNameClock reads when a recording started from its file name, as
+// cameras and recorders name their files (cam03_20240501_080000.mp4).
+type FileNameClock struct {
+	re  *regexp.Regexp
+	loc *time.Location
+}
+
+// ParseFileNameClock makes the clock of a pattern in strftime's letters
+// (%Y %m %d, and %H %M %S when the names have them; other characters
+// literal), in the time zone tz ("" for UTC).
+func ParseFileNameClock(pattern, tz string) (*FileNameClock, error) {
+	var re strings.Builder
+	seen := map[byte]bool{}
+	for i := 0; i < len(pattern); i++ {
+		if pattern[i] != '%' || i+1 == len(pattern) {
+			re.WriteString(regexp.QuoteMeta(pattern[i : i+1]))
+			continue
+		}
+		i++
+		digits, ok := map[byte]int{'Y': 4, 'm': 2, 'd': 2, 'H': 2, 'M': 2, 'S': 2}[pattern[i]]
+		if !ok || seen[pattern[i]] {
+			return nil, fmt.Errorf("recorded_at %q: %%%c: want each of %%Y %%m %%d %%H %%M %%S at most once", pattern, pattern[i])
+		}
+		seen[pattern[i]] = true
+		fmt.Fprintf(&re, "(?P<%c>\\d{%d})", pattern[i], digits)
+	}
+	if !seen['Y'] || !seen['m'] || !seen['d'] {
+		return nil, fmt.Errorf("recorded_at %q: want at least %%Y, %%m and %%d", pattern)
+	}
+	c := &FileNameClock{loc: time.UTC}
+	var err error
+	if c.re, err = regexp.Compile(re.String()); err != nil {
+		return nil, fmt.Errorf("recorded_at %q: %w", pattern, err)
+	}
+	if tz != "" {
+		if c.loc, err = time.LoadLocation(tz); err != nil {
+			return nil, fmt.Errorf("timezone %q: %w", tz, err)
+		}
+	}
+	return c, nil
+}
+
+// Start is the recording's start path's file name says; ok is false when
+// the name does not match, or names no real date.
+func (c *FileNameClock) Start(path string) (t time.Time, ok bool) {
+	m := c.re.FindStringSubmatch(filepath.Base(path))
 	if m == nil {
 		return time.Time{}, false
 	}
 	v := map[string]int{"Y": 0, "m": 1, "d": 1, "H": 0, "M": 0, "S": 0}
-	for i, name := range c.start.SubexpNames() {
+	for i, name := range c.re.SubexpNames() {
 		if name != "" {
 			n, err := strconv.Atoi(m[i])
 			if err != nil {
@@ -66,48 +113,21 @@ func (c *Camera) Start(path string) (t time.Time, ok bool) {
 		}
 	}
 	t = time.Date(v["Y"], time.Month(v["m"]), v["d"], v["H"], v["M"], v["S"], 0, c.loc)
-	if t.Month() != time.Month(v["m"]) || t.Day() != v["d"] || v["H"] > 23 || v["M"] > 59 || v["S"] > 60 {
+	if t.Month() != time.Month(v["m"]) || t.Day() != v["d"] || v["H"] > 23 || v["M"] > 59 || v["S"] > 59 {
 		return time.Time{}, false // not a date: 2024-02-31
 	}
 	return t, true
 }
 
-// compileStart makes the camera's recorded_at pattern a regular
-// expression, each letter a named group of its digits.
-func (c *Camera) compileStart() error {
-	if c.RecordedAt == "" {
-		return nil
-	}
-	var re strings.Builder
-	seen := map[byte]bool{}
-	p := c.RecordedAt
-	for i := 0; i < len(p); i++ {
-		if p[i] != '%' || i+1 == len(p) {
-			re.WriteString(regexp.QuoteMeta(p[i : i+1]))
-			continue
-		}
-		i++
-		digits, ok := map[byte]int{'Y': 4, 'm': 2, 'd': 2, 'H': 2, 'M': 2, 'S': 2}[p[i]]
-		if !ok || seen[p[i]] {
-			return fmt.Errorf("recorded_at %q: %%%c: want each of %%Y %%m %%d %%H %%M %%S at most once", p, p[i])
-		}
-		seen[p[i]] = true
-		fmt.Fprintf(&re, "(?P<%c>\\d{%d})", p[i], digits)
-	}
-	if !seen['Y'] || !seen['m'] || !seen['d'] {
-		return fmt.Errorf("recorded_at %q: want at least %%Y, %%m and %%d", p)
-	}
-	var err error
-	if c.start, err = regexp.Compile(re.String()); err != nil {
-		return fmt.Errorf("recorded_at %q: %w", p, err)
-	}
-	c.loc = time.UTC
-	if c.Timezone != "" {
-		if c.loc, err = time.LoadLocation(c.Timezone); err != nil {
-			return fmt.Errorf("timezone %q: %w", c.Timezone, err)
+// ParseCreationTime reads a container's creation_time tag (ISO 8601, as
+// FFmpeg gives it); ok is false for an empty or unreadable one.
+func ParseCreationTime(s string) (time.Time, bool) {
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999", "2006-01-02 15:04:05"} {
+		if t, err := time.Parse(layout, strings.TrimSpace(s)); err == nil && t.Year() > 1970 {
+			return t, true
 		}
 	}
-	return nil
+	return time.Time{}, false
 }
 
 // Line is a counting line: a segment crossed by tracks' anchor points.
@@ -166,8 +186,11 @@ func ParseGeometry(b []byte) (*Geometry, error) {
 		if c.Name == "" {
 			c.Name = c.Match
 		}
-		if err := c.compileStart(); err != nil {
-			return nil, fmt.Errorf("camera %s: %w", c.Name, err)
+		if c.RecordedAt != "" {
+			var err error
+			if c.clock, err = ParseFileNameClock(c.RecordedAt, c.Timezone); err != nil {
+				return nil, fmt.Errorf("camera %s: %w", c.Name, err)
+			}
 		}
 		names := map[string]bool{}
 		for j := range c.Lines {

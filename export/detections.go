@@ -3,6 +3,7 @@ package export
 import (
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/array"
@@ -56,6 +57,9 @@ var pointType = arrow.StructOf(
 
 // DetectionOptions are the optional columns of a detections file.
 type DetectionOptions struct {
+	// RecordedAt adds the recorded_at column: the detection's wall-clock
+	// time (null where the video's start is unknown).
+	RecordedAt bool
 	// Oriented adds the obb and corners columns of an oriented-box
 	// model.
 	Oriented bool
@@ -73,6 +77,9 @@ func (o DetectionOptions) Schema() *arrow.Schema {
 	}
 	if o.Oriented {
 		fs = append(fs, arrow.Field{Name: "obb", Type: orientedType}, arrow.Field{Name: "corners", Type: arrow.ListOf(pointType)})
+	}
+	if o.RecordedAt {
+		fs = append(fs, arrow.Field{Name: "recorded_at", Type: &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}, Nullable: true})
 	}
 	return arrow.NewSchema(fs, nil)
 }
@@ -98,6 +105,7 @@ type Detection struct {
 	TrackID        int64        // < 0: no track (null)
 	Keypoints      []Keypoint   // a pose model's points, when the file has them
 	Oriented       *OrientedBox // an OBB model's box, when the file has it
+	RecordedAt     time.Time    // when the file has the column (zero: null)
 }
 
 // OrientedBox is an oriented box in frame pixels: centre, size, the angle
@@ -204,6 +212,7 @@ func (w *DetectionWriter) Append(d Detection) error {
 	}
 	if w.opts.Oriented {
 		ob, cb := fs[next].(*array.StructBuilder), fs[next+1].(*array.ListBuilder)
+		next += 2
 		r := d.Oriented
 		if r == nil {
 			ob.AppendNull()
@@ -220,6 +229,13 @@ func (w *DetectionWriter) Append(d Detection) error {
 				pb.FieldBuilder(0).(*array.Float32Builder).Append(c[0])
 				pb.FieldBuilder(1).(*array.Float32Builder).Append(c[1])
 			}
+		}
+	}
+	if w.opts.RecordedAt {
+		if d.RecordedAt.IsZero() {
+			fs[next].AppendNull()
+		} else {
+			fs[next].(*array.TimestampBuilder).Append(arrow.Timestamp(d.RecordedAt.UnixMicro()))
 		}
 	}
 	w.pending++

@@ -38,6 +38,9 @@ type Video struct {
 	Detections      int64
 	WallSeconds     float64
 	Worker          int32
+	// RecordedAt is when the recording started, by the run's
+	// --recorded-at (zero: unknown, null).
+	RecordedAt time.Time
 }
 
 // VideoSchema is the layout of videos.parquet (docs/SCHEMA.md).
@@ -69,6 +72,7 @@ var VideoSchema = arrow.NewSchema([]arrow.Field{
 	{Name: "detections", Type: arrow.PrimitiveTypes.Int64},
 	{Name: "wall_seconds", Type: arrow.PrimitiveTypes.Float64},
 	{Name: "worker", Type: arrow.PrimitiveTypes.Int32},
+	{Name: "recorded_at", Type: &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}, Nullable: true},
 }, nil)
 
 // WriteVideos writes videos.parquet at path atomically.
@@ -115,6 +119,11 @@ func WriteVideos(path string, videos []Video, mem memory.Allocator) error {
 		i64(24, v.Detections)
 		f64(25, v.WallSeconds)
 		i32(26, v.Worker)
+		if v.RecordedAt.IsZero() {
+			fs[27].AppendNull()
+		} else {
+			fs[27].(*array.TimestampBuilder).Append(arrow.Timestamp(v.RecordedAt.UnixMicro()))
+		}
 	}
 	rec := b.NewRecord()
 	defer rec.Release()

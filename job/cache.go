@@ -16,7 +16,7 @@ import (
 
 // cacheVersion changes whenever what Probe records changes, so that old
 // caches are ignored rather than misread.
-const cacheVersion = 3
+const cacheVersion = 4
 
 // Cache remembers probe results by absolute path, size and modification
 // time, so that re-probing an unchanged archive reads no video file. It is

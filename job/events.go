@@ -90,6 +90,9 @@ func WriteEvents(ctx context.Context, out string, g *events.Geometry, jobs int) 
 			}
 			evs := cam.Compute(obs, w, h)
 			start, known := cam.Start(v.Path)
+			if !known && !v.RecordedAt.IsZero() {
+				start, known = v.RecordedAt, true // the run's --recorded-at
+			}
 			rows := make([]export.Event, len(evs))
 			for i, e := range evs {
 				rows[i] = export.Event{VideoID: id, VideoPath: v.Path, Camera: cam.Name, Kind: e.Kind, Name: e.Name, Direction: e.Direction,

@@ -8,9 +8,11 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/apache/arrow/go/v17/arrow/memory"
 
+	"github.com/dsbatch/dsbatch/decode"
 	"github.com/dsbatch/dsbatch/events"
 	"github.com/dsbatch/dsbatch/export"
 )
@@ -210,4 +212,34 @@ cameras:
 	}
 	b.ReportMetric(float64(sum.Events), "events")
 	b.ReportMetric(float64(b.Elapsed().Seconds())/float64(b.N), "s/run")
+}
+
+// TestStartClock: when a recording started, from its container's
+// creation_time or a file-name pattern; unknown where neither says.
+func TestStartClock(t *testing.T) {
+	for _, tt := range []struct {
+		s    Settings
+		v    Video
+		want string
+	}{
+		{Settings{RecordedAt: "container"}, Video{Path: "/a/x.mp4", Info: decode.Info{CreationTime: "2024-05-01T08:00:00.000000Z"}}, "2024-05-01T08:00:00Z"},
+		{Settings{RecordedAt: "container"}, Video{Path: "/a/x.mp4"}, ""},
+		{Settings{RecordedAt: "_%Y%m%d_%H%M%S", Timezone: "Europe/Paris"}, Video{Path: "/a/cam_20240501_080000.mp4"}, "2024-05-01T06:00:00Z"},
+		{Settings{RecordedAt: "_%Y%m%d_%H%M%S"}, Video{Path: "/a/cam.mp4", Info: decode.Info{CreationTime: "2024-05-01T08:00:00Z"}}, ""},
+	} {
+		start, err := tt.s.startClock()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := ""
+		if at, ok := start(&tt.v); ok {
+			got = at.UTC().Format(time.RFC3339)
+		}
+		if got != tt.want {
+			t.Errorf("%+v on %s: %q, want %q", tt.s, tt.v.Path, got, tt.want)
+		}
+	}
+	if _, err := (Settings{RecordedAt: "%Q"}).startClock(); err == nil {
+		t.Error("a bad pattern accepted")
+	}
 }

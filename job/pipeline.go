@@ -187,6 +187,11 @@ func (p *pipeline) decodeLoop(ctx context.Context, frames chan<- *item, tensors 
 		}
 		v := &video{id: VideoID(pv.Path), planned: pv, start: time.Now()}
 		v.rec = videoRecord(p.byPath[pv.Path], v.id)
+		if p.opts.start != nil {
+			if t, ok := p.opts.start(p.byPath[pv.Path]); ok {
+				v.rec.RecordedAt = t
+			}
+		}
 		v.rec.Worker = int32(p.worker.ID)
 		v.err = p.decodeVideo(ctx, v, frames, tensors, sess)
 		if ctx.Err() != nil {
@@ -647,6 +652,9 @@ func (p *pipeline) exportVideos(ctx context.Context, items <-chan *item) error {
 				if r := d.Rotated; r != nil {
 					row.Oriented = &export.OrientedBox{CX: r.CX, CY: r.CY, W: r.W, H: r.H, Angle: r.Angle, Corners: r.Corners}
 				}
+				if !v.rec.RecordedAt.IsZero() {
+					row.RecordedAt = v.rec.RecordedAt.Add(time.Duration(it.pts * float64(time.Second)))
+				}
 				if err := w.Append(row); err != nil {
 					return err
 				}
@@ -663,7 +671,8 @@ func (p *pipeline) exportVideos(ctx context.Context, items <-chan *item) error {
 // detectionOptions are the detections files' columns for this run's model:
 // keypoints for a pose model, the oriented box for an OBB model.
 func (p *pipeline) detectionOptions() export.DetectionOptions {
-	return export.DetectionOptions{KeypointNames: p.opts.KeypointNames, Keypoints: p.opts.Layout.Keypoints, Oriented: p.opts.Layout.Head == infer.HeadOBB}
+	return export.DetectionOptions{KeypointNames: p.opts.KeypointNames, Keypoints: p.opts.Layout.Keypoints, Oriented: p.opts.Layout.Head == infer.HeadOBB,
+		RecordedAt: p.opts.Settings.RecordedAt != ""}
 }
 
 // videoTracks is a video's tracker and the summaries of its tracks.

@@ -15,6 +15,7 @@ import (
 	"github.com/apache/arrow/go/v17/arrow/memory"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/dsbatch/dsbatch/events"
 	"github.com/dsbatch/dsbatch/export"
 	"github.com/dsbatch/dsbatch/gpu"
 	"github.com/dsbatch/dsbatch/infer"
@@ -47,6 +48,37 @@ type Settings struct {
 	Track         bool     `json:"track"`
 	TrackBuffer   float64  `json:"track_buffer_seconds"`
 	TrackAgnostic bool     `json:"track_class_agnostic"`
+	// RecordedAt is where a video's recording start comes from:
+	// "container" (its creation_time tag), a file-name pattern in
+	// strftime letters read in Timezone, or "" (unknown: no recorded_at).
+	RecordedAt string `json:"recorded_at,omitempty"`
+	Timezone   string `json:"timezone,omitempty"`
+}
+
+// startClock returns how the settings tell when a video's recording
+// started (nil when they do not).
+func (s Settings) startClock() (func(v *Video) (time.Time, bool), error) {
+	switch s.RecordedAt {
+	case "":
+		return nil, nil
+	case "container":
+		return func(v *Video) (time.Time, bool) {
+			if v == nil {
+				return time.Time{}, false
+			}
+			return events.ParseCreationTime(v.CreationTime)
+		}, nil
+	}
+	c, err := events.ParseFileNameClock(s.RecordedAt, s.Timezone)
+	if err != nil {
+		return nil, err
+	}
+	return func(v *Video) (time.Time, bool) {
+		if v == nil {
+			return time.Time{}, false
+		}
+		return c.Start(v.Path)
+	}, nil
 }
 
 // diff lists the settings that differ between s and t, by their JSON
@@ -77,6 +109,9 @@ type RunOptions struct {
 	// KeypointNames name a pose model's points, in its order (empty:
 	// "kp0", "kp1", ...).
 	KeypointNames []string
+	// start tells when a video's recording started (Settings.RecordedAt;
+	// set by Run).
+	start func(v *Video) (time.Time, bool)
 	// NoBoxCheck skips the check that stops a run whose first boxes look
 	// like a misread layout's (infer.BoxCheck).
 	NoBoxCheck bool
@@ -219,6 +254,11 @@ func Run(ctx context.Context, plan *Plan, videos []Video, opts RunOptions) (*Sum
 	if err := opts.Input.Validate(); err != nil {
 		return nil, err
 	}
+	startOf, err := opts.Settings.startClock()
+	if err != nil {
+		return nil, err
+	}
+	opts.start = startOf
 	opts.Settings.Input = ""
 	if opts.Input != infer.Ultralytics {
 		opts.Settings.Input = opts.Input.String()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"image/png"
 	"os"
 	"path/filepath"
@@ -179,5 +180,44 @@ func TestRunZonesInspectPreview(t *testing.T) {
 	}
 	if r := dsbatch(t, "preview", out, "--video", filepath.Join(media, "vp9.webm"), "--frames", "0:1:1", "--zones", zones, "--to", sheet); r.code != exitFailed || !strings.Contains(r.stderr, "no camera matches") {
 		t.Errorf("a video no camera matches: exit %d %s", r.code, r.stderr)
+	}
+}
+
+// TestRunRecordedAt: --recorded-at with a file-name pattern gives every
+// detection its wall-clock time (the recording's start plus its time in
+// the video) and the videos table the start; events then have times too.
+func TestRunRecordedAt(t *testing.T) {
+	withORT(t)
+	dir := t.TempDir()
+	src, err := os.ReadFile(filepath.Join(media, "h264.mp4"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	video := filepath.Join(dir, "cam1_20240501_080000.mp4")
+	os.WriteFile(video, src, 0o644)
+	out := filepath.Join(dir, "out")
+	if r := dsbatch(t, "run", "--no-cache", "--model", model(t), "--out", out, "--recorded-at", "_%Y%m%d_%H%M%S", "--timezone", "Europe/Paris", video); r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	dets := fmt.Sprintf("read_parquet('%s/detections/*.parquet')", out)
+	// 08:00 in Paris is 06:00 UTC; each row's time is the start plus its
+	// pts, to the microsecond.
+	if n := duckInt(t, "select count(*) from "+dets+" where epoch_us(recorded_at) <> epoch_us(TIMESTAMPTZ '2024-05-01 06:00:00+00') + round(pts_seconds * 1e6)::bigint"); n != 0 {
+		t.Errorf("%d detections off their wall-clock time", n)
+	}
+	if n := duckInt(t, "select count(*) from "+dets+" where recorded_at is null"); n != 0 {
+		t.Errorf("%d detections without a time", n)
+	}
+	if n := duckInt(t, fmt.Sprintf("select count(*) from read_parquet('%s/videos.parquet') where recorded_at = TIMESTAMPTZ '2024-05-01 06:00:00+00'", out)); n != 1 {
+		t.Errorf("videos.parquet's recorded_at: %d rows", n)
+	}
+	// A camera with no pattern of its own takes the run's times.
+	zones := filepath.Join(dir, "zones.yaml")
+	os.WriteFile(zones, []byte("cameras: [{match: \"cam1_*\", normalized: true, zones: [{name: all, polygon: [[0, 0], [1, 0], [1, 1], [0, 1]]}]}]\n"), 0o644)
+	if r := dsbatch(t, "events", "--zones", zones, out); r.code != 0 {
+		t.Fatalf("events: exit %d %s", r.code, r.stderr)
+	}
+	if n := duckInt(t, fmt.Sprintf("select count(*) from read_parquet('%s/events/*.parquet') where recorded_at >= TIMESTAMPTZ '2024-05-01 06:00:00+00'", out)); n != 2 {
+		t.Errorf("%d events with the run's time, want 2", n)
 	}
 }

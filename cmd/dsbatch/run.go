@@ -25,6 +25,8 @@ func runCommand() *cli.Command {
 	flags = append(flags, modelFlags()...)
 	flags = append(flags,
 		&cli.StringFlag{Name: "config", Usage: "YAML file of settings (keys are flag names); flags override it"},
+		&cli.StringFlag{Name: "recorded-at", Usage: "when each recording started, for recorded_at columns: container (its creation_time tag), or a file-name pattern in strftime letters (_%Y%m%d_%H%M%S); unknown stays null"},
+		&cli.StringFlag{Name: "timezone", Usage: "the time zone of --recorded-at's file names (default UTC)"},
 		&cli.StringFlag{Name: "zones", Usage: "lines and zones per camera (YAML, as dsbatch events takes): their events are written after the run"},
 		&cli.StringFlag{Name: "model", Aliases: []string{"m"}, Usage: "ONNX detector (YOLOv5/v8/v9/v10/v11 layouts)"},
 		&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "output folder"},
@@ -208,7 +210,8 @@ func runRun(c *cli.Context) error {
 		Settings: job.Settings{Model: sha, Engine: engineName, InputH: h, InputW: w, Head: layout.String(), Names: names,
 			Conf: conf, IoU: iou, MaxDet: c.Int("max-det"), TopK: c.Int("topk"), ClassAgnostic: c.Bool("agnostic-nms"),
 			Stride: c.Int("stride"), FPS: c.Float64("fps"), Start: start, End: end, AssumeFPS: c.Float64("assume-fps"),
-			Track: !c.Bool("no-track"), TrackBuffer: c.Duration("track-buffer").Seconds(), TrackAgnostic: !c.Bool("track-classes")},
+			Track: !c.Bool("no-track"), TrackBuffer: c.Duration("track-buffer").Seconds(), TrackAgnostic: !c.Bool("track-classes"),
+			RecordedAt: c.String("recorded-at"), Timezone: c.String("timezone")},
 		Layout:         layout,
 		Input:          input,
 		NoBoxCheck:     c.Bool("no-box-check"),
