@@ -239,6 +239,21 @@ func TestStartClock(t *testing.T) {
 			t.Errorf("%+v on %s: %q, want %q", tt.s, tt.v.Path, got, tt.want)
 		}
 	}
+	// A sidecar beside the video, by either name.
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "a.mp4.json"), []byte(`{"recorded_at": "2024-05-01T08:00:00+02:00"}`), 0o644)
+	os.WriteFile(filepath.Join(dir, "b.json"), []byte(`{"recorded_at": "2024-05-02T00:00:00Z"}`), 0o644)
+	os.WriteFile(filepath.Join(dir, "c.json"), []byte(`{"recorded_at": "yesterday"}`), 0o644)
+	start, _ := (Settings{RecordedAt: "sidecar"}).startClock()
+	for name, want := range map[string]string{"a.mp4": "2024-05-01T06:00:00Z", "b.mp4": "2024-05-02T00:00:00Z", "c.mp4": "", "d.mp4": ""} {
+		got := ""
+		if at, ok := start(&Video{Path: filepath.Join(dir, name)}); ok {
+			got = at.UTC().Format(time.RFC3339)
+		}
+		if got != want {
+			t.Errorf("sidecar of %s: %q, want %q", name, got, want)
+		}
+	}
 	if _, err := (Settings{RecordedAt: "%Q"}).startClock(); err == nil {
 		t.Error("a bad pattern accepted")
 	}

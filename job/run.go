@@ -2,7 +2,10 @@ package job
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"reflect"
 	"runtime"
 	"sort"
@@ -49,10 +52,31 @@ type Settings struct {
 	TrackBuffer   float64  `json:"track_buffer_seconds"`
 	TrackAgnostic bool     `json:"track_class_agnostic"`
 	// RecordedAt is where a video's recording start comes from:
-	// "container" (its creation_time tag), a file-name pattern in
-	// strftime letters read in Timezone, or "" (unknown: no recorded_at).
+	// "container" (its creation_time tag), "sidecar" (a JSON file beside
+	// it), a file-name pattern in strftime letters read in Timezone, or ""
+	// (unknown: no recorded_at).
 	RecordedAt string `json:"recorded_at,omitempty"`
 	Timezone   string `json:"timezone,omitempty"`
+}
+
+// sidecarStart reads the recording's start from the JSON file beside the
+// video (cam1.mp4.json, else cam1.json): its "recorded_at", RFC 3339.
+func sidecarStart(path string) (time.Time, bool) {
+	for _, side := range []string{path + ".json", strings.TrimSuffix(path, filepath.Ext(path)) + ".json"} {
+		b, err := os.ReadFile(side)
+		if err != nil {
+			continue
+		}
+		var s struct {
+			RecordedAt string `json:"recorded_at"`
+		}
+		if json.Unmarshal(b, &s) != nil {
+			return time.Time{}, false
+		}
+		t, err := time.Parse(time.RFC3339Nano, s.RecordedAt)
+		return t, err == nil
+	}
+	return time.Time{}, false
 }
 
 // startClock returns how the settings tell when a video's recording
@@ -67,6 +91,13 @@ func (s Settings) startClock() (func(v *Video) (time.Time, bool), error) {
 				return time.Time{}, false
 			}
 			return events.ParseCreationTime(v.CreationTime)
+		}, nil
+	case "sidecar":
+		return func(v *Video) (time.Time, bool) {
+			if v == nil {
+				return time.Time{}, false
+			}
+			return sidecarStart(v.Path)
 		}, nil
 	}
 	c, err := events.ParseFileNameClock(s.RecordedAt, s.Timezone)

@@ -221,3 +221,18 @@ func TestRunRecordedAt(t *testing.T) {
 		t.Errorf("%d events with the run's time, want 2", n)
 	}
 }
+
+func TestLiveCounts(t *testing.T) {
+	evs := []previewEvent{
+		{1, "line_cross", "gate", "in"}, {2, "zone_enter", "hall", ""}, {3, "line_cross", "gate", "in"},
+		{4, "zone_enter", "hall", ""}, {5, "zone_exit", "hall", ""}, {6, "line_cross", "gate", "out"},
+	}
+	c, in := liveCounts(evs, 4)
+	if c["gate"]["in"] != 2 || c["gate"]["out"] != 0 || in["hall"] != 2 {
+		t.Errorf("at frame 4: %v %v", c, in)
+	}
+	c, in = liveCounts(evs, 9)
+	if c["gate"]["in"] != 2 || c["gate"]["out"] != 1 || in["hall"] != 1 {
+		t.Errorf("at frame 9: %v %v", c, in)
+	}
+}

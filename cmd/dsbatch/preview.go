@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -119,6 +120,14 @@ func runPreview(c *cli.Context) error {
 		if data.cam = g.Camera(video); data.cam == nil {
 			return fmt.Errorf("--zones %s: no camera matches %s", f, video)
 		}
+		// The counts so far, where dsbatch events (or run --zones) wrote
+		// this video's events.
+		evPath := filepath.Join(out, "events", fmt.Sprintf("%016x.parquet", job.VideoID(video)))
+		if _, err := os.Stat(evPath); err == nil {
+			if data.events, err = loadPreviewEvents(c.Context, evPath); err != nil {
+				return fmt.Errorf("preview %s: %w", video, err)
+			}
+		}
 	}
 	data.dets, data.trails, err = loadPreviewDetections(c.Context, filepath.Join(out, "detections", fmt.Sprintf("%016x.parquet", job.VideoID(video))))
 	if err != nil {
@@ -222,6 +231,50 @@ type previewData struct {
 	dets   map[int64][]previewDet
 	trails map[int64]map[int64][2]float32
 	cam    *events.Camera // lines and zones, or nil
+	events []previewEvent // the video's events by frame, for live counts
+}
+
+// previewEvent is an event as preview counts it.
+type previewEvent struct {
+	frame           int64
+	kind, name, dir string
+}
+
+// loadPreviewEvents reads a video's events, in frame order.
+func loadPreviewEvents(ctx context.Context, path string) ([]previewEvent, error) {
+	var evs []previewEvent
+	err := export.ScanColumns(ctx, path, []string{"frame_index", "kind", "name", "direction"}, memory.NewGoAllocator(), func(r arrow.Record) error {
+		fi, kind, name, dir := r.Column(0).(*array.Int64), r.Column(1).(*array.String), r.Column(2).(*array.String), r.Column(3).(*array.String)
+		for i := 0; i < int(r.NumRows()); i++ {
+			evs = append(evs, previewEvent{fi.Value(i), kind.Value(i), name.Value(i), dir.Value(i)})
+		}
+		return nil
+	})
+	sort.SliceStable(evs, func(i, j int) bool { return evs[i].frame < evs[j].frame })
+	return evs, err
+}
+
+// liveCounts are, at a frame, each line's crossings by direction and each
+// zone's objects inside.
+func liveCounts(evs []previewEvent, frame int64) (crossings map[string]map[string]int, inside map[string]int) {
+	crossings, inside = map[string]map[string]int{}, map[string]int{}
+	for _, e := range evs {
+		if e.frame > frame {
+			break
+		}
+		switch e.kind {
+		case "line_cross":
+			if crossings[e.name] == nil {
+				crossings[e.name] = map[string]int{}
+			}
+			crossings[e.name][e.dir]++
+		case "zone_enter":
+			inside[e.name]++
+		case "zone_exit":
+			inside[e.name]--
+		}
+	}
+	return crossings, inside
 }
 
 func renderFrames(ctx context.Context, video string, sel frameSel, data previewData, tileW int, sink func(tile) (bool, error)) error {
@@ -286,7 +339,8 @@ func drawFrame(f *decode.Frame, data previewData, tileW int) tile {
 		img = small
 	}
 	s := float32(scale)
-	drawGeometry(img, data.cam, f.Width, f.Height, s)
+	crossings, inside := liveCounts(data.events, f.Index)
+	drawGeometry(img, data.cam, f.Width, f.Height, s, crossings, inside)
 	for _, d := range dets {
 		col := trackColor(d.track)
 		if d.track >= 0 {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"image"
 	"image/color"
 	"math"
@@ -203,8 +204,9 @@ func drawSkeleton(img *image.RGBA, points [][3]float32, s float32, c color.RGBA)
 }
 
 // drawGeometry draws a camera's lines (with an arrow tick towards their
-// positive side) and zones over a frame of w×h pixels shown at scale s.
-func drawGeometry(img *image.RGBA, cam *events.Camera, w, h int, s float32) {
+// positive side) and zones over a frame of w×h pixels shown at scale s,
+// labelled with the crossings and the objects inside so far.
+func drawGeometry(img *image.RGBA, cam *events.Camera, w, h int, s float32, crossings map[string]map[string]int, inside map[string]int) {
 	if cam == nil {
 		return
 	}
@@ -225,7 +227,11 @@ func drawGeometry(img *image.RGBA, cam *events.Camera, w, h int, s float32) {
 		n := float32(math.Hypot(float64(dx), float64(dy)))
 		tx, ty := mx-dy/n*12/s, my+dx/n*12/s
 		drawLine(img, int(mx*s), int(my*s), int(tx*s), int(ty*s), yellow)
-		drawLabel(img, int(a[0]*s), int(a[1]*s), l.Name, yellow)
+		label := l.Name
+		if c := crossings[l.Name]; c != nil || len(inside) > 0 || len(crossings) > 0 {
+			label = fmt.Sprintf("%s: %s %d, %s %d", l.Name, l.Positive, c[l.Positive], l.Negative, c[l.Negative])
+		}
+		drawLabel(img, int(a[0]*s), int(a[1]*s), label, yellow)
 	}
 	for _, z := range cam.Zones {
 		pts := make([][2]float32, len(z.Polygon))
@@ -233,6 +239,10 @@ func drawGeometry(img *image.RGBA, cam *events.Camera, w, h int, s float32) {
 			pts[i] = px(p)
 		}
 		drawPolygon(img, pts, s, cyan)
-		drawLabel(img, int(pts[0][0]*s), int(pts[0][1]*s), z.Name, cyan)
+		label := z.Name
+		if len(inside) > 0 || len(crossings) > 0 {
+			label = fmt.Sprintf("%s: %d inside", z.Name, inside[z.Name])
+		}
+		drawLabel(img, int(pts[0][0]*s), int(pts[0][1]*s), label, cyan)
 	}
 }

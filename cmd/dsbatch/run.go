@@ -25,7 +25,7 @@ func runCommand() *cli.Command {
 	flags = append(flags, modelFlags()...)
 	flags = append(flags,
 		&cli.StringFlag{Name: "config", Usage: "YAML file of settings (keys are flag names); flags override it"},
-		&cli.StringFlag{Name: "recorded-at", Usage: "when each recording started, for recorded_at columns: container (its creation_time tag), or a file-name pattern in strftime letters (_%Y%m%d_%H%M%S); unknown stays null"},
+		&cli.StringFlag{Name: "recorded-at", Usage: "when each recording started, for recorded_at columns: container (its creation_time tag), sidecar (NAME.json beside it: {\"recorded_at\": RFC 3339}), or a file-name pattern in strftime letters (_%Y%m%d_%H%M%S); unknown stays null"},
 		&cli.StringFlag{Name: "timezone", Usage: "the time zone of --recorded-at's file names (default UTC)"},
 		&cli.StringFlag{Name: "zones", Usage: "lines and zones per camera (YAML, as dsbatch events takes): their events are written after the run"},
 		&cli.StringFlag{Name: "model", Aliases: []string{"m"}, Usage: "ONNX detector (YOLOv5/v8/v9/v10/v11 layouts)"},
