@@ -17,6 +17,16 @@ func walk(track int64, class string, points ...[2]float32) []Observation {
 	return out
 }
 
+// gap moves the observations from index i on by n frames: the track was
+// lost and found again (the tracker kept its ID).
+func gap(obs []Observation, i int, n int64) []Observation {
+	for k := i; k < len(obs); k++ {
+		obs[k].Frame += n
+		obs[k].PTS += float64(n) / 10
+	}
+	return obs
+}
+
 func geometry(t *testing.T, y string) *Geometry {
 	t.Helper()
 	g, err := ParseGeometry([]byte(y))
@@ -66,6 +76,8 @@ cameras:
 		{"past the end of the segment", walk(4, "person", [2]float32{250, 80}, [2]float32{250, 120}), nil},
 		{"touching the line and going back", walk(5, "person", [2]float32{50, 80}, [2]float32{50, 100}, [2]float32{50, 80}), nil},
 		{"a class the line does not count", walk(6, "person", [2]float32{50, 280}, [2]float32{50, 320}), nil},
+		{"lost after crossing, found again past the line: once", gap(walk(8, "person", [2]float32{50, 80}, [2]float32{50, 120}, [2]float32{50, 130}), 2, 40),
+			[]brief{{"line_cross", "stop", "south", 8, 1, 0, false}}},
 		{"a class it counts, across both lines", walk(7, "car", [2]float32{50, 50}, [2]float32{50, 200}, [2]float32{50, 350}),
 			[]brief{{"line_cross", "stop", "south", 7, 1, 0, false}, {"line_cross", "cars", "positive", 7, 2, 0, false}}},
 	} {
