@@ -208,20 +208,7 @@ func TestSampler(t *testing.T) {
 // several goroutines at once: each source compiles once, every caller
 // gets the same function, and both run.
 func TestKernelsConcurrently(t *testing.T) {
-	h, err := Open()
-	if err != nil {
-		t.Skipf("no GPU here: %v", err)
-	}
-	defer h.Close()
-	devs, err := h.Devices()
-	if err != nil || len(devs) == 0 {
-		t.Skipf("no GPU listed: %v", err)
-	}
-	g, err := OpenCUDA(devs[0].UUID)
-	if err != nil {
-		t.Skipf("no CUDA: %v", err)
-	}
-	defer g.Close()
+	g := testCUDA(t)
 	srcs := []string{
 		`extern "C" __global__ void fill(float* y, float v) { y[threadIdx.x] = v; }`,
 		`extern "C" __global__ void twice(float* y) { y[threadIdx.x] *= 2.0f; }
@@ -299,20 +286,7 @@ extern "C" __global__ void unused(float* y) { y[threadIdx.x] = 0.0f; }`,
 
 // TestKernelWithoutArguments launches a kernel that takes none.
 func TestKernelWithoutArguments(t *testing.T) {
-	h, err := Open()
-	if err != nil {
-		t.Skipf("no GPU here: %v", err)
-	}
-	defer h.Close()
-	devs, err := h.Devices()
-	if err != nil || len(devs) == 0 {
-		t.Skipf("no GPU listed: %v", err)
-	}
-	g, err := OpenCUDA(devs[0].UUID)
-	if err != nil {
-		t.Skipf("no CUDA: %v", err)
-	}
-	defer g.Close()
+	g := testCUDA(t)
 	k, err := g.Kernel(`extern "C" __global__ void nop() {}`, "nop", "")
 	if err != nil {
 		t.Fatal(err)
@@ -328,4 +302,25 @@ func TestKernelWithoutArguments(t *testing.T) {
 	if err := g.Sync(s); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// testCUDA opens CUDA on the first GPU, closed at the test's end, or skips
+// the test on a machine without one.
+func testCUDA(t *testing.T) *CUDA {
+	t.Helper()
+	h, err := Open()
+	if err != nil {
+		t.Skipf("no GPU here: %v", err)
+	}
+	defer h.Close()
+	devs, err := h.Devices()
+	if err != nil || len(devs) == 0 {
+		t.Skipf("no GPU listed: %v", err)
+	}
+	g, err := OpenCUDA(devs[0].UUID)
+	if err != nil {
+		t.Skipf("no CUDA: %v", err)
+	}
+	t.Cleanup(func() { g.Close() })
+	return g
 }

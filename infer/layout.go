@@ -276,9 +276,13 @@ func (l Layout) DecodeBatch(out []float32, n int, o PostOptions) [][]Detection {
 	return res
 }
 
-func decodeV8(l Layout, out []float32, o PostOptions, dst []Detection) []Detection {
+// decodeColumns decodes the layouts of YOLOv8's family, [B, 4+C+E, N]:
+// per anchor (a column) cx, cy, w, h, C class scores, then E values that
+// more, when given, reads into the detection (a pose's points, an
+// oriented box's angle); then NMS.
+func decodeColumns(l Layout, out []float32, o PostOptions, dst []Detection, nc int, more func(a int, d *Detection)) []Detection {
 	var cand []Detection
-	n, nc := l.D2, l.D1-4
+	n := l.D2
 	for a := 0; a < n; a++ {
 		best, bc := float32(-1), -1
 		for c := 0; c < nc; c++ {
@@ -290,56 +294,39 @@ func decodeV8(l Layout, out []float32, o PostOptions, dst []Detection) []Detecti
 			continue
 		}
 		cx, cy, w, hh := out[a], out[n+a], out[2*n+a], out[3*n+a]
-		cand = append(cand, Detection{Class: bc, Score: best, X1: cx - w/2, Y1: cy - hh/2, X2: cx + w/2, Y2: cy + hh/2})
+		d := Detection{Class: bc, Score: best, X1: cx - w/2, Y1: cy - hh/2, X2: cx + w/2, Y2: cy + hh/2}
+		if more != nil {
+			more(a, &d)
+		}
+		cand = append(cand, d)
 	}
 	return append(dst, nms(cand, o.IoU, o.maxDet(), o.topK(), o.ClassAgnostic)...)
+}
+
+func decodeV8(l Layout, out []float32, o PostOptions, dst []Detection) []Detection {
+	return decodeColumns(l, out, o, dst, l.D1-4, nil)
 }
 
 func decodePose(l Layout, out []float32, o PostOptions, dst []Detection) []Detection {
-	var cand []Detection
 	n, nc := l.D2, l.Classes
-	for a := 0; a < n; a++ {
-		best, bc := float32(-1), -1
-		for c := 0; c < nc; c++ {
-			if s := out[(4+c)*n+a]; s > best {
-				best, bc = s, c
-			}
-		}
-		if best < o.Conf {
-			continue
-		}
-		cx, cy, w, hh := out[a], out[n+a], out[2*n+a], out[3*n+a]
-		kp := make([]Keypoint, l.Keypoints)
-		for k := range kp {
+	return decodeColumns(l, out, o, dst, nc, func(a int, d *Detection) {
+		d.Keypoints = make([]Keypoint, l.Keypoints)
+		for k := range d.Keypoints {
 			r := 4 + nc + k*l.KeypointDims
-			kp[k] = Keypoint{X: out[r*n+a], Y: out[(r+1)*n+a], Score: 1}
+			d.Keypoints[k] = Keypoint{X: out[r*n+a], Y: out[(r+1)*n+a], Score: 1}
 			if l.KeypointDims == 3 {
-				kp[k].Score = out[(r+2)*n+a]
+				d.Keypoints[k].Score = out[(r+2)*n+a]
 			}
 		}
-		cand = append(cand, Detection{Class: bc, Score: best, X1: cx - w/2, Y1: cy - hh/2, X2: cx + w/2, Y2: cy + hh/2, Keypoints: kp})
-	}
-	return append(dst, nms(cand, o.IoU, o.maxDet(), o.topK(), o.ClassAgnostic)...)
+	})
 }
 
 func decodeOBB(l Layout, out []float32, o PostOptions, dst []Detection) []Detection {
-	var cand []Detection
 	n, nc := l.D2, l.D1-5
-	for a := 0; a < n; a++ {
-		best, bc := float32(-1), -1
-		for c := 0; c < nc; c++ {
-			if s := out[(4+c)*n+a]; s > best {
-				best, bc = s, c
-			}
-		}
-		if best < o.Conf {
-			continue
-		}
-		r := newRotated(out[a], out[n+a], out[2*n+a], out[3*n+a], out[(4+nc)*n+a])
-		x1, y1, x2, y2 := r.bounds()
-		cand = append(cand, Detection{Class: bc, Score: best, X1: x1, Y1: y1, X2: x2, Y2: y2, Rotated: r})
-	}
-	return append(dst, nms(cand, o.IoU, o.maxDet(), o.topK(), o.ClassAgnostic)...)
+	return decodeColumns(l, out, o, dst, nc, func(a int, d *Detection) {
+		d.Rotated = newRotated(out[a], out[n+a], out[2*n+a], out[3*n+a], out[(4+nc)*n+a])
+		d.X1, d.Y1, d.X2, d.Y2 = d.Rotated.bounds()
+	})
 }
 
 func decodeNMS(l Layout, out []float32, o PostOptions, dst []Detection) []Detection {
