@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"image/png"
 	"os"
 	"path/filepath"
 	"strings"
@@ -165,15 +164,7 @@ func TestRunZonesInspectPreview(t *testing.T) {
 	if r := dsbatch(t, "preview", out, "--video", video, "--frames", "0:1:1", "--zones", zones, "--to", sheet); r.code != 0 {
 		t.Fatalf("preview: exit %d %s", r.code, r.stderr)
 	}
-	f, err := os.Open(sheet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	img, err := png.Decode(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	img := readPNG(t, sheet)
 	// The line at 2% of 240 px (4.8, drawn at 4), halfway across 320: yellow.
 	if r, g, b, _ := img.At(6+160, 6+16+4).RGBA(); r>>8 != 255 || g>>8 != 230 || b>>8 != 0 {
 		t.Errorf("the line is not drawn: %d,%d,%d", r>>8, g>>8, b>>8)

@@ -46,15 +46,7 @@ func TestPreview(t *testing.T) {
 	if r := dsbatch(t, "preview", out, "--video", video, "--frames", "0:50:10", "--to", sheet); r.code != 0 {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
-	f, err := os.Open(sheet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	img, err := png.Decode(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	img := readPNG(t, sheet)
 	// 5 tiles of 320×240 in 3 columns and 2 rows, 6 px apart, 16 px captions.
 	if b := img.Bounds(); b.Dx() != 3*326+6 || b.Dy() != 2*(240+16+6)+6 {
 		t.Fatalf("sheet is %v", b)
@@ -171,15 +163,7 @@ func TestPreviewPoseAndOBB(t *testing.T) {
 		if r := dsbatch(t, "preview", out, "--video", video, "--frames", "0:1:1", "--to", png1); r.code != 0 {
 			t.Fatalf("%s: exit %d %s", tt.name, r.code, r.stderr)
 		}
-		f, err := os.Open(png1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		img, err := png.Decode(f)
-		f.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
+		img := readPNG(t, png1)
 		is := func(p [2]int, c color.RGBA) bool {
 			r, g, b, _ := img.At(6+p[0], 6+16+p[1]).RGBA()
 			return uint8(r>>8) == c.R && uint8(g>>8) == c.G && uint8(b>>8) == c.B
@@ -209,4 +193,19 @@ func poseKeypoints() []export.Keypoint {
 	kp[11] = export.Keypoint{X: 150, Y: 150, Score: 0.9}
 	kp[12] = export.Keypoint{X: 130, Y: 150, Score: 0.9}
 	return kp
+}
+
+// readPNG decodes the PNG file at path.
+func readPNG(t *testing.T, path string) image.Image {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
 }
