@@ -2,6 +2,7 @@ package job
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -142,6 +143,15 @@ cameras:
 	if fmt.Sprint(results) != fmt.Sprint(want) {
 		t.Errorf("SCHEMA.md's queries give %q, want %q", results, want)
 	}
+	// Not while a run holds the folder.
+	held, err := openOut(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := WriteEvents(context.Background(), dir, g, 1); !errors.Is(err, ErrLocked) {
+		t.Errorf("events beside a run: %v, want ErrLocked", err)
+	}
+	held.close()
 	// Another drawing of the lines: cam1's door moves, the lobby matches no
 	// camera any more and loses its file.
 	g = geo(`
