@@ -761,16 +761,16 @@ func (c *BoxCheck) verdict() error {
 		ErrBadModel, c.bad, c.n, l.InputW, l.InputH, d.X1, d.Y1, d.X2, d.Y2, l.D1, l.D2, l, headNames())
 }
 
-// COCOKeypoints are the names of COCO's 17 body keypoints, in the order
+// cocoKeypoints are the names of COCO's 17 body keypoints, in the order
 // of pose models trained on COCO (Ultralytics' among them).
-var COCOKeypoints = []string{"nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
+var cocoKeypoints = []string{"nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
 	"left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle"}
 
 // KeypointNames names the points of a pose layout: COCO's for 17 points,
 // else none (the tables then say kp0, kp1, ...).
 func (l Layout) KeypointNames() []string {
-	if l.Keypoints == len(COCOKeypoints) {
-		return COCOKeypoints
+	if l.Keypoints == len(cocoKeypoints) {
+		return slices.Clone(cocoKeypoints)
 	}
 	return nil
 }
