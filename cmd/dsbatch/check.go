@@ -15,6 +15,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/dsbatch/dsbatch/decode"
+	"github.com/dsbatch/dsbatch/gpu"
 	"github.com/dsbatch/dsbatch/infer"
 )
 
@@ -119,12 +120,14 @@ func runCheck(c *cli.Context) error {
 	row("ONNX Runtime", "%.1f img/s (CPU, batch 8)", rate)
 
 	var agreeErr error
-	devs, host, err := selectGPUs(c)
-	if err != nil {
-		return err
-	}
-	if host != nil {
-		defer host.Close()
+	var devs []gpu.Device
+	if host, err := gpu.Open(); err == nil {
+		all, err := host.Devices()
+		host.Close()
+		if err == nil {
+			visible, _ := gpu.Visible(os.Getenv, len(all))
+			devs, _ = gpu.Select(all, c.String("gpus"), visible)
+		}
 	}
 	switch {
 	case len(devs) == 0:

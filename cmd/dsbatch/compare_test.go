@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dsbatch/dsbatch/gpu"
 	"github.com/dsbatch/dsbatch/infer"
 	"github.com/dsbatch/dsbatch/internal/onnxtest"
 )
@@ -91,8 +92,10 @@ func TestCheckCLI(t *testing.T) {
 			t.Errorf("check says no %q:\n%s", want, r.stdout)
 		}
 	}
-	if strings.Contains(r.stderr, "no NVIDIA driver") && !strings.Contains(r.stdout, "not compared: no GPU") {
+	if _, err := gpu.Open(); err != nil && !strings.Contains(r.stdout, "not compared: no GPU") {
 		t.Errorf("without a GPU, check must say the engines were not compared:\n%s", r.stdout)
+	} else if err == nil && !strings.Contains(r.stdout, "engines agree") && !strings.Contains(r.stdout, "not compared") {
+		t.Errorf("with a GPU, check must compare the engines or say why not:\n%s", r.stdout)
 	}
 	// 300 queries of normalised boxes read as YOLOv5's: sub-pixel boxes.
 	raw := make([]float32, 300*84)
