@@ -92,10 +92,15 @@ func TestCheckCLI(t *testing.T) {
 			t.Errorf("check says no %q:\n%s", want, r.stdout)
 		}
 	}
-	if _, err := gpu.Open(); err != nil && !strings.Contains(r.stdout, "not compared: no GPU") {
+	h, err := gpu.Open()
+	switch {
+	case err != nil && !strings.Contains(r.stdout, "not compared: no GPU"):
 		t.Errorf("without a GPU, check must say the engines were not compared:\n%s", r.stdout)
-	} else if err == nil && !strings.Contains(r.stdout, "engines agree") && !strings.Contains(r.stdout, "not compared") {
+	case err == nil && !strings.Contains(r.stdout, "engines agree") && !strings.Contains(r.stdout, "not compared"):
 		t.Errorf("with a GPU, check must compare the engines or say why not:\n%s", r.stdout)
+	}
+	if err == nil {
+		h.Close()
 	}
 	// 300 queries of normalised boxes read as YOLOv5's: sub-pixel boxes.
 	raw := make([]float32, 300*84)
