@@ -867,9 +867,10 @@ func reduce(kind int) opFunc {
 	}
 }
 
-// convGeometry reads a 2-D Conv or MaxPool's attributes.
+// convGeometry reads a 2-D Conv or pool's attributes.
 type convGeometry struct {
 	kh, kw, sh, sw, dh, dw, pt, pl, pb, pr int
+	ceil                                   bool // pools' ceil_mode
 }
 
 func geometry(n *Node, kh, kw int) (convGeometry, error) {
@@ -887,13 +888,29 @@ func geometry(n *Node, kh, kw int) (convGeometry, error) {
 		return g, fmt.Errorf("auto_pad %s: %w", ap, ErrUnsupported)
 	}
 	if n.attrInt("ceil_mode", 0) != 0 {
-		return g, fmt.Errorf("ceil_mode: %w", ErrUnsupported)
+		if n.Op != "MaxPool" && n.Op != "AveragePool" {
+			return g, fmt.Errorf("ceil_mode: %w", ErrUnsupported)
+		}
+		g.ceil = true
 	}
 	return g, nil
 }
 
+// out is the output size: windows that fit (or, with ceil_mode, that
+// start inside the input or its leading padding).
 func (g convGeometry) out(h, w int) (int, int) {
-	return (h+g.pt+g.pb-g.dh*(g.kh-1)-1)/g.sh + 1, (w+g.pl+g.pr-g.dw*(g.kw-1)-1)/g.sw + 1
+	side := func(in, p0, p1, d, k, s int) int {
+		span := in + p0 + p1 - d*(k-1) - 1
+		if !g.ceil {
+			return span/s + 1
+		}
+		o := (span+s-1)/s + 1
+		if (o-1)*s >= in+p0 {
+			o--
+		}
+		return o
+	}
+	return side(h, g.pt, g.pb, g.dh, g.kh, g.sh), side(w, g.pl, g.pr, g.dw, g.kw, g.sw)
 }
 
 func opConv(n *Node, in []*Tensor, data bool) ([]*Tensor, error) {
@@ -1001,12 +1018,9 @@ func opPool(n *Node, in []*Tensor, data bool) ([]*Tensor, error) {
 				m, sum, taps := float32(math.Inf(-1)), 0.0, 0
 				for ky := 0; ky < g.kh; ky++ {
 					iy := oy*g.sh - g.pt + ky*g.dh
-					if iy < 0 || iy >= h {
-						continue
-					}
 					for kx := 0; kx < g.kw; kx++ {
 						ix := ox*g.sw - g.pl + kx*g.dw
-						if ix >= 0 && ix < w {
+						if iy >= 0 && iy < h && ix >= 0 && ix < w {
 							m = max(m, src[iy*w+ix])
 							sum += float64(src[iy*w+ix])
 							taps++
@@ -1015,6 +1029,8 @@ func opPool(n *Node, in []*Tensor, data bool) ([]*Tensor, error) {
 				}
 				if avg {
 					if countPad {
+						// Every tap, those past the end of a ceil_mode window
+						// too, as ONNX Runtime divides.
 						taps = g.kh * g.kw
 					}
 					m = float32(sum / float64(max(taps, 1)))

@@ -34,6 +34,16 @@ func OpCases() []OpCase {
 		add("AveragePool k3 s2 p1 count_include_pad "+string(rune('0'+cp)), 17, nil, Node("AveragePool", []string{"in"}, []string{"out"},
 			IntsAttr("kernel_shape", 3, 3), IntsAttr("strides", 2, 2), IntsAttr("pads", 1, 1, 1, 1), intAttr("count_include_pad", cp)))
 	}
+	// ceil_mode, as ResNet-D shortcuts (RT-DETR's backbone) and padded
+	// pools write it: the last window hangs over the input's end.
+	for _, cp := range []int64{0, 1} {
+		add("AveragePool k2 s2 ceil count_include_pad "+string(rune('0'+cp)), 17, nil, Node("AveragePool", []string{"in"}, []string{"out"},
+			IntsAttr("kernel_shape", 2, 2), IntsAttr("strides", 2, 2), IntsAttr("pads", 0, 0, 0, 0), intAttr("ceil_mode", 1), intAttr("count_include_pad", cp)))
+		add("AveragePool k3 s2 p1 ceil count_include_pad "+string(rune('0'+cp)), 17, nil, Node("AveragePool", []string{"in"}, []string{"out"},
+			IntsAttr("kernel_shape", 3, 3), IntsAttr("strides", 2, 2), IntsAttr("pads", 1, 1, 1, 1), intAttr("ceil_mode", 1), intAttr("count_include_pad", cp)))
+	}
+	add("MaxPool k3 s2 ceil", 17, nil, Node("MaxPool", []string{"in"}, []string{"out"},
+		IntsAttr("kernel_shape", 3, 3), IntsAttr("strides", 2, 2), IntsAttr("pads", 0, 0, 0, 0), intAttr("ceil_mode", 1)))
 	// Functions of positive inputs see Sigmoid(x) + 0.5 first.
 	pos := []*onnx.NodeProto{Node("Sigmoid", []string{"in"}, []string{"s"}), Node("Add", []string{"s", "half"}, []string{"p"})}
 	half := []*onnx.TensorProto{Floats("half", nil, []float32{0.5})}
