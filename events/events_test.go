@@ -164,3 +164,28 @@ cameras:
 		}
 	}
 }
+
+// FuzzParseGeometry feeds arbitrary zones files to the parser, and what it
+// accepts to the event computation and the file-name clock: they refuse or
+// work, never crash or hang.
+func FuzzParseGeometry(f *testing.F) {
+	for _, seed := range []string{
+		"cameras: [{match: \"*\", lines: [{name: l, from: [0, 1], to: [9, 1]}]}]",
+		"cameras: [{match: \"cam*\", normalized: true, recorded_at: \"_%Y%m%d_%H%M%S\", timezone: UTC, zones: [{name: z, polygon: [[0, 0], [1, 0], [1, 1]]}]}]",
+		"cameras: [{match: \"*\", lines: [{name: l, from: [.nan, 1], to: [.inf, 1], hysteresis: 1e300}]}]",
+		"", "{", "cameras: 3",
+	} {
+		f.Add([]byte(seed))
+	}
+	obs := walk(1, "car", [2]float32{0, 0}, [2]float32{5, 5}, [2]float32{1e30, -1e30}, [2]float32{0.5, 0.5})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		g, err := ParseGeometry(b)
+		if err != nil {
+			return
+		}
+		for _, c := range g.Cameras {
+			c.Compute(obs, 640, 480)
+			c.Start("/x/cam_20240501_080000.mp4")
+		}
+	})
+}

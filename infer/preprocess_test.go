@@ -162,3 +162,23 @@ func TestModelPreprocess(t *testing.T) {
 		t.Error("broken preprocessor_config.json accepted")
 	}
 }
+
+// FuzzParsePreprocess: any --input text is refused or gives a convention
+// that validates and reads back to itself.
+func FuzzParsePreprocess(f *testing.F) {
+	for _, seed := range []string{"", "yolox", "imagenet,bgr", "scale=1/0", "mean=1:2:3,std=0.1:0.2:0.3,fit=stretch,pad=0", "pad=256", "std=-1"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		p, err := ParsePreprocess(s, Ultralytics)
+		if err != nil {
+			return
+		}
+		if err := p.Validate(); err != nil {
+			t.Fatalf("%q gave %s, which does not validate: %v", s, p, err)
+		}
+		if _, err := ParsePreprocess(p.String(), YOLOX); err != nil {
+			t.Fatalf("%q gave %s, which does not read back: %v", s, p, err)
+		}
+	})
+}
