@@ -36,8 +36,10 @@ type Settings struct {
 	Head   string `json:"head"`
 	// Input is the input convention (infer.Preprocess's String), empty
 	// for Ultralytics' (the default, and all earlier runs knew).
-	Input         string   `json:"input,omitempty"`
-	Names         []string `json:"class_names"`
+	Input string   `json:"input,omitempty"`
+	Names []string `json:"class_names"`
+	// Keypoints name a pose model's points (empty for other models).
+	Keypoints     []string `json:"keypoint_names,omitempty"`
 	Conf          float32  `json:"conf"`
 	IoU           float32  `json:"iou"`
 	MaxDet        int      `json:"max_det"`

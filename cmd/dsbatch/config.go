@@ -95,46 +95,65 @@ func modelFilePath(model string) string {
 	return ""
 }
 
+// modelFile is what a model's description file said beyond flags.
+type modelFile struct {
+	path      string   // the file, or "" when the model has none
+	names     []string // class names listed in it (nil: a names file, set as --classes, or none)
+	keypoints []string // a pose model's point names
+	set       []string // the settings it gave, for reports
+}
+
 // applyModelFile sets, from the description file beside the model, the
 // model settings that neither the command line nor --config set: run's
 // flags by the same names. Its classes are a names file (relative to the
-// description) or a list of names, returned. path is "" when the model has
-// no description; set lists the settings it gave.
-func applyModelFile(c *cli.Context, model string) (path string, names []string, set []string, err error) {
-	path = modelFilePath(model)
-	if path == "" {
-		return "", nil, nil, nil
+// description) or a list of names; keypoints, a pose model's point names.
+func applyModelFile(c *cli.Context, model string) (*modelFile, error) {
+	mf := &modelFile{path: modelFilePath(model)}
+	if mf.path == "" {
+		return mf, nil
 	}
+	path := mf.path
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return "", nil, nil, fmt.Errorf("model description: %w", err)
+		return nil, fmt.Errorf("model description: %w", err)
 	}
 	var raw map[string]any
 	if err := yaml.Unmarshal(b, &raw); err != nil {
-		return "", nil, nil, fmt.Errorf("model description %s: %w", path, err)
+		return nil, fmt.Errorf("model description %s: %w", path, err)
 	}
-	if list, ok := raw["classes"].([]any); ok {
-		for _, v := range list {
-			names = append(names, fmt.Sprint(v))
+	list := func(key string) ([]string, bool) {
+		l, ok := raw[key].([]any)
+		if !ok {
+			return nil, false
 		}
-		delete(raw, "classes")
+		out := []string{}
+		for _, v := range l {
+			out = append(out, fmt.Sprint(v))
+		}
+		delete(raw, key)
+		return out, true
+	}
+	if names, ok := list("classes"); ok {
+		mf.names = names
 	} else if f, ok := raw["classes"].(string); ok && !filepath.IsAbs(f) {
 		raw["classes"] = filepath.Join(filepath.Dir(path), f)
 	}
-	if list, ok := raw["strides"].([]any); ok {
-		var s []string
-		for _, v := range list {
-			s = append(s, fmt.Sprint(v))
-		}
-		raw["strides"] = strings.Join(s, ",")
+	if kp, ok := list("keypoints"); ok {
+		mf.keypoints = kp
+		mf.set = append(mf.set, "keypoints")
+	} else if _, ok := raw["keypoints"]; ok {
+		return nil, fmt.Errorf("model description %s: keypoints: want a list of the pose's point names", path)
+	}
+	if strides, ok := list("strides"); ok {
+		raw["strides"] = strings.Join(strides, ",")
 	}
 	b, err = yaml.Marshal(raw)
 	if err != nil {
-		return "", nil, nil, err
+		return nil, err
 	}
 	settings, err := parseConfig(b)
 	if err != nil {
-		return "", nil, nil, fmt.Errorf("model description %s: %w", path, err)
+		return nil, fmt.Errorf("model description %s: %w", path, err)
 	}
 	keys := make([]string, 0, len(settings))
 	for k := range settings {
@@ -143,23 +162,23 @@ func applyModelFile(c *cli.Context, model string) (path string, names []string, 
 	sort.Strings(keys)
 	for _, k := range keys {
 		if !slices.Contains(modelKeys, k) {
-			return "", nil, nil, fmt.Errorf("model description %s: %q is not a setting of the model (want %s)", path, k, strings.Join(modelKeys, ", "))
+			return nil, fmt.Errorf("model description %s: %q is not a setting of the model (want %s)", path, k, strings.Join(append(modelKeys, "keypoints"), ", "))
 		}
-		if c.IsSet(k) || (k == "classes" && names != nil) {
+		if c.IsSet(k) {
 			continue
 		}
-		set = append(set, k)
+		mf.set = append(mf.set, k)
 		for _, v := range settings[k] {
 			if err := c.Set(k, v); err != nil {
-				return "", nil, nil, fmt.Errorf("model description %s: %s: %w", path, k, err)
+				return nil, fmt.Errorf("model description %s: %s: %w", path, k, err)
 			}
 		}
 	}
 	if c.IsSet("classes") {
-		names = nil // the flag, or the file's path, wins
-	} else if names != nil {
-		set = append(set, "classes")
+		mf.names = nil // the flag, or the file's path, wins
+	} else if mf.names != nil {
+		mf.set = append(mf.set, "classes")
 	}
-	sort.Strings(set)
-	return path, names, set, nil
+	sort.Strings(mf.set)
+	return mf, nil
 }

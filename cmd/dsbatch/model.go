@@ -36,9 +36,7 @@ type readModel struct {
 	names          []string
 	h, w           int
 	lib            string
-	described      string   // the description file, or ""
-	describedSet   []string // the settings it gave
-	describedNames []string
+	desc *modelFile // what its description file said
 }
 
 // openModel reads the model at path with its description file (whose
@@ -47,15 +45,15 @@ type readModel struct {
 func openModel(c *cli.Context, path string) (*readModel, error) {
 	m := &readModel{}
 	var err error
-	if m.described, m.describedNames, m.describedSet, err = applyModelFile(c, path); err != nil {
+	if m.desc, err = applyModelFile(c, path); err != nil {
 		return nil, err
 	}
 	if m.Model, err = infer.ReadModel(path); err != nil {
 		return nil, err
 	}
 	m.names = m.Model.Names
-	if m.describedNames != nil {
-		m.names = m.describedNames
+	if m.desc.names != nil {
+		m.names = m.desc.names
 	}
 	if f := c.String("classes"); f != "" {
 		if m.names, err = readNames(f); err != nil {
@@ -92,8 +90,8 @@ func (m *readModel) probe(c *cli.Context, e infer.Engine) (*probedModel, error) 
 	if err != nil {
 		return nil, err
 	}
-	if slices.Contains(m.describedSet, "input") {
-		from = m.described
+	if slices.Contains(m.desc.set, "input") {
+		from = m.desc.path
 	}
 	strides, err := parseStrides(c.String("strides"))
 	if err != nil {
@@ -119,8 +117,11 @@ func (m *readModel) probe(c *cli.Context, e infer.Engine) (*probedModel, error) 
 	p.input, p.inputFrom = input, from
 	fmt.Fprintf(c.App.ErrWriter, "dsbatch: model %s: %s head, output [B, %d, %d]; input %dx%d %s (%s)\n",
 		name, p.layout, p.layout.D1, p.layout.D2, m.w, m.h, input, from)
-	if len(m.describedSet) > 0 {
-		fmt.Fprintf(c.App.ErrWriter, "dsbatch: from %s: %s\n", m.described, strings.Join(m.describedSet, ", "))
+	if len(m.desc.set) > 0 {
+		fmt.Fprintf(c.App.ErrWriter, "dsbatch: from %s: %s\n", m.desc.path, strings.Join(m.desc.set, ", "))
+	}
+	if kp := m.desc.keypoints; kp != nil && len(kp) != p.layout.Keypoints {
+		return nil, fmt.Errorf("model description %s: %d keypoint names for a model of %d points", m.desc.path, len(kp), p.layout.Keypoints)
 	}
 	if len(m.names) == 0 {
 		for i := 0; i < p.layout.Classes; i++ {
@@ -128,4 +129,13 @@ func (m *readModel) probe(c *cli.Context, e infer.Engine) (*probedModel, error) 
 		}
 	}
 	return p, nil
+}
+
+// keypointNames are a pose model's point names: its description file's,
+// else COCO's for 17 points, else none.
+func (p *probedModel) keypointNames() []string {
+	if p.desc.keypoints != nil {
+		return p.desc.keypoints
+	}
+	return p.layout.KeypointNames()
 }

@@ -207,7 +207,7 @@ func runRun(c *cli.Context) error {
 	conf, iou := float32(c.Float64("conf")), float32(c.Float64("iou"))
 	opts := job.RunOptions{
 		Out: job.ShardDir(c.String("out"), shard),
-		Settings: job.Settings{Model: sha, Engine: engineName, InputH: h, InputW: w, Head: layout.String(), Names: names,
+		Settings: job.Settings{Model: sha, Engine: engineName, InputH: h, InputW: w, Head: layout.String(), Names: names, Keypoints: pm.keypointNames(),
 			Conf: conf, IoU: iou, MaxDet: c.Int("max-det"), TopK: c.Int("topk"), ClassAgnostic: c.Bool("agnostic-nms"),
 			Stride: c.Int("stride"), FPS: c.Float64("fps"), Start: start, End: end, AssumeFPS: c.Float64("assume-fps"),
 			Track: !c.Bool("no-track"), TrackBuffer: c.Duration("track-buffer").Seconds(), TrackAgnostic: !c.Bool("track-classes"),
@@ -215,7 +215,7 @@ func runRun(c *cli.Context) error {
 		Layout:         layout,
 		Input:          input,
 		NoBoxCheck:     c.Bool("no-box-check"),
-		KeypointNames:  layout.KeypointNames(),
+		KeypointNames:  pm.keypointNames(),
 		Post:           infer.PostOptions{Conf: conf, IoU: iou, MaxDet: c.Int("max-det"), TopK: c.Int("topk"), ClassAgnostic: c.Bool("agnostic-nms")},
 		NewEngine:      newEngine,
 		Batch:          batch,

@@ -396,3 +396,33 @@ func TestRunOBB(t *testing.T) {
 		t.Errorf("%d of %d detections with the oriented box the model gave", ok, n)
 	}
 }
+
+// TestRunPoseNamesFromDescription: a pose model of points COCO does not
+// name takes their names from its description file; a count that does not
+// fit the model is refused.
+func TestRunPoseNamesFromDescription(t *testing.T) {
+	withORT(t)
+	const rows = 4 + 1 + 2*3
+	raw := make([]float32, rows*2)
+	for r, v := range []float32{32, 32, 20, 10, 0.8, 30, 30, 0.9, 34, 34, 0.9} {
+		raw[r*2] = v
+	}
+	m := filepath.Join(t.TempDir(), "hand.onnx")
+	if err := (onnxtest.Detector{H: 64, W: 64, D1: rows, D2: 2, Raw: raw, Names: []string{"hand"}, Metadata: map[string]string{"kpt_shape": "[2, 3]"}}).Write(m); err != nil {
+		t.Fatal(err)
+	}
+	desc := strings.TrimSuffix(m, ".onnx") + ".yaml"
+	os.WriteFile(desc, []byte("keypoints: [wrist, thumb_tip]\n"), 0o644)
+	out := filepath.Join(t.TempDir(), "out")
+	if r := dsbatch(t, "run", "--no-cache", "--model", m, "--out", out, filepath.Join(media, "h264.mp4")); r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	dets := fmt.Sprintf("read_parquet('%s/detections/*.parquet')", out)
+	if n, all := duckInt(t, "select count(*) from "+dets+" where keypoints[1].name = 'wrist' and keypoints[2].name = 'thumb_tip'"), duckInt(t, "select count(*) from "+dets); n == 0 || n != all {
+		t.Errorf("%d of %d detections with the description's point names", n, all)
+	}
+	os.WriteFile(desc, []byte("keypoints: [wrist]\n"), 0o644)
+	if r := dsbatch(t, "run", "--no-cache", "--model", m, "--out", filepath.Join(t.TempDir(), "o2"), filepath.Join(media, "h264.mp4")); r.code != exitFailed || !strings.Contains(r.stderr, "1 keypoint names for a model of 2 points") {
+		t.Errorf("wrong count: exit %d %s", r.code, r.stderr)
+	}
+}
