@@ -33,10 +33,10 @@ func modelFlags() []cli.Flag {
 // description file's settings, class names, input size and ONNX Runtime.
 type readModel struct {
 	*infer.Model
-	names          []string
-	h, w           int
-	lib            string
-	desc *modelFile // what its description file said
+	names []string
+	h, w  int
+	lib   string
+	desc  *modelFile // what its description file said
 }
 
 // openModel reads the model at path with its description file (whose
