@@ -11,6 +11,7 @@ import (
 	"math"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -247,15 +248,7 @@ func (f *Filter) check() error {
 }
 
 func (f Filter) counts(class string) bool {
-	if len(f.Classes) == 0 {
-		return true
-	}
-	for _, c := range f.Classes {
-		if c == class {
-			return true
-		}
-	}
-	return false
+	return len(f.Classes) == 0 || slices.Contains(f.Classes, class)
 }
 
 func (f Filter) point(b Box) [2]float64 {

@@ -79,7 +79,7 @@ func (o DetectionOptions) Schema() *arrow.Schema {
 		fs = append(fs, arrow.Field{Name: "obb", Type: orientedType}, arrow.Field{Name: "corners", Type: arrow.ListOf(pointType)})
 	}
 	if o.RecordedAt {
-		fs = append(fs, arrow.Field{Name: "recorded_at", Type: &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}, Nullable: true})
+		fs = append(fs, arrow.Field{Name: "recorded_at", Type: timestampUTC, Nullable: true})
 	}
 	return arrow.NewSchema(fs, nil)
 }
@@ -232,11 +232,7 @@ func (w *DetectionWriter) Append(d Detection) error {
 		}
 	}
 	if w.opts.RecordedAt {
-		if d.RecordedAt.IsZero() {
-			fs[next].AppendNull()
-		} else {
-			fs[next].(*array.TimestampBuilder).Append(arrow.Timestamp(d.RecordedAt.UnixMicro()))
-		}
+		appendTime(fs[next], d.RecordedAt)
 	}
 	w.pending++
 	w.rows++

@@ -21,7 +21,7 @@ var EventSchema = arrow.NewSchema([]arrow.Field{
 	{Name: "class_name", Type: arrow.BinaryTypes.String},
 	{Name: "frame_index", Type: arrow.PrimitiveTypes.Int64},
 	{Name: "pts_seconds", Type: arrow.PrimitiveTypes.Float64},
-	{Name: "recorded_at", Type: &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}, Nullable: true},
+	{Name: "recorded_at", Type: timestampUTC, Nullable: true},
 	{Name: "x", Type: arrow.PrimitiveTypes.Float32},
 	{Name: "y", Type: arrow.PrimitiveTypes.Float32},
 	{Name: "dwell_seconds", Type: arrow.PrimitiveTypes.Float64, Nullable: true},
@@ -69,11 +69,7 @@ func WriteEvents(path string, events []Event, mem memory.Allocator) error {
 		str(7, e.ClassName)
 		fs[8].(*array.Int64Builder).Append(e.FrameIndex)
 		fs[9].(*array.Float64Builder).Append(e.PTS)
-		if e.RecordedAt.IsZero() {
-			fs[10].AppendNull()
-		} else {
-			fs[10].(*array.TimestampBuilder).Append(arrow.Timestamp(e.RecordedAt.UnixMicro()))
-		}
+		appendTime(fs[10], e.RecordedAt)
 		fs[11].(*array.Float32Builder).Append(e.X)
 		fs[12].(*array.Float32Builder).Append(e.Y)
 		if e.Kind == "zone_exit" {

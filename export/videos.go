@@ -43,12 +43,24 @@ type Video struct {
 	RecordedAt time.Time
 }
 
+// timestampUTC is the type of every time column: microseconds, UTC.
+var timestampUTC = &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}
+
+// appendTime appends t to a time column, null when t is zero (unknown).
+func appendTime(b array.Builder, t time.Time) {
+	if t.IsZero() {
+		b.AppendNull()
+		return
+	}
+	b.(*array.TimestampBuilder).Append(arrow.Timestamp(t.UnixMicro()))
+}
+
 // VideoSchema is the layout of videos.parquet (docs/SCHEMA.md).
 var VideoSchema = arrow.NewSchema([]arrow.Field{
 	{Name: "video_id", Type: arrow.PrimitiveTypes.Int64},
 	{Name: "path", Type: arrow.BinaryTypes.String},
 	{Name: "size", Type: arrow.PrimitiveTypes.Int64},
-	{Name: "mtime", Type: &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}},
+	{Name: "mtime", Type: timestampUTC},
 	{Name: "status", Type: arrow.BinaryTypes.String},
 	{Name: "error", Type: arrow.BinaryTypes.String, Nullable: true},
 	{Name: "container", Type: arrow.BinaryTypes.String},
@@ -72,7 +84,7 @@ var VideoSchema = arrow.NewSchema([]arrow.Field{
 	{Name: "detections", Type: arrow.PrimitiveTypes.Int64},
 	{Name: "wall_seconds", Type: arrow.PrimitiveTypes.Float64},
 	{Name: "worker", Type: arrow.PrimitiveTypes.Int32},
-	{Name: "recorded_at", Type: &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}, Nullable: true},
+	{Name: "recorded_at", Type: timestampUTC, Nullable: true},
 }, nil)
 
 // WriteVideos writes videos.parquet at path atomically.
@@ -119,11 +131,7 @@ func WriteVideos(path string, videos []Video, mem memory.Allocator) error {
 		i64(24, v.Detections)
 		f64(25, v.WallSeconds)
 		i32(26, v.Worker)
-		if v.RecordedAt.IsZero() {
-			fs[27].AppendNull()
-		} else {
-			fs[27].(*array.TimestampBuilder).Append(arrow.Timestamp(v.RecordedAt.UnixMicro()))
-		}
+		appendTime(fs[27], v.RecordedAt)
 	}
 	rec := b.NewRecord()
 	defer rec.Release()

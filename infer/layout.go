@@ -122,20 +122,11 @@ func ParseHead(s string) (Head, error) {
 		return 0, nil
 	}
 	for h, f := range heads {
-		if f.name != "" && (s == f.name || contains(f.aliases, s)) {
+		if f.name != "" && (s == f.name || slices.Contains(f.aliases, s)) {
 			return Head(h), nil
 		}
 	}
 	return 0, fmt.Errorf("--head %q: want auto, %s", s, headNames())
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // maxQueries bounds the rows of heads that list detections or queries
