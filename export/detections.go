@@ -2,7 +2,6 @@ package export
 
 import (
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/apache/arrow/go/v17/arrow"
@@ -10,9 +9,6 @@ import (
 	"github.com/apache/arrow/go/v17/arrow/memory"
 	"github.com/apache/arrow/go/v17/parquet"
 	"github.com/apache/arrow/go/v17/parquet/compress"
-	"github.com/apache/arrow/go/v17/parquet/pqarrow"
-
-	"github.com/dsbatch/dsbatch/internal/atomicfile"
 )
 
 // DetectionSchema is the layout of the detections files (docs/SCHEMA.md).
@@ -145,34 +141,37 @@ func WriterProperties(mem memory.Allocator, dictColumns ...string) *parquet.Writ
 	return parquet.NewWriterProperties(opts...)
 }
 
-// DetectionWriter writes one detections file.
+// DetectionWriter writes the detections of one video: a Parquet file, or
+// a stage file that a run gathers into a part.
 type DetectionWriter struct {
 	opts    DetectionOptions
 	path    string
-	f       *os.File
-	out     *sink
-	fw      *pqarrow.FileWriter
+	out     recordSink
 	b       *array.RecordBuilder
 	pending int
 	rows    int64
 }
 
-// NewDetectionWriter starts the detections file path (written under a
-// temporary name until Commit), with the optional columns of o.
+// NewDetectionWriter starts the detections Parquet file path (written
+// under a temporary name until Commit), with the optional columns of o.
 func NewDetectionWriter(path string, mem memory.Allocator, o DetectionOptions) (*DetectionWriter, error) {
-	f, err := atomicfile.Create(path)
-	if err != nil {
-		return nil, fmt.Errorf("detections %s: %w", path, err)
-	}
-	out := &sink{w: f}
 	schema := o.Schema()
-	fw, err := pqarrow.NewFileWriter(schema, out, WriterProperties(mem, "video_path", "class_name", "keypoints.list.element.name"),
-		pqarrow.NewArrowWriterProperties(pqarrow.WithAllocator(mem), pqarrow.WithStoreSchema()))
+	p, err := createParquet(path, schema, mem, WriterProperties(mem, DetectionsTable.dict...))
 	if err != nil {
-		atomicfile.Abort(f)
 		return nil, fmt.Errorf("detections %s: %w", path, err)
 	}
-	return &DetectionWriter{opts: o, path: path, f: f, out: out, fw: fw, b: array.NewRecordBuilder(mem, schema)}, nil
+	return &DetectionWriter{opts: o, path: path, out: p, b: array.NewRecordBuilder(mem, schema)}, nil
+}
+
+// StageDetections starts the stage file path of one video's detections
+// (see ReadStage), with the optional columns of o.
+func StageDetections(path string, mem memory.Allocator, o DetectionOptions) (*DetectionWriter, error) {
+	schema := o.Schema()
+	st, err := createStage(path, schema, mem)
+	if err != nil {
+		return nil, fmt.Errorf("detections %s: %w", path, err)
+	}
+	return &DetectionWriter{opts: o, path: path, out: st, b: array.NewRecordBuilder(mem, schema)}, nil
 }
 
 // Append adds one row.
@@ -252,7 +251,7 @@ func (w *DetectionWriter) flush() error {
 	rec := w.b.NewRecord()
 	defer rec.Release()
 	w.pending = 0
-	if err := w.fw.WriteBuffered(rec); err != nil {
+	if err := w.out.write(rec); err != nil {
 		return fmt.Errorf("detections %s: %w", w.path, err)
 	}
 	return nil
@@ -261,23 +260,26 @@ func (w *DetectionWriter) flush() error {
 // Commit finishes the file and renames it into place.
 func (w *DetectionWriter) Commit() error {
 	err := w.flush()
+	if err == nil && w.rows == 0 {
+		// No batch was written: write the empty one, so that the file
+		// still has its schema and reads as a table of no rows.
+		rec := w.b.NewRecord()
+		err = w.out.write(rec)
+		rec.Release()
+	}
 	w.b.Release()
-	if cerr := w.fw.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("detections %s: %w", w.path, cerr)
-	}
-	if err == nil && w.out.err != nil {
-		err = fmt.Errorf("detections %s: %w", w.path, w.out.err)
-	}
 	if err != nil {
-		atomicfile.Abort(w.f)
+		w.out.abort()
 		return err
 	}
-	return atomicfile.Commit(w.f, w.path)
+	if err := w.out.commit(); err != nil {
+		return fmt.Errorf("detections %s: %w", w.path, err)
+	}
+	return nil
 }
 
 // Abort discards the file.
 func (w *DetectionWriter) Abort() {
 	w.b.Release()
-	w.fw.Close()
-	atomicfile.Abort(w.f)
+	w.out.abort()
 }

@@ -48,8 +48,19 @@ type Event struct {
 	Open       bool    // an exit at the track's end, still inside
 }
 
-// WriteEvents writes an events file at path atomically.
+// WriteEvents writes an events Parquet file at path atomically.
 func WriteEvents(path string, events []Event, mem memory.Allocator) error {
+	rec := EventRecord(events, mem)
+	defer rec.Release()
+	if err := writeTable(path, rec, mem, EventsTable.dict...); err != nil {
+		return fmt.Errorf("events %s: %w", path, err)
+	}
+	return nil
+}
+
+// EventRecord returns events as a record batch of EventSchema, for a
+// PartWriter; the caller releases it.
+func EventRecord(events []Event, mem memory.Allocator) arrow.Record {
 	b := array.NewRecordBuilder(mem, EventSchema)
 	defer b.Release()
 	fs := b.Fields()
@@ -79,10 +90,5 @@ func WriteEvents(path string, events []Event, mem memory.Allocator) error {
 		}
 		fs[14].(*array.BooleanBuilder).Append(e.Open)
 	}
-	rec := b.NewRecord()
-	defer rec.Release()
-	if err := writeTable(path, rec, mem, "video_path", "camera", "kind", "name", "direction", "class_name"); err != nil {
-		return fmt.Errorf("events %s: %w", path, err)
-	}
-	return nil
+	return b.NewRecord()
 }

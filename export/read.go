@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/array"
 	"github.com/apache/arrow/go/v17/arrow/memory"
 	"github.com/apache/arrow/go/v17/parquet"
 	"github.com/apache/arrow/go/v17/parquet/file"
+	"github.com/apache/arrow/go/v17/parquet/metadata"
 	"github.com/apache/arrow/go/v17/parquet/pqarrow"
 )
 
@@ -18,6 +20,59 @@ import (
 // batches of up to 64k rows, calling fn for each; only those columns are
 // read and decoded, so memory stays small whatever the file's size.
 func ScanColumns(ctx context.Context, path string, columns []string, mem memory.Allocator, fn func(arrow.Record) error) error {
+	return scan(ctx, path, columns, mem, nil, fn)
+}
+
+// ScanVideo is ScanColumns over the rows of one video: the row groups
+// whose video_id statistics exclude id are not read, and the rows of other
+// videos are left out of the batches fn gets. It reads a part (rows sorted
+// by video) in a row group or two.
+func ScanVideo(ctx context.Context, path string, id int64, columns []string, mem memory.Allocator, fn func(arrow.Record) error) error {
+	cols := append([]string{"video_id"}, columns...)
+	keep := func(pf *file.Reader, col int) []int {
+		var groups []int
+		for i := 0; i < pf.NumRowGroups(); i++ {
+			cc, err := pf.MetaData().RowGroup(i).ColumnChunk(col)
+			if err != nil {
+				groups = append(groups, i)
+				continue
+			}
+			st, err := cc.Statistics()
+			if s, ok := st.(*metadata.Int64Statistics); err == nil && ok && s.HasMinMax() && (id < s.Min() || id > s.Max()) {
+				continue
+			}
+			groups = append(groups, i)
+		}
+		return groups
+	}
+	return scan(ctx, path, cols, mem, keep, func(rec arrow.Record) error {
+		ids := rec.Column(0).(*array.Int64)
+		for lo := 0; lo < ids.Len(); {
+			if ids.Value(lo) != id {
+				lo++
+				continue
+			}
+			hi := lo
+			for hi < ids.Len() && ids.Value(hi) == id {
+				hi++
+			}
+			part := rec.NewSlice(int64(lo), int64(hi))
+			cut := array.NewRecord(arrow.NewSchema(rec.Schema().Fields()[1:], nil), part.Columns()[1:], part.NumRows())
+			err := fn(cut)
+			cut.Release()
+			part.Release()
+			if err != nil {
+				return err
+			}
+			lo = hi
+		}
+		return nil
+	})
+}
+
+// scan reads columns of the row groups groups picks (all, when nil; it is
+// given the leaf index of the first column).
+func scan(ctx context.Context, path string, columns []string, mem memory.Allocator, groups func(*file.Reader, int) []int, fn func(arrow.Record) error) error {
 	pf, err := file.OpenParquetFile(path, false, file.WithReadProps(parquet.NewReaderProperties(mem)))
 	if err != nil {
 		return fmt.Errorf("read %s: %w", path, err)
@@ -27,30 +82,17 @@ func ScanColumns(ctx context.Context, path string, columns []string, mem memory.
 	if err != nil {
 		return fmt.Errorf("read %s: %w", path, err)
 	}
-	schema, err := fr.Schema()
+	idx, err := leafColumns(fr, columns)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", path, err)
 	}
-	// The reader takes leaf columns: a nested field (a list, a struct)
-	// has several.
-	var idx []int
-	var leaves func(f pqarrow.SchemaField)
-	leaves = func(f pqarrow.SchemaField) {
-		if f.IsLeaf() {
-			idx = append(idx, f.ColIndex)
-		}
-		for _, c := range f.Children {
-			leaves(c)
+	var rgs []int
+	if groups != nil {
+		if rgs = groups(pf, idx[0]); len(rgs) == 0 {
+			return nil
 		}
 	}
-	for _, c := range columns {
-		f := schema.FieldIndices(c)
-		if len(f) != 1 {
-			return fmt.Errorf("read %s: no column %q", path, c)
-		}
-		leaves(fr.Manifest.Fields[f[0]])
-	}
-	rr, err := fr.GetRecordReader(ctx, idx, nil)
+	rr, err := fr.GetRecordReader(ctx, idx, rgs)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", path, err)
 	}
@@ -80,20 +122,94 @@ func ScanColumns(ctx context.Context, path string, columns []string, mem memory.
 	}
 }
 
+// leafColumns are the leaf column indices of the named top-level columns:
+// a nested field (a list, a struct) has several.
+func leafColumns(fr *pqarrow.FileReader, columns []string) ([]int, error) {
+	schema, err := fr.Schema()
+	if err != nil {
+		return nil, err
+	}
+	var idx []int
+	var leaves func(f pqarrow.SchemaField)
+	leaves = func(f pqarrow.SchemaField) {
+		if f.IsLeaf() {
+			idx = append(idx, f.ColIndex)
+		}
+		for _, c := range f.Children {
+			leaves(c)
+		}
+	}
+	for _, c := range columns {
+		f := schema.FieldIndices(c)
+		if len(f) != 1 {
+			return nil, fmt.Errorf("no column %q", c)
+		}
+		leaves(fr.Manifest.Fields[f[0]])
+	}
+	return idx, nil
+}
+
 // CountStrings counts the values of a string column of a Parquet file.
+// The column is read as a dictionary, so that counting a dictionary-encoded
+// column (class names) costs a pass over small integers, not strings.
 func CountStrings(ctx context.Context, path, column string, mem memory.Allocator, into map[string]int64) error {
-	return ScanColumns(ctx, path, []string{column}, mem, func(rec arrow.Record) error {
-		col, ok := rec.Column(0).(*array.String)
-		if !ok {
-			return fmt.Errorf("read %s: column %q is %s, not a string", path, column, rec.Column(0).DataType())
+	pf, err := file.OpenParquetFile(path, false, file.WithReadProps(parquet.NewReaderProperties(mem)))
+	if err != nil {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	defer pf.Close()
+	col := pf.MetaData().Schema.ColumnIndexByName(column)
+	if col < 0 {
+		return fmt.Errorf("read %s: no column %q", path, column)
+	}
+	props := pqarrow.ArrowReadProperties{BatchSize: rowsPerBatch}
+	props.SetReadDict(col, true)
+	fr, err := pqarrow.NewFileReader(pf, props, mem)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	rr, err := fr.GetRecordReader(ctx, []int{col}, nil)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	defer rr.Release()
+	var counts []int64
+	for {
+		rec, err := rr.Read()
+		if errors.Is(err, io.EOF) || (err == nil && rec == nil) {
+			return nil
 		}
-		for i := 0; i < col.Len(); i++ {
-			if col.IsValid(i) {
-				into[col.Value(i)]++
+		if err != nil {
+			return fmt.Errorf("read %s: %w", path, err)
+		}
+		switch a := rec.Column(0).(type) {
+		case *array.Dictionary:
+			dict, ok := a.Dictionary().(*array.String)
+			if !ok {
+				return fmt.Errorf("read %s: column %q is %s, not a string", path, column, a.DataType())
 			}
+			counts = slices.Grow(counts[:0], dict.Len())[:dict.Len()]
+			clear(counts)
+			for i := 0; i < a.Len(); i++ {
+				if a.IsValid(i) {
+					counts[a.GetValueIndex(i)]++
+				}
+			}
+			for k, n := range counts {
+				if n > 0 {
+					into[dict.Value(k)] += n
+				}
+			}
+		case *array.String:
+			for i := 0; i < a.Len(); i++ {
+				if a.IsValid(i) {
+					into[a.Value(i)]++
+				}
+			}
+		default:
+			return fmt.Errorf("read %s: column %q is %s, not a string", path, column, a.DataType())
 		}
-		return nil
-	})
+	}
 }
 
 // ColumnNames lists the top-level columns of a Parquet file.

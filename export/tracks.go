@@ -53,8 +53,28 @@ var TrackSchema = arrow.NewSchema([]arrow.Field{
 	{Name: "mean_speed", Type: arrow.PrimitiveTypes.Float64},
 }, nil)
 
-// WriteTracks writes a tracks file at path atomically.
+// WriteTracks writes a tracks Parquet file at path atomically.
 func WriteTracks(path string, tracks []Track, mem memory.Allocator) error {
+	rec := trackRecord(tracks, mem)
+	defer rec.Release()
+	if err := writeTable(path, rec, mem, TracksTable.dict...); err != nil {
+		return fmt.Errorf("tracks %s: %w", path, err)
+	}
+	return nil
+}
+
+// StageTracks writes the stage file path of one video's tracks (see
+// ReadStage).
+func StageTracks(path string, tracks []Track, mem memory.Allocator) error {
+	rec := trackRecord(tracks, mem)
+	defer rec.Release()
+	if err := writeRecord(rec, stageOpener(path, TrackSchema, mem)); err != nil {
+		return fmt.Errorf("tracks %s: %w", path, err)
+	}
+	return nil
+}
+
+func trackRecord(tracks []Track, mem memory.Allocator) arrow.Record {
 	b := array.NewRecordBuilder(mem, TrackSchema)
 	defer b.Release()
 	fs := b.Fields()
@@ -79,10 +99,5 @@ func WriteTracks(path string, tracks []Track, mem memory.Allocator) error {
 		fs[20].(*array.Float64Builder).Append(t.PathLength)
 		fs[21].(*array.Float64Builder).Append(t.MeanSpeed)
 	}
-	rec := b.NewRecord()
-	defer rec.Release()
-	if err := writeTable(path, rec, mem, "video_path", "class_name"); err != nil {
-		return fmt.Errorf("tracks %s: %w", path, err)
-	}
-	return nil
+	return b.NewRecord()
 }

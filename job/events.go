@@ -2,13 +2,13 @@ package job
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
-	"sort"
 	"sync"
 	"time"
 
@@ -32,31 +32,38 @@ type EventsSummary struct {
 
 // WriteEvents computes, from the stored detections and tracks of every
 // finished video of the output folder out, the events of the lines and
-// zones of g, and writes each video's to events/<video_id>.parquet
-// atomically, without decoding or inferring. Rerun with other lines or
-// zones it replaces them, and removes the files of videos no camera
-// matches any more. It takes the folder's lock, as a run does.
+// zones of g, and writes them without decoding or inferring: the events
+// of each part's videos to events/<part>.parquet, replaced atomically.
+// Rerun with other lines or zones it replaces them, and removes the files
+// of parts no camera matches any more. It takes the folder's lock, as a
+// run does, and first gathers into a part what a killed run left staged.
 func WriteEvents(ctx context.Context, out string, g *events.Geometry, jobs int) (*EventsSummary, error) {
 	start := time.Now()
-	if _, err := os.Stat(filepath.Join(out, stateDir, recordsDir)); err != nil {
+	b, err := os.ReadFile(filepath.Join(out, stateDir, settingsFile))
+	if err != nil {
 		return nil, fmt.Errorf("events: %s is not the --out of a dsbatch run (%w)", out, err)
+	}
+	var settings Settings
+	if err := json.Unmarshal(b, &settings); err != nil {
+		return nil, fmt.Errorf("events: %s: %w", filepath.Join(out, stateDir, settingsFile), err)
 	}
 	o, err := openOut(out)
 	if err != nil {
 		return nil, err
 	}
 	defer o.close()
-	records, err := o.records()
+	mem := memory.NewGoAllocator()
+	st, err := o.loadState(ctx, settings.Track, true, mem)
 	if err != nil {
 		return nil, err
 	}
-	ids := make([]int64, 0, len(records))
-	for id, v := range records {
-		if v.Status == "done" {
-			ids = append(ids, id)
+	if len(st.staged) > 0 {
+		m, err := o.gather(ctx, st.staged, settings.Track, mem)
+		if err != nil {
+			return nil, err
 		}
+		st.parts = append(st.parts, m)
 	}
-	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
 	sum := &EventsSummary{Counts: map[string]int64{}}
 	var mu sync.Mutex
 	eg, ctx := errgroup.WithContext(ctx)
@@ -64,52 +71,19 @@ func WriteEvents(ctx context.Context, out string, g *events.Geometry, jobs int) 
 		jobs = runtime.NumCPU()
 	}
 	eg.SetLimit(jobs)
-	mem := memory.NewGoAllocator()
-	for _, id := range ids {
-		v := records[id]
-		cam := g.Camera(v.Path)
-		path := o.tablePath(eventsDir, id)
-		if cam == nil {
-			if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return nil, err
-			}
-			sum.Unmatched++
-			continue
-		}
+	for _, m := range st.parts {
 		eg.Go(func() error {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			obs, err := readObservations(ctx, o.detectionsPath(id), mem)
+			ps, err := o.partEvents(ctx, m, g, mem)
 			if err != nil {
-				return fmt.Errorf("events of %s: %w", v.Path, err)
-			}
-			w, h := int(v.Width), int(v.Height)
-			if v.Rotation == 90 || v.Rotation == 270 {
-				w, h = h, w
-			}
-			evs := cam.Compute(obs, w, h)
-			start, known := cam.Start(v.Path)
-			if !known && !v.RecordedAt.IsZero() {
-				start, known = v.RecordedAt, true // the run's --recorded-at
-			}
-			rows := make([]export.Event, len(evs))
-			for i, e := range evs {
-				rows[i] = export.Event{VideoID: id, VideoPath: v.Path, Camera: cam.Name, Kind: e.Kind, Name: e.Name, Direction: e.Direction,
-					TrackID: e.Track, ClassName: e.Class, FrameIndex: e.Frame, PTS: e.PTS, X: float32(e.X), Y: float32(e.Y), Dwell: e.Dwell, Open: e.Open}
-				if known {
-					rows[i].RecordedAt = start.Add(time.Duration(e.PTS * float64(time.Second)))
-				}
-			}
-			if err := export.WriteEvents(path, rows, mem); err != nil {
 				return err
 			}
 			mu.Lock()
 			defer mu.Unlock()
-			sum.Videos++
-			sum.Events += int64(len(evs))
-			for _, e := range evs {
-				sum.Counts[e.Kind+" "+e.Name+" "+e.Direction]++
+			sum.Videos += ps.Videos
+			sum.Unmatched += ps.Unmatched
+			sum.Events += ps.Events
+			for k, n := range ps.Counts {
+				sum.Counts[k] += n
 			}
 			return nil
 		})
@@ -121,17 +95,96 @@ func WriteEvents(ctx context.Context, out string, g *events.Geometry, jobs int) 
 	return sum, nil
 }
 
-// readObservations reads the tracked detections of one video's file.
-func readObservations(ctx context.Context, path string, mem memory.Allocator) ([]events.Observation, error) {
+// partEvents writes the events of the videos of part m, or removes its
+// events file when no camera matches any of them.
+func (o *outDir) partEvents(ctx context.Context, m *manifest, g *events.Geometry, mem memory.Allocator) (*EventsSummary, error) {
+	sum := &EventsSummary{Counts: map[string]int64{}}
+	path := o.path(eventsDir, m.Part+".parquet")
+	videos := map[int64]export.Video{}
+	cams := map[int64]*events.Camera{}
+	for _, v := range m.Videos {
+		if cam := g.Camera(v.Path); cam != nil {
+			videos[v.VideoID], cams[v.VideoID] = v, cam
+			sum.Videos++
+		} else {
+			sum.Unmatched++
+		}
+	}
+	if len(cams) == 0 {
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+		return sum, nil
+	}
+	var rows []export.Event
+	err := scanObservations(ctx, m.file(o, detectionsDir), mem, func(id int64, obs []events.Observation) error {
+		cam, v := cams[id], videos[id]
+		if cam == nil {
+			return nil
+		}
+		w, h := int(v.Width), int(v.Height)
+		if v.Rotation == 90 || v.Rotation == 270 {
+			w, h = h, w
+		}
+		evs := cam.Compute(obs, w, h)
+		start, known := cam.Start(v.Path)
+		if !known && !v.RecordedAt.IsZero() {
+			start, known = v.RecordedAt, true // the run's --recorded-at
+		}
+		for _, e := range evs {
+			row := export.Event{VideoID: id, VideoPath: v.Path, Camera: cam.Name, Kind: e.Kind, Name: e.Name, Direction: e.Direction,
+				TrackID: e.Track, ClassName: e.Class, FrameIndex: e.Frame, PTS: e.PTS, X: float32(e.X), Y: float32(e.Y), Dwell: e.Dwell, Open: e.Open}
+			if known {
+				row.RecordedAt = start.Add(time.Duration(e.PTS * float64(time.Second)))
+			}
+			rows = append(rows, row)
+			sum.Counts[e.Kind+" "+e.Name+" "+e.Direction]++
+		}
+		sum.Events += int64(len(evs))
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("events of part %s: %w", m.Part, err)
+	}
+	w := export.NewPartWriter(path, export.EventsTable, mem)
+	rec := export.EventRecord(rows, mem)
+	err = w.Write(rec)
+	rec.Release()
+	if err == nil {
+		err = w.Close()
+	}
+	if err == nil {
+		err = w.Publish()
+	}
+	if err != nil {
+		w.Abort()
+		return nil, err
+	}
+	return sum, nil
+}
+
+// scanObservations calls fn with the tracked detections of each video of
+// a detections file, video by video in the file's order (a part's rows are
+// sorted by video).
+func scanObservations(ctx context.Context, path string, mem memory.Allocator, fn func(id int64, obs []events.Observation) error) error {
 	var obs []events.Observation
-	cols := []string{"track_id", "class_name", "frame_index", "pts_seconds", "x1", "y1", "x2", "y2"}
+	cur := int64(-1)
+	cols := []string{"video_id", "track_id", "class_name", "frame_index", "pts_seconds", "x1", "y1", "x2", "y2"}
 	err := export.ScanColumns(ctx, path, cols, mem, func(r arrow.Record) error {
-		tr, cls, fi, pts := r.Column(0).(*array.Int64), r.Column(1).(*array.String), r.Column(2).(*array.Int64), r.Column(3).(*array.Float64)
+		vid, tr, cls, fi, pts := r.Column(0).(*array.Int64), r.Column(1).(*array.Int64), r.Column(2).(*array.String), r.Column(3).(*array.Int64), r.Column(4).(*array.Float64)
 		var b [4]*array.Float32
 		for k := range b {
-			b[k] = r.Column(4 + k).(*array.Float32)
+			b[k] = r.Column(5 + k).(*array.Float32)
 		}
 		for i := 0; i < int(r.NumRows()); i++ {
+			if id := vid.Value(i); id != cur {
+				if cur >= 0 {
+					if err := fn(cur, obs); err != nil {
+						return err
+					}
+				}
+				cur, obs = id, nil
+			}
 			if tr.IsNull(i) {
 				continue
 			}
@@ -140,5 +193,8 @@ func readObservations(ctx context.Context, path string, mem memory.Allocator) ([
 		}
 		return nil
 	})
-	return obs, err
+	if err != nil || cur < 0 {
+		return err
+	}
+	return fn(cur, obs)
 }

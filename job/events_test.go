@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apache/arrow/go/v17/arrow/memory"
 
 	"github.com/dsbatch/dsbatch/decode"
 	"github.com/dsbatch/dsbatch/events"
@@ -27,17 +26,12 @@ func TestWriteEvents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mem := memory.NewGoAllocator()
+	var vs []export.Video
 	for i, name := range []string{"cam1_20240501_0800.mp4", "cam1_20240501_0900.mp4", "lobby.mp4"} {
-		id := int64(100 + i)
-		path := "/archive/" + name
-		if err := o.saveRecord(export.Video{VideoID: id, Path: path, Status: "done", Width: 400, Height: 300, FramesInferred: 30}); err != nil {
-			t.Fatal(err)
-		}
-		w, err := export.NewDetectionWriter(o.detectionsPath(id), mem, export.DetectionOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		vs = append(vs, export.Video{VideoID: int64(100 + i), Path: "/archive/" + name, Status: "done", Width: 400, Height: 300, FramesInferred: 30})
+	}
+	stageVideos(t, o, vs, true, func(v export.Video, w *export.DetectionWriter) {
+		id, path := v.VideoID, v.Path
 		// Track 1 walks down across y = 150 at frame 10; track 2 never
 		// crosses; an untracked detection is ignored.
 		for f := int64(0); f < 30; f++ {
@@ -53,10 +47,7 @@ func TestWriteEvents(t *testing.T) {
 				}
 			}
 		}
-		if err := w.Commit(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	})
 	o.close()
 	geo := func(y string) *events.Geometry {
 		g, err := events.ParseGeometry([]byte(y))
@@ -169,8 +160,15 @@ cameras:
 			t.Errorf("rerun %d: %v", run, got)
 		}
 	}
-	if _, err := os.Stat(filepath.Join(dir, eventsDir, fmt.Sprintf("%016x.parquet", 102))); !os.IsNotExist(err) {
-		t.Errorf("the lobby's events file outlived its camera: %v", err)
+	if got := queryInts(t, db, "select count(*) from "+evs+" where video_id = 102"); fmt.Sprint(got) != "[0]" {
+		t.Errorf("the lobby's events outlived its camera: %v rows", got)
+	}
+	// A drawing no video matches: the events files go.
+	if sum, err = WriteEvents(context.Background(), dir, geo("cameras: [{match: nowhere, lines: [{name: l, from: [0, 0], to: [1, 1]}]}]"), 0); err != nil || sum.Videos != 0 {
+		t.Fatalf("%+v, %v", sum, err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, eventsDir, "*.parquet")); len(left) != 0 {
+		t.Errorf("events files of no matched video: %v", left)
 	}
 }
 
@@ -183,16 +181,12 @@ func BenchmarkWriteEvents(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	mem := memory.NewGoAllocator()
+	var vs []export.Video
 	for v := 0; v < 1000; v++ {
-		id, path := int64(v+1), fmt.Sprintf("/archive/cam%d_%04d.mp4", v%4, v)
-		if err := o.saveRecord(export.Video{VideoID: id, Path: path, Status: "done", Width: 1920, Height: 1080}); err != nil {
-			b.Fatal(err)
-		}
-		w, err := export.NewDetectionWriter(o.detectionsPath(id), mem, export.DetectionOptions{})
-		if err != nil {
-			b.Fatal(err)
-		}
+		vs = append(vs, export.Video{VideoID: int64(v + 1), Path: fmt.Sprintf("/archive/cam%d_%04d.mp4", v%4, v), Status: "done", Width: 1920, Height: 1080, Detections: 1000})
+	}
+	stageVideos(b, o, vs, true, func(v export.Video, w *export.DetectionWriter) {
+		id, path := v.VideoID, v.Path
 		for f := int64(0); f < 250; f++ {
 			for k := int64(0); k < 4; k++ {
 				x, y := float32(200+300*k), float32(4*f)
@@ -200,10 +194,7 @@ func BenchmarkWriteEvents(b *testing.B) {
 					X1: x, Y1: y, X2: x + 80, Y2: y + 60, TrackID: k + 1})
 			}
 		}
-		if err := w.Commit(); err != nil {
-			b.Fatal(err)
-		}
-	}
+	})
 	o.close()
 	g, err := events.ParseGeometry([]byte(`
 cameras:

@@ -214,9 +214,9 @@ func TestOutputNamesStayInOut(t *testing.T) {
 	o := &outDir{root: out}
 	for _, p := range []string{"../../../etc/passwd", "/abs/../../x.mp4", "..", "a/../../b.mp4", "-rf", "x\x00y.mp4", "new\nline.mp4", strings.Repeat("long/", 500) + "v.mp4"} {
 		id := VideoID(p)
-		for _, f := range []string{o.detectionsPath(id), o.tracksPath(id), o.recordPath(id)} {
+		for _, f := range []string{o.stagePath(id, detectionsDir), o.stagePath(id, tracksDir), o.recordPath(id)} {
 			rel, err := filepath.Rel(out, f)
-			if err != nil || strings.HasPrefix(rel, "..") || filepath.IsAbs(rel) || len(filepath.Base(f)) > 24 {
+			if err != nil || strings.HasPrefix(rel, "..") || filepath.IsAbs(rel) || len(filepath.Base(f)) > 34 {
 				t.Errorf("%q: writes %s", p, f)
 			}
 		}

@@ -1,6 +1,7 @@
 package job
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -44,6 +46,7 @@ type ShardState struct {
 	Problem  string `json:"problem,omitempty"`
 	settings Settings
 	records  map[int64]export.Video
+	parts    []*manifest
 	root     *outDir
 }
 
@@ -101,11 +104,13 @@ func Merge(dest string, sources []string, opts MergeOptions) (*MergeReport, erro
 	if err := out.checkSettings(usable[0].settings, false); err != nil {
 		return rep, err
 	}
-	records, err := out.records()
+	state, err := out.loadState(context.Background(), usable[0].settings.Track, true, opts.Mem)
 	if err != nil {
 		return rep, err
 	}
+	records := state.records
 	owner := map[int64]string{}
+	merged := map[string]bool{} // parts now in dest from the shards
 	for _, s := range usable {
 		ids := make([]int64, 0, len(s.records))
 		for id := range s.records {
@@ -118,21 +123,49 @@ func Merge(dest string, sources []string, opts MergeOptions) (*MergeReport, erro
 				return rep, fmt.Errorf("merge into %s: %s is in %s and in %s: were the shards run over the same paths?", dest, rec.Path, o, s.Dir)
 			}
 			owner[id] = s.Dir
-			if rec.Status == "done" {
-				for _, t := range videoTables {
-					linked, err := linkOrCopy(s.root.tablePath(t.dir, id), out.tablePath(t.dir, id))
-					if errors.Is(err, fs.ErrNotExist) && t.optional {
-						continue // a table the run did not write (tracks, without tracking)
-					}
-					if err != nil {
-						return rep, fmt.Errorf("merge %s: %w", rec.Path, err)
-					}
-					if linked {
-						rep.Linked++
-					} else {
-						rep.Copied++
-					}
+		}
+	}
+	// Parts of an earlier merge holding videos the shards now hold in other
+	// parts (a shard rerun since): replaced by the shards' parts.
+	for _, m := range state.parts {
+		for _, v := range m.Videos {
+			if _, ok := owner[v.VideoID]; ok && !shardsHold(usable, m.Part) {
+				if err := out.removePart(m); err != nil {
+					return rep, err
 				}
+				break
+			}
+		}
+	}
+	for _, s := range usable {
+		// A part's manifest first, then its files: an interrupted merge
+		// leaves a part the next opening rolls back (parts.go).
+		for _, m := range s.parts {
+			if err := writeJSON(out.manifestPath(m.Part), m); err != nil {
+				return rep, err
+			}
+			for _, t := range append(slices.Clone(m.Tables), eventsDir) {
+				linked, err := linkOrCopy(m.file(s.root, t), m.file(out, t))
+				if errors.Is(err, fs.ErrNotExist) && t == eventsDir {
+					continue // no events computed for it
+				}
+				if err != nil {
+					return rep, fmt.Errorf("merge part %s of %s: %w", m.Part, s.Dir, err)
+				}
+				if linked {
+					rep.Linked++
+				} else {
+					rep.Copied++
+				}
+			}
+			merged[m.Part] = true
+			for _, v := range m.Videos {
+				records[v.VideoID] = v
+			}
+		}
+		for id, rec := range s.records {
+			if rec.Status == "done" {
+				continue // in a part of the shard
 			}
 			records[id] = rec
 			if err := out.saveRecord(rec); err != nil {
@@ -251,9 +284,11 @@ func inspectShard(dir string) ShardState {
 		return fail("unfinished", "%s: %v", runFile, err)
 	}
 	s.Shard = run.Shard
-	if s.records, err = loadRecords(s.root); err != nil {
-		return fail("unfinished", "records: %v", err)
+	st, err := s.root.loadState(context.Background(), s.settings.Track, false, nil)
+	if err != nil {
+		return fail("unfinished", "%v", err)
 	}
+	s.records, s.parts = st.records, st.parts
 	for _, r := range s.records {
 		s.Videos++
 		if r.Status == "done" {
@@ -264,6 +299,9 @@ func inspectShard(dir string) ShardState {
 	}
 	if run.Summary.Interrupted {
 		return fail("interrupted", "its last run was interrupted: rerun it to resume")
+	}
+	if len(st.staged) > 0 || st.broken > 0 {
+		return fail("unfinished", "rows not gathered into parts: its last run was killed; rerun it to resume")
 	}
 	newest, err := newestRecord(s.root)
 	if err != nil {
@@ -347,23 +385,41 @@ func lockHeld(path string) (bool, error) {
 	return false, nil // closing f drops the lock just taken
 }
 
-// newestRecord returns the latest modification time of o's records.
+// newestRecord returns the latest modification time of o's records and
+// part manifests.
 func newestRecord(o *outDir) (time.Time, error) {
 	var t time.Time
-	entries, err := os.ReadDir(o.path(stateDir, recordsDir))
-	if err != nil {
-		return t, err
-	}
-	for _, e := range entries {
-		info, err := e.Info()
+	for _, dir := range []string{o.path(stateDir, recordsDir), o.path(stateDir, partsDir)} {
+		entries, err := os.ReadDir(dir)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
 		if err != nil {
 			return t, err
 		}
-		if info.ModTime().After(t) {
-			t = info.ModTime()
+		for _, e := range entries {
+			info, err := e.Info()
+			if err != nil {
+				return t, err
+			}
+			if info.ModTime().After(t) {
+				t = info.ModTime()
+			}
 		}
 	}
 	return t, nil
+}
+
+// shardsHold reports whether one of the shards has the part named part.
+func shardsHold(shards []*ShardState, part string) bool {
+	for _, s := range shards {
+		for _, m := range s.parts {
+			if m.Part == part {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // linkOrCopy makes dst the same file as src: a hard link, or a copy where

@@ -608,7 +608,7 @@ func (p *pipeline) exportVideos(ctx context.Context, items <-chan *item) error {
 		case it.end:
 			w := writers[v.id]
 			if w == nil {
-				if w, err = export.NewDetectionWriter(p.out.detectionsPath(v.id), p.opts.Mem, p.detectionOptions()); err != nil {
+				if w, err = export.StageDetections(p.out.stagePath(v.id, detectionsDir), p.opts.Mem, p.detectionOptions()); err != nil {
 					return err
 				}
 			}
@@ -623,7 +623,7 @@ func (p *pipeline) exportVideos(ctx context.Context, items <-chan *item) error {
 		default:
 			w := writers[v.id]
 			if w == nil {
-				if w, err = export.NewDetectionWriter(p.out.detectionsPath(v.id), p.opts.Mem, p.detectionOptions()); err != nil {
+				if w, err = export.StageDetections(p.out.stagePath(v.id, detectionsDir), p.opts.Mem, p.detectionOptions()); err != nil {
 					return err
 				}
 				writers[v.id] = w
@@ -754,7 +754,7 @@ func (p *pipeline) unexplainedEmpty(v *video) error {
 		v.planned.Path, st.Decoded, st.FirstPTS, st.LastPTS, s.Stride, s.FPS, s.Start, s.End)
 }
 
-// endVideo commits or discards a finished video's file and records it.
+// endVideo stages or discards a finished video's rows and records it.
 func (p *pipeline) endVideo(v *video, w *export.DetectionWriter, vt *videoTracks) error {
 	v.rec.FramesDecoded = v.stats.Decoded
 	v.rec.CorruptPackets = v.stats.CorruptPackets
@@ -782,9 +782,9 @@ func (p *pipeline) endVideo(v *video, w *export.DetectionWriter, vt *videoTracks
 					PathLength: t.PathLength, MeanSpeed: t.MeanSpeed()})
 			}
 		}
-		// Written before the detections commit: a crash in between leaves a
-		// tracks file that redoing the video replaces.
-		if err := export.WriteTracks(p.out.tracksPath(v.id), rows, p.opts.Mem); err != nil {
+		// Staged before the detections: a crash in between leaves a stage
+		// file the folder's repair removes, the video not being done.
+		if err := export.StageTracks(p.out.stagePath(v.id, tracksDir), rows, p.opts.Mem); err != nil {
 			w.Abort()
 			return err
 		}

@@ -168,6 +168,11 @@ type RunOptions struct {
 	// (0: the worker's share of the CPUs, at most DecodeSessions).
 	Exporters int
 	Force     bool
+	// PartRows is how many detections a part gathers before it is
+	// published (0: about a million); PartAge the longest a finished video
+	// waits for its part (0: ten minutes). See parts.go.
+	PartRows int64
+	PartAge  time.Duration
 	// Counters, when set, are updated as the run goes (for progress).
 	Counters *Counters
 	Mem      memory.Allocator
@@ -236,6 +241,8 @@ type Summary struct {
 	Stages      StageTimes `json:"stage_seconds"`
 	GPUs        []gpu.Load `json:"gpus,omitempty"`
 	Interrupted bool       `json:"interrupted"`
+	// Parts counts the parts the run published (parts.go).
+	Parts int `json:"parts_written"`
 }
 
 // StageTimes are seconds spent in each stage, summed over goroutines.
@@ -304,10 +311,11 @@ func Run(ctx context.Context, plan *Plan, videos []Video, opts RunOptions) (*Sum
 	if err := out.checkSettings(opts.Settings, opts.Force); err != nil {
 		return nil, err
 	}
-	records, err := out.records()
+	state, err := out.loadState(ctx, opts.Settings.Track, true, opts.Mem)
 	if err != nil {
 		return nil, err
 	}
+	records := state.records
 	byPath := make(map[string]*Video, len(videos))
 	for i := range videos {
 		byPath[videos[i].Path] = &videos[i]
@@ -360,33 +368,58 @@ func Run(ctx context.Context, plan *Plan, videos []Video, opts RunOptions) (*Sum
 		c.GPU = gpu.StartSampler(sctx, opts.GPUHost, uuids, time.Second)
 	}
 
+	// One compactor gathers finished videos into parts (parts.go),
+	// beginning with those an earlier, killed run finished.
+	comp := &compactor{o: out, track: opts.Settings.Track, mem: opts.Mem, rows: opts.PartRows, age: opts.PartAge}
+	if comp.rows <= 0 {
+		comp.rows = partRows
+	}
+	if comp.age <= 0 {
+		comp.age = partAge
+	}
+	finished := make(chan export.Video, 256)
 	g, gctx := errgroup.WithContext(ctx)
+	wg, wctx := errgroup.WithContext(gctx)
+	g.Go(func() error {
+		for _, v := range state.staged {
+			if err := comp.add(ctx, v); err != nil {
+				return err
+			}
+		}
+		return comp.run(ctx, finished)
+	})
 	for i, w := range plan.Workers {
 		p := &pipeline{
 			worker: w.Worker, index: i, opts: &opts, out: out, work: work, byPath: byPath,
 			clock: &c.Clocks[i], start: start, boxes: infer.BoxCheck{Layout: opts.Layout, Off: opts.NoBoxCheck},
 			finish: func(rec export.Video) error {
 				mu.Lock()
-				defer mu.Unlock()
 				records[rec.VideoID] = rec
-				if err := out.saveRecord(rec); err != nil {
-					return err
-				}
-				if rec.Status == "done" {
+				err := out.saveRecord(rec)
+				if err == nil && rec.Status == "done" {
 					sum.Done++
 					c.VideosDone.Add(1)
-				} else {
+				} else if err == nil {
 					sum.Failed = append(sum.Failed, Failure{Path: rec.Path, Error: rec.Error})
 					c.VideosFailed.Add(1)
 				}
 				sum.Frames += rec.FramesInferred
 				sum.Detections += rec.Detections
-				return nil
+				mu.Unlock()
+				if err != nil || rec.Status != "done" {
+					return err
+				}
+				return send(wctx, finished, rec)
 			},
 		}
-		g.Go(func() error { return p.run(gctx) })
+		wg.Go(func() error { return p.run(wctx) })
 	}
+	g.Go(func() error {
+		defer close(finished)
+		return wg.Wait()
+	})
 	runErr := g.Wait()
+	sum.Parts = comp.parts
 	if runErr != nil && ctx.Err() != nil {
 		sum.Interrupted = true
 	}

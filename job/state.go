@@ -20,9 +20,9 @@ import (
 // Layout of an output folder.
 const (
 	stateDir      = ".dsbatch"   // lock, settings, per-video records
-	detectionsDir = "detections" // one Parquet file per video
-	tracksDir     = "tracks"     // one Parquet file per video, when tracking
-	eventsDir     = "events"     // one Parquet file per video, from dsbatch events
+	detectionsDir = "detections" // parts (parts.go)
+	tracksDir     = "tracks"     // parts, when tracking
+	eventsDir     = "events"     // a file per part, from dsbatch events
 	videosFile    = "videos.parquet"
 	runFile       = "run.json"
 	settingsFile  = "settings.json"
@@ -49,19 +49,14 @@ type outDir struct {
 	lock *os.File
 }
 
-// videoTables are the output's per-video tables, a Parquet file per video
-// in a folder each: the one list that creating, cleaning, clearing and
-// merging output folders go through. A new per-video table is an entry
-// here and its writer. optional tables (tracks, without tracking) may lack
-// a video's file.
-var videoTables = []struct {
-	dir      string
-	optional bool
-}{{detectionsDir, false}, {tracksDir, true}, {eventsDir, true}}
+// videoTables are the folders of the output's row tables, parts in each
+// (parts.go): the one list that creating, cleaning and clearing output
+// folders go through.
+var videoTables = []struct{ dir string }{{detectionsDir}, {tracksDir}, {eventsDir}}
 
 // folders are the output's folders: its root, the state's and the tables'.
 func (o *outDir) folders() []string {
-	ds := []string{o.root, o.path(stateDir), o.path(stateDir, recordsDir)}
+	ds := []string{o.root, o.path(stateDir), o.path(stateDir, recordsDir), o.path(stateDir, stagingDir), o.path(stateDir, partsDir)}
 	for _, t := range videoTables {
 		ds = append(ds, o.path(t.dir))
 	}
@@ -116,15 +111,6 @@ func (o *outDir) path(parts ...string) string {
 	return filepath.Join(append([]string{o.root}, parts...)...)
 }
 
-// tablePath is the file of video id in the per-video table dir.
-func (o *outDir) tablePath(dir string, id int64) string {
-	return o.path(dir, fmt.Sprintf("%016x.parquet", id))
-}
-
-func (o *outDir) detectionsPath(id int64) string { return o.tablePath(detectionsDir, id) }
-
-func (o *outDir) tracksPath(id int64) string { return o.tablePath(tracksDir, id) }
-
 func (o *outDir) recordPath(id int64) string {
 	return o.path(stateDir, recordsDir, fmt.Sprintf("%016x.json", id))
 }
@@ -158,7 +144,7 @@ func (o *outDir) checkSettings(s Settings, force bool) error {
 
 // clear removes the results of earlier runs.
 func (o *outDir) clear() error {
-	dirs := []string{o.path(stateDir, recordsDir)}
+	dirs := []string{o.path(stateDir, recordsDir), o.path(stateDir, stagingDir), o.path(stateDir, partsDir)}
 	for _, t := range videoTables {
 		dirs = append(dirs, o.path(t.dir))
 	}
@@ -178,44 +164,10 @@ func (o *outDir) clear() error {
 	return nil
 }
 
-// records loads the per-video records of earlier runs.
-func (o *outDir) records() (map[int64]export.Video, error) {
-	return loadRecords(o)
-}
-
-// loadRecords reads the per-video records of the output folder o. A done
-// record whose detections file is missing is left out: the video is
-// done again.
-func loadRecords(o *outDir) (map[int64]export.Video, error) {
-	entries, err := os.ReadDir(o.path(stateDir, recordsDir))
-	if err != nil {
-		return nil, err
-	}
-	out := map[int64]export.Video{}
-	for _, e := range entries {
-		if !strings.HasSuffix(e.Name(), ".json") {
-			continue
-		}
-		b, err := os.ReadFile(o.path(stateDir, recordsDir, e.Name()))
-		if err != nil {
-			return nil, err
-		}
-		var v export.Video
-		if err := json.Unmarshal(b, &v); err != nil {
-			continue // a damaged record: the video is simply done again
-		}
-		if v.Status == "done" {
-			if _, err := os.Stat(o.detectionsPath(v.VideoID)); err != nil {
-				continue // results missing: redo
-			}
-		}
-		out[v.VideoID] = v
-	}
-	return out, nil
-}
-
+// saveRecord writes a video's record, unsynced: a part's manifest makes
+// it durable (parts.go).
 func (o *outDir) saveRecord(v export.Video) error {
-	return writeJSON(o.recordPath(v.VideoID), v)
+	return writeJSONUnsynced(o.recordPath(v.VideoID), v)
 }
 
 // writeVideosTable writes videos.parquet from every record, sorted by path.

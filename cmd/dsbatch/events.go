@@ -19,11 +19,12 @@ func eventsCommand() *cli.Command {
 		Usage:     "line crossings and zone visits of the tracks in OUT, for lines and zones drawn per camera in a YAML file: no decoding, no inference",
 		ArgsUsage: "OUT",
 		Description: "Reads --zones (cameras matched to videos by a path glob, each with named lines and zones, in pixels\n" +
-			"or normalised) and writes OUT/events/<video_id>.parquet for every finished video a camera matches\n" +
-			"(docs/SCHEMA.md). Rerun it with other lines or zones: it replaces the events, atomically.",
+			"or normalised) and writes the events of every finished video a camera matches, OUT/events/<part>.parquet\n" +
+			"beside each part of detections (docs/SCHEMA.md). Rerun it with other lines or zones: it replaces the\n" +
+			"events, atomically.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "zones", Usage: "the lines and zones (YAML)", Required: true},
-			&cli.IntFlag{Name: "jobs", Usage: "videos computed at once (default: the CPUs)"},
+			&cli.IntFlag{Name: "jobs", Usage: "parts computed at once (default: the CPUs)"},
 		},
 		Action: runEvents,
 	}

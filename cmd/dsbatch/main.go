@@ -77,7 +77,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			astiav.SetLogLevel(level)
 			return nil
 		},
-		Commands:        []*cli.Command{runCommand(), probeCommand(), planCommand(), inspectCommand(), compareCommand(), checkCommand(), eventsCommand(), previewCommand(), gpusCommand(), benchCommand(), slurmCommand(), mergeCommand()},
+		Commands:        []*cli.Command{runCommand(), probeCommand(), planCommand(), inspectCommand(), compareCommand(), checkCommand(), eventsCommand(), previewCommand(), gpusCommand(), benchCommand(), slurmCommand(), mergeCommand(), compactCommand()},
 		HideHelpCommand: true,
 		ExitErrHandler:  func(*cli.Context, error) {}, // exit codes are decided in main
 	}

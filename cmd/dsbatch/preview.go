@@ -108,28 +108,34 @@ func runPreview(c *cli.Context) error {
 		return err
 	}
 	var data previewData
+	var g *events.Geometry
 	if f := c.String("zones"); f != "" {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			return fmt.Errorf("--zones: %w", err)
 		}
-		g, err := events.ParseGeometry(b)
-		if err != nil {
+		if g, err = events.ParseGeometry(b); err != nil {
 			return fmt.Errorf("--zones %s: %w", f, err)
 		}
 		if data.cam = g.Camera(video); data.cam == nil {
 			return fmt.Errorf("--zones %s: no camera matches %s", f, video)
 		}
+	}
+	id := job.VideoID(video)
+	files, err := job.VideoFiles(out, id)
+	if err != nil {
+		return fmt.Errorf("preview %s: %w (was it processed by the run in %s?)", video, err, out)
+	}
+	if g != nil {
 		// The counts so far, where dsbatch events (or run --zones) wrote
 		// this video's events.
-		evPath := filepath.Join(out, "events", fmt.Sprintf("%016x.parquet", job.VideoID(video)))
-		if _, err := os.Stat(evPath); err == nil {
-			if data.events, err = loadPreviewEvents(c.Context, evPath); err != nil {
+		if evPath, ok := files["events"]; ok {
+			if data.events, err = loadPreviewEvents(c.Context, evPath, id); err != nil {
 				return fmt.Errorf("preview %s: %w", video, err)
 			}
 		}
 	}
-	data.dets, data.trails, err = loadPreviewDetections(c.Context, filepath.Join(out, "detections", fmt.Sprintf("%016x.parquet", job.VideoID(video))))
+	data.dets, data.trails, err = loadPreviewDetections(c.Context, files["detections"], id)
 	if err != nil {
 		return fmt.Errorf("preview %s: %w (was it processed by the run in %s?)", video, err, out)
 	}
@@ -153,7 +159,7 @@ func runPreview(c *cli.Context) error {
 
 // loadPreviewDetections reads a video's detections by frame, and each
 // track's box centres by frame for the trails.
-func loadPreviewDetections(ctx context.Context, path string) (map[int64][]previewDet, map[int64]map[int64][2]float32, error) {
+func loadPreviewDetections(ctx context.Context, path string, id int64) (map[int64][]previewDet, map[int64]map[int64][2]float32, error) {
 	dets := map[int64][]previewDet{}
 	trails := map[int64]map[int64][2]float32{}
 	cols := []string{"frame_index", "class_name", "score", "x1", "y1", "x2", "y2", "track_id"}
@@ -173,7 +179,7 @@ func loadPreviewDetections(ctx context.Context, path string) (map[int64][]previe
 			cols = append(cols, c)
 		}
 	}
-	err = export.ScanColumns(ctx, path, cols, mem, func(r arrow.Record) error {
+	err = export.ScanVideo(ctx, path, id, cols, mem, func(r arrow.Record) error {
 		fi, cls, sc := r.Column(0).(*array.Int64), r.Column(1).(*array.String), r.Column(2).(*array.Float32)
 		var b [4]*array.Float32
 		for k := range b {
@@ -241,9 +247,9 @@ type previewEvent struct {
 }
 
 // loadPreviewEvents reads a video's events, in frame order.
-func loadPreviewEvents(ctx context.Context, path string) ([]previewEvent, error) {
+func loadPreviewEvents(ctx context.Context, path string, id int64) ([]previewEvent, error) {
 	var evs []previewEvent
-	err := export.ScanColumns(ctx, path, []string{"frame_index", "kind", "name", "direction"}, memory.NewGoAllocator(), func(r arrow.Record) error {
+	err := export.ScanVideo(ctx, path, id, []string{"frame_index", "kind", "name", "direction"}, memory.NewGoAllocator(), func(r arrow.Record) error {
 		fi, kind, name, dir := r.Column(0).(*array.Int64), r.Column(1).(*array.String), r.Column(2).(*array.String), r.Column(3).(*array.String)
 		for i := 0; i < int(r.NumRows()); i++ {
 			evs = append(evs, previewEvent{fi.Value(i), kind.Value(i), name.Value(i), dir.Value(i)})

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"image"
 	"image/color"
@@ -26,22 +27,44 @@ func movingBox(idx int64) [4]float32 {
 	return [4]float32{x, 80, x + 64, 128}
 }
 
-// TestPreview draws detections that follow the moving box of h264.mp4.
-func TestPreview(t *testing.T) {
-	out := t.TempDir()
-	video := filepath.Join(media, "h264.mp4")
-	w, err := export.NewDetectionWriter(filepath.Join(out, "detections", fmt.Sprintf("%016x.parquet", job.VideoID(video))), memory.NewGoAllocator(), export.DetectionOptions{})
+// writeOutput makes out an output folder holding video's detections dets
+// as a run leaves it: it writes them in the layout before parts (a file
+// per video and its record), which dsbatch compact converts.
+func writeOutput(t *testing.T, out, video string, opts export.DetectionOptions, dets []export.Detection) {
+	t.Helper()
+	id := job.VideoID(video)
+	w, err := export.NewDetectionWriter(filepath.Join(out, "detections", fmt.Sprintf("%016x.parquet", id)), memory.NewGoAllocator(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := int64(0); i < 50; i++ {
-		b := movingBox(i)
-		w.Append(export.Detection{VideoID: job.VideoID(video), VideoPath: video, FrameIndex: i, PTS: float64(i) / 25,
-			ClassName: "box", Score: 0.9, X1: b[0], Y1: b[1], X2: b[2], Y2: b[3], TrackID: 1})
+	for _, d := range dets {
+		if err := w.Append(d); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := w.Commit(); err != nil {
 		t.Fatal(err)
 	}
+	rec, _ := json.Marshal(export.Video{VideoID: id, Path: video, Status: "done", FramesInferred: 50, Detections: int64(len(dets))})
+	os.MkdirAll(filepath.Join(out, ".dsbatch", "videos"), 0o755)
+	os.WriteFile(filepath.Join(out, ".dsbatch", "settings.json"), []byte("{}"), 0o644)
+	os.WriteFile(filepath.Join(out, ".dsbatch", "videos", fmt.Sprintf("%016x.json", id)), rec, 0o644)
+	if r := dsbatch(t, "compact", out); r.code != 0 || !strings.Contains(r.stdout, "1 videos gathered into 1 parts (1 converted") {
+		t.Fatalf("compact: exit %d %s %s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestPreview draws detections that follow the moving box of h264.mp4.
+func TestPreview(t *testing.T) {
+	out := t.TempDir()
+	video := filepath.Join(media, "h264.mp4")
+	var dets []export.Detection
+	for i := int64(0); i < 50; i++ {
+		b := movingBox(i)
+		dets = append(dets, export.Detection{VideoID: job.VideoID(video), VideoPath: video, FrameIndex: i, PTS: float64(i) / 25,
+			ClassName: "box", Score: 0.9, X1: b[0], Y1: b[1], X2: b[2], Y2: b[3], TrackID: 1})
+	}
+	writeOutput(t, out, video, export.DetectionOptions{}, dets)
 	sheet := filepath.Join(out, "sheet.png")
 	if r := dsbatch(t, "preview", out, "--video", video, "--frames", "0:50:10", "--to", sheet); r.code != 0 {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
@@ -81,7 +104,7 @@ func TestPreview(t *testing.T) {
 		data, _ := os.ReadFile(filepath.Join(out, "clip.mp4"))
 		os.WriteFile(os.Getenv("DSBATCH_KEEP_CLIP"), data, 0o644)
 	}
-	if left, _ := filepath.Glob(filepath.Join(out, ".*")); len(left) != 0 {
+	if left, _ := filepath.Glob(filepath.Join(out, ".*.tmp")); len(left) != 0 {
 		t.Errorf("temporary files left: %v", left)
 	}
 
@@ -147,18 +170,9 @@ func TestPreviewPoseAndOBB(t *testing.T) {
 		},
 	} {
 		out := t.TempDir()
-		w, err := export.NewDetectionWriter(filepath.Join(out, "detections", fmt.Sprintf("%016x.parquet", id)), memory.NewGoAllocator(), tt.opts)
-		if err != nil {
-			t.Fatal(err)
-		}
 		d := tt.det
 		d.VideoID, d.VideoPath, d.ClassName, d.Score, d.TrackID = id, video, "x", 0.9, -1
-		if err := w.Append(d); err != nil {
-			t.Fatal(err)
-		}
-		if err := w.Commit(); err != nil {
-			t.Fatal(err)
-		}
+		writeOutput(t, out, video, tt.opts, []export.Detection{d})
 		png1 := filepath.Join(out, "one.png")
 		if r := dsbatch(t, "preview", out, "--video", video, "--frames", "0:1:1", "--to", png1); r.code != 0 {
 			t.Fatalf("%s: exit %d %s", tt.name, r.code, r.stderr)

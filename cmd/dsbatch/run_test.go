@@ -291,7 +291,7 @@ func TestRunSIGINT(t *testing.T) {
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
-		if files, _ := filepath.Glob(filepath.Join(out, "detections", "*.parquet")); len(files) >= 3 {
+		if files, _ := filepath.Glob(filepath.Join(out, ".dsbatch", "staging", "*.detections.arrow")); len(files) >= 3 {
 			break
 		}
 		time.Sleep(5 * time.Millisecond)

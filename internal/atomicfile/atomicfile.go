@@ -42,6 +42,41 @@ func Commit(f *os.File, path string) error {
 	return rename(f.Name(), path)
 }
 
+// CommitUnsynced closes f, a file from Create, and renames it to path
+// without syncing: after a crash of the process the file is whole or
+// absent, but after a power loss it may be empty or short. It is for files
+// a later step reads back and checks before relying on them (a run's
+// staged rows and per-video records, made durable when gathered into a
+// part), where a sync per file would bound the pace.
+func CommitUnsynced(f *os.File, path string) error {
+	if err := f.Close(); err != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Chmod(f.Name(), 0o644); err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("commit %s: %w", path, err)
+	}
+	return nil
+}
+
+// WriteUnsynced is Write committed with CommitUnsynced.
+func WriteUnsynced(path string, write func(io.Writer) error) error {
+	f, err := Create(path)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := write(f); err != nil {
+		Abort(f)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return CommitUnsynced(f, path)
+}
+
 // Abort closes and removes f, a file from Create.
 func Abort(f *os.File) {
 	f.Close()

@@ -1,0 +1,352 @@
+package job
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"testing"
+
+	"github.com/apache/arrow/go/v17/arrow/memory"
+
+	"github.com/dsbatch/dsbatch/export"
+)
+
+// stageVideos writes, as a run's exporters do, each video's staged
+// detections (filled by fill; tracks too when the folder's settings say
+// tracking) and its record; with gather, it then gathers them into parts
+// as the compactor does.
+func stageVideos(tb testing.TB, o *outDir, vs []export.Video, gather bool, fill func(export.Video, *export.DetectionWriter)) {
+	tb.Helper()
+	mem := memory.NewGoAllocator()
+	settings := o.path(stateDir, settingsFile)
+	var s Settings
+	if b, err := os.ReadFile(settings); err == nil {
+		if err := json.Unmarshal(b, &s); err != nil {
+			tb.Fatal(err)
+		}
+	} else if err := writeJSON(settings, s); err != nil {
+		tb.Fatal(err)
+	}
+	for _, v := range vs {
+		w, err := export.StageDetections(o.stagePath(v.VideoID, detectionsDir), mem, export.DetectionOptions{})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		fill(v, w)
+		if err := w.Commit(); err != nil {
+			tb.Fatal(err)
+		}
+		if s.Track {
+			tr := []export.Track{{VideoID: v.VideoID, VideoPath: v.Path, TrackID: 1, ClassName: "person"}}
+			if err := export.StageTracks(o.stagePath(v.VideoID, tracksDir), tr, mem); err != nil {
+				tb.Fatal(err)
+			}
+		}
+		if err := o.saveRecord(v); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if !gather {
+		return
+	}
+	c := &compactor{o: o, track: s.Track, mem: mem, rows: partRows}
+	for _, v := range vs {
+		if err := c.add(context.Background(), v); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if err := c.flush(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// fillFrames appends n frames of k boxes each to a video's detections.
+func fillFrames(tb testing.TB, n, k int) func(export.Video, *export.DetectionWriter) {
+	return func(v export.Video, w *export.DetectionWriter) {
+		for f := 0; f < n; f++ {
+			for j := 0; j < k; j++ {
+				d := export.Detection{VideoID: v.VideoID, VideoPath: v.Path, FrameIndex: int64(f), ClassName: "car", Score: 0.5,
+					X1: float32(j), Y1: 1, X2: float32(j) + 10, Y2: 11, TrackID: int64(j + 1)}
+				if err := w.Append(d); err != nil {
+					tb.Fatal(err)
+				}
+			}
+		}
+	}
+}
+
+func testVideos(n int) []export.Video {
+	var vs []export.Video
+	for i := 0; i < n; i++ {
+		// IDs out of order: parts sort them.
+		id := int64((i*7919)%1000 + 1)
+		vs = append(vs, export.Video{VideoID: id, Path: fmt.Sprintf("/v/%03d.mp4", i), Status: "done", FramesInferred: 3, Detections: 6})
+	}
+	return vs
+}
+
+func openTestOut(t *testing.T, track bool) *outDir {
+	t.Helper()
+	o, err := openOut(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(o.close)
+	if err := writeJSON(o.path(stateDir, settingsFile), Settings{Track: track}); err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+func duck(t *testing.T) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("duckdb", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// TestGatherParts: staged videos become parts whose rows are sorted by
+// (video_id, frame_index), whose manifests hold the records, and which
+// leave no stage file nor per-video record behind.
+func TestGatherParts(t *testing.T) {
+	o := openTestOut(t, true)
+	vs := testVideos(9)
+	stageVideos(t, o, vs[:5], true, fillFrames(t, 3, 2))
+	stageVideos(t, o, vs[5:], true, fillFrames(t, 3, 2))
+	st, err := o.loadState(context.Background(), true, true, memory.NewGoAllocator())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.parts) != 2 || len(st.records) != 9 || len(st.staged) != 0 || st.broken != 0 {
+		t.Fatalf("parts %d, records %d, staged %d, broken %d", len(st.parts), len(st.records), len(st.staged), st.broken)
+	}
+	for _, dir := range []string{recordsDir, stagingDir} {
+		if left, _ := listDir(o.path(stateDir, dir), ""); len(left) != 0 {
+			t.Errorf("%s left after gathering: %v", dir, left)
+		}
+	}
+	db := duck(t)
+	det := filepath.Join(o.root, detectionsDir, "*.parquet")
+	if got := queryInts(t, db, "select count(*) from read_parquet('"+det+"')"); fmt.Sprint(got) != "[54]" {
+		t.Errorf("rows %v, want 54", got)
+	}
+	if got := queryInts(t, db, "select count(*) from (select distinct video_id, frame_index, track_id from read_parquet('"+det+"'))"); fmt.Sprint(got) != "[54]" {
+		t.Errorf("distinct rows %v: a row twice", got)
+	}
+	if got := queryInts(t, db, "select count(*) from read_parquet('"+filepath.Join(o.root, tracksDir, "*.parquet")+"')"); fmt.Sprint(got) != "[9]" {
+		t.Errorf("tracks %v, want 9", got)
+	}
+	for _, m := range st.parts {
+		ids := queryInts(t, db, "select video_id from read_parquet('"+m.file(o, detectionsDir)+"')")
+		if !slices.IsSorted(ids) {
+			t.Errorf("part %s not sorted by video: %v", m.Part, ids)
+		}
+		if m.Rows[detectionsDir] != int64(len(ids)) {
+			t.Errorf("manifest says %d rows, part has %d", m.Rows[detectionsDir], len(ids))
+		}
+	}
+	files, err := VideoFiles(o.root, vs[6].VideoID)
+	if err != nil || files[detectionsDir] == "" || files[tracksDir] == "" {
+		t.Fatalf("VideoFiles: %v, %v", files, err)
+	}
+	if _, err := VideoFiles(o.root, 123456789); err == nil {
+		t.Error("VideoFiles found a video no part holds")
+	}
+}
+
+// TestRepairAfterKill puts the folder in each state a kill can leave it
+// in, between the steps of gathering a part, and checks that opening it
+// again gives every finished video exactly once: in a published part, or
+// staged for the next part.
+func TestRepairAfterKill(t *testing.T) {
+	mem := memory.NewGoAllocator()
+	ctx := context.Background()
+	for _, tt := range []struct {
+		name string
+		// kill leaves the folder as a kill at that step would, from five
+		// staged videos.
+		kill       func(t *testing.T, o *outDir, vs []export.Video)
+		parts      int // published parts after repair
+		staged     int // videos staged after repair
+		records    int
+		broken     int
+		detections int // rows readers see
+	}{
+		{"before the manifest", func(t *testing.T, o *outDir, vs []export.Video) {
+			// Parts written under temporary names: the next opening
+			// removes them as any temporary file.
+		}, 0, 5, 5, 0, 0},
+		{"manifest written, nothing published", func(t *testing.T, o *outDir, vs []export.Video) {
+			m := &manifest{Part: newPartName(), Tables: []string{detectionsDir, tracksDir}, Videos: vs}
+			if err := writeJSON(o.manifestPath(m.Part), m); err != nil {
+				t.Fatal(err)
+			}
+		}, 0, 5, 5, 1, 0},
+		{"detections published, tracks not", func(t *testing.T, o *outDir, vs []export.Video) {
+			m, err := o.gather(ctx, vs, true, mem)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Undo the end: stage files and records back, tracks part gone.
+			stageVideos(t, o, vs, false, fillFrames(t, 3, 2))
+			os.Remove(m.file(o, tracksDir))
+		}, 0, 5, 5, 1, 0},
+		{"published, staged rows not yet removed", func(t *testing.T, o *outDir, vs []export.Video) {
+			if _, err := o.gather(ctx, vs, true, mem); err != nil {
+				t.Fatal(err)
+			}
+			stageVideos(t, o, vs, false, fillFrames(t, 3, 2))
+		}, 1, 0, 5, 0, 30},
+		{"a stage file cut short, a stage file without record, a record without rows", func(t *testing.T, o *outDir, vs []export.Video) {
+			p := o.stagePath(vs[0].VideoID, detectionsDir)
+			b, _ := os.ReadFile(p)
+			os.WriteFile(p, b[:len(b)/2], 0o644)
+			os.Remove(o.recordPath(vs[1].VideoID))
+			os.Remove(o.stagePath(vs[2].VideoID, tracksDir))
+		}, 0, 2, 2, 2, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			o := openTestOut(t, true)
+			vs := testVideos(5)
+			stageVideos(t, o, vs, false, fillFrames(t, 3, 2))
+			tt.kill(t, o, vs)
+			o.close()
+			o2, err := openOut(o.root)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer o2.close()
+			st, err := o2.loadState(ctx, true, true, mem)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(st.parts) != tt.parts || len(st.staged) != tt.staged || len(st.records) != tt.records || st.broken != tt.broken {
+				t.Errorf("parts %d staged %d records %d broken %d, want %d %d %d %d", len(st.parts), len(st.staged), len(st.records), st.broken,
+					tt.parts, tt.staged, tt.records, tt.broken)
+			}
+			db := duck(t)
+			count := func(dir string) int64 {
+				if fs, _ := filepath.Glob(filepath.Join(o.root, dir, "*.parquet")); len(fs) == 0 {
+					return 0
+				}
+				return queryInts(t, db, "select count(*) from read_parquet('"+filepath.Join(o.root, dir, "*.parquet")+"')")[0]
+			}
+			if n := count(detectionsDir); n != int64(tt.detections) {
+				t.Errorf("readers see %d detections, want %d", n, tt.detections)
+			}
+			// Gathering what is staged gives every done video once.
+			c := &compactor{o: o2, track: true, mem: mem, rows: partRows}
+			for _, v := range st.staged {
+				c.add(ctx, v)
+			}
+			if err := c.flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if n := count(detectionsDir); n != int64(6*(tt.parts*5+tt.staged)) {
+				t.Errorf("after gathering: %d detections, want %d", n, 6*(tt.parts*5+tt.staged))
+			}
+			assertNoTemps(t, o.root)
+		})
+	}
+}
+
+// TestCompactPerVideoLayout converts a folder written one file per video
+// (dsbatch before parts): refused by a run until converted, the same rows
+// after, per-video events removed.
+func TestCompactPerVideoLayout(t *testing.T) {
+	o := openTestOut(t, true)
+	mem := memory.NewGoAllocator()
+	vs := testVideos(4)
+	for _, v := range vs {
+		name := fmt.Sprintf("%016x.parquet", v.VideoID)
+		w, err := export.NewDetectionWriter(o.path(detectionsDir, name), mem, export.DetectionOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fillFrames(t, 3, 2)(v, w)
+		if err := w.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		if err := export.WriteTracks(o.path(tracksDir, name), []export.Track{{VideoID: v.VideoID, TrackID: 1}}, mem); err != nil {
+			t.Fatal(err)
+		}
+		if err := export.WriteEvents(o.path(eventsDir, name), nil, mem); err != nil {
+			t.Fatal(err)
+		}
+		if err := o.saveRecord(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	failed := export.Video{VideoID: 5000, Path: "/v/bad.mp4", Status: "failed", Error: "decode: no frames"}
+	if err := o.saveRecord(failed); err != nil {
+		t.Fatal(err)
+	}
+	db := duck(t)
+	det := filepath.Join(o.root, detectionsDir, "*.parquet")
+	rows := "select video_id, frame_index, x1 from read_parquet('" + det + "') order by all"
+	before := queryRows(t, db, rows)
+	if _, err := o.loadState(context.Background(), true, true, mem); !errors.Is(err, ErrPerVideoLayout) {
+		t.Fatalf("loading a per-video folder: %v, want ErrPerVideoLayout", err)
+	}
+	o.close()
+	rep, err := Compact(context.Background(), o.root, mem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Converted != 4 || rep.Gathered != 4 || rep.Parts != 1 || rep.EventsRemoved != 4 || rep.Redo != 0 {
+		t.Errorf("report %+v", rep)
+	}
+	if after := queryRows(t, db, rows); !slices.Equal(before, after) || len(after) != 24 {
+		t.Errorf("rows changed: %d before, %d after", len(before), len(after))
+	}
+	files, _ := filepath.Glob(filepath.Join(o.root, "*", "*.parquet"))
+	sort.Strings(files)
+	if len(files) != 2 {
+		t.Errorf("files after compact: %v, want a part of detections and one of tracks", files)
+	}
+	o2, err := openOut(o.root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o2.close()
+	st, err := o2.loadState(context.Background(), true, true, mem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.records) != 5 || st.records[5000].Status != "failed" || len(st.partOf) != 4 {
+		t.Errorf("records %d, partOf %d, failed %+v", len(st.records), len(st.partOf), st.records[5000])
+	}
+}
+
+// queryRows returns a query's rows, each formatted as one string.
+func queryRows(t *testing.T, db *sql.DB, q string) []string {
+	t.Helper()
+	rows, err := db.Query(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	cols, _ := rows.Columns()
+	var out []string
+	for rows.Next() {
+		vals := make([]any, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, fmt.Sprint(vals...))
+	}
+	return out
+}
