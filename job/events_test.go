@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/dsbatch/dsbatch/decode"
 	"github.com/dsbatch/dsbatch/events"
 	"github.com/dsbatch/dsbatch/export"
