@@ -175,21 +175,3 @@ func writeTable(path string, rec arrow.Record, mem memory.Allocator, dictColumns
 	}
 	return p.commit()
 }
-
-// writeRecord writes rec whole to a new sink made by open.
-func writeRecord(rec arrow.Record, open func() (recordSink, error)) error {
-	s, err := open()
-	if err != nil {
-		return err
-	}
-	if err := s.write(rec); err != nil {
-		s.abort()
-		return err
-	}
-	return s.commit()
-}
-
-// stageOpener opens a stage file for rec's schema.
-func stageOpener(path string, schema *arrow.Schema, mem memory.Allocator) func() (recordSink, error) {
-	return func() (recordSink, error) { return createStage(path, schema, mem) }
-}

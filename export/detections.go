@@ -67,6 +67,9 @@ type DetectionOptions struct {
 
 // Schema is the layout of detections files with these options.
 func (o DetectionOptions) Schema() *arrow.Schema {
+	if o.Keypoints == 0 && !o.Oriented && !o.RecordedAt {
+		return DetectionSchema
+	}
 	fs := DetectionSchema.Fields()
 	if o.Keypoints > 0 {
 		fs = append(fs, arrow.Field{Name: "keypoints", Type: arrow.ListOf(keypointType)})
@@ -142,14 +145,51 @@ func WriterProperties(mem memory.Allocator, dictColumns ...string) *parquet.Writ
 }
 
 // DetectionWriter writes the detections of one video: a Parquet file, or
-// a stage file that a run gathers into a part.
+// rows staged on their way to a part. Rows are kept as Go slices, one per
+// column, and become a record batch every rowsPerBatch rows: appending a
+// row costs a few slice appends, not a dozen Arrow builders' (the
+// exporters of a dense run append millions a second). The optional
+// columns go through a builder.
 type DetectionWriter struct {
 	opts    DetectionOptions
 	path    string
 	out     recordSink
-	b       *array.RecordBuilder
+	schema  *arrow.Schema
+	cols    detectionColumns
+	extra   *array.RecordBuilder // the optional columns; nil without
 	pending int
 	rows    int64
+}
+
+// detectionColumns are the rows of the base columns not yet in a batch.
+type detectionColumns struct {
+	videoID, frame, track []int64
+	pts                   []float64
+	class                 []int32
+	path, name            []string
+	score, x1, y1, x2, y2 []float32
+}
+
+// firstBatchRows is the rows a writer's columns first have room for: most
+// videos', so that their columns are allocated once. Later batches are
+// made for rowsPerBatch.
+const firstBatchRows = 512
+
+// make gives every column room for n rows.
+func (c *detectionColumns) make(n int) {
+	c.videoID, c.frame, c.track = make([]int64, 0, n), make([]int64, 0, n), make([]int64, 0, n)
+	c.pts = make([]float64, 0, n)
+	c.class = make([]int32, 0, n)
+	c.path, c.name = make([]string, 0, n), make([]string, 0, n)
+	c.score, c.x1, c.y1, c.x2, c.y2 = make([]float32, 0, n), make([]float32, 0, n), make([]float32, 0, n), make([]float32, 0, n), make([]float32, 0, n)
+}
+
+func newDetectionWriter(path string, mem memory.Allocator, o DetectionOptions, out recordSink, schema *arrow.Schema) *DetectionWriter {
+	w := &DetectionWriter{opts: o, path: path, out: out, schema: schema}
+	if n := len(DetectionSchema.Fields()); w.schema.NumFields() > n {
+		w.extra = array.NewRecordBuilder(mem, arrow.NewSchema(w.schema.Fields()[n:], nil))
+	}
+	return w
 }
 
 // NewDetectionWriter starts the detections Parquet file path (written
@@ -160,40 +200,42 @@ func NewDetectionWriter(path string, mem memory.Allocator, o DetectionOptions) (
 	if err != nil {
 		return nil, fmt.Errorf("detections %s: %w", path, err)
 	}
-	return &DetectionWriter{opts: o, path: path, out: p, b: array.NewRecordBuilder(mem, schema)}, nil
-}
-
-// StageDetections starts the stage file path of one video's detections
-// (see ReadStage), with the optional columns of o.
-func StageDetections(path string, mem memory.Allocator, o DetectionOptions) (*DetectionWriter, error) {
-	schema := o.Schema()
-	st, err := createStage(path, schema, mem)
-	if err != nil {
-		return nil, fmt.Errorf("detections %s: %w", path, err)
-	}
-	return &DetectionWriter{opts: o, path: path, out: st, b: array.NewRecordBuilder(mem, schema)}, nil
+	return newDetectionWriter(path, mem, o, p, schema), nil
 }
 
 // Append adds one row.
 func (w *DetectionWriter) Append(d Detection) error {
-	fs := w.b.Fields()
-	fs[0].(*array.Int64Builder).Append(d.VideoID)
-	fs[1].(*array.StringBuilder).Append(d.VideoPath)
-	fs[2].(*array.Int64Builder).Append(d.FrameIndex)
-	fs[3].(*array.Float64Builder).Append(d.PTS)
-	fs[4].(*array.Int32Builder).Append(d.ClassID)
-	fs[5].(*array.StringBuilder).Append(d.ClassName)
-	fs[6].(*array.Float32Builder).Append(d.Score)
-	fs[7].(*array.Float32Builder).Append(d.X1)
-	fs[8].(*array.Float32Builder).Append(d.Y1)
-	fs[9].(*array.Float32Builder).Append(d.X2)
-	fs[10].(*array.Float32Builder).Append(d.Y2)
-	if d.TrackID < 0 {
-		fs[11].AppendNull()
-	} else {
-		fs[11].(*array.Int64Builder).Append(d.TrackID)
+	c := &w.cols
+	if c.videoID == nil {
+		c.make(min(firstBatchRows, rowsPerBatch))
 	}
-	next := 12
+	c.videoID = append(c.videoID, d.VideoID)
+	c.path = append(c.path, d.VideoPath)
+	c.frame = append(c.frame, d.FrameIndex)
+	c.pts = append(c.pts, d.PTS)
+	c.class = append(c.class, d.ClassID)
+	c.name = append(c.name, d.ClassName)
+	c.score = append(c.score, d.Score)
+	c.x1 = append(c.x1, d.X1)
+	c.y1 = append(c.y1, d.Y1)
+	c.x2 = append(c.x2, d.X2)
+	c.y2 = append(c.y2, d.Y2)
+	c.track = append(c.track, d.TrackID)
+	if w.extra != nil {
+		w.appendExtra(d)
+	}
+	w.pending++
+	w.rows++
+	if w.pending >= rowsPerBatch {
+		return w.flush()
+	}
+	return nil
+}
+
+// appendExtra appends d's optional columns.
+func (w *DetectionWriter) appendExtra(d Detection) {
+	fs := w.extra.Fields()
+	next := 0
 	if w.opts.Keypoints > 0 {
 		lb := fs[next].(*array.ListBuilder)
 		next++
@@ -233,12 +275,88 @@ func (w *DetectionWriter) Append(d Detection) error {
 	if w.opts.RecordedAt {
 		appendTime(fs[next], d.RecordedAt)
 	}
-	w.pending++
-	w.rows++
-	if w.pending >= rowsPerBatch {
-		return w.flush()
+}
+
+// record makes the pending rows a record batch, the base columns' slices
+// becoming its buffers without a copy, and starts new slices.
+func (w *DetectionWriter) record() arrow.Record {
+	c := w.cols
+	w.cols = detectionColumns{}
+	n := len(c.videoID)
+	cols := []arrow.Array{
+		fixedArray(arrow.PrimitiveTypes.Int64, n, arrow.Int64Traits.CastToBytes(c.videoID), nil, 0),
+		stringArray(c.path),
+		fixedArray(arrow.PrimitiveTypes.Int64, n, arrow.Int64Traits.CastToBytes(c.frame), nil, 0),
+		fixedArray(arrow.PrimitiveTypes.Float64, n, arrow.Float64Traits.CastToBytes(c.pts), nil, 0),
+		fixedArray(arrow.PrimitiveTypes.Int32, n, arrow.Int32Traits.CastToBytes(c.class), nil, 0),
+		stringArray(c.name),
+		fixedArray(arrow.PrimitiveTypes.Float32, n, arrow.Float32Traits.CastToBytes(c.score), nil, 0),
+		fixedArray(arrow.PrimitiveTypes.Float32, n, arrow.Float32Traits.CastToBytes(c.x1), nil, 0),
+		fixedArray(arrow.PrimitiveTypes.Float32, n, arrow.Float32Traits.CastToBytes(c.y1), nil, 0),
+		fixedArray(arrow.PrimitiveTypes.Float32, n, arrow.Float32Traits.CastToBytes(c.x2), nil, 0),
+		fixedArray(arrow.PrimitiveTypes.Float32, n, arrow.Float32Traits.CastToBytes(c.y2), nil, 0),
+		trackArray(c.track),
 	}
-	return nil
+	if w.extra != nil {
+		ext := w.extra.NewRecord()
+		for i := 0; i < int(ext.NumCols()); i++ {
+			a := ext.Column(i)
+			a.Retain()
+			cols = append(cols, a)
+		}
+		ext.Release()
+	}
+	rec := array.NewRecord(w.schema, cols, int64(n))
+	for _, a := range cols {
+		a.Release()
+	}
+	return rec
+}
+
+// fixedArray is an array of a fixed-width type over the bytes of values.
+func fixedArray(t arrow.DataType, n int, values, validity []byte, nulls int) arrow.Array {
+	var valid *memory.Buffer
+	if validity != nil {
+		valid = memory.NewBufferBytes(validity)
+	}
+	return array.MakeFromData(array.NewData(t, n, []*memory.Buffer{valid, memory.NewBufferBytes(values)}, nil, nulls, 0))
+}
+
+// trackArray is the track_id column: negative IDs are nulls.
+func trackArray(ids []int64) arrow.Array {
+	var validity []byte
+	nulls := 0
+	for i, id := range ids {
+		if id >= 0 {
+			continue
+		}
+		if validity == nil {
+			validity = make([]byte, (len(ids)+7)/8)
+			for k := range validity {
+				validity[k] = 0xff
+			}
+		}
+		validity[i/8] &^= 1 << (i % 8)
+		ids[i] = 0
+		nulls++
+	}
+	return fixedArray(arrow.PrimitiveTypes.Int64, len(ids), arrow.Int64Traits.CastToBytes(ids), validity, nulls)
+}
+
+// stringArray is a string array of ss, in one allocation of its bytes.
+func stringArray(ss []string) arrow.Array {
+	offsets := make([]int32, len(ss)+1)
+	size := 0
+	for i, s := range ss {
+		size += len(s)
+		offsets[i+1] = int32(size)
+	}
+	data := make([]byte, 0, size)
+	for _, s := range ss {
+		data = append(data, s...)
+	}
+	return array.MakeFromData(array.NewData(arrow.BinaryTypes.String, len(ss),
+		[]*memory.Buffer{nil, memory.NewBufferBytes(arrow.Int32Traits.CastToBytes(offsets)), memory.NewBufferBytes(data)}, nil, 0, 0))
 }
 
 // Rows returns the number of rows appended.
@@ -248,7 +366,7 @@ func (w *DetectionWriter) flush() error {
 	if w.pending == 0 {
 		return nil
 	}
-	rec := w.b.NewRecord()
+	rec := w.record()
 	defer rec.Release()
 	w.pending = 0
 	if err := w.out.write(rec); err != nil {
@@ -263,11 +381,11 @@ func (w *DetectionWriter) Commit() error {
 	if err == nil && w.rows == 0 {
 		// No batch was written: write the empty one, so that the file
 		// still has its schema and reads as a table of no rows.
-		rec := w.b.NewRecord()
+		rec := w.record()
 		err = w.out.write(rec)
 		rec.Release()
 	}
-	w.b.Release()
+	w.release()
 	if err != nil {
 		w.out.abort()
 		return err
@@ -280,6 +398,13 @@ func (w *DetectionWriter) Commit() error {
 
 // Abort discards the file.
 func (w *DetectionWriter) Abort() {
-	w.b.Release()
+	w.release()
 	w.out.abort()
+}
+
+func (w *DetectionWriter) release() {
+	if w.extra != nil {
+		w.extra.Release()
+		w.extra = nil
+	}
 }

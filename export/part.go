@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/apache/arrow/go/v17/arrow/array"
 	"github.com/apache/arrow/go/v17/arrow/ipc"
 	"github.com/apache/arrow/go/v17/arrow/memory"
 	"github.com/apache/arrow/go/v17/parquet"
@@ -47,6 +48,14 @@ func (t Table) partProperties(mem memory.Allocator) *parquet.WriterProperties {
 		parquet.WithDictionaryDefault(false),
 		parquet.WithMaxRowGroupLength(partRowGroupRows),
 		parquet.WithCreatedBy("dsbatch"),
+		// Statistics where they let a reader skip row groups: rows are
+		// sorted by video, then frame; every other column's range spans
+		// its row group's videos, and computing it costs a third of the
+		// encoding.
+		parquet.WithStats(false),
+		parquet.WithStatsFor("video_id", true),
+		parquet.WithStatsFor("frame_index", true),
+		parquet.WithStatsFor("recorded_at", true),
 	}
 	for _, c := range t.dict {
 		opts = append(opts, parquet.WithDictionaryFor(c, true))
@@ -65,6 +74,9 @@ type PartWriter struct {
 	mem  memory.Allocator
 	p    *parquetFile
 	rows int64
+	// batches waiting to fill a row group
+	small     []arrow.Record
+	smallRows int64
 }
 
 // NewPartWriter starts the part path of table t; the file is created, with
@@ -74,8 +86,66 @@ func NewPartWriter(path string, t Table, mem memory.Allocator) *PartWriter {
 	return &PartWriter{t: t, path: path, mem: mem}
 }
 
-// Write adds rec's rows.
+// Write adds rec's rows. Rows are written in row groups of exactly
+// partRowGroupRows (the last one of the part shorter): batches are joined
+// until one is full, so that the rows of many small videos are encoded
+// as one batch (encoding costs per batch and column).
 func (w *PartWriter) Write(rec arrow.Record) error {
+	rec.Retain()
+	w.small = append(w.small, rec)
+	w.smallRows += rec.NumRows()
+	for w.smallRows >= partRowGroupRows {
+		if err := w.flushSmall(partRowGroupRows); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// flushSmall writes the first n rows waiting as one row group (all of
+// them for n < 0), keeping the rest waiting. The batches are joined first:
+// writing many short chunks costs more than copying them into one.
+func (w *PartWriter) flushSmall(n int64) error {
+	if len(w.small) == 0 {
+		return nil
+	}
+	if n < 0 || n > w.smallRows {
+		n = w.smallRows
+	}
+	joined := w.small[0]
+	if len(w.small) > 1 {
+		schema := w.small[0].Schema()
+		cols := make([]arrow.Array, schema.NumFields())
+		for i := range cols {
+			parts := make([]arrow.Array, len(w.small))
+			for k, r := range w.small {
+				parts[k] = r.Column(i)
+			}
+			c, err := array.Concatenate(parts, w.mem)
+			if err != nil {
+				return fmt.Errorf("%s part %s: %w", w.t.Name, w.path, err)
+			}
+			defer c.Release()
+			cols[i] = c
+		}
+		joined = array.NewRecord(schema, cols, w.smallRows)
+		for _, r := range w.small {
+			r.Release()
+		}
+	}
+	head := joined.NewSlice(0, n)
+	defer head.Release()
+	total := w.smallRows
+	w.small, w.smallRows = nil, 0
+	if n < total {
+		w.small, w.smallRows = []arrow.Record{joined.NewSlice(n, total)}, total-n
+	}
+	joined.Release()
+	return w.write(head)
+}
+
+// write writes rec as one row group (a part of no rows gets the schema).
+func (w *PartWriter) write(rec arrow.Record) error {
 	if w.p == nil {
 		p, err := createParquet(w.path, rec.Schema(), w.mem, w.t.partProperties(w.mem))
 		if err != nil {
@@ -83,7 +153,10 @@ func (w *PartWriter) Write(rec arrow.Record) error {
 		}
 		w.p = p
 	}
-	if err := w.p.write(rec); err != nil {
+	if rec.NumRows() == 0 {
+		return nil
+	}
+	if err := w.p.fw.Write(rec); err != nil {
 		return fmt.Errorf("%s part %s: %w", w.t.Name, w.path, err)
 	}
 	w.rows += rec.NumRows()
@@ -92,18 +165,33 @@ func (w *PartWriter) Write(rec arrow.Record) error {
 
 // AppendStaged adds the rows of a stage file: an Arrow IPC file of
 // StageDetections or StageTracks, or a Parquet file of one video (the
-// layout of dsbatch before parts). It returns the rows added.
-func (w *PartWriter) AppendStaged(ctx context.Context, path string) (int64, error) {
-	before := w.rows
-	err := ReadStage(ctx, path, w.mem, w.Write)
-	return w.rows - before, err
+// layout of dsbatch before parts).
+func (w *PartWriter) AppendStaged(ctx context.Context, path string) error {
+	return ReadStage(ctx, path, w.mem, w.Write)
+}
+
+// Append adds a video's staged rows, from memory or their stage file.
+func (w *PartWriter) Append(ctx context.Context, s *Staged) error {
+	if s.Path != "" {
+		return w.AppendStaged(ctx, s.Path)
+	}
+	for _, r := range s.Records {
+		if err := w.Write(r); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Rows returns the rows written so far.
-func (w *PartWriter) Rows() int64 { return w.rows }
+func (w *PartWriter) Rows() int64 { return w.rows + w.smallRows }
 
 // Close finishes the part under its temporary name.
 func (w *PartWriter) Close() error {
+	if err := w.flushSmall(-1); err != nil {
+		w.Abort()
+		return err
+	}
 	if w.p == nil {
 		return fmt.Errorf("%s part %s: no rows and no schema written", w.t.Name, w.path)
 	}
@@ -125,6 +213,10 @@ func (w *PartWriter) Publish() error {
 
 // Abort discards the part, closed or not.
 func (w *PartWriter) Abort() {
+	for _, r := range w.small {
+		r.Release()
+	}
+	w.small, w.smallRows = nil, 0
 	if w.p != nil {
 		w.p.abort()
 		w.p = nil

@@ -63,41 +63,67 @@ func WriteTracks(path string, tracks []Track, mem memory.Allocator) error {
 	return nil
 }
 
-// StageTracks writes the stage file path of one video's tracks (see
-// ReadStage).
-func StageTracks(path string, tracks []Track, mem memory.Allocator) error {
-	rec := trackRecord(tracks, mem)
-	defer rec.Release()
-	if err := writeRecord(rec, stageOpener(path, TrackSchema, mem)); err != nil {
-		return fmt.Errorf("tracks %s: %w", path, err)
-	}
-	return nil
-}
-
-func trackRecord(tracks []Track, mem memory.Allocator) arrow.Record {
-	b := array.NewRecordBuilder(mem, TrackSchema)
-	defer b.Release()
-	fs := b.Fields()
-	f32 := func(i int, v float32) { fs[i].(*array.Float32Builder).Append(v) }
-	for _, t := range tracks {
-		fs[0].(*array.Int64Builder).Append(t.VideoID)
-		fs[1].(*array.StringBuilder).Append(t.VideoPath)
-		fs[2].(*array.Int64Builder).Append(t.TrackID)
-		fs[3].(*array.Int32Builder).Append(t.ClassID)
-		fs[4].(*array.StringBuilder).Append(t.ClassName)
-		fs[5].(*array.Int64Builder).Append(t.FirstFrame)
-		fs[6].(*array.Int64Builder).Append(t.LastFrame)
-		fs[7].(*array.Float64Builder).Append(t.FirstPTS)
-		fs[8].(*array.Float64Builder).Append(t.LastPTS)
-		fs[9].(*array.Int64Builder).Append(t.Detections)
-		f32(10, t.MeanScore)
-		f32(11, t.MaxScore)
-		for k := 0; k < 4; k++ {
-			f32(12+k, t.First[k])
-			f32(16+k, t.Last[k])
+// trackRecord makes tracks a record batch, a column at a time from slices
+// (no builders: a video's few tracks would pay more for 22 builders than
+// for their rows).
+func trackRecord(tracks []Track, _ memory.Allocator) arrow.Record {
+	n := len(tracks)
+	i64 := func(f func(Track) int64) arrow.Array {
+		v := make([]int64, n)
+		for i, t := range tracks {
+			v[i] = f(t)
 		}
-		fs[20].(*array.Float64Builder).Append(t.PathLength)
-		fs[21].(*array.Float64Builder).Append(t.MeanSpeed)
+		return fixedArray(arrow.PrimitiveTypes.Int64, n, arrow.Int64Traits.CastToBytes(v), nil, 0)
 	}
-	return b.NewRecord()
+	f64 := func(f func(Track) float64) arrow.Array {
+		v := make([]float64, n)
+		for i, t := range tracks {
+			v[i] = f(t)
+		}
+		return fixedArray(arrow.PrimitiveTypes.Float64, n, arrow.Float64Traits.CastToBytes(v), nil, 0)
+	}
+	f32 := func(f func(Track) float32) arrow.Array {
+		v := make([]float32, n)
+		for i, t := range tracks {
+			v[i] = f(t)
+		}
+		return fixedArray(arrow.PrimitiveTypes.Float32, n, arrow.Float32Traits.CastToBytes(v), nil, 0)
+	}
+	str := func(f func(Track) string) arrow.Array {
+		v := make([]string, n)
+		for i, t := range tracks {
+			v[i] = f(t)
+		}
+		return stringArray(v)
+	}
+	class := make([]int32, n)
+	for i, t := range tracks {
+		class[i] = t.ClassID
+	}
+	cols := []arrow.Array{
+		i64(func(t Track) int64 { return t.VideoID }),
+		str(func(t Track) string { return t.VideoPath }),
+		i64(func(t Track) int64 { return t.TrackID }),
+		fixedArray(arrow.PrimitiveTypes.Int32, n, arrow.Int32Traits.CastToBytes(class), nil, 0),
+		str(func(t Track) string { return t.ClassName }),
+		i64(func(t Track) int64 { return t.FirstFrame }),
+		i64(func(t Track) int64 { return t.LastFrame }),
+		f64(func(t Track) float64 { return t.FirstPTS }),
+		f64(func(t Track) float64 { return t.LastPTS }),
+		i64(func(t Track) int64 { return t.Detections }),
+		f32(func(t Track) float32 { return t.MeanScore }),
+		f32(func(t Track) float32 { return t.MaxScore }),
+	}
+	for k := 0; k < 4; k++ {
+		cols = append(cols, f32(func(t Track) float32 { return t.First[k] }))
+	}
+	for k := 0; k < 4; k++ {
+		cols = append(cols, f32(func(t Track) float32 { return t.Last[k] }))
+	}
+	cols = append(cols, f64(func(t Track) float64 { return t.PathLength }), f64(func(t Track) float64 { return t.MeanSpeed }))
+	rec := array.NewRecord(TrackSchema, cols, int64(n))
+	for _, c := range cols {
+		c.Release()
+	}
+	return rec
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -16,7 +17,7 @@ import (
 )
 
 // BenchmarkPostInference runs a worker's stages after the engine alone
-// (tracking, then Parquet into committed per-video files) on recorded
+// (tracking, then Parquet: the videos gathered into a part) on recorded
 // detections: eight videos of 250 frames at a time, realistic churning
 // crowds and adversarial noise at 25, 100 and 300 boxes per frame, fed in
 // batches of 64 frames from the videos in turn, as the engine gives them. It
@@ -37,7 +38,7 @@ func BenchmarkPostInference(b *testing.B) {
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {
 					b.StopTimer()
-					p, results := benchPipeline(b, videos)
+					p, results, comp := benchPipeline(b, videos)
 					batches := feedBatches(p, sc, batchSize)
 					b.StartTimer()
 					go func() {
@@ -47,6 +48,9 @@ func BenchmarkPostInference(b *testing.B) {
 						close(results)
 					}()
 					if err := p.exportLoop(context.Background(), results, make(chan []float32, len(batches))); err != nil {
+						b.Fatal(err)
+					}
+					if err := comp.flush(context.Background()); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -60,7 +64,7 @@ func BenchmarkPostInference(b *testing.B) {
 
 // benchPipeline is a CPU worker's pipeline writing into a fresh folder,
 // with tracking on and as many exporters as Run gives one worker.
-func benchPipeline(b *testing.B, sessions int) (*pipeline, chan *batch) {
+func benchPipeline(b *testing.B, sessions int) (*pipeline, chan *batch, *compactor) {
 	out, err := openOut(b.TempDir())
 	if err != nil {
 		b.Fatal(err)
@@ -75,8 +79,14 @@ func benchPipeline(b *testing.B, sessions int) (*pipeline, chan *batch) {
 		Counters:       c,
 	}
 	opts.Mem = memory.NewGoAllocator()
-	p := &pipeline{opts: opts, out: out, clock: &c.Clocks[0], finish: func(export.Video) error { return nil }}
-	return p, make(chan *batch, 4)
+	comp := &compactor{o: out, track: true, mem: opts.Mem, rows: partRows}
+	var mu sync.Mutex
+	p := &pipeline{opts: opts, out: out, clock: &c.Clocks[0], finish: func(rec export.Video, rows map[string]*export.Staged) error {
+		mu.Lock()
+		defer mu.Unlock()
+		return comp.add(context.Background(), staged{rec: rec, rows: rows})
+	}}
+	return p, make(chan *batch, 4), comp
 }
 
 // feedBatches packs the scenes' frames into batches, videos in turn, with

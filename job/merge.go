@@ -141,7 +141,7 @@ func Merge(dest string, sources []string, opts MergeOptions) (*MergeReport, erro
 		// A part's manifest first, then its files: an interrupted merge
 		// leaves a part the next opening rolls back (parts.go).
 		for _, m := range s.parts {
-			if err := writeJSON(out.manifestPath(m.Part), m); err != nil {
+			if err := writeManifest(out.manifestPath(m.Part), m); err != nil {
 				return rep, err
 			}
 			for _, t := range append(slices.Clone(m.Tables), eventsDir) {

@@ -48,7 +48,10 @@ import (
 
 const (
 	stagingDir = "staging" // in stateDir: <video_id>.<table>.arrow
-	partsDir   = "parts"   // in stateDir: a manifest per part
+	// videoMemRows is how many rows of a video's table are held in memory
+	// on their way to a part; a video with more goes to a stage file.
+	videoMemRows = 64 << 10
+	partsDir     = "parts" // in stateDir: a manifest per part
 	// partRows is the default size of a part, in detections.
 	partRows = 1 << 20
 	// partVideos bounds the videos of a part, so that its manifest stays
@@ -110,12 +113,37 @@ func (o *outDir) manifestPath(part string) string {
 	return o.path(stateDir, partsDir, part+".json")
 }
 
+// staged is a finished video on its way to a part: its record and its
+// rows of each table, in memory or in stage files.
+type staged struct {
+	rec  export.Video
+	rows map[string]*export.Staged // by table; a table missing: its stage file
+}
+
+// rowsOf returns v's rows of table.
+func (o *outDir) rowsOf(v staged, table string) (*export.Staged, error) {
+	if s := v.rows[table]; s != nil {
+		return s, nil
+	}
+	path := o.stageFile(v.rec.VideoID, table)
+	if path == "" {
+		return nil, fmt.Errorf("no staged %s of %s", table, v.rec.Path)
+	}
+	return &export.Staged{Path: path}, nil
+}
+
+func (v staged) release() {
+	for _, s := range v.rows {
+		s.Release()
+	}
+}
+
 // outState is what an output folder holds.
 type outState struct {
 	records map[int64]export.Video // every video's record
 	parts   []*manifest            // published parts, by name
 	partOf  map[int64]string       // part of each video in one
-	staged  []export.Video         // done videos whose rows are staged, by video_id
+	staged  []staged               // done videos whose rows are in stage files, by video_id
 	// broken counts what repair found wrong: parts rolled back, stage
 	// files and records dropped (their videos are done again).
 	broken int
@@ -230,7 +258,7 @@ func (o *outDir) loadState(ctx context.Context, track bool, repair bool, mem mem
 	}
 	// Stage files: kept for done videos not in a part, whole, with every
 	// table the run writes; the rest removed.
-	staged := map[int64][]string{}
+	stageNames := map[int64][]string{}
 	files, err := listDir(o.path(stateDir, stagingDir), "")
 	if err != nil {
 		return nil, err
@@ -241,11 +269,11 @@ func (o *outDir) loadState(ctx context.Context, track bool, repair bool, mem mem
 		if err != nil || strings.HasPrefix(f, ".") {
 			continue
 		}
-		staged[int64(id)] = append(staged[int64(id)], f)
+		stageNames[int64(id)] = append(stageNames[int64(id)], f)
 	}
 	want := rowTables(track)
 	stagedSet := map[int64]bool{}
-	for id, fs := range staged {
+	for id, fs := range stageNames {
 		v, ok := st.records[id]
 		_, inPart := st.partOf[id]
 		keep := ok && !inPart && v.Status == "done"
@@ -258,7 +286,7 @@ func (o *outDir) loadState(ctx context.Context, track bool, repair bool, mem mem
 			}
 		}
 		if keep {
-			st.staged = append(st.staged, v)
+			st.staged = append(st.staged, staged{rec: v})
 			stagedSet[id] = true
 			continue
 		}
@@ -283,7 +311,7 @@ func (o *outDir) loadState(ctx context.Context, track bool, repair bool, mem mem
 			return nil, err
 		}
 	}
-	sort.Slice(st.staged, func(i, j int) bool { return st.staged[i].VideoID < st.staged[j].VideoID })
+	sort.Slice(st.staged, func(i, j int) bool { return st.staged[i].rec.VideoID < st.staged[j].rec.VideoID })
 	return st, nil
 }
 
@@ -336,11 +364,19 @@ func readManifest(path string) (*manifest, error) {
 	return &m, nil
 }
 
-// gather writes the staged rows of the done videos vs (sorted by
-// video_id) into a new part, publishes it and removes what it replaces,
-// in the order the package comment gives.
-func (o *outDir) gather(ctx context.Context, vs []export.Video, track bool, mem memory.Allocator) (*manifest, error) {
-	m := &manifest{Part: newPartName(), Rows: map[string]int64{}, Videos: vs}
+// gather writes the rows of the finished videos vs (sorted by video_id)
+// into a new part, publishes it and removes what it replaces, in the
+// order the package comment gives. The rows in memory are released.
+func (o *outDir) gather(ctx context.Context, vs []staged, track bool, mem memory.Allocator) (*manifest, error) {
+	defer func() {
+		for _, v := range vs {
+			v.release()
+		}
+	}()
+	m := &manifest{Part: newPartName(), Rows: map[string]int64{}}
+	for _, v := range vs {
+		m.Videos = append(m.Videos, v.rec)
+	}
 	var writers []*export.PartWriter
 	abort := func() {
 		for _, w := range writers {
@@ -351,14 +387,13 @@ func (o *outDir) gather(ctx context.Context, vs []export.Video, track bool, mem 
 		w := export.NewPartWriter(m.file(o, t.Name), t, mem)
 		writers = append(writers, w)
 		for _, v := range vs {
-			path := o.stageFile(v.VideoID, t.Name)
-			if path == "" {
-				abort()
-				return nil, fmt.Errorf("part %s: no staged %s of %s", m.Part, t.Name, v.Path)
+			s, err := o.rowsOf(v, t.Name)
+			if err == nil {
+				err = w.Append(ctx, s)
 			}
-			if _, err := w.AppendStaged(ctx, path); err != nil {
+			if err != nil {
 				abort()
-				return nil, fmt.Errorf("part %s: %s of %s: %w", m.Part, t.Name, v.Path, err)
+				return nil, fmt.Errorf("part %s: %s of %s: %w", m.Part, t.Name, v.rec.Path, err)
 			}
 		}
 		if err := w.Close(); err != nil {
@@ -368,7 +403,7 @@ func (o *outDir) gather(ctx context.Context, vs []export.Video, track bool, mem 
 		m.Tables = append(m.Tables, t.Name)
 		m.Rows[t.Name] = w.Rows()
 	}
-	if err := writeJSON(o.manifestPath(m.Part), m); err != nil {
+	if err := writeManifest(o.manifestPath(m.Part), m); err != nil {
 		abort()
 		return nil, err
 	}
@@ -379,11 +414,11 @@ func (o *outDir) gather(ctx context.Context, vs []export.Video, track bool, mem 
 	}
 	for _, v := range vs {
 		for _, t := range rowTables(track) {
-			if p := o.stageFile(v.VideoID, t.Name); p != "" {
-				os.Remove(p)
+			if s := v.rows[t.Name]; s == nil || s.Path != "" {
+				os.Remove(o.stageFile(v.rec.VideoID, t.Name))
 			}
 		}
-		os.Remove(o.recordPath(v.VideoID))
+		os.Remove(o.recordPath(v.rec.VideoID))
 	}
 	return m, nil
 }
@@ -409,18 +444,18 @@ type compactor struct {
 	age   time.Duration // the longest a staged video waits
 	parts int           // parts written
 
-	pending []export.Video
+	pending []staged
 	npend   int64
 	since   time.Time
 }
 
 // add queues a finished video, gathering a part when enough wait.
-func (c *compactor) add(ctx context.Context, v export.Video) error {
+func (c *compactor) add(ctx context.Context, v staged) error {
 	if len(c.pending) == 0 {
 		c.since = time.Now()
 	}
 	c.pending = append(c.pending, v)
-	c.npend += v.Detections
+	c.npend += v.rec.Detections
 	if c.npend >= c.rows || len(c.pending) >= partVideos {
 		return c.flush(ctx)
 	}
@@ -433,7 +468,7 @@ func (c *compactor) flush(ctx context.Context) error {
 		return nil
 	}
 	vs := c.pending
-	sort.Slice(vs, func(i, j int) bool { return vs[i].VideoID < vs[j].VideoID })
+	sort.Slice(vs, func(i, j int) bool { return vs[i].rec.VideoID < vs[j].rec.VideoID })
 	if _, err := c.o.gather(ctx, vs, c.track, c.mem); err != nil {
 		return err
 	}
@@ -445,7 +480,7 @@ func (c *compactor) flush(ctx context.Context) error {
 // run gathers the videos of in until it is closed, then the rest. It
 // works on when ctx is cancelled (an interrupted run still gathers what
 // it finished), and stops at its first error.
-func (c *compactor) run(ctx context.Context, in <-chan export.Video) error {
+func (c *compactor) run(ctx context.Context, in <-chan staged) error {
 	ctx = context.WithoutCancel(ctx)
 	tick := time.NewTicker(max(c.age/8, 10*time.Millisecond))
 	defer tick.Stop()
@@ -456,16 +491,45 @@ func (c *compactor) run(ctx context.Context, in <-chan export.Video) error {
 				return c.flush(ctx)
 			}
 			if err := c.add(ctx, v); err != nil {
+				c.drop(in)
 				return err
 			}
 		case <-tick.C:
 			if len(c.pending) > 0 && time.Since(c.since) >= c.age {
 				if err := c.flush(ctx); err != nil {
+					c.drop(in)
 					return err
 				}
 			}
 		}
 	}
+}
+
+// drop releases the rows of the videos still queued or sent, after an
+// error: the run stops, and they are done again by the next.
+func (c *compactor) drop(in <-chan staged) {
+	for _, v := range c.pending {
+		v.release()
+	}
+	c.pending = nil
+	go func() {
+		for v := range in {
+			v.release()
+		}
+	}()
+}
+
+// writeManifest writes m to path atomically, synced, as compact JSON (a
+// part's manifest holds thousands of records).
+func writeManifest(path string, m *manifest) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	return atomicfile.Write(path, func(w io.Writer) error {
+		_, err := w.Write(append(b, '\n'))
+		return err
+	})
 }
 
 // writeJSONUnsynced writes v as JSON to path, whole or absent after a

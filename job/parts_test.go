@@ -17,10 +17,10 @@ import (
 	"github.com/dsbatch/dsbatch/export"
 )
 
-// stageVideos writes, as a run's exporters do, each video's staged
-// detections (filled by fill; tracks too when the folder's settings say
-// tracking) and its record; with gather, it then gathers them into parts
-// as the compactor does.
+// stageVideos writes, as a run's exporters do for videos too long to hold
+// in memory, each video's detections (filled by fill; tracks too when the
+// folder's settings say tracking) to stage files, and its record; with
+// gather, it then gathers them into parts as the compactor does.
 func stageVideos(tb testing.TB, o *outDir, vs []export.Video, gather bool, fill func(export.Video, *export.DetectionWriter)) {
 	tb.Helper()
 	mem := memory.NewGoAllocator()
@@ -34,17 +34,14 @@ func stageVideos(tb testing.TB, o *outDir, vs []export.Video, gather bool, fill 
 		tb.Fatal(err)
 	}
 	for _, v := range vs {
-		w, err := export.StageDetections(o.stagePath(v.VideoID, detectionsDir), mem, export.DetectionOptions{})
-		if err != nil {
-			tb.Fatal(err)
-		}
+		w := export.StageDetections(o.stagePath(v.VideoID, detectionsDir), mem, export.DetectionOptions{}, 0)
 		fill(v, w)
 		if err := w.Commit(); err != nil {
 			tb.Fatal(err)
 		}
 		if s.Track {
 			tr := []export.Track{{VideoID: v.VideoID, VideoPath: v.Path, TrackID: 1, ClassName: "person"}}
-			if err := export.StageTracks(o.stagePath(v.VideoID, tracksDir), tr, mem); err != nil {
+			if _, err := export.StageTracks(o.stagePath(v.VideoID, tracksDir), tr, mem, 0); err != nil {
 				tb.Fatal(err)
 			}
 		}
@@ -57,7 +54,7 @@ func stageVideos(tb testing.TB, o *outDir, vs []export.Video, gather bool, fill 
 	}
 	c := &compactor{o: o, track: s.Track, mem: mem, rows: partRows}
 	for _, v := range vs {
-		if err := c.add(context.Background(), v); err != nil {
+		if err := c.add(context.Background(), staged{rec: v}); err != nil {
 			tb.Fatal(err)
 		}
 	}
@@ -79,6 +76,14 @@ func fillFrames(tb testing.TB, n, k int) func(export.Video, *export.DetectionWri
 			}
 		}
 	}
+}
+
+func asStaged(vs []export.Video) []staged {
+	var out []staged
+	for _, v := range vs {
+		out = append(out, staged{rec: v})
+	}
+	return out
 }
 
 func testVideos(n int) []export.Video {
@@ -192,7 +197,7 @@ func TestRepairAfterKill(t *testing.T) {
 			}
 		}, 0, 5, 5, 1, 0},
 		{"detections published, tracks not", func(t *testing.T, o *outDir, vs []export.Video) {
-			m, err := o.gather(ctx, vs, true, mem)
+			m, err := o.gather(ctx, asStaged(vs), true, mem)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -201,7 +206,7 @@ func TestRepairAfterKill(t *testing.T) {
 			os.Remove(m.file(o, tracksDir))
 		}, 0, 5, 5, 1, 0},
 		{"published, staged rows not yet removed", func(t *testing.T, o *outDir, vs []export.Video) {
-			if _, err := o.gather(ctx, vs, true, mem); err != nil {
+			if _, err := o.gather(ctx, asStaged(vs), true, mem); err != nil {
 				t.Fatal(err)
 			}
 			stageVideos(t, o, vs, false, fillFrames(t, 3, 2))

@@ -25,7 +25,9 @@ type pipeline struct {
 	out    *outDir
 	work   *workQueue
 	byPath map[string]*Video
-	finish func(export.Video) error
+	// finish records a finished video, and hands a done one's rows on to
+	// the compactor.
+	finish func(export.Video, map[string]*export.Staged) error
 	gpu    *gpuDecode // nil for CPU workers
 	// slots are device tensors frames are letterboxed into when the
 	// engine reads GPU memory (nil otherwise): frames then stay on the GPU.
@@ -608,9 +610,7 @@ func (p *pipeline) exportVideos(ctx context.Context, items <-chan *item) error {
 		case it.end:
 			w := writers[v.id]
 			if w == nil {
-				if w, err = export.StageDetections(p.out.stagePath(v.id, detectionsDir), p.opts.Mem, p.detectionOptions()); err != nil {
-					return err
-				}
+				w = export.StageDetections(p.out.stagePath(v.id, detectionsDir), p.opts.Mem, p.detectionOptions(), videoMemRows)
 			}
 			vt := trackers[v.id]
 			delete(trackers, v.id)
@@ -623,9 +623,7 @@ func (p *pipeline) exportVideos(ctx context.Context, items <-chan *item) error {
 		default:
 			w := writers[v.id]
 			if w == nil {
-				if w, err = export.StageDetections(p.out.stagePath(v.id, detectionsDir), p.opts.Mem, p.detectionOptions()); err != nil {
-					return err
-				}
+				w = export.StageDetections(p.out.stagePath(v.id, detectionsDir), p.opts.Mem, p.detectionOptions(), videoMemRows)
 				writers[v.id] = w
 			}
 			v.rec.FramesInferred++
@@ -769,29 +767,36 @@ func (p *pipeline) endVideo(v *video, w *export.DetectionWriter, vt *videoTracks
 		w.Abort()
 		v.rec.Status, v.rec.Error = "failed", v.err.Error()
 		v.rec.Detections = 0
-		return p.finish(v.rec)
+		return p.finish(v.rec, nil)
 	}
+	if err := w.Commit(); err != nil {
+		return err
+	}
+	rows := map[string]*export.Staged{detectionsDir: w.Staged()}
 	if p.opts.Settings.Track {
-		var rows []export.Track
+		var tracks []export.Track
 		if vt != nil {
 			for _, t := range vt.sums.All() {
-				rows = append(rows, export.Track{VideoID: v.id, VideoPath: v.planned.Path, TrackID: t.ID, ClassID: int32(t.Class),
+				tracks = append(tracks, export.Track{VideoID: v.id, VideoPath: v.planned.Path, TrackID: t.ID, ClassID: int32(t.Class),
 					ClassName: className(p.opts.Settings.Names, t.Class), FirstFrame: t.FirstFrame, LastFrame: t.LastFrame,
 					FirstPTS: t.FirstPTS, LastPTS: t.LastPTS, Detections: t.Detections, MeanScore: t.MeanScore, MaxScore: t.MaxScore,
 					First: [4]float32{t.First.X1, t.First.Y1, t.First.X2, t.First.Y2}, Last: [4]float32{t.Last.X1, t.Last.Y1, t.Last.X2, t.Last.Y2},
 					PathLength: t.PathLength, MeanSpeed: t.MeanSpeed()})
 			}
 		}
-		// Staged before the detections: a crash in between leaves a stage
-		// file the folder's repair removes, the video not being done.
-		if err := export.StageTracks(p.out.stagePath(v.id, tracksDir), rows, p.opts.Mem); err != nil {
-			w.Abort()
+		// A video whose detections went to a stage file has its tracks
+		// there too: a rerun then finds all its rows, or redoes it.
+		memRows := int64(videoMemRows)
+		if rows[detectionsDir].Path != "" {
+			memRows = 0
+		}
+		st, err := export.StageTracks(p.out.stagePath(v.id, tracksDir), tracks, p.opts.Mem, memRows)
+		if err != nil {
+			rows[detectionsDir].Release()
 			return err
 		}
-	}
-	if err := w.Commit(); err != nil {
-		return err
+		rows[tracksDir] = st
 	}
 	v.rec.Status = "done"
-	return p.finish(v.rec)
+	return p.finish(v.rec, rows)
 }

@@ -368,34 +368,48 @@ func Run(ctx context.Context, plan *Plan, videos []Video, opts RunOptions) (*Sum
 		c.GPU = gpu.StartSampler(sctx, opts.GPUHost, uuids, time.Second)
 	}
 
-	// One compactor gathers finished videos into parts (parts.go),
-	// beginning with those an earlier, killed run finished.
-	comp := &compactor{o: out, track: opts.Settings.Track, mem: opts.Mem, rows: opts.PartRows, age: opts.PartAge}
-	if comp.rows <= 0 {
-		comp.rows = partRows
+	// Compactors gather finished videos into parts (parts.go), beginning
+	// with those an earlier, killed run finished; one per 8 CPUs, since
+	// encoding Parquet is the costliest step after the engine.
+	comps := make([]*compactor, 1+runtime.GOMAXPROCS(0)/8)
+	for i := range comps {
+		comps[i] = &compactor{o: out, track: opts.Settings.Track, mem: opts.Mem, rows: opts.PartRows, age: opts.PartAge}
+		if comps[i].rows <= 0 {
+			comps[i].rows = partRows
+		}
+		if comps[i].age <= 0 {
+			comps[i].age = partAge
+		}
 	}
-	if comp.age <= 0 {
-		comp.age = partAge
-	}
-	finished := make(chan export.Video, 256)
+	finished := make(chan staged, 256)
 	g, gctx := errgroup.WithContext(ctx)
 	wg, wctx := errgroup.WithContext(gctx)
-	g.Go(func() error {
-		for _, v := range state.staged {
-			if err := comp.add(ctx, v); err != nil {
-				return err
+	for i, comp := range comps {
+		g.Go(func() error {
+			if i == 0 {
+				for _, v := range state.staged {
+					if err := comp.add(ctx, v); err != nil {
+						return err
+					}
+				}
 			}
-		}
-		return comp.run(ctx, finished)
-	})
+			return comp.run(ctx, finished)
+		})
+	}
 	for i, w := range plan.Workers {
 		p := &pipeline{
 			worker: w.Worker, index: i, opts: &opts, out: out, work: work, byPath: byPath,
 			clock: &c.Clocks[i], start: start, boxes: infer.BoxCheck{Layout: opts.Layout, Off: opts.NoBoxCheck},
-			finish: func(rec export.Video) error {
+			finish: func(rec export.Video, rows map[string]*export.Staged) error {
 				mu.Lock()
 				records[rec.VideoID] = rec
-				err := out.saveRecord(rec)
+				// A record is a file only where a rerun needs it: a failed
+				// video's, and a done one's whose rows are in stage files.
+				// The others' are in their part's manifest.
+				var err error
+				if rec.Status != "done" || rows[detectionsDir].Path != "" {
+					err = out.saveRecord(rec)
+				}
 				if err == nil && rec.Status == "done" {
 					sum.Done++
 					c.VideosDone.Add(1)
@@ -406,10 +420,16 @@ func Run(ctx context.Context, plan *Plan, videos []Video, opts RunOptions) (*Sum
 				sum.Frames += rec.FramesInferred
 				sum.Detections += rec.Detections
 				mu.Unlock()
+				v := staged{rec: rec, rows: rows}
 				if err != nil || rec.Status != "done" {
+					v.release()
 					return err
 				}
-				return send(wctx, finished, rec)
+				if err := send(wctx, finished, v); err != nil {
+					v.release()
+					return err
+				}
+				return nil
 			},
 		}
 		wg.Go(func() error { return p.run(wctx) })
@@ -419,7 +439,9 @@ func Run(ctx context.Context, plan *Plan, videos []Video, opts RunOptions) (*Sum
 		return wg.Wait()
 	})
 	runErr := g.Wait()
-	sum.Parts = comp.parts
+	for _, c := range comps {
+		sum.Parts += c.parts
+	}
 	if runErr != nil && ctx.Err() != nil {
 		sum.Interrupted = true
 	}

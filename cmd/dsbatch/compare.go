@@ -16,6 +16,7 @@ import (
 
 	"github.com/dsbatch/dsbatch/export"
 	"github.com/dsbatch/dsbatch/infer"
+	"github.com/dsbatch/dsbatch/job"
 )
 
 func compareCommand() *cli.Command {
@@ -202,7 +203,7 @@ func matchBoxes(a, b []box, iou float32) (int, float64, float64) {
 
 // doneVideos are the paths of the videos the run in out finished.
 func doneVideos(c *cli.Context, out string) (map[string]bool, error) {
-	in, err := inspect(c, out, math.MaxInt)
+	in, err := job.Inspect(c.Context, out, math.MaxInt)
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/dsbatch/dsbatch/gpu"
 	"github.com/dsbatch/dsbatch/infer"
 	"github.com/dsbatch/dsbatch/internal/onnxtest"
+	"github.com/dsbatch/dsbatch/job"
 )
 
 func TestMatchBoxes(t *testing.T) {
@@ -161,7 +162,7 @@ func TestRunZonesInspectPreview(t *testing.T) {
 		t.Fatalf("exit %d: %s %s", r.code, r.stdout, r.stderr)
 	}
 	r = dsbatch(t, "inspect", "--json", out)
-	var in inspection
+	var in job.Inspection
 	if err := json.Unmarshal([]byte(r.stdout), &in); err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/dsbatch/dsbatch/job"
 )
 
 // TestInspect compares inspect's report with DuckDB's reading of the same
@@ -20,7 +22,7 @@ func TestInspect(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("inspect: exit %d %s", r.code, r.stderr)
 	}
-	var in inspection
+	var in job.Inspection
 	if err := json.Unmarshal([]byte(r.stdout), &in); err != nil {
 		t.Fatalf("%v\n%s", err, r.stdout)
 	}

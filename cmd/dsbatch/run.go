@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -45,6 +46,8 @@ func runCommand() *cli.Command {
 		&cli.IntFlag{Name: "gpu-frames", Usage: "decoded frames each GPU worker may hold in GPU memory ahead of the engine (default: a quarter of the GPU's memory, at most 16 GiB)"},
 		&cli.IntFlag{Name: "cpu-workers", Value: 1, Usage: "CPU workers when no GPU is used"},
 		&cli.BoolFlag{Name: "force", Usage: "discard results in --out made with other settings"},
+		&cli.Int64Flag{Name: "part-rows", Value: 1 << 20, Usage: "detections a part of the output gathers before it is written (docs/SCHEMA.md, \"Layout\")"},
+		&cli.DurationFlag{Name: "part-age", Value: 10 * time.Minute, Usage: "the longest a finished video waits for its part: slow runs publish their rows this often"},
 		&cli.DurationFlag{Name: "log-every", Value: 10e9, Usage: "progress line interval when not on a terminal"},
 		&cli.BoolFlag{Name: "profile", Usage: "print where each worker's time went, stage by stage (always in run.json)"},
 		&cli.StringFlag{Name: "cpuprofile", Usage: "write a Go CPU profile of the run to this file (go tool pprof reads it)"},
@@ -223,6 +226,8 @@ func runRun(c *cli.Context) error {
 		DeviceFrames:   useGPU,
 		GPUFrames:      c.Int("gpu-frames"),
 		Force:          c.Bool("force"),
+		PartRows:       c.Int64("part-rows"),
+		PartAge:        c.Duration("part-age"),
 		Counters:       &job.Counters{},
 		GPUHost:        host,
 		Meta:           runMeta(c, model, sha, lib, engineName),

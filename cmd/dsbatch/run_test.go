@@ -283,7 +283,9 @@ func TestRunSIGINT(t *testing.T) {
 		os.Symlink(src, filepath.Join(archive, fmt.Sprintf("clip%02d.mp4", i)))
 	}
 	out := filepath.Join(dir, "out")
-	cmd := exec.Command(bin, "run", "--no-cache", "--batch", "1", "--decoders", "1", "--model", m, "--out", out, archive)
+	// Parts of two videos (50 detections each), so that parts are written
+	// as the run goes.
+	cmd := exec.Command(bin, "run", "--no-cache", "--batch", "1", "--decoders", "1", "--part-rows", "100", "--model", m, "--out", out, archive)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {
@@ -291,7 +293,7 @@ func TestRunSIGINT(t *testing.T) {
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
-		if files, _ := filepath.Glob(filepath.Join(out, ".dsbatch", "staging", "*.detections.arrow")); len(files) >= 3 {
+		if files, _ := filepath.Glob(filepath.Join(out, "detections", "*.parquet")); len(files) >= 3 {
 			break
 		}
 		time.Sleep(5 * time.Millisecond)
