@@ -27,8 +27,10 @@ import (
 // on one connection) and cold (page cache dropped for the files, a new
 // database), and one video's rows; and times Inspect. It reports bytes
 // against the same rows in one file, and detection rows written per CPU
-// second of the process. DSBATCH_BENCH_VIDEOS picks the sizes (default
-// "1000,10000,100000").
+// second of the process, and compares the layout before parts (a file per
+// video). DSBATCH_BENCH_VIDEOS picks the sizes (default
+// "1000,10000,100000"), DSBATCH_BENCH_PER_VIDEO the largest of them also
+// written a file per video (default 1000).
 func BenchmarkOutputs(b *testing.B) {
 	sizes := []int{1000, 10000, 100000}
 	if s := os.Getenv("DSBATCH_BENCH_VIDEOS"); s != "" {
@@ -41,16 +43,33 @@ func BenchmarkOutputs(b *testing.B) {
 			sizes = append(sizes, n)
 		}
 	}
+	perVideoMax := 1000
+	if s := os.Getenv("DSBATCH_BENCH_PER_VIDEO"); s != "" {
+		fmt.Sscan(s, &perVideoMax)
+	}
 	for _, n := range sizes {
 		b.Run(fmt.Sprintf("videos=%d", n), func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
-				benchOutputs(b, n)
+				benchOutputs(b, n, false)
 			}
 		})
+		// The layout before parts, for comparison: up to 1,000 videos
+		// (17 s on the 2-core development machine; 10,000 take three
+		// minutes), or DSBATCH_BENCH_PER_VIDEO.
+		if n <= perVideoMax {
+			b.Run(fmt.Sprintf("videos=%d/per-video-files", n), func(b *testing.B) {
+				for i := 0; i < b.N; i++ {
+					benchOutputs(b, n, true)
+				}
+			})
+		}
 	}
 }
 
-func benchOutputs(b *testing.B, videos int) {
+// benchOutputs writes and queries videos' outputs: in parts, or with
+// perVideo as dsbatch did before parts (a Parquet file per video and
+// table, each synced, and a synced record).
+func benchOutputs(b *testing.B, videos int, perVideo bool) {
 	ctx := context.Background()
 	root := b.TempDir()
 	o, err := openOut(root)
@@ -79,6 +98,12 @@ func benchOutputs(b *testing.B, videos int) {
 				id := VideoID(path)
 				// 20 frames of 10 objects moving, as a tracker leaves them.
 				dw := export.StageDetections(o.stagePath(id, detectionsDir), mem, export.DetectionOptions{}, videoMemRows)
+				if perVideo {
+					var err error
+					if dw, err = export.NewDetectionWriter(o.path(detectionsDir, fmt.Sprintf("%016x.parquet", id)), mem, export.DetectionOptions{}); err != nil {
+						return err
+					}
+				}
 				for f := int64(0); f < 20; f++ {
 					for k := 0; k < 10; k++ {
 						x, y := float32(k*190)+float32(f)*3+rng.Float32(), float32(100+k*80)+rng.Float32()*2
@@ -96,12 +121,21 @@ func benchOutputs(b *testing.B, videos int) {
 					tracks[k] = export.Track{VideoID: id, VideoPath: path, TrackID: int64(k + 1), ClassName: classes[k%5], LastFrame: 19, Detections: 20,
 						MeanScore: rng.Float32(), MaxScore: 1, PathLength: rng.Float64() * 100}
 				}
+				rec := export.Video{VideoID: id, Path: path, Status: "done", FramesInferred: 20, Detections: 200, Width: 1920, Height: 1080}
+				recs[v] = rec
+				if perVideo {
+					if err := export.WriteTracks(o.path(tracksDir, fmt.Sprintf("%016x.parquet", id)), tracks, mem); err != nil {
+						return err
+					}
+					if err := writeJSON(o.recordPath(id), rec); err != nil {
+						return err
+					}
+					continue
+				}
 				tr, err := export.StageTracks(o.stagePath(id, tracksDir), tracks, mem, videoMemRows)
 				if err != nil {
 					return err
 				}
-				rec := export.Video{VideoID: id, Path: path, Status: "done", FramesInferred: 20, Detections: 200, Width: 1920, Height: 1080}
-				recs[v] = rec
 				if err := send(wctx, finished, staged{rec: rec, rows: map[string]*export.Staged{detectionsDir: dw.Staged(), tracksDir: tr}}); err != nil {
 					return err
 				}
