@@ -11,7 +11,7 @@
 # with SIGKILL then resumed, compared box for box with one never killed.
 set -uo pipefail
 D=${D:-.device/c}
-out=${OUT:-/tmp/dsbatch-out}
+out=${RESULTS:-/tmp/dsbatch-out}
 mkdir -p "$out"
 rc=0
 step() { echo; echo "== $*"; "$@" || { echo "FAILED ($?): $*"; rc=1; }; }
@@ -28,15 +28,25 @@ for name in yolo26n yolo11n_pose; do
 	done
 	step "$bin" compare "$out/$name-gpu" "$out/$name-onnxruntime"
 done
-step bench/track.sh "$bin" "$models/yolo11n.onnx" "$D/1080p-h264.mp4"
+in=$(mktemp -d)
+for i in $(seq -w 1 60); do ln "$D/1080p-h264.mp4" "$in/clip$i.mp4"; done
+if [ -n "${PROFILE:-}" ]; then
+	# Where a tracked run's time goes, against an untracked one: Go CPU
+	# profiles into $OUT, and the tracked run again with GOGC=400.
+	"$bin" run --model "$models/yolo11n.onnx" --out "$out/warm" --gpus 1 --no-cache --log-every 1h "$in/clip01.mp4" >/dev/null 2>&1
+	step "$bin" run --no-cache --log-every 1h --profile --gpus 1 --cpuprofile "$OUT/track.pprof" --model "$models/yolo11n.onnx" --out "$out/p-track" "$in" 2>&1 | grep -E '^(frames|pace|worker|  )'
+	step "$bin" run --no-cache --log-every 1h --profile --gpus 1 --no-track --cpuprofile "$OUT/notrack.pprof" --model "$models/yolo11n.onnx" --out "$out/p-notrack" "$in" 2>&1 | grep -E '^(frames|pace|worker|  )'
+	GOGC=400 step "$bin" run --no-cache --log-every 1h --profile --gpus 1 --model "$models/yolo11n.onnx" --out "$out/p-track-gogc" "$in" 2>&1 | grep -E '^(frames|pace|worker|  )'
+	step "$bin" run --no-cache --log-every 1h --profile --gpus 1 --part-rows 100000000 --model "$models/yolo11n.onnx" --out "$out/p-track-onepart" "$in" 2>&1 | grep -E '^(frames|pace|worker|  )'
+else
+	step bench/track.sh "$bin" "$models/yolo11n.onnx" "$D/1080p-h264.mp4"
+fi
 # A run killed with SIGKILL mid-way, then resumed: the same boxes as a run
 # never killed, none twice.
-in=$(mktemp -d)
-for i in $(seq -w 1 40); do ln "$D/1080p-h264.mp4" "$in/clip$i.mp4"; done
 step "$bin" run --no-cache --log-every 1h --part-rows 20000 --model "$models/yolo11n.onnx" --out "$out/ref" "$in" | tail -3
 "$bin" run --no-cache --log-every 1h --part-rows 20000 --model "$models/yolo11n.onnx" --out "$out/killed" "$in" > /dev/null 2>&1 &
 pid=$!
-sleep 12
+sleep ${KILL_AFTER:-4}
 kill -9 $pid
 wait $pid 2>/dev/null
 echo "killed: $(ls "$out/killed/detections" | wc -l) parts published, $(ls "$out/killed/.dsbatch/staging" | wc -l) stage files"

@@ -171,7 +171,7 @@ func ratio(m, n int64) float64 {
 
 // matchBoxes pairs the boxes of one frame greedily, a's best-scored first,
 // each with the unmatched box of b of its class that overlaps it most by
-// at least iou. It returns the pairs, the sum of their IoUs and their
+// at least iou (equal boxes, flat ones too, overlap by 1). It returns the pairs, the sum of their IoUs and their
 // largest score difference.
 func matchBoxes(a, b []box, iou float32) (int, float64, float64) {
 	order := make([]int, len(a))
@@ -187,7 +187,7 @@ func matchBoxes(a, b []box, iou float32) (int, float64, float64) {
 			if used[j] || b[j].class != a[i].class {
 				continue
 			}
-			if o := infer.IoU(a[i].d, b[j].d); o >= best {
+			if o := overlap(a[i].d, b[j].d); o >= best {
 				best, at = o, j
 			}
 		}
@@ -199,6 +199,16 @@ func matchBoxes(a, b []box, iou float32) (int, float64, float64) {
 		}
 	}
 	return n, sum, ds
+}
+
+// overlap is the IoU of two boxes, and 1 for equal boxes: a box of no
+// area (a model's box clipped flat at the frame's edge) has an IoU of 0
+// with itself, and two runs that both found it agree.
+func overlap(a, b infer.Detection) float32 {
+	if a.X1 == b.X1 && a.Y1 == b.Y1 && a.X2 == b.X2 && a.Y2 == b.Y2 {
+		return 1
+	}
+	return infer.IoU(a, b)
 }
 
 // doneVideos are the paths of the videos the run in out finished.

@@ -35,6 +35,15 @@ func TestMatchBoxes(t *testing.T) {
 	if n, _, _ := matchBoxes(a, nil, 0.5); n != 0 {
 		t.Errorf("%d pairs with nothing", n)
 	}
+	// Boxes clipped flat at the frame's edge, found by both runs, agree;
+	// a flat box and another do not.
+	flat := []box{b(0, 0.9, 0, 5, 0, 40), b(0, 0.8, 640, 0, 640, 0)}
+	if n, sum, _ := matchBoxes(flat, flat, 0.5); n != 2 || sum != 2 {
+		t.Errorf("flat boxes: %d pairs, IoU sum %v; want 2, 2", n, sum)
+	}
+	if n, _, _ := matchBoxes(flat[:1], []box{b(0, 0.9, 0, 5, 0, 41)}, 0.5); n != 0 {
+		t.Errorf("different flat boxes matched")
+	}
 }
 
 // TestCompareCLI compares runs of one model (everything agrees), and of
