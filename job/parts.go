@@ -11,12 +11,14 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/apache/arrow/go/v17/arrow/memory"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/dsbatch/dsbatch/export"
 	"github.com/dsbatch/dsbatch/internal/atomicfile"
@@ -503,6 +505,52 @@ func (c *compactor) run(ctx context.Context, in <-chan staged) error {
 			}
 		}
 	}
+}
+
+// compactors are a run's compactors, reading one channel of finished
+// videos: at least two, so that the last parts (every compactor's rest,
+// at the run's end) are encoded in parallel, and one more per 8 CPUs,
+// Parquet encoding being the costliest step after the engine.
+type compactors []*compactor
+
+func newCompactors(o *outDir, opts *RunOptions) compactors {
+	cs := make(compactors, 2+runtime.GOMAXPROCS(0)/8)
+	for i := range cs {
+		cs[i] = &compactor{o: o, track: opts.Settings.Track, mem: opts.Mem, rows: opts.PartRows, age: opts.PartAge}
+		if cs[i].rows <= 0 {
+			cs[i].rows = partRows
+		}
+		if cs[i].age <= 0 {
+			cs[i].age = partAge
+		}
+	}
+	return cs
+}
+
+// start runs the compactors in g until in is closed, the first beginning
+// with recovered, the videos a killed run left staged.
+func (cs compactors) start(ctx context.Context, g *errgroup.Group, in <-chan staged, recovered []staged) {
+	for i, c := range cs {
+		g.Go(func() error {
+			if i == 0 {
+				for _, v := range recovered {
+					if err := c.add(ctx, v); err != nil {
+						return err
+					}
+				}
+			}
+			return c.run(ctx, in)
+		})
+	}
+}
+
+// parts counts the parts the compactors wrote.
+func (cs compactors) parts() int {
+	n := 0
+	for _, c := range cs {
+		n += c.parts
+	}
+	return n
 }
 
 // drop releases the rows of the videos still queued or sent, after an

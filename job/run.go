@@ -369,33 +369,12 @@ func Run(ctx context.Context, plan *Plan, videos []Video, opts RunOptions) (*Sum
 	}
 
 	// Compactors gather finished videos into parts (parts.go), beginning
-	// with those an earlier, killed run finished; one per 8 CPUs, since
-	// encoding Parquet is the costliest step after the engine.
-	comps := make([]*compactor, 1+runtime.GOMAXPROCS(0)/8)
-	for i := range comps {
-		comps[i] = &compactor{o: out, track: opts.Settings.Track, mem: opts.Mem, rows: opts.PartRows, age: opts.PartAge}
-		if comps[i].rows <= 0 {
-			comps[i].rows = partRows
-		}
-		if comps[i].age <= 0 {
-			comps[i].age = partAge
-		}
-	}
+	// with those an earlier, killed run finished.
+	comps := newCompactors(out, &opts)
 	finished := make(chan staged, 256)
 	g, gctx := errgroup.WithContext(ctx)
 	wg, wctx := errgroup.WithContext(gctx)
-	for i, comp := range comps {
-		g.Go(func() error {
-			if i == 0 {
-				for _, v := range state.staged {
-					if err := comp.add(ctx, v); err != nil {
-						return err
-					}
-				}
-			}
-			return comp.run(ctx, finished)
-		})
-	}
+	comps.start(ctx, g, finished, state.staged)
 	for i, w := range plan.Workers {
 		p := &pipeline{
 			worker: w.Worker, index: i, opts: &opts, out: out, work: work, byPath: byPath,
@@ -439,9 +418,7 @@ func Run(ctx context.Context, plan *Plan, videos []Video, opts RunOptions) (*Sum
 		return wg.Wait()
 	})
 	runErr := g.Wait()
-	for _, c := range comps {
-		sum.Parts += c.parts
-	}
+	sum.Parts = comps.parts()
 	if runErr != nil && ctx.Err() != nil {
 		sum.Interrupted = true
 	}

@@ -291,8 +291,8 @@ func TestRunResumeSettingsAndLock(t *testing.T) {
 		return m
 	}
 	before := parts()
-	if len(before) != 2 {
-		t.Fatalf("parts after one run of two videos: %d files, want a part of detections and one of tracks", len(before))
+	if len(before) == 0 || len(before)%2 != 0 {
+		t.Fatalf("parts after one run of two videos: %d files, want parts of detections, each beside its part of tracks", len(before))
 	}
 
 	// Same settings: everything is already done.
