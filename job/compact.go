@@ -18,13 +18,17 @@ type CompactReport struct {
 	EventsRemoved int     `json:"events_files_removed"` // per-video events files (rerun dsbatch events)
 	Gathered      int     `json:"videos_gathered"`      // videos gathered into parts
 	Parts         int     `json:"parts_written"`
-	Redo          int     `json:"videos_to_redo"` // records and rows found damaged: a rerun does them again
+	Redo          int     `json:"videos_to_redo"`        // records and rows found damaged: a rerun does them again
+	Rewritten     int     `json:"small_parts_rewritten"` // small parts gathered into large ones
+	PartsNow      int     `json:"parts"`                 // parts in the folder after
 	Seconds       float64 `json:"seconds"`
 }
 
 // Compact brings the output folder out to the layout of parts: it converts
-// a folder of one Parquet file per video (written by dsbatch before parts)
-// and gathers into parts what a killed run left staged. Rows move, never
+// a folder of one Parquet file per video (written by dsbatch before parts),
+// gathers into parts what a killed run left staged, and rewrites parts of
+// under a quarter of a part's rows (a slow run's, the last of each shard of
+// a merged run) into parts of about a million (rewrite.go). Rows move, never
 // copy: a reader of the tables may miss rows while it runs, never see one
 // twice. Events of the per-video layout are removed (rerun dsbatch
 // events). It takes the folder's lock, as a run does.
@@ -65,6 +69,19 @@ func Compact(ctx context.Context, out string, mem memory.Allocator) (*CompactRep
 		return rep, err
 	}
 	rep.Gathered, rep.Parts = len(st.staged), c.parts
+	// Small parts (a slow run's, the last of each shard) into large ones.
+	if st, err = o.loadState(ctx, settings.Track, true, mem); err != nil {
+		return rep, err
+	}
+	rep.PartsNow = len(st.parts)
+	for _, g := range smallParts(st.parts, partRows) {
+		if _, err := o.rewriteParts(ctx, g, settings.Track, mem); err != nil {
+			return rep, err
+		}
+		rep.Rewritten += len(g)
+		rep.Parts++
+		rep.PartsNow -= len(g) - 1
+	}
 	rep.Seconds = time.Since(start).Seconds()
 	return rep, nil
 }

@@ -75,6 +75,9 @@ type manifest struct {
 	Tables []string         `json:"tables"` // the tables written, each a file
 	Rows   map[string]int64 `json:"rows"`   // rows per table
 	Videos []export.Video   `json:"videos"` // records of its videos, by video_id
+	// Replaces names the parts a rewrite of small parts gathered
+	// (rewrite.go): they are removed once this part is in place.
+	Replaces []string `json:"replaces,omitempty"`
 }
 
 func (m *manifest) file(o *outDir, table string) string {
@@ -193,9 +196,61 @@ func (o *outDir) loadState(ctx context.Context, track bool, repair bool, mem mem
 	}
 	tables := []string{detectionsDir, tracksDir, eventsDir}
 	known := map[string]bool{}
+	// Rewrites first (rewrite.go): carried forward when their files are
+	// written, else dropped; the parts a live one replaces are not read.
+	manifests := map[string]*manifest{}
+	replaced := map[string]bool{}
 	for _, n := range names {
 		m, err := readManifest(o.path(stateDir, partsDir, n))
-		if err == nil && m.published(o) {
+		if err != nil {
+			continue
+		}
+		manifests[n] = m
+		if len(m.Replaces) == 0 {
+			continue
+		}
+		switch ready := o.rewriteReady(m); {
+		case repair && ready:
+			if err := o.finishRewrite(m); err != nil {
+				return nil, err
+			}
+		case repair:
+			if err := o.dropRewrite(m); err != nil {
+				return nil, err
+			}
+			delete(manifests, n)
+			continue
+		case !m.published(o):
+			continue // read only: the replaced parts are still the ones
+		}
+		for _, old := range m.Replaces {
+			replaced[old+".json"] = true
+		}
+	}
+	if repair { // a rewrite's files of no manifest: it was killed before it
+		files, err := listDir(o.path(stateDir, compactingDir), ".parquet")
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range files {
+			part, _, _ := strings.Cut(f, ".")
+			if manifests[part+".json"] == nil {
+				if err := remove(o.path(stateDir, compactingDir, f)); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	names, err = listDir(o.path(stateDir, partsDir), ".json")
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range names {
+		if replaced[n] {
+			continue
+		}
+		m, ok := manifests[n]
+		if ok && m.published(o) {
 			st.parts = append(st.parts, m)
 			known[m.Part] = true
 			for _, v := range m.Videos {

@@ -355,3 +355,125 @@ func queryRows(t *testing.T, db *sql.DB, q string) []string {
 	}
 	return out
 }
+
+// TestCompactSmallParts rewrites small parts into one: the same rows
+// (events too), sorted by video; and a rewrite killed at each step leaves
+// every row exactly once after the folder's next opening.
+func TestCompactSmallParts(t *testing.T) {
+	ctx := context.Background()
+	mem := memory.NewGoAllocator()
+	// five parts of two videos each; events beside two of them
+	setup := func(t *testing.T) (*outDir, []string) {
+		o := openTestOut(t, true)
+		vs := testVideos(10)
+		for k := 0; k < 5; k++ {
+			stageVideos(t, o, vs[2*k:2*k+2], true, fillFrames(t, 3, 2))
+		}
+		st, err := o.loadState(ctx, true, true, mem)
+		if err != nil || len(st.parts) != 5 {
+			t.Fatalf("%d parts, %v", len(st.parts), err)
+		}
+		for _, m := range st.parts[:2] {
+			ev := []export.Event{{VideoID: m.Videos[0].VideoID, VideoPath: m.Videos[0].Path, Kind: "line_cross", Name: "l", TrackID: 1}}
+			if err := export.WriteEvents(m.file(o, eventsDir), ev, mem); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var names []string
+		for _, m := range st.parts {
+			names = append(names, m.Part)
+		}
+		return o, names
+	}
+	rows := func(t *testing.T, o *outDir, dir string) []string {
+		return queryRows(t, duck(t), "select * from read_parquet('"+filepath.Join(o.root, dir, "*.parquet")+"') order by all")
+	}
+	o, _ := setup(t)
+	before := map[string][]string{}
+	for _, d := range []string{detectionsDir, tracksDir, eventsDir} {
+		before[d] = rows(t, o, d)
+	}
+	o.close()
+	rep, err := Compact(ctx, o.root, mem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Rewritten != 5 || rep.PartsNow != 1 {
+		t.Errorf("report %+v", rep)
+	}
+	for _, d := range []string{detectionsDir, tracksDir, eventsDir} {
+		if after := rows(t, o, d); !slices.Equal(before[d], after) {
+			t.Errorf("%s: %d rows before, %d after, or other rows", d, len(before[d]), len(after))
+		}
+		if fs, _ := filepath.Glob(filepath.Join(o.root, d, "*.parquet")); len(fs) != 1 {
+			t.Errorf("%s: %d files, want 1", d, len(fs))
+		}
+	}
+	ids := queryInts(t, duck(t), "select video_id from read_parquet('"+filepath.Join(o.root, detectionsDir, "*.parquet")+"')")
+	if !slices.IsSorted(ids) {
+		t.Error("the rewritten part is not sorted by video")
+	}
+	if left, _ := listDir(o.path(stateDir, compactingDir), ""); len(left) != 0 {
+		t.Errorf("left in compacting: %v", left)
+	}
+
+	// Killed at each step: the next opening gives each row once.
+	for _, kill := range []string{"files written", "manifest written", "old parts half removed", "a new file missing"} {
+		t.Run(kill, func(t *testing.T) {
+			o, names := setup(t)
+			st, _ := o.loadState(ctx, true, true, mem)
+			m := &manifest{Part: newPartName(), Rows: map[string]int64{}, Replaces: names}
+			for _, old := range st.parts {
+				m.Videos = append(m.Videos, old.Videos...)
+			}
+			for _, tb := range rowTables(true) {
+				var files []string
+				for _, old := range st.parts {
+					files = append(files, old.file(o, tb.Name))
+				}
+				n, err := o.rewriteTable(ctx, files, tb, o.compactingPath(m.Part, tb.Name), mem)
+				if err != nil {
+					t.Fatal(err)
+				}
+				m.Tables, m.Rows[tb.Name] = append(m.Tables, tb.Name), n
+			}
+			switch kill {
+			case "manifest written", "old parts half removed", "a new file missing":
+				if err := writeManifest(o.manifestPath(m.Part), m); err != nil {
+					t.Fatal(err)
+				}
+			}
+			switch kill {
+			case "old parts half removed":
+				for _, old := range names[:3] {
+					os.Remove(o.path(detectionsDir, old+".parquet"))
+					os.Remove(o.path(tracksDir, old+".parquet"))
+				}
+			case "a new file missing":
+				os.Remove(o.compactingPath(m.Part, tracksDir))
+			}
+			o.close()
+			o2, err := openOut(o.root)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer o2.close()
+			st2, err := o2.loadState(ctx, true, true, mem)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(st2.records) != 10 || len(st2.staged) != 0 {
+				t.Errorf("records %d, staged %d", len(st2.records), len(st2.staged))
+			}
+			if got := rows(t, o2, detectionsDir); len(got) != 60 {
+				t.Errorf("%d detections, want 60", len(got))
+			}
+			if got := rows(t, o2, tracksDir); len(got) != 10 {
+				t.Errorf("%d tracks, want 10", len(got))
+			}
+			if left, _ := listDir(o2.path(stateDir, compactingDir), ""); len(left) != 0 {
+				t.Errorf("left in compacting: %v", left)
+			}
+		})
+	}
+}

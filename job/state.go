@@ -56,7 +56,7 @@ var videoTables = []struct{ dir string }{{detectionsDir}, {tracksDir}, {eventsDi
 
 // folders are the output's folders: its root, the state's and the tables'.
 func (o *outDir) folders() []string {
-	ds := []string{o.root, o.path(stateDir), o.path(stateDir, recordsDir), o.path(stateDir, stagingDir), o.path(stateDir, partsDir)}
+	ds := []string{o.root, o.path(stateDir), o.path(stateDir, recordsDir), o.path(stateDir, stagingDir), o.path(stateDir, partsDir), o.path(stateDir, compactingDir)}
 	for _, t := range videoTables {
 		ds = append(ds, o.path(t.dir))
 	}
@@ -144,7 +144,7 @@ func (o *outDir) checkSettings(s Settings, force bool) error {
 
 // clear removes the results of earlier runs.
 func (o *outDir) clear() error {
-	dirs := []string{o.path(stateDir, recordsDir), o.path(stateDir, stagingDir), o.path(stateDir, partsDir)}
+	dirs := []string{o.path(stateDir, recordsDir), o.path(stateDir, stagingDir), o.path(stateDir, partsDir), o.path(stateDir, compactingDir)}
 	for _, t := range videoTables {
 		dirs = append(dirs, o.path(t.dir))
 	}
