@@ -16,8 +16,11 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
 # ONNX Runtime's official Linux x64 CPU library, from the npm package
 # onnxruntime-node (fetched with `npm pack`: no install scripts run).
-# yalue/onnxruntime_go v1.27.0 speaks its C API version 24.
-ORT_VERSION := 1.24.3
+# yalue/onnxruntime_go v1.27.0 speaks its C API version 24, which 1.30
+# serves too. 1.30.0 is the version of the GPU machine's Python package,
+# so that both machines' tests hold the engines to the same reference
+# (1.25 changed AveragePool's ceil_mode divisor to PyTorch's).
+ORT_VERSION := 1.30.0
 ORT_LIB     := bin/libonnxruntime.so.1
 
 FFMPEG_PREFIX := $(CURDIR)/.ffmpeg
@@ -40,11 +43,16 @@ deps:
 
 ort: $(ORT_LIB)
 
-$(ORT_LIB):
-	mkdir -p .ort bin
-	cd .ort && npm pack --silent onnxruntime-node@$(ORT_VERSION) >/dev/null
-	tar -xzf .ort/onnxruntime-node-$(ORT_VERSION).tgz -C .ort package/bin/napi-v6/linux/x64/libonnxruntime.so.1
+# The library depends on its version's package, so that a new ORT_VERSION
+# replaces a library already there.
+$(ORT_LIB): .ort/onnxruntime-node-$(ORT_VERSION).tgz
+	mkdir -p bin
+	tar -xzf $< -C .ort package/bin/napi-v6/linux/x64/libonnxruntime.so.1
 	cp .ort/package/bin/napi-v6/linux/x64/libonnxruntime.so.1 $@
+
+.ort/onnxruntime-node-$(ORT_VERSION).tgz:
+	mkdir -p .ort
+	cd .ort && npm pack --silent onnxruntime-node@$(ORT_VERSION) >/dev/null
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/dsbatch ./cmd/dsbatch

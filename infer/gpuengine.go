@@ -677,14 +677,15 @@ func (e *GPUEngine) lowerStep(p *gpuPlan, s graph.Step) error {
 		name, threads := "resize_h", n
 		if s.Kind == graph.KMaxPool {
 			q := s.Pool
-			mode := int32(0) // maximum; 1: average of the taps inside; 2: of every tap
+			mode := int32(0) // maximum; 1: average of the taps inside; 2: of those inside the padded input
 			switch {
 			case q.Avg && q.CountPad:
 				mode = 2
 			case q.Avg:
 				mode = 1
 			}
-			g = append(g, int32(q.KH), int32(q.KW), int32(q.SH), int32(q.SW), int32(q.DH), int32(q.DW), int32(q.PT), int32(q.PL), mode)
+			g = append(g, int32(q.KH), int32(q.KW), int32(q.SH), int32(q.SW), int32(q.DH), int32(q.DW), int32(q.PT), int32(q.PL), mode,
+				int32(q.PB), int32(q.PR))
 			name = "maxpool_h"
 		}
 		if vec8(in) && vec8(s.Out) {

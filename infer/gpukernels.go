@@ -269,8 +269,9 @@ extern "C" __global__ void reduce_f(unsigned outer, unsigned dim, unsigned inner
 	y[t] = mode == 1 ? s / dim : s;
 }
 
-// NHWC fp16 pooling; g: N C H W OH OW inN inH inW outN outH outW kh kw sh sw dh dw pt pl mode
-// (0 maximum, 1 average of the taps inside the input, 2 average over every tap).
+// NHWC fp16 pooling; g: N C H W OH OW inN inH inW outN outH outW kh kw sh sw dh dw pt pl mode pb pr
+// (mode 0 maximum, 1 average of the taps inside the input, 2 average over the taps inside the
+// padded input: a ceil_mode window's overhang past the end padding does not count).
 extern "C" __global__ void maxpool_h(const int* g, const half_t* x, half_t* y) {
 	unsigned n = (unsigned)(g[0] * g[1] * g[4] * g[5]);
 	for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
@@ -278,20 +279,20 @@ extern "C" __global__ void maxpool_h(const int* g, const half_t* x, half_t* y) {
 		unsigned ox = r % g[5]; r /= g[5];
 		unsigned oy = r % g[4], b = r / g[4];
 		float m = __int_as_float(0xff800000), sum = 0.0f;
-		int taps = 0;
+		int taps = 0, padded = 0;
 		for (int ky = 0; ky < g[12]; ky++) {
 			int iy = (int)oy * g[14] - g[18] + ky * g[16];
-			if (iy < 0 || iy >= g[2]) continue;
 			for (int kx = 0; kx < g[13]; kx++) {
 				int ix = (int)ox * g[15] - g[19] + kx * g[17];
-				if (ix < 0 || ix >= g[3]) continue;
+				if (iy < g[2] + g[21] && ix < g[3] + g[22]) padded++;
+				if (iy < 0 || iy >= g[2] || ix < 0 || ix >= g[3]) continue;
 				float v = h2f(x[(long long)b * g[6] + (long long)iy * g[7] + (long long)ix * g[8] + c]);
 				m = fmaxf(m, v);
 				sum += v;
 				taps++;
 			}
 		}
-		if (g[20]) m = sum / (float)(g[20] == 2 ? g[12] * g[13] : max(taps, 1));
+		if (g[20]) m = sum / (float)max(g[20] == 2 ? padded : taps, 1);
 		y[(long long)b * g[9] + (long long)oy * g[10] + (long long)ox * g[11] + c] = f2h(m);
 	}
 }
@@ -302,21 +303,22 @@ extern "C" __global__ void maxpool_h8(const int* g, const uint4* x, uint4* y) {
 	const int C8 = g[1] >> 3, H = g[2], W = g[3], OH = g[4], OW = g[5];
 	const long long xn = g[6] >> 3, xh = g[7] >> 3, xw = g[8] >> 3, yn = g[9] >> 3, yh = g[10] >> 3, yw = g[11] >> 3;
 	const int kh = g[12], kw = g[13], sh = g[14], sw = g[15], dh = g[16], dw = g[17], pt = g[18], pl = g[19], mode = g[20];
+	const int pb = g[21], pr = g[22];
 	const unsigned n = (unsigned)(g[0] * C8 * OH * OW);
 	for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
 		unsigned c = i % C8, r = i / C8;
 		unsigned ox = r % OW; r /= OW;
 		unsigned oy = r % OH, b = r / OH;
 		float m[8], sum[8];
-		int taps = 0;
+		int taps = 0, padded = 0;
 #pragma unroll
 		for (int j = 0; j < 8; j++) { m[j] = __int_as_float(0xff800000); sum[j] = 0.0f; }
 		for (int ky = 0; ky < kh; ky++) {
 			int iy = (int)oy * sh - pt + ky * dh;
-			if (iy < 0 || iy >= H) continue;
 			for (int kx = 0; kx < kw; kx++) {
 				int ix = (int)ox * sw - pl + kx * dw;
-				if (ix < 0 || ix >= W) continue;
+				if (iy < H + pb && ix < W + pr) padded++;
+				if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
 				uint4 v = x[b * xn + iy * xh + ix * xw + c];
 				const unsigned* pv = (const unsigned*)&v;
 				taps++;
@@ -331,7 +333,7 @@ extern "C" __global__ void maxpool_h8(const int* g, const uint4* x, uint4* y) {
 			}
 		}
 		if (mode) {
-			float d = (float)(mode == 2 ? kh * kw : max(taps, 1));
+			float d = (float)max(mode == 2 ? padded : taps, 1);
 #pragma unroll
 			for (int j = 0; j < 8; j++) m[j] = sum[j] / d;
 		}

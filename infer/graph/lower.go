@@ -145,9 +145,10 @@ type ConvStep struct {
 
 // PoolStep is a max pooling's geometry.
 type PoolStep struct {
-	KH, KW, SH, SW, DH, DW, PT, PL int
+	KH, KW, SH, SW, DH, DW, PT, PL, PB, PR int
 	// Avg averages instead of taking the maximum, over the taps inside
-	// the input, or over every tap with CountPad.
+	// the input, or with CountPad over those inside the padded input
+	// (padding counts, a ceil_mode window's overhang past it does not).
 	Avg, CountPad bool
 }
 
@@ -853,7 +854,7 @@ func (l *lowering) maxPool(n *Node) error {
 	}
 	y := l.output(n.Out[0], n.Out[0].Shape)
 	l.emit(Step{Kind: KMaxPool, Node: n.Name, In: []View{x}, Out: y,
-		Pool: &PoolStep{KH: geo.kh, KW: geo.kw, SH: geo.sh, SW: geo.sw, DH: geo.dh, DW: geo.dw, PT: geo.pt, PL: geo.pl,
+		Pool: &PoolStep{KH: geo.kh, KW: geo.kw, SH: geo.sh, SW: geo.sw, DH: geo.dh, DW: geo.dw, PT: geo.pt, PL: geo.pl, PB: geo.pb, PR: geo.pr,
 			Avg: n.Op == "AveragePool", CountPad: n.attrInt("count_include_pad", 0) != 0}})
 	l.set(n.Out[0], y)
 	return nil

@@ -233,7 +233,7 @@ func (m *machine) exec(s Step) {
 		x, g := s.In[0], s.Pool
 		each(s.Out.Shape, func(idx []int) {
 			n, c, oy, ox := idx[0], idx[1], idx[2], idx[3]
-			best, sum, taps := float32(math.Inf(-1)), float32(0), 0
+			best, sum, taps, padded := float32(math.Inf(-1)), float32(0), 0, 0
 			for ky := 0; ky < g.KH; ky++ {
 				iy := oy*g.SH - g.PT + ky*g.DH
 				for kx := 0; kx < g.KW; kx++ {
@@ -242,11 +242,14 @@ func (m *machine) exec(s Step) {
 						v := m.load(x, m.at(x, []int{n, c, iy, ix}))
 						best, sum, taps = max(best, v), sum+v, taps+1
 					}
+					if iy < x.Shape[2]+g.PB && ix < x.Shape[3]+g.PR {
+						padded++
+					}
 				}
 			}
 			if g.Avg {
 				if g.CountPad {
-					taps = g.KH * g.KW
+					taps = padded
 				}
 				best = sum / float32(max(taps, 1))
 			}

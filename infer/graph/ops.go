@@ -1015,7 +1015,7 @@ func opPool(n *Node, in []*Tensor, data bool) ([]*Tensor, error) {
 		src := x.F[p*h*w : (p+1)*h*w]
 		for oy := 0; oy < oh; oy++ {
 			for ox := 0; ox < ow; ox++ {
-				m, sum, taps := float32(math.Inf(-1)), 0.0, 0
+				m, sum, taps, padded := float32(math.Inf(-1)), 0.0, 0, 0
 				for ky := 0; ky < g.kh; ky++ {
 					iy := oy*g.sh - g.pt + ky*g.dh
 					for kx := 0; kx < g.kw; kx++ {
@@ -1025,13 +1025,18 @@ func opPool(n *Node, in []*Tensor, data bool) ([]*Tensor, error) {
 							sum += float64(src[iy*w+ix])
 							taps++
 						}
+						if iy < h+g.pb && ix < w+g.pr {
+							padded++
+						}
 					}
 				}
 				if avg {
 					if countPad {
-						// Every tap, those past the end of a ceil_mode window
-						// too, as ONNX Runtime divides.
-						taps = g.kh * g.kw
+						// The taps inside the padded input: padding counts,
+						// the part of a ceil_mode window past the end
+						// padding does not (PyTorch's divisor, and ONNX
+						// Runtime's since 1.25).
+						taps = padded
 					}
 					m = float32(sum / float64(max(taps, 1)))
 				}
