@@ -72,7 +72,7 @@ test:
 ## Long runs: make fuzz FUZZTIME=10m FUZZMINIMIZE=60s (a duration, so the race can strike at the end).
 FUZZTIME ?=
 FUZZMINIMIZE ?= 0
-FUZZ_TARGETS = ./decode:FuzzProbe:5000x ./infer:FuzzParseNamesDict:100000x ./infer:FuzzParsePreprocess:20000x ./events:FuzzParseGeometry:20000x ./infer/graph:FuzzCompile:100000x ./cmd/dsbatch:FuzzParseConfig:1000x
+FUZZ_TARGETS = ./decode:FuzzProbe:5000x ./infer:FuzzParseNamesDict:100000x ./infer:FuzzParsePreprocess:20000x ./events:FuzzParseGeometry:20000x ./infer/graph:FuzzCompile:100000x ./cmd/dsbatch:FuzzParseConfig:1000x ./job:FuzzLoadState:2000x
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; rest=$${t#*:}; name=$${rest%%:*}; n=$(or $(FUZZTIME),$${rest#*:}); \

@@ -292,8 +292,8 @@ func (o *outDir) loadState(ctx context.Context, track bool, repair bool, mem mem
 	}
 	for _, n := range recs {
 		path := o.path(stateDir, recordsDir, n)
-		id, err := strconv.ParseUint(strings.TrimSuffix(n, ".json"), 16, 63)
-		if _, inPart := st.partOf[int64(id)]; err == nil && inPart {
+		id, idErr := strconv.ParseUint(strings.TrimSuffix(n, ".json"), 16, 63)
+		if _, inPart := st.partOf[int64(id)]; idErr == nil && inPart {
 			if err := remove(path); err != nil { // gathered: the part's record is the one
 				return nil, err
 			}
@@ -304,7 +304,7 @@ func (o *outDir) loadState(ctx context.Context, track bool, repair bool, mem mem
 			return nil, err
 		}
 		var v export.Video
-		if err := json.Unmarshal(b, &v); err != nil {
+		if err := json.Unmarshal(b, &v); err != nil || v.VideoID != int64(id) {
 			st.broken++ // a damaged record: the video is simply done again
 			if err := remove(path); err != nil {
 				return nil, err
