@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 
 	"github.com/apache/arrow/go/v17/arrow"
@@ -32,6 +33,8 @@ type Inspection struct {
 	// Events are the events of dsbatch events (or run --zones), by line
 	// and direction or zone.
 	Events []EventCount `json:"events,omitempty"`
+	// Keypoints are a pose model's points: how often each is visible.
+	Keypoints []KeypointCount `json:"keypoints,omitempty"`
 }
 
 // EventCount is the events of one line and direction, or one zone.
@@ -41,6 +44,15 @@ type EventCount struct {
 	Direction string  `json:"direction,omitempty"`
 	Count     int64   `json:"count"`
 	MeanDwell float64 `json:"mean_dwell_seconds,omitempty"` // visits'
+}
+
+// KeypointCount is one point of a pose model's: of the detections that
+// have it, how many see it (score at least 0.5).
+type KeypointCount struct {
+	Name       string  `json:"name"`
+	Detections int64   `json:"detections"`
+	Visible    int64   `json:"visible"`
+	Share      float64 `json:"visible_share"`
 }
 
 // FailedVideo is a video that failed, and why.
@@ -102,6 +114,9 @@ func Inspect(ctx context.Context, out string, top int) (*Inspection, error) {
 		}
 	}
 	if in.Events, err = countEvents(ctx, out, mem); err != nil {
+		return nil, err
+	}
+	if in.Keypoints, err = countKeypoints(ctx, out, mem); err != nil {
 		return nil, err
 	}
 	var run struct {
@@ -167,5 +182,54 @@ func countEvents(ctx context.Context, out string, mem memory.Allocator) ([]Event
 		}
 		return a.Direction < b.Direction
 	})
+	return list, nil
+}
+
+// countKeypoints counts, per point of a pose model's detections files,
+// the detections that have it and those that see it, in the model's order
+// of points.
+func countKeypoints(ctx context.Context, out string, mem memory.Allocator) ([]KeypointCount, error) {
+	files, _ := filepath.Glob(filepath.Join(out, detectionsDir, "*.parquet"))
+	var list []KeypointCount
+	at := map[string]int{}
+	for _, f := range files {
+		cols, err := export.ColumnNames(f, mem)
+		if err != nil {
+			return nil, err
+		}
+		if !slices.Contains(cols, "keypoints") {
+			continue
+		}
+		err = export.ScanColumns(ctx, f, []string{"keypoints"}, mem, func(r arrow.Record) error {
+			l := r.Column(0).(*array.List)
+			pts := l.ListValues().(*array.Struct)
+			name, score := pts.Field(0).(*array.String), pts.Field(3).(*array.Float32)
+			for i := 0; i < l.Len(); i++ {
+				if l.IsNull(i) {
+					continue
+				}
+				lo, hi := l.ValueOffsets(i)
+				for j := int(lo); j < int(hi); j++ {
+					k, ok := at[name.Value(j)]
+					if !ok {
+						k = len(list)
+						at[name.Value(j)] = k
+						list = append(list, KeypointCount{Name: name.Value(j)})
+					}
+					list[k].Detections++
+					if score.Value(j) >= 0.5 {
+						list[k].Visible++
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	for i := range list {
+		list[i].Share = float64(list[i].Visible) / float64(max(list[i].Detections, 1))
+	}
 	return list, nil
 }

@@ -75,6 +75,12 @@ func writeInspection(w io.Writer, in *job.Inspection) error {
 	for _, b := range in.Busiest {
 		fmt.Fprintf(tw, "%s\t%d\t%d\n", b.Path, b.Detections, b.Frames)
 	}
+	if len(in.Keypoints) > 0 {
+		fmt.Fprintln(tw, "\nKEYPOINT\tDETECTIONS\tVISIBLE")
+		for _, k := range in.Keypoints {
+			fmt.Fprintf(tw, "%s\t%d\t%.1f%%\n", k.Name, k.Detections, 100*k.Share)
+		}
+	}
 	if len(in.Events) > 0 {
 		fmt.Fprintln(tw, "\nEVENTS\tNAME\tDIRECTION\tCOUNT\tMEAN DWELL")
 		for _, e := range in.Events {

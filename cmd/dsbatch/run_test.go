@@ -17,6 +17,7 @@ import (
 	_ "github.com/marcboeker/go-duckdb/v2"
 
 	"github.com/dsbatch/dsbatch/internal/onnxtest"
+	"github.com/dsbatch/dsbatch/job"
 )
 
 // model writes a 64×64 v8-layout detector: every frame gets one "person"
@@ -369,6 +370,18 @@ func TestRunPose(t *testing.T) {
 	// docs/SCHEMA.md's keypoint query.
 	if w := duckInt(t, "SELECT count(*) FROM (SELECT *, unnest(keypoints) AS k FROM "+dets+") WHERE k.name = 'left_wrist' AND k.score > 0.5"); w != n {
 		t.Errorf("SCHEMA.md's query finds %d left wrists for %d detections", w, n)
+	}
+	// inspect: every point seen on every detection, in COCO's order.
+	var in job.Inspection
+	if r := dsbatch(t, "inspect", "--json", out); r.code != 0 || json.Unmarshal([]byte(r.stdout), &in) != nil {
+		t.Fatalf("inspect: exit %d %s", r.code, r.stderr)
+	}
+	if len(in.Keypoints) != 17 || in.Keypoints[0].Name != "nose" || in.Keypoints[16].Name != "right_ankle" ||
+		in.Keypoints[9].Detections != n || in.Keypoints[9].Share != 1 {
+		t.Errorf("inspect's keypoints: %+v", in.Keypoints)
+	}
+	if r := dsbatch(t, "inspect", out); !strings.Contains(r.stdout, "left_wrist") || !strings.Contains(r.stdout, "100.0%") {
+		t.Errorf("inspect prints no keypoint table:\n%s", r.stdout)
 	}
 }
 
