@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -382,6 +383,63 @@ func TestRunPose(t *testing.T) {
 	}
 	if r := dsbatch(t, "inspect", out); !strings.Contains(r.stdout, "left_wrist") || !strings.Contains(r.stdout, "100.0%") {
 		t.Errorf("inspect prints no keypoint table:\n%s", r.stdout)
+	}
+}
+
+// TestSchemaPoseQueries runs docs/SCHEMA.md's pose queries (its sql-pose
+// blocks) on the run of a pose model whose person raises the left wrist
+// above the nose, while a second one holds both wrists below it with the
+// left one's out of sight above: each query finds the first only.
+func TestSchemaPoseQueries(t *testing.T) {
+	withORT(t)
+	doc, err := os.ReadFile("../../docs/SCHEMA.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := regexp.MustCompile("(?s)```sql-pose\n(.*?)```").FindAllStringSubmatch(string(doc), -1)
+	if len(blocks) < 2 {
+		t.Fatalf("found %d sql-pose blocks in docs/SCHEMA.md", len(blocks))
+	}
+	const k, rows = 17, 4 + 1 + 17*3
+	raw := make([]float32, rows*2) // [rows, 2 anchors]: two people side by side
+	set := func(r, a int, v float32) { raw[r*2+a] = v }
+	for a, x := range []float32{16, 48} {
+		set(0, a, x)
+		set(1, a, 32)
+		set(2, a, 12)
+		set(3, a, 40)
+		set(4, a, 0.8)
+		for i := 0; i < k; i++ {
+			set(5+3*i, a, x)
+			set(5+3*i+1, a, 30)
+			set(5+3*i+2, a, 0.9)
+		}
+	}
+	set(5+3*9+1, 0, 20)  // person 0's left wrist above the nose (30)
+	set(5+3*9+1, 1, 20)  // person 1's too, but out of sight:
+	set(5+3*9+2, 1, 0.1) //
+	set(5+3*10+1, 1, 40) // and the right one below
+	m := filepath.Join(t.TempDir(), "pose.onnx")
+	if err := (onnxtest.Detector{H: 64, W: 64, D1: rows, D2: 2, Raw: raw, Names: []string{"person"},
+		Metadata: map[string]string{"kpt_shape": "[17, 3]", "task": "pose"}}).Write(m); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	if r := dsbatch(t, "run", "--no-cache", "--no-track", "--model", m, "--out", out, filepath.Join(media, "h264.mp4")); r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	frames := duckInt(t, fmt.Sprintf("select count(distinct frame_index) from read_parquet('%s/detections/*.parquet')", out))
+	wd, _ := os.Getwd()
+	defer os.Chdir(wd)
+	if err := os.Chdir(out); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range blocks {
+		q := strings.TrimSuffix(strings.TrimSpace(b[1]), ";")
+		n := duckInt(t, "select count(*) from ("+q+")")
+		if frames == 0 || n != frames {
+			t.Errorf("%d rows over %d frames (one person a frame) from\n%s", n, frames, q)
+		}
 	}
 }
 
