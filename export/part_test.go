@@ -1,0 +1,77 @@
+package export
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"path/filepath"
+	"testing"
+
+	"github.com/apache/arrow/go/v17/arrow/memory"
+	_ "github.com/marcboeker/go-duckdb/v2"
+)
+
+// TestPartMixesMemoryAndStageFiles writes a part from videos whose rows
+// are in memory and from one whose rows went to a stage file (past the
+// writer's memory), pose columns included: every row read back by DuckDB,
+// in the order written, in row groups of partRowGroupRows, and nothing
+// left allocated.
+func TestPartMixesMemoryAndStageFiles(t *testing.T) {
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	dir := t.TempDir()
+	o := DetectionOptions{Keypoints: 2, KeypointNames: []string{"a", "b"}}
+	var staged []*Staged
+	for v, n := range []int{3, 70000, 0, 5} { // video 1 spills at 1,000 rows
+		w := StageDetections(filepath.Join(dir, fmt.Sprintf("%d.arrow", v)), mem, o, 1000)
+		for i := 0; i < n; i++ {
+			if err := w.Append(Detection{VideoID: int64(v), VideoPath: fmt.Sprintf("/v/%d.mp4", v), FrameIndex: int64(i), ClassName: "car",
+				TrackID: int64(i % 3), Keypoints: []Keypoint{{X: 1, Y: 2, Score: 0.9}, {X: 3, Y: 4, Score: 0.1}}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := w.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		s := w.Staged()
+		if (s.Path != "") != (n > 1000) || s.Rows != int64(n) {
+			t.Fatalf("video %d: staged %+v", v, s)
+		}
+		staged = append(staged, s)
+	}
+	path := filepath.Join(dir, "part.parquet")
+	pw := NewPartWriter(path, DetectionsTable, mem)
+	for _, s := range staged {
+		if err := pw.Append(context.Background(), s); err != nil {
+			t.Fatal(err)
+		}
+		s.Release()
+	}
+	if err := pw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := pw.Publish(); err != nil {
+		t.Fatal(err)
+	}
+	if pw.Rows() != 70008 {
+		t.Errorf("%d rows written", pw.Rows())
+	}
+	db, err := sql.Open("duckdb", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n, ordered, kp, groups int64
+	q := fmt.Sprintf(`select count(*), count(*) filter (where video_id = lag_v or lag_v is null or video_id > lag_v),
+		count(*) filter (where keypoints[2].name = 'b' and keypoints[1].score > 0.5)
+		from (select *, lag(video_id) over () as lag_v from read_parquet('%s'))`, path)
+	if err := db.QueryRow(q).Scan(&n, &ordered, &kp); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.QueryRow(fmt.Sprintf("select count(distinct row_group_id) from parquet_metadata('%s')", path)).Scan(&groups); err != nil {
+		t.Fatal(err)
+	}
+	if n != 70008 || ordered != n || kp != n || groups != 2 {
+		t.Errorf("%d rows, %d in order, %d with their points, %d row groups (want 70008 each, 2 groups)", n, ordered, kp, groups)
+	}
+}
