@@ -33,6 +33,12 @@ type Inspection struct {
 	// Events are the events of dsbatch events (or run --zones), by line
 	// and direction or zone.
 	Events []EventCount `json:"events,omitempty"`
+	// Layout is how the rows are stored: "parts" or "per-video" (the
+	// layout before parts, which dsbatch compact converts). Parts counts
+	// the parts, SmallParts those dsbatch compact would rewrite.
+	Layout     string `json:"layout"`
+	Parts      int    `json:"parts"`
+	SmallParts int    `json:"small_parts"`
 	// Keypoints are a pose model's points: how often each is visible.
 	Keypoints []KeypointCount `json:"keypoints,omitempty"`
 }
@@ -118,6 +124,16 @@ func Inspect(ctx context.Context, out string, top int) (*Inspection, error) {
 	}
 	if in.Keypoints, err = countKeypoints(ctx, out, mem); err != nil {
 		return nil, err
+	}
+	o := &outDir{root: out}
+	in.Layout = "parts"
+	if err := o.checkLayout(); errors.Is(err, ErrPerVideoLayout) {
+		in.Layout = "per-video"
+	} else if err != nil {
+		return nil, err
+	}
+	if st, err := o.loadState(ctx, false, false, nil); err == nil {
+		in.Parts, in.SmallParts = len(st.parts), len(slices.Concat(smallParts(st.parts, partRows)...))
 	}
 	var run struct {
 		Summary struct {

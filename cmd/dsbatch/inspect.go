@@ -49,6 +49,14 @@ func writeInspection(w io.Writer, in *job.Inspection) error {
 		fmt.Fprintf(w, " in %.1fs (%.1f frames/s, last run)", in.WallSeconds, in.FPS)
 	}
 	fmt.Fprintln(w)
+	switch {
+	case in.Layout == "per-video":
+		fmt.Fprintf(w, "rows in one file per video (dsbatch before parts): `dsbatch compact %s` converts them\n", in.Out)
+	case in.SmallParts > 0:
+		fmt.Fprintf(w, "rows in %d parts, %d of them small: `dsbatch compact %s` rewrites those into large ones\n", in.Parts, in.SmallParts, in.Out)
+	default:
+		fmt.Fprintf(w, "rows in %d parts\n", in.Parts)
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	classes := map[string]bool{}
 	for k := range in.Detections {

@@ -15,7 +15,8 @@ import (
 func TestInspect(t *testing.T) {
 	withORT(t)
 	out := filepath.Join(t.TempDir(), "out")
-	if r := dsbatch(t, "run", "--no-cache", "--model", model(t), "--out", out, media); r.code != exitPartial {
+	// A part per video (--part-rows 1): parts that compact rewrites.
+	if r := dsbatch(t, "run", "--no-cache", "--part-rows", "1", "--model", model(t), "--out", out, media); r.code != exitPartial {
 		t.Fatalf("run: exit %d %s", r.code, r.stderr)
 	}
 	r := dsbatch(t, "inspect", "--json", "--top", "3", out)
@@ -37,6 +38,22 @@ func TestInspect(t *testing.T) {
 	}
 	if len(in.Busiest) != 3 || in.Busiest[0].Detections < in.Busiest[2].Detections || in.FPS <= 0 {
 		t.Errorf("busiest %+v, fps %v", in.Busiest, in.FPS)
+	}
+	// Small parts, and the command that rewrites them.
+	parts, _ := filepath.Glob(filepath.Join(out, "detections", "*.parquet"))
+	if in.Layout != "parts" || in.Parts != len(parts) || in.Parts < 2 || in.SmallParts != in.Parts {
+		t.Errorf("layout %q, %d parts (%d files), %d small", in.Layout, in.Parts, len(parts), in.SmallParts)
+	}
+	if r := dsbatch(t, "inspect", out); !strings.Contains(r.stdout, "dsbatch compact "+out) {
+		t.Errorf("inspect does not say how to rewrite small parts:\n%s", r.stdout)
+	}
+	if r := dsbatch(t, "compact", out); r.code != 0 || !strings.Contains(r.stdout, "small parts rewritten into large ones: 1 parts now") {
+		t.Errorf("compact: exit %d %s %s", r.code, r.stdout, r.stderr)
+	}
+	var after job.Inspection
+	if r := dsbatch(t, "inspect", "--json", out); json.Unmarshal([]byte(r.stdout), &after) != nil || after.Parts != 1 || after.SmallParts != 0 ||
+		after.Detections["person"] != in.Detections["person"] || after.Tracks["person"] != in.Tracks["person"] {
+		t.Errorf("after compact: %d parts, %d small, %d people (was %d)", after.Parts, after.SmallParts, after.Detections["person"], in.Detections["person"])
 	}
 	r = dsbatch(t, "inspect", out)
 	for _, want := range []string{"11 done, 5 failed", "CLASS", "person", "BUSIEST VIDEO", "FAILED", "empty file"} {
