@@ -2,9 +2,7 @@ package export
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 
@@ -278,17 +276,5 @@ func scanAll(ctx context.Context, path string, mem memory.Allocator, fn func(arr
 	if err != nil {
 		return fmt.Errorf("read %s: %w", path, err)
 	}
-	defer rr.Release()
-	for {
-		rec, err := rr.Read()
-		if errors.Is(err, io.EOF) || (err == nil && rec == nil) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("read %s: %w", path, err)
-		}
-		if err := fn(rec); err != nil {
-			return err
-		}
-	}
+	return readAll(rr, path, fn)
 }

@@ -96,15 +96,7 @@ func scan(ctx context.Context, path string, columns []string, mem memory.Allocat
 	if err != nil {
 		return fmt.Errorf("read %s: %w", path, err)
 	}
-	defer rr.Release()
-	for {
-		rec, err := rr.Read()
-		if errors.Is(err, io.EOF) || (err == nil && rec == nil) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("read %s: %w", path, err)
-		}
+	return readAll(rr, path, func(rec arrow.Record) error {
 		// The reader gives the fields in the file's order: hand them in
 		// the order asked for.
 		cols := make([]arrow.Array, len(columns))
@@ -114,9 +106,24 @@ func scan(ctx context.Context, path string, columns []string, mem memory.Allocat
 			cols[i], fields[i] = rec.Column(j), rec.Schema().Field(j)
 		}
 		out := array.NewRecord(arrow.NewSchema(fields, nil), cols, rec.NumRows())
-		err = fn(out)
-		out.Release()
+		defer out.Release()
+		return fn(out)
+	})
+}
+
+// readAll calls fn with each batch of rr (the reader's, valid until the
+// next) to the end, then releases rr; errors name path.
+func readAll(rr pqarrow.RecordReader, path string, fn func(arrow.Record) error) error {
+	defer rr.Release()
+	for {
+		rec, err := rr.Read()
+		if errors.Is(err, io.EOF) || (err == nil && rec == nil) {
+			return nil
+		}
 		if err != nil {
+			return fmt.Errorf("read %s: %w", path, err)
+		}
+		if err := fn(rec); err != nil {
 			return err
 		}
 	}
@@ -172,16 +179,8 @@ func CountStrings(ctx context.Context, path, column string, mem memory.Allocator
 	if err != nil {
 		return fmt.Errorf("read %s: %w", path, err)
 	}
-	defer rr.Release()
 	var counts []int64
-	for {
-		rec, err := rr.Read()
-		if errors.Is(err, io.EOF) || (err == nil && rec == nil) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("read %s: %w", path, err)
-		}
+	return readAll(rr, path, func(rec arrow.Record) error {
 		switch a := rec.Column(0).(type) {
 		case *array.Dictionary:
 			dict, ok := a.Dictionary().(*array.String)
@@ -209,7 +208,8 @@ func CountStrings(ctx context.Context, path, column string, mem memory.Allocator
 		default:
 			return fmt.Errorf("read %s: column %q is %s, not a string", path, column, a.DataType())
 		}
-	}
+		return nil
+	})
 }
 
 // ColumnNames lists the top-level columns of a Parquet file.

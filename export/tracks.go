@@ -67,63 +67,46 @@ func WriteTracks(path string, tracks []Track, mem memory.Allocator) error {
 // (no builders: a video's few tracks would pay more for 22 builders than
 // for their rows).
 func trackRecord(tracks []Track, _ memory.Allocator) arrow.Record {
-	n := len(tracks)
-	i64 := func(f func(Track) int64) arrow.Array {
-		v := make([]int64, n)
-		for i, t := range tracks {
-			v[i] = f(t)
-		}
-		return fixedArray(arrow.PrimitiveTypes.Int64, n, arrow.Int64Traits.CastToBytes(v), nil, 0)
-	}
-	f64 := func(f func(Track) float64) arrow.Array {
-		v := make([]float64, n)
-		for i, t := range tracks {
-			v[i] = f(t)
-		}
-		return fixedArray(arrow.PrimitiveTypes.Float64, n, arrow.Float64Traits.CastToBytes(v), nil, 0)
-	}
-	f32 := func(f func(Track) float32) arrow.Array {
-		v := make([]float32, n)
-		for i, t := range tracks {
-			v[i] = f(t)
-		}
-		return fixedArray(arrow.PrimitiveTypes.Float32, n, arrow.Float32Traits.CastToBytes(v), nil, 0)
-	}
 	str := func(f func(Track) string) arrow.Array {
-		v := make([]string, n)
+		v := make([]string, len(tracks))
 		for i, t := range tracks {
 			v[i] = f(t)
 		}
 		return stringArray(v)
 	}
-	class := make([]int32, n)
-	for i, t := range tracks {
-		class[i] = t.ClassID
-	}
 	cols := []arrow.Array{
-		i64(func(t Track) int64 { return t.VideoID }),
+		trackColumn(tracks, func(t Track) int64 { return t.VideoID }),
 		str(func(t Track) string { return t.VideoPath }),
-		i64(func(t Track) int64 { return t.TrackID }),
-		fixedArray(arrow.PrimitiveTypes.Int32, n, arrow.Int32Traits.CastToBytes(class), nil, 0),
+		trackColumn(tracks, func(t Track) int64 { return t.TrackID }),
+		trackColumn(tracks, func(t Track) int32 { return t.ClassID }),
 		str(func(t Track) string { return t.ClassName }),
-		i64(func(t Track) int64 { return t.FirstFrame }),
-		i64(func(t Track) int64 { return t.LastFrame }),
-		f64(func(t Track) float64 { return t.FirstPTS }),
-		f64(func(t Track) float64 { return t.LastPTS }),
-		i64(func(t Track) int64 { return t.Detections }),
-		f32(func(t Track) float32 { return t.MeanScore }),
-		f32(func(t Track) float32 { return t.MaxScore }),
+		trackColumn(tracks, func(t Track) int64 { return t.FirstFrame }),
+		trackColumn(tracks, func(t Track) int64 { return t.LastFrame }),
+		trackColumn(tracks, func(t Track) float64 { return t.FirstPTS }),
+		trackColumn(tracks, func(t Track) float64 { return t.LastPTS }),
+		trackColumn(tracks, func(t Track) int64 { return t.Detections }),
+		trackColumn(tracks, func(t Track) float32 { return t.MeanScore }),
+		trackColumn(tracks, func(t Track) float32 { return t.MaxScore }),
 	}
 	for k := 0; k < 4; k++ {
-		cols = append(cols, f32(func(t Track) float32 { return t.First[k] }))
+		cols = append(cols, trackColumn(tracks, func(t Track) float32 { return t.First[k] }))
 	}
 	for k := 0; k < 4; k++ {
-		cols = append(cols, f32(func(t Track) float32 { return t.Last[k] }))
+		cols = append(cols, trackColumn(tracks, func(t Track) float32 { return t.Last[k] }))
 	}
-	cols = append(cols, f64(func(t Track) float64 { return t.PathLength }), f64(func(t Track) float64 { return t.MeanSpeed }))
-	rec := array.NewRecord(TrackSchema, cols, int64(n))
+	cols = append(cols, trackColumn(tracks, func(t Track) float64 { return t.PathLength }), trackColumn(tracks, func(t Track) float64 { return t.MeanSpeed }))
+	rec := array.NewRecord(TrackSchema, cols, int64(len(tracks)))
 	for _, c := range cols {
 		c.Release()
 	}
 	return rec
+}
+
+// trackColumn is the fixed-width column f of tracks.
+func trackColumn[T int32 | int64 | float32 | float64](tracks []Track, f func(Track) T) arrow.Array {
+	v := make([]T, len(tracks))
+	for i, t := range tracks {
+		v[i] = f(t)
+	}
+	return fixedArray(arrow.GetDataType[T](), len(v), arrow.GetBytes(v), nil, 0)
 }

@@ -66,15 +66,7 @@ func CommitUnsynced(f *os.File, path string) error {
 
 // WriteUnsynced is Write committed with CommitUnsynced.
 func WriteUnsynced(path string, write func(io.Writer) error) error {
-	f, err := Create(path)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := write(f); err != nil {
-		Abort(f)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return CommitUnsynced(f, path)
+	return writeWith(path, write, CommitUnsynced)
 }
 
 // Abort closes and removes f, a file from Create.
@@ -85,6 +77,12 @@ func Abort(f *os.File) {
 
 // Write writes path whole through write, or leaves it as it was.
 func Write(path string, write func(io.Writer) error) error {
+	return writeWith(path, write, Commit)
+}
+
+// writeWith writes a temporary file through write and commits it to path
+// with commit.
+func writeWith(path string, write func(io.Writer) error, commit func(*os.File, string) error) error {
 	f, err := Create(path)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
@@ -93,7 +91,7 @@ func Write(path string, write func(io.Writer) error) error {
 		Abort(f)
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	return Commit(f, path)
+	return commit(f, path)
 }
 
 // Rename commits tmp, a complete file written by other means (a muxer
