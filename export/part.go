@@ -12,7 +12,6 @@ import (
 	"github.com/apache/arrow/go/v17/arrow/memory"
 	"github.com/apache/arrow/go/v17/parquet"
 	"github.com/apache/arrow/go/v17/parquet/compress"
-	"github.com/apache/arrow/go/v17/parquet/file"
 	"github.com/apache/arrow/go/v17/parquet/pqarrow"
 )
 
@@ -263,15 +262,11 @@ func CheckStage(ctx context.Context, path string, mem memory.Allocator) error {
 
 // scanAll streams every column of a Parquet file.
 func scanAll(ctx context.Context, path string, mem memory.Allocator, fn func(arrow.Record) error) error {
-	pf, err := file.OpenParquetFile(path, false, file.WithReadProps(parquet.NewReaderProperties(mem)))
+	pf, fr, err := openParquet(path, mem, pqarrow.ArrowReadProperties{BatchSize: rowsPerBatch})
 	if err != nil {
-		return fmt.Errorf("read %s: %w", path, err)
+		return err
 	}
 	defer pf.Close()
-	fr, err := pqarrow.NewFileReader(pf, pqarrow.ArrowReadProperties{BatchSize: rowsPerBatch}, mem)
-	if err != nil {
-		return fmt.Errorf("read %s: %w", path, err)
-	}
 	rr, err := fr.GetRecordReader(ctx, nil, nil)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", path, err)

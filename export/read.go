@@ -73,15 +73,11 @@ func ScanVideo(ctx context.Context, path string, id int64, columns []string, mem
 // scan reads columns of the row groups groups picks (all, when nil; it is
 // given the leaf index of the first column).
 func scan(ctx context.Context, path string, columns []string, mem memory.Allocator, groups func(*file.Reader, int) []int, fn func(arrow.Record) error) error {
-	pf, err := file.OpenParquetFile(path, false, file.WithReadProps(parquet.NewReaderProperties(mem)))
+	pf, fr, err := openParquet(path, mem, pqarrow.ArrowReadProperties{BatchSize: rowsPerBatch})
 	if err != nil {
-		return fmt.Errorf("read %s: %w", path, err)
+		return err
 	}
 	defer pf.Close()
-	fr, err := pqarrow.NewFileReader(pf, pqarrow.ArrowReadProperties{BatchSize: rowsPerBatch}, mem)
-	if err != nil {
-		return fmt.Errorf("read %s: %w", path, err)
-	}
 	idx, err := leafColumns(fr, columns)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", path, err)
@@ -127,6 +123,21 @@ func readAll(rr pqarrow.RecordReader, path string, fn func(arrow.Record) error) 
 			return err
 		}
 	}
+}
+
+// openParquet opens the Parquet file path for reading through Arrow with
+// props; the caller closes the file. Errors name path.
+func openParquet(path string, mem memory.Allocator, props pqarrow.ArrowReadProperties) (*file.Reader, *pqarrow.FileReader, error) {
+	pf, err := file.OpenParquetFile(path, false, file.WithReadProps(parquet.NewReaderProperties(mem)))
+	if err != nil {
+		return nil, nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	fr, err := pqarrow.NewFileReader(pf, props, mem)
+	if err != nil {
+		pf.Close()
+		return nil, nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return pf, fr, nil
 }
 
 // leafColumns are the leaf column indices of the named top-level columns:
@@ -214,15 +225,11 @@ func CountStrings(ctx context.Context, path, column string, mem memory.Allocator
 
 // ColumnNames lists the top-level columns of a Parquet file.
 func ColumnNames(path string, mem memory.Allocator) ([]string, error) {
-	pf, err := file.OpenParquetFile(path, false, file.WithReadProps(parquet.NewReaderProperties(mem)))
+	pf, fr, err := openParquet(path, mem, pqarrow.ArrowReadProperties{})
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
+		return nil, err
 	}
 	defer pf.Close()
-	fr, err := pqarrow.NewFileReader(pf, pqarrow.ArrowReadProperties{}, mem)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
 	schema, err := fr.Schema()
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, err)
