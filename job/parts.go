@@ -28,10 +28,12 @@ import (
 // rows sorted by (video_id, frame_index), so that queries over 100k
 // videos open a few dozen files, not 200k (docs/SCHEMA.md, "Layout").
 //
-// A video's rows are first staged: written, as its exporter finishes it,
-// to one Arrow IPC file per table under .dsbatch/staging, unsynced, and its
-// record saved. The compactor gathers staged videos into a part once they
-// hold enough rows (or have waited long enough, or the run ends):
+// A finished video's rows wait for their part in memory; a video with more
+// than videoMemRows rows of a table goes to a stage file per table under
+// .dsbatch/staging as its rows come (unsynced), and its record is saved,
+// so that a rerun finds it. The compactors gather finished videos into a
+// part once they hold enough rows (or have waited long enough, or the run
+// ends):
 //
 //  1. each table's part is written and finished under a temporary name;
 //  2. the part's manifest (.dsbatch/parts/NAME.json: its tables and the
@@ -40,13 +42,14 @@ import (
 //  4. the videos' stage files and per-video records are removed.
 //
 // loadState repairs a folder left by a killed run: a manifest whose parts
-// are not all published is rolled back (its published parts removed: they
-// are rows also still staged), stage files and records of videos in a
-// published part are removed, and staged videos whose record says done are
-// gathered again. So a reader of detections/*.parquet never sees a row
-// twice nor a partial file, and a kill loses at most the videos not yet
-// recorded; a power loss, at most those not yet in a part (stage files
-// and records are not synced; a short one is found and the video redone).
+// are not all published is rolled back (its published parts removed: their
+// rows are still staged, or their videos are done again), stage files and
+// records of videos in a published part are removed, and staged videos
+// whose record says done are gathered again. So a reader of
+// detections/*.parquet never sees a row twice nor a partial file, and a
+// kill loses at most the videos not yet in a part, which the rerun does
+// again (stage files and records are not synced: after a power loss a
+// short one is found and its video done again).
 
 const (
 	stagingDir = "staging" // in stateDir: <video_id>.<table>.arrow
