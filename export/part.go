@@ -118,7 +118,7 @@ func (w *PartWriter) flushSmall(n int64) error {
 			for k, r := range w.small {
 				parts[k] = r.Column(i)
 			}
-			c, err := array.Concatenate(parts, w.mem)
+			c, err := concat(parts, w.mem)
 			if err != nil {
 				return fmt.Errorf("%s part %s: %w", w.t.Name, w.path, err)
 			}
@@ -139,6 +139,65 @@ func (w *PartWriter) flushSmall(n int64) error {
 	}
 	joined.Release()
 	return w.write(head)
+}
+
+// concat joins arrays of one type: the columns of fixed width and strings
+// (every base column) by copying their buffers once into Go memory, the
+// others through array.Concatenate (which zeroes and grows its buffers
+// through the allocator: a third of a part's cost for the base columns).
+func concat(parts []arrow.Array, mem memory.Allocator) (arrow.Array, error) {
+	n, nulls := 0, 0
+	for _, p := range parts {
+		n += p.Len()
+		nulls += p.NullN()
+	}
+	var validity []byte
+	if nulls > 0 {
+		validity = make([]byte, (n+7)/8)
+		at := 0
+		for _, p := range parts {
+			for i := 0; i < p.Len(); i++ {
+				if p.IsValid(i) {
+					validity[(at+i)/8] |= 1 << ((at + i) % 8)
+				}
+			}
+			at += p.Len()
+		}
+	}
+	t := parts[0].DataType()
+	switch t.ID() {
+	case arrow.INT32, arrow.INT64, arrow.FLOAT32, arrow.FLOAT64:
+		width := t.(arrow.FixedWidthDataType).Bytes()
+		data := make([]byte, 0, n*width)
+		for _, p := range parts {
+			d := p.Data()
+			data = append(data, d.Buffers()[1].Bytes()[d.Offset()*width:(d.Offset()+d.Len())*width]...)
+		}
+		return fixedArray(t, n, data, validity, nulls), nil
+	case arrow.STRING:
+		offsets := make([]int32, 1, n+1)
+		size := 0
+		for _, p := range parts {
+			size += len(p.(*array.String).ValueBytes())
+		}
+		data := make([]byte, 0, size)
+		for _, p := range parts {
+			s := p.(*array.String)
+			offs := s.ValueOffsets()
+			base := int32(len(data)) - offs[0]
+			for _, o := range offs[1:] {
+				offsets = append(offsets, base+o)
+			}
+			data = append(data, s.ValueBytes()...)
+		}
+		var valid *memory.Buffer
+		if validity != nil {
+			valid = memory.NewBufferBytes(validity)
+		}
+		return array.MakeFromData(array.NewData(t, n, []*memory.Buffer{valid, memory.NewBufferBytes(arrow.Int32Traits.CastToBytes(offsets)),
+			memory.NewBufferBytes(data)}, nil, nulls, 0)), nil
+	}
+	return array.Concatenate(parts, mem)
 }
 
 // write writes rec as one row group (a part of no rows gets the schema).

@@ -26,7 +26,7 @@ func TestPartMixesMemoryAndStageFiles(t *testing.T) {
 		w := StageDetections(filepath.Join(dir, fmt.Sprintf("%d.arrow", v)), mem, o, 1000)
 		for i := 0; i < n; i++ {
 			if err := w.Append(Detection{VideoID: int64(v), VideoPath: fmt.Sprintf("/v/%d.mp4", v), FrameIndex: int64(i), ClassName: "car",
-				TrackID: int64(i % 3), Keypoints: []Keypoint{{X: 1, Y: 2, Score: 0.9}, {X: 3, Y: 4, Score: 0.1}}}); err != nil {
+				TrackID: int64(i%3) - 1, Keypoints: []Keypoint{{X: 1, Y: 2, Score: 0.9}, {X: 3, Y: 4, Score: 0.1}}}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -61,12 +61,18 @@ func TestPartMixesMemoryAndStageFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	var n, ordered, kp, groups int64
+	var n, ordered, kp, groups, untracked, nulls, paths int64
 	q := fmt.Sprintf(`select count(*), count(*) filter (where video_id = lag_v or lag_v is null or video_id > lag_v),
-		count(*) filter (where keypoints[2].name = 'b' and keypoints[1].score > 0.5)
+		count(*) filter (where keypoints[2].name = 'b' and keypoints[1].score > 0.5),
+		count(*) filter (where track_id is null and frame_index %% 3 = 0), count(*) filter (where track_id is null),
+		count(*) filter (where video_path = '/v/' || video_id || '.mp4')
 		from (select *, lag(video_id) over () as lag_v from read_parquet('%s'))`, path)
-	if err := db.QueryRow(q).Scan(&n, &ordered, &kp); err != nil {
+	if err := db.QueryRow(q).Scan(&n, &ordered, &kp, &untracked, &nulls, &paths); err != nil {
 		t.Fatal(err)
+	}
+	// Frames i with i%3 == 0 have no track: 1 + 23,334 + 0 + 2 of them.
+	if untracked != 23337 || nulls != untracked || paths != n {
+		t.Errorf("%d null tracks (%d where the writer gave none), %d rows with their video's path", nulls, untracked, paths)
 	}
 	if err := db.QueryRow(fmt.Sprintf("select count(distinct row_group_id) from parquet_metadata('%s')", path)).Scan(&groups); err != nil {
 		t.Fatal(err)
