@@ -54,13 +54,17 @@ type parquetFile struct {
 }
 
 func createParquet(path string, schema *arrow.Schema, mem memory.Allocator, props *parquet.WriterProperties) (*parquetFile, error) {
+	return createParquetWith(path, schema, mem, props, pqarrow.WithAllocator(mem), pqarrow.WithStoreSchema())
+}
+
+// createParquetWith is createParquet with the given Arrow writer options.
+func createParquetWith(path string, schema *arrow.Schema, mem memory.Allocator, props *parquet.WriterProperties, opts ...pqarrow.WriterOption) (*parquetFile, error) {
 	f, err := atomicfile.Create(path)
 	if err != nil {
 		return nil, err
 	}
 	out := &sink{w: f}
-	fw, err := pqarrow.NewFileWriter(schema, out, props,
-		pqarrow.NewArrowWriterProperties(pqarrow.WithAllocator(mem), pqarrow.WithStoreSchema()))
+	fw, err := pqarrow.NewFileWriter(schema, out, props, pqarrow.NewArrowWriterProperties(opts...))
 	if err != nil {
 		atomicfile.Abort(f)
 		return nil, err

@@ -223,6 +223,16 @@ func CountStrings(ctx context.Context, path, column string, mem memory.Allocator
 	})
 }
 
+// RowCount is the rows of a Parquet file, from its footer.
+func RowCount(path string) (int64, error) {
+	pf, err := file.OpenParquetFile(path, false)
+	if err != nil {
+		return 0, fmt.Errorf("read %s: %w", path, err)
+	}
+	defer pf.Close()
+	return pf.NumRows(), nil
+}
+
 // ColumnNames lists the top-level columns of a Parquet file.
 func ColumnNames(path string, mem memory.Allocator) ([]string, error) {
 	pf, fr, err := openParquet(path, mem, pqarrow.ArrowReadProperties{})

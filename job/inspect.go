@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 
 	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/array"
@@ -132,8 +133,19 @@ func Inspect(ctx context.Context, out string, top int) (*Inspection, error) {
 	} else if err != nil {
 		return nil, err
 	}
-	if st, err := o.loadState(ctx, false, false, nil); err == nil {
-		in.Parts, in.SmallParts = len(st.parts), len(slices.Concat(smallParts(st.parts, partRows)...))
+	if in.Layout == "parts" {
+		// From the parts' footers: manifests hold every video's record,
+		// far more to read.
+		var ms []*manifest
+		files, _ := filepath.Glob(filepath.Join(out, detectionsDir, "part-*.parquet"))
+		for _, f := range files {
+			n, err := export.RowCount(f)
+			if err != nil {
+				return nil, err
+			}
+			ms = append(ms, &manifest{Part: strings.TrimSuffix(filepath.Base(f), ".parquet"), Rows: map[string]int64{detectionsDir: n}})
+		}
+		in.Parts, in.SmallParts = len(ms), len(slices.Concat(smallParts(ms, partRows)...))
 	}
 	var run struct {
 		Summary struct {

@@ -32,13 +32,13 @@ func TestDiskFull(t *testing.T) {
 		return nil
 	})
 	for _, s := range sizes {
-		if s <= 3<<10 {
-			t.Fatalf("detection files of %v bytes: the 3 KiB limit below would not bite", sizes)
+		if s <= 2<<10 {
+			t.Fatalf("detection files of %v bytes: the 2 KiB limit below would not bite", sizes)
 		}
 	}
 
 	out := filepath.Join(dir, "out")
-	limitKiB := "3"
+	limitKiB := "2"
 	cmd := exec.Command("bash", append([]string{"-c", `ulimit -f "$1"; shift; exec "$@"`, "limit", limitKiB, bin}, args(out)...)...)
 	b, err := cmd.CombinedOutput()
 	code := 0
