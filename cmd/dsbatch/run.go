@@ -358,7 +358,7 @@ func writeRunSummary(w io.Writer, s *job.Summary, out string) {
 	if s.WallSeconds > 0 {
 		fmt.Fprintf(w, "host CPU: %.1f of %d cores busy on average\n", s.CPUSeconds/s.WallSeconds, runtime.NumCPU())
 	}
-	fmt.Fprintf(w, "peak memory: %s; results in %s\n", bytesIEC(s.PeakRSS), out)
+	fmt.Fprintf(w, "peak memory: %s; results in %s (%d parts written)\n", bytesIEC(s.PeakRSS), out, s.Parts)
 	for _, f := range s.Failed {
 		fmt.Fprintf(w, "failed: %s\n", oneLine(f.Error))
 	}
