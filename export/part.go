@@ -48,7 +48,7 @@ func (t Table) partProperties(mem memory.Allocator) *parquet.WriterProperties {
 		parquet.WithCreatedBy("dsbatch"),
 		// Statistics where they let a reader skip row groups: rows are
 		// sorted by video, then frame; every other column's range spans
-		// its row group's videos, and computing it costs a third of the
+		// its row group's videos, and computing it costs a quarter of the
 		// encoding.
 		parquet.WithStats(false),
 		parquet.WithStatsFor("video_id", true),
@@ -78,8 +78,7 @@ type PartWriter struct {
 }
 
 // NewPartWriter starts the part path of table t; the file is created, with
-// the schema of the first rows written, on the first Write or
-// AppendStaged.
+// the schema of the first rows written, on the first Write or Append.
 func NewPartWriter(path string, t Table, mem memory.Allocator) *PartWriter {
 	return &PartWriter{t: t, path: path, mem: mem}
 }
@@ -145,7 +144,7 @@ func (w *PartWriter) flushSmall(n int64) error {
 // concat joins arrays of one type: the columns of fixed width and strings
 // (every base column) by copying their buffers once into Go memory, the
 // others through array.Concatenate (which zeroes and grows its buffers
-// through the allocator: a third of a part's cost for the base columns).
+// through the allocator: a third of the compactor's time, profiled).
 func concat(parts []arrow.Array, mem memory.Allocator) (arrow.Array, error) {
 	n, nulls := 0, 0
 	for _, p := range parts {
@@ -206,7 +205,7 @@ func concat(parts []arrow.Array, mem memory.Allocator) (arrow.Array, error) {
 // dictionaries, built here from runs of equal values (a part's rows are
 // sorted by video, so video_path repeats for hundreds of rows): the
 // writer then stores the dictionary and its indices as they are, where
-// from strings it would hash every value (a fifth of a part's cost). The
+// from strings it would hash every value (a sixth of the write's CPU, profiled). The
 // file stores no Arrow schema, so that readers get the strings back as
 // strings.
 func (w *PartWriter) write(rec arrow.Record) error {
@@ -293,17 +292,12 @@ func dictionaryOf(s *array.String) arrow.Array {
 	return array.NewDictionaryArray(&arrow.DictionaryType{IndexType: arrow.PrimitiveTypes.Int32, ValueType: arrow.BinaryTypes.String}, indices, dict)
 }
 
-// AppendStaged adds the rows of a stage file: an Arrow IPC file of
-// StageDetections or StageTracks, or a Parquet file of one video (the
-// layout of dsbatch before parts).
-func (w *PartWriter) AppendStaged(ctx context.Context, path string) error {
-	return ReadStage(ctx, path, w.mem, w.Write)
-}
-
-// Append adds a video's staged rows, from memory or their stage file.
+// Append adds a video's staged rows, from memory or their stage file (an
+// Arrow IPC file of StageDetections or StageTracks, or a Parquet file:
+// one video's in the layout before parts, or a part).
 func (w *PartWriter) Append(ctx context.Context, s *Staged) error {
 	if s.Path != "" {
-		return w.AppendStaged(ctx, s.Path)
+		return ReadStage(ctx, s.Path, w.mem, w.Write)
 	}
 	for _, r := range s.Records {
 		if err := w.Write(r); err != nil {
@@ -354,7 +348,7 @@ func (w *PartWriter) Abort() {
 }
 
 // ReadStage calls fn with the record batches of a stage file (see
-// AppendStaged). A file cut short, by a power loss after it was written,
+// Append). A file cut short, by a power loss after it was written,
 // is an error.
 func ReadStage(ctx context.Context, path string, mem memory.Allocator, fn func(arrow.Record) error) error {
 	if filepath.Ext(path) == ".parquet" {

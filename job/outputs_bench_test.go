@@ -175,7 +175,7 @@ func benchOutputs(b *testing.B, videos int, perVideo bool) {
 	one := filepath.Join(b.TempDir(), "one.parquet")
 	w := export.NewPartWriter(one, export.DetectionsTable, mem)
 	for _, f := range files {
-		if err := w.AppendStaged(ctx, f); err != nil {
+		if err := w.Append(ctx, &export.Staged{Path: f}); err != nil {
 			b.Fatal(err)
 		}
 	}
