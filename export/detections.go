@@ -51,6 +51,13 @@ var pointType = arrow.StructOf(
 	arrow.Field{Name: "y", Type: arrow.PrimitiveTypes.Float32},
 )
 
+// rleType is a mask as COCO's uncompressed run-length encoding: the
+// frame's size [height, width] and the runs' lengths.
+var rleType = arrow.StructOf(
+	arrow.Field{Name: "size", Type: arrow.ListOf(arrow.PrimitiveTypes.Int32)},
+	arrow.Field{Name: "counts", Type: arrow.ListOf(arrow.PrimitiveTypes.Int32)},
+)
+
 // DetectionOptions are the optional columns of a detections file.
 type DetectionOptions struct {
 	// RecordedAt adds the recorded_at column: the detection's wall-clock
@@ -63,11 +70,14 @@ type DetectionOptions struct {
 	// many a detection, named by KeypointNames (else "kp0", "kp1", ...).
 	Keypoints     int
 	KeypointNames []string
+	// Masks adds the mask_area and mask_rle columns of a segmentation
+	// model.
+	Masks bool
 }
 
 // Schema is the layout of detections files with these options.
 func (o DetectionOptions) Schema() *arrow.Schema {
-	if o.Keypoints == 0 && !o.Oriented && !o.RecordedAt {
+	if o.Keypoints == 0 && !o.Oriented && !o.RecordedAt && !o.Masks {
 		return DetectionSchema
 	}
 	fs := DetectionSchema.Fields()
@@ -76,6 +86,10 @@ func (o DetectionOptions) Schema() *arrow.Schema {
 	}
 	if o.Oriented {
 		fs = append(fs, arrow.Field{Name: "obb", Type: orientedType}, arrow.Field{Name: "corners", Type: arrow.ListOf(pointType)})
+	}
+	if o.Masks {
+		fs = append(fs, arrow.Field{Name: "mask_area", Type: arrow.PrimitiveTypes.Int64, Nullable: true},
+			arrow.Field{Name: "mask_rle", Type: rleType, Nullable: true})
 	}
 	if o.RecordedAt {
 		fs = append(fs, arrow.Field{Name: "recorded_at", Type: timestampUTC, Nullable: true})
@@ -104,6 +118,7 @@ type Detection struct {
 	TrackID        int64        // < 0: no track (null)
 	Keypoints      []Keypoint   // a pose model's points, when the file has them
 	Oriented       *OrientedBox // an OBB model's box, when the file has it
+	Mask           *Mask        // a segmentation model's mask, when the file has it
 	RecordedAt     time.Time    // when the file has the column (zero: null)
 }
 
@@ -112,6 +127,16 @@ type Detection struct {
 type OrientedBox struct {
 	CX, CY, W, H, Angle float32
 	Corners             [4][2]float32
+}
+
+// Mask is a detection's instance mask over its frame: the pixels it
+// covers, and COCO's uncompressed run-length encoding of it (alternate
+// runs of 0s and 1s, starting with 0s, column by column over the
+// Height×Width frame).
+type Mask struct {
+	Area          int64
+	Height, Width int32
+	Counts        []int32
 }
 
 // Keypoint is one point of a pose, in frame pixels.
@@ -270,6 +295,22 @@ func (w *DetectionWriter) appendExtra(d Detection) {
 				pb.FieldBuilder(0).(*array.Float32Builder).Append(c[0])
 				pb.FieldBuilder(1).(*array.Float32Builder).Append(c[1])
 			}
+		}
+	}
+	if w.opts.Masks {
+		area, rle := fs[next].(*array.Int64Builder), fs[next+1].(*array.StructBuilder)
+		next += 2
+		if m := d.Mask; m == nil {
+			area.AppendNull()
+			rle.AppendNull()
+		} else {
+			area.Append(m.Area)
+			rle.Append(true)
+			size, counts := rle.FieldBuilder(0).(*array.ListBuilder), rle.FieldBuilder(1).(*array.ListBuilder)
+			size.Append(true)
+			size.ValueBuilder().(*array.Int32Builder).AppendValues([]int32{m.Height, m.Width}, nil)
+			counts.Append(true)
+			counts.ValueBuilder().(*array.Int32Builder).AppendValues(m.Counts, nil)
 		}
 	}
 	if w.opts.RecordedAt {

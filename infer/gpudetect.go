@@ -171,7 +171,7 @@ type detectBuffers struct {
 // this layout and these options (otherwise it copies the raw output to the
 // host and decodes there).
 func DeviceDetects(l Layout, o PostOptions) bool {
-	return l.Head == HeadV8 && o.topK() <= deviceTopKMax && o.maxDet() <= deviceTopKMax
+	return l.Head == HeadV8 && l.Masks == 0 && o.topK() <= deviceTopKMax && o.maxDet() <= deviceTopKMax
 }
 
 // Detect runs n images (n×3×h×w float32 on the host) and returns each

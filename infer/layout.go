@@ -193,6 +193,11 @@ type Layout struct {
 	// Keypoints and KeypointDims are a pose head's points per detection
 	// and values per point.
 	Keypoints, KeypointDims int
+	// Masks is a segmentation model's mask coefficients per detection
+	// (after the class scores, or after the class of an end-to-end head),
+	// and MaskH×MaskW its prototypes' grid, whose values follow the
+	// D1×D2 of each image's output (see mask.go); 0 for other models.
+	Masks, MaskH, MaskW int
 }
 
 func (l Layout) strides() []int {
@@ -216,6 +221,9 @@ func (l Layout) String() string {
 	if l.Keypoints > 0 {
 		s += fmt.Sprintf("/%dx%d", l.Keypoints, l.KeypointDims)
 	}
+	if l.Masks > 0 {
+		s += fmt.Sprintf("/seg%d", l.Masks)
+	}
 	if l.Head == HeadYOLOX && len(l.Strides) > 0 && !slices.Equal(l.Strides, defaultStrides) {
 		s += fmt.Sprintf("/strides=%v", l.Strides)
 	}
@@ -231,8 +239,28 @@ func (l Layout) Decode(out []float32, o PostOptions, dst []Detection) []Detectio
 		return dst
 	}
 	n := len(dst)
-	return append(dst[:n], dropNonFinite(f.decode(l, out, o, dst)[n:])...)
+	dst = f.decode(l, out, o, dst)
+	if l.Masks > 0 {
+		l.attachMasks(out, dst[n:])
+	}
+	return append(dst[:n], dropNonFinite(dst[n:])...)
 }
+
+// Fits reports whether an engine's output of shape [n, a, b] holds this
+// layout's values: [n, D1, D2], or [n, 1, Values()] with masks joined.
+func (l Layout) Fits(shape []int64) bool {
+	if len(shape) != 3 {
+		return false
+	}
+	if l.Masks > 0 {
+		return shape[1] == 1 && int(shape[2]) == l.Values()
+	}
+	return int(shape[1]) == l.D1 && int(shape[2]) == l.D2
+}
+
+// Values is the number of values of one image's output: D1×D2, and a
+// segmentation model's prototypes.
+func (l Layout) Values() int { return l.D1*l.D2 + l.protoValues() }
 
 // dropNonFinite removes, in place, the detections of ds with a score or a
 // coordinate that is NaN or infinite.
@@ -250,7 +278,7 @@ func dropNonFinite(ds []Detection) []Detection {
 // other in out, in parallel: post-processing on the host (NMS of
 // thousands of candidates) costs milliseconds an image.
 func (l Layout) DecodeBatch(out []float32, n int, o PostOptions) [][]Detection {
-	per := l.D1 * l.D2
+	per := l.Values()
 	res := make([][]Detection, n)
 	var wg sync.WaitGroup
 	next := atomic.Int64{}
@@ -295,6 +323,9 @@ func decodeColumns(l Layout, out []float32, o PostOptions, dst []Detection, nc i
 }
 
 func decodeV8(l Layout, out []float32, o PostOptions, dst []Detection) []Detection {
+	if l.Masks > 0 {
+		return decodeColumns(l, out, o, dst, l.Classes, func(a int, d *Detection) { d.src = int32(a + 1) })
+	}
 	return decodeColumns(l, out, o, dst, l.D1-4, nil)
 }
 
@@ -374,7 +405,7 @@ func decodeOne2One(l Layout, out []float32, o PostOptions, dst []Detection) []De
 	for _, p := range pairs[:min(k, len(pairs))] {
 		row := out[anchors[p.i/nc].i*l.D2 : (anchors[p.i/nc].i+1)*l.D2]
 		dst = append(dst, Detection{Class: p.i % nc, Score: p.score, X1: row[0], Y1: row[1], X2: row[2], Y2: row[3],
-			Keypoints: l.keypointsOf(row[4+nc:])})
+			Keypoints: l.keypointsOf(row[4+nc:]), src: int32(anchors[p.i/nc].i + 1)})
 	}
 	return dst
 }
@@ -446,7 +477,7 @@ func decodeE2E(l Layout, out []float32, o PostOptions, dst []Detection) []Detect
 			continue
 		}
 		dst = append(dst, Detection{Class: int(row[5]), Score: row[4], X1: row[0], Y1: row[1], X2: row[2], Y2: row[3],
-			Keypoints: l.keypointsOf(row[6:])})
+			Keypoints: l.keypointsOf(row[6:]), src: int32(k + 1)})
 		if k+1 >= maxDet {
 			break
 		}
@@ -580,6 +611,9 @@ type ProbeOptions struct {
 	Head    Head       // the layout, when the user gave it (0: detect)
 	Input   Preprocess // the input convention: the blank image is its pad
 	Strides []int      // grid strides of YOLOX-style heads (nil: 8, 16, 32)
+	// Masks is a segmentation model's prototype output (Model.Masks),
+	// joined after its detections.
+	Masks MaskOutput
 }
 
 // ProbeLayout runs one blank image (the pad grey of the input convention)
@@ -602,6 +636,9 @@ func ProbeLayout(ctx context.Context, e Engine, o ProbeOptions) (Layout, error) 
 		return Layout{}, fmt.Errorf("%w: output shape %v, want [batch, a, b]", ErrBadModel, shape)
 	}
 	d1, d2 := int(shape[1]), int(shape[2])
+	if o.Masks.Name != "" {
+		return probeMasks(d1, d2, o)
+	}
 	auto := head == 0
 	kp := o.KeypointShape[0] * o.KeypointShape[1]
 	switch {
@@ -648,6 +685,54 @@ func ProbeLayout(ctx context.Context, e Engine, o ProbeOptions) (Layout, error) 
 	}
 	if names > 0 && l.Classes > 0 && names != l.Classes {
 		return Layout{}, fmt.Errorf("%w: %d class names for a %s head with %d classes", ErrBadModel, names, l, l.Classes)
+	}
+	return l, nil
+}
+
+// probeMasks works out the layout of a segmentation model's output
+// [1, 1, d2], detections and prototypes joined (see maskGeometry): YOLOv8's
+// layout with the mask coefficients after the class scores, an
+// end-to-end head's [K, 6+M], or a one2one head's [N, 4+C+M].
+func probeMasks(d1, d2 int, o ProbeOptions) (Layout, error) {
+	if d1 != 1 {
+		return Layout{}, fmt.Errorf("%w: segmentation output [1, %d, %d], want detections and prototypes joined in [1, 1, n]", ErrBadModel, d1, d2)
+	}
+	head := o.Head
+	d1, d2, m, mh, mw, err := maskGeometry(d2, o.Masks, head, o.H, o.W)
+	if err != nil {
+		return Layout{}, err
+	}
+	switch {
+	case head != 0:
+	case d2 == 6+m && d1 < maxQueries:
+		head = HeadE2E
+	case d1 > 4+m && (o.Names == 0 || d1 == 4+o.Names+m):
+		head = HeadV8
+	default:
+		return Layout{}, fmt.Errorf("%w: cannot tell the layout of segmentation output [B, %d, %d] with %d mask coefficients and %d class names", ErrBadModel, d1, d2, m, o.Names)
+	}
+	l, err := newLayout(head, ScoresProb, d1, d2, o.H, o.W, nil)
+	if err != nil {
+		return Layout{}, err
+	}
+	l.Masks, l.MaskH, l.MaskW = m, mh, mw
+	switch head {
+	case HeadV8:
+		l.Classes = d1 - 4 - m
+	case HeadOne2One:
+		l.Classes = d2 - 4 - m
+	case HeadE2E:
+		if d2 != 6+m {
+			return Layout{}, fmt.Errorf("%w: end-to-end segmentation output [B, %d, %d], want 6 + %d columns", ErrBadModel, d1, d2, m)
+		}
+	default:
+		return Layout{}, fmt.Errorf("%w: a %s head has no mask coefficients dsbatch reads: segmentation needs a v8, e2e or one2one head", ErrBadModel, head)
+	}
+	if l.Classes < 0 || (head != HeadE2E && l.Classes < 1) {
+		return Layout{}, fmt.Errorf("%w: output [B, %d, %d] has no room for classes beside %d mask coefficients", ErrBadModel, d1, d2, m)
+	}
+	if o.Names > 0 && l.Classes > 0 && o.Names != l.Classes {
+		return Layout{}, fmt.Errorf("%w: %d class names for a %s head with %d classes", ErrBadModel, o.Names, l, l.Classes)
 	}
 	return l, nil
 }

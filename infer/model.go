@@ -43,6 +43,9 @@ type Model struct {
 	// point (2: x, y; 3: x, y, visibility), from Ultralytics' kpt_shape
 	// metadata; zero for other models.
 	KeypointShape [2]int
+	// Masks describes a segmentation model's mask prototypes, which
+	// ReadModel joins after Output (see joinMasks); zero for other models.
+	Masks MaskOutput
 	// onnx is the model the engines load: the file's bytes, or the
 	// rewritten model.
 	onnx []byte

@@ -16,6 +16,12 @@ type Detection struct {
 	// Rotated is an oriented-box model's box (nil for other models); X1
 	// to Y2 then bound its corners.
 	Rotated *RotatedBox
+	// Mask is a segmentation model's mask of this detection (nil for
+	// other models), in model-input pixels: Mask.Frame maps it.
+	Mask *Mask
+	// src is 1 + the output row or anchor the detection was read from,
+	// for the mask coefficients beside it (0: none).
+	src int32
 }
 
 // RotatedBox is an oriented box: centre, size and the angle in radians by

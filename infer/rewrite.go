@@ -16,16 +16,88 @@ import (
 //     end-to-end head (YOLOv10, YOLO26: ReduceMax, TopK, GatherElements)
 //     and the NMS of an nms=True export. dsbatch does them itself, with
 //     ties broken by anchor whatever the engine, and the GPU engine then
-//     runs the network.
+//     runs the network;
+//   - a segmentation model's mask prototypes, [B, M, mh, mw], joined
+//     after its detection output, so that one output carries both.
 
 func (m *Model) rewrite(mp *onnx.ModelProto) error {
 	g := mp.GetGraph()
-	if boxes, scores, ok := boxesAndScores(g.GetOutput()); ok {
-		return m.join(mp, boxes, scores)
+	protos := maskPrototypes(g.GetOutput(), m.Metadata["task"])
+	if protos == nil {
+		if boxes, scores, ok := boxesAndScores(g.GetOutput()); ok {
+			return m.join(mp, boxes, scores)
+		}
 	}
 	if t, head, ok := inGraphPost(g); ok {
-		return m.cut(mp, t, head)
+		if err := m.cut(mp, t, head, protos); err != nil {
+			return err
+		}
 	}
+	if protos != nil {
+		return m.joinMasks(mp, protos)
+	}
+	return nil
+}
+
+// MaskOutput is a segmentation model's output of mask prototypes.
+type MaskOutput struct {
+	Name string
+	// Shape is [M, mh, mw] as declared: M prototypes of mh×mw (-1 where
+	// dynamic).
+	Shape [3]int64
+	// Head is the declared shape of the detection output the prototypes
+	// were joined after, [B, d1, d2] (-1 where dynamic).
+	Head []int64
+}
+
+// maskPrototypes finds the prototypes among a model's outputs: a second
+// output of rank 4 beside one of rank 3 (Ultralytics' segmentation
+// models: output0 with each detection's mask coefficients, output1 the
+// prototypes they weigh), with task "segment" when the metadata names one.
+func maskPrototypes(outs []*onnx.ValueInfoProto, task string) *onnx.ValueInfoProto {
+	if len(outs) != 2 || (task != "" && task != "segment") {
+		return nil
+	}
+	a, b := dims(outs[0].GetType().GetTensorType().GetShape()), dims(outs[1].GetType().GetTensorType().GetShape())
+	if len(a) != 3 || len(b) != 4 {
+		return nil
+	}
+	return outs[1]
+}
+
+// joinedMasks is the name of the output joinMasks adds.
+const joinedMasks = "dsbatch_detections_masks"
+
+// joinMasks rewrites mp so that its one output is [B, 1, d1×d2 + M×mh×mw]:
+// per image the detection output's values, then the prototypes'.
+func (m *Model) joinMasks(mp *onnx.ModelProto, protos *onnx.ValueInfoProto) error {
+	g := mp.GetGraph()
+	head := g.GetOutput()[0]
+	flat := func(in, out string) *onnx.NodeProto {
+		return &onnx.NodeProto{Name: proto.String(out), OpType: proto.String("Flatten"), Input: []string{in}, Output: []string{out},
+			Attribute: []*onnx.AttributeProto{{Name: proto.String("axis"), Type: onnx.AttributeProto_INT.Enum(), I: proto.Int64(1)}}}
+	}
+	shape := joinedMasks + "_shape"
+	g.Initializer = append(g.Initializer, &onnx.TensorProto{Name: proto.String(shape), DataType: proto.Int32(int32(onnx.TensorProto_INT64)),
+		Dims: []int64{3}, Int64Data: []int64{0, 1, -1}})
+	g.Node = append(g.Node, flat(head.GetName(), joinedMasks+"_head"), flat(protos.GetName(), joinedMasks+"_protos"),
+		&onnx.NodeProto{Name: proto.String(joinedMasks + "_concat"), OpType: proto.String("Concat"),
+			Input: []string{joinedMasks + "_head", joinedMasks + "_protos"}, Output: []string{joinedMasks + "_flat"},
+			Attribute: []*onnx.AttributeProto{{Name: proto.String("axis"), Type: onnx.AttributeProto_INT.Enum(), I: proto.Int64(1)}}},
+		&onnx.NodeProto{Name: proto.String(joinedMasks), OpType: proto.String("Reshape"),
+			Input: []string{joinedMasks + "_flat", shape}, Output: []string{joinedMasks}})
+	g.Output = []*onnx.ValueInfoProto{{Name: proto.String(joinedMasks), Type: floatTensor()}}
+	b, err := proto.Marshal(mp)
+	if err != nil {
+		return err
+	}
+	ps := dims(protos.GetType().GetTensorType().GetShape())
+	m.Masks = MaskOutput{Name: protos.GetName(), Shape: [3]int64{ps[1], ps[2], ps[3]}, Head: dims(head.GetType().GetTensorType().GetShape())}
+	if m.Cut != "" {
+		m.Masks.Head = m.OutputShape
+	}
+	m.onnx, m.Output = b, joinedMasks
+	m.OutputShape = []int64{m.InputShape[0], 1, -1}
 	return nil
 }
 
@@ -74,21 +146,26 @@ func inGraphPost(g *onnx.GraphProto) (string, Head, bool) {
 	return "", 0, false
 }
 
-// cut makes t the model's one output, read as head, and drops the nodes
-// it does not need.
-func (m *Model) cut(mp *onnx.ModelProto, t string, head Head) error {
+// cut makes t the model's output, read as head, and drops the nodes it
+// does not need; keep, when not nil, stays an output after it (a
+// segmentation model's prototypes).
+func (m *Model) cut(mp *onnx.ModelProto, t string, head Head, keep *onnx.ValueInfoProto) error {
 	g := mp.GetGraph()
 	g.Output = []*onnx.ValueInfoProto{{Name: proto.String(t), Type: floatTensor()}}
 	need := map[string]bool{t: true}
+	if keep != nil {
+		g.Output = append(g.Output, keep)
+		need[keep.GetName()] = true
+	}
 	nodes := g.GetNode()
-	keep := make([]bool, len(nodes))
+	used := make([]bool, len(nodes))
 	for i := len(nodes) - 1; i >= 0; i-- {
 		for _, o := range nodes[i].GetOutput() {
 			if need[o] {
-				keep[i] = true
+				used[i] = true
 			}
 		}
-		if keep[i] {
+		if used[i] {
 			for _, in := range nodes[i].GetInput() {
 				need[in] = true
 			}
@@ -96,7 +173,7 @@ func (m *Model) cut(mp *onnx.ModelProto, t string, head Head) error {
 	}
 	var kept []*onnx.NodeProto
 	for i, n := range nodes {
-		if keep[i] {
+		if used[i] {
 			kept = append(kept, n)
 		}
 	}

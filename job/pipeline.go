@@ -492,8 +492,8 @@ func (p *pipeline) infer(ctx context.Context, e infer.Engine, b *batch, limit in
 			if err != nil {
 				return err
 			}
-			if len(shape) != 3 || int(shape[1]) != l.D1 || int(shape[2]) != l.D2 {
-				return fmt.Errorf("output shape %v, expected [%d, %d, %d]", shape, n, l.D1, l.D2)
+			if !l.Fits(shape) {
+				return fmt.Errorf("output shape %v does not fit the %s head's [%d, %d, %d]", shape, l, n, l.D1, l.D2)
 			}
 			dets = l.DecodeBatch(out, n, p.opts.Post)
 		}
@@ -650,6 +650,9 @@ func (p *pipeline) exportVideos(ctx context.Context, items <-chan *item) error {
 				if r := d.Rotated; r != nil {
 					row.Oriented = &export.OrientedBox{CX: r.CX, CY: r.CY, W: r.W, H: r.H, Angle: r.Angle, Corners: r.Corners}
 				}
+				if d.Mask != nil {
+					row.Mask = frameMask(d, it.lb)
+				}
 				if !v.rec.RecordedAt.IsZero() {
 					row.RecordedAt = v.rec.RecordedAt.Add(time.Duration(it.pts * float64(time.Second)))
 				}
@@ -667,10 +670,19 @@ func (p *pipeline) exportVideos(ctx context.Context, items <-chan *item) error {
 }
 
 // detectionOptions are the detections files' columns for this run's model:
-// keypoints for a pose model, the oriented box for an OBB model.
+// keypoints for a pose model, the oriented box for an OBB model, masks
+// for a segmentation model.
 func (p *pipeline) detectionOptions() export.DetectionOptions {
 	return export.DetectionOptions{KeypointNames: p.opts.KeypointNames, Keypoints: p.opts.Layout.Keypoints, Oriented: p.opts.Layout.Head == infer.HeadOBB,
-		RecordedAt: p.opts.Settings.RecordedAt != ""}
+		RecordedAt: p.opts.Settings.RecordedAt != "", Masks: p.opts.Layout.Masks > 0}
+}
+
+// frameMask rasterises a detection's mask (its box already in frame
+// pixels) over the frame lb maps to: the exporters do it, side by side,
+// rather than the worker's one inference loop.
+func frameMask(d infer.Detection, lb infer.Letterbox) *export.Mask {
+	fm := d.Mask.Frame(lb, d.X1, d.Y1, d.X2, d.Y2)
+	return &export.Mask{Area: fm.Area(), Height: int32(lb.SrcH), Width: int32(lb.SrcW), Counts: fm.RLE(lb.SrcW, lb.SrcH)}
 }
 
 // videoTracks is a video's tracker and the summaries of its tracks.

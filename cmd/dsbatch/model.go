@@ -107,7 +107,10 @@ func (m *readModel) probe(c *cli.Context, e infer.Engine) (*probedModel, error) 
 	case m.Joined != nil:
 		fmt.Fprintf(c.App.ErrWriter, "dsbatch: model %s: outputs %s joined into one\n", name, strings.Join(m.Joined, " and "))
 	}
-	p.layout, err = infer.ProbeLayout(c.Context, e, infer.ProbeOptions{H: m.h, W: m.w, Names: len(m.names), Head: head, Input: input, Strides: strides, KeypointShape: m.KeypointShape, Task: m.Metadata["task"]})
+	if m.Masks.Name != "" {
+		fmt.Fprintf(c.App.ErrWriter, "dsbatch: model %s: mask prototypes %s joined after the detections\n", name, m.Masks.Name)
+	}
+	p.layout, err = infer.ProbeLayout(c.Context, e, infer.ProbeOptions{H: m.h, W: m.w, Names: len(m.names), Head: head, Input: input, Strides: strides, KeypointShape: m.KeypointShape, Task: m.Metadata["task"], Masks: m.Masks})
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", m.Path, err)
 	}

@@ -40,6 +40,14 @@ type Detector struct {
 	// becomes [B, TopK, 6], x1, y1, x2, y2, score, class, and output0 the
 	// [B, D1, D2] tensor it reads (boxes then D2-4 class scores per row).
 	TopK int
+	// Protos, when set, adds a segmentation model's second output
+	// "output1" [B, M, mh, mw] of mask prototypes (ProtoShape: M, mh,
+	// mw), the same for every image, as Ultralytics' -seg models have.
+	Protos     []float32
+	ProtoShape [3]int64
+	// Symbolic declares the outputs' sizes by name, not value, as
+	// Ultralytics' dynamic exports do ("anchors", "mask_height").
+	Symbolic bool
 	// ConvMean computes the mean with an H×W convolution and a Reshape
 	// instead of ReduceMean, so that the GPU engine compiles the model
 	// (it needs H and W).
@@ -87,9 +95,16 @@ func (d Detector) Bytes() ([]byte, error) {
 	}
 	if k := int64(d.TopK); k > 0 {
 		c := int64(d.D2 - 4)
+		split := Node("Split", []string{"preds", "t_split"}, []string{"boxes", "scores"}, intAttr("axis", -1))
+		sizes := []int64{4, c}
+		if d.Protos != nil { // boxes, scores and mask coefficients, as YOLO26-seg splits them
+			c -= d.ProtoShape[0]
+			split.Output = append(split.Output, "coefficients")
+			sizes = []int64{4, c, d.ProtoShape[0]}
+		}
 		g.Node[len(g.Node)-1].Output = []string{"preds"}
 		g.Node = append(g.Node,
-			Node("Split", []string{"preds", "t_split"}, []string{"boxes", "scores"}, intAttr("axis", -1)),
+			split,
 			Node("ReduceMax", []string{"scores"}, []string{"best"}, IntsAttr("axes", -1), intAttr("keepdims", 0)),
 			Node("TopK", []string{"best", "t_k"}, []string{"topv", "topi"}),
 			Node("Unsqueeze", []string{"topi", "t_last"}, []string{"topi3"}),
@@ -108,7 +123,7 @@ func (d Detector) Bytes() ([]byte, error) {
 			Node("Cast", []string{"label3"}, []string{"labelf"}, intAttr("to", int64(onnx.TensorProto_FLOAT))),
 			Node("Concat", []string{"box", "score3", "labelf"}, []string{"output0"}, intAttr("axis", -1)),
 		)
-		g.Initializer = append(g.Initializer, Int64s("t_split", []int64{2}, 4, c), Int64s("t_k", []int64{1}, k), Int64s("t_last", []int64{1}, -1),
+		g.Initializer = append(g.Initializer, Int64s("t_split", []int64{int64(len(sizes))}, sizes...), Int64s("t_k", []int64{1}, k), Int64s("t_last", []int64{1}, -1),
 			Int64s("t_repc", []int64{3}, 1, 1, c), Int64s("t_rep4", []int64{3}, 1, 1, 4), Int64s("t_nc", nil, c))
 		g.Output = []*onnx.ValueInfoProto{{Name: proto.String("output0"), Type: floatType(dim(d.Batch, "batch"), dim(k, ""), dim(6, ""))}}
 	}
@@ -120,6 +135,32 @@ func (d Detector) Bytes() ([]byte, error) {
 			{Name: proto.String("logits"), Type: floatType(dim(d.Batch, "batch"), dim(int64(d.D1), ""), dim(int64(d.D2)-b, ""))},
 			{Name: proto.String("pred_boxes"), Type: floatType(dim(d.Batch, "batch"), dim(int64(d.D1), ""), dim(b, ""))},
 		}
+	}
+	if d.Symbolic {
+		for _, o := range g.Output {
+			for i, dm := range o.GetType().GetTensorType().GetShape().GetDim() {
+				if i > 0 {
+					dm.Value = &onnx.TensorShapeProto_Dimension_DimParam{DimParam: fmt.Sprintf("%s_dim_%d", o.GetName(), i)}
+				}
+			}
+		}
+	}
+	if d.Protos != nil {
+		s := d.ProtoShape
+		if int64(len(d.Protos)) != s[0]*s[1]*s[2] {
+			return nil, fmt.Errorf("onnxtest: Protos need %d values", s[0]*s[1]*s[2])
+		}
+		dims := []*onnx.TensorShapeProto_Dimension{dim(d.Batch, "batch"), dim(s[0], ""), dim(s[1], ""), dim(s[2], "")}
+		if d.Symbolic {
+			dims[2], dims[3] = dim(0, "mask_height"), dim(0, "mask_width")
+		}
+		g.Node = append(g.Node,
+			Node("Unsqueeze", []string{"mean3", "p_axis"}, []string{"mean4p"}),
+			Node("Mul", []string{"mean4p", "p_zero"}, []string{"p_zeros"}),
+			Node("Add", []string{"p_zeros", "p_protos"}, []string{"output1"}))
+		g.Initializer = append(g.Initializer, Int64s("p_axis", []int64{1}, 3), Floats("p_zero", []int64{1, s[0], s[1], s[2]}, make([]float32, len(d.Protos))),
+			Floats("p_protos", []int64{1, s[0], s[1], s[2]}, d.Protos))
+		g.Output = append(g.Output, &onnx.ValueInfoProto{Name: proto.String("output1"), Type: floatType(dims...)})
 	}
 	m := model(g)
 	if d.Names != nil {

@@ -1,0 +1,213 @@
+package infer
+
+import (
+	"fmt"
+	"math"
+)
+
+// Instance masks of segmentation models (Ultralytics' -seg, YOLO26's
+// end-to-end seg). Such a model gives each detection M mask coefficients
+// beside its box, and each image M prototypes of mh×mw cells (a quarter
+// of the input's resolution). A detection's mask is the sum of the
+// prototypes weighed by its coefficients: a logit per cell, sampled
+// bilinearly at each frame pixel's centre, cropped to the box and
+// thresholded at 0 (a probability of one half), as Ultralytics' retina
+// masks are.
+
+// Mask is a detection's mask as the model gives it: the logits of its
+// weighed prototypes over the window of prototype cells round its box.
+type Mask struct {
+	X0, Y0, W, H int       // the window, in cells of the prototype grid
+	Logits       []float32 // H×W, row-major
+	// GridW and GridH are the prototype grid's size, CellW and CellH a
+	// cell's size in model-input pixels.
+	GridW, GridH int
+	CellW, CellH float32
+}
+
+// FrameMask is a mask in frame pixels: which pixels of the box's
+// rectangle X0, Y0, W×H it covers, column by column.
+type FrameMask struct {
+	X0, Y0, W, H int
+	Bits         []bool // W×H, column-major: pixel (X0+x, Y0+y) is Bits[x×H+y]
+}
+
+// Area is the pixels the mask covers.
+func (m FrameMask) Area() int64 {
+	n := int64(0)
+	for _, b := range m.Bits {
+		if b {
+			n++
+		}
+	}
+	return n
+}
+
+// RLE is the mask as COCO's uncompressed run-length encoding over a frame
+// of w×h pixels: lengths of alternate runs of 0s and 1s, starting with
+// 0s, the pixels taken column by column (pycocotools' frPyObjects reads
+// {"size": [h, w], "counts": RLE}).
+func (m FrameMask) RLE(w, h int) []int32 {
+	var counts []int32
+	run, cur := m.X0*h+m.Y0, false
+	flip := func() {
+		counts = append(counts, int32(run))
+		run, cur = 0, !cur
+	}
+	for x := 0; x < m.W; x++ {
+		for _, b := range m.Bits[x*m.H : (x+1)*m.H] {
+			if b != cur {
+				flip()
+			}
+			run++
+		}
+		gap := h - m.H
+		if x == m.W-1 {
+			gap = h - m.Y0 - m.H + (w-m.X0-m.W)*h
+		}
+		if gap > 0 && cur {
+			flip()
+		}
+		run += gap
+	}
+	if m.W == 0 {
+		run = w * h
+	}
+	return append(counts, int32(run))
+}
+
+// Frame rasterises the mask in frame pixels: the pixels whose centres lie
+// in the box x1, y1 to x2, y2 (frame pixels) and where the logit,
+// sampled bilinearly at the centre's place in the prototype grid, is
+// above 0.
+func (m *Mask) Frame(lb Letterbox, x1, y1, x2, y2 float32) FrameMask {
+	first := func(v float32, n int) int { return min(max(int(math.Ceil(float64(v)-0.5)), 0), n) }
+	fx0, fx1 := first(x1, lb.SrcW), first(x2, lb.SrcW)
+	fy0, fy1 := first(y1, lb.SrcH), first(y2, lb.SrcH)
+	fm := FrameMask{X0: fx0, Y0: fy0, W: max(fx1-fx0, 0), H: max(fy1-fy0, 0)}
+	if fm.W == 0 || fm.H == 0 || m.W == 0 || m.H == 0 {
+		fm.W, fm.H = 0, 0
+		return fm
+	}
+	fm.Bits = make([]bool, fm.W*fm.H)
+	// tap places a frame pixel's centre in the window: the cell before it
+	// and the weight of the next.
+	tap := func(f int, scale float64, pad int, cell float32, origin, grid, size int) (int, float32) {
+		in := (float64(f)+0.5)*scale + float64(pad)
+		u := min(max(in/float64(cell)-0.5, 0), float64(grid-1)) - float64(origin)
+		u = min(max(u, 0), float64(size-1))
+		i := min(int(u), size-1)
+		return i, float32(u - float64(i))
+	}
+	rows := make([]int, fm.H)
+	rowW := make([]float32, fm.H)
+	for y := range rows {
+		rows[y], rowW[y] = tap(fy0+y, lb.ScaleY, lb.PadY, m.CellH, m.Y0, m.GridH, m.H)
+	}
+	col := make([]float32, m.H)
+	for x := 0; x < fm.W; x++ {
+		c, f := tap(fx0+x, lb.ScaleX, lb.PadX, m.CellW, m.X0, m.GridW, m.W)
+		c1 := min(c+1, m.W-1)
+		for r := range col {
+			col[r] = m.Logits[r*m.W+c]*(1-f) + m.Logits[r*m.W+c1]*f
+		}
+		bits := fm.Bits[x*fm.H : (x+1)*fm.H]
+		for y, r := range rows {
+			r1 := min(r+1, m.H-1)
+			bits[y] = col[r]*(1-rowW[y])+col[r1]*rowW[y] > 0
+		}
+	}
+	return fm
+}
+
+// maskGeometry works out a segmentation output's parts from the values
+// per image (l, joined by joinMasks: the detection output's d1×d2, then
+// the prototypes' M×mh×mw) and the shapes the model declares (-1 where
+// dynamic): prototypes at a quarter of the h×w input and detections over
+// the anchor-free grid of strides 8, 16 and 32 where not declared, as
+// Ultralytics exports them.
+func maskGeometry(l int, mo MaskOutput, head Head, h, w int) (d1, d2, m, mh, mw int, err error) {
+	m, mh, mw = int(mo.Shape[0]), int(mo.Shape[1]), int(mo.Shape[2])
+	if m <= 0 {
+		m = 32
+	}
+	if mh <= 0 || mw <= 0 {
+		mh, mw = h/4, w/4
+	}
+	dets := l - m*mh*mw
+	if len(mo.Head) == 3 {
+		d1, d2 = int(mo.Head[1]), int(mo.Head[2])
+	}
+	anchors := anchorFreeCells(h, w, nil)
+	switch {
+	case d1 > 0 && d2 > 0:
+	case d1 > 0 && dets%d1 == 0:
+		d2 = dets / d1
+	case d2 > 0 && dets%d2 == 0:
+		d1 = dets / d2
+	case head == HeadOne2One && dets%anchors == 0:
+		d1, d2 = anchors, dets/anchors // [B, anchors, 4+C+M]
+	case dets%anchors == 0 && dets/anchors > 4+m:
+		d1, d2 = dets/anchors, anchors // [B, 4+C+M, anchors]
+	case dets%300 == 0 && dets/300 == 6+m:
+		d1, d2 = 300, dets/300 // end to end: [B, 300, 6+M]
+	}
+	if d1 <= 0 || d2 <= 0 || d1*d2 != dets {
+		return 0, 0, 0, 0, 0, fmt.Errorf("%w: a segmentation output of %d values an image does not split into detections %v and %d prototypes of %dx%d: "+
+			"export the model with a fixed input size", ErrBadModel, l, mo.Head, m, mw, mh)
+	}
+	return d1, d2, m, mh, mw, nil
+}
+
+// protoValues is the values of an image's prototypes after its
+// detection output.
+func (l Layout) protoValues() int { return l.Masks * l.MaskH * l.MaskW }
+
+// coefficient returns coefficient k of the mask of the detection from row
+// or anchor src.
+func (l Layout) coefficient(out []float32, src, k int) float32 {
+	switch l.Head {
+	case HeadV8:
+		return out[(4+l.Classes+k)*l.D2+src] // [4+C+M, N]
+	case HeadE2E:
+		return out[src*l.D2+6+k] // [K, 6+M]
+	default:
+		return out[src*l.D2+4+l.Classes+k] // one2one: [N, 4+C+M]
+	}
+}
+
+// attachMasks gives each detection its mask from the image's output out
+// (detections, then prototypes): the logits of its weighed prototypes over
+// the cells round its box (model-input pixels).
+func (l Layout) attachMasks(out []float32, dets []Detection) {
+	protos := out[l.D1*l.D2:]
+	plane := l.MaskH * l.MaskW
+	cw, ch := float32(l.InputW)/float32(l.MaskW), float32(l.InputH)/float32(l.MaskH)
+	coef := make([]float32, l.Masks)
+	for i := range dets {
+		d := &dets[i]
+		if d.src < 1 {
+			continue
+		}
+		for k := range coef {
+			coef[k] = l.coefficient(out, int(d.src-1), k)
+		}
+		cell := func(v, size float32, n int) int {
+			return min(max(int(math.Floor(float64(v/size-0.5))), 0), n-1)
+		}
+		x0, x1 := cell(d.X1, cw, l.MaskW), min(cell(d.X2, cw, l.MaskW)+1, l.MaskW-1)
+		y0, y1 := cell(d.Y1, ch, l.MaskH), min(cell(d.Y2, ch, l.MaskH)+1, l.MaskH-1)
+		m := &Mask{X0: x0, Y0: y0, W: x1 - x0 + 1, H: y1 - y0 + 1, GridW: l.MaskW, GridH: l.MaskH, CellW: cw, CellH: ch}
+		m.Logits = make([]float32, m.W*m.H)
+		for r := 0; r < m.H; r++ {
+			row := m.Logits[r*m.W : (r+1)*m.W]
+			for k, c := range coef {
+				p := protos[k*plane+(y0+r)*l.MaskW+x0:]
+				for x := range row {
+					row[x] += c * p[x]
+				}
+			}
+		}
+		d.Mask = m
+	}
+}
