@@ -89,7 +89,20 @@ func (g *Graph) specialize(batch, h, w int, rb *rebatcher) error {
 	in.Shape = shape
 	var kept []*Node
 	folded := 0 // numbers folded so far
-	for _, n := range g.Nodes {
+	nodes := g.Nodes
+	for i := 0; i < len(nodes); i++ {
+		n := nodes[i]
+		if n.Op == "ConvTranspose" {
+			// Expanded into operators the engine runs, now that its
+			// input's shape is known; they are specialised next.
+			repl, err := g.expandConvTranspose(n)
+			if err != nil {
+				return fmt.Errorf("node %q (ConvTranspose): %w", n.Name, err)
+			}
+			nodes = append(nodes[:i:i], append(repl, nodes[i+1:]...)...)
+			i--
+			continue
+		}
 		if n.Op == "Constant" {
 			t, err := constantValue(n)
 			if err != nil {

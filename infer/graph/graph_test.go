@@ -161,3 +161,18 @@ func TestOperatorsMatchONNXRuntime(t *testing.T) {
 		})
 	}
 }
+
+// TestConvTransposeRefused: a ConvTranspose whose patches overlap is
+// refused, naming the node and why.
+func TestConvTransposeRefused(t *testing.T) {
+	mp := onnxtest.Model("in", "out", []*onnx.TensorProto{onnxtest.Floats("w", []int64{3, 2, 3, 3}, make([]float32, 54))},
+		onnxtest.Node("ConvTranspose", []string{"in", "w"}, []string{"out"}, onnxtest.IntsAttr("strides", 2, 2), onnxtest.IntsAttr("pads", 1, 1, 1, 1)))
+	g, err := graph.Load(mp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = g.Specialize(1, 8, 8)
+	if err == nil || !errors.Is(err, graph.ErrUnsupported) || !strings.Contains(err.Error(), "ConvTranspose_out") || !strings.Contains(err.Error(), "only a kernel equal to its strides") {
+		t.Errorf("%v", err)
+	}
+}

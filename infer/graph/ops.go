@@ -62,10 +62,12 @@ func opFor(op string) (opFunc, bool) {
 	return nil, false
 }
 
-// Supported reports whether the compiler knows op.
+// Supported reports whether the compiler knows op. A ConvTranspose is
+// expanded into others when its kernel equals its strides (see
+// expandConvTranspose).
 func Supported(op string) bool {
 	_, ok := opFor(op)
-	return ok || op == "Constant"
+	return ok || op == "Constant" || op == "ConvTranspose"
 }
 
 // maxElems bounds the elements of any tensor, run-time ones included: the

@@ -67,5 +67,23 @@ func OpCases() []OpCase {
 	add("ReduceMax axes attribute", 17, nil, Node("ReduceMax", []string{"in"}, []string{"out"}, IntsAttr("axes", 1), intAttr("keepdims", 1)))
 	add("ReduceMax axes input", 18, []*onnx.TensorProto{Int64s("axes", []int64{1}, -1)}, Node("ReduceMax", []string{"in", "axes"}, []string{"out"}, intAttr("keepdims", 0)))
 	add("ReduceMin", 18, []*onnx.TensorProto{Int64s("axes", []int64{1}, 1)}, Node("ReduceMin", []string{"in", "axes"}, []string{"out"}, intAttr("keepdims", 1)))
+	// ConvTranspose as Ultralytics' mask prototypes upsample: kernel 2,
+	// stride 2, after a convolution, with and without a bias; and a kernel
+	// of 3 with stride 3.
+	vals := func(n int, seed uint32) []float32 {
+		v := make([]float32, n)
+		for i := range v {
+			seed = seed*1664525 + 1013904223
+			v[i] = float32(int32(seed>>8)%2000)/2000 - 0.5
+		}
+		return v
+	}
+	convt := []*onnx.TensorProto{Floats("cw", []int64{8, 3, 3, 3}, vals(8*27, 1)), Floats("tw", []int64{8, 5, 2, 2}, vals(8*5*4, 2)),
+		Floats("tb", []int64{5}, vals(5, 3)), Floats("tw3", []int64{8, 4, 3, 3}, vals(8*4*9, 4))}
+	conv := Node("Conv", []string{"in", "cw"}, []string{"c"}, IntsAttr("kernel_shape", 3, 3), IntsAttr("pads", 1, 1, 1, 1))
+	add("ConvTranspose k2 s2 bias", 17, convt, conv, Node("ConvTranspose", []string{"c", "tw", "tb"}, []string{"out"},
+		IntsAttr("kernel_shape", 2, 2), IntsAttr("strides", 2, 2), IntsAttr("pads", 0, 0, 0, 0), IntsAttr("dilations", 1, 1), intAttr("group", 1)))
+	add("ConvTranspose k2 s2", 11, convt, conv, Node("ConvTranspose", []string{"c", "tw"}, []string{"out"}, IntsAttr("strides", 2, 2)))
+	add("ConvTranspose k3 s3", 17, convt, conv, Node("ConvTranspose", []string{"c", "tw3"}, []string{"out"}, IntsAttr("strides", 3, 3)))
 	return cases
 }
