@@ -499,3 +499,99 @@ func TestRunPoseNamesFromDescription(t *testing.T) {
 		t.Errorf("wrong count: exit %d %s", r.code, r.stderr)
 	}
 }
+
+// segDetector is a segmentation model of a 64×64 input as Ultralytics
+// exports one (sizes symbolic, task metadata, two outputs): a car, box
+// 8..32, whose mask (prototype 0, positive left of input x 16) covers the
+// box's left third, and a person, box 36..52, whose mask (prototype 1,
+// positive everywhere) covers all of it.
+func segDetector(t *testing.T) string {
+	const anchors, rows = 84, 4 + 2 + 2
+	raw := make([]float32, rows*anchors)
+	for a, v := range [][]float32{{20, 20, 24, 24, 0.9, 0, 1, 0}, {44, 44, 16, 16, 0, 0.8, 0, 1}} {
+		for r, x := range v {
+			raw[r*anchors+a] = x
+		}
+	}
+	protos := make([]float32, 2*16*16)
+	for i := range 256 {
+		protos[i] = -1
+		if i%16 < 4 {
+			protos[i] = 1
+		}
+		protos[256+i] = 1
+	}
+	m := filepath.Join(t.TempDir(), "seg.onnx")
+	if err := (onnxtest.Detector{H: 64, W: 64, D1: rows, D2: anchors, Raw: raw, Names: []string{"car", "person"}, Symbolic: true,
+		Protos: protos, ProtoShape: [3]int64{2, 16, 16}, Metadata: map[string]string{"task": "segment"}}).Write(m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestRunSeg: a segmentation model's detections carry their masks, as
+// COCO run-lengths over the frame that decode to the pixels the model
+// gave, and docs/SCHEMA.md's mask queries (its sql-seg blocks) run on
+// them.
+func TestRunSeg(t *testing.T) {
+	withORT(t)
+	out := filepath.Join(t.TempDir(), "out")
+	r := dsbatch(t, "run", "--no-cache", "--recorded-at", "container", "--model", segDetector(t), "--out", out, filepath.Join(media, "h264.mp4"))
+	if r.code != 0 || !strings.Contains(r.stderr, "v8/seg2 head") {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	dets := fmt.Sprintf("read_parquet('%s/detections/*.parquet')", out)
+	videos := fmt.Sprintf("read_parquet('%s/videos.parquet')", out)
+	n := duckInt(t, "select count(*) from "+dets)
+	frames := duckInt(t, "select count(distinct frame_index) from "+dets)
+	if n == 0 || n != 2*frames {
+		t.Fatalf("%d detections over %d frames, want two a frame", n, frames)
+	}
+	// Every mask's runs cover the frame; the first run of 0s ends at its
+	// first pixel, inside the box (column-major: x × height + y).
+	if bad := duckInt(t, "select count(*) from "+dets+", "+videos+" v where mask_rle.size <> [v.height, v.width] or list_sum(mask_rle.counts) <> v.width * v.height "+
+		"or len(mask_rle.counts) % 2 <> 1 or mask_rle.counts[1] // v.height < floor(x1) or mask_rle.counts[1] % v.height < floor(y1)"); bad != 0 {
+		t.Errorf("%d masks whose runs do not fit the frame and box", bad)
+	}
+	// The car's mask covers its box's left third, the person's all of its
+	// box, to the pixel at each edge.
+	for _, c := range []struct {
+		class string
+		share float64
+	}{{"car", 1.0 / 3}, {"person", 1}} {
+		q := fmt.Sprintf("select count(*) from %s where class_name = '%s' and abs(mask_area - %g * (x2 - x1) * (y2 - y1)) > (x2 - x1) + (y2 - y1) + 1", dets, c.class, c.share)
+		if bad := duckInt(t, q); bad != 0 {
+			t.Errorf("%d %s masks not of %.2f of the box", bad, c.class, c.share)
+		}
+	}
+	// The run-lengths decode (as pycocotools would) to mask_area pixels,
+	// each of them in the box.
+	bad := duckInt(t, "with r as (select frame_index, class_id, x1, y1, x2, y2, mask_area, v.height h, unnest(mask_rle.counts) c, generate_subscripts(mask_rle.counts, 1) i from "+dets+", "+videos+" v), "+
+		"s as (select *, sum(c) over (partition by frame_index, class_id order by i) - c as start from r) "+
+		"select count(*) from s where i % 2 = 0 and (start // h < floor(x1) or (start + c - 1) // h > ceil(x2) or start % h < floor(y1) or (start + c - 1) % h > ceil(y2))")
+	if bad != 0 {
+		t.Errorf("%d runs of mask pixels outside their box", bad)
+	}
+	if got := duckInt(t, "with r as (select mask_area, list_sum(list_filter(mask_rle.counts, (c, i) -> i % 2 = 0)) s from "+dets+") select count(*) from r where s <> mask_area"); got != 0 {
+		t.Errorf("%d masks whose runs of 1s do not add up to mask_area", got)
+	}
+	doc, err := os.ReadFile("../../docs/SCHEMA.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := regexp.MustCompile("(?s)```sql-seg\n(.*?)```").FindAllStringSubmatch(string(doc), -1)
+	if len(blocks) < 2 {
+		t.Fatalf("found %d sql-seg blocks in docs/SCHEMA.md", len(blocks))
+	}
+	wd, _ := os.Getwd()
+	defer os.Chdir(wd)
+	if err := os.Chdir(out); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range blocks {
+		q := strings.TrimSuffix(strings.TrimSpace(b[1]), ";")
+		if got := duckInt(t, "select count(*) from ("+q+")"); got != 1 {
+			t.Errorf("%d rows, want one (cars, in one hour), from\n%s", got, q)
+		}
+	}
+}
