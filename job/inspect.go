@@ -42,6 +42,20 @@ type Inspection struct {
 	SmallParts int    `json:"small_parts"`
 	// Keypoints are a pose model's points: how often each is visible.
 	Keypoints []KeypointCount `json:"keypoints,omitempty"`
+	// Masks are a segmentation model's mask areas, by class.
+	Masks []MaskArea `json:"masks,omitempty"`
+}
+
+// MaskArea is the masks of one class: how many detections have one, and
+// their areas in frame pixels.
+type MaskArea struct {
+	Class      string  `json:"class"`
+	Detections int64   `json:"detections"`
+	Mean       float64 `json:"mean_area_px"`
+	Min        int64   `json:"min_area_px"`
+	Max        int64   `json:"max_area_px"`
+	// Empty is the detections whose mask covers no pixel.
+	Empty int64 `json:"empty"`
 }
 
 // EventCount is the events of one line and direction, or one zone.
@@ -124,6 +138,9 @@ func Inspect(ctx context.Context, out string, top int) (*Inspection, error) {
 		return nil, err
 	}
 	if in.Keypoints, err = countKeypoints(ctx, out, mem); err != nil {
+		return nil, err
+	}
+	if in.Masks, err = maskAreas(ctx, out, mem); err != nil {
 		return nil, err
 	}
 	o := &outDir{root: out}
@@ -260,4 +277,66 @@ func countKeypoints(ctx context.Context, out string, mem memory.Allocator) ([]Ke
 		list[i].Share = float64(list[i].Visible) / float64(max(list[i].Detections, 1))
 	}
 	return list, nil
+}
+
+// maskAreas sums the mask areas of a segmentation model's detections
+// files by class, in the order of class names.
+func maskAreas(ctx context.Context, out string, mem memory.Allocator) ([]MaskArea, error) {
+	files, _ := filepath.Glob(filepath.Join(out, detectionsDir, "*.parquet"))
+	by := map[string]*MaskArea{}
+	sums := map[string]float64{}
+	for _, f := range files {
+		cols, err := export.ColumnNames(f, mem)
+		if err != nil {
+			return nil, err
+		}
+		if !slices.Contains(cols, "mask_area") {
+			continue
+		}
+		err = export.ScanColumns(ctx, f, []string{"class_name", "mask_area"}, mem, func(r arrow.Record) error {
+			area := r.Column(1).(*array.Int64)
+			for i := 0; i < int(r.NumRows()); i++ {
+				if area.IsNull(i) {
+					continue
+				}
+				c := stringAt(r.Column(0), i)
+				m := by[c]
+				if m == nil {
+					m = &MaskArea{Class: c, Min: area.Value(i), Max: area.Value(i)}
+					by[c] = m
+				}
+				a := area.Value(i)
+				m.Detections++
+				m.Min, m.Max = min(m.Min, a), max(m.Max, a)
+				sums[c] += float64(a)
+				if a == 0 {
+					m.Empty++
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	var list []MaskArea
+	for c, m := range by {
+		m.Mean = sums[c] / float64(m.Detections)
+		list = append(list, *m)
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].Class < list[j].Class })
+	return list, nil
+}
+
+// stringAt is row i of a string column, read plain or as a dictionary.
+func stringAt(a arrow.Array, i int) string {
+	switch c := a.(type) {
+	case *array.String:
+		return c.Value(i)
+	case *array.Dictionary:
+		if d, ok := c.Dictionary().(*array.String); ok {
+			return d.Value(c.GetValueIndex(i))
+		}
+	}
+	return ""
 }

@@ -89,6 +89,12 @@ func writeInspection(w io.Writer, in *job.Inspection) error {
 			fmt.Fprintf(tw, "%s\t%d\t%.1f%%\n", k.Name, k.Detections, 100*k.Share)
 		}
 	}
+	if len(in.Masks) > 0 {
+		fmt.Fprintln(tw, "\nMASKS OF CLASS\tDETECTIONS\tMEAN AREA PX\tMIN\tMAX\tEMPTY")
+		for _, m := range in.Masks {
+			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%d\t%d\t%d\n", m.Class, m.Detections, m.Mean, m.Min, m.Max, m.Empty)
+		}
+	}
 	if len(in.Events) > 0 {
 		fmt.Fprintln(tw, "\nEVENTS\tNAME\tDIRECTION\tCOUNT\tMEAN DWELL")
 		for _, e := range in.Events {

@@ -575,6 +575,18 @@ func TestRunSeg(t *testing.T) {
 	if got := duckInt(t, "with r as (select mask_area, list_sum(list_filter(mask_rle.counts, (c, i) -> i % 2 = 0)) s from "+dets+") select count(*) from r where s <> mask_area"); got != 0 {
 		t.Errorf("%d masks whose runs of 1s do not add up to mask_area", got)
 	}
+	// inspect: mask areas by class, as DuckDB sums them.
+	var in job.Inspection
+	if r := dsbatch(t, "inspect", "--json", out); r.code != 0 || json.Unmarshal([]byte(r.stdout), &in) != nil {
+		t.Fatalf("inspect: exit %d %s", r.code, r.stderr)
+	}
+	if len(in.Masks) != 2 || in.Masks[0].Class != "car" || in.Masks[0].Detections != frames ||
+		in.Masks[0].Mean != float64(duckInt(t, "select sum(mask_area) from "+dets+" where class_name = 'car'"))/float64(frames) || in.Masks[1].Empty != 0 {
+		t.Errorf("inspect's masks: %+v", in.Masks)
+	}
+	if r := dsbatch(t, "inspect", out); !strings.Contains(r.stdout, "MASKS OF CLASS") {
+		t.Errorf("inspect prints no mask table:\n%s", r.stdout)
+	}
 	doc, err := os.ReadFile("../../docs/SCHEMA.md")
 	if err != nil {
 		t.Fatal(err)
