@@ -145,10 +145,12 @@ type Keypoint struct {
 }
 
 // rowsPerBatch is how many rows are buffered before they go to the Parquet
-// encoder; rowGroupRows bounds a row group.
+// encoder (maskBatchRows for rows with masks, each kilobytes wide);
+// rowGroupRows bounds a row group.
 const (
-	rowsPerBatch = 64 << 10
-	rowGroupRows = 1 << 20
+	rowsPerBatch  = 64 << 10
+	maskBatchRows = 2 << 10
+	rowGroupRows  = 1 << 20
 )
 
 // WriterProperties are the Parquet settings of every file dsbatch writes:
@@ -251,7 +253,7 @@ func (w *DetectionWriter) Append(d Detection) error {
 	}
 	w.pending++
 	w.rows++
-	if w.pending >= rowsPerBatch {
+	if w.pending >= rowsPerBatch || (w.opts.Masks && w.pending >= maskBatchRows) {
 		return w.flush()
 	}
 	return nil

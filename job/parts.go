@@ -59,6 +59,10 @@ const (
 	partsDir     = "parts" // in stateDir: a manifest per part
 	// partRows is the default size of a part, in detections.
 	partRows = 1 << 20
+	// maskRowsFactor divides the rows held in memory and a part's rows
+	// when rows hold masks: a segmentation model's row is tens of times
+	// wider than a detector's.
+	maskRowsFactor = 32
 	// partVideos bounds the videos of a part, so that its manifest stays
 	// small even for videos without detections.
 	partVideos = 20000
@@ -577,6 +581,9 @@ func newCompactors(o *outDir, opts *RunOptions) compactors {
 		cs[i] = &compactor{o: o, track: opts.Settings.Track, mem: opts.Mem, rows: opts.PartRows, age: opts.PartAge}
 		if cs[i].rows <= 0 {
 			cs[i].rows = partRows
+			if opts.Layout.Masks > 0 {
+				cs[i].rows /= maskRowsFactor
+			}
 		}
 		if cs[i].age <= 0 {
 			cs[i].age = partAge

@@ -610,7 +610,7 @@ func (p *pipeline) exportVideos(ctx context.Context, items <-chan *item) error {
 		case it.end:
 			w := writers[v.id]
 			if w == nil {
-				w = export.StageDetections(p.out.stagePath(v.id, detectionsDir), p.opts.Mem, p.detectionOptions(), videoMemRows)
+				w = export.StageDetections(p.out.stagePath(v.id, detectionsDir), p.opts.Mem, p.detectionOptions(), p.memRows())
 			}
 			vt := trackers[v.id]
 			delete(trackers, v.id)
@@ -623,7 +623,7 @@ func (p *pipeline) exportVideos(ctx context.Context, items <-chan *item) error {
 		default:
 			w := writers[v.id]
 			if w == nil {
-				w = export.StageDetections(p.out.stagePath(v.id, detectionsDir), p.opts.Mem, p.detectionOptions(), videoMemRows)
+				w = export.StageDetections(p.out.stagePath(v.id, detectionsDir), p.opts.Mem, p.detectionOptions(), p.memRows())
 				writers[v.id] = w
 			}
 			v.rec.FramesInferred++
@@ -675,6 +675,18 @@ func (p *pipeline) exportVideos(ctx context.Context, items <-chan *item) error {
 func (p *pipeline) detectionOptions() export.DetectionOptions {
 	return export.DetectionOptions{KeypointNames: p.opts.KeypointNames, Keypoints: p.opts.Layout.Keypoints, Oriented: p.opts.Layout.Head == infer.HeadOBB,
 		RecordedAt: p.opts.Settings.RecordedAt != "", Masks: p.opts.Layout.Masks > 0}
+}
+
+// memRows is how many of a video's detections wait in memory for their
+// part before they go to a stage file: fewer for a segmentation model,
+// whose rows hold masks (a few kilobytes each, against 60 bytes), so that
+// memory stays bounded by bytes, not rows alone (a dense seg run over 30
+// videos held 97 GiB before, 2026-12-02).
+func (p *pipeline) memRows() int64 {
+	if p.opts.Layout.Masks > 0 {
+		return videoMemRows / maskRowsFactor
+	}
+	return videoMemRows
 }
 
 // frameMask rasterises a detection's mask (its box already in frame
