@@ -184,6 +184,9 @@ func (l Layout) attachMasks(out []float32, dets []Detection) {
 	plane := l.MaskH * l.MaskW
 	cw, ch := float32(l.InputW)/float32(l.MaskW), float32(l.InputH)/float32(l.MaskH)
 	coef := make([]float32, l.Masks)
+	cell := func(v, size float32, n int) int { // the cell whose centre is at or before v
+		return min(max(int(math.Floor(float64(v/size-0.5))), 0), n-1)
+	}
 	for i := range dets {
 		d := &dets[i]
 		if d.src < 1 {
@@ -191,9 +194,6 @@ func (l Layout) attachMasks(out []float32, dets []Detection) {
 		}
 		for k := range coef {
 			coef[k] = l.coefficient(out, int(d.src-1), k)
-		}
-		cell := func(v, size float32, n int) int {
-			return min(max(int(math.Floor(float64(v/size-0.5))), 0), n-1)
 		}
 		x0, x1 := cell(d.X1, cw, l.MaskW), min(cell(d.X2, cw, l.MaskW)+1, l.MaskW-1)
 		y0, y1 := cell(d.Y1, ch, l.MaskH), min(cell(d.Y2, ch, l.MaskH)+1, l.MaskH-1)
