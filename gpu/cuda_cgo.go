@@ -299,6 +299,14 @@ func (g *CUDA) CopyToDevice(dst DevicePtr, src []byte) error {
 	return cudaErr(g.c, "cuMemcpyHtoD", C.dsb_htod(g.c, C.CUdeviceptr(dst), unsafe.Pointer(&src[0]), C.size_t(len(src))))
 }
 
+// CopyFloatsToDevice copies the float32 values of src to dst.
+func (g *CUDA) CopyFloatsToDevice(dst DevicePtr, src []float32) error {
+	if len(src) == 0 {
+		return nil
+	}
+	return g.CopyToDevice(dst, unsafe.Slice((*byte)(unsafe.Pointer(&src[0])), 4*len(src)))
+}
+
 // NewStream creates a non-blocking stream.
 func (g *CUDA) NewStream() (Stream, error) {
 	var s C.CUstream

@@ -167,24 +167,16 @@ type detectBuffers struct {
 	host            *gpu.HostBuffer // dets then ndet
 }
 
-// DeviceDetects reports whether DetectDevice post-processes on the GPU for
-// this layout and these options (otherwise it copies the raw output to the
-// host and decodes there).
+// DeviceDetects reports whether the GPU engine post-processes on the GPU
+// for this layout and these options (otherwise it copies the raw output to
+// the host and decodes there).
 func DeviceDetects(l Layout, o PostOptions) bool {
 	return l.Head == HeadV8 && l.Masks == 0 && o.topK() <= deviceTopKMax && o.maxDet() <= deviceTopKMax
 }
 
-// Detect runs n images (n×3×h×w float32 on the host) and returns each
-// image's detections in model-input pixels, as Layout.Decode would.
-func (e *GPUEngine) Detect(ctx context.Context, input []float32, n int, l Layout, o PostOptions) ([][]Detection, error) {
-	if err := e.upload(input, n); err != nil {
-		return nil, err
-	}
-	return e.DetectDevice(ctx, n, l, o)
-}
-
-// Forward runs the network on the n images in InputBuffer and waits for
-// it, leaving the output on the GPU: the engine's own pace, for benchmarks.
+// Forward runs the network on the n images in its input memory and waits
+// for it, leaving the output on the GPU: the engine's own pace, for
+// benchmarks.
 func (e *GPUEngine) Forward(ctx context.Context, n int) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -199,35 +191,52 @@ func (e *GPUEngine) Forward(ctx context.Context, n int) error {
 	return e.cuda.Sync(e.stream)
 }
 
-// DetectFrames copies the images at srcs into InputBuffer, on the engine's
-// stream, and runs them as DetectDevice does.
-func (e *GPUEngine) DetectFrames(ctx context.Context, srcs []gpu.DevicePtr, l Layout, o PostOptions) ([][]Detection, error) {
-	if len(srcs) < 1 || len(srcs) > e.opts.Batch {
-		return nil, fmt.Errorf("infer: %d images, the engine was built for batches of 1 to %d", len(srcs), e.opts.Batch)
+// InputFrames are the addresses of the first n images of the engine's
+// input memory: frames written there (as the benchmarks do) are read in
+// place, without a copy.
+func (e *GPUEngine) InputFrames(n int) []gpu.DevicePtr {
+	img := gpu.DevicePtr(3 * e.h * e.w * 4)
+	srcs := make([]gpu.DevicePtr, n)
+	for i := range srcs {
+		srcs[i] = e.input + gpu.DevicePtr(i)*img
 	}
-	img := 3 * e.h * e.w * 4
-	for i, src := range srcs {
-		if err := e.cuda.CopyDeviceAsync(e.input+gpu.DevicePtr(i*img), src, img, e.stream); err != nil {
-			return nil, err
-		}
-	}
-	return e.DetectDevice(ctx, len(srcs), l, o)
+	return srcs
 }
 
-// DetectDevice runs the n images already in InputBuffer and returns each
-// image's detections. Score threshold, top-k and NMS run on the GPU when
-// DeviceDetects allows, so that only the kept boxes cross to the host.
-func (e *GPUEngine) DetectDevice(ctx context.Context, n int, l Layout, o PostOptions) ([][]Detection, error) {
+// detect runs f's images and returns each one's detections in model-input
+// pixels, as Layout.Decode would. Host frames are uploaded; device frames
+// are copied into the input memory on the engine's stream. Score
+// threshold, top-k and NMS run on the GPU when DeviceDetects allows, so
+// that only the kept boxes cross to the host.
+func (e *GPUEngine) detect(ctx context.Context, f Frames, l Layout, o PostOptions) ([][]Detection, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	n := f.N
 	if n < 1 || n > e.opts.Batch {
 		return nil, fmt.Errorf("infer: %d images, the engine was built for batches of 1 to %d", n, e.opts.Batch)
 	}
+	if f.Device != nil {
+		img := 3 * e.h * e.w * 4
+		for i, src := range f.Device {
+			dst := e.input + gpu.DevicePtr(i*img)
+			if src == dst {
+				continue
+			}
+			if err := e.cuda.CopyDeviceAsync(dst, src, img, e.stream); err != nil {
+				return nil, err
+			}
+		}
+	} else if err := e.upload(f.Host, n); err != nil {
+		return nil, err
+	}
 	if !DeviceDetects(l, o) {
-		out, _, err := e.InferDevice(ctx, n)
+		out, shape, err := e.inferDevice(n)
 		if err != nil {
 			return nil, err
+		}
+		if !l.Fits(shape) {
+			return nil, fmt.Errorf("gpu engine: output %v does not fit the %s head's [%d, %d, %d]", shape, l, n, l.D1, l.D2)
 		}
 		return l.DecodeBatch(out, n, o), nil
 	}
@@ -273,8 +282,8 @@ func (e *GPUEngine) DetectDevice(ctx context.Context, n int, l Layout, o PostOpt
 	if err := e.cuda.Sync(st); err != nil {
 		return nil, fmt.Errorf("gpu engine: %w", err)
 	}
-	f := d.host.Floats()
-	counts := f[6*maxDet*e.opts.Batch:]
+	rowsOut := d.host.Floats()
+	counts := rowsOut[6*maxDet*e.opts.Batch:]
 	res := make([][]Detection, n)
 	for i := range res {
 		k := int(math.Float32bits(counts[i]))
@@ -283,7 +292,7 @@ func (e *GPUEngine) DetectDevice(ctx context.Context, n int, l Layout, o PostOpt
 		}
 		dets := make([]Detection, k)
 		for j := range dets {
-			r := f[(i*maxDet+j)*6:]
+			r := rowsOut[(i*maxDet+j)*6:]
 			dets[j] = Detection{X1: r[0], Y1: r[1], X2: r[2], Y2: r[3], Score: r[4], Class: int(r[5])}
 		}
 		res[i] = dropNonFinite(dets)

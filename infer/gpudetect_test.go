@@ -42,7 +42,7 @@ func TestGPUDetectMatchesDecode(t *testing.T) {
 				if !DeviceDetects(l, o) {
 					t.Fatalf("%+v: not post-processed on the device", o)
 				}
-				got, err := eng.Detect(ctx, in, n, l, o)
+				got, err := NewDetector(eng, l, o).Detect(ctx, Frames{N: n, Host: in})
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -23,7 +23,11 @@ import (
 
 // GPUOptions configure the GPU engine.
 type GPUOptions struct {
-	UUID     string // the GPU, as NVML names it
+	UUID string // the GPU, as NVML names it
+	// CUDA, when set, is a context on that GPU to share (a GPU worker's,
+	// which its decoders use): the engine does not close it. nil: the
+	// engine opens its own.
+	CUDA     *gpu.CUDA
 	Batch    int    // the largest batch Infer takes at once
 	CacheDir string // compiled kernels and cuDNN algorithm choices ("" : none)
 	// NoGraphs runs each batch as separate launches instead of one CUDA
@@ -62,8 +66,9 @@ type GPUStats struct {
 // bias/activation/residual epilogue, every other step an NVRTC kernel, and
 // each batch size captured once as a CUDA graph.
 type GPUEngine struct {
-	cuda *gpu.CUDA
-	dnn  *gpu.CUDNN
+	cuda   *gpu.CUDA
+	shared bool // cuda is GPUOptions.CUDA, closed by its owner
+	dnn    *gpu.CUDNN
 	// more are further cuDNN handles, for finalizing plans side by side;
 	// a convolution runs on the handle that made it.
 	more   []*gpu.CUDNN
@@ -176,7 +181,9 @@ func newGPU(m *Model, h, w int, o GPUOptions) (_ *GPUEngine, err error) {
 		}
 		return err
 	}
-	if e.cuda, err = gpu.OpenCUDA(o.UUID); err != nil {
+	if o.CUDA != nil {
+		e.cuda, e.shared = o.CUDA, true
+	} else if e.cuda, err = gpu.OpenCUDA(o.UUID); err != nil {
 		return nil, modelErr(err)
 	}
 	dc := make(chan error, 1)
@@ -317,7 +324,9 @@ func (e *GPUEngine) Close() error {
 	for _, d := range e.more {
 		d.Close()
 	}
-	e.cuda.Close()
+	if !e.shared {
+		e.cuda.Close()
+	}
 	e.cuda = nil
 	return nil
 }
@@ -367,10 +376,10 @@ func (e *GPUEngine) Infer(ctx context.Context, input []float32, n int) ([]float3
 	if err := e.upload(input, n); err != nil {
 		return nil, nil, err
 	}
-	return e.InferDevice(ctx, n)
+	return e.inferDevice(n)
 }
 
-// upload copies n images from the host into InputBuffer.
+// upload copies n images from the host into the input memory.
 func (e *GPUEngine) upload(input []float32, n int) error {
 	img := 3 * e.h * e.w
 	if n < 1 || len(input) < n*img {
@@ -385,13 +394,9 @@ func (e *GPUEngine) upload(input []float32, n int) error {
 	return nil
 }
 
-// InputBuffer is the device memory Infer reads: image i of a batch lives
-// at InputBuffer() + i×3×h×w×4, planar RGB float32 in [0, 1]. The GPU
-// pipeline letterboxes into it directly.
-func (e *GPUEngine) InputBuffer() gpu.DevicePtr { return e.input }
-
-// InferDevice runs the n images already in InputBuffer.
-func (e *GPUEngine) InferDevice(ctx context.Context, n int) ([]float32, []int64, error) {
+// inferDevice runs the n images already in the input memory and returns
+// the raw output, valid until the next call.
+func (e *GPUEngine) inferDevice(n int) ([]float32, []int64, error) {
 	p, err := e.planFor(n)
 	if err != nil {
 		return nil, nil, err

@@ -290,9 +290,9 @@ func BenchmarkGPUEngine(b *testing.B) {
 						err = eng.cuda.Sync(eng.stream)
 					}
 				case "detect":
-					_, err = eng.DetectDevice(ctx, batch, l, post)
+					_, err = eng.detect(ctx, Frames{N: batch, Device: eng.InputFrames(batch)}, l, post)
 				case "raw":
-					_, _, err = eng.InferDevice(ctx, batch)
+					_, _, err = eng.inferDevice(batch)
 				}
 				if err != nil {
 					b.Fatal(err)

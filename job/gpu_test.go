@@ -100,8 +100,8 @@ func TestRunGPUEngineDeviceFrames(t *testing.T) {
 	opts := h.options(gpuOut, 1)
 	opts.DeviceFrames, opts.GPUFrames = true, 20 // two batches, a frame per session, a few more
 	opts.KernelCache = t.TempDir()
-	opts.NewEngine = func(w Worker) (infer.Engine, error) {
-		return infer.NewGPU(m, imgsz, imgsz, infer.GPUOptions{UUID: w.GPU.UUID, Batch: opts.Batch, CacheDir: opts.KernelCache})
+	opts.NewEngine = func(w Worker, cuda *gpu.CUDA) (infer.Engine, error) {
+		return infer.NewGPU(m, imgsz, imgsz, infer.GPUOptions{UUID: w.GPU.UUID, CUDA: cuda, Batch: opts.Batch, CacheDir: opts.KernelCache})
 	}
 	sum, err := Run(context.Background(), MakePlan(videos, Workers(devs[:1], 0), Shard{}), videos, opts)
 	if err != nil {

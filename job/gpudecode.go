@@ -2,26 +2,25 @@ package job
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"unsafe"
+	"time"
 
 	"github.com/dsbatch/dsbatch/decode"
 	"github.com/dsbatch/dsbatch/gpu"
 	"github.com/dsbatch/dsbatch/infer"
 )
 
-// gpuDecode is a GPU worker's decoding side: its CUDA context and the
-// letterbox kernel.
-type gpuDecode struct {
+// gpuWorker is a GPU worker's CUDA context, which its decode sessions and
+// its engine share, and its letterbox kernel.
+type gpuWorker struct {
 	cuda *gpu.CUDA
 	lbx  *infer.GPULetterbox
 	size int // floats per letterboxed image
 }
 
-func openGPUDecode(w Worker, opts *RunOptions) (*gpuDecode, error) {
+func openGPUWorker(w Worker, opts *RunOptions) (*gpuWorker, error) {
 	g, err := gpu.OpenCUDA(w.GPU.UUID)
 	if err != nil {
 		return nil, err
@@ -38,122 +37,16 @@ func openGPUDecode(w Worker, opts *RunOptions) (*gpuDecode, error) {
 		g.Close()
 		return nil, err
 	}
-	return &gpuDecode{cuda: g, lbx: lbx, size: 3 * s.InputW * s.InputH}, nil
+	return &gpuWorker{cuda: g, lbx: lbx, size: 3 * s.InputW * s.InputH}, nil
 }
 
-func (g *gpuDecode) close() { g.cuda.Close() }
-
-// gpuSession is one decode session's stream, letterbox buffer and NVDEC
-// decoder, which it keeps from one file to the next when it can.
-type gpuSession struct {
-	g      *gpuDecode
-	stream gpu.Stream
-	buf    gpu.DevicePtr
-	nv     *decode.NVDEC
-}
-
-// open readies the session's decoder for path.
-func (s *gpuSession) open(ctx context.Context, path string, opts decode.Options) (*decode.NVDEC, error) {
-	if s.nv != nil {
-		err := s.nv.Reopen(ctx, path, opts)
-		if err == nil {
-			return s.nv, nil
-		}
-		s.drop()
-		if !errors.Is(err, decode.ErrNVDECCodecChanged) {
-			return nil, err
-		}
-	}
-	d, err := decode.OpenNVDEC(ctx, path, s.g.cuda.Context(), opts)
-	if err != nil {
-		return nil, err
-	}
-	d.SetStream(unsafe.Pointer(s.stream))
-	s.nv = d
-	return d, nil
-}
-
-// drop closes the decoder after a failure; the next file opens a new one.
-func (s *gpuSession) drop() {
-	if s.nv != nil {
-		s.nv.Close()
-		s.nv = nil
-	}
-}
-
-// session makes a decode session. Its stream is urgent: a frame's
-// post-processing and letterbox are short kernels that a session waits for
-// before decoding on, and behind the engine's kernels they would hold the
-// decoder idle.
-func (g *gpuDecode) session() (*gpuSession, error) {
-	s, err := g.cuda.NewUrgentStream()
-	if err != nil {
-		return nil, err
-	}
-	buf, err := g.cuda.Alloc(4 * g.size)
-	if err != nil {
-		g.cuda.DestroyStream(s)
-		return nil, err
-	}
-	return &gpuSession{g: g, stream: s, buf: buf}, nil
-}
-
-func (s *gpuSession) close() {
-	s.drop()
-	s.g.cuda.Free(s.buf)
-	s.g.cuda.DestroyStream(s.stream)
-}
-
-// letterboxDevice letterboxes f into the device tensor dst and waits for
-// it, so that the engine may read dst once the frame is sent on.
-func (s *gpuSession) letterboxDevice(f *decode.GPUFrame, dst gpu.DevicePtr) (infer.Letterbox, error) {
-	lb, err := s.g.lbx.Run(f, dst, s.stream)
-	if err != nil {
-		return lb, err
-	}
-	if err := s.g.cuda.Sync(s.stream); err != nil {
-		return lb, fmt.Errorf("letterbox: %w", err)
-	}
-	return lb, nil
-}
-
-// slotPool is the device tensors frames are letterboxed into, carved from
-// one allocation and handed out through a free list.
-type slotPool struct {
-	base gpu.DevicePtr
-	n    int
-	free chan gpu.DevicePtr
-}
-
-// slots allocates up to want device tensors of size bytes, at least least:
-// when the GPU cannot hold want (another process may use it), it tries
-// half as many, down to least.
-func (g *gpuDecode) slots(least, want, size int) (*slotPool, error) {
-	want = max(want, least)
-	for {
-		base, err := g.cuda.Alloc(want * size)
-		if err == nil {
-			p := &slotPool{base: base, n: want, free: make(chan gpu.DevicePtr, want)}
-			for i := 0; i < want; i++ {
-				p.free <- base + gpu.DevicePtr(i*size)
-			}
-			return p, nil
-		}
-		if want == least {
-			return nil, fmt.Errorf("%d frame slots of %d bytes: %w", want, size, err)
-		}
-		want = max(want/2, least)
-	}
-}
-
-// freeSlots frees the pool's memory, once no frame is in use.
-func (g *gpuDecode) freeSlots(p *slotPool) { g.cuda.Free(p.base) }
+func (g *gpuWorker) close() { g.cuda.Close() }
 
 // autoSlots is how many frames of size bytes a GPU worker keeps between
 // decoding and inference when the user does not say: a quarter of the
 // GPU's free memory (of its total when that is unknown), at most 16 GiB,
 // so that decoding runs on while the engine builds and while it is busy.
-func (g *gpuDecode) autoSlots(memTotal uint64, size int) int {
+func (g *gpuWorker) autoSlots(memTotal uint64, size int) int {
 	mem := memTotal
 	if free, _, err := g.cuda.MemInfo(); err == nil {
 		mem = free
@@ -161,20 +54,153 @@ func (g *gpuDecode) autoSlots(memTotal uint64, size int) int {
 	return int(min(mem/4, 16<<30) / uint64(size))
 }
 
-// upload copies a letterboxed tensor from the host into a device slot.
-func (g *gpuDecode) upload(dst gpu.DevicePtr, t []float32) error {
-	return g.cuda.CopyToDevice(dst, unsafe.Slice((*byte)(unsafe.Pointer(&t[0])), 4*len(t)))
+// decoder is one decode loop's session, and the device tensor it
+// letterboxes NVDEC frames into when they go to host memory.
+type decoder struct {
+	sess *decode.Session
+	buf  gpu.DevicePtr // 0 on CPU workers
 }
 
-// letterbox letterboxes f on the GPU and copies the tensor into dst on the
-// host, for engines that read host memory (ONNX Runtime).
-func (s *gpuSession) letterbox(f *decode.GPUFrame, dst []float32) (infer.Letterbox, error) {
-	lb, err := s.g.lbx.Run(f, s.buf, s.stream)
+func (p *pipeline) newDecoder() (*decoder, error) {
+	var cuda *gpu.CUDA
+	if p.gpu != nil {
+		cuda = p.gpu.cuda
+	}
+	s, err := decode.NewSession(cuda)
 	if err != nil {
-		return lb, err
+		return nil, err
 	}
-	if err := s.g.cuda.CopyToHost(dst[:s.g.size], s.buf, s.stream); err != nil {
-		return lb, fmt.Errorf("letterbox copy: %w", err)
+	d := &decoder{sess: s}
+	if p.gpu != nil {
+		if d.buf, err = cuda.Alloc(4 * p.gpu.size); err != nil {
+			s.Close()
+			return nil, err
+		}
 	}
-	return lb, nil
+	return d, nil
+}
+
+func (d *decoder) close(p *pipeline) {
+	d.sess.Close()
+	if d.buf != 0 {
+		p.gpu.cuda.Free(d.buf)
+	}
+}
+
+// frameSink letterboxes one video's decoded frames and sends them on to
+// the batcher: into a device slot when the engine reads GPU memory, into
+// a host tensor otherwise.
+type frameSink struct {
+	ctx     context.Context
+	p       *pipeline
+	d       *decoder
+	v       *video
+	frames  chan<- *item
+	tensors chan []float32
+}
+
+// Restart tells the exporter to drop the video's frames so far.
+func (s *frameSink) Restart() error {
+	return send(s.ctx, s.frames, &item{v: s.v, reset: true})
+}
+
+// Frame letterboxes f and sends it on.
+func (s *frameSink) Frame(f *decode.SessionFrame) error {
+	c := s.p.clock
+	var it *item
+	var busy time.Duration
+	var err error
+	if f.GPU != nil {
+		it, busy, err = s.gpuFrame(f.GPU)
+	} else {
+		it, busy, err = s.cpuFrame(f.CPU)
+	}
+	if err != nil {
+		return err
+	}
+	c.DecodeBusy.Add(int64(f.Took + busy))
+	t3 := time.Now()
+	if err := send(s.ctx, s.frames, it); err != nil {
+		return err
+	}
+	c.DecodeBlock.Add(since(t3))
+	return nil
+}
+
+// gpuFrame letterboxes an NVDEC frame on the GPU, into a slot or through
+// the decoder's device tensor into a host tensor.
+func (s *frameSink) gpuFrame(f *decode.GPUFrame) (*item, time.Duration, error) {
+	p, c, g := s.p, s.p.clock, s.p.gpu
+	st := s.d.sess.Stream()
+	it := &item{v: s.v, index: f.Index, pts: f.PTS}
+	t1 := time.Now()
+	var err error
+	if p.slots != nil {
+		if it.slot, err = p.slots.Get(s.ctx); err != nil {
+			return nil, 0, err
+		}
+		t2 := time.Now()
+		c.DecodeStall.Add(int64(t2.Sub(t1)))
+		// Waited for, so that the engine may read the slot once the frame
+		// is sent on.
+		if it.lb, err = g.lbx.Run(f, it.slot, st); err == nil {
+			if err = g.cuda.Sync(st); err != nil {
+				err = fmt.Errorf("letterbox: %w", err)
+			}
+		}
+		if err != nil {
+			p.slots.Put(it.slot)
+		}
+		return it, time.Since(t2), err
+	}
+	if it.tensor, _, err = recv(s.ctx, s.tensors); err != nil {
+		return nil, 0, err
+	}
+	t2 := time.Now()
+	c.DecodeStall.Add(int64(t2.Sub(t1)))
+	if it.lb, err = g.lbx.Run(f, s.d.buf, st); err == nil {
+		if err = g.cuda.CopyToHost(it.tensor[:g.size], s.d.buf, st); err != nil {
+			err = fmt.Errorf("letterbox copy: %w", err)
+		}
+	}
+	if err != nil {
+		s.tensors <- it.tensor // never blocks: the tensor came from this list
+	}
+	return it, time.Since(t2), err
+}
+
+// cpuFrame letterboxes a frame decoded on the CPU into a host tensor, and
+// uploads it to a slot when the engine reads GPU memory.
+func (s *frameSink) cpuFrame(f *decode.Frame) (*item, time.Duration, error) {
+	p, c := s.p, s.p.clock
+	st := p.opts.Settings
+	t1 := time.Now()
+	t, _, err := recv(s.ctx, s.tensors) // the list is never closed
+	if err != nil {
+		return nil, 0, err
+	}
+	t0 := time.Now()
+	c.DecodeStall.Add(int64(t0.Sub(t1)))
+	py, pu, pv := f.Planes()
+	lb := infer.LetterboxYUV420(py, pu, pv, f.Width, f.Height, f.Rotation, t, st.InputW, st.InputH, p.opts.Input)
+	it := &item{v: s.v, index: f.Index, pts: f.PTS, lb: lb, tensor: t}
+	if p.slots == nil {
+		return it, time.Since(t0), nil
+	}
+	// The engine reads GPU memory: the tensor goes up to a slot.
+	busy := time.Since(t0)
+	t1 = time.Now()
+	if it.slot, err = p.slots.Get(s.ctx); err != nil {
+		return nil, 0, err
+	}
+	t0 = time.Now()
+	c.DecodeStall.Add(int64(t0.Sub(t1)))
+	err = p.gpu.cuda.CopyFloatsToDevice(it.slot, t)
+	s.tensors <- t // never blocks: the tensor came from this list
+	it.tensor = nil
+	if err != nil {
+		p.slots.Put(it.slot)
+		return nil, 0, fmt.Errorf("frame upload: %w", err)
+	}
+	return it, busy + time.Since(t0), nil
 }

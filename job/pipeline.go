@@ -2,9 +2,7 @@ package job
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -28,10 +26,10 @@ type pipeline struct {
 	// finish records a finished video, and hands a done one's rows on to
 	// the compactor.
 	finish func(export.Video, map[string]*export.Staged) error
-	gpu    *gpuDecode // nil for CPU workers
+	gpu    *gpuWorker // nil for CPU workers
 	// slots are device tensors frames are letterboxed into when the
 	// engine reads GPU memory (nil otherwise): frames then stay on the GPU.
-	slots chan gpu.DevicePtr
+	slots *gpu.Slots
 	clock *StageClock // this worker's stage times
 	start time.Time   // the run's start
 	// boxes judges the layout on the worker's first detections: a misread
@@ -79,7 +77,7 @@ func (p *pipeline) run(ctx context.Context) error {
 	p.clock.sessions.Store(int64(p.opts.DecodeSessions))
 	defer func() { p.clock.endNanos.Store(since(p.start)) }()
 	if p.worker.Kind == "gpu" {
-		dev, err := openGPUDecode(p.worker, p.opts)
+		dev, err := openGPUWorker(p.worker, p.opts)
 		if err != nil {
 			return fmt.Errorf("worker %d: %w", p.worker.ID, err)
 		}
@@ -102,13 +100,13 @@ func (p *pipeline) run(ctx context.Context) error {
 		if want <= 0 {
 			want = p.gpu.autoSlots(p.worker.GPU.MemoryTotal, 4*size)
 		}
-		slots, err := p.gpu.slots(least, want, 4*size)
+		slots, err := p.gpu.cuda.AllocSlots(least, want, 4*size)
 		if err != nil {
 			return fmt.Errorf("worker %d: %w", p.worker.ID, err)
 		}
-		defer p.gpu.freeSlots(slots)
-		p.slots = slots.free
-		nt, nb, queued = p.opts.DecodeSessions, 0, max(1, slots.n/bsz)
+		defer slots.Release()
+		p.slots = slots
+		nt, nb, queued = p.opts.DecodeSessions, 0, max(1, slots.Len()/bsz)
 	}
 	tensors := make(chan []float32, nt)
 	for i := 0; i < cap(tensors); i++ {
@@ -138,16 +136,21 @@ func (p *pipeline) run(ctx context.Context) error {
 	g.Go(func() error {
 		// The engine builds while the first frames decode.
 		t0 := time.Now()
-		engine, err := p.opts.NewEngine(p.worker)
+		var cuda *gpu.CUDA
+		if p.gpu != nil {
+			cuda = p.gpu.cuda
+		}
+		engine, err := p.opts.NewEngine(p.worker, cuda)
 		p.clock.engineBuilds.Add(since(t0))
 		if err != nil {
 			return fmt.Errorf("worker %d: %w", p.worker.ID, err)
 		}
-		defer engine.Close()
-		if _, ok := engine.(infer.DeviceEngine); p.slots != nil && !ok {
-			return fmt.Errorf("worker %d: engine %s does not read frames in GPU memory", p.worker.ID, engine.Name())
+		det := infer.NewDetector(engine, p.opts.Layout, p.opts.Post)
+		defer det.Close()
+		if p.slots != nil && !det.OnDevice() {
+			return fmt.Errorf("worker %d: engine %s does not read frames in GPU memory", p.worker.ID, det.Name())
 		}
-		return p.inferLoop(ctx, engine, batches, results)
+		return p.inferLoop(ctx, det, batches, results)
 	})
 	g.Go(func() error { return p.exportLoop(ctx, results, buffers) })
 	return g.Wait()
@@ -172,16 +175,14 @@ func recv[T any](ctx context.Context, ch <-chan T) (T, bool, error) {
 	}
 }
 
-// decodeLoop decodes videos from the work queue one after the other.
+// decodeLoop decodes videos from the work queue one after the other, on
+// one decode session.
 func (p *pipeline) decodeLoop(ctx context.Context, frames chan<- *item, tensors chan []float32) error {
-	var sess *gpuSession
-	if p.gpu != nil {
-		var err error
-		if sess, err = p.gpu.session(); err != nil {
-			return fmt.Errorf("worker %d: %w", p.worker.ID, err)
-		}
-		defer sess.close()
+	d, err := p.newDecoder()
+	if err != nil {
+		return fmt.Errorf("worker %d: %w", p.worker.ID, err)
 	}
+	defer d.close(p)
 	for {
 		pv, ok := p.work.next(p.index)
 		if !ok {
@@ -195,7 +196,15 @@ func (p *pipeline) decodeLoop(ctx context.Context, frames chan<- *item, tensors 
 			}
 		}
 		v.rec.Worker = int32(p.worker.ID)
-		v.err = p.decodeVideo(ctx, v, frames, tensors, sess)
+		opts := p.decodeOptions()
+		if pv := p.byPath[v.planned.Path]; pv != nil && pv.OK() {
+			opts.Probed = &pv.Info
+		}
+		sink := &frameSink{ctx: ctx, p: p, d: d, v: v, frames: frames, tensors: tensors}
+		// The video's error belongs to it, not to the run.
+		res, err := d.sess.Decode(ctx, v.planned.Path, opts, p.opts.DecodeThreads, sink)
+		v.err, v.stats = err, res.Stats
+		v.rec.Decoder, v.rec.DecoderNote = res.Decoder, res.Note
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -205,176 +214,10 @@ func (p *pipeline) decodeLoop(ctx context.Context, frames chan<- *item, tensors 
 	}
 }
 
-// decodeVideo sends the sampled, letterboxed frames of one video, on NVDEC
-// when the worker has a GPU and NVDEC takes the file, else on the CPU. Its
-// error belongs to the video, not to the run.
-func (p *pipeline) decodeVideo(ctx context.Context, v *video, frames chan<- *item, tensors chan []float32, sess *gpuSession) error {
-	if sess != nil {
-		v.rec.Decoder = "nvdec"
-		sent, err := p.decodeNVDEC(ctx, v, frames, tensors, sess)
-		if err == nil || ctx.Err() != nil {
-			return err
-		}
-		// NVDEC refused the file or failed on it: the CPU decodes it again.
-		v.rec.DecoderNote = err.Error()
-		if sent > 0 {
-			if err := send(ctx, frames, &item{v: v, reset: true}); err != nil {
-				return err
-			}
-		}
-	}
-	v.rec.Decoder = "cpu"
-	sent, err := p.decodeCPU(ctx, v, frames, tensors, p.opts.DecodeThreads)
-	if !errors.Is(err, decode.ErrNondeterministic) || ctx.Err() != nil {
-		return err
-	}
-	// Frame threads conceal a corrupt bitstream's errors differently from
-	// run to run: the file is decoded again from its start on one thread,
-	// so that its results depend on the file alone.
-	if v.rec.DecoderNote != "" {
-		v.rec.DecoderNote += "; "
-	}
-	v.rec.DecoderNote += "corrupt bitstream: decoded again on one thread for reproducible results"
-	if sent > 0 {
-		if err := send(ctx, frames, &item{v: v, reset: true}); err != nil {
-			return err
-		}
-	}
-	_, err = p.decodeCPU(ctx, v, frames, tensors, 1)
-	return err
-}
-
 // decodeOptions are the sampling settings of the run, for either decoder.
 func (p *pipeline) decodeOptions() decode.Options {
 	s := p.opts.Settings
 	return decode.Options{Stride: s.Stride, FPS: s.FPS, Start: s.Start, End: s.End, AssumeFPS: s.AssumeFPS}
-}
-
-// decodeNVDEC decodes on the GPU and returns how many frames it sent.
-func (p *pipeline) decodeNVDEC(ctx context.Context, v *video, frames chan<- *item, tensors chan []float32, sess *gpuSession) (int, error) {
-	opts := p.decodeOptions()
-	if pv := p.byPath[v.planned.Path]; pv != nil && pv.OK() {
-		opts.Probed = &pv.Info
-	}
-	d, err := sess.open(ctx, v.planned.Path, opts)
-	if err != nil {
-		return 0, err
-	}
-	defer func() { v.stats = d.Stats() }()
-	var f decode.GPUFrame
-	sent := 0
-	c := p.clock
-	for {
-		t0 := time.Now()
-		err := d.Next(ctx, &f)
-		busy := since(t0)
-		if errors.Is(err, io.EOF) {
-			c.DecodeBusy.Add(busy)
-			return sent, nil
-		}
-		if err != nil {
-			sess.drop()
-			return sent, err
-		}
-		it := &item{v: v, index: f.Index, pts: f.PTS}
-		t1 := time.Now()
-		if p.slots != nil {
-			if it.slot, _, err = recv(ctx, p.slots); err != nil {
-				return sent, err
-			}
-			t2 := time.Now()
-			c.DecodeStall.Add(int64(t2.Sub(t1)))
-			if it.lb, err = sess.letterboxDevice(&f, it.slot); err != nil {
-				p.slots <- it.slot // never blocks: the slot came from this list
-			}
-			busy += since(t2)
-		} else {
-			if it.tensor, _, err = recv(ctx, tensors); err != nil {
-				return sent, err
-			}
-			t2 := time.Now()
-			c.DecodeStall.Add(int64(t2.Sub(t1)))
-			if it.lb, err = sess.letterbox(&f, it.tensor); err != nil {
-				tensors <- it.tensor // never blocks: the tensor came from this list
-			}
-			busy += since(t2)
-		}
-		if err != nil {
-			return sent, err
-		}
-		c.DecodeBusy.Add(busy)
-		t3 := time.Now()
-		if err := send(ctx, frames, it); err != nil {
-			return sent, err
-		}
-		c.DecodeBlock.Add(since(t3))
-		sent++
-	}
-}
-
-// decodeCPU decodes with FFmpeg on the CPU, on threads threads (0: as
-// many as FFmpeg chooses), and returns how many frames it sent.
-func (p *pipeline) decodeCPU(ctx context.Context, v *video, frames chan<- *item, tensors chan []float32, threads int) (int, error) {
-	s := p.opts.Settings
-	// Planar YUV, rotation left to the letterbox: the same computation as
-	// the GPU letterbox, so CPU and GPU workers feed the model alike.
-	opts := p.decodeOptions()
-	opts.Format, opts.NoAutoRotate, opts.Threads = decode.YUV420P, true, threads
-	d, err := decode.Open(ctx, v.planned.Path, opts)
-	if err != nil {
-		return 0, err
-	}
-	defer func() { v.stats = d.Stats(); d.Close() }()
-	var f decode.Frame
-	c := p.clock
-	sent := 0
-	for {
-		t0 := time.Now()
-		err := d.Next(ctx, &f)
-		busy := since(t0)
-		if errors.Is(err, io.EOF) {
-			c.DecodeBusy.Add(busy)
-			return sent, nil
-		}
-		if err != nil {
-			return sent, err
-		}
-		t1 := time.Now()
-		t, ok, err := recv(ctx, tensors)
-		if err != nil || !ok {
-			return sent, err
-		}
-		t0 = time.Now()
-		c.DecodeStall.Add(int64(t0.Sub(t1)))
-		py, pu, pv := f.Planes()
-		lb := infer.LetterboxYUV420(py, pu, pv, f.Width, f.Height, f.Rotation, t, s.InputW, s.InputH, p.opts.Input)
-		it := &item{v: v, index: f.Index, pts: f.PTS, lb: lb, tensor: t}
-		if p.slots != nil {
-			// The engine reads GPU memory: the tensor goes up to a slot.
-			busy += since(t0)
-			t1 := time.Now()
-			if it.slot, _, err = recv(ctx, p.slots); err != nil {
-				return sent, err
-			}
-			t0 = time.Now()
-			c.DecodeStall.Add(int64(t0.Sub(t1)))
-			err = p.gpu.upload(it.slot, t)
-			tensors <- t // never blocks: the tensor came from this list
-			it.tensor = nil
-			if err != nil {
-				p.slots <- it.slot // never blocks: the slot came from this list
-				return sent, fmt.Errorf("frame upload: %w", err)
-			}
-		}
-		busy += since(t0)
-		c.DecodeBusy.Add(busy)
-		t3 := time.Now()
-		if err := send(ctx, frames, it); err != nil {
-			return sent, err
-		}
-		c.DecodeBlock.Add(since(t3))
-		sent++
-	}
 }
 
 // batchLoop packs frames of any videos into full batches; the last batch
@@ -427,14 +270,10 @@ func (p *pipeline) batchLoop(ctx context.Context, frames <-chan *item, batches c
 	}
 }
 
-// inferLoop runs the engine on each batch and decodes its detections.
-func (p *pipeline) inferLoop(ctx context.Context, e infer.Engine, batches <-chan *batch, results chan<- *batch) error {
+// inferLoop runs the detector on each batch.
+func (p *pipeline) inferLoop(ctx context.Context, det *infer.Detector, batches <-chan *batch, results chan<- *batch) error {
 	defer close(results)
 	c := p.clock
-	limit := p.opts.Batch
-	if bl, ok := e.(infer.BatchLimit); ok {
-		limit = min(limit, max(bl.MaxBatch(), 1))
-	}
 	for {
 		t0 := time.Now()
 		b, ok, err := recv(ctx, batches)
@@ -444,8 +283,8 @@ func (p *pipeline) inferLoop(ctx context.Context, e infer.Engine, batches <-chan
 		c.InferIdle.Add(since(t0))
 		if b.frames > 0 {
 			tb := time.Now()
-			if err := p.infer(ctx, e, b, limit); err != nil {
-				return fmt.Errorf("worker %d: %s: %w", p.worker.ID, e.Name(), err)
+			if err := p.infer(ctx, det, b); err != nil {
+				return fmt.Errorf("worker %d: %s: %w", p.worker.ID, det.Name(), err)
 			}
 			c.Batches.Add(1)
 			c.BatchFrames.Add(int64(b.frames))
@@ -459,11 +298,10 @@ func (p *pipeline) inferLoop(ctx context.Context, e infer.Engine, batches <-chan
 	}
 }
 
-// infer runs a batch's frames through the engine, at most limit at a time,
-// and gives each frame its detections in frame pixels. Device slots go back
-// to their list whatever happens.
-func (p *pipeline) infer(ctx context.Context, e infer.Engine, b *batch, limit int) error {
-	l := p.opts.Layout
+// infer runs a batch's frames through the detector and gives each frame
+// its detections in frame pixels. Device slots go back to their list
+// whatever happens.
+func (p *pipeline) infer(ctx context.Context, det *infer.Detector, b *batch) error {
 	size := 3 * p.opts.Settings.InputH * p.opts.Settings.InputW
 	var frames []*item
 	for _, it := range b.items {
@@ -474,47 +312,36 @@ func (p *pipeline) infer(ctx context.Context, e infer.Engine, b *batch, limit in
 	if b.slots != nil {
 		defer func() {
 			for _, s := range b.slots {
-				p.slots <- s // never blocks: the slot came from this list
+				p.slots.Put(s)
 			}
 			b.slots = nil
 		}()
 	}
-	for i := 0; i < len(frames); i += limit {
-		n := min(limit, len(frames)-i)
-		var dets [][]infer.Detection
-		if b.slots != nil {
-			var err error
-			if dets, err = e.(infer.DeviceEngine).DetectFrames(ctx, b.slots[i:i+n], l, p.opts.Post); err != nil {
-				return err
-			}
-		} else {
-			out, shape, err := e.Infer(ctx, b.buf[i*size:(i+n)*size], n)
-			if err != nil {
-				return err
-			}
-			if !l.Fits(shape) {
-				return fmt.Errorf("output shape %v does not fit the %s head's [%d, %d, %d]", shape, l, n, l.D1, l.D2)
-			}
-			dets = l.DecodeBatch(out, n, p.opts.Post)
+	f := infer.Frames{N: len(frames), Device: b.slots}
+	if b.slots == nil {
+		f.Host = b.buf[:len(frames)*size]
+	}
+	dets, err := det.Detect(ctx, f)
+	if err != nil {
+		return err
+	}
+	for k, it := range frames {
+		if err := p.boxes.Add(dets[k]); err != nil {
+			return err
 		}
-		for k, it := range frames[i : i+n] {
-			if err := p.boxes.Add(dets[k]); err != nil {
-				return err
+		for j := range dets[k] {
+			d := &dets[k][j]
+			d.X1, d.Y1, d.X2, d.Y2 = it.lb.ToFrame(d.X1, d.Y1, d.X2, d.Y2)
+			for q := range d.Keypoints {
+				kp := &d.Keypoints[q]
+				kp.X, kp.Y = it.lb.PointToFrame(kp.X, kp.Y)
 			}
-			for j := range dets[k] {
-				d := &dets[k][j]
-				d.X1, d.Y1, d.X2, d.Y2 = it.lb.ToFrame(d.X1, d.Y1, d.X2, d.Y2)
-				for q := range d.Keypoints {
-					kp := &d.Keypoints[q]
-					kp.X, kp.Y = it.lb.PointToFrame(kp.X, kp.Y)
-				}
-				if d.Rotated != nil {
-					r := it.lb.RotatedToFrame(*d.Rotated)
-					d.Rotated = &r
-				}
+			if d.Rotated != nil {
+				r := it.lb.RotatedToFrame(*d.Rotated)
+				d.Rotated = &r
 			}
-			it.dets = dets[k]
 		}
+		it.dets = dets[k]
 	}
 	return nil
 }

@@ -149,11 +149,13 @@ type RunOptions struct {
 	// like a misread layout's (infer.BoxCheck).
 	NoBoxCheck bool
 	// NewEngine opens an inference engine for a worker; it is called once
-	// per worker and the engine closed when the worker ends.
-	NewEngine func(w Worker) (infer.Engine, error)
+	// per worker and the engine closed when the worker ends. A GPU
+	// worker passes its CUDA context (nil on CPU workers), which its
+	// decoders use too: an engine on that GPU shares it.
+	NewEngine func(w Worker, cuda *gpu.CUDA) (infer.Engine, error)
 	// DeviceFrames says that NewEngine gives GPU workers an engine that
-	// reads frames in GPU memory (infer.DeviceEngine): their frames then
-	// stay on the GPU from decoder to engine.
+	// reads frames in GPU memory (infer.Detector.OnDevice): their frames
+	// then stay on the GPU from decoder to engine.
 	DeviceFrames bool
 	// GPUFrames is how many frames a GPU worker with DeviceFrames holds in
 	// GPU memory between decoding and inference (0: a quarter of the GPU's

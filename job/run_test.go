@@ -17,6 +17,7 @@ import (
 	"github.com/apache/arrow/go/v17/arrow/memory"
 	_ "github.com/marcboeker/go-duckdb/v2"
 
+	"github.com/dsbatch/dsbatch/gpu"
 	"github.com/dsbatch/dsbatch/infer"
 	"github.com/dsbatch/dsbatch/internal/onnxtest"
 )
@@ -94,7 +95,7 @@ func (h *harness) options(out string, workers int) RunOptions {
 			Names: h.model.Names, Conf: 0.25, IoU: 0.45, MaxDet: 300, Stride: 1, Track: true, TrackBuffer: 1},
 		Layout: h.layout,
 		Post:   infer.PostOptions{Conf: 0.25, IoU: 0.45, MaxDet: 300},
-		NewEngine: func(Worker) (infer.Engine, error) {
+		NewEngine: func(Worker, *gpu.CUDA) (infer.Engine, error) {
 			return infer.NewORT(h.model, imgsz, imgsz, infer.ORTOptions{Lib: h.lib, Threads: 1})
 		},
 		Batch: 5, DecodeSessions: 2, Exporters: 2,
@@ -469,8 +470,8 @@ func TestRunEngineBatchLimit(t *testing.T) {
 	}
 	opts := h.options(out, 1)
 	var engines []*cappedEngine
-	opts.NewEngine = func(w Worker) (infer.Engine, error) {
-		e, err := h.options(out, 1).NewEngine(w)
+	opts.NewEngine = func(w Worker, cuda *gpu.CUDA) (infer.Engine, error) {
+		e, err := h.options(out, 1).NewEngine(w, cuda)
 		if err != nil {
 			return nil, err
 		}

@@ -207,14 +207,15 @@ func runBenchInfer(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	post := infer.PostOptions{Conf: 0.25, IoU: 0.7}
+	det := infer.NewDetector(e, l, infer.PostOptions{Conf: 0.25, IoU: 0.7})
+	frames := infer.Frames{N: n, Device: e.InputFrames(n)}
 	for _, mode := range []string{"forward", "detect"} {
 		images, start := 0, time.Now()
 		for time.Since(start) < c.Duration("duration") {
 			if mode == "forward" {
 				err = e.Forward(ctx, n)
 			} else {
-				_, err = e.DetectDevice(ctx, n, l, post)
+				_, err = det.Detect(ctx, frames)
 			}
 			if err != nil {
 				return err

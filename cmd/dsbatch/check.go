@@ -92,11 +92,11 @@ func runCheck(c *cli.Context) error {
 	}
 	n := len(images) / (3 * rm.h * rm.w)
 	post := infer.PostOptions{Conf: float32(c.Float64("conf")), IoU: float32(c.Float64("iou")), MaxDet: c.Int("max-det"), TopK: c.Int("topk"), ClassAgnostic: c.Bool("agnostic-nms")}
-	out, _, err := ort.Infer(c.Context, images, n)
+	// Not closed: ort is the probe's engine, closed by its opener.
+	cpu, err := infer.NewDetector(ort, l, post).Detect(c.Context, infer.Frames{N: n, Host: images})
 	if err != nil {
 		return err
 	}
-	cpu := l.DecodeBatch(out, n, post)
 	boxes := 0
 	check := infer.BoxCheck{Layout: l}
 	var plausible error
@@ -151,7 +151,7 @@ func runCheck(c *cli.Context) error {
 			return err
 		}
 		row("GPU engine speed", "%.0f img/s (batch %d, fp16, the network alone), %.1f× ONNX Runtime on this CPU", grate, g.MaxBatch(), grate/rate)
-		gdets, err := g.Detect(c.Context, images, n, l, post)
+		gdets, err := infer.NewDetector(g, l, post).Detect(c.Context, infer.Frames{N: n, Host: images})
 		if err != nil {
 			return err
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/dsbatch/dsbatch/events"
+	"github.com/dsbatch/dsbatch/gpu"
 	"github.com/dsbatch/dsbatch/infer"
 	"github.com/dsbatch/dsbatch/job"
 )
@@ -178,11 +179,11 @@ func runRun(c *cli.Context) error {
 	newORT := func() (infer.Engine, error) {
 		return infer.NewORT(model, h, w, infer.ORTOptions{Lib: lib, Threads: threads})
 	}
-	newEngine := func(wk job.Worker) (infer.Engine, error) {
+	newEngine := func(wk job.Worker, cuda *gpu.CUDA) (infer.Engine, error) {
 		if !useGPU || wk.GPU == nil {
 			return newORT()
 		}
-		e, err := infer.NewGPU(model, h, w, infer.GPUOptions{UUID: wk.GPU.UUID, Batch: batch, CacheDir: kernelCache})
+		e, err := infer.NewGPU(model, h, w, infer.GPUOptions{UUID: wk.GPU.UUID, CUDA: cuda, Batch: batch, CacheDir: kernelCache})
 		if err != nil {
 			return nil, fmt.Errorf("GPU engine on %s: %w (--engine onnxruntime runs the model on the CPU)", wk.GPU.UUID, err)
 		}
