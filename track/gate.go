@@ -7,32 +7,78 @@ import (
 
 // candidates returns the (track, detection) pairs that may be matched:
 // boxes of the same class (unless agnostic) whose cost 1 − IoU is within
-// maxCost, found through a uniform grid over the detections so that a frame
-// costs about the number of boxes, not tracks × detections.
-func candidates(tb []Box, tc []int, db []Box, dc []int, agnostic bool, maxCost float64) []edge {
+// maxCost, by track. Each class has a uniform grid over its detections,
+// so that a frame costs about the number of boxes, not tracks ×
+// detections, even where boxes are as large as the frame and every cell
+// holds them all.
+//
+// The pairs live in s (nil: fresh memory) until its next use.
+func candidates(s *scratch, tb []Box, tc []int, db []Box, dc []int, agnostic bool, maxCost float64) []edge {
 	if len(tb) == 0 || len(db) == 0 {
 		return nil
 	}
-	g := newGrid(db)
-	seen := make([]int32, len(db)) // seen[j] == i+1: detection j already tried for track i
-	var out []edge
-	var near []int32
+	if s == nil {
+		s = &scratch{}
+	}
+	classOf := func(c int) int { return c }
+	if agnostic {
+		classOf = func(int) int { return 0 }
+	}
+	type class struct {
+		ds   []int32 // the class's detections, indices into db
+		bs   []Box
+		g    *grid
+		seen []int32 // seen[k] == i+1: detection ds[k] already tried for track i
+	}
+	classes := map[int]*class{}
+	for _, c := range tc {
+		classes[classOf(c)] = nil
+	}
+	for j, c := range dc {
+		k := classOf(c)
+		cl, ok := classes[k]
+		if !ok {
+			continue // no track of the class
+		}
+		if cl == nil {
+			cl = &class{}
+			classes[k] = cl
+		}
+		cl.ds, cl.bs = append(cl.ds, int32(j)), append(cl.bs, db[j])
+	}
+	out, near := s.edges[:0], s.near
+	defer func() { s.edges, s.near = out, near }()
 	for i, b := range tb {
-		near = g.query(b, near[:0])
-		for _, j := range near {
-			if seen[j] == int32(i+1) {
+		cl := classes[classOf(tc[i])]
+		if cl == nil {
+			continue
+		}
+		if cl.g == nil {
+			cl.g, cl.seen = newGrid(cl.bs), make([]int32, len(cl.ds))
+		}
+		near = cl.g.query(b, near[:0])
+		for _, k := range near {
+			if cl.seen[k] == int32(i+1) {
 				continue
 			}
-			seen[j] = int32(i + 1)
-			if !agnostic && dc[j] != tc[i] {
-				continue
-			}
-			if c := 1 - iou(b, db[j]); c <= maxCost {
-				out = append(out, edge{t: int32(i), d: j, cost: c})
+			cl.seen[k] = int32(i + 1)
+			if c := 1 - iou(b, cl.bs[k]); c <= maxCost {
+				out = append(out, edge{t: int32(i), d: cl.ds[k], cost: c})
 			}
 		}
 	}
 	return out
+}
+
+// scratch is a tracker's memory for matching, reused from frame to frame:
+// a dense frame's candidates and groups would otherwise allocate hundreds
+// of kilobytes each.
+type scratch struct {
+	edges   []edge
+	near    []int32
+	byGroup []edge
+	next    []int32
+	lap     lap
 }
 
 // edge is a candidate pair and its cost.
@@ -155,14 +201,18 @@ func (g *grid) query(b Box, dst []int32) []int32 {
 }
 
 // assignSparse solves the assignment of rows (tracks) to columns
-// (detections) whose feasible pairs are edges, as assign does on the full
-// matrix with every other pair beyond maxCost. Rows and columns linked by
+// (detections) whose feasible pairs are edges, as the full matrix would
+// solve it with every other pair beyond the gate. Rows and columns linked by
 // no chain of edges cannot affect each other's match, so each connected
-// group is solved alone, rows and columns in their original order: a frame
-// of many boxes costs many small problems instead of one cubic one.
-func assignSparse(rows, cols int, edges []edge, maxCost float64) [][2]int {
+// group is solved alone (lap), rows and columns in their original order: a
+// frame of many boxes costs many small sparse problems instead of one cubic
+// one.
+func assignSparse(s *scratch, rows, cols int, edges []edge) [][2]int {
 	if len(edges) == 0 {
 		return nil
+	}
+	if s == nil {
+		s = &scratch{}
 	}
 	parent := make([]int32, rows+cols) // union-find over rows, then columns
 	for i := range parent {
@@ -181,20 +231,36 @@ func assignSparse(rows, cols int, edges []edge, maxCost float64) [][2]int {
 			parent[max(a, b)] = min(a, b)
 		}
 	}
-	// Groups numbered by their first edge; a group of one edge is a match.
+	// Groups numbered by their first edge, their edges gathered in order
+	// in one slice; a group of one edge is a match.
 	type group struct {
 		rows, cols []int
 		edges      []edge
+		n          int
 	}
 	num := make([]int32, rows+cols) // root → group number + 1
 	var groups []group
-	for _, e := range edges {
+	of := make([]int32, len(edges)) // each edge's group
+	for k, e := range edges {
 		r := find(e.t)
 		if num[r] == 0 {
 			groups = append(groups, group{})
 			num[r] = int32(len(groups))
 		}
-		g := &groups[num[r]-1]
+		of[k] = num[r] - 1
+		groups[of[k]].n++
+	}
+	if cap(s.byGroup) < len(edges) {
+		s.byGroup = make([]edge, len(edges))
+	}
+	all := s.byGroup[:len(edges)]
+	at := 0
+	for g := range groups {
+		groups[g].edges = all[at : at : at+groups[g].n]
+		at += groups[g].n
+	}
+	for k, e := range edges {
+		g := &groups[of[k]]
 		g.edges = append(g.edges, e)
 	}
 	var pairs [][2]int
@@ -221,18 +287,33 @@ func assignSparse(rows, cols int, edges []edge, maxCost float64) [][2]int {
 		for k, j := range g.cols {
 			colAt[j] = k
 		}
-		cost := make([][]float64, len(g.rows))
-		flat := make([]float64, len(g.rows)*len(g.cols))
-		for k := range flat {
-			flat[k] = 2 // beyond any gate
+		// The shorter side takes the rows: fewer of them are left
+		// unmatched, whose searches reach every column of the group.
+		flip := len(g.rows) > len(g.cols)
+		rowOf, colOf := func(e edge) int { return rowAt[e.t] }, func(e edge) int { return colAt[e.d] }
+		nr, nc := len(g.rows), len(g.cols)
+		if flip {
+			rowOf, colOf, nr, nc = colOf, rowOf, nc, nr
 		}
-		for k := range cost {
-			cost[k] = flat[k*len(g.cols) : (k+1)*len(g.cols)]
-		}
+		l := &s.lap
+		l.reset(nr, nc, len(g.edges))
 		for _, e := range g.edges {
-			cost[rowAt[e.t]][colAt[e.d]] = e.cost
+			l.start[rowOf(e)+1]++
 		}
-		for _, p := range assign(cost, maxCost) {
+		for k := 1; k < len(l.start); k++ {
+			l.start[k] += l.start[k-1]
+		}
+		next := append(s.next[:0], l.start[:nr]...)
+		s.next = next
+		for _, e := range g.edges {
+			r := rowOf(e)
+			l.to[next[r]], l.cost[next[r]] = int32(colOf(e)), e.cost
+			next[r]++
+		}
+		for _, p := range l.solve() {
+			if flip {
+				p[0], p[1] = p[1], p[0]
+			}
 			pairs = append(pairs, [2]int{g.rows[p[0]], g.cols[p[1]]})
 		}
 	}

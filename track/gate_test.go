@@ -58,7 +58,7 @@ func TestSparseMatchesDense(t *testing.T) {
 		agnostic := trial%3 == 0
 		maxCost := 1 - []float64{0.2, 0.5, 0.3}[trial%3]
 		want := denseMatch(tb, tc, db, dc, agnostic, maxCost)
-		got := assignSparse(nt, nd, candidates(tb, tc, db, dc, agnostic, maxCost), maxCost)
+		got := assignSparse(nil, nt, nd, candidates(nil, tb, tc, db, dc, agnostic, maxCost))
 		if !slices.Equal(got, want) {
 			t.Fatalf("trial %d (%d tracks, %d detections, size %g): sparse %v, dense %v", trial, nt, nd, size, got, want)
 		}

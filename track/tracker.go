@@ -64,6 +64,7 @@ type Tracker struct {
 	nextID  int64
 	frame   int
 	maxLost int
+	scratch scratch
 }
 
 // New returns a tracker for one video.
@@ -91,6 +92,12 @@ func (t *trk) box() Box {
 
 // iou of two boxes.
 func iou(a, b Box) float64 {
+	// Apart on an axis: no overlap, which the general case below would
+	// find at more cost (the common case in a crowd). NaN coordinates fail
+	// these tests and take the general case.
+	if a.X2 <= b.X1 || b.X2 <= a.X1 || a.Y2 <= b.Y1 || b.Y2 <= a.Y1 {
+		return 0
+	}
 	iw := math.Min(float64(a.X2), float64(b.X2)) - math.Max(float64(a.X1), float64(b.X1))
 	ih := math.Min(float64(a.Y2), float64(b.Y2)) - math.Max(float64(a.Y1), float64(b.Y1))
 	if iw <= 0 || ih <= 0 {
@@ -125,7 +132,7 @@ func (t *Tracker) match(tracks []*trk, dets []Detection, idx []int, minIoU float
 	maxCost := 1 - minIoU
 	usedT := make([]bool, len(tracks))
 	usedD := make([]bool, len(idx))
-	for _, p := range assignSparse(len(tracks), len(idx), candidates(tb, tc, db, dc, t.cfg.ClassAgnostic, maxCost), maxCost) {
+	for _, p := range assignSparse(&t.scratch, len(tracks), len(idx), candidates(&t.scratch, tb, tc, db, dc, t.cfg.ClassAgnostic, maxCost)) {
 		pairs = append(pairs, [2]int{p[0], idx[p[1]]})
 		usedT[p[0]], usedD[p[1]] = true, true
 	}
