@@ -353,7 +353,7 @@ func (p *pipeline) infer(ctx context.Context, det *infer.Detector, b *batch) err
 // marker.
 func (p *pipeline) exportLoop(ctx context.Context, results <-chan *batch, buffers chan<- []float32) error {
 	n := max(p.opts.Exporters, 1)
-	p.clock.exporters.Store(int64(n))
+	p.clock.exporters.Store(int64(2 * n)) // each tracks on one goroutine and writes on another
 	g, ctx := errgroup.WithContext(ctx)
 	queues := make([]chan *item, n)
 	for i := range queues {
@@ -402,10 +402,85 @@ func (p *pipeline) exportLoop(ctx context.Context, results <-chan *batch, buffer
 }
 
 // exportVideos tracks and writes the frames of the videos given to one
-// exporter, and commits each video's file at its end marker.
+// exporter, and commits each video's file at its end marker. Tracking a
+// frame and writing the frame before run side by side, on two goroutines:
+// a video's pace is bounded by the slower of the two, not by their sum
+// (tracking a dense frame costs milliseconds).
 func (p *pipeline) exportVideos(ctx context.Context, items <-chan *item) error {
-	writers := map[int64]*export.DetectionWriter{}
+	// A short queue: items may hold a segmentation model's masks.
+	tracked := make(chan trackedItem, 16)
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		defer close(tracked)
+		return p.trackVideos(ctx, items, tracked)
+	})
+	g.Go(func() error { return p.writeVideos(ctx, tracked) })
+	return g.Wait()
+}
+
+// trackedItem is an item with its detections' track IDs (nil without
+// tracking or for a marker), the video's tracks and the error that failed
+// the video in tracking.
+type trackedItem struct {
+	*item
+	ids []int64
+	vt  *videoTracks
+	err error
+}
+
+// trackVideos runs the trackers of an exporter's videos, in order.
+func (p *pipeline) trackVideos(ctx context.Context, items <-chan *item, out chan<- trackedItem) error {
 	trackers := map[int64]*videoTracks{}
+	failed := map[int64]bool{} // videos that failed in tracking: their frames go nowhere
+	c := p.clock
+	for {
+		t1 := time.Now()
+		it, ok, err := recv(ctx, items)
+		if err != nil || !ok {
+			return err
+		}
+		t0 := time.Now()
+		c.ExportIdle.Add(int64(t0.Sub(t1)))
+		v := it.v
+		ti := trackedItem{item: it}
+		switch {
+		case it.reset:
+			delete(trackers, v.id)
+		case it.end:
+			ti.vt = trackers[v.id]
+			delete(trackers, v.id)
+			delete(failed, v.id)
+		case failed[v.id]:
+			c.ExportBusy.Add(since(t0))
+			continue
+		default:
+			ids, vt, err := p.safeTrackIDs(trackers, v, it)
+			if err != nil {
+				failed[v.id] = true
+				delete(trackers, v.id)
+				ti.err = err
+				break
+			}
+			if vt != nil {
+				for k, d := range it.dets {
+					if ids[k] >= 0 {
+						vt.sums.Add(ids[k], d.Class, it.index, it.pts, track.Box{X1: d.X1, Y1: d.Y1, X2: d.X2, Y2: d.Y2}, d.Score)
+					}
+				}
+			}
+			ti.ids, ti.vt = ids, vt
+		}
+		c.ExportBusy.Add(since(t0))
+		if err := send(ctx, out, ti); err != nil {
+			return err
+		}
+	}
+}
+
+// writeVideos writes the tracked frames of an exporter's videos, and
+// commits each video's file at its end marker.
+func (p *pipeline) writeVideos(ctx context.Context, items <-chan trackedItem) error {
+	writers := map[int64]*export.DetectionWriter{}
 	defer func() {
 		for _, w := range writers { // interrupted: nothing half-written stays
 			w.Abort()
@@ -424,7 +499,6 @@ func (p *pipeline) exportVideos(ctx context.Context, items <-chan *item) error {
 		v := it.v
 		switch {
 		case it.reset:
-			delete(trackers, v.id)
 			if w := writers[v.id]; w != nil {
 				w.Abort()
 				delete(writers, v.id)
@@ -439,10 +513,8 @@ func (p *pipeline) exportVideos(ctx context.Context, items <-chan *item) error {
 			if w == nil {
 				w = export.StageDetections(p.out.stagePath(v.id, detectionsDir), p.opts.Mem, p.detectionOptions(), p.memRows())
 			}
-			vt := trackers[v.id]
-			delete(trackers, v.id)
 			delete(writers, v.id)
-			if err := p.endVideo(v, w, vt); err != nil {
+			if err := p.endVideo(v, w, it.vt); err != nil {
 				return err
 			}
 		case v.exportErr != nil:
@@ -457,23 +529,17 @@ func (p *pipeline) exportVideos(ctx context.Context, items <-chan *item) error {
 			c.frames.Add(1)
 			p.opts.Counters.FramesDone.Add(1)
 			p.opts.Counters.WorkerFrames[p.index].Add(1)
-			ids, vt, err := p.safeTrackIDs(trackers, v, it)
-			if err != nil {
-				v.exportErr = err
-				delete(trackers, v.id)
+			if it.err != nil {
+				v.exportErr = it.err
 				break
 			}
 			for k, d := range it.dets {
-				name := className(names, d.Class)
-				if vt != nil && ids[k] >= 0 {
-					vt.sums.Add(ids[k], d.Class, it.index, it.pts, track.Box{X1: d.X1, Y1: d.Y1, X2: d.X2, Y2: d.Y2}, d.Score)
-				}
 				var kps []export.Keypoint
 				for _, q := range d.Keypoints {
 					kps = append(kps, export.Keypoint{X: q.X, Y: q.Y, Score: q.Score})
 				}
 				row := export.Detection{VideoID: v.id, VideoPath: v.planned.Path, FrameIndex: it.index, PTS: it.pts,
-					ClassID: int32(d.Class), ClassName: name, Score: d.Score, X1: d.X1, Y1: d.Y1, X2: d.X2, Y2: d.Y2, TrackID: ids[k], Keypoints: kps}
+					ClassID: int32(d.Class), ClassName: className(names, d.Class), Score: d.Score, X1: d.X1, Y1: d.Y1, X2: d.X2, Y2: d.Y2, TrackID: it.ids[k], Keypoints: kps}
 				if r := d.Rotated; r != nil {
 					row.Oriented = &export.OrientedBox{CX: r.CX, CY: r.CY, W: r.W, H: r.H, Angle: r.Angle, Corners: r.Corners}
 				}

@@ -422,7 +422,7 @@ func checkProfile(t *testing.T, sum *Summary, workers, sessions int) {
 		if p.Frames > 0 && (p.FirstBatchSeconds < p.StartSeconds || p.FirstBatchSeconds > p.EndSeconds || p.MeanBatch <= 0 || p.MeanBatch > 5) {
 			t.Errorf("worker %d: first batch at %.3fs, mean batch %.2f", p.Worker, p.FirstBatchSeconds, p.MeanBatch)
 		}
-		if p.Decode.Goroutines != sessions || p.Infer.Goroutines != 1 || p.Export.Goroutines != 2 { // the harness's exporters
+		if p.Decode.Goroutines != sessions || p.Infer.Goroutines != 1 || p.Export.Goroutines != 4 { // the harness's two exporters, each tracking and writing
 			t.Errorf("worker %d: goroutines %d/%d/%d", p.Worker, p.Decode.Goroutines, p.Infer.Goroutines, p.Export.Goroutines)
 		}
 		for name, s := range map[string]StageProfile{"decode": p.Decode, "infer": p.Infer, "export": p.Export} {

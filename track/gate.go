@@ -24,44 +24,63 @@ func candidates(s *scratch, tb []Box, tc []int, db []Box, dc []int, agnostic boo
 	if agnostic {
 		classOf = func(int) int { return 0 }
 	}
-	type class struct {
-		ds   []int32 // the class's detections, indices into db
-		bs   []Box
-		g    *grid
-		seen []int32 // seen[k] == i+1: detection ds[k] already tried for track i
+	t := (1 - maxCost) * (1 - 1e-9) // the least IoU, a little less: rounding never rejects a pair within the gate
+	s.gen++
+	if s.classes == nil {
+		s.classes = map[int]*class{}
 	}
-	classes := map[int]*class{}
 	for _, c := range tc {
-		classes[classOf(c)] = nil
-	}
-	for j, c := range dc {
-		k := classOf(c)
-		cl, ok := classes[k]
-		if !ok {
-			continue // no track of the class
-		}
+		cl := s.classes[classOf(c)]
 		if cl == nil {
 			cl = &class{}
-			classes[k] = cl
+			s.classes[classOf(c)] = cl
 		}
-		cl.ds, cl.bs = append(cl.ds, int32(j)), append(cl.bs, db[j])
+		if cl.gen != s.gen {
+			cl.reset(s.gen)
+		}
+	}
+	for j, c := range dc {
+		if cl := s.classes[classOf(c)]; cl != nil && cl.gen == s.gen {
+			cl.add(int32(j), db[j], t)
+		} // else no track of the class
 	}
 	out, near := s.edges[:0], s.near
 	defer func() { s.edges, s.near = out, near }()
 	for i, b := range tb {
-		cl := classes[classOf(tc[i])]
-		if cl == nil {
+		cl := s.classes[classOf(tc[i])]
+		if len(cl.ds) == 0 {
 			continue
 		}
-		if cl.g == nil {
-			cl.g, cl.seen = newGrid(cl.bs), make([]int32, len(cl.ds))
+		if !cl.indexed {
+			cl.index()
 		}
-		near = cl.g.query(b, near[:0])
-		for _, k := range near {
-			if cl.seen[k] == int32(i+1) {
-				continue
+		ks := cl.all
+		if cl.g != nil {
+			near = cl.g.query(b, near[:0])
+			ks = near
+		}
+		bx1, by1, bx2, by2 := float64(b.X1), float64(b.Y1), float64(b.X2), float64(b.Y2)
+		tbw, tbh := t*float64(b.X2-b.X1), t*float64(b.Y2-b.Y1)
+		for _, k := range ks {
+			if cl.g != nil {
+				if cl.seen[k] == int32(i+1) {
+					continue
+				}
+				cl.seen[k] = int32(i + 1)
 			}
-			cl.seen[k] = int32(i + 1)
+			// Apart (see apart), inline on the class's columns. Plain
+			// comparisons, not min and max: a pair with a NaN, which they
+			// may reject, has no IoU within the gate either.
+			if t > 0 {
+				ox := lesser(bx2, cl.x2[k]) - greater(bx1, cl.x1[k])
+				if ox < tbw || ox < cl.tw[k] {
+					continue
+				}
+				oy := lesser(by2, cl.y2[k]) - greater(by1, cl.y1[k])
+				if oy < tbh || oy < cl.th[k] {
+					continue
+				}
+			}
 			if c := 1 - iou(b, cl.bs[k]); c <= maxCost {
 				out = append(out, edge{t: int32(i), d: cl.ds[k], cost: c})
 			}
@@ -70,10 +89,88 @@ func candidates(s *scratch, tb []Box, tc []int, db []Box, dc []int, agnostic boo
 	return out
 }
 
+// class is one class's detections in a frame, searched for a track's
+// candidates: all of them when they are few or the grid would hold them
+// all in every cell, else through a grid.
+type class struct {
+	ds                     []int32 // the class's detections, indices into db
+	bs                     []Box
+	x1, y1, x2, y2, tw, th []float64 // bs by column, and t × their sizes, for the apart test
+	all                    []int32   // 0, 1, ... len(ds)-1
+	g                      *grid
+	gen                    int     // the search c belongs to (scratch.gen)
+	indexed                bool    // all (and g) made for this search
+	seen                   []int32 // seen[k] == i+1: detection ds[k] already tried for track i (grid only)
+}
+
+// directMax is the most detections of a class searched without a grid.
+const directMax = 8
+
+func (c *class) add(j int32, b Box, t float64) {
+	c.ds, c.bs = append(c.ds, j), append(c.bs, b)
+	c.x1, c.y1, c.x2, c.y2 = append(c.x1, float64(b.X1)), append(c.y1, float64(b.Y1)), append(c.x2, float64(b.X2)), append(c.y2, float64(b.Y2))
+	c.tw, c.th = append(c.tw, t*float64(b.X2-b.X1)), append(c.th, t*float64(b.Y2-b.Y1))
+}
+
+func lesser(a, b float64) float64 {
+	if a < b {
+		return a
+	}
+	return b
+}
+
+func greater(a, b float64) float64 {
+	if a > b {
+		return a
+	}
+	return b
+}
+
+// reset empties c for the search of generation gen, its memory kept.
+func (c *class) reset(gen int) {
+	c.gen, c.indexed, c.g = gen, false, nil
+	c.ds, c.bs = c.ds[:0], c.bs[:0]
+	c.x1, c.y1, c.x2, c.y2, c.tw, c.th = c.x1[:0], c.y1[:0], c.x2[:0], c.y2[:0], c.tw[:0], c.th[:0]
+}
+
+// index readies the search, on a class's first track.
+func (c *class) index() {
+	c.indexed = true
+	c.all = resize(c.all, len(c.ds))
+	for k := range c.all {
+		c.all[k] = int32(k)
+	}
+	if len(c.ds) <= directMax {
+		return
+	}
+	if g := newGrid(c.bs); g.w*g.h > 4 {
+		c.g, c.seen = g, resize(c.seen, len(c.ds))
+		clear(c.seen)
+	}
+}
+
+// apart reports whether boxes a and b certainly have an IoU below t: the
+// overlap of two boxes on an axis is at least t times the larger of their
+// sizes there when their IoU reaches t (IoU ≤ overlap ÷ the larger size),
+// a test far cheaper than the IoU. NaN coordinates fail it.
+func apart(a, b Box, t float64) bool {
+	if t <= 0 {
+		return false
+	}
+	iw := min(float64(a.X2), float64(b.X2)) - max(float64(a.X1), float64(b.X1))
+	if iw < t*max(float64(a.X2-a.X1), float64(b.X2-b.X1)) {
+		return true
+	}
+	ih := min(float64(a.Y2), float64(b.Y2)) - max(float64(a.Y1), float64(b.Y1))
+	return ih < t*max(float64(a.Y2-a.Y1), float64(b.Y2-b.Y1))
+}
+
 // scratch is a tracker's memory for matching, reused from frame to frame:
 // a dense frame's candidates and groups would otherwise allocate hundreds
 // of kilobytes each.
 type scratch struct {
+	classes map[int]*class // by class (one for class-agnostic matching)
+	gen     int            // the current search of classes
 	edges   []edge
 	near    []int32
 	byGroup []edge

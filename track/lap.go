@@ -102,6 +102,19 @@ func (l *lap) edges(r int32, base float64) {
 
 // augment assigns row f by the shortest augmenting path.
 func (l *lap) augment(f int32) {
+	// A row whose nearest column (as the search below would order them)
+	// is free takes it at once: the search would end there, and no
+	// potential would change.
+	best := lapItem{lapUnmatched - l.v[int32(l.cols)+f], int32(l.cols) + f}
+	for k := l.start[f]; k < l.start[f+1]; k++ {
+		if it := (lapItem{l.cost[k] - l.v[l.to[k]], l.to[k]}); it.less(best) {
+			best = it
+		}
+	}
+	if l.owner[best.c] < 0 {
+		l.owner[best.c], l.colOf[f] = f, best.c
+		return
+	}
 	l.seen, l.final, l.heap = l.seen[:0], l.final[:0], l.heap[:0]
 	l.edges(f, 0)
 	var end int32 = -1
