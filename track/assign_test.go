@@ -5,7 +5,8 @@ import "math"
 // assign solves the rectangular assignment problem on cost (rows ×
 // cols) optimally (Hungarian method with potentials, O(n³)) and returns the
 // pairs whose cost is at most maxCost. Rows or columns left out are
-// unmatched.
+// unmatched. It is the full-matrix matcher the tracker used before lap: the
+// oracle the tests hold lap to.
 func assign(cost [][]float64, maxCost float64) (pairs [][2]int) {
 	n := len(cost)
 	if n == 0 || len(cost[0]) == 0 {

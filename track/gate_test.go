@@ -127,3 +127,40 @@ func TestMalformedBoxes(t *testing.T) {
 		}
 	}
 }
+
+// TestSparseMatchesDenseCrowd: frames like a random-weight model's at a
+// low threshold (300 boxes a frame, most as large as a fifth of the frame
+// or more, two classes: one group of about 150 × 150 per class), matched
+// with one scratch reused from frame to frame as a tracker does, give
+// exactly the pairs of the full assignment.
+func TestSparseMatchesDenseCrowd(t *testing.T) {
+	rng := rand.New(rand.NewSource(2))
+	var s scratch
+	for trial := 0; trial < 40; trial++ {
+		nt, nd := 150+rng.Intn(200), 150+rng.Intn(150)
+		size := []float64{250, 500, 800}[trial%3]
+		tb, tc := randomBoxes(rng, nt, 1920, 1080, size)
+		db, dc := randomBoxes(rng, nd, 1920, 1080, size)
+		for k := range tc {
+			tc[k] %= 2
+		}
+		for k := range dc {
+			dc[k] %= 2
+		}
+		for j := 0; j < nd && j < nt; j += 3 {
+			d := float32(rng.NormFloat64() * size / 20)
+			db[j] = Box{tb[j].X1 + d, tb[j].Y1 - d, tb[j].X2 + d, tb[j].Y2}
+			dc[j] = tc[j]
+		}
+		agnostic := trial%4 == 0
+		maxCost := 1 - []float64{0.2, 0.5, 0.3}[trial%3]
+		want := denseMatch(tb, tc, db, dc, agnostic, maxCost)
+		got := assignSparse(&s, nt, nd, candidates(&s, tb, tc, db, dc, agnostic, maxCost))
+		if !slices.Equal(got, want) {
+			t.Fatalf("trial %d (%d tracks, %d detections, size %g): sparse %v, dense %v", trial, nt, nd, size, got, want)
+		}
+		if len(want) < 20 {
+			t.Fatalf("trial %d: %d pairs, not a crowd", trial, len(want))
+		}
+	}
+}

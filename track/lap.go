@@ -60,6 +60,12 @@ func resize[T any](s []T, n int) []T {
 }
 
 // solve returns the pairs (row, column) of real columns, by row.
+//
+// Every potential starts at zero. The search minimises a path's cost less
+// the potential of the free column it ends on, so free columns must share
+// one potential (they keep it until taken): starting from the columns'
+// least costs instead (Jonker and Volgenant's column reduction) gave other
+// pairs.
 func (l *lap) solve() [][2]int {
 	for r := 0; r < l.rows; r++ {
 		l.augment(int32(r))
