@@ -90,7 +90,7 @@ func Compact(ctx context.Context, out string, mem memory.Allocator) (*CompactRep
 // into staging, where loadState finds them as a killed run's staged rows,
 // and removes per-video events files.
 func (o *outDir) unstackPerVideo(rep *CompactReport) error {
-	for _, t := range []string{detectionsDir, tracksDir, eventsDir} {
+	for _, t := range tableDirs() {
 		names, err := listDir(o.path(t), ".parquet")
 		if err != nil {
 			return err

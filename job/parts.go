@@ -201,7 +201,7 @@ func (o *outDir) loadState(ctx context.Context, track bool, repair bool, mem mem
 	if err != nil {
 		return nil, err
 	}
-	tables := []string{detectionsDir, tracksDir, eventsDir}
+	tables := tableDirs()
 	known := map[string]bool{}
 	// Rewrites first (rewrite.go): carried forward when their files are
 	// written, else dropped; the parts a live one replaces are not read.
@@ -490,7 +490,7 @@ func (o *outDir) gather(ctx context.Context, vs []staged, track bool, mem memory
 // removePart removes part m: its files first, so that no reader sees a
 // part of it, then its manifest.
 func (o *outDir) removePart(m *manifest) error {
-	for _, t := range []string{detectionsDir, tracksDir, eventsDir} {
+	for _, t := range tableDirs() {
 		if err := os.Remove(m.file(o, t)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
@@ -681,7 +681,7 @@ func VideoFiles(out string, id int64) (map[string]string, error) {
 				continue
 			}
 			files := map[string]string{}
-			for _, t := range []string{detectionsDir, tracksDir, eventsDir} {
+			for _, t := range tableDirs() {
 				if _, err := os.Stat(m.file(o, t)); err == nil {
 					files[t] = m.file(o, t)
 				}

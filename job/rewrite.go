@@ -54,7 +54,7 @@ func (o *outDir) rewriteReady(m *manifest) bool {
 // finishRewrite does steps 3 and 4 of the replacing part m.
 func (o *outDir) finishRewrite(m *manifest) error {
 	for _, old := range m.Replaces {
-		for _, t := range []string{detectionsDir, tracksDir, eventsDir} {
+		for _, t := range tableDirs() {
 			if err := os.Remove(o.path(t, old+".parquet")); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return err
 			}
@@ -77,7 +77,7 @@ func (o *outDir) finishRewrite(m *manifest) error {
 
 // dropRewrite removes the files of a replacing part not all written.
 func (o *outDir) dropRewrite(m *manifest) error {
-	for _, t := range []string{detectionsDir, tracksDir, eventsDir} {
+	for _, t := range tableDirs() {
 		if err := os.Remove(o.compactingPath(m.Part, t)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}

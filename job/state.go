@@ -51,8 +51,18 @@ type outDir struct {
 
 // videoTables are the folders of the output's row tables, parts in each
 // (parts.go): the one list that creating, cleaning and clearing output
-// folders go through.
+// folders, compacting, repairing and rewriting parts go through.
 var videoTables = []struct{ dir string }{{detectionsDir}, {tracksDir}, {eventsDir}}
+
+// tableDirs are the folders of videoTables, in order: what code that goes
+// over every table's parts ranges over.
+func tableDirs() []string {
+	ds := make([]string, len(videoTables))
+	for i, t := range videoTables {
+		ds[i] = t.dir
+	}
+	return ds
+}
 
 // folders are the output's folders: its root, the state's and the tables'.
 func (o *outDir) folders() []string {
