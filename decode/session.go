@@ -158,21 +158,28 @@ func (s *Session) decodeNVDEC(ctx context.Context, path string, opts Options, si
 	}
 	defer func() { res.Stats = d.Stats() }()
 	var f GPUFrame
-	sf := SessionFrame{GPU: &f}
-	sent := 0
+	sent, decoder, err := pump(sink, &SessionFrame{GPU: &f}, func() error { return d.Next(ctx, &f) })
+	if decoder {
+		s.drop()
+	}
+	return sent, err
+}
+
+// pump hands sink the frames next decodes into sf until the end, and
+// returns how many the sink took and whether an error was the decoder's.
+func pump(sink Sink, sf *SessionFrame, next func() error) (sent int, decoder bool, err error) {
 	for {
 		t0 := time.Now()
-		err := d.Next(ctx, &f)
+		err := next()
 		sf.Took = time.Since(t0)
 		if errors.Is(err, io.EOF) {
-			return sent, nil
+			return sent, false, nil
 		}
 		if err != nil {
-			s.drop()
-			return sent, err
+			return sent, true, err
 		}
-		if err := sink.Frame(&sf); err != nil {
-			return sent, err
+		if err := sink.Frame(sf); err != nil {
+			return sent, false, err
 		}
 		sent++
 	}
@@ -190,21 +197,6 @@ func decodeCPU(ctx context.Context, path string, opts Options, threads int, sink
 	}
 	defer func() { res.Stats = d.Stats(); d.Close() }()
 	var f Frame
-	sf := SessionFrame{CPU: &f}
-	sent := 0
-	for {
-		t0 := time.Now()
-		err := d.Next(ctx, &f)
-		sf.Took = time.Since(t0)
-		if errors.Is(err, io.EOF) {
-			return sent, nil
-		}
-		if err != nil {
-			return sent, err
-		}
-		if err := sink.Frame(&sf); err != nil {
-			return sent, err
-		}
-		sent++
-	}
+	sent, _, err := pump(sink, &SessionFrame{CPU: &f}, func() error { return d.Next(ctx, &f) })
+	return sent, err
 }
