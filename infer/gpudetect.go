@@ -261,14 +261,14 @@ func (e *GPUEngine) detect(ctx context.Context, f Frames, l Layout, o PostOption
 		return nil, err
 	}
 	grid := [3]uint32{uint32((l.D2 + 255) / 256), uint32(n), 1}
-	if err := e.k["select_v8"].Launch(grid, [3]uint32{256, 1, 1}, st, e.addr(p, outV), int32(l.D2), nc, o.Conf, d.count, d.keys); err != nil {
+	if err := e.k.selectV8.Launch(grid, [3]uint32{256, 1, 1}, st, e.addr(p, outV), int32(l.D2), nc, o.Conf, d.count, d.keys); err != nil {
 		return nil, err
 	}
 	agnostic := int32(0)
 	if o.ClassAgnostic {
 		agnostic = 1
 	}
-	if err := e.k["detect_v8"].Launch([3]uint32{uint32(n), 1, 1}, [3]uint32{1024, 1, 1}, st, e.addr(p, outV), int32(l.D2), nc,
+	if err := e.k.detectV8.Launch([3]uint32{uint32(n), 1, 1}, [3]uint32{1024, 1, 1}, st, e.addr(p, outV), int32(l.D2), nc,
 		d.count, d.keys, int32(o.topK()), o.IoU, int32(maxDet), agnostic, d.dets, d.ndet); err != nil {
 		return nil, err
 	}

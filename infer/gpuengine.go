@@ -76,7 +76,7 @@ type GPUEngine struct {
 	model  []byte
 	h, w   int
 	opts   GPUOptions
-	k      map[string]*gpu.Kernel
+	k      kernels
 	// Memory shared by every batch size's plan.
 	arena, input, inputNHWC, ws gpu.DevicePtr
 	arenaBytes, wsBytes         int64
@@ -105,16 +105,56 @@ type gpuPlan struct {
 	shape    []int64
 }
 
-// engineSources are the engine's kernel sources and the kernels each
-// holds.
-var engineSources = []struct {
+// kernels are the engine's NVRTC kernels, a typed field each. Families
+// chosen by element type are indexed by elem (0: float32, 1: float16);
+// copies and transposes by the input's type, then the output's.
+type kernels struct {
+	copy, transpose                     [2][2]*gpu.Kernel
+	copyV16                             *gpu.Kernel
+	binary, unary, unaryStrided         [2]*gpu.Kernel
+	epilogue, epilogue1, epilogue8      *gpu.Kernel
+	inputNHWC8, softmax, reduce, matmul *gpu.Kernel
+	maxpool, maxpool8, resize, resize8  *gpu.Kernel // float16
+	selectV8, detectV8                  *gpu.Kernel
+}
+
+// elem indexes a kernel family by element type.
+func elem(e graph.Elem) int {
+	if e == graph.F16 {
+		return 1
+	}
+	return 0
+}
+
+// kernelSource is a CUDA source and the kernels it defines, by name, with
+// the field each is loaded into.
+type kernelSource struct {
 	code  string
 	names []string
-}{
-	{stridedSource, []string{"copy_ff", "copy_hh", "copy_hf", "copy_fh", "copy_v16", "binary_f", "binary_h", "unary_f", "unary_h", "unary_sf", "unary_sh"}},
-	{layoutSource, []string{"epilogue", "epilogue1", "epilogue8", "transpose_ff", "transpose_hh", "transpose_hf", "transpose_fh", "input_nhwc8",
-		"softmax_f", "reduce_f", "maxpool_h", "maxpool_h8", "resize_h", "resize_h8", "matmul_f"}},
-	{detectSource, []string{"select_v8", "detect_v8"}},
+	into  []**gpu.Kernel
+}
+
+// sources lists the engine's kernel sources and binds each kernel's name
+// to its field of k: the one place that knows kernels by name.
+func (k *kernels) sources() []kernelSource {
+	src := func(code string, pairs ...any) kernelSource {
+		ks := kernelSource{code: code}
+		for i := 0; i < len(pairs); i += 2 {
+			ks.names = append(ks.names, pairs[i].(string))
+			ks.into = append(ks.into, pairs[i+1].(**gpu.Kernel))
+		}
+		return ks
+	}
+	return []kernelSource{
+		src(stridedSource, "copy_ff", &k.copy[0][0], "copy_hh", &k.copy[1][1], "copy_hf", &k.copy[1][0], "copy_fh", &k.copy[0][1],
+			"copy_v16", &k.copyV16, "binary_f", &k.binary[0], "binary_h", &k.binary[1], "unary_f", &k.unary[0], "unary_h", &k.unary[1],
+			"unary_sf", &k.unaryStrided[0], "unary_sh", &k.unaryStrided[1]),
+		src(layoutSource, "epilogue", &k.epilogue, "epilogue1", &k.epilogue1, "epilogue8", &k.epilogue8,
+			"transpose_ff", &k.transpose[0][0], "transpose_hh", &k.transpose[1][1], "transpose_hf", &k.transpose[1][0], "transpose_fh", &k.transpose[0][1],
+			"input_nhwc8", &k.inputNHWC8, "softmax_f", &k.softmax, "reduce_f", &k.reduce, "maxpool_h", &k.maxpool, "maxpool_h8", &k.maxpool8,
+			"resize_h", &k.resize, "resize_h8", &k.resize8, "matmul_f", &k.matmul),
+		src(detectSource, "select_v8", &k.selectV8, "detect_v8", &k.detectV8),
+	}
 }
 
 // NewGPU compiles the model m for h×w inputs on the GPU o.UUID and
@@ -246,30 +286,21 @@ func newGPU(m *Model, h, w int, o GPUOptions) (_ *GPUEngine, err error) {
 // NVRTC kernels, its sources side by side: on a cold start compiling is
 // most of the engine's set-up.
 func (e *GPUEngine) loadKernels() error {
-	ks := make([][]*gpu.Kernel, len(engineSources))
+	srcs := e.k.sources()
 	var g errgroup.Group
-	for i, src := range engineSources {
+	for _, src := range srcs {
 		g.Go(func() error {
-			for _, name := range src.names {
+			for i, name := range src.names {
 				k, err := e.cuda.Kernel(src.code, name, e.opts.CacheDir)
 				if err != nil {
 					return err
 				}
-				ks[i] = append(ks[i], k)
+				*src.into[i] = k
 			}
 			return nil
 		})
 	}
-	if err := g.Wait(); err != nil {
-		return err
-	}
-	e.k = map[string]*gpu.Kernel{}
-	for i, src := range engineSources {
-		for j, name := range src.names {
-			e.k[name] = ks[i][j]
-		}
-	}
-	return nil
+	return g.Wait()
 }
 
 // lower compiles the model for batch n.
@@ -627,23 +658,17 @@ func (e *GPUEngine) lowerStep(p *gpuPlan, s graph.Step) error {
 		if err != nil {
 			return err
 		}
-		k := e.k["binary_f"]
-		if s.Out.Elem == graph.F16 {
-			k = e.k["binary_h"]
-		}
+		k := e.k.binary[elem(s.Out.Elem)]
 		pa, pb, code, m := e.addr(p, a), e.addr(p, b), int32(s.Code), p.param(meta6(shape, st...))
 		p.ops = append(p.ops, func(s gpu.Stream) error {
 			return k.Launch(e.grid(n), block, s, uint32(n), m(), pa, pb, out, code)
 		})
 	case graph.KUnary:
 		in := s.In[0]
-		suffix := "f"
-		if s.Out.Elem == graph.F16 {
-			suffix = "h"
-		}
+		t := elem(s.Out.Elem)
 		x, code, alpha := e.addr(p, in), int32(s.Code), s.Alpha
 		if slices.Equal(in.Stride, s.Out.Stride) && packed(in) {
-			k := e.k["unary_"+suffix]
+			k := e.k.unary[t]
 			p.ops = append(p.ops, func(s gpu.Stream) error {
 				return k.Launch(e.grid(n), block, s, uint32(n), x, out, code, alpha)
 			})
@@ -654,7 +679,7 @@ func (e *GPUEngine) lowerStep(p *gpuPlan, s graph.Step) error {
 		if err != nil {
 			return err
 		}
-		k, m := e.k["unary_s"+suffix], p.param(meta6(shape, st...))
+		k, m := e.k.unaryStrided[t], p.param(meta6(shape, st...))
 		p.ops = append(p.ops, func(s gpu.Stream) error {
 			return k.Launch(e.grid(n), block, s, uint32(n), m(), x, out, code, alpha)
 		})
@@ -666,10 +691,10 @@ func (e *GPUEngine) lowerStep(p *gpuPlan, s graph.Step) error {
 		threads := int64(s.Outer * s.Inner)
 		grid := [3]uint32{uint32((threads + 255) / 256), 1, 1}
 		if s.Kind == graph.KSoftmax {
-			k := e.k["softmax_f"]
+			k := e.k.softmax
 			p.ops = append(p.ops, func(st gpu.Stream) error { return k.Launch(grid, block, st, outer, dim, inner, x, out) })
 		} else {
-			k, code := e.k["reduce_f"], int32(s.Code)
+			k, code := e.k.reduce, int32(s.Code)
 			p.ops = append(p.ops, func(st gpu.Stream) error { return k.Launch(grid, block, st, outer, dim, inner, x, out, code) })
 		}
 	case graph.KMaxPool, graph.KResize:
@@ -679,7 +704,7 @@ func (e *GPUEngine) lowerStep(p *gpuPlan, s graph.Step) error {
 			int32(in.Stride[0]), int32(in.Stride[2]), int32(in.Stride[3]),
 			int32(s.Out.Stride[0]), int32(s.Out.Stride[2]), int32(s.Out.Stride[3])}
 		x := e.addr(p, in)
-		name, threads := "resize_h", n
+		k, k8, threads := e.k.resize, e.k.resize8, n
 		if s.Kind == graph.KMaxPool {
 			q := s.Pool
 			mode := int32(0) // maximum; 1: average of the taps inside; 2: of those inside the padded input
@@ -691,12 +716,12 @@ func (e *GPUEngine) lowerStep(p *gpuPlan, s graph.Step) error {
 			}
 			g = append(g, int32(q.KH), int32(q.KW), int32(q.SH), int32(q.SW), int32(q.DH), int32(q.DW), int32(q.PT), int32(q.PL), mode,
 				int32(q.PB), int32(q.PR))
-			name = "maxpool_h"
+			k, k8 = e.k.maxpool, e.k.maxpool8
 		}
 		if vec8(in) && vec8(s.Out) {
-			name, threads = name+"8", n/8
+			k, threads = k8, n/8
 		}
-		k, m := e.k[name], p.param(g)
+		m := p.param(g)
 		if s.Kind == graph.KMaxPool {
 			p.ops = append(p.ops, func(st gpu.Stream) error { return k.Launch(e.grid(threads), block, st, m(), x, out) })
 		} else {
@@ -721,7 +746,7 @@ func (e *GPUEngine) lowerStep(p *gpuPlan, s graph.Step) error {
 			g[d], g[4+d], g[8+d] = int32(batch[i]), int32(ab[i]), int32(bb[i])
 		}
 		g[12], g[13], g[14] = int32(s.Out.Shape[r-2]), int32(s.Out.Shape[r-1]), int32(a.Shape[len(a.Shape)-1])
-		pa, pb, k, m := e.addr(p, a), e.addr(p, b), e.k["matmul_f"], p.param(g)
+		pa, pb, k, m := e.addr(p, a), e.addr(p, b), e.k.matmul, p.param(g)
 		p.ops = append(p.ops, func(st gpu.Stream) error { return k.Launch(e.grid(n), block, st, m(), pa, pb, out) })
 	default:
 		return fmt.Errorf("step kind %d: %w", s.Kind, graph.ErrUnsupported)
@@ -752,16 +777,14 @@ func (e *GPUEngine) copyStep(p *gpuPlan, s graph.Step) error {
 	src, dst := e.addr(p, in), e.addr(p, s.Out)
 	if p.prog.Bufs[s.Out.Buf].Space == graph.SpaceInputNHWC && p.prog.InputChannels == 8 && in.Elem == graph.F32 && packed(in) {
 		n, c, hw := in.Shape[0], in.Shape[1], in.Shape[2]*in.Shape[3]
-		k := e.k["input_nhwc8"]
+		k := e.k.inputNHWC8
 		pixels := int64(n * hw)
 		p.ops = append(p.ops, func(st gpu.Stream) error {
 			return k.Launch(e.grid(pixels), block, st, uint32(pixels), uint32(hw), int32(c), src, dst)
 		})
 		return nil
 	}
-	pair := [2]graph.Elem{in.Elem, s.Out.Elem}
-	suffix := map[[2]graph.Elem]string{{graph.F32, graph.F32}: "ff", {graph.F16, graph.F16}: "hh",
-		{graph.F16, graph.F32}: "hf", {graph.F32, graph.F16}: "fh"}[pair]
+	ti, to := elem(in.Elem), elem(s.Out.Elem)
 	shape, st, err := collapse(s.Out.Shape, in.Stride, s.Out.Stride)
 	if err != nil {
 		return err
@@ -784,20 +807,20 @@ func (e *GPUEngine) copyStep(p *gpuPlan, s graph.Step) error {
 			}
 			P, Q := shape[r-1], shape[r]
 			g := []int32{int32(P), int32(Q), int32(xb), int32(st[0][r]), int32(yb), int32(st[1][r-1])}
-			k, m := e.k["transpose_"+suffix], p.param(g)
+			k, m := e.k.transpose[ti][to], p.param(g)
 			grid := [3]uint32{uint32((Q + 31) / 32), uint32((P + 31) / 32), uint32(b)}
 			p.ops = append(p.ops, func(st gpu.Stream) error { return k.Launch(grid, [3]uint32{32, 8, 1}, st, m(), src, dst) })
 			return nil
 		}
 	}
-	name := "copy_" + suffix
+	k := e.k.copy[ti][to]
 	if in.Elem == s.Out.Elem {
 		if v := 16 / in.Elem.Size(); vectorizable(shape, st, v, src, dst) {
 			vectorize(shape, st, v)
-			name = "copy_v16"
+			k = e.k.copyV16
 		}
 	}
-	k, m := e.k[name], p.param(meta6(shape, st...))
+	m := p.param(meta6(shape, st...))
 	total := int64(graph.Len(shape))
 	p.ops = append(p.ops, func(s gpu.Stream) error {
 		return k.Launch(e.grid(total), block, s, uint32(total), m(), src, dst)
@@ -1004,17 +1027,17 @@ func (e *GPUEngine) conv(p *gpuPlan, s graph.Step) error {
 	aligned := func(v int64) bool { return v%8 == 0 }
 	switch {
 	case c.K%8 == 0 && aligned(yp) && aligned(s.Out.Off) && (c.Residual == nil || aligned(rp) && aligned(c.Residual.Off)):
-		kern := e.k["epilogue8"]
+		kern := e.k.epilogue8
 		p.ops = append(p.ops, func(st gpu.Stream) error {
 			return kern.Launch(e.grid(n/8), block, st, uint32(n/8), k, ypix, y, raw, spix, bias, res, rpix, act, alpha)
 		})
 	case c.K%2 == 0 && yp%2 == 0 && (c.Residual == nil || rp%2 == 0 && c.Residual.Off%2 == 0):
-		kern := e.k["epilogue"]
+		kern := e.k.epilogue
 		p.ops = append(p.ops, func(st gpu.Stream) error {
 			return kern.Launch(e.grid(n/2), block, st, uint32(n/2), k, ypix, y, raw, spix, bias, res, rpix, act, alpha)
 		})
 	default:
-		kern := e.k["epilogue1"]
+		kern := e.k.epilogue1
 		p.ops = append(p.ops, func(st gpu.Stream) error {
 			return kern.Launch(e.grid(n), block, st, uint32(n), k, ypix, y, raw, spix, bias, res, rpix, act, alpha)
 		})

@@ -8,6 +8,7 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -423,14 +424,40 @@ func TestKernelSourcesCompile(t *testing.T) {
 }
 
 // TestEngineSourcesNameTheirKernels checks on the CPU that every kernel the
-// engine looks up is defined in the source it is looked up in.
+// engine loads is defined in the source it is loaded from, and that every
+// field of the engine's kernels is loaded, once.
 func TestEngineSourcesNameTheirKernels(t *testing.T) {
-	for _, src := range engineSources {
-		for _, name := range src.names {
+	var k kernels
+	loaded := map[**gpu.Kernel]string{}
+	for _, src := range k.sources() {
+		for i, name := range src.names {
 			if !strings.Contains(src.code, "__global__ void "+name+"(") {
 				t.Errorf("kernel %s is not in its source", name)
 			}
+			if other, ok := loaded[src.into[i]]; ok {
+				t.Errorf("kernels %s and %s load into one field", other, name)
+			}
+			loaded[src.into[i]] = name
+			*src.into[i] = &gpu.Kernel{}
 		}
+	}
+	// Every *gpu.Kernel in k, arrays included, was given one.
+	var check func(path string, v reflect.Value)
+	check = func(path string, v reflect.Value) {
+		switch v.Kind() {
+		case reflect.Array:
+			for i := 0; i < v.Len(); i++ {
+				check(fmt.Sprintf("%s[%d]", path, i), v.Index(i))
+			}
+		case reflect.Pointer:
+			if v.IsNil() {
+				t.Errorf("kernel field %s is loaded by no source", path)
+			}
+		}
+	}
+	rv := reflect.ValueOf(k)
+	for i := 0; i < rv.NumField(); i++ {
+		check(rv.Type().Field(i).Name, rv.Field(i))
 	}
 }
 
