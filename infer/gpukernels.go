@@ -1,5 +1,12 @@
 package infer
 
+import (
+	"golang.org/x/sync/errgroup"
+
+	"github.com/dsbatch/dsbatch/gpu"
+	"github.com/dsbatch/dsbatch/infer/graph"
+)
+
 // The CUDA C of the GPU engine's kernels (everything but the
 // convolutions, which are cuDNN's), in two sources that NVRTC compiles
 // side by side on a cold start. fp16 values are stored as raw 16-bit
@@ -428,3 +435,76 @@ extern "C" __global__ void matmul_f(const int* g, const float* a, const float* b
 	}
 }
 `
+
+// kernels are the engine's NVRTC kernels, a typed field each. Families
+// chosen by element type are indexed by elem (0: float32, 1: float16);
+// copies and transposes by the input's type, then the output's.
+type kernels struct {
+	copy, transpose                     [2][2]*gpu.Kernel
+	copyV16                             *gpu.Kernel
+	binary, unary, unaryStrided         [2]*gpu.Kernel
+	epilogue, epilogue1, epilogue8      *gpu.Kernel
+	inputNHWC8, softmax, reduce, matmul *gpu.Kernel
+	maxpool, maxpool8, resize, resize8  *gpu.Kernel // float16
+	selectV8, detectV8                  *gpu.Kernel
+}
+
+// elem indexes a kernel family by element type.
+func elem(e graph.Elem) int {
+	if e == graph.F16 {
+		return 1
+	}
+	return 0
+}
+
+// kernelSource is a CUDA source and the kernels it defines, by name, with
+// the field each is loaded into.
+type kernelSource struct {
+	code  string
+	names []string
+	into  []**gpu.Kernel
+}
+
+// sources lists the engine's kernel sources and binds each kernel's name
+// to its field of k: the one place that knows kernels by name.
+func (k *kernels) sources() []kernelSource {
+	src := func(code string, pairs ...any) kernelSource {
+		ks := kernelSource{code: code}
+		for i := 0; i < len(pairs); i += 2 {
+			ks.names = append(ks.names, pairs[i].(string))
+			ks.into = append(ks.into, pairs[i+1].(**gpu.Kernel))
+		}
+		return ks
+	}
+	return []kernelSource{
+		src(stridedSource, "copy_ff", &k.copy[0][0], "copy_hh", &k.copy[1][1], "copy_hf", &k.copy[1][0], "copy_fh", &k.copy[0][1],
+			"copy_v16", &k.copyV16, "binary_f", &k.binary[0], "binary_h", &k.binary[1], "unary_f", &k.unary[0], "unary_h", &k.unary[1],
+			"unary_sf", &k.unaryStrided[0], "unary_sh", &k.unaryStrided[1]),
+		src(layoutSource, "epilogue", &k.epilogue, "epilogue1", &k.epilogue1, "epilogue8", &k.epilogue8,
+			"transpose_ff", &k.transpose[0][0], "transpose_hh", &k.transpose[1][1], "transpose_hf", &k.transpose[1][0], "transpose_fh", &k.transpose[0][1],
+			"input_nhwc8", &k.inputNHWC8, "softmax_f", &k.softmax, "reduce_f", &k.reduce, "maxpool_h", &k.maxpool, "maxpool_h8", &k.maxpool8,
+			"resize_h", &k.resize, "resize_h8", &k.resize8, "matmul_f", &k.matmul),
+		src(detectSource, "select_v8", &k.selectV8, "detect_v8", &k.detectV8),
+	}
+}
+
+// loadKernels compiles (or reads from the cache) and loads the engine's
+// NVRTC kernels, its sources side by side: on a cold start compiling is
+// most of the engine's set-up.
+func (e *GPUEngine) loadKernels() error {
+	srcs := e.k.sources()
+	var g errgroup.Group
+	for _, src := range srcs {
+		g.Go(func() error {
+			for i, name := range src.names {
+				k, err := e.cuda.Kernel(src.code, name, e.opts.CacheDir)
+				if err != nil {
+					return err
+				}
+				*src.into[i] = k
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
