@@ -77,24 +77,50 @@ type DetectionOptions struct {
 
 // Schema is the layout of detections files with these options.
 func (o DetectionOptions) Schema() *arrow.Schema {
-	if o.Keypoints == 0 && !o.Oriented && !o.RecordedAt && !o.Masks {
+	fs := DetectionSchema.Fields()
+	for _, g := range optionalColumns {
+		if g.on(o) {
+			fs = append(fs, g.fields...)
+		}
+	}
+	if len(fs) == DetectionSchema.NumFields() {
 		return DetectionSchema
 	}
-	fs := DetectionSchema.Fields()
-	if o.Keypoints > 0 {
-		fs = append(fs, arrow.Field{Name: "keypoints", Type: arrow.ListOf(keypointType)})
-	}
-	if o.Oriented {
-		fs = append(fs, arrow.Field{Name: "obb", Type: orientedType}, arrow.Field{Name: "corners", Type: arrow.ListOf(pointType)})
-	}
-	if o.Masks {
-		fs = append(fs, arrow.Field{Name: "mask_area", Type: arrow.PrimitiveTypes.Int64, Nullable: true},
-			arrow.Field{Name: "mask_rle", Type: rleType, Nullable: true})
-	}
-	if o.RecordedAt {
-		fs = append(fs, arrow.Field{Name: "recorded_at", Type: timestampUTC, Nullable: true})
-	}
 	return arrow.NewSchema(fs, nil)
+}
+
+// columnGroup is optional columns of the detections table: the run has
+// them when on says so; fill appends a row's values to their builders.
+type columnGroup struct {
+	fields []arrow.Field
+	on     func(DetectionOptions) bool
+	fill   func(o DetectionOptions, bs []array.Builder, d Detection)
+}
+
+// optionalColumns are the detections table's optional columns, in the
+// order a file holds them after the base columns: the one place that
+// knows them (a new group is an entry here).
+var optionalColumns = []columnGroup{
+	{
+		fields: []arrow.Field{{Name: "keypoints", Type: arrow.ListOf(keypointType)}},
+		on:     func(o DetectionOptions) bool { return o.Keypoints > 0 },
+		fill:   appendKeypoints,
+	},
+	{
+		fields: []arrow.Field{{Name: "obb", Type: orientedType}, {Name: "corners", Type: arrow.ListOf(pointType)}},
+		on:     func(o DetectionOptions) bool { return o.Oriented },
+		fill:   appendOriented,
+	},
+	{
+		fields: []arrow.Field{{Name: "mask_area", Type: arrow.PrimitiveTypes.Int64, Nullable: true}, {Name: "mask_rle", Type: rleType, Nullable: true}},
+		on:     func(o DetectionOptions) bool { return o.Masks },
+		fill:   appendMask,
+	},
+	{
+		fields: []arrow.Field{{Name: "recorded_at", Type: timestampUTC, Nullable: true}},
+		on:     func(o DetectionOptions) bool { return o.RecordedAt },
+		fill:   func(_ DetectionOptions, bs []array.Builder, d Detection) { appendTime(bs[0], d.RecordedAt) },
+	},
 }
 
 func (o DetectionOptions) keypointName(i int) string {
@@ -263,61 +289,65 @@ func (w *DetectionWriter) Append(d Detection) error {
 func (w *DetectionWriter) appendExtra(d Detection) {
 	fs := w.extra.Fields()
 	next := 0
-	if w.opts.Keypoints > 0 {
-		lb := fs[next].(*array.ListBuilder)
-		next++
-		lb.Append(true)
-		sb := lb.ValueBuilder().(*array.StructBuilder)
-		name := sb.FieldBuilder(0).(*array.StringBuilder)
-		x, y, s := sb.FieldBuilder(1).(*array.Float32Builder), sb.FieldBuilder(2).(*array.Float32Builder), sb.FieldBuilder(3).(*array.Float32Builder)
-		for i, k := range d.Keypoints {
-			sb.Append(true)
-			name.Append(w.opts.keypointName(i))
-			x.Append(k.X)
-			y.Append(k.Y)
-			s.Append(k.Score)
+	for _, g := range optionalColumns {
+		if g.on(w.opts) {
+			g.fill(w.opts, fs[next:next+len(g.fields)], d)
+			next += len(g.fields)
 		}
 	}
-	if w.opts.Oriented {
-		ob, cb := fs[next].(*array.StructBuilder), fs[next+1].(*array.ListBuilder)
-		next += 2
-		r := d.Oriented
-		if r == nil {
-			ob.AppendNull()
-			cb.AppendNull()
-		} else {
-			ob.Append(true)
-			for i, v := range []float32{r.CX, r.CY, r.W, r.H, r.Angle} {
-				ob.FieldBuilder(i).(*array.Float32Builder).Append(v)
-			}
-			cb.Append(true)
-			pb := cb.ValueBuilder().(*array.StructBuilder)
-			for _, c := range r.Corners {
-				pb.Append(true)
-				pb.FieldBuilder(0).(*array.Float32Builder).Append(c[0])
-				pb.FieldBuilder(1).(*array.Float32Builder).Append(c[1])
-			}
-		}
+}
+
+func appendKeypoints(o DetectionOptions, bs []array.Builder, d Detection) {
+	lb := bs[0].(*array.ListBuilder)
+	lb.Append(true)
+	sb := lb.ValueBuilder().(*array.StructBuilder)
+	name := sb.FieldBuilder(0).(*array.StringBuilder)
+	x, y, s := sb.FieldBuilder(1).(*array.Float32Builder), sb.FieldBuilder(2).(*array.Float32Builder), sb.FieldBuilder(3).(*array.Float32Builder)
+	for i, k := range d.Keypoints {
+		sb.Append(true)
+		name.Append(o.keypointName(i))
+		x.Append(k.X)
+		y.Append(k.Y)
+		s.Append(k.Score)
 	}
-	if w.opts.Masks {
-		area, rle := fs[next].(*array.Int64Builder), fs[next+1].(*array.StructBuilder)
-		next += 2
-		if m := d.Mask; m == nil {
-			area.AppendNull()
-			rle.AppendNull()
-		} else {
-			area.Append(m.Area)
-			rle.Append(true)
-			size, counts := rle.FieldBuilder(0).(*array.ListBuilder), rle.FieldBuilder(1).(*array.ListBuilder)
-			size.Append(true)
-			size.ValueBuilder().(*array.Int32Builder).AppendValues([]int32{m.Height, m.Width}, nil)
-			counts.Append(true)
-			counts.ValueBuilder().(*array.Int32Builder).AppendValues(m.Counts, nil)
-		}
+}
+
+func appendOriented(_ DetectionOptions, bs []array.Builder, d Detection) {
+	ob, cb := bs[0].(*array.StructBuilder), bs[1].(*array.ListBuilder)
+	r := d.Oriented
+	if r == nil {
+		ob.AppendNull()
+		cb.AppendNull()
+		return
 	}
-	if w.opts.RecordedAt {
-		appendTime(fs[next], d.RecordedAt)
+	ob.Append(true)
+	for i, v := range []float32{r.CX, r.CY, r.W, r.H, r.Angle} {
+		ob.FieldBuilder(i).(*array.Float32Builder).Append(v)
 	}
+	cb.Append(true)
+	pb := cb.ValueBuilder().(*array.StructBuilder)
+	for _, c := range r.Corners {
+		pb.Append(true)
+		pb.FieldBuilder(0).(*array.Float32Builder).Append(c[0])
+		pb.FieldBuilder(1).(*array.Float32Builder).Append(c[1])
+	}
+}
+
+func appendMask(_ DetectionOptions, bs []array.Builder, d Detection) {
+	area, rle := bs[0].(*array.Int64Builder), bs[1].(*array.StructBuilder)
+	m := d.Mask
+	if m == nil {
+		area.AppendNull()
+		rle.AppendNull()
+		return
+	}
+	area.Append(m.Area)
+	rle.Append(true)
+	size, counts := rle.FieldBuilder(0).(*array.ListBuilder), rle.FieldBuilder(1).(*array.ListBuilder)
+	size.Append(true)
+	size.ValueBuilder().(*array.Int32Builder).AppendValues([]int32{m.Height, m.Width}, nil)
+	counts.Append(true)
+	counts.ValueBuilder().(*array.Int32Builder).AppendValues(m.Counts, nil)
 }
 
 // record makes the pending rows a record batch, the base columns' slices
