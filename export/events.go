@@ -5,28 +5,30 @@ import (
 	"time"
 
 	"github.com/apache/arrow/go/v17/arrow"
-	"github.com/apache/arrow/go/v17/arrow/array"
 	"github.com/apache/arrow/go/v17/arrow/memory"
 )
 
 // EventSchema is the layout of the events files (docs/SCHEMA.md).
-var EventSchema = arrow.NewSchema([]arrow.Field{
-	{Name: "video_id", Type: arrow.PrimitiveTypes.Int64},
-	{Name: "video_path", Type: arrow.BinaryTypes.String},
-	{Name: "camera", Type: arrow.BinaryTypes.String},
-	{Name: "kind", Type: arrow.BinaryTypes.String},
-	{Name: "name", Type: arrow.BinaryTypes.String},
-	{Name: "direction", Type: arrow.BinaryTypes.String, Nullable: true},
-	{Name: "track_id", Type: arrow.PrimitiveTypes.Int64},
-	{Name: "class_name", Type: arrow.BinaryTypes.String},
-	{Name: "frame_index", Type: arrow.PrimitiveTypes.Int64},
-	{Name: "pts_seconds", Type: arrow.PrimitiveTypes.Float64},
-	{Name: "recorded_at", Type: timestampUTC, Nullable: true},
-	{Name: "x", Type: arrow.PrimitiveTypes.Float32},
-	{Name: "y", Type: arrow.PrimitiveTypes.Float32},
-	{Name: "dwell_seconds", Type: arrow.PrimitiveTypes.Float64, Nullable: true},
-	{Name: "open", Type: arrow.FixedWidthTypes.Boolean},
-}, nil)
+var EventSchema = schemaOf(eventColumns)
+
+// eventColumns are the events table's columns, in order.
+var eventColumns = []column[Event]{
+	int64Column("video_id", func(e *Event) int64 { return e.VideoID }),
+	stringColumn("video_path", func(e *Event) string { return e.VideoPath }),
+	stringColumn("camera", func(e *Event) string { return e.Camera }),
+	stringColumn("kind", func(e *Event) string { return e.Kind }),
+	stringColumn("name", func(e *Event) string { return e.Name }),
+	optionalString("direction", func(e *Event) string { return e.Direction }),
+	int64Column("track_id", func(e *Event) int64 { return e.TrackID }),
+	stringColumn("class_name", func(e *Event) string { return e.ClassName }),
+	int64Column("frame_index", func(e *Event) int64 { return e.FrameIndex }),
+	float64Column("pts_seconds", func(e *Event) float64 { return e.PTS }),
+	timeColumn("recorded_at", true, func(e *Event) time.Time { return e.RecordedAt }),
+	float32Column("x", func(e *Event) float32 { return e.X }),
+	float32Column("y", func(e *Event) float32 { return e.Y }),
+	optionalFloat64("dwell_seconds", func(e *Event) (float64, bool) { return e.Dwell, e.Kind == "zone_exit" }),
+	boolColumn("open", func(e *Event) bool { return e.Open }),
+}
 
 // Event is one row of an events file.
 type Event struct {
@@ -61,34 +63,5 @@ func WriteEvents(path string, events []Event, mem memory.Allocator) error {
 // EventRecord returns events as a record batch of EventSchema, for a
 // PartWriter; the caller releases it.
 func EventRecord(events []Event, mem memory.Allocator) arrow.Record {
-	b := array.NewRecordBuilder(mem, EventSchema)
-	defer b.Release()
-	fs := b.Fields()
-	str := func(i int, s string) { fs[i].(*array.StringBuilder).Append(s) }
-	for _, e := range events {
-		fs[0].(*array.Int64Builder).Append(e.VideoID)
-		str(1, e.VideoPath)
-		str(2, e.Camera)
-		str(3, e.Kind)
-		str(4, e.Name)
-		if e.Direction == "" {
-			fs[5].AppendNull()
-		} else {
-			str(5, e.Direction)
-		}
-		fs[6].(*array.Int64Builder).Append(e.TrackID)
-		str(7, e.ClassName)
-		fs[8].(*array.Int64Builder).Append(e.FrameIndex)
-		fs[9].(*array.Float64Builder).Append(e.PTS)
-		appendTime(fs[10], e.RecordedAt)
-		fs[11].(*array.Float32Builder).Append(e.X)
-		fs[12].(*array.Float32Builder).Append(e.Y)
-		if e.Kind == "zone_exit" {
-			fs[13].(*array.Float64Builder).Append(e.Dwell)
-		} else {
-			fs[13].AppendNull()
-		}
-		fs[14].(*array.BooleanBuilder).Append(e.Open)
-	}
-	return b.NewRecord()
+	return recordOf(EventSchema, eventColumns, events, mem)
 }

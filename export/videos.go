@@ -56,84 +56,43 @@ func appendTime(b array.Builder, t time.Time) {
 }
 
 // VideoSchema is the layout of videos.parquet (docs/SCHEMA.md).
-var VideoSchema = arrow.NewSchema([]arrow.Field{
-	{Name: "video_id", Type: arrow.PrimitiveTypes.Int64},
-	{Name: "path", Type: arrow.BinaryTypes.String},
-	{Name: "size", Type: arrow.PrimitiveTypes.Int64},
-	{Name: "mtime", Type: timestampUTC},
-	{Name: "status", Type: arrow.BinaryTypes.String},
-	{Name: "error", Type: arrow.BinaryTypes.String, Nullable: true},
-	{Name: "container", Type: arrow.BinaryTypes.String},
-	{Name: "codec", Type: arrow.BinaryTypes.String},
-	{Name: "profile", Type: arrow.BinaryTypes.String},
-	{Name: "width", Type: arrow.PrimitiveTypes.Int32},
-	{Name: "height", Type: arrow.PrimitiveTypes.Int32},
-	{Name: "pix_fmt", Type: arrow.BinaryTypes.String},
-	{Name: "bit_depth", Type: arrow.PrimitiveTypes.Int32},
-	{Name: "fps", Type: arrow.PrimitiveTypes.Float64},
-	{Name: "duration", Type: arrow.PrimitiveTypes.Float64},
-	{Name: "frames", Type: arrow.PrimitiveTypes.Int64},
-	{Name: "frames_estimated", Type: arrow.FixedWidthTypes.Boolean},
-	{Name: "rotation", Type: arrow.PrimitiveTypes.Int32},
-	{Name: "bitrate", Type: arrow.PrimitiveTypes.Int64},
-	{Name: "decoder", Type: arrow.BinaryTypes.String},
-	{Name: "decoder_note", Type: arrow.BinaryTypes.String, Nullable: true},
-	{Name: "frames_decoded", Type: arrow.PrimitiveTypes.Int64},
-	{Name: "frames_inferred", Type: arrow.PrimitiveTypes.Int64},
-	{Name: "corrupt_packets", Type: arrow.PrimitiveTypes.Int64},
-	{Name: "detections", Type: arrow.PrimitiveTypes.Int64},
-	{Name: "wall_seconds", Type: arrow.PrimitiveTypes.Float64},
-	{Name: "worker", Type: arrow.PrimitiveTypes.Int32},
-	{Name: "recorded_at", Type: timestampUTC, Nullable: true},
-}, nil)
+var VideoSchema = schemaOf(videoColumns)
+
+// videoColumns are the videos table's columns, in order.
+var videoColumns = []column[Video]{
+	int64Column("video_id", func(v *Video) int64 { return v.VideoID }),
+	stringColumn("path", func(v *Video) string { return v.Path }),
+	int64Column("size", func(v *Video) int64 { return v.Size }),
+	timeColumn("mtime", false, func(v *Video) time.Time { return v.ModTime }),
+	stringColumn("status", func(v *Video) string { return v.Status }),
+	optionalString("error", func(v *Video) string { return v.Error }),
+	stringColumn("container", func(v *Video) string { return v.Container }),
+	stringColumn("codec", func(v *Video) string { return v.Codec }),
+	stringColumn("profile", func(v *Video) string { return v.Profile }),
+	int32Column("width", func(v *Video) int32 { return v.Width }),
+	int32Column("height", func(v *Video) int32 { return v.Height }),
+	stringColumn("pix_fmt", func(v *Video) string { return v.PixelFormat }),
+	int32Column("bit_depth", func(v *Video) int32 { return v.BitDepth }),
+	float64Column("fps", func(v *Video) float64 { return v.FPS }),
+	float64Column("duration", func(v *Video) float64 { return v.Duration }),
+	int64Column("frames", func(v *Video) int64 { return v.Frames }),
+	boolColumn("frames_estimated", func(v *Video) bool { return v.FramesEstimated }),
+	int32Column("rotation", func(v *Video) int32 { return v.Rotation }),
+	int64Column("bitrate", func(v *Video) int64 { return v.BitRate }),
+	stringColumn("decoder", func(v *Video) string { return v.Decoder }),
+	optionalString("decoder_note", func(v *Video) string { return v.DecoderNote }),
+	int64Column("frames_decoded", func(v *Video) int64 { return v.FramesDecoded }),
+	int64Column("frames_inferred", func(v *Video) int64 { return v.FramesInferred }),
+	int64Column("corrupt_packets", func(v *Video) int64 { return v.CorruptPackets }),
+	int64Column("detections", func(v *Video) int64 { return v.Detections }),
+	float64Column("wall_seconds", func(v *Video) float64 { return v.WallSeconds }),
+	int32Column("worker", func(v *Video) int32 { return v.Worker }),
+	timeColumn("recorded_at", true, func(v *Video) time.Time { return v.RecordedAt }),
+}
 
 // WriteVideos writes videos.parquet at path atomically.
 func WriteVideos(path string, videos []Video, mem memory.Allocator) error {
-	b := array.NewRecordBuilder(mem, VideoSchema)
-	defer b.Release()
-	fs := b.Fields()
-	str := func(i int, s string) { fs[i].(*array.StringBuilder).Append(s) }
-	nullable := func(i int, s string) {
-		if s == "" {
-			fs[i].AppendNull()
-		} else {
-			str(i, s)
-		}
-	}
-	i64 := func(i int, v int64) { fs[i].(*array.Int64Builder).Append(v) }
-	i32 := func(i int, v int32) { fs[i].(*array.Int32Builder).Append(v) }
-	f64 := func(i int, v float64) { fs[i].(*array.Float64Builder).Append(v) }
-	for _, v := range videos {
-		i64(0, v.VideoID)
-		str(1, v.Path)
-		i64(2, v.Size)
-		fs[3].(*array.TimestampBuilder).Append(arrow.Timestamp(v.ModTime.UnixMicro()))
-		str(4, v.Status)
-		nullable(5, v.Error)
-		str(6, v.Container)
-		str(7, v.Codec)
-		str(8, v.Profile)
-		i32(9, v.Width)
-		i32(10, v.Height)
-		str(11, v.PixelFormat)
-		i32(12, v.BitDepth)
-		f64(13, v.FPS)
-		f64(14, v.Duration)
-		i64(15, v.Frames)
-		fs[16].(*array.BooleanBuilder).Append(v.FramesEstimated)
-		i32(17, v.Rotation)
-		i64(18, v.BitRate)
-		str(19, v.Decoder)
-		nullable(20, v.DecoderNote)
-		i64(21, v.FramesDecoded)
-		i64(22, v.FramesInferred)
-		i64(23, v.CorruptPackets)
-		i64(24, v.Detections)
-		f64(25, v.WallSeconds)
-		i32(26, v.Worker)
-		appendTime(fs[27], v.RecordedAt)
-	}
-	rec := b.NewRecord()
+	rec := recordOf(VideoSchema, videoColumns, videos, mem)
 	defer rec.Release()
 	if err := writeTable(path, rec, mem, "path", "status", "container", "codec", "profile", "pix_fmt", "decoder"); err != nil {
 		return fmt.Errorf("videos %s: %w", path, err)
