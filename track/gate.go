@@ -68,9 +68,12 @@ func candidates(s *scratch, tb []Box, tc []int, db []Box, dc []int, agnostic boo
 				}
 				cl.seen[k] = int32(i + 1)
 			}
-			// Apart (see apart), inline on the class's columns. Plain
-			// comparisons, not min and max: a pair with a NaN, which they
-			// may reject, has no IoU within the gate either.
+			// Certainly below the gate, a test far cheaper than the IoU:
+			// when two boxes' IoU reaches t, their overlap on each axis is
+			// at least t times the larger of their sizes there (IoU ≤
+			// overlap ÷ the larger size). Plain comparisons, not min and
+			// max: a pair with a NaN, which they may reject, has no IoU
+			// within the gate either.
 			if t > 0 {
 				ox := lesser(bx2, cl.x2[k]) - greater(bx1, cl.x1[k])
 				if ox < tbw || ox < cl.tw[k] {
@@ -95,7 +98,7 @@ func candidates(s *scratch, tb []Box, tc []int, db []Box, dc []int, agnostic boo
 type class struct {
 	ds                     []int32 // the class's detections, indices into db
 	bs                     []Box
-	x1, y1, x2, y2, tw, th []float64 // bs by column, and t × their sizes, for the apart test
+	x1, y1, x2, y2, tw, th []float64 // bs by column, and t × their sizes, for the overlap test
 	all                    []int32   // 0, 1, ... len(ds)-1
 	g                      *grid
 	gen                    int     // the search c belongs to (scratch.gen)
@@ -147,22 +150,6 @@ func (c *class) index() {
 		c.g, c.seen = g, resize(c.seen, len(c.ds))
 		clear(c.seen)
 	}
-}
-
-// apart reports whether boxes a and b certainly have an IoU below t: the
-// overlap of two boxes on an axis is at least t times the larger of their
-// sizes there when their IoU reaches t (IoU ≤ overlap ÷ the larger size),
-// a test far cheaper than the IoU. NaN coordinates fail it.
-func apart(a, b Box, t float64) bool {
-	if t <= 0 {
-		return false
-	}
-	iw := min(float64(a.X2), float64(b.X2)) - max(float64(a.X1), float64(b.X1))
-	if iw < t*max(float64(a.X2-a.X1), float64(b.X2-b.X1)) {
-		return true
-	}
-	ih := min(float64(a.Y2), float64(b.Y2)) - max(float64(a.Y1), float64(b.Y1))
-	return ih < t*max(float64(a.Y2-a.Y1), float64(b.Y2-b.Y1))
 }
 
 // scratch is a tracker's memory for matching, reused from frame to frame:
