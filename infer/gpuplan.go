@@ -132,7 +132,7 @@ func stepLabel(s graph.Step, k int) string {
 	if s.Kind == graph.KMaxPool && s.Pool.Avg {
 		return "avgpool"
 	}
-	return []string{"copy", "conv", "binary", "unary", "softmax", "reduce", "maxpool", "resize", "matmul"}[s.Kind]
+	return []string{"copy", "conv", "binary", "unary", "softmax", "reduce", "maxpool", "resize", "matmul", "attention"}[s.Kind]
 }
 
 // run queues one batch.
@@ -348,6 +348,8 @@ func (e *GPUEngine) lowerStep(p *gpuPlan, s graph.Step) error {
 			tab := p.consts[s.Table]
 			p.ops = append(p.ops, func(st gpu.Stream) error { return k.Launch(e.grid(threads), block, st, m(), tab, x, out) })
 		}
+	case graph.KAttention:
+		return e.attentionStep(p, s)
 	case graph.KMatMul:
 		a, b := s.In[0], s.In[1]
 		r := len(s.Out.Shape)

@@ -6,14 +6,16 @@ import "slices"
 type FuseStats struct {
 	Activations int // activations folded into convolutions
 	Residuals   int // residual adds folded into convolutions
+	Attention   int // attention blocks run as one kernel (see fuseAttention)
 }
 
 // Fuse folds into each convolution the activation that follows it (SiLU as
 // Sigmoid·Mul, ReLU, LeakyReLU, Sigmoid) and then a residual Add of a
 // tensor of the same shape computed earlier, so each runs as one kernel
-// that writes its output once. Call it after Specialize.
+// that writes its output once, and runs attention blocks as one operator
+// (fuseAttention). Call it after Specialize.
 func (g *Graph) Fuse() FuseStats {
-	var st FuseStats
+	st := FuseStats{Attention: g.fuseAttention()}
 	for {
 		u := g.uses()
 		readers := map[*Value][]*Node{}

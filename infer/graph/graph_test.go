@@ -158,6 +158,15 @@ func TestOperatorsMatchONNXRuntime(t *testing.T) {
 			if e := relL2(got[0].F, want); e > 1e-5 {
 				t.Errorf("relative L2 error %.3g against ONNX Runtime", e)
 			}
+			// Fused operators keep the meaning.
+			g.Fuse()
+			got, err = g.Run(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e := relL2(got[0].F, want); e > 1e-5 {
+				t.Errorf("fused: relative L2 error %.3g against ONNX Runtime", e)
+			}
 		})
 	}
 }

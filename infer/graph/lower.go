@@ -101,15 +101,16 @@ type Kind uint8
 
 // Step kinds.
 const (
-	KCopy    Kind = iota // Out[i] = In[0][i] over Out's shape, any strides and element types
-	KConv                // Out = act(conv(In[0], Conv.W) + Conv.B) + Conv.Residual, all NHWC fp16
-	KBinary              // Out = In[0] op In[1], broadcast through strides
-	KUnary               // Out = op(In[0]), same shape
-	KSoftmax             // over Axis of a row-major fp32 tensor
-	KReduce              // Code (ReduceSum, ReduceMean, ReduceMax, ReduceMin): In [outer, dim, inner] → Out [outer, inner]
-	KMaxPool             // NHWC fp16, maximum or (Pool.Avg) average
-	KResize              // NHWC fp16, Table gives source rows and columns
-	KMatMul              // row-major fp32, broadcast batch
+	KCopy      Kind = iota // Out[i] = In[0][i] over Out's shape, any strides and element types
+	KConv                  // Out = act(conv(In[0], Conv.W) + Conv.B) + Conv.Residual, all NHWC fp16
+	KBinary                // Out = In[0] op In[1], broadcast through strides
+	KUnary                 // Out = op(In[0]), same shape
+	KSoftmax               // over Axis of a row-major fp32 tensor
+	KReduce                // Code (ReduceSum, ReduceMean, ReduceMax, ReduceMin): In [outer, dim, inner] → Out [outer, inner]
+	KMaxPool               // NHWC fp16, maximum or (Pool.Avg) average
+	KResize                // NHWC fp16, Table gives source rows and columns
+	KMatMul                // row-major fp32, broadcast batch
+	KAttention             // In Q [..., N, dk], K [..., dk, M], V [..., dv, M] → Out [..., dv, N], row-major fp32 through strides; Alpha the scale
 )
 
 // Binary and unary operation codes (Step.Code).
@@ -538,6 +539,8 @@ func (l *lowering) node(n *Node) error {
 		return l.maxPool(n)
 	case "Resize", "Upsample":
 		return l.resize(n)
+	case opAttention:
+		return l.attention(n)
 	case "MatMul":
 		a, err := l.get(n.In[0], RowMajor, F32)
 		if err != nil {

@@ -290,6 +290,43 @@ func (m *machine) exec(s Step) {
 			}
 			m.store(s.Out, m.at(s.Out, idx), sum)
 		})
+	case KAttention:
+		q, k, v := s.In[0], s.In[1], s.In[2]
+		r := len(q.Shape)
+		N, M, dk, dv := q.Shape[r-2], k.Shape[r-1], q.Shape[r-1], v.Shape[r-2]
+		at := func(w View, idx []int, i, j int) int64 {
+			e := w.Off + int64(i)*w.Stride[r-2] + int64(j)*w.Stride[r-1]
+			for d := range idx {
+				e += int64(idx[d]) * w.Stride[d]
+			}
+			return e
+		}
+		sc := make([]float64, M)
+		each(q.Shape[:r-2], func(idx []int) {
+			for i := 0; i < N; i++ {
+				mx := math.Inf(-1)
+				for j := 0; j < M; j++ {
+					acc := 0.0
+					for d := 0; d < dk; d++ {
+						acc += float64(m.load(q, at(q, idx, i, d))) * float64(m.load(k, at(k, idx, d, j)))
+					}
+					sc[j] = acc * float64(s.Alpha)
+					mx = math.Max(mx, sc[j])
+				}
+				sum := 0.0
+				for j := range sc {
+					sc[j] = math.Exp(sc[j] - mx)
+					sum += sc[j]
+				}
+				for c := 0; c < dv; c++ {
+					acc := 0.0
+					for j := 0; j < M; j++ {
+						acc += float64(m.load(v, at(v, idx, c, j))) * sc[j]
+					}
+					m.store(s.Out, at(s.Out, idx, c, i), float32(acc/sum))
+				}
+			}
+		})
 	default:
 		m.t.Fatalf("step kind %d", s.Kind)
 	}

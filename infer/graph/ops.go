@@ -3,7 +3,6 @@ package graph
 import (
 	"fmt"
 	"math"
-	"sort"
 )
 
 // opFunc computes a node's outputs. With data false it only works out the
@@ -49,6 +48,7 @@ var ops = map[string]opFunc{
 	"Resize":          opResize,
 	"Upsample":        opResize,
 	"MatMul":          opMatMul,
+	opAttention:       opAttentionRef,
 }
 
 // opFor is the function of op: ops' entry, or the unary math table's.
@@ -60,14 +60,6 @@ func opFor(op string) (opFunc, bool) {
 		return opUnaryMath, true
 	}
 	return nil, false
-}
-
-// Supported reports whether the compiler knows op. A ConvTranspose is
-// expanded into others when its kernel equals its strides (see
-// expandConvTranspose).
-func Supported(op string) bool {
-	_, ok := opFor(op)
-	return ok || op == "Constant" || op == "ConvTranspose"
 }
 
 // maxElems bounds the elements of any tensor, run-time ones included: the
@@ -1230,15 +1222,4 @@ func opMatMul(n *Node, in []*Tensor, data bool) ([]*Tensor, error) {
 		}
 	})
 	return []*Tensor{out}, nil
-}
-
-// sortedOps lists the supported operators, for messages.
-func sortedOps() []string {
-	var s []string
-	for op := range ops {
-		s = append(s, op)
-	}
-	s = append(s, "Constant")
-	sort.Strings(s)
-	return s
 }

@@ -1,6 +1,8 @@
 package onnxtest
 
 import (
+	"math"
+
 	"google.golang.org/protobuf/proto"
 
 	"github.com/dsbatch/dsbatch/infer/onnx"
@@ -85,5 +87,33 @@ func OpCases() []OpCase {
 		IntsAttr("kernel_shape", 2, 2), IntsAttr("strides", 2, 2), IntsAttr("pads", 0, 0, 0, 0), IntsAttr("dilations", 1, 1), intAttr("group", 1)))
 	add("ConvTranspose k2 s2", 11, convt, conv, Node("ConvTranspose", []string{"c", "tw"}, []string{"out"}, IntsAttr("strides", 2, 2)))
 	add("ConvTranspose k3 s3", 17, convt, conv, Node("ConvTranspose", []string{"c", "tw3"}, []string{"out"}, IntsAttr("strides", 3, 3)))
+	// Attention as Ultralytics exports it: YOLO11's C2PSA (two heads,
+	// keys of 16, values of 32, over 10×12 tokens) and YOLO12's area
+	// attention (keys and values of 32 over two areas of 400 tokens, in
+	// the batch). Q, K and V come from a 1×1 convolution.
+	attention := func(name string, heads, dk, dv, areas int64, h, w int) {
+		c, n := heads*(2*dk+dv), int64(h*w)/areas
+		mp := Model("in", "out", []*onnx.TensorProto{
+			Floats("qkvw", []int64{c, 3, 1, 1}, vals(int(c)*3, 5)),
+			Int64s("s1", []int64{4}, -1, heads, 2*dk+dv, n),
+			Int64s("split", []int64{3}, dk, dk, dv),
+			Floats("scale", nil, []float32{float32(1 / math.Sqrt(float64(dk)))}),
+			Int64s("s2", []int64{4}, -1, heads*dv, int64(h), int64(w)),
+		},
+			Node("Conv", []string{"in", "qkvw"}, []string{"qkv"}, IntsAttr("kernel_shape", 1, 1)),
+			Node("Reshape", []string{"qkv", "s1"}, []string{"r"}),
+			Node("Split", []string{"r", "split"}, []string{"q", "k", "v"}, intAttr("axis", 2)),
+			Node("Transpose", []string{"q"}, []string{"qt"}, IntsAttr("perm", 0, 1, 3, 2)),
+			Node("MatMul", []string{"qt", "k"}, []string{"s"}),
+			Node("Mul", []string{"s", "scale"}, []string{"ss"}),
+			Node("Softmax", []string{"ss"}, []string{"p"}, intAttr("axis", -1)),
+			Node("Transpose", []string{"p"}, []string{"pt"}, IntsAttr("perm", 0, 1, 3, 2)),
+			Node("MatMul", []string{"v", "pt"}, []string{"o"}),
+			Node("Reshape", []string{"o", "s2"}, []string{"out"}))
+		mp.OpsetImport[0].Version = proto.Int64(17)
+		cases = append(cases, OpCase{Name: name, Model: mp, H: h, W: w})
+	}
+	attention("Attention C2PSA", 2, 16, 32, 1, 10, 12)
+	attention("Attention area", 2, 32, 32, 2, 20, 40)
 	return cases
 }

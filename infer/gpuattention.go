@@ -1,0 +1,228 @@
+package infer
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/dsbatch/dsbatch/gpu"
+	"github.com/dsbatch/dsbatch/infer/graph"
+)
+
+// attentionSource is the fused attention kernel (graph.KAttention):
+// FlashAttention's online softmax on tensor cores. A block of four warps
+// takes 64 queries of one matrix, each warp 16; keys and values come in
+// tiles of 64 through shared memory as fp16; scores, softmax statistics
+// and the output accumulate in fp32 registers (mma.sync m16n8k16), so the
+// [N, M] scores never reach memory. Operands are fp32 in memory, read and
+// written through strides.
+const attentionSource = `
+typedef unsigned short half_t;
+__device__ __forceinline__ half_t f2h(float f) { half_t h; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f)); return h; }
+__device__ __forceinline__ unsigned pack2(float lo, float hi) { return (unsigned)f2h(lo) | ((unsigned)f2h(hi) << 16); }
+__device__ __forceinline__ void mma16816(float* c, unsigned a0, unsigned a1, unsigned a2, unsigned a3, unsigned b0, unsigned b1) {
+	asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+		: "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3]) : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+#define AT_Q 64
+#define AT_K 64
+
+// g: dims[4] of the batch, outermost first; then six strides for each of
+// Q, K, V and O: the four batch dimensions, the row and the column (Q:
+// query, channel; K: channel, key; V: channel, key; O: channel, query);
+// then N (queries) and M (keys). O = V softmax(scale Q K)^T.
+template <int DK, int DV>
+__device__ __forceinline__ void attention_t(const int* g, const float* q, const float* k, const float* v, float* o, float scale) {
+	__shared__ __align__(16) half_t sk[AT_K][DK + 8];
+	__shared__ __align__(16) half_t sv[DV][AT_K + 8];
+	const int N = g[28], M = g[29];
+	long long bq = 0, bk = 0, bv = 0, bo = 0;
+	unsigned r = blockIdx.y;
+	for (int d = 3; d >= 0; d--) {
+		unsigned qd = r / g[d], idx = r - qd * g[d];
+		r = qd;
+		bq += (long long)idx * g[4 + d];
+		bk += (long long)idx * g[10 + d];
+		bv += (long long)idx * g[16 + d];
+		bo += (long long)idx * g[22 + d];
+	}
+	const long long qr = g[8], qc = g[9], kr = g[14], kc = g[15], vr = g[20], vc = g[21], orow = g[26], ocol = g[27];
+	const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gr = lane >> 2, tq = lane & 3;
+	const int i0 = blockIdx.x * AT_Q + warp * 16;
+	const float ninf = __int_as_float(0xff800000);
+
+	// This warp's 16 queries as A fragments: registers h = 0..3 hold rows
+	// gr (+8 for odd h) and channels 2tq, 2tq+1 (+8 for h >= 2).
+	unsigned qf[DK / 16][4];
+#pragma unroll
+	for (int c = 0; c < DK / 16; c++) {
+#pragma unroll
+		for (int h = 0; h < 4; h++) {
+			int row = i0 + gr + (h & 1) * 8, col = c * 16 + tq * 2 + (h >> 1) * 8;
+			float x0 = 0.0f, x1 = 0.0f;
+			if (row < N) {
+				const float* p = q + bq + row * qr + col * qc;
+				x0 = p[0];
+				x1 = p[qc];
+			}
+			qf[c][h] = pack2(x0, x1);
+		}
+	}
+	float acc[DV / 8][4];
+#pragma unroll
+	for (int n = 0; n < DV / 8; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
+	float mx[2] = {ninf, ninf}, sum[2] = {0.0f, 0.0f};
+	const float sl = scale * 1.4426950408889634f; // exp(x) = exp2(x log2 e)
+
+	for (int j0 = 0; j0 < M; j0 += AT_K) {
+		__syncthreads();
+		for (int e = threadIdx.x; e < AT_K * DK; e += blockDim.x) {
+			int j, c;
+			if (kc == 1) { j = e % AT_K; c = e / AT_K; } else { c = e % DK; j = e / DK; }
+			sk[j][c] = f2h(j0 + j < M ? k[bk + c * kr + (long long)(j0 + j) * kc] : 0.0f);
+		}
+		for (int e = threadIdx.x; e < AT_K * DV; e += blockDim.x) {
+			int j, c;
+			if (vc == 1) { j = e % AT_K; c = e / AT_K; } else { c = e % DV; j = e / DV; }
+			sv[c][j] = f2h(j0 + j < M ? v[bv + c * vr + (long long)(j0 + j) * vc] : 0.0f);
+		}
+		__syncthreads();
+
+		// Scores of 16 queries × 64 keys: accumulator h holds row gr (+8
+		// for h >= 2), key nb*8 + 2tq + (h & 1).
+		float s[AT_K / 8][4];
+#pragma unroll
+		for (int nb = 0; nb < AT_K / 8; nb++) {
+			s[nb][0] = s[nb][1] = s[nb][2] = s[nb][3] = 0.0f;
+#pragma unroll
+			for (int c = 0; c < DK / 16; c++) {
+				unsigned b0 = *(const unsigned*)&sk[nb * 8 + gr][c * 16 + tq * 2];
+				unsigned b1 = *(const unsigned*)&sk[nb * 8 + gr][c * 16 + tq * 2 + 8];
+				mma16816(s[nb], qf[c][0], qf[c][1], qf[c][2], qf[c][3], b0, b1);
+			}
+		}
+		float tmax[2] = {ninf, ninf};
+#pragma unroll
+		for (int nb = 0; nb < AT_K / 8; nb++) {
+#pragma unroll
+			for (int h = 0; h < 4; h++) {
+				float x = j0 + nb * 8 + tq * 2 + (h & 1) < M ? s[nb][h] * sl : ninf;
+				s[nb][h] = x;
+				tmax[h >> 1] = fmaxf(tmax[h >> 1], x);
+			}
+		}
+		float alpha[2], rs[2] = {0.0f, 0.0f};
+#pragma unroll
+		for (int i = 0; i < 2; i++) {
+			tmax[i] = fmaxf(tmax[i], __shfl_xor_sync(0xffffffff, tmax[i], 1));
+			tmax[i] = fmaxf(tmax[i], __shfl_xor_sync(0xffffffff, tmax[i], 2));
+			float m = fmaxf(mx[i], tmax[i]);
+			alpha[i] = exp2f(mx[i] - m);
+			mx[i] = m;
+		}
+#pragma unroll
+		for (int nb = 0; nb < AT_K / 8; nb++) {
+#pragma unroll
+			for (int h = 0; h < 4; h++) {
+				float p = exp2f(s[nb][h] - mx[h >> 1]);
+				s[nb][h] = p;
+				rs[h >> 1] += p;
+			}
+		}
+		sum[0] = sum[0] * alpha[0] + rs[0];
+		sum[1] = sum[1] * alpha[1] + rs[1];
+#pragma unroll
+		for (int n = 0; n < DV / 8; n++) {
+			acc[n][0] *= alpha[0];
+			acc[n][1] *= alpha[0];
+			acc[n][2] *= alpha[1];
+			acc[n][3] *= alpha[1];
+		}
+		// O += P V^T: the score accumulators of two key blocks are the A
+		// fragment of 16 keys.
+#pragma unroll
+		for (int kk = 0; kk < AT_K / 16; kk++) {
+			unsigned a0 = pack2(s[2 * kk][0], s[2 * kk][1]), a1 = pack2(s[2 * kk][2], s[2 * kk][3]);
+			unsigned a2 = pack2(s[2 * kk + 1][0], s[2 * kk + 1][1]), a3 = pack2(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+#pragma unroll
+			for (int n = 0; n < DV / 8; n++) {
+				unsigned b0 = *(const unsigned*)&sv[n * 8 + gr][kk * 16 + tq * 2];
+				unsigned b1 = *(const unsigned*)&sv[n * 8 + gr][kk * 16 + tq * 2 + 8];
+				mma16816(acc[n], a0, a1, a2, a3, b0, b1);
+			}
+		}
+	}
+#pragma unroll
+	for (int i = 0; i < 2; i++) {
+		sum[i] += __shfl_xor_sync(0xffffffff, sum[i], 1);
+		sum[i] += __shfl_xor_sync(0xffffffff, sum[i], 2);
+	}
+#pragma unroll
+	for (int n = 0; n < DV / 8; n++) {
+#pragma unroll
+		for (int h = 0; h < 4; h++) {
+			int row = i0 + gr + (h >> 1) * 8, c = n * 8 + tq * 2 + (h & 1);
+			if (row < N) o[bo + c * orow + row * ocol] = acc[n][h] / sum[h >> 1];
+		}
+	}
+}
+
+`
+
+// attentionCode is attentionSource with a kernel attention_<dk>_<dv> for
+// each pair of graph.AttentionSizes.
+func attentionCode() string {
+	var b strings.Builder
+	b.WriteString(attentionSource)
+	for _, dk := range graph.AttentionSizes {
+		for _, dv := range graph.AttentionSizes {
+			fmt.Fprintf(&b, "extern \"C\" __global__ void attention_%d_%d(const int* g, const float* q, const float* k, const float* v, float* o, float scale) "+
+				"{ attention_t<%d, %d>(g, q, k, v, o, scale); }\n", dk, dv, dk, dv)
+		}
+	}
+	return b.String()
+}
+
+// attentionIndex is the index of size in graph.AttentionSizes, those
+// attentionSource instantiates.
+func attentionIndex(size int) (int, bool) {
+	i := slices.Index(graph.AttentionSizes[:], size)
+	return i, i >= 0
+}
+
+// attentionStep lowers a KAttention step: one block of 128 threads per 64
+// queries of each matrix of the batch.
+func (e *GPUEngine) attentionStep(p *gpuPlan, s graph.Step) error {
+	q, k, v, o := s.In[0], s.In[1], s.In[2], s.Out
+	r := len(q.Shape)
+	n, m, dk, dv := q.Shape[r-2], k.Shape[r-1], q.Shape[r-1], v.Shape[r-2]
+	ik, okk := attentionIndex(dk)
+	iv, okv := attentionIndex(dv)
+	batch := q.Shape[:r-2]
+	if !okk || !okv || r > 6 || graph.Len(batch) > 65535 {
+		return fmt.Errorf("attention with keys of %d, values of %d, batch %v (the kernel takes %v, rank up to 6, 65,535 matrices): %w",
+			dk, dv, batch, graph.AttentionSizes, graph.ErrUnsupported)
+	}
+	g := make([]int32, 30)
+	for i := 0; i < 4; i++ {
+		g[i] = 1
+	}
+	for j, w := range []graph.View{q, k, v, o} {
+		for i := range batch {
+			g[4+6*j+4-len(batch)+i] = int32(w.Stride[i])
+		}
+		g[4+6*j+4], g[4+6*j+5] = int32(w.Stride[r-2]), int32(w.Stride[r-1])
+	}
+	for i, d := range batch {
+		g[4-len(batch)+i] = int32(d)
+	}
+	g[28], g[29] = int32(n), int32(m)
+	grid := [3]uint32{uint32((n + 63) / 64), uint32(graph.Len(batch)), 1}
+	pq, pk, pv, po := e.addr(p, q), e.addr(p, k), e.addr(p, v), e.addr(p, o)
+	kern, meta, scale := e.k.attention[ik][iv], p.param(g), s.Alpha
+	p.ops = append(p.ops, func(st gpu.Stream) error {
+		return kern.Launch(grid, [3]uint32{128, 1, 1}, st, meta(), pq, pk, pv, po, scale)
+	})
+	return nil
+}

@@ -1,0 +1,59 @@
+package graph
+
+import (
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/dsbatch/dsbatch/infer/onnx"
+	"github.com/dsbatch/dsbatch/internal/onnxtest"
+)
+
+// TestFuseAttention: Ultralytics' attention blocks become one operator;
+// a chain whose scores something else reads stays as written.
+func TestFuseAttention(t *testing.T) {
+	for _, c := range onnxtest.OpCases() {
+		if c.Name != "Attention C2PSA" && c.Name != "Attention area" {
+			continue
+		}
+		t.Run(c.Name, func(t *testing.T) {
+			g, err := Load(c.Model)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := g.Specialize(2, c.H, c.W); err != nil {
+				t.Fatal(err)
+			}
+			if st := g.Fuse(); st.Attention != 1 {
+				t.Errorf("fused %d attention blocks, want 1", st.Attention)
+			}
+			ops := g.OpCounts()
+			if ops[opAttention] != 1 || ops["MatMul"] != 0 || ops["Softmax"] != 0 {
+				t.Errorf("operators after fusing: %v", ops)
+			}
+		})
+	}
+	// The probabilities are also a graph output: nothing fuses.
+	c := onnxtest.OpCases()
+	var mp *onnx.ModelProto
+	for _, oc := range c {
+		if oc.Name == "Attention C2PSA" {
+			mp = oc.Model
+		}
+	}
+	if mp == nil {
+		t.Fatal("no C2PSA case")
+	}
+	mp.Graph.Output = append(mp.Graph.Output, mp.Graph.Output[0])
+	mp.Graph.Output[1] = &onnx.ValueInfoProto{Name: proto.String("p")}
+	g, err := Load(mp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Specialize(1, 10, 12); err != nil {
+		t.Fatal(err)
+	}
+	if st := g.Fuse(); st.Attention != 0 {
+		t.Errorf("fused an attention whose probabilities are an output")
+	}
+}
