@@ -33,10 +33,22 @@ class Net:
         self.g = m.graph
         self.device, self.dtype = device, dtype
         self.consts = {}
+        # Small constants also on the host: Resize's scales are read as
+        # numbers, which a CUDA graph capture cannot copy from the device.
+        self.host = {}
         for t in self.g.initializer:
-            self.consts[t.name] = self.tensor(numpy_helper.to_array(t))
+            a = numpy_helper.to_array(t)
+            self.consts[t.name] = self.tensor(a)
+            if a.size <= 16:
+                self.host[t.name] = a
+        for n in self.g.node:
+            if n.op_type == "Constant" and "value" in attrs(n):
+                a = numpy_helper.to_array(attrs(n)["value"])
+                if a.size <= 16:
+                    self.host[n.output[0]] = a
         self.input = self.g.input[0].name
         self.outputs = [o.name for o in self.g.output]
+        self.static = {}
 
     def tensor(self, a):
         if a.dtype.kind == "f":
@@ -45,17 +57,30 @@ class Net:
         return torch.from_numpy(np.array(a)).to(torch.int64)
 
     def __call__(self, x):
+        # Nodes that do not depend on the image's values (constants, shape
+        # arithmetic) are computed on the first call at this input shape
+        # and reused: a CUDA graph then captures the network's kernels only.
+        cache = self.static.setdefault(tuple(x.shape), {})
         env = dict(self.consts)
         env[self.input] = x
-        for n in self.g.node:
-            ins = [env[i] if i else None for i in n.input]
-            try:
-                outs = self.op(n, ins, attrs(n))
-            except Exception as e:
-                shapes = [tuple(t.shape) if t is not None else None for t in ins]
-                raise RuntimeError(f"node {n.name} ({n.op_type}) of inputs {shapes}: {e}") from e
-            if not isinstance(outs, (list, tuple)):
-                outs = [outs]
+        dyn = {self.input}
+        for idx, n in enumerate(self.g.node):
+            isdyn = n.op_type != "Shape" and any(i in dyn for i in n.input if i)
+            if not isdyn and idx in cache:
+                outs = cache[idx]
+            else:
+                ins = [env[i] if i else None for i in n.input]
+                try:
+                    outs = self.op(n, ins, attrs(n))
+                except Exception as e:
+                    shapes = [tuple(t.shape) if t is not None else None for t in ins]
+                    raise RuntimeError(f"node {n.name} ({n.op_type}) of inputs {shapes}: {e}") from e
+                if not isinstance(outs, (list, tuple)):
+                    outs = [outs]
+                if not isdyn:
+                    cache[idx] = outs
+            if isdyn:
+                dyn.update(n.output)
             for name, v in zip(n.output, outs):
                 env[name] = v
         return [env[o] for o in self.outputs]
@@ -204,16 +229,15 @@ class Net:
             mode = a.get("mode", b"nearest")
             mode = mode.decode() if isinstance(mode, bytes) else mode
             scales = None
-            if op == "Upsample":
-                scales = x[1]
+            if op == "Upsample" or len(x) == 2:
+                scales = n.input[1]
             elif len(x) > 3 and x[3] is not None and x[3].numel():
                 size = self.ints(x[3])[2:]
                 return F.interpolate(x[0], size=size, mode="nearest" if mode == "nearest" else "bilinear")
             elif len(x) > 2 and x[2] is not None and x[2].numel():
-                scales = x[2]
-            elif len(x) == 2:
-                scales = x[1]
-            sc = [float(v) for v in scales.reshape(-1).tolist()][2:]
+                scales = n.input[2]
+            h = self.host.get(scales)
+            sc = [float(v) for v in (h if h is not None else x[n.input.index(scales)].cpu().numpy()).reshape(-1)][2:]
             return F.interpolate(x[0], scale_factor=sc, mode="nearest" if mode == "nearest" else "bilinear")
         if op in ("ReduceMax", "ReduceMin", "ReduceSum", "ReduceMean"):
             axes = self.ints(x[1]) if len(x) > 1 and x[1] is not None else list(a.get("axes", range(x[0].dim())))

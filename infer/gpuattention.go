@@ -3,7 +3,6 @@ package infer
 import (
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/dsbatch/dsbatch/gpu"
 	"github.com/dsbatch/dsbatch/infer/graph"
@@ -11,14 +10,21 @@ import (
 
 // attentionSource is the fused attention kernel (graph.KAttention):
 // FlashAttention's online softmax on tensor cores. A block of four warps
+// (128 threads: the kernel assumes it)
 // takes 64 queries of one matrix, each warp 16; keys and values come in
 // tiles of 64 through shared memory as fp16; scores, softmax statistics
 // and the output accumulate in fp32 registers (mma.sync m16n8k16), so the
-// [N, M] scores never reach memory. Operands are fp32 in memory, read and
-// written through strides.
+// [N, M] scores never reach memory. Operands are fp32 or fp16 in memory,
+// read and written through strides; a kernel is compiled for each key and
+// value size and element types a program uses (attentionKernel).
 const attentionSource = `
 typedef unsigned short half_t;
+__device__ __forceinline__ float h2f(half_t h) { float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h)); return f; }
 __device__ __forceinline__ half_t f2h(float f) { half_t h; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f)); return h; }
+__device__ __forceinline__ float ldf(const float* p, long long i) { return p[i]; }
+__device__ __forceinline__ float ldf(const half_t* p, long long i) { return h2f(p[i]); }
+__device__ __forceinline__ void stf(float* p, long long i, float v) { p[i] = v; }
+__device__ __forceinline__ void stf(half_t* p, long long i, float v) { p[i] = f2h(v); }
 __device__ __forceinline__ unsigned pack2(float lo, float hi) { return (unsigned)f2h(lo) | ((unsigned)f2h(hi) << 16); }
 __device__ __forceinline__ void mma16816(float* c, unsigned a0, unsigned a1, unsigned a2, unsigned a3, unsigned b0, unsigned b1) {
 	asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
@@ -32,8 +38,8 @@ __device__ __forceinline__ void mma16816(float* c, unsigned a0, unsigned a1, uns
 // Q, K, V and O: the four batch dimensions, the row and the column (Q:
 // query, channel; K: channel, key; V: channel, key; O: channel, query);
 // then N (queries) and M (keys). O = V softmax(scale Q K)^T.
-template <int DK, int DV>
-__device__ __forceinline__ void attention_t(const int* g, const float* q, const float* k, const float* v, float* o, float scale) {
+template <int DK, int DV, typename TI, typename TO>
+__device__ __forceinline__ void attention_t(const int* g, const TI* q, const TI* k, const TI* v, TO* o, float scale) {
 	__shared__ __align__(16) half_t sk[AT_K][DK + 8];
 	__shared__ __align__(16) half_t sv[DV][AT_K + 8];
 	const int N = g[28], M = g[29];
@@ -62,9 +68,9 @@ __device__ __forceinline__ void attention_t(const int* g, const float* q, const 
 			int row = i0 + gr + (h & 1) * 8, col = c * 16 + tq * 2 + (h >> 1) * 8;
 			float x0 = 0.0f, x1 = 0.0f;
 			if (row < N) {
-				const float* p = q + bq + row * qr + col * qc;
-				x0 = p[0];
-				x1 = p[qc];
+				const TI* p = q + bq + row * qr + col * qc;
+				x0 = ldf(p, 0);
+				x1 = ldf(p, qc);
 			}
 			qf[c][h] = pack2(x0, x1);
 		}
@@ -75,19 +81,48 @@ __device__ __forceinline__ void attention_t(const int* g, const float* q, const 
 	float mx[2] = {ninf, ninf}, sum[2] = {0.0f, 0.0f};
 	const float sl = scale * 1.4426950408889634f; // exp(x) = exp2(x log2 e)
 
+	// This thread's share of a tile of keys and values (64 keys, 128
+	// threads), loaded into registers while the tile before is computed.
+	float kreg[DK / 2], vreg[DV / 2];
+	auto kat = [&](int i, int& j, int& c) {
+		int e = threadIdx.x + i * 128;
+		if (kc == 1) { j = e % AT_K; c = e / AT_K; } else { c = e % DK; j = e / DK; }
+	};
+	auto vat = [&](int i, int& j, int& c) {
+		int e = threadIdx.x + i * 128;
+		if (vc == 1) { j = e % AT_K; c = e / AT_K; } else { c = e % DV; j = e / DV; }
+	};
+	auto fetch = [&](int j0) {
+#pragma unroll
+		for (int i = 0; i < DK / 2; i++) {
+			int j, c;
+			kat(i, j, c);
+			kreg[i] = j0 + j < M ? ldf(k, bk + c * kr + (long long)(j0 + j) * kc) : 0.0f;
+		}
+#pragma unroll
+		for (int i = 0; i < DV / 2; i++) {
+			int j, c;
+			vat(i, j, c);
+			vreg[i] = j0 + j < M ? ldf(v, bv + c * vr + (long long)(j0 + j) * vc) : 0.0f;
+		}
+	};
+	fetch(0);
 	for (int j0 = 0; j0 < M; j0 += AT_K) {
 		__syncthreads();
-		for (int e = threadIdx.x; e < AT_K * DK; e += blockDim.x) {
+#pragma unroll
+		for (int i = 0; i < DK / 2; i++) {
 			int j, c;
-			if (kc == 1) { j = e % AT_K; c = e / AT_K; } else { c = e % DK; j = e / DK; }
-			sk[j][c] = f2h(j0 + j < M ? k[bk + c * kr + (long long)(j0 + j) * kc] : 0.0f);
+			kat(i, j, c);
+			sk[j][c] = f2h(kreg[i]);
 		}
-		for (int e = threadIdx.x; e < AT_K * DV; e += blockDim.x) {
+#pragma unroll
+		for (int i = 0; i < DV / 2; i++) {
 			int j, c;
-			if (vc == 1) { j = e % AT_K; c = e / AT_K; } else { c = e % DV; j = e / DV; }
-			sv[c][j] = f2h(j0 + j < M ? v[bv + c * vr + (long long)(j0 + j) * vc] : 0.0f);
+			vat(i, j, c);
+			sv[c][j] = f2h(vreg[i]);
 		}
 		__syncthreads();
+		if (j0 + AT_K < M) fetch(j0 + AT_K);
 
 		// Scores of 16 queries × 64 keys: accumulator h holds row gr (+8
 		// for h >= 2), key nb*8 + 2tq + (h & 1).
@@ -163,32 +198,23 @@ __device__ __forceinline__ void attention_t(const int* g, const float* q, const 
 #pragma unroll
 		for (int h = 0; h < 4; h++) {
 			int row = i0 + gr + (h >> 1) * 8, c = n * 8 + tq * 2 + (h & 1);
-			if (row < N) o[bo + c * orow + row * ocol] = acc[n][h] / sum[h >> 1];
+			if (row < N) stf(o, bo + c * orow + row * ocol, acc[n][h] / sum[h >> 1]);
 		}
 	}
 }
 
 `
 
-// attentionCode is attentionSource with a kernel attention_<dk>_<dv> for
-// each pair of graph.AttentionSizes.
-func attentionCode() string {
-	var b strings.Builder
-	b.WriteString(attentionSource)
-	for _, dk := range graph.AttentionSizes {
-		for _, dv := range graph.AttentionSizes {
-			fmt.Fprintf(&b, "extern \"C\" __global__ void attention_%d_%d(const int* g, const float* q, const float* k, const float* v, float* o, float scale) "+
-				"{ attention_t<%d, %d>(g, q, k, v, o, scale); }\n", dk, dv, dk, dv)
-		}
-	}
-	return b.String()
-}
-
-// attentionIndex is the index of size in graph.AttentionSizes, those
-// attentionSource instantiates.
-func attentionIndex(size int) (int, bool) {
-	i := slices.Index(graph.AttentionSizes[:], size)
-	return i, i >= 0
+// attentionKernel returns the attention kernel for keys of dk, values of
+// dv, inputs of element type in and output of out, compiled on first use
+// (and cached on disk by the CUDA layer).
+func (e *GPUEngine) attentionKernel(dk, dv int, in, out graph.Elem) (*gpu.Kernel, error) {
+	ctype := map[graph.Elem]string{graph.F32: "float", graph.F16: "half_t"}
+	letter := map[graph.Elem]string{graph.F32: "f", graph.F16: "h"}
+	name := fmt.Sprintf("attention_%d_%d_%s%s", dk, dv, letter[in], letter[out])
+	code := attentionSource + fmt.Sprintf("extern \"C\" __global__ void %s(const int* g, const %s* q, const %s* k, const %s* v, %s* o, float scale) "+
+		"{ attention_t<%d, %d, %s, %s>(g, q, k, v, o, scale); }\n", name, ctype[in], ctype[in], ctype[in], ctype[out], dk, dv, ctype[in], ctype[out])
+	return e.cuda.Kernel(code, name, e.opts.CacheDir)
 }
 
 // attentionStep lowers a KAttention step: one block of 128 threads per 64
@@ -197,12 +223,15 @@ func (e *GPUEngine) attentionStep(p *gpuPlan, s graph.Step) error {
 	q, k, v, o := s.In[0], s.In[1], s.In[2], s.Out
 	r := len(q.Shape)
 	n, m, dk, dv := q.Shape[r-2], k.Shape[r-1], q.Shape[r-1], v.Shape[r-2]
-	ik, okk := attentionIndex(dk)
-	iv, okv := attentionIndex(dv)
 	batch := q.Shape[:r-2]
-	if !okk || !okv || r > 6 || graph.Len(batch) > 65535 {
-		return fmt.Errorf("attention with keys of %d, values of %d, batch %v (the kernel takes %v, rank up to 6, 65,535 matrices): %w",
+	if !slices.Contains(graph.AttentionSizes[:], dk) || !slices.Contains(graph.AttentionSizes[:], dv) || r > 6 || graph.Len(batch) > 65535 ||
+		k.Elem != q.Elem || v.Elem != q.Elem {
+		return fmt.Errorf("attention with keys of %d, values of %d, batch %v (the kernel takes %v, rank up to 6, 65,535 matrices, one input type): %w",
 			dk, dv, batch, graph.AttentionSizes, graph.ErrUnsupported)
+	}
+	kern, err := e.attentionKernel(dk, dv, q.Elem, o.Elem)
+	if err != nil {
+		return err
 	}
 	g := make([]int32, 30)
 	for i := 0; i < 4; i++ {
@@ -220,7 +249,7 @@ func (e *GPUEngine) attentionStep(p *gpuPlan, s graph.Step) error {
 	g[28], g[29] = int32(n), int32(m)
 	grid := [3]uint32{uint32((n + 63) / 64), uint32(graph.Len(batch)), 1}
 	pq, pk, pv, po := e.addr(p, q), e.addr(p, k), e.addr(p, v), e.addr(p, o)
-	kern, meta, scale := e.k.attention[ik][iv], p.param(g), s.Alpha
+	meta, scale := p.param(g), s.Alpha
 	p.ops = append(p.ops, func(st gpu.Stream) error {
 		return kern.Launch(grid, [3]uint32{128, 1, 1}, st, meta(), pq, pk, pv, po, scale)
 	})

@@ -69,7 +69,7 @@ func (e *GPUEngine) prepareConvs(p *gpuPlan) {
 	}
 	var jobs []job
 	for i, s := range p.prog.Steps {
-		if s.Kind != graph.KConv {
+		if _, _, _, own := depthwiseFits(p.prog, s); s.Kind != graph.KConv || own {
 			continue
 		}
 		if shape, _, _, err := convShape(s); err == nil {
@@ -116,9 +116,14 @@ func (e *GPUEngine) prepareConvs(p *gpuPlan) {
 	}
 }
 
-// conv lowers a convolution: cuDNN, then the epilogue kernel, in place
-// or from the step's Raw tensor into a view inside a Concat.
+// conv lowers a convolution: a depthwise one onto the engine's kernel
+// where it can (see depthwiseSource), else cuDNN, then the epilogue
+// kernel, in place or from the step's Raw tensor into a view inside a
+// Concat.
 func (e *GPUEngine) conv(p *gpuPlan, s graph.Step) error {
+	if e.depthwise(p, s) {
+		return nil
+	}
 	c := s.Conv
 	shape, yp, rp, err := convShape(s)
 	if err != nil {

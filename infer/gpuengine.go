@@ -45,6 +45,7 @@ type GPUStats struct {
 	AlgoCached            int   // convolutions whose algorithm came from the disk cache
 	AlgoMeasure           int   // convolutions whose algorithm was measured now
 	GraphAPI              int   // convolutions run through cuDNN's graph API
+	Depthwise             int   // depthwise convolutions run by the engine's own kernel, not cuDNN
 	Graphs                bool  // batches run as CUDA graphs
 	// Bytes and FLOPs are what one batch of the largest size costs: the
 	// device memory its launches read and write, and its convolutions'

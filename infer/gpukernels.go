@@ -1,8 +1,6 @@
 package infer
 
 import (
-	"fmt"
-
 	"golang.org/x/sync/errgroup"
 
 	"github.com/dsbatch/dsbatch/gpu"
@@ -448,9 +446,7 @@ type kernels struct {
 	epilogue, epilogue1, epilogue8      *gpu.Kernel
 	inputNHWC8, softmax, reduce, matmul *gpu.Kernel
 	maxpool, maxpool8, resize, resize8  *gpu.Kernel // float16
-	selectV8, detectV8                  *gpu.Kernel
-	// attention by key size, then value size (graph.AttentionSizes' indices)
-	attention [len(graph.AttentionSizes)][len(graph.AttentionSizes)]*gpu.Kernel
+	selectV8, detectV8, depthwise       *gpu.Kernel
 }
 
 // elem indexes a kernel family by element type.
@@ -480,12 +476,6 @@ func (k *kernels) sources() []kernelSource {
 		}
 		return ks
 	}
-	var attention []any
-	for i, dk := range graph.AttentionSizes {
-		for j, dv := range graph.AttentionSizes {
-			attention = append(attention, fmt.Sprintf("attention_%d_%d", dk, dv), &k.attention[i][j])
-		}
-	}
 	return []kernelSource{
 		src(stridedSource, "copy_ff", &k.copy[0][0], "copy_hh", &k.copy[1][1], "copy_hf", &k.copy[1][0], "copy_fh", &k.copy[0][1],
 			"copy_v16", &k.copyV16, "binary_f", &k.binary[0], "binary_h", &k.binary[1], "unary_f", &k.unary[0], "unary_h", &k.unary[1],
@@ -495,7 +485,7 @@ func (k *kernels) sources() []kernelSource {
 			"input_nhwc8", &k.inputNHWC8, "softmax_f", &k.softmax, "reduce_f", &k.reduce, "maxpool_h", &k.maxpool, "maxpool_h8", &k.maxpool8,
 			"resize_h", &k.resize, "resize_h8", &k.resize8, "matmul_f", &k.matmul),
 		src(detectSource, "select_v8", &k.selectV8, "detect_v8", &k.detectV8),
-		src(attentionCode(), attention...),
+		src(depthwiseSource, "dwconv_h8", &k.depthwise),
 	}
 }
 

@@ -119,6 +119,9 @@ func (e *GPUEngine) Profile(n, reps int) ([]OpTime, error) {
 func stepLabel(s graph.Step, k int) string {
 	switch s.Kind {
 	case graph.KConv:
+		if c := s.Conv; k == 0 && c.Groups > 1 && c.Groups == c.C && c.K == c.C {
+			return fmt.Sprintf("dwconv %dx%d c%d s%d %dx%d", c.R, c.S, c.C, c.StrH, c.OH, c.OW)
+		}
 		if k == 0 {
 			return fmt.Sprintf("conv %dx%d c%d k%d s%d %dx%d", s.Conv.R, s.Conv.S, s.Conv.C, s.Conv.K, s.Conv.StrH, s.Conv.OH, s.Conv.OW)
 		}

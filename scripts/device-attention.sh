@@ -38,7 +38,7 @@ for round in $(seq 1 "${ROUNDS:-1}"); do
 done
 echo; echo "== PyTorch on the same files"
 timeout 240 python3 bench/torch_onnx.py --batch 64 --seconds 3 $models 2>&1
-first=$(echo $models | cut -d' ' -f1)
+first=$(echo $models | tr ' ' '\n' | grep "${PROFILE:-.}" | head -1)
 (cd infer && DSBATCH_BENCH_MODEL=$first DSBATCH_BENCH_PROFILE=1 step 120 "$tests" -test.run '^$' -test.bench 'BenchmarkGPUEngine$' -test.benchtime 20x 2>&1 | grep -E 'launches|total|img/s|Benchmark' | awk '{print $(NF-1), $0}' | sort -rn | head -40 | cut -d' ' -f2-)
 for m in $models; do
 	step 120 "$new" check --video "$(realpath "$D/intel_car-detection.mp4")" --min 0 "$m"

@@ -171,21 +171,30 @@ func opAttentionRef(n *Node, in []*Tensor, data bool) ([]*Tensor, error) {
 	return []*Tensor{out}, nil
 }
 
-// attention lowers an opAttention node to one KAttention step over
-// row-major fp32 operands, read and written through their strides.
+// attention lowers an opAttention node to one KAttention step. Q, K and V
+// are read through the views that produced them from the tensors before
+// (compose), where all three have one element type; else as packed
+// row-major fp32. The output goes where placeAttention puts it.
 func (l *lowering) attention(n *Node) error {
 	var views [3]View
+	composed := true
 	for i, v := range n.In {
-		w, err := l.get(v, RowMajor, F32)
-		if err != nil {
-			return err
+		w, ok := l.compose(v)
+		views[i], composed = w, composed && ok && w.Elem == views[0].Elem
+	}
+	if !composed {
+		for i, v := range n.In {
+			w, err := l.get(v, RowMajor, F32)
+			if err != nil {
+				return err
+			}
+			views[i] = w
 		}
-		views[i] = w
 	}
 	if _, _, _, _, _, err := attentionShapes(views[0].Shape, views[1].Shape, views[2].Shape); err != nil {
 		return err
 	}
-	y := l.alloc(n.Out[0].Shape, F32, RowMajor)
+	y := l.placeAttention(n)
 	l.emit(Step{Kind: KAttention, Node: n.Name, In: views[:], Out: y, Alpha: n.Alpha})
 	l.set(n.Out[0], y)
 	return nil

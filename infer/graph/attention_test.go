@@ -1,6 +1,7 @@
 package graph
 
 import (
+	"slices"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -55,5 +56,47 @@ func TestFuseAttention(t *testing.T) {
 	}
 	if st := g.Fuse(); st.Attention != 0 {
 		t.Errorf("fused an attention whose probabilities are an output")
+	}
+}
+
+// TestAttentionInPlace: the attention reads Q, K and V from the qkv
+// convolution's output and writes the projection's input, with no copy in
+// between.
+func TestAttentionInPlace(t *testing.T) {
+	var c onnxtest.OpCase
+	for _, oc := range onnxtest.OpCases() {
+		if oc.Name == "Attention C2PSA projected" {
+			c = oc
+		}
+	}
+	g, err := Load(c.Model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Specialize(2, c.H, c.W); err != nil {
+		t.Fatal(err)
+	}
+	g.Fuse()
+	p, err := g.Lower(LowerOptions{PadInputChannels: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []Kind
+	for _, s := range p.Steps {
+		kinds = append(kinds, s.Kind)
+	}
+	// The network input's conversion, the qkv convolution, the attention,
+	// the projection, the output's conversion.
+	if want := []Kind{KCopy, KConv, KAttention, KConv, KCopy}; !slices.Equal(kinds, want) {
+		t.Fatalf("steps %v, want %v", kinds, want)
+	}
+	qkv, at, proj := p.Steps[1], p.Steps[2], p.Steps[3]
+	for i, in := range at.In {
+		if in.Buf != qkv.Out.Buf || in.Elem != F16 {
+			t.Errorf("attention input %d reads buffer %d (%v), want the qkv convolution's %d", i, in.Buf, in.Elem, qkv.Out.Buf)
+		}
+	}
+	if at.Out.Buf != proj.In[0].Buf || at.Out.Elem != F16 {
+		t.Errorf("attention writes buffer %d (%v), the projection reads %d", at.Out.Buf, at.Out.Elem, proj.In[0].Buf)
 	}
 }

@@ -209,6 +209,10 @@ type lowering struct {
 	// producer.
 	sink      map[*Value]sinkAt
 	concatOut map[*Node]View
+	// skip holds the nodes already lowered as views of another's output
+	// (placeAttention); readBy each value's readers, once asked for.
+	skip   map[*Node]bool
+	readBy map[*Value][]*Node
 }
 
 // sinkAt is where a value is written inside a Concat's output: the Concat
@@ -225,7 +229,7 @@ func (g *Graph) Lower(o LowerOptions) (p *Program, err error) {
 	if len(g.Input.Shape) != 4 {
 		return nil, fmt.Errorf("input %s of rank %d: the GPU engine takes NCHW images: %w", g.Input.Name, len(g.Input.Shape), ErrUnsupported)
 	}
-	l := &lowering{g: g, p: &Program{}, have: map[*Value]map[Layout]View{}, sink: map[*Value]sinkAt{}, concatOut: map[*Node]View{}}
+	l := &lowering{g: g, p: &Program{}, have: map[*Value]map[Layout]View{}, sink: map[*Value]sinkAt{}, concatOut: map[*Node]View{}, skip: map[*Node]bool{}}
 	p = l.p
 	if len(o.InPlaceConcat) > 0 {
 		l.planSinks(o.InPlaceConcat)
@@ -239,6 +243,9 @@ func (g *Graph) Lower(o LowerOptions) (p *Program, err error) {
 	p.InputChannels = c
 	l.set(g.Input, p.Input)
 	for _, n := range g.Nodes {
+		if l.skip[n] {
+			continue
+		}
 		if err := l.node(n); err != nil {
 			return nil, fmt.Errorf("node %q (%s): %w", n.Name, n.Op, err)
 		}
@@ -251,6 +258,7 @@ func (g *Graph) Lower(o LowerOptions) (p *Program, err error) {
 		p.Bufs[out.Buf].Last = len(p.Steps)
 		p.Outputs = append(p.Outputs, out)
 	}
+	l.removeDead()
 	if !o.KeepCopies {
 		l.elideCopies()
 	}
@@ -575,7 +583,7 @@ func (l *lowering) conv(n *Node) error {
 	if wt.Const == nil {
 		return fmt.Errorf("weights computed at run time: %w", ErrUnsupported)
 	}
-	x, err := l.get(n.In[0], NHWC, F16)
+	x, err := l.convInput(n.In[0])
 	if err != nil {
 		return err
 	}
@@ -645,6 +653,31 @@ func (l *lowering) conv(n *Node) error {
 	l.emit(Step{Kind: KConv, Node: n.Name, In: []View{x}, Out: y, Conv: cs})
 	l.set(out, y)
 	return nil
+}
+
+// convInput returns a convolution's input in NHWC fp16. An input that view
+// operators made from another tensor is read through the composed view
+// when that is an NHWC tensor already, else packed from it by one copy,
+// not converted step by step.
+func (l *lowering) convInput(v *Value) (View, error) {
+	if w, ok := l.have[v][NHWC]; ok {
+		return w, nil
+	}
+	if p := v.Producer; p != nil && viewOp(p.Op) && len(v.Shape) == 4 && v != l.g.Input {
+		if w, ok := l.compose(v); ok {
+			w.Layout = NHWC
+			if p, nhwc := PixelStride(w); nhwc && w.Elem == F16 && (p%8 == 0 || p == int64(v.Shape[1])) && w.Off%8 == 0 {
+				l.set(v, w)
+				return w, nil
+			}
+			w.Layout = RowMajor
+			y := l.alloc(v.Shape, F16, NHWC)
+			l.emit(Step{Kind: KCopy, Node: "convert " + v.Name, In: []View{w}, Out: y})
+			l.set(v, y)
+			return y, nil
+		}
+	}
+	return l.get(v, NHWC, F16)
 }
 
 // copyOp lowers the operators that move elements without arithmetic.

@@ -87,19 +87,38 @@ func OpCases() []OpCase {
 		IntsAttr("kernel_shape", 2, 2), IntsAttr("strides", 2, 2), IntsAttr("pads", 0, 0, 0, 0), IntsAttr("dilations", 1, 1), intAttr("group", 1)))
 	add("ConvTranspose k2 s2", 11, convt, conv, Node("ConvTranspose", []string{"c", "tw"}, []string{"out"}, IntsAttr("strides", 2, 2)))
 	add("ConvTranspose k3 s3", 17, convt, conv, Node("ConvTranspose", []string{"c", "tw3"}, []string{"out"}, IntsAttr("strides", 3, 3)))
+	// Depthwise convolutions as YOLO12's position encoding (7×7, its
+	// residual added) and YOLOv10's downsampling (3×3, stride 2) write
+	// them, after a 1×1 convolution to 16 channels.
+	dw := []*onnx.TensorProto{Floats("w1", []int64{16, 3, 1, 1}, vals(48, 6)), Floats("wd7", []int64{16, 1, 7, 7}, vals(16*49, 7)),
+		Floats("bd", []int64{16}, vals(16, 8)), Floats("wd3", []int64{16, 1, 3, 3}, vals(16*9, 9))}
+	c1 := Node("Conv", []string{"in", "w1"}, []string{"c1"}, IntsAttr("kernel_shape", 1, 1))
+	add("Depthwise 7x7 SiLU residual", 17, dw, c1,
+		Node("Conv", []string{"c1", "wd7", "bd"}, []string{"d"}, IntsAttr("kernel_shape", 7, 7), IntsAttr("pads", 3, 3, 3, 3), intAttr("group", 16)),
+		Node("Sigmoid", []string{"d"}, []string{"sd"}), Node("Mul", []string{"d", "sd"}, []string{"m"}), Node("Add", []string{"m", "c1"}, []string{"out"}))
+	add("Depthwise 3x3 s2", 17, dw, c1,
+		Node("Conv", []string{"c1", "wd3", "bd"}, []string{"out"}, IntsAttr("kernel_shape", 3, 3), IntsAttr("strides", 2, 2), IntsAttr("pads", 1, 1, 1, 1), intAttr("group", 16)))
 	// Attention as Ultralytics exports it: YOLO11's C2PSA (two heads,
 	// keys of 16, values of 32, over 10×12 tokens) and YOLO12's area
 	// attention (keys and values of 32 over two areas of 400 tokens, in
 	// the batch). Q, K and V come from a 1×1 convolution.
-	attention := func(name string, heads, dk, dv, areas int64, h, w int) {
+	// With proj, a 1×1 convolution reads the attention's output, as in
+	// the models (the attention then writes its input in place).
+	attention := func(name string, heads, dk, dv, areas int64, h, w int, proj bool) {
 		c, n := heads*(2*dk+dv), int64(h*w)/areas
-		mp := Model("in", "out", []*onnx.TensorProto{
+		final := "out"
+		if proj {
+			final = "o4"
+		}
+		inits := []*onnx.TensorProto{
 			Floats("qkvw", []int64{c, 3, 1, 1}, vals(int(c)*3, 5)),
 			Int64s("s1", []int64{4}, -1, heads, 2*dk+dv, n),
 			Int64s("split", []int64{3}, dk, dk, dv),
 			Floats("scale", nil, []float32{float32(1 / math.Sqrt(float64(dk)))}),
 			Int64s("s2", []int64{4}, -1, heads*dv, int64(h), int64(w)),
-		},
+			Floats("projw", []int64{8, heads * dv, 1, 1}, vals(int(8*heads*dv), 10)),
+		}
+		nodes := []*onnx.NodeProto{
 			Node("Conv", []string{"in", "qkvw"}, []string{"qkv"}, IntsAttr("kernel_shape", 1, 1)),
 			Node("Reshape", []string{"qkv", "s1"}, []string{"r"}),
 			Node("Split", []string{"r", "split"}, []string{"q", "k", "v"}, intAttr("axis", 2)),
@@ -109,11 +128,17 @@ func OpCases() []OpCase {
 			Node("Softmax", []string{"ss"}, []string{"p"}, intAttr("axis", -1)),
 			Node("Transpose", []string{"p"}, []string{"pt"}, IntsAttr("perm", 0, 1, 3, 2)),
 			Node("MatMul", []string{"v", "pt"}, []string{"o"}),
-			Node("Reshape", []string{"o", "s2"}, []string{"out"}))
+			Node("Reshape", []string{"o", "s2"}, []string{final}),
+		}
+		if proj {
+			nodes = append(nodes, Node("Conv", []string{"o4", "projw"}, []string{"out"}, IntsAttr("kernel_shape", 1, 1)))
+		}
+		mp := Model("in", "out", inits, nodes...)
 		mp.OpsetImport[0].Version = proto.Int64(17)
 		cases = append(cases, OpCase{Name: name, Model: mp, H: h, W: w})
 	}
-	attention("Attention C2PSA", 2, 16, 32, 1, 10, 12)
-	attention("Attention area", 2, 32, 32, 2, 20, 40)
+	attention("Attention C2PSA", 2, 16, 32, 1, 10, 12, false)
+	attention("Attention C2PSA projected", 2, 16, 32, 1, 10, 12, true)
+	attention("Attention area", 2, 32, 32, 2, 20, 40, false)
 	return cases
 }
