@@ -21,11 +21,22 @@ const attentionSource = `
 typedef unsigned short half_t;
 __device__ __forceinline__ float h2f(half_t h) { float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h)); return f; }
 __device__ __forceinline__ half_t f2h(float f) { half_t h; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f)); return h; }
+__device__ __forceinline__ unsigned pack2(float lo, float hi) { return (unsigned)f2h(lo) | ((unsigned)f2h(hi) << 16); }
 __device__ __forceinline__ float ldf(const float* p, long long i) { return p[i]; }
 __device__ __forceinline__ float ldf(const half_t* p, long long i) { return h2f(p[i]); }
 __device__ __forceinline__ void stf(float* p, long long i, float v) { p[i] = v; }
 __device__ __forceinline__ void stf(half_t* p, long long i, float v) { p[i] = f2h(v); }
-__device__ __forceinline__ unsigned pack2(float lo, float hi) { return (unsigned)f2h(lo) | ((unsigned)f2h(hi) << 16); }
+// Eight consecutive elements as fp16, one 16-byte value.
+__device__ __forceinline__ uint4 load8(const half_t* p) { return *(const uint4*)p; }
+__device__ __forceinline__ uint4 load8(const float* p) {
+	float4 a = *(const float4*)p, b = *(const float4*)(p + 4);
+	return make_uint4(pack2(a.x, a.y), pack2(a.z, a.w), pack2(b.x, b.y), pack2(b.z, b.w));
+}
+__device__ __forceinline__ unsigned smem(const void* p) {
+	unsigned a;
+	asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
+	return a;
+}
 __device__ __forceinline__ void mma16816(float* c, unsigned a0, unsigned a1, unsigned a2, unsigned a3, unsigned b0, unsigned b1) {
 	asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
 		: "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3]) : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
@@ -37,11 +48,14 @@ __device__ __forceinline__ void mma16816(float* c, unsigned a0, unsigned a1, uns
 // g: dims[4] of the batch, outermost first; then six strides for each of
 // Q, K, V and O: the four batch dimensions, the row and the column (Q:
 // query, channel; K: channel, key; V: channel, key; O: channel, query);
-// then N (queries) and M (keys). O = V softmax(scale Q K)^T.
-template <int DK, int DV, typename TI, typename TO>
+// then N (queries) and M (keys). O = V softmax(scale Q K)^T. With VEC,
+// K and V have their channels contiguous and every other stride and
+// offset a multiple of 8: a tile is read eight channels at a time, V kept
+// key-major in shared memory and read transposed by ldmatrix.
+template <int DK, int DV, typename TI, typename TO, bool VEC>
 __device__ __forceinline__ void attention_t(const int* g, const TI* q, const TI* k, const TI* v, TO* o, float scale) {
 	__shared__ __align__(16) half_t sk[AT_K][DK + 8];
-	__shared__ __align__(16) half_t sv[DV][AT_K + 8];
+	__shared__ __align__(16) half_t sv[VEC ? AT_K : DV][VEC ? DV + 8 : AT_K + 8];
 	const int N = g[28], M = g[29];
 	long long bq = 0, bk = 0, bv = 0, bo = 0;
 	unsigned r = blockIdx.y;
@@ -83,7 +97,8 @@ __device__ __forceinline__ void attention_t(const int* g, const TI* q, const TI*
 
 	// This thread's share of a tile of keys and values (64 keys, 128
 	// threads), loaded into registers while the tile before is computed.
-	float kreg[DK / 2], vreg[DV / 2];
+	float kreg[VEC ? 1 : DK / 2], vreg[VEC ? 1 : DV / 2];
+	uint4 k8[VEC ? DK / 16 : 1], v8[VEC ? DV / 16 : 1];
 	auto kat = [&](int i, int& j, int& c) {
 		int e = threadIdx.x + i * 128;
 		if (kc == 1) { j = e % AT_K; c = e / AT_K; } else { c = e % DK; j = e / DK; }
@@ -93,33 +108,59 @@ __device__ __forceinline__ void attention_t(const int* g, const TI* q, const TI*
 		if (vc == 1) { j = e % AT_K; c = e / AT_K; } else { c = e % DV; j = e / DV; }
 	};
 	auto fetch = [&](int j0) {
+		if constexpr (VEC) {
 #pragma unroll
-		for (int i = 0; i < DK / 2; i++) {
-			int j, c;
-			kat(i, j, c);
-			kreg[i] = j0 + j < M ? ldf(k, bk + c * kr + (long long)(j0 + j) * kc) : 0.0f;
-		}
+			for (int i = 0; i < DK / 16; i++) {
+				int e = threadIdx.x + i * 128, j = e / (DK / 8), c = (e % (DK / 8)) * 8;
+				k8[i] = j0 + j < M ? load8(k + bk + c + (long long)(j0 + j) * kc) : make_uint4(0, 0, 0, 0);
+			}
 #pragma unroll
-		for (int i = 0; i < DV / 2; i++) {
-			int j, c;
-			vat(i, j, c);
-			vreg[i] = j0 + j < M ? ldf(v, bv + c * vr + (long long)(j0 + j) * vc) : 0.0f;
+			for (int i = 0; i < DV / 16; i++) {
+				int e = threadIdx.x + i * 128, j = e / (DV / 8), c = (e % (DV / 8)) * 8;
+				v8[i] = j0 + j < M ? load8(v + bv + c + (long long)(j0 + j) * vc) : make_uint4(0, 0, 0, 0);
+			}
+		} else {
+#pragma unroll
+			for (int i = 0; i < DK / 2; i++) {
+				int j, c;
+				kat(i, j, c);
+				kreg[i] = j0 + j < M ? ldf(k, bk + c * kr + (long long)(j0 + j) * kc) : 0.0f;
+			}
+#pragma unroll
+			for (int i = 0; i < DV / 2; i++) {
+				int j, c;
+				vat(i, j, c);
+				vreg[i] = j0 + j < M ? ldf(v, bv + c * vr + (long long)(j0 + j) * vc) : 0.0f;
+			}
 		}
 	};
 	fetch(0);
 	for (int j0 = 0; j0 < M; j0 += AT_K) {
 		__syncthreads();
+		if constexpr (VEC) {
 #pragma unroll
-		for (int i = 0; i < DK / 2; i++) {
-			int j, c;
-			kat(i, j, c);
-			sk[j][c] = f2h(kreg[i]);
-		}
+			for (int i = 0; i < DK / 16; i++) {
+				int e = threadIdx.x + i * 128;
+				*(uint4*)&sk[e / (DK / 8)][(e % (DK / 8)) * 8] = k8[i];
+			}
 #pragma unroll
-		for (int i = 0; i < DV / 2; i++) {
-			int j, c;
-			vat(i, j, c);
-			sv[c][j] = f2h(vreg[i]);
+			for (int i = 0; i < DV / 16; i++) {
+				int e = threadIdx.x + i * 128;
+				*(uint4*)&sv[e / (DV / 8)][(e % (DV / 8)) * 8] = v8[i];
+			}
+		} else {
+#pragma unroll
+			for (int i = 0; i < DK / 2; i++) {
+				int j, c;
+				kat(i, j, c);
+				sk[j][c] = f2h(kreg[i]);
+			}
+#pragma unroll
+			for (int i = 0; i < DV / 2; i++) {
+				int j, c;
+				vat(i, j, c);
+				sv[c][j] = f2h(vreg[i]);
+			}
 		}
 		__syncthreads();
 		if (j0 + AT_K < M) fetch(j0 + AT_K);
@@ -182,8 +223,15 @@ __device__ __forceinline__ void attention_t(const int* g, const TI* q, const TI*
 			unsigned a2 = pack2(s[2 * kk + 1][0], s[2 * kk + 1][1]), a3 = pack2(s[2 * kk + 1][2], s[2 * kk + 1][3]);
 #pragma unroll
 			for (int n = 0; n < DV / 8; n++) {
-				unsigned b0 = *(const unsigned*)&sv[n * 8 + gr][kk * 16 + tq * 2];
-				unsigned b1 = *(const unsigned*)&sv[n * 8 + gr][kk * 16 + tq * 2 + 8];
+				unsigned b0, b1;
+				if constexpr (VEC) {
+					// Rows: keys kk*16 + 0..15 (lanes 0-15), channels n*8..+7.
+					unsigned a = smem(&sv[kk * 16 + (lane & 15)][n * 8]);
+					asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0, %1}, [%2];" : "=r"(b0), "=r"(b1) : "r"(a));
+				} else {
+					b0 = *(const unsigned*)&sv[n * 8 + gr][kk * 16 + tq * 2];
+					b1 = *(const unsigned*)&sv[n * 8 + gr][kk * 16 + tq * 2 + 8];
+				}
 				mma16816(acc[n], a0, a1, a2, a3, b0, b1);
 			}
 		}
@@ -208,13 +256,34 @@ __device__ __forceinline__ void attention_t(const int* g, const TI* q, const TI*
 // attentionKernel returns the attention kernel for keys of dk, values of
 // dv, inputs of element type in and output of out, compiled on first use
 // (and cached on disk by the CUDA layer).
-func (e *GPUEngine) attentionKernel(dk, dv int, in, out graph.Elem) (*gpu.Kernel, error) {
+func (e *GPUEngine) attentionKernel(dk, dv int, in, out graph.Elem, vec bool) (*gpu.Kernel, error) {
 	ctype := map[graph.Elem]string{graph.F32: "float", graph.F16: "half_t"}
 	letter := map[graph.Elem]string{graph.F32: "f", graph.F16: "h"}
 	name := fmt.Sprintf("attention_%d_%d_%s%s", dk, dv, letter[in], letter[out])
+	if vec {
+		name += "_v8"
+	}
 	code := attentionSource + fmt.Sprintf("extern \"C\" __global__ void %s(const int* g, const %s* q, const %s* k, const %s* v, %s* o, float scale) "+
-		"{ attention_t<%d, %d, %s, %s>(g, q, k, v, o, scale); }\n", name, ctype[in], ctype[in], ctype[in], ctype[out], dk, dv, ctype[in], ctype[out])
+		"{ attention_t<%d, %d, %s, %s, %v>(g, q, k, v, o, scale); }\n", name, ctype[in], ctype[in], ctype[in], ctype[out], dk, dv, ctype[in], ctype[out], vec)
 	return e.cuda.Kernel(code, name, e.opts.CacheDir)
+}
+
+// attentionVec reports whether the K and V views allow the kernel's
+// eight-channel loads: channels contiguous, every other stride and the
+// offset a multiple of 8.
+func attentionVec(views ...graph.View) bool {
+	for _, w := range views {
+		r := len(w.Shape)
+		if w.Stride[r-2] != 1 || w.Off%8 != 0 {
+			return false
+		}
+		for d, st := range w.Stride {
+			if d != r-2 && st%8 != 0 {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // attentionStep lowers a KAttention step: one block of 128 threads per 64
@@ -229,7 +298,7 @@ func (e *GPUEngine) attentionStep(p *gpuPlan, s graph.Step) error {
 		return fmt.Errorf("attention with keys of %d, values of %d, batch %v (the kernel takes %v, rank up to 6, 65,535 matrices, one input type): %w",
 			dk, dv, batch, graph.AttentionSizes, graph.ErrUnsupported)
 	}
-	kern, err := e.attentionKernel(dk, dv, q.Elem, o.Elem)
+	kern, err := e.attentionKernel(dk, dv, q.Elem, o.Elem, attentionVec(k, v))
 	if err != nil {
 		return err
 	}

@@ -103,8 +103,10 @@ func OpCases() []OpCase {
 	// attention (keys and values of 32 over two areas of 400 tokens, in
 	// the batch). Q, K and V come from a 1×1 convolution.
 	// With proj, a 1×1 convolution reads the attention's output, as in
-	// the models (the attention then writes its input in place).
-	attention := func(name string, heads, dk, dv, areas int64, h, w int, proj bool) {
+	// the models (the attention then writes its input in place); with
+	// sig, Q, K and V go through a Sigmoid first, so that the attention
+	// reads a row-major tensor, channels not innermost.
+	attention := func(name string, heads, dk, dv, areas int64, h, w int, proj, sig bool) {
 		c, n := heads*(2*dk+dv), int64(h*w)/areas
 		final := "out"
 		if proj {
@@ -120,7 +122,8 @@ func OpCases() []OpCase {
 		}
 		nodes := []*onnx.NodeProto{
 			Node("Conv", []string{"in", "qkvw"}, []string{"qkv"}, IntsAttr("kernel_shape", 1, 1)),
-			Node("Reshape", []string{"qkv", "s1"}, []string{"r"}),
+			Node("Reshape", []string{"qkv", "s1"}, []string{"r0"}),
+			Node("Identity", []string{"r0"}, []string{"r"}),
 			Node("Split", []string{"r", "split"}, []string{"q", "k", "v"}, intAttr("axis", 2)),
 			Node("Transpose", []string{"q"}, []string{"qt"}, IntsAttr("perm", 0, 1, 3, 2)),
 			Node("MatMul", []string{"qt", "k"}, []string{"s"}),
@@ -133,12 +136,16 @@ func OpCases() []OpCase {
 		if proj {
 			nodes = append(nodes, Node("Conv", []string{"o4", "projw"}, []string{"out"}, IntsAttr("kernel_shape", 1, 1)))
 		}
+		if sig {
+			nodes[2] = Node("Sigmoid", []string{"r0"}, []string{"r"})
+		}
 		mp := Model("in", "out", inits, nodes...)
 		mp.OpsetImport[0].Version = proto.Int64(17)
 		cases = append(cases, OpCase{Name: name, Model: mp, H: h, W: w})
 	}
-	attention("Attention C2PSA", 2, 16, 32, 1, 10, 12, false)
-	attention("Attention C2PSA projected", 2, 16, 32, 1, 10, 12, true)
-	attention("Attention area", 2, 32, 32, 2, 20, 40, false)
+	attention("Attention C2PSA", 2, 16, 32, 1, 10, 12, false, false)
+	attention("Attention C2PSA projected", 2, 16, 32, 1, 10, 12, true, false)
+	attention("Attention C2PSA row-major", 2, 16, 32, 1, 10, 12, false, true)
+	attention("Attention area", 2, 32, 32, 2, 20, 40, false, false)
 	return cases
 }
