@@ -111,15 +111,22 @@ class Net:
                                       a.get("dilations", [1, 1]))
         if op in ("Add", "Sub", "Mul", "Div", "Pow"):
             p, q = x
-            if p.is_floating_point() != q.is_floating_point():
-                # a host int or scalar meeting a device tensor
-                p, q = (p.to(self.device, self.dtype) if not p.is_floating_point() else p,
-                        q.to(self.device, self.dtype) if not q.is_floating_point() else q)
-            if p.device != q.device:
-                p, q = p.to(self.device), q.to(self.device)
-            if op == "Div" and not p.is_floating_point():
+            dev = p.is_cuda or q.is_cuda
+            if dev:
+                # A host number meeting a device tensor: as a Python scalar
+                # (a copy to the device cannot be captured).
+                p = p.item() if not p.is_cuda and p.dim() == 0 else p
+                q = q.item() if not q.is_cuda and q.dim() == 0 else q
+                if isinstance(p, torch.Tensor) and not p.is_cuda:
+                    p = p.to(self.device, self.dtype)
+                if isinstance(q, torch.Tensor) and not q.is_cuda:
+                    q = q.to(self.device, self.dtype)
+            elif op == "Div" and not p.is_floating_point():
                 return torch.div(p, q, rounding_mode="trunc")
-            return {"Add": torch.add, "Sub": torch.sub, "Mul": torch.mul, "Div": torch.div, "Pow": torch.pow}[op](p, q)
+            if op == "Div" and not any(isinstance(t, float) or isinstance(t, torch.Tensor) and t.is_floating_point() for t in (p, q)):
+                return torch.div(torch.as_tensor(p, device=self.device), q, rounding_mode="trunc")
+            return {"Add": lambda a, b: a + b, "Sub": lambda a, b: a - b, "Mul": lambda a, b: a * b,
+                    "Div": lambda a, b: a / b, "Pow": lambda a, b: a ** b}[op](p, q)
         if op == "Sigmoid":
             return torch.sigmoid(x[0])
         if op == "Relu":
@@ -191,15 +198,13 @@ class Net:
             t = x[0]
             if idx.dim() == 0:
                 return t.select(ax, int(idx) % t.shape[ax])
-            return torch.index_select(t, ax, (idx % t.shape[ax]).to(t.device)).reshape(
+            return torch.index_select(t, ax, (idx % t.shape[ax]).reshape(-1).to(t.device)).reshape(
                 *t.shape[:ax], *idx.shape, *t.shape[ax + 1:])
         if op == "Cast":
             to = a["to"]
             if to == onnx.TensorProto.FLOAT:
                 return x[0].to(self.device, self.dtype) if not x[0].is_floating_point() else x[0]
-            if x[0].is_floating_point():
-                return x[0].to("cpu", torch.int64)
-            return x[0]
+            return x[0].to(torch.int64)
         if op == "Identity":
             return x[0]
         if op == "Range":

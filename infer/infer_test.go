@@ -346,9 +346,9 @@ func TestDetectHead(t *testing.T) {
 		{5, 5, 0, 640, 0, true},
 	}
 	for _, tt := range tests {
-		got, err := DetectHead(tt.d1, tt.d2, tt.classes, tt.size, tt.size)
+		got, err := detectHead(tt.d1, tt.d2, tt.classes, anchorFreeCells(tt.size, tt.size, nil))
 		if (err != nil) != tt.err || got != tt.want {
-			t.Errorf("DetectHead(%d, %d, %d, %d) = %v, %v; want %v", tt.d1, tt.d2, tt.classes, tt.size, got, err, tt.want)
+			t.Errorf("detectHead(%d, %d, %d, %d) = %v, %v; want %v", tt.d1, tt.d2, tt.classes, tt.size, got, err, tt.want)
 		}
 	}
 	for _, s := range []string{"v5", "v8", "v11", "e2e", "v10", "auto", "yolox", "detr", "rt-detr", "YOLO26"} {

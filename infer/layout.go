@@ -133,13 +133,8 @@ func ParseHead(s string) (Head, error) {
 // (end-to-end and DETR-style) rather than anchors.
 const maxQueries = 1000
 
-// DetectHead infers the layout from the output shape [B, d1, d2], the
-// number of classes (0 when unknown) and the input size h×w.
-func DetectHead(d1, d2, classes, h, w int) (Head, error) {
-	return detectHead(d1, d2, classes, anchorFreeCells(h, w, nil))
-}
-
-// detectHead is DetectHead for a grid of cells cells.
+// detectHead infers the layout from the output shape [B, d1, d2], the
+// number of classes (0 when unknown) and the number of grid cells.
 func detectHead(d1, d2, classes, cells int) (Head, error) {
 	switch {
 	case d1 == cells && d2 > 5 && (classes == 0 || d2 == 5+classes):

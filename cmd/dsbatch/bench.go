@@ -193,19 +193,16 @@ func runBenchInfer(c *cli.Context) error {
 		in[i] = float32(i%251) / 250
 	}
 	ctx := c.Context
-	_, shape, err := e.Infer(ctx, in, n)
-	if err != nil {
+	if _, _, err := e.Infer(ctx, in, n); err != nil {
 		return err
 	}
 	fmt.Printf("engine ready in %.2fs (%+v)\n", time.Since(t0).Seconds(), e.Stats())
-	d1, d2 := int(shape[1]), int(shape[2])
-	head, err := infer.DetectHead(d1, d2, len(m.Names), size, size)
+	// The layout as run and check read it: from the model's metadata, what
+	// reading it cut off, and its output.
+	l, err := infer.ProbeLayout(ctx, e, infer.ProbeOptions{H: size, W: size, Names: len(m.Names), Head: m.Head, Input: infer.Ultralytics,
+		KeypointShape: m.KeypointShape, Task: m.Metadata["task"], Masks: m.Masks})
 	if err != nil {
-		return err
-	}
-	l, err := infer.NewLayout(head, infer.ScoresProb, d1, d2, size, size)
-	if err != nil {
-		return err
+		return fmt.Errorf("model %s: %w", m.Path, err)
 	}
 	det := infer.NewDetector(e, l, infer.PostOptions{Conf: 0.25, IoU: 0.7})
 	frames := infer.Frames{N: n, Device: e.InputFrames(n)}
