@@ -646,3 +646,16 @@ func TestGPUEngineJoinsDETROutputs(t *testing.T) {
 		t.Errorf("relative L2 %.3g", e)
 	}
 }
+
+// TestEveryStepKindHasKernel: each kind of step the compiler lowers to
+// has the engine's launches and a name for profiles.
+func TestEveryStepKindHasKernel(t *testing.T) {
+	for k := graph.Kind(0); k < graph.Kinds; k++ {
+		if stepKernels[k] == nil {
+			t.Errorf("step kind %v has no kernel", k)
+		}
+		if k.String() == "" {
+			t.Errorf("step kind %d has no name", int(k))
+		}
+	}
+}

@@ -135,7 +135,7 @@ func stepLabel(s graph.Step, k int) string {
 	if s.Kind == graph.KMaxPool && s.Pool.Avg {
 		return "avgpool"
 	}
-	return []string{"copy", "conv", "binary", "unary", "softmax", "reduce", "maxpool", "resize", "matmul", "attention"}[s.Kind]
+	return s.Kind.String()
 }
 
 // run queues one batch.
@@ -265,117 +265,150 @@ func (p *gpuPlan) param(v []int32) func() gpu.DevicePtr {
 	return func() gpu.DevicePtr { return p.meta + gpu.DevicePtr(4*off) }
 }
 
+// stepKernels are the engine's launches for each kind of step: the
+// kernel half of the compiler's operator table (graph's operators lower
+// to these kinds).
+var stepKernels = [graph.Kinds]func(*GPUEngine, *gpuPlan, graph.Step) error{
+	graph.KCopy:      (*GPUEngine).copyStep,
+	graph.KConv:      (*GPUEngine).conv,
+	graph.KBinary:    (*GPUEngine).binaryStep,
+	graph.KUnary:     (*GPUEngine).unaryStep,
+	graph.KSoftmax:   (*GPUEngine).rowStep,
+	graph.KReduce:    (*GPUEngine).rowStep,
+	graph.KMaxPool:   (*GPUEngine).poolStep,
+	graph.KResize:    (*GPUEngine).poolStep,
+	graph.KMatMul:    (*GPUEngine).matMulStep,
+	graph.KAttention: (*GPUEngine).attentionStep,
+}
+
 // lowerStep appends the launches of one step to p.ops.
 func (e *GPUEngine) lowerStep(p *gpuPlan, s graph.Step) error {
-	out := e.addr(p, s.Out)
-	n := int64(graph.Len(s.Out.Shape))
-	if n >= 1<<31 {
+	if n := int64(graph.Len(s.Out.Shape)); n >= 1<<31 {
 		return fmt.Errorf("tensor of %d elements: the engine indexes with 32 bits", n)
 	}
-	switch s.Kind {
-	case graph.KCopy:
-		return e.copyStep(p, s)
-	case graph.KBinary:
-		a, b := s.In[0], s.In[1]
-		shape, st, err := collapse(s.Out.Shape, a.Stride, b.Stride, s.Out.Stride)
-		if err != nil {
-			return err
-		}
-		k := e.k.binary[elem(s.Out.Elem)]
-		pa, pb, code, m := e.addr(p, a), e.addr(p, b), int32(s.Code), p.param(meta6(shape, st...))
-		p.ops = append(p.ops, func(s gpu.Stream) error {
-			return k.Launch(e.grid(n), block, s, uint32(n), m(), pa, pb, out, code)
-		})
-	case graph.KUnary:
-		in := s.In[0]
-		t := elem(s.Out.Elem)
-		x, code, alpha := e.addr(p, in), int32(s.Code), s.Alpha
-		if slices.Equal(in.Stride, s.Out.Stride) && packed(in) {
-			k := e.k.unary[t]
-			p.ops = append(p.ops, func(s gpu.Stream) error {
-				return k.Launch(e.grid(n), block, s, uint32(n), x, out, code, alpha)
-			})
-			return nil
-		}
-		// Read or written in place inside another tensor: through strides.
-		shape, st, err := collapse(s.Out.Shape, in.Stride, s.Out.Stride)
-		if err != nil {
-			return err
-		}
-		k, m := e.k.unaryStrided[t], p.param(meta6(shape, st...))
-		p.ops = append(p.ops, func(s gpu.Stream) error {
-			return k.Launch(e.grid(n), block, s, uint32(n), m(), x, out, code, alpha)
-		})
-	case graph.KConv:
-		return e.conv(p, s)
-	case graph.KSoftmax, graph.KReduce:
-		x := e.addr(p, s.In[0])
-		outer, dim, inner := uint32(s.Outer), uint32(s.Dim), uint32(s.Inner)
-		threads := int64(s.Outer * s.Inner)
-		grid := [3]uint32{uint32((threads + 255) / 256), 1, 1}
-		if s.Kind == graph.KSoftmax {
-			k := e.k.softmax
-			p.ops = append(p.ops, func(st gpu.Stream) error { return k.Launch(grid, block, st, outer, dim, inner, x, out) })
-		} else {
-			k, code := e.k.reduce, int32(s.Code)
-			p.ops = append(p.ops, func(st gpu.Stream) error { return k.Launch(grid, block, st, outer, dim, inner, x, out, code) })
-		}
-	case graph.KMaxPool, graph.KResize:
-		in := s.In[0]
-		g := []int32{int32(in.Shape[0]), int32(in.Shape[1]), int32(in.Shape[2]), int32(in.Shape[3]),
-			int32(s.Out.Shape[2]), int32(s.Out.Shape[3]),
-			int32(in.Stride[0]), int32(in.Stride[2]), int32(in.Stride[3]),
-			int32(s.Out.Stride[0]), int32(s.Out.Stride[2]), int32(s.Out.Stride[3])}
-		x := e.addr(p, in)
-		k, k8, threads := e.k.resize, e.k.resize8, n
-		if s.Kind == graph.KMaxPool {
-			q := s.Pool
-			mode := int32(0) // maximum; 1: average of the taps inside; 2: of those inside the padded input
-			switch {
-			case q.Avg && q.CountPad:
-				mode = 2
-			case q.Avg:
-				mode = 1
-			}
-			g = append(g, int32(q.KH), int32(q.KW), int32(q.SH), int32(q.SW), int32(q.DH), int32(q.DW), int32(q.PT), int32(q.PL), mode,
-				int32(q.PB), int32(q.PR))
-			k, k8 = e.k.maxpool, e.k.maxpool8
-		}
-		if vec8(in) && vec8(s.Out) {
-			k, threads = k8, n/8
-		}
-		m := p.param(g)
-		if s.Kind == graph.KMaxPool {
-			p.ops = append(p.ops, func(st gpu.Stream) error { return k.Launch(e.grid(threads), block, st, m(), x, out) })
-		} else {
-			tab := p.consts[s.Table]
-			p.ops = append(p.ops, func(st gpu.Stream) error { return k.Launch(e.grid(threads), block, st, m(), tab, x, out) })
-		}
-	case graph.KAttention:
-		return e.attentionStep(p, s)
-	case graph.KMatMul:
-		a, b := s.In[0], s.In[1]
-		r := len(s.Out.Shape)
-		if r > 6 {
-			return fmt.Errorf("matmul of rank %d: %w", r, graph.ErrUnsupported)
-		}
-		batch := s.Out.Shape[:r-2]
-		ab := bstride(a, batch)
-		bb := bstride(b, batch)
-		g := make([]int32, 15)
-		for i := 0; i < 4; i++ {
-			g[i] = 1
-		}
-		for i := range batch {
-			d := 4 - len(batch) + i
-			g[d], g[4+d], g[8+d] = int32(batch[i]), int32(ab[i]), int32(bb[i])
-		}
-		g[12], g[13], g[14] = int32(s.Out.Shape[r-2]), int32(s.Out.Shape[r-1]), int32(a.Shape[len(a.Shape)-1])
-		pa, pb, k, m := e.addr(p, a), e.addr(p, b), e.k.matmul, p.param(g)
-		p.ops = append(p.ops, func(st gpu.Stream) error { return k.Launch(e.grid(n), block, st, m(), pa, pb, out) })
-	default:
+	if s.Kind >= graph.Kinds || stepKernels[s.Kind] == nil {
 		return fmt.Errorf("step kind %d: %w", s.Kind, graph.ErrUnsupported)
 	}
+	return stepKernels[s.Kind](e, p, s)
+}
+
+// binaryStep: elementwise with two operands, broadcast through strides.
+func (e *GPUEngine) binaryStep(p *gpuPlan, s graph.Step) error {
+	a, b := s.In[0], s.In[1]
+	shape, st, err := collapse(s.Out.Shape, a.Stride, b.Stride, s.Out.Stride)
+	if err != nil {
+		return err
+	}
+	n := int64(graph.Len(s.Out.Shape))
+	k := e.k.binary[elem(s.Out.Elem)]
+	pa, pb, out, code, m := e.addr(p, a), e.addr(p, b), e.addr(p, s.Out), int32(s.Code), p.param(meta6(shape, st...))
+	p.ops = append(p.ops, func(s gpu.Stream) error {
+		return k.Launch(e.grid(n), block, s, uint32(n), m(), pa, pb, out, code)
+	})
+	return nil
+}
+
+// unaryStep: elementwise with one operand, packed or through strides.
+func (e *GPUEngine) unaryStep(p *gpuPlan, s graph.Step) error {
+	in := s.In[0]
+	n := int64(graph.Len(s.Out.Shape))
+	t := elem(s.Out.Elem)
+	x, out, code, alpha := e.addr(p, in), e.addr(p, s.Out), int32(s.Code), s.Alpha
+	if slices.Equal(in.Stride, s.Out.Stride) && packed(in) {
+		k := e.k.unary[t]
+		p.ops = append(p.ops, func(s gpu.Stream) error {
+			return k.Launch(e.grid(n), block, s, uint32(n), x, out, code, alpha)
+		})
+		return nil
+	}
+	// Read or written in place inside another tensor: through strides.
+	shape, st, err := collapse(s.Out.Shape, in.Stride, s.Out.Stride)
+	if err != nil {
+		return err
+	}
+	k, m := e.k.unaryStrided[t], p.param(meta6(shape, st...))
+	p.ops = append(p.ops, func(s gpu.Stream) error {
+		return k.Launch(e.grid(n), block, s, uint32(n), m(), x, out, code, alpha)
+	})
+	return nil
+}
+
+// rowStep: softmax or a reduction over the middle of [Outer, Dim, Inner].
+func (e *GPUEngine) rowStep(p *gpuPlan, s graph.Step) error {
+	x, out := e.addr(p, s.In[0]), e.addr(p, s.Out)
+	outer, dim, inner := uint32(s.Outer), uint32(s.Dim), uint32(s.Inner)
+	threads := int64(s.Outer * s.Inner)
+	grid := [3]uint32{uint32((threads + 255) / 256), 1, 1}
+	if s.Kind == graph.KSoftmax {
+		k := e.k.softmax
+		p.ops = append(p.ops, func(st gpu.Stream) error { return k.Launch(grid, block, st, outer, dim, inner, x, out) })
+		return nil
+	}
+	k, code := e.k.reduce, int32(s.Code)
+	p.ops = append(p.ops, func(st gpu.Stream) error { return k.Launch(grid, block, st, outer, dim, inner, x, out, code) })
+	return nil
+}
+
+// poolStep: pooling or resizing over NHWC fp16, eight channels a thread
+// where the layout allows.
+func (e *GPUEngine) poolStep(p *gpuPlan, s graph.Step) error {
+	in := s.In[0]
+	n := int64(graph.Len(s.Out.Shape))
+	g := []int32{int32(in.Shape[0]), int32(in.Shape[1]), int32(in.Shape[2]), int32(in.Shape[3]),
+		int32(s.Out.Shape[2]), int32(s.Out.Shape[3]),
+		int32(in.Stride[0]), int32(in.Stride[2]), int32(in.Stride[3]),
+		int32(s.Out.Stride[0]), int32(s.Out.Stride[2]), int32(s.Out.Stride[3])}
+	x, out := e.addr(p, in), e.addr(p, s.Out)
+	k, k8, threads := e.k.resize, e.k.resize8, n
+	if s.Kind == graph.KMaxPool {
+		q := s.Pool
+		mode := int32(0) // maximum; 1: average of the taps inside; 2: of those inside the padded input
+		switch {
+		case q.Avg && q.CountPad:
+			mode = 2
+		case q.Avg:
+			mode = 1
+		}
+		g = append(g, int32(q.KH), int32(q.KW), int32(q.SH), int32(q.SW), int32(q.DH), int32(q.DW), int32(q.PT), int32(q.PL), mode,
+			int32(q.PB), int32(q.PR))
+		k, k8 = e.k.maxpool, e.k.maxpool8
+	}
+	if vec8(in) && vec8(s.Out) {
+		k, threads = k8, n/8
+	}
+	m := p.param(g)
+	if s.Kind == graph.KMaxPool {
+		p.ops = append(p.ops, func(st gpu.Stream) error { return k.Launch(e.grid(threads), block, st, m(), x, out) })
+		return nil
+	}
+	tab := p.consts[s.Table]
+	p.ops = append(p.ops, func(st gpu.Stream) error { return k.Launch(e.grid(threads), block, st, m(), tab, x, out) })
+	return nil
+}
+
+// matMulStep: a batched row-major fp32 product, operands broadcast over
+// the batch.
+func (e *GPUEngine) matMulStep(p *gpuPlan, s graph.Step) error {
+	a, b := s.In[0], s.In[1]
+	r := len(s.Out.Shape)
+	if r > 6 {
+		return fmt.Errorf("matmul of rank %d: %w", r, graph.ErrUnsupported)
+	}
+	n := int64(graph.Len(s.Out.Shape))
+	batch := s.Out.Shape[:r-2]
+	ab := graph.BroadcastStrides(a.Shape[:len(a.Shape)-2], a.Stride[:len(a.Stride)-2], batch)
+	bb := graph.BroadcastStrides(b.Shape[:len(b.Shape)-2], b.Stride[:len(b.Stride)-2], batch)
+	g := make([]int32, 15)
+	for i := 0; i < 4; i++ {
+		g[i] = 1
+	}
+	for i := range batch {
+		d := 4 - len(batch) + i
+		g[d], g[4+d], g[8+d] = int32(batch[i]), int32(ab[i]), int32(bb[i])
+	}
+	g[12], g[13], g[14] = int32(s.Out.Shape[r-2]), int32(s.Out.Shape[r-1]), int32(a.Shape[len(a.Shape)-1])
+	pa, pb, out, k, m := e.addr(p, a), e.addr(p, b), e.addr(p, s.Out), e.k.matmul, p.param(g)
+	p.ops = append(p.ops, func(st gpu.Stream) error { return k.Launch(e.grid(n), block, st, m(), pa, pb, out) })
 	return nil
 }
 
@@ -451,20 +484,6 @@ func (e *GPUEngine) copyStep(p *gpuPlan, s graph.Step) error {
 		return k.Launch(e.grid(total), block, s, uint32(total), m(), src, dst)
 	})
 	return nil
-}
-
-// bstride is the element stride of each batch dimension of a matrix
-// operand broadcast to batch (0 where it broadcasts).
-func bstride(v graph.View, batch []int) []int64 {
-	out := make([]int64, len(batch))
-	vb := v.Shape[:len(v.Shape)-2]
-	off := len(batch) - len(vb)
-	for i := range vb {
-		if vb[i] != 1 {
-			out[off+i] = v.Stride[i]
-		}
-	}
-	return out
 }
 
 // packed reports whether v covers its buffer region without gaps, in

@@ -111,7 +111,8 @@ func (g *Graph) specialize(batch, h, w int, rb *rebatcher) error {
 			n.Out[0].Const, n.Out[0].Shape, n.Out[0].DType = t, t.Shape, t.DType
 			continue
 		}
-		fn, ok := opFor(n.Op)
+		op, ok := operators[n.Op]
+		fn := op.eval
 		if !ok {
 			return fmt.Errorf("node %q: operator %s %w", n.Name, n.Op, ErrUnsupported)
 		}

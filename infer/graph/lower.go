@@ -110,8 +110,18 @@ const (
 	KMaxPool               // NHWC fp16, maximum or (Pool.Avg) average
 	KResize                // NHWC fp16, Table gives source rows and columns
 	KMatMul                // row-major fp32, broadcast batch
-	KAttention             // In Q [..., N, dk], K [..., dk, M], V [..., dv, M] → Out [..., dv, N], row-major fp32 through strides; Alpha the scale
+	KAttention             // In Q [..., N, dk], K [..., dk, M], V [..., dv, M] → Out [..., dv, N], fp32 or fp16 through strides; Alpha the scale
+	Kinds                  // the number of step kinds
 )
+
+var kindNames = [Kinds]string{"copy", "conv", "binary", "unary", "softmax", "reduce", "maxpool", "resize", "matmul", "attention"}
+
+func (k Kind) String() string {
+	if k < Kinds {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("kind %d", int(k))
+}
 
 // Binary and unary operation codes (Step.Code).
 const (
@@ -477,105 +487,110 @@ func (l *lowering) nhwcHeld(n *Node) bool {
 	return true
 }
 
+// node lowers n by its operator's entry in the table.
 func (l *lowering) node(n *Node) error {
+	op, ok := operators[n.Op]
+	if !ok || op.lower == nil {
+		return fmt.Errorf("operator %s: %w", n.Op, ErrUnsupported)
+	}
+	return op.lower(l, n)
+}
+
+// identity lowers Identity and Cast: the output is the input's view.
+func (l *lowering) identity(n *Node) error {
+	if n.Out[0].DType != Float {
+		return fmt.Errorf("integer tensors at run time: %w", ErrUnsupported)
+	}
+	if _, err := l.any(n.In[0], RowMajor); err != nil {
+		return err
+	}
+	for _, w := range l.have[n.In[0]] {
+		l.set(n.Out[0], w)
+	}
+	return nil
+}
+
+// reshape lowers Reshape, Flatten, Squeeze and Unsqueeze: a view of the
+// input, kept in NHWC when the shape does not change.
+func (l *lowering) reshape(n *Node) error {
 	out := n.Out[0]
-	switch n.Op {
-	case "Conv":
-		return l.conv(n)
-	case "Identity", "Cast":
-		if out.DType != Float {
-			return fmt.Errorf("integer tensors at run time: %w", ErrUnsupported)
-		}
-		if _, err := l.any(n.In[0], RowMajor); err != nil {
-			return err
-		}
-		for _, w := range l.have[n.In[0]] {
-			l.set(out, w)
-		}
-		return nil
-	case "Reshape", "Flatten", "Squeeze", "Unsqueeze":
-		if w, ok := l.have[n.In[0]][NHWC]; ok && slices.Equal(n.In[0].Shape, out.Shape) {
-			l.set(out, w)
-			return nil
-		}
-		src, err := l.get(n.In[0], RowMajor, F32)
-		if err != nil {
-			return err
-		}
-		w := l.newView(src.Buf, out.Shape, src.Elem, RowMajor)
-		w.Off = src.Off
+	if w, ok := l.have[n.In[0]][NHWC]; ok && slices.Equal(n.In[0].Shape, out.Shape) {
 		l.set(out, w)
 		return nil
-	case "Slice", "Concat", "Split", "Transpose", "Expand":
-		return l.copyOp(n)
-	case "Add", "Sub", "Mul", "Div", "Pow":
-		return l.binary(n)
-	case "Relu", "LeakyRelu", "Sigmoid":
-		lay := RowMajor
-		if l.nhwcHeld(n) {
-			lay = NHWC
-		}
-		x, err := l.get(n.In[0], lay, F32)
-		if err != nil {
-			return err
-		}
-		if lay == NHWC {
-			x = l.packedNHWC(x, n.In[0].Name)
-		}
-		y := l.alloc(out.Shape, x.Elem, lay)
-		code := map[string]Act{"Relu": ActReLU, "LeakyRelu": ActLeakyReLU, "Sigmoid": ActSigmoid}[n.Op]
-		l.emit(Step{Kind: KUnary, Node: n.Name, In: []View{x}, Out: y, Code: int(code), Alpha: n.attrFloat("alpha", 0.01)})
-		l.set(out, y)
-		return nil
-	case "Softmax":
-		x, err := l.get(n.In[0], RowMajor, F32)
-		if err != nil {
-			return err
-		}
-		ax, err := axis(n.attrInt("axis", -1), len(x.Shape))
-		if err != nil {
-			return err
-		}
-		y := l.alloc(out.Shape, F32, RowMajor)
-		l.emit(Step{Kind: KSoftmax, Node: n.Name, In: []View{x}, Out: y,
-			Outer: Len(x.Shape[:ax]), Dim: x.Shape[ax], Inner: Len(x.Shape[ax+1:])})
-		l.set(out, y)
-		return nil
-	case "ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin":
-		return l.reduce(n)
-	case "MaxPool", "AveragePool":
-		return l.maxPool(n)
-	case "Resize", "Upsample":
-		return l.resize(n)
-	case opAttention:
-		return l.attention(n)
-	case "MatMul":
-		a, err := l.get(n.In[0], RowMajor, F32)
-		if err != nil {
-			return err
-		}
-		b, err := l.get(n.In[1], RowMajor, F32)
-		if err != nil {
-			return err
-		}
-		y := l.alloc(out.Shape, F32, RowMajor)
-		l.emit(Step{Kind: KMatMul, Node: n.Name, In: []View{a, b}, Out: y})
-		l.set(out, y)
-		return nil
 	}
-	if u, ok := unaryMath[n.Op]; ok {
-		// In fp32 rows: exponentials and logarithms leave fp16's range
-		// and precision.
-		x, err := l.get(n.In[0], RowMajor, F32)
-		if err != nil {
-			return err
-		}
-		y := l.alloc(out.Shape, F32, RowMajor)
-		l.emit(Step{Kind: KUnary, Node: n.Name, In: []View{x}, Out: y, Code: u.code})
-		l.set(out, y)
-		return nil
+	src, err := l.get(n.In[0], RowMajor, F32)
+	if err != nil {
+		return err
 	}
-	return fmt.Errorf("operator %s: %w", n.Op, ErrUnsupported)
+	w := l.newView(src.Buf, out.Shape, src.Elem, RowMajor)
+	w.Off = src.Off
+	l.set(out, w)
+	return nil
+}
+
+// activation lowers Relu, LeakyRelu and Sigmoid where no convolution took
+// them: in NHWC when the input is held so, else row-major.
+func (l *lowering) activation(n *Node) error {
+	lay := RowMajor
+	if l.nhwcHeld(n) {
+		lay = NHWC
+	}
+	x, err := l.get(n.In[0], lay, F32)
+	if err != nil {
+		return err
+	}
+	if lay == NHWC {
+		x = l.packedNHWC(x, n.In[0].Name)
+	}
+	y := l.alloc(n.Out[0].Shape, x.Elem, lay)
+	code := map[string]Act{"Relu": ActReLU, "LeakyRelu": ActLeakyReLU, "Sigmoid": ActSigmoid}[n.Op]
+	l.emit(Step{Kind: KUnary, Node: n.Name, In: []View{x}, Out: y, Code: int(code), Alpha: n.attrFloat("alpha", 0.01)})
+	l.set(n.Out[0], y)
+	return nil
+}
+
+// unaryMath lowers the functions of the unary math table, in fp32 rows:
+// exponentials and logarithms leave fp16's range and precision.
+func (l *lowering) unaryMath(n *Node) error {
+	x, err := l.get(n.In[0], RowMajor, F32)
+	if err != nil {
+		return err
+	}
+	y := l.alloc(n.Out[0].Shape, F32, RowMajor)
+	l.emit(Step{Kind: KUnary, Node: n.Name, In: []View{x}, Out: y, Code: unaryMath[n.Op].code})
+	l.set(n.Out[0], y)
+	return nil
+}
+
+func (l *lowering) softmax(n *Node) error {
+	x, err := l.get(n.In[0], RowMajor, F32)
+	if err != nil {
+		return err
+	}
+	ax, err := axis(n.attrInt("axis", -1), len(x.Shape))
+	if err != nil {
+		return err
+	}
+	y := l.alloc(n.Out[0].Shape, F32, RowMajor)
+	l.emit(Step{Kind: KSoftmax, Node: n.Name, In: []View{x}, Out: y,
+		Outer: Len(x.Shape[:ax]), Dim: x.Shape[ax], Inner: Len(x.Shape[ax+1:])})
+	l.set(n.Out[0], y)
+	return nil
+}
+
+func (l *lowering) matMul(n *Node) error {
+	a, err := l.get(n.In[0], RowMajor, F32)
+	if err != nil {
+		return err
+	}
+	b, err := l.get(n.In[1], RowMajor, F32)
+	if err != nil {
+		return err
+	}
+	y := l.alloc(n.Out[0].Shape, F32, RowMajor)
+	l.emit(Step{Kind: KMatMul, Node: n.Name, In: []View{a, b}, Out: y})
+	l.set(n.Out[0], y)
+	return nil
 }
 
 func (l *lowering) conv(n *Node) error {
@@ -734,14 +749,7 @@ func (l *lowering) copyOp(n *Node) error {
 		l.set(n.Out[0], y)
 	case "Expand":
 		shape := n.Out[0].Shape
-		src := x
-		src.Shape, src.Stride = slices.Clone(shape), make([]int64, len(shape))
-		off := len(shape) - len(x.Shape)
-		for i := range x.Shape {
-			if x.Shape[i] != 1 {
-				src.Stride[off+i] = x.Stride[i]
-			}
-		}
+		src := broadcastView(x, shape)
 		y := l.alloc(shape, elem, lay)
 		l.emit(Step{Kind: KCopy, Node: n.Name, In: []View{src}, Out: y})
 		l.set(n.Out[0], y)
@@ -827,15 +835,8 @@ func (l *lowering) binary(n *Node) error {
 
 // broadcastView reads w as shape, with stride 0 on broadcast dimensions.
 func broadcastView(w View, shape []int) View {
-	r := len(shape)
 	b := w
-	b.Shape, b.Stride = slices.Clone(shape), make([]int64, r)
-	off := r - len(w.Shape)
-	for i := range w.Shape {
-		if w.Shape[i] != 1 {
-			b.Stride[off+i] = w.Stride[i]
-		}
-	}
+	b.Shape, b.Stride = slices.Clone(shape), BroadcastStrides(w.Shape, w.Stride, shape)
 	return b
 }
 

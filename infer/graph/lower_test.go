@@ -275,8 +275,8 @@ func (m *machine) exec(s Step) {
 		r := len(s.Out.Shape)
 		N, K := s.Out.Shape[r-1], a.Shape[len(a.Shape)-1]
 		batch := s.Out.Shape[:r-2]
-		as := broadcastView(View{Shape: a.Shape[:len(a.Shape)-2], Stride: a.Stride[:len(a.Shape)-2]}, batch).Stride
-		bs := broadcastView(View{Shape: b.Shape[:len(b.Shape)-2], Stride: b.Stride[:len(b.Shape)-2]}, batch).Stride
+		as := BroadcastStrides(a.Shape[:len(a.Shape)-2], a.Stride[:len(a.Shape)-2], batch)
+		bs := BroadcastStrides(b.Shape[:len(b.Shape)-2], b.Stride[:len(b.Shape)-2], batch)
 		each(s.Out.Shape, func(idx []int) {
 			oa, ob := a.Off, b.Off
 			for i := range batch {

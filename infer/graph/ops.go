@@ -10,56 +10,62 @@ import (
 // shapes, and data only where known at compile time.
 type opFunc func(n *Node, in []*Tensor, data bool) ([]*Tensor, error)
 
-// ops are the operators the compiler knows. Shape arithmetic (Shape,
-// Gather, Range, ConstantOfShape, Cast, ...) must fold to constants; the
-// rest also run on the GPU.
-var ops = map[string]opFunc{
-	"Identity":        opIdentity,
-	"Shape":           opShape,
-	"Gather":          opGather,
-	"Unsqueeze":       opUnsqueeze,
-	"Squeeze":         opSqueeze,
-	"Concat":          opConcat,
-	"Reshape":         opReshape,
-	"Flatten":         opFlatten,
-	"Transpose":       opTranspose,
-	"Slice":           opSlice,
-	"Split":           opSplit,
-	"Cast":            opCast,
-	"Range":           opRange,
-	"ConstantOfShape": opConstantOfShape,
-	"Expand":          opExpand,
-	"Add":             binary(func(a, b float64) float64 { return a + b }),
-	"Sub":             binary(func(a, b float64) float64 { return a - b }),
-	"Mul":             binary(func(a, b float64) float64 { return a * b }),
-	"Div":             binary(func(a, b float64) float64 { return a / b }),
-	"Pow":             binary(math.Pow),
-	"Sigmoid":         unary(func(x float64) float64 { return 1 / (1 + math.Exp(-x)) }),
-	"Relu":            unary(func(x float64) float64 { return math.Max(x, 0) }),
-	"LeakyRelu":       opLeakyRelu,
-	"Softmax":         opSoftmax,
-	"ReduceSum":       reduce(ReduceSum),
-	"ReduceMean":      reduce(ReduceMean),
-	"ReduceMax":       reduce(ReduceMax),
-	"ReduceMin":       reduce(ReduceMin),
-	"Conv":            opConv,
-	"MaxPool":         opPool,
-	"AveragePool":     opPool,
-	"Resize":          opResize,
-	"Upsample":        opResize,
-	"MatMul":          opMatMul,
-	opAttention:       opAttentionRef,
+// operator is everything the compiler knows of one ONNX operator. eval
+// works out its outputs' shapes (data false) or computes them (data true):
+// constant folding and the reference executor. lower turns a node into a
+// Program's steps, each of a Kind the GPU engine has a kernel for; nil
+// lower: shape arithmetic, which must fold to constants.
+type operator struct {
+	eval  opFunc
+	lower func(*lowering, *Node) error
 }
 
-// opFor is the function of op: ops' entry, or the unary math table's.
-func opFor(op string) (opFunc, bool) {
-	if fn, ok := ops[op]; ok {
-		return fn, true
+// operators is the compiler's operator table: a new operator is one entry
+// here (a new kind of step, one kernel in the engine besides).
+var operators = operatorTable()
+
+func operatorTable() map[string]operator {
+	t := map[string]operator{
+		"Identity":        {opIdentity, (*lowering).identity},
+		"Cast":            {opCast, (*lowering).identity},
+		"Shape":           {opShape, nil},
+		"Gather":          {opGather, nil},
+		"Range":           {opRange, nil},
+		"ConstantOfShape": {opConstantOfShape, nil},
+		"Unsqueeze":       {opUnsqueeze, (*lowering).reshape},
+		"Squeeze":         {opSqueeze, (*lowering).reshape},
+		"Reshape":         {opReshape, (*lowering).reshape},
+		"Flatten":         {opFlatten, (*lowering).reshape},
+		"Concat":          {opConcat, (*lowering).copyOp},
+		"Transpose":       {opTranspose, (*lowering).copyOp},
+		"Slice":           {opSlice, (*lowering).copyOp},
+		"Split":           {opSplit, (*lowering).copyOp},
+		"Expand":          {opExpand, (*lowering).copyOp},
+		"Add":             {binary(func(a, b float64) float64 { return a + b }), (*lowering).binary},
+		"Sub":             {binary(func(a, b float64) float64 { return a - b }), (*lowering).binary},
+		"Mul":             {binary(func(a, b float64) float64 { return a * b }), (*lowering).binary},
+		"Div":             {binary(func(a, b float64) float64 { return a / b }), (*lowering).binary},
+		"Pow":             {binary(math.Pow), (*lowering).binary},
+		"Sigmoid":         {unary(func(x float64) float64 { return 1 / (1 + math.Exp(-x)) }), (*lowering).activation},
+		"Relu":            {unary(func(x float64) float64 { return math.Max(x, 0) }), (*lowering).activation},
+		"LeakyRelu":       {opLeakyRelu, (*lowering).activation},
+		"Softmax":         {opSoftmax, (*lowering).softmax},
+		"ReduceSum":       {reduce(ReduceSum), (*lowering).reduce},
+		"ReduceMean":      {reduce(ReduceMean), (*lowering).reduce},
+		"ReduceMax":       {reduce(ReduceMax), (*lowering).reduce},
+		"ReduceMin":       {reduce(ReduceMin), (*lowering).reduce},
+		"Conv":            {opConv, (*lowering).conv},
+		"MaxPool":         {opPool, (*lowering).maxPool},
+		"AveragePool":     {opPool, (*lowering).maxPool},
+		"Resize":          {opResize, (*lowering).resize},
+		"Upsample":        {opResize, (*lowering).resize},
+		"MatMul":          {opMatMul, (*lowering).matMul},
+		opAttention:       {opAttentionRef, (*lowering).attention},
 	}
-	if _, ok := unaryMath[op]; ok {
-		return opUnaryMath, true
+	for name := range unaryMath {
+		t[name] = operator{opUnaryMath, (*lowering).unaryMath}
 	}
-	return nil, false
+	return t
 }
 
 // maxElems bounds the elements of any tensor, run-time ones included: the
@@ -626,15 +632,33 @@ func broadcast(a, b []int) ([]int, error) {
 	return out, nil
 }
 
-// bstrides are x's strides for reading it broadcast to shape.
+// BroadcastStrides returns the strides that read a tensor of shape,
+// stored with stride, as the shape to it broadcasts to (NumPy's rules:
+// missing leading dimensions and dimensions of size 1 repeat, stride 0).
+// The one place broadcasting is written: folding, the reference, lowering
+// and the GPU engine's batched products read it.
+func BroadcastStrides(shape []int, stride []int64, to []int) []int64 {
+	out := make([]int64, len(to))
+	off := len(to) - len(shape)
+	for i := range shape {
+		if shape[i] != 1 {
+			out[off+i] = stride[i]
+		}
+	}
+	return out
+}
+
+// bstrides are the strides of a packed tensor of shape x read broadcast to
+// shape.
 func bstrides(x, shape []int) []int {
 	s := strides(x)
+	packed := make([]int64, len(s))
+	for i, v := range s {
+		packed[i] = int64(v)
+	}
 	out := make([]int, len(shape))
-	off := len(shape) - len(x)
-	for i := range x {
-		if x[i] != 1 {
-			out[off+i] = s[i]
-		}
+	for i, v := range BroadcastStrides(x, packed, shape) {
+		out[i] = int(v)
 	}
 	return out
 }

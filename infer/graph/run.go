@@ -37,8 +37,7 @@ func (g *Graph) Run(input *Tensor) ([]*Tensor, error) {
 			}
 			args[i] = t
 		}
-		fn, _ := opFor(n.Op)
-		outs, err := fn(n, args, true)
+		outs, err := operators[n.Op].eval(n, args, true)
 		if err != nil {
 			return nil, fmt.Errorf("node %q (%s): %w", n.Name, n.Op, err)
 		}
