@@ -9,9 +9,11 @@ import (
 )
 
 // detectSource is the CUDA C of post-processing on the device for heads
-// laid out as [B, 4+C, N] (YOLOv8 and later): score threshold, top-k and
-// greedy NMS, computed exactly as Layout.Decode computes them on the host
-// (the same float32 operations, no contractions; ties broken by anchor).
+// laid out as [B, 4+C, N] (YOLOv8 and later: score threshold, top-k and
+// greedy NMS) and for one2one heads [B, N, 4+C] (the NMS-free YOLOv10 and
+// YOLO26 with their exported top-k cut off: two top-k), computed exactly
+// as Layout.Decode computes them on the host (the same float32
+// operations, no contractions; ties broken by index).
 const detectSource = `
 typedef unsigned long long u64;
 
@@ -43,6 +45,9 @@ extern "C" __global__ void select_v8(const float* out, int n, int nc, float conf
 }
 
 #define TOPK_MAX 1024
+// A detection row: x1, y1, x2, y2, score, class, 1 + the anchor it was read
+// from (one2one; 0 for v8, whose host decode records none).
+#define ROW 7
 
 __device__ __forceinline__ float iou(float4 a, float4 b) {
 	float iw = __fsub_rn(fminf(a.z, b.z), fmaxf(a.x, b.x));
@@ -56,23 +61,12 @@ __device__ __forceinline__ float iou(float4 a, float4 b) {
 	return __fdiv_rn(inter, uni);
 }
 
-// detect_v8: one block of 1024 threads per image takes the k best of the
-// selected anchors (radix select when more than k), sorts them, and runs
-// greedy NMS; it writes up to maxDet rows of x1, y1, x2, y2, score, class.
-extern "C" __global__ void detect_v8(const float* out, int n, int nc, const unsigned* count, const u64* keys,
-		int k, float thr, int maxDet, int agnostic, float* dets, int* ndet) {
-	__shared__ u64 key[TOPK_MAX];
-	__shared__ float4 box[TOPK_MAX];
-	__shared__ int cls[TOPK_MAX];
-	__shared__ unsigned char drop[TOPK_MAX];
-	__shared__ unsigned hist[256];
-	__shared__ u64 prefix;
-	__shared__ unsigned kept, need;
-	int b = blockIdx.x, t = threadIdx.x, bs = blockDim.x;
-	const float* p = out + (long long)b * (4 + nc) * n;
-	const u64* ck = keys + (long long)b * n;
-	unsigned c = min(count[b], (unsigned)n);
-	if (t == 0) { prefix = 0; kept = 0; need = k; }
+// topk leaves in key[0..m) the m = min(c, k) largest of the c unique keys
+// at ck, sorted descending, and returns m (k at most TOPK_MAX). The whole
+// block calls it; hist, prefix, kept and need are its shared scratch.
+__device__ int topk(const u64* ck, unsigned c, int k, u64* key, unsigned* hist, u64* prefix, unsigned* kept, unsigned* need) {
+	int t = threadIdx.x, bs = blockDim.x;
+	if (t == 0) { *prefix = 0; *kept = 0; *need = k; }
 	__syncthreads();
 	if (c > (unsigned)k) {
 		// The k-th largest key, eight bits at a time; keys are unique.
@@ -80,31 +74,31 @@ extern "C" __global__ void detect_v8(const float* out, int n, int nc, const unsi
 		for (int shift = 56; shift >= 0; shift -= 8) {
 			for (int i = t; i < 256; i += bs) hist[i] = 0;
 			__syncthreads();
-			u64 pre = prefix;
+			u64 pre = *prefix;
 			for (unsigned i = t; i < c; i += bs) {
 				u64 v = ck[i];
 				if ((v & mask) == pre) atomicAdd(&hist[(v >> shift) & 255], 1u);
 			}
 			__syncthreads();
 			if (t == 0) {
-				unsigned r = need;
+				unsigned r = *need;
 				for (int d = 255; d >= 0; d--) {
-					if (hist[d] >= r) { prefix = pre | ((u64)d << shift); break; }
+					if (hist[d] >= r) { *prefix = pre | ((u64)d << shift); break; }
 					r -= hist[d];
 				}
-				need = r;
+				*need = r;
 			}
 			mask |= (u64)255 << shift;
 			__syncthreads();
 		}
 	}
-	u64 lo = c > (unsigned)k ? prefix : 0;
+	u64 lo = c > (unsigned)k ? *prefix : 0;
 	for (unsigned i = t; i < c; i += bs) {
 		u64 v = ck[i];
-		if (v >= lo) { unsigned s = atomicAdd(&kept, 1u); if (s < TOPK_MAX) key[s] = v; }
+		if (v >= lo) { unsigned s = atomicAdd(kept, 1u); if (s < TOPK_MAX) key[s] = v; }
 	}
 	__syncthreads();
-	int m = min((int)kept, k), pw = 1;
+	int m = min((int)*kept, k), pw = 1;
 	while (pw < m) pw <<= 1;
 	for (int i = m + t; i < pw; i += bs) key[i] = 0;
 	__syncthreads();
@@ -121,6 +115,25 @@ extern "C" __global__ void detect_v8(const float* out, int n, int nc, const unsi
 			__syncthreads();
 		}
 	}
+	return m;
+}
+
+// detect_v8: one block of 1024 threads per image takes the k best of the
+// selected anchors (radix select when more than k), sorts them, and runs
+// greedy NMS; it writes up to maxDet rows of x1, y1, x2, y2, score, class.
+extern "C" __global__ void detect_v8(const float* out, int n, int nc, const unsigned* count, const u64* keys,
+		int k, float thr, int maxDet, int agnostic, float* dets, int* ndet) {
+	__shared__ u64 key[TOPK_MAX];
+	__shared__ float4 box[TOPK_MAX];
+	__shared__ int cls[TOPK_MAX];
+	__shared__ unsigned char drop[TOPK_MAX];
+	__shared__ unsigned hist[256];
+	__shared__ u64 prefix;
+	__shared__ unsigned kept, need;
+	int b = blockIdx.x, t = threadIdx.x, bs = blockDim.x;
+	const float* p = out + (long long)b * (4 + nc) * n;
+	unsigned c = min(count[b], (unsigned)n);
+	int m = topk(keys + (long long)b * n, c, k, key, hist, &prefix, &kept, &need);
 	for (int i = t; i < m; i += bs) {
 		int a = (int)(0xffffffffu - (unsigned)key[i]);
 		float best = -1.0f; int bc = -1;
@@ -135,13 +148,14 @@ extern "C" __global__ void detect_v8(const float* out, int n, int nc, const unsi
 	}
 	__syncthreads();
 	int nk = 0;
-	float* o = dets + (long long)b * maxDet * 6;
+	float* o = dets + (long long)b * maxDet * ROW;
 	for (int i = 0; i < m && nk < maxDet; i++) {
 		if (drop[i]) continue;
 		if (t == 0) {
 			float4 q = box[i];
-			o[nk * 6 + 0] = q.x; o[nk * 6 + 1] = q.y; o[nk * 6 + 2] = q.z; o[nk * 6 + 3] = q.w;
-			o[nk * 6 + 4] = unorder((unsigned)(key[i] >> 32)); o[nk * 6 + 5] = (float)cls[i];
+			float* r = o + nk * ROW;
+			r[0] = q.x; r[1] = q.y; r[2] = q.z; r[3] = q.w;
+			r[4] = unorder((unsigned)(key[i] >> 32)); r[5] = (float)cls[i]; r[6] = 0.0f;
 		}
 		nk++;
 		if (nk == maxDet) break;
@@ -153,25 +167,89 @@ extern "C" __global__ void detect_v8(const float* out, int n, int nc, const unsi
 	}
 	if (t == 0) ndet[b] = nk;
 }
+
+// select_o2o: select_v8 for a one2one head's [B, n, d2] rows (box, then nc
+// class scores).
+extern "C" __global__ void select_o2o(const float* out, int n, int d2, int nc, float conf, unsigned* count, u64* keys) {
+	int a = blockIdx.x * blockDim.x + threadIdx.x, b = blockIdx.y;
+	if (a >= n) return;
+	const float* p = out + ((long long)b * n + a) * d2 + 4;
+	float best = -1.0f;
+	for (int c = 0; c < nc; c++) best = fmaxf(best, p[c]);
+	if (!(best >= conf)) return;
+	unsigned slot = atomicAdd(&count[b], 1u);
+	keys[(long long)b * n + slot] = ((u64)orderable(best) << 32) | (0xffffffffu - (unsigned)a);
+}
+
+// detect_o2o: as Layout.Decode reads a one2one head, one block per image:
+// the maxDet anchors of best class score, then the maxDet best (anchor,
+// class) pairs among them scoring at least conf, ties to the lower index;
+// no NMS. pairs holds maxDet × nc keys an image.
+extern "C" __global__ void detect_o2o(const float* out, int n, int d2, int nc, const unsigned* count, const u64* keys,
+		int maxDet, float conf, u64* pairs, float* dets, int* ndet) {
+	__shared__ u64 key[TOPK_MAX];
+	__shared__ int anchor[TOPK_MAX];
+	__shared__ unsigned hist[256];
+	__shared__ u64 prefix;
+	__shared__ unsigned kept, need, npairs;
+	int b = blockIdx.x, t = threadIdx.x, bs = blockDim.x;
+	const float* p = out + (long long)b * n * d2;
+	unsigned c = min(count[b], (unsigned)n);
+	int m = topk(keys + (long long)b * n, c, maxDet, key, hist, &prefix, &kept, &need);
+	for (int i = t; i < m; i += bs) anchor[i] = (int)(0xffffffffu - (unsigned)key[i]);
+	if (t == 0) npairs = 0;
+	__syncthreads();
+	u64* pk = pairs + (long long)b * maxDet * nc;
+	for (int i = t; i < m * nc; i += bs) {
+		int r = i / nc, q = i - r * nc;
+		float s = p[(long long)anchor[r] * d2 + 4 + q];
+		if (s >= conf) {
+			unsigned slot = atomicAdd(&npairs, 1u);
+			pk[slot] = ((u64)orderable(s) << 32) | (0xffffffffu - (unsigned)i);
+		}
+	}
+	__syncthreads();
+	int mp = topk(pk, npairs, maxDet, key, hist, &prefix, &kept, &need);
+	float* o = dets + (long long)b * maxDet * ROW;
+	for (int i = t; i < mp; i += bs) {
+		unsigned pi = 0xffffffffu - (unsigned)key[i];
+		int a = anchor[pi / nc];
+		const float* row = p + (long long)a * d2;
+		float* r = o + i * ROW;
+		r[0] = row[0]; r[1] = row[1]; r[2] = row[2]; r[3] = row[3];
+		r[4] = unorder((unsigned)(key[i] >> 32)); r[5] = (float)(pi % nc); r[6] = (float)(a + 1);
+	}
+	if (t == 0) ndet[b] = mp;
+}
 `
 
 // deviceTopKMax is the most candidates per image detect_v8 takes.
 const deviceTopKMax = 1024
 
+// detRow is the floats of a detection row the device writes (ROW).
+const detRow = 7
+
 // detectBuffers are the device and host memory of post-processing on the
 // device, sized for the engine's largest batch at one output layout.
 type detectBuffers struct {
-	anchors, maxDet int
-	count, keys     gpu.DevicePtr
-	dets, ndet      gpu.DevicePtr
-	host            *gpu.HostBuffer // dets then ndet
+	anchors, maxDet, pairs int
+	count, keys            gpu.DevicePtr
+	pairKeys               gpu.DevicePtr // one2one: maxDet × classes keys an image
+	dets, ndet             gpu.DevicePtr
+	host                   *gpu.HostBuffer // dets then ndet
 }
 
 // DeviceDetects reports whether the GPU engine post-processes on the GPU
 // for this layout and these options (otherwise it copies the raw output to
 // the host and decodes there).
 func DeviceDetects(l Layout, o PostOptions) bool {
-	return l.Head == HeadV8 && l.Masks == 0 && o.topK() <= deviceTopKMax && o.maxDet() <= deviceTopKMax
+	switch l.Head {
+	case HeadV8:
+		return l.Masks == 0 && o.topK() <= deviceTopKMax && o.maxDet() <= deviceTopKMax
+	case HeadOne2One:
+		return l.Masks == 0 && l.Keypoints == 0 && o.maxDet() <= deviceTopKMax
+	}
+	return false
 }
 
 // Forward runs the network on the n images in its input memory and waits
@@ -249,41 +327,57 @@ func (e *GPUEngine) detect(ctx context.Context, f Frames, l Layout, o PostOption
 		return nil, fmt.Errorf("gpu engine: output %v does not match layout [B, %d, %d]", outV.Shape, l.D1, l.D2)
 	}
 	maxDet := o.maxDet()
-	d, err := e.detectBuffers(l.D2, maxDet)
+	anchors, nc, pairs := l.D2, l.D1-4, 0
+	if l.Head == HeadOne2One {
+		anchors, nc = l.D1, l.oneToOneClasses()
+		pairs = maxDet * nc
+	}
+	d, err := e.detectBuffers(anchors, maxDet, pairs)
 	if err != nil {
 		return nil, err
 	}
 	if err := e.run(p); err != nil {
 		return nil, err
 	}
-	st, nc := e.stream, int32(l.D1-4)
+	st := e.stream
 	if err := e.cuda.ZeroAsync(d.count, int64(4*n), st); err != nil {
 		return nil, err
 	}
-	grid := [3]uint32{uint32((l.D2 + 255) / 256), uint32(n), 1}
-	if err := e.k.selectV8.Launch(grid, [3]uint32{256, 1, 1}, st, e.addr(p, outV), int32(l.D2), nc, o.Conf, d.count, d.keys); err != nil {
-		return nil, err
+	grid := [3]uint32{uint32((anchors + 255) / 256), uint32(n), 1}
+	images, threads := [3]uint32{uint32(n), 1, 1}, [3]uint32{1024, 1, 1}
+	if l.Head == HeadOne2One {
+		if err := e.k.selectO2O.Launch(grid, [3]uint32{256, 1, 1}, st, e.addr(p, outV), int32(anchors), int32(l.D2), int32(nc), o.Conf, d.count, d.keys); err != nil {
+			return nil, err
+		}
+		if err := e.k.detectO2O.Launch(images, threads, st, e.addr(p, outV), int32(anchors), int32(l.D2), int32(nc),
+			d.count, d.keys, int32(maxDet), o.Conf, d.pairKeys, d.dets, d.ndet); err != nil {
+			return nil, err
+		}
+	} else {
+		if err := e.k.selectV8.Launch(grid, [3]uint32{256, 1, 1}, st, e.addr(p, outV), int32(anchors), int32(nc), o.Conf, d.count, d.keys); err != nil {
+			return nil, err
+		}
+		agnostic := int32(0)
+		if o.ClassAgnostic {
+			agnostic = 1
+		}
+		if err := e.k.detectV8.Launch(images, threads, st, e.addr(p, outV), int32(anchors), int32(nc),
+			d.count, d.keys, int32(o.topK()), o.IoU, int32(maxDet), agnostic, d.dets, d.ndet); err != nil {
+			return nil, err
+		}
 	}
-	agnostic := int32(0)
-	if o.ClassAgnostic {
-		agnostic = 1
-	}
-	if err := e.k.detectV8.Launch([3]uint32{uint32(n), 1, 1}, [3]uint32{1024, 1, 1}, st, e.addr(p, outV), int32(l.D2), nc,
-		d.count, d.keys, int32(o.topK()), o.IoU, int32(maxDet), agnostic, d.dets, d.ndet); err != nil {
-		return nil, err
-	}
-	rows := 4 * 6 * maxDet * n
+	rows := 4 * detRow * maxDet * n
 	if err := e.cuda.DownloadAsync(d.host, 0, d.dets, rows, st); err != nil {
 		return nil, err
 	}
-	if err := e.cuda.DownloadAsync(d.host, 4*6*maxDet*e.opts.Batch, d.ndet, 4*n, st); err != nil {
+	if err := e.cuda.DownloadAsync(d.host, 4*detRow*maxDet*e.opts.Batch, d.ndet, 4*n, st); err != nil {
 		return nil, err
 	}
 	if err := e.cuda.Sync(st); err != nil {
 		return nil, fmt.Errorf("gpu engine: %w", err)
 	}
 	rowsOut := d.host.Floats()
-	counts := rowsOut[6*maxDet*e.opts.Batch:]
+	counts := rowsOut[detRow*maxDet*e.opts.Batch:]
 	res := make([][]Detection, n)
 	for i := range res {
 		k := int(math.Float32bits(counts[i]))
@@ -292,22 +386,22 @@ func (e *GPUEngine) detect(ctx context.Context, f Frames, l Layout, o PostOption
 		}
 		dets := make([]Detection, k)
 		for j := range dets {
-			r := rowsOut[(i*maxDet+j)*6:]
-			dets[j] = Detection{X1: r[0], Y1: r[1], X2: r[2], Y2: r[3], Score: r[4], Class: int(r[5])}
+			r := rowsOut[(i*maxDet+j)*detRow:]
+			dets[j] = Detection{X1: r[0], Y1: r[1], X2: r[2], Y2: r[3], Score: r[4], Class: int(r[5]), src: int32(r[6])}
 		}
 		res[i] = dropNonFinite(dets)
 	}
 	return res, nil
 }
 
-// detectBuffers returns buffers for n anchors and maxDet rows per image,
-// reallocating when either changes.
-func (e *GPUEngine) detectBuffers(anchors, maxDet int) (*detectBuffers, error) {
-	if d := e.det; d != nil && d.anchors == anchors && d.maxDet == maxDet {
+// detectBuffers returns buffers for n anchors, maxDet rows and pairs
+// one2one keys per image, reallocating when any changes.
+func (e *GPUEngine) detectBuffers(anchors, maxDet, pairs int) (*detectBuffers, error) {
+	if d := e.det; d != nil && d.anchors == anchors && d.maxDet == maxDet && d.pairs == pairs {
 		return d, nil
 	}
 	e.freeDetect()
-	d := &detectBuffers{anchors: anchors, maxDet: maxDet}
+	d := &detectBuffers{anchors: anchors, maxDet: maxDet, pairs: pairs}
 	e.det = d
 	var err error
 	b := e.opts.Batch
@@ -317,13 +411,18 @@ func (e *GPUEngine) detectBuffers(anchors, maxDet int) (*detectBuffers, error) {
 	if d.keys, err = e.cuda.Alloc(8 * anchors * b); err != nil {
 		return nil, err
 	}
-	if d.dets, err = e.cuda.Alloc(4 * 6 * maxDet * b); err != nil {
+	if pairs > 0 {
+		if d.pairKeys, err = e.cuda.Alloc(8 * pairs * b); err != nil {
+			return nil, err
+		}
+	}
+	if d.dets, err = e.cuda.Alloc(4 * detRow * maxDet * b); err != nil {
 		return nil, err
 	}
 	if d.ndet, err = e.cuda.Alloc(4 * b); err != nil {
 		return nil, err
 	}
-	if d.host, err = e.cuda.AllocHost(4*6*maxDet*b + 4*b); err != nil {
+	if d.host, err = e.cuda.AllocHost(4*detRow*maxDet*b + 4*b); err != nil {
 		return nil, err
 	}
 	return d, nil
@@ -335,7 +434,7 @@ func (e *GPUEngine) freeDetect() {
 	if d == nil {
 		return
 	}
-	for _, p := range []gpu.DevicePtr{d.count, d.keys, d.dets, d.ndet} {
+	for _, p := range []gpu.DevicePtr{d.count, d.keys, d.pairKeys, d.dets, d.ndet} {
 		if p != 0 {
 			e.cuda.Free(p)
 		}

@@ -3,9 +3,15 @@ package infer
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"reflect"
 	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/dsbatch/dsbatch/infer/onnx"
+	"github.com/dsbatch/dsbatch/internal/onnxtest"
 )
 
 // TestGPUDetectMatchesDecode checks post-processing on the device against
@@ -65,6 +71,85 @@ func TestGPUDetectMatchesDecode(t *testing.T) {
 				}
 				t.Logf("%s batch %d %+v: %d detections, equal", filepath.Base(mm.path), n, o, total)
 			}
+		}
+		eng.Close()
+	}
+}
+
+// TestGPUDetectOne2One checks the one2one post-processing on the device
+// (YOLOv10's and YOLO26's heads with their exported top-k cut off) against
+// Layout.Decode on the host: the mini YOLOv8 read transposed, as [B, N,
+// 4+C], and $DSBATCH_O2O_MODEL (yolo26n on the GPU machine) when set.
+func TestGPUDetectOne2One(t *testing.T) {
+	uuid := firstGPU(t)
+	b, err := onnxtest.MiniYOLOv8(7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mp onnx.ModelProto
+	if err := proto.Unmarshal(b, &mp); err != nil {
+		t.Fatal(err)
+	}
+	g := mp.GetGraph()
+	out := g.GetOutput()[0]
+	g.Node = append(g.Node, onnxtest.Node("Transpose", []string{out.GetName()}, []string{"o2o"}, onnxtest.IntsAttr("perm", 0, 2, 1)))
+	g.Output = []*onnx.ValueInfoProto{{Name: proto.String("o2o")}}
+	b, _ = proto.Marshal(&mp)
+	paths := []string{filepath.Join(t.TempDir(), "mini-o2o.onnx")}
+	if err := os.WriteFile(paths[0], b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if p := os.Getenv("DSBATCH_O2O_MODEL"); p != "" {
+		paths = append(paths, p)
+	}
+	ctx := context.Background()
+	for _, path := range paths {
+		m, err := ReadModel(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		size := 32
+		if path != paths[0] {
+			size = 640
+		}
+		eng, err := NewGPU(m, size, size, GPUOptions{UUID: uuid, Batch: 4, CacheDir: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		in := randomImages(4, size, size, 21)
+		raw, shape, err := eng.Infer(ctx, in, 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw = append([]float32(nil), raw...)
+		d1, d2 := int(shape[1]), int(shape[2])
+		l := Layout{Head: HeadOne2One, D1: d1, D2: d2, Classes: d2 - 4, InputH: size, InputW: size}
+		for _, o := range []PostOptions{{Conf: 0.25}, {Conf: 0.25, MaxDet: 5}, {Conf: 0.5, MaxDet: 100}, {Conf: 0.9, MaxDet: 1024}, {Conf: 0.01, MaxDet: 300}} {
+			if !DeviceDetects(l, o) {
+				t.Fatalf("%+v: not post-processed on the device", o)
+			}
+			got, err := NewDetector(eng, l, o).Detect(ctx, Frames{N: 4, Host: in})
+			if err != nil {
+				t.Fatal(err)
+			}
+			total := 0
+			for i := 0; i < 4; i++ {
+				per := d1 * d2
+				want := l.Decode(append([]float32(nil), raw[i*per:(i+1)*per]...), o, nil)
+				name := fmt.Sprintf("%s image %d %+v", filepath.Base(path), i, o)
+				if len(got[i]) != len(want) {
+					t.Errorf("%s: %d detections on the GPU, %d on the host", name, len(got[i]), len(want))
+					continue
+				}
+				for j := range want {
+					if !reflect.DeepEqual(got[i][j], want[j]) {
+						t.Errorf("%s: detection %d: GPU %+v, host %+v", name, j, got[i][j], want[j])
+						break
+					}
+				}
+				total += len(want)
+			}
+			t.Logf("%s %+v: %d detections, equal", filepath.Base(path), o, total)
 		}
 		eng.Close()
 	}

@@ -447,6 +447,7 @@ type kernels struct {
 	inputNHWC8, softmax, reduce, matmul *gpu.Kernel
 	maxpool, maxpool8, resize, resize8  *gpu.Kernel // float16
 	selectV8, detectV8, depthwise       *gpu.Kernel
+	selectO2O, detectO2O                *gpu.Kernel
 }
 
 // elem indexes a kernel family by element type.
@@ -484,7 +485,7 @@ func (k *kernels) sources() []kernelSource {
 			"transpose_ff", &k.transpose[0][0], "transpose_hh", &k.transpose[1][1], "transpose_hf", &k.transpose[1][0], "transpose_fh", &k.transpose[0][1],
 			"input_nhwc8", &k.inputNHWC8, "softmax_f", &k.softmax, "reduce_f", &k.reduce, "maxpool_h", &k.maxpool, "maxpool_h8", &k.maxpool8,
 			"resize_h", &k.resize, "resize_h8", &k.resize8, "matmul_f", &k.matmul),
-		src(detectSource, "select_v8", &k.selectV8, "detect_v8", &k.detectV8),
+		src(detectSource, "select_v8", &k.selectV8, "detect_v8", &k.detectV8, "select_o2o", &k.selectO2O, "detect_o2o", &k.detectO2O),
 		src(depthwiseSource, "dwconv_h8", &k.depthwise),
 	}
 }
