@@ -29,11 +29,12 @@ __device__ __forceinline__ float unorder(unsigned u) {
 }
 
 // select_v8: one thread per anchor (grid.y = image) keeps the anchors whose
-// best class scores at least conf.
-extern "C" __global__ void select_v8(const float* out, int n, int nc, float conf, unsigned* count, u64* keys) {
+// best class scores at least conf; an image is d1 rows of n (4 + nc, and a
+// pose's keypoint rows after the classes).
+extern "C" __global__ void select_v8(const float* out, int n, int nc, int d1, float conf, unsigned* count, u64* keys) {
 	int a = blockIdx.x * blockDim.x + threadIdx.x, b = blockIdx.y;
 	if (a >= n) return;
-	const float* p = out + (long long)b * (4 + nc) * n;
+	const float* p = out + (long long)b * d1 * n;
 	float best = -1.0f;
 	for (int c = 0; c < nc; c++) {
 		float s = p[(long long)(4 + c) * n + a];
@@ -46,7 +47,8 @@ extern "C" __global__ void select_v8(const float* out, int n, int nc, float conf
 
 #define TOPK_MAX 1024
 // A detection row: x1, y1, x2, y2, score, class, 1 + the anchor it was read
-// from (one2one; 0 for v8, whose host decode records none).
+// from (one2one; 0 for v8, whose host decode records none), then a pose's
+// keypoints.
 #define ROW 7
 
 __device__ __forceinline__ float iou(float4 a, float4 b) {
@@ -120,18 +122,21 @@ __device__ int topk(const u64* ck, unsigned c, int k, u64* key, unsigned* hist, 
 
 // detect_v8: one block of 1024 threads per image takes the k best of the
 // selected anchors (radix select when more than k), sorts them, and runs
-// greedy NMS; it writes up to maxDet rows of x1, y1, x2, y2, score, class.
-extern "C" __global__ void detect_v8(const float* out, int n, int nc, const unsigned* count, const u64* keys,
+// greedy NMS; it writes up to maxDet rows (row floats apart) of x1, y1, x2,
+// y2, score, class, 0, then the extra rows after the classes of the
+// detection's anchor (a pose's keypoints).
+extern "C" __global__ void detect_v8(const float* out, int n, int nc, int d1, int extra, int row, const unsigned* count, const u64* keys,
 		int k, float thr, int maxDet, int agnostic, float* dets, int* ndet) {
 	__shared__ u64 key[TOPK_MAX];
 	__shared__ float4 box[TOPK_MAX];
 	__shared__ int cls[TOPK_MAX];
+	__shared__ int keep[TOPK_MAX];
 	__shared__ unsigned char drop[TOPK_MAX];
 	__shared__ unsigned hist[256];
 	__shared__ u64 prefix;
 	__shared__ unsigned kept, need;
 	int b = blockIdx.x, t = threadIdx.x, bs = blockDim.x;
-	const float* p = out + (long long)b * (4 + nc) * n;
+	const float* p = out + (long long)b * d1 * n;
 	unsigned c = min(count[b], (unsigned)n);
 	int m = topk(keys + (long long)b * n, c, k, key, hist, &prefix, &kept, &need);
 	for (int i = t; i < m; i += bs) {
@@ -148,14 +153,15 @@ extern "C" __global__ void detect_v8(const float* out, int n, int nc, const unsi
 	}
 	__syncthreads();
 	int nk = 0;
-	float* o = dets + (long long)b * maxDet * ROW;
+	float* o = dets + (long long)b * maxDet * row;
 	for (int i = 0; i < m && nk < maxDet; i++) {
 		if (drop[i]) continue;
 		if (t == 0) {
 			float4 q = box[i];
-			float* r = o + nk * ROW;
+			float* r = o + nk * row;
 			r[0] = q.x; r[1] = q.y; r[2] = q.z; r[3] = q.w;
 			r[4] = unorder((unsigned)(key[i] >> 32)); r[5] = (float)cls[i]; r[6] = 0.0f;
+			keep[nk] = i;
 		}
 		nk++;
 		if (nk == maxDet) break;
@@ -164,6 +170,12 @@ extern "C" __global__ void detect_v8(const float* out, int n, int nc, const unsi
 		for (int j = i + 1 + t; j < m; j += bs)
 			if (!drop[j] && (agnostic || cls[j] == qc) && iou(q, box[j]) > thr) drop[j] = 1;
 		__syncthreads();
+	}
+	__syncthreads();
+	for (int x = t; x < nk * extra; x += bs) {
+		int j = x / extra, e = x - j * extra;
+		int a = (int)(0xffffffffu - (unsigned)key[keep[j]]);
+		o[j * row + ROW + e] = p[(long long)(4 + nc + e) * n + a];
 	}
 	if (t == 0) ndet[b] = nk;
 }
@@ -232,11 +244,11 @@ const detRow = 7
 // detectBuffers are the device and host memory of post-processing on the
 // device, sized for the engine's largest batch at one output layout.
 type detectBuffers struct {
-	anchors, maxDet, pairs int
-	count, keys            gpu.DevicePtr
-	pairKeys               gpu.DevicePtr // one2one: maxDet × classes keys an image
-	dets, ndet             gpu.DevicePtr
-	host                   *gpu.HostBuffer // dets then ndet
+	anchors, rows, pairs int // per image: anchors, floats of detection rows, one2one pair keys
+	count, keys          gpu.DevicePtr
+	pairKeys             gpu.DevicePtr // one2one: maxDet × classes keys an image
+	dets, ndet           gpu.DevicePtr
+	host                 *gpu.HostBuffer // dets then ndet
 }
 
 // DeviceDetects reports whether the GPU engine post-processes on the GPU
@@ -244,7 +256,7 @@ type detectBuffers struct {
 // the host and decodes there).
 func DeviceDetects(l Layout, o PostOptions) bool {
 	switch l.Head {
-	case HeadV8:
+	case HeadV8, HeadPose:
 		return l.Masks == 0 && o.topK() <= deviceTopKMax && o.maxDet() <= deviceTopKMax
 	case HeadOne2One:
 		return l.Masks == 0 && l.Keypoints == 0 && o.maxDet() <= deviceTopKMax
@@ -327,12 +339,16 @@ func (e *GPUEngine) detect(ctx context.Context, f Frames, l Layout, o PostOption
 		return nil, fmt.Errorf("gpu engine: output %v does not match layout [B, %d, %d]", outV.Shape, l.D1, l.D2)
 	}
 	maxDet := o.maxDet()
-	anchors, nc, pairs := l.D2, l.D1-4, 0
-	if l.Head == HeadOne2One {
+	anchors, nc, pairs, extra := l.D2, l.D1-4, 0, 0
+	switch l.Head {
+	case HeadOne2One:
 		anchors, nc = l.D1, l.oneToOneClasses()
 		pairs = maxDet * nc
+	case HeadPose:
+		nc, extra = l.Classes, l.Keypoints*l.KeypointDims
 	}
-	d, err := e.detectBuffers(anchors, maxDet, pairs)
+	row := detRow + extra
+	d, err := e.detectBuffers(anchors, maxDet*row, pairs)
 	if err != nil {
 		return nil, err
 	}
@@ -354,30 +370,30 @@ func (e *GPUEngine) detect(ctx context.Context, f Frames, l Layout, o PostOption
 			return nil, err
 		}
 	} else {
-		if err := e.k.selectV8.Launch(grid, [3]uint32{256, 1, 1}, st, e.addr(p, outV), int32(anchors), int32(nc), o.Conf, d.count, d.keys); err != nil {
+		if err := e.k.selectV8.Launch(grid, [3]uint32{256, 1, 1}, st, e.addr(p, outV), int32(anchors), int32(nc), int32(l.D1), o.Conf, d.count, d.keys); err != nil {
 			return nil, err
 		}
 		agnostic := int32(0)
 		if o.ClassAgnostic {
 			agnostic = 1
 		}
-		if err := e.k.detectV8.Launch(images, threads, st, e.addr(p, outV), int32(anchors), int32(nc),
+		if err := e.k.detectV8.Launch(images, threads, st, e.addr(p, outV), int32(anchors), int32(nc), int32(l.D1), int32(extra), int32(row),
 			d.count, d.keys, int32(o.topK()), o.IoU, int32(maxDet), agnostic, d.dets, d.ndet); err != nil {
 			return nil, err
 		}
 	}
-	rows := 4 * detRow * maxDet * n
+	rows := 4 * row * maxDet * n
 	if err := e.cuda.DownloadAsync(d.host, 0, d.dets, rows, st); err != nil {
 		return nil, err
 	}
-	if err := e.cuda.DownloadAsync(d.host, 4*detRow*maxDet*e.opts.Batch, d.ndet, 4*n, st); err != nil {
+	if err := e.cuda.DownloadAsync(d.host, 4*row*maxDet*e.opts.Batch, d.ndet, 4*n, st); err != nil {
 		return nil, err
 	}
 	if err := e.cuda.Sync(st); err != nil {
 		return nil, fmt.Errorf("gpu engine: %w", err)
 	}
 	rowsOut := d.host.Floats()
-	counts := rowsOut[detRow*maxDet*e.opts.Batch:]
+	counts := rowsOut[row*maxDet*e.opts.Batch:]
 	res := make([][]Detection, n)
 	for i := range res {
 		k := int(math.Float32bits(counts[i]))
@@ -386,22 +402,26 @@ func (e *GPUEngine) detect(ctx context.Context, f Frames, l Layout, o PostOption
 		}
 		dets := make([]Detection, k)
 		for j := range dets {
-			r := rowsOut[(i*maxDet+j)*detRow:]
+			r := rowsOut[(i*maxDet+j)*row:]
 			dets[j] = Detection{X1: r[0], Y1: r[1], X2: r[2], Y2: r[3], Score: r[4], Class: int(r[5]), src: int32(r[6])}
+			if extra > 0 {
+				dets[j].Keypoints = l.keypointsOf(r[detRow : detRow+extra])
+			}
 		}
 		res[i] = dropNonFinite(dets)
 	}
 	return res, nil
 }
 
-// detectBuffers returns buffers for n anchors, maxDet rows and pairs
-// one2one keys per image, reallocating when any changes.
-func (e *GPUEngine) detectBuffers(anchors, maxDet, pairs int) (*detectBuffers, error) {
-	if d := e.det; d != nil && d.anchors == anchors && d.maxDet == maxDet && d.pairs == pairs {
+// detectBuffers returns buffers for anchors keys, rows floats of
+// detection rows and pairs one2one keys per image, reallocating when any
+// changes.
+func (e *GPUEngine) detectBuffers(anchors, rows, pairs int) (*detectBuffers, error) {
+	if d := e.det; d != nil && d.anchors == anchors && d.rows == rows && d.pairs == pairs {
 		return d, nil
 	}
 	e.freeDetect()
-	d := &detectBuffers{anchors: anchors, maxDet: maxDet, pairs: pairs}
+	d := &detectBuffers{anchors: anchors, rows: rows, pairs: pairs}
 	e.det = d
 	var err error
 	b := e.opts.Batch
@@ -416,13 +436,13 @@ func (e *GPUEngine) detectBuffers(anchors, maxDet, pairs int) (*detectBuffers, e
 			return nil, err
 		}
 	}
-	if d.dets, err = e.cuda.Alloc(4 * detRow * maxDet * b); err != nil {
+	if d.dets, err = e.cuda.Alloc(4 * rows * b); err != nil {
 		return nil, err
 	}
 	if d.ndet, err = e.cuda.Alloc(4 * b); err != nil {
 		return nil, err
 	}
-	if d.host, err = e.cuda.AllocHost(4*detRow*maxDet*b + 4*b); err != nil {
+	if d.host, err = e.cuda.AllocHost(4*rows*b + 4*b); err != nil {
 		return nil, err
 	}
 	return d, nil

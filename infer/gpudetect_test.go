@@ -154,3 +154,76 @@ func TestGPUDetectOne2One(t *testing.T) {
 		eng.Close()
 	}
 }
+
+// TestGPUDetectPose checks a pose head's post-processing on the device
+// (YOLOv8's with each detection's keypoints) against Layout.Decode on the
+// host: the mini YOLOv8's output read as 29 classes and 17 points of 3
+// values, and $DSBATCH_POSE_MODEL (yolo11n-pose on the GPU machine), its
+// layout probed, when set.
+func TestGPUDetectPose(t *testing.T) {
+	uuid := firstGPU(t)
+	type pm struct {
+		path string
+		size int
+	}
+	ms := []pm{{onnxtest.WriteMiniYOLOv8(t, 7), 32}}
+	if p := os.Getenv("DSBATCH_POSE_MODEL"); p != "" {
+		ms = append(ms, pm{p, 640})
+	}
+	ctx := context.Background()
+	for _, mm := range ms {
+		m, err := ReadModel(mm.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		eng, err := NewGPU(m, mm.size, mm.size, GPUOptions{UUID: uuid, Batch: 4, CacheDir: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		in := randomImages(4, mm.size, mm.size, 23)
+		raw, shape, err := eng.Infer(ctx, in, 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw = append([]float32(nil), raw...)
+		d1, d2 := int(shape[1]), int(shape[2])
+		l := Layout{Head: HeadPose, D1: d1, D2: d2, Classes: d1 - 4 - 51, Keypoints: 17, KeypointDims: 3, InputH: mm.size, InputW: mm.size}
+		if mm.size == 640 {
+			if l, err = ProbeLayout(ctx, eng, ProbeOptions{H: 640, W: 640, Names: len(m.Names), Head: m.Head, Input: Ultralytics,
+				KeypointShape: m.KeypointShape, Task: m.Metadata["task"]}); err != nil {
+				t.Fatal(err)
+			}
+			if l.Head != HeadPose {
+				t.Fatalf("%s: a %v head, not pose", mm.path, l.Head)
+			}
+		}
+		for _, o := range []PostOptions{{Conf: 0.25, IoU: 0.45}, {Conf: 0.25, IoU: 0.7, TopK: 7, MaxDet: 5}, {Conf: 0.01, IoU: 0.7, MaxDet: 300, ClassAgnostic: true}} {
+			if !DeviceDetects(l, o) {
+				t.Fatalf("%+v: not post-processed on the device", o)
+			}
+			got, err := NewDetector(eng, l, o).Detect(ctx, Frames{N: 4, Host: in})
+			if err != nil {
+				t.Fatal(err)
+			}
+			total := 0
+			for i := 0; i < 4; i++ {
+				per := d1 * d2
+				want := l.Decode(append([]float32(nil), raw[i*per:(i+1)*per]...), o, nil)
+				name := fmt.Sprintf("%s image %d %+v", filepath.Base(mm.path), i, o)
+				if len(got[i]) != len(want) {
+					t.Errorf("%s: %d detections on the GPU, %d on the host", name, len(got[i]), len(want))
+					continue
+				}
+				for j := range want {
+					if !reflect.DeepEqual(got[i][j], want[j]) {
+						t.Errorf("%s: detection %d: GPU %+v, host %+v", name, j, got[i][j], want[j])
+						break
+					}
+				}
+				total += len(want)
+			}
+			t.Logf("%s %+v: %d detections with keypoints, equal", filepath.Base(mm.path), o, total)
+		}
+		eng.Close()
+	}
+}
