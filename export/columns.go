@@ -96,3 +96,60 @@ func timeColumn[R any](name string, nullable bool, get func(*R) time.Time) colum
 		}
 	}}
 }
+
+// sliceColumn is a column of a table of rows R built a column at a time
+// from a slice of rows, without builders: its field and its array.
+type sliceColumn[R any] struct {
+	field arrow.Field
+	array func(rows []R) arrow.Array
+}
+
+// schemaOfSlices is the schema of cols, in order.
+func schemaOfSlices[R any](cols []sliceColumn[R]) *arrow.Schema {
+	fs := make([]arrow.Field, len(cols))
+	for i, c := range cols {
+		fs[i] = c.field
+	}
+	return arrow.NewSchema(fs, nil)
+}
+
+// recordOfSlices returns rows as a record batch of schema
+// (schemaOfSlices(cols)); the caller releases it.
+func recordOfSlices[R any](schema *arrow.Schema, cols []sliceColumn[R], rows []R) arrow.Record {
+	arrs := make([]arrow.Array, len(cols))
+	for i, c := range cols {
+		arrs[i] = c.array(rows)
+	}
+	rec := array.NewRecord(schema, arrs, int64(len(rows)))
+	for _, a := range arrs {
+		a.Release()
+	}
+	return rec
+}
+
+// fixedColumn is a fixed-width column get of rows R.
+func fixedColumn[R any, T int32 | int64 | float32 | float64](name string, get func(*R) T) sliceColumn[R] {
+	return sliceColumn[R]{arrow.Field{Name: name, Type: arrow.GetDataType[T]()}, func(rows []R) arrow.Array {
+		v := make([]T, len(rows))
+		for i := range rows {
+			v[i] = get(&rows[i])
+		}
+		return sliceArray(v)
+	}}
+}
+
+// stringSlice is a string column get of rows R.
+func stringSlice[R any](name string, get func(*R) string) sliceColumn[R] {
+	return sliceColumn[R]{arrow.Field{Name: name, Type: arrow.BinaryTypes.String}, func(rows []R) arrow.Array {
+		v := make([]string, len(rows))
+		for i := range rows {
+			v[i] = get(&rows[i])
+		}
+		return stringArray(v)
+	}}
+}
+
+// sliceArray is an array over the values of v, without nulls.
+func sliceArray[T int32 | int64 | float32 | float64](v []T) arrow.Array {
+	return fixedArray(arrow.GetDataType[T](), len(v), arrow.GetBytes(v), nil, 0)
+}

@@ -12,20 +12,40 @@ import (
 )
 
 // DetectionSchema is the layout of the detections files (docs/SCHEMA.md).
-var DetectionSchema = arrow.NewSchema([]arrow.Field{
-	{Name: "video_id", Type: arrow.PrimitiveTypes.Int64},
-	{Name: "video_path", Type: arrow.BinaryTypes.String},
-	{Name: "frame_index", Type: arrow.PrimitiveTypes.Int64},
-	{Name: "pts_seconds", Type: arrow.PrimitiveTypes.Float64},
-	{Name: "class_id", Type: arrow.PrimitiveTypes.Int32},
-	{Name: "class_name", Type: arrow.BinaryTypes.String},
-	{Name: "score", Type: arrow.PrimitiveTypes.Float32},
-	{Name: "x1", Type: arrow.PrimitiveTypes.Float32},
-	{Name: "y1", Type: arrow.PrimitiveTypes.Float32},
-	{Name: "x2", Type: arrow.PrimitiveTypes.Float32},
-	{Name: "y2", Type: arrow.PrimitiveTypes.Float32},
-	{Name: "track_id", Type: arrow.PrimitiveTypes.Int64, Nullable: true},
-}, nil)
+var DetectionSchema = arrow.NewSchema(baseFields(detectionBase), nil)
+
+// baseColumn is a base column of the detections table: its field and its
+// array from the writer's slices.
+type baseColumn struct {
+	field arrow.Field
+	array func(c *detectionColumns) arrow.Array
+}
+
+// detectionBase are the detections table's base columns, in order: the
+// one place that declares them (the schema and the writer's records
+// follow).
+var detectionBase = []baseColumn{
+	{arrow.Field{Name: "video_id", Type: arrow.PrimitiveTypes.Int64}, func(c *detectionColumns) arrow.Array { return sliceArray(c.videoID) }},
+	{arrow.Field{Name: "video_path", Type: arrow.BinaryTypes.String}, func(c *detectionColumns) arrow.Array { return stringArray(c.path) }},
+	{arrow.Field{Name: "frame_index", Type: arrow.PrimitiveTypes.Int64}, func(c *detectionColumns) arrow.Array { return sliceArray(c.frame) }},
+	{arrow.Field{Name: "pts_seconds", Type: arrow.PrimitiveTypes.Float64}, func(c *detectionColumns) arrow.Array { return sliceArray(c.pts) }},
+	{arrow.Field{Name: "class_id", Type: arrow.PrimitiveTypes.Int32}, func(c *detectionColumns) arrow.Array { return sliceArray(c.class) }},
+	{arrow.Field{Name: "class_name", Type: arrow.BinaryTypes.String}, func(c *detectionColumns) arrow.Array { return stringArray(c.name) }},
+	{arrow.Field{Name: "score", Type: arrow.PrimitiveTypes.Float32}, func(c *detectionColumns) arrow.Array { return sliceArray(c.score) }},
+	{arrow.Field{Name: "x1", Type: arrow.PrimitiveTypes.Float32}, func(c *detectionColumns) arrow.Array { return sliceArray(c.x1) }},
+	{arrow.Field{Name: "y1", Type: arrow.PrimitiveTypes.Float32}, func(c *detectionColumns) arrow.Array { return sliceArray(c.y1) }},
+	{arrow.Field{Name: "x2", Type: arrow.PrimitiveTypes.Float32}, func(c *detectionColumns) arrow.Array { return sliceArray(c.x2) }},
+	{arrow.Field{Name: "y2", Type: arrow.PrimitiveTypes.Float32}, func(c *detectionColumns) arrow.Array { return sliceArray(c.y2) }},
+	{arrow.Field{Name: "track_id", Type: arrow.PrimitiveTypes.Int64, Nullable: true}, func(c *detectionColumns) arrow.Array { return trackArray(c.track) }},
+}
+
+func baseFields(cols []baseColumn) []arrow.Field {
+	fs := make([]arrow.Field, len(cols))
+	for i, c := range cols {
+		fs[i] = c.field
+	}
+	return fs
+}
 
 // keypointType is a keypoints list's element: the point's name, where it
 // is in frame pixels, and the model's confidence that it is visible.
@@ -356,19 +376,9 @@ func (w *DetectionWriter) record() arrow.Record {
 	c := w.cols
 	w.cols = detectionColumns{}
 	n := len(c.videoID)
-	cols := []arrow.Array{
-		fixedArray(arrow.PrimitiveTypes.Int64, n, arrow.Int64Traits.CastToBytes(c.videoID), nil, 0),
-		stringArray(c.path),
-		fixedArray(arrow.PrimitiveTypes.Int64, n, arrow.Int64Traits.CastToBytes(c.frame), nil, 0),
-		fixedArray(arrow.PrimitiveTypes.Float64, n, arrow.Float64Traits.CastToBytes(c.pts), nil, 0),
-		fixedArray(arrow.PrimitiveTypes.Int32, n, arrow.Int32Traits.CastToBytes(c.class), nil, 0),
-		stringArray(c.name),
-		fixedArray(arrow.PrimitiveTypes.Float32, n, arrow.Float32Traits.CastToBytes(c.score), nil, 0),
-		fixedArray(arrow.PrimitiveTypes.Float32, n, arrow.Float32Traits.CastToBytes(c.x1), nil, 0),
-		fixedArray(arrow.PrimitiveTypes.Float32, n, arrow.Float32Traits.CastToBytes(c.y1), nil, 0),
-		fixedArray(arrow.PrimitiveTypes.Float32, n, arrow.Float32Traits.CastToBytes(c.x2), nil, 0),
-		fixedArray(arrow.PrimitiveTypes.Float32, n, arrow.Float32Traits.CastToBytes(c.y2), nil, 0),
-		trackArray(c.track),
+	cols := make([]arrow.Array, 0, w.schema.NumFields())
+	for _, b := range detectionBase {
+		cols = append(cols, b.array(&c))
 	}
 	if w.extra != nil {
 		ext := w.extra.NewRecord()
