@@ -49,6 +49,7 @@ __device__ __forceinline__ float activate(float v, int act, float alpha) {
 	case 26: return log1pf(expf(v));
 	case 27: return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
 	case 28: return v * fminf(fmaxf(v / 6.0f + 0.5f, 0.0f), 1.0f);
+	case 29: return v * tanhf(log1pf(expf(v)));
 	}
 	return v;
 }

@@ -23,6 +23,7 @@ const (
 	UnarySoftplus
 	UnaryGelu // exact: x·Φ(x)
 	UnaryHardSwish
+	UnaryMish // x·tanh(softplus(x)): YOLOv4 and Scaled-YOLOv4
 )
 
 // unaryMath are the ONNX operators of those functions: the one table that
@@ -44,6 +45,7 @@ var unaryMath = map[string]struct {
 	"Softplus":   {UnarySoftplus, func(x float64) float64 { return math.Log1p(math.Exp(x)) }},
 	"Gelu":       {UnaryGelu, func(x float64) float64 { return 0.5 * x * (1 + math.Erf(x/math.Sqrt2)) }},
 	"HardSwish":  {UnaryHardSwish, func(x float64) float64 { return x * math.Min(math.Max(x/6+0.5, 0), 1) }},
+	"Mish":       {UnaryMish, func(x float64) float64 { return x * math.Tanh(math.Log1p(math.Exp(x))) }},
 }
 
 // unaryValue is the function of code applied to v, as the reference

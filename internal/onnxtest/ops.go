@@ -56,6 +56,7 @@ func OpCases() []OpCase {
 		add(op, 17, half, append(append([]*onnx.NodeProto(nil), pos...), Node(op, []string{"p"}, []string{"out"}))...)
 	}
 	add("Gelu", 20, nil, Node("Gelu", []string{"in"}, []string{"out"}))
+	add("Mish", 18, nil, Node("Mish", []string{"in"}, []string{"out"}))
 	// YOLOX's decode in the graph: sizes are exp(log size) × stride.
 	add("YOLOX decode", 17, []*onnx.TensorProto{Floats("stride", nil, []float32{8}), Int64s("s0", []int64{1}, 0), Int64s("s2", []int64{1}, 2), Int64s("ax", []int64{1}, 1)},
 		Node("Slice", []string{"in", "s0", "s2", "ax"}, []string{"wh"}), Node("Exp", []string{"wh"}, []string{"e"}), Node("Mul", []string{"e", "stride"}, []string{"out"}))
