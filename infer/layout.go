@@ -1,6 +1,7 @@
 package infer
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math"
@@ -295,7 +296,14 @@ func (l Layout) DecodeBatch(out []float32, n int, o PostOptions) [][]Detection {
 // more, when given, reads into the detection (a pose's points, an
 // oriented box's angle); then NMS.
 func decodeColumns(l Layout, out []float32, o PostOptions, dst []Detection, nc int, more func(a int, d *Detection)) []Detection {
-	var cand []Detection
+	// Candidates stay (score, class, anchor) until the top-k is known:
+	// only those become detections (an oriented box's corners, a pose's
+	// points), not every anchor over the threshold.
+	type candidate struct {
+		score         float32
+		class, anchor int32
+	}
+	var cand []candidate
 	n := l.D2
 	for a := 0; a < n; a++ {
 		best, bc := float32(-1), -1
@@ -307,14 +315,31 @@ func decodeColumns(l Layout, out []float32, o PostOptions, dst []Detection, nc i
 		if best < o.Conf {
 			continue
 		}
-		cx, cy, w, hh := out[a], out[n+a], out[2*n+a], out[3*n+a]
-		d := Detection{Class: bc, Score: best, X1: cx - w/2, Y1: cy - hh/2, X2: cx + w/2, Y2: cy + hh/2}
-		if more != nil {
-			more(a, &d)
-		}
-		cand = append(cand, d)
+		cand = append(cand, candidate{best, int32(bc), int32(a)})
 	}
-	return append(dst, nms(cand, o.IoU, o.maxDet(), o.topK(), o.ClassAgnostic)...)
+	// Best first, equal scores in anchor order: a total order (no score is
+	// NaN: best only ever takes a greater value), so an unstable sort
+	// gives what a stable one would.
+	slices.SortFunc(cand, func(x, y candidate) int {
+		switch {
+		case x.score > y.score:
+			return -1
+		case x.score < y.score:
+			return 1
+		}
+		return cmp.Compare(x.anchor, y.anchor)
+	})
+	cand = cand[:min(len(cand), o.topK())]
+	s := make([]Detection, len(cand))
+	for k, c := range cand {
+		a := int(c.anchor)
+		cx, cy, w, hh := out[a], out[n+a], out[2*n+a], out[3*n+a]
+		s[k] = Detection{Class: int(c.class), Score: c.score, X1: cx - w/2, Y1: cy - hh/2, X2: cx + w/2, Y2: cy + hh/2}
+		if more != nil {
+			more(a, &s[k])
+		}
+	}
+	return append(dst, suppress(s, o.IoU, o.maxDet(), o.ClassAgnostic)...)
 }
 
 func decodeV8(l Layout, out []float32, o PostOptions, dst []Detection) []Detection {

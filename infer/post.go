@@ -63,60 +63,77 @@ func area(p [][2]float64) float64 {
 	return math.Abs(a) / 2
 }
 
-// clipPolygon is the part of the convex polygon p on the left of the
-// edge a→b (Sutherland–Hodgman, one edge).
-func clipPolygon(p [][2]float64, a, b [2]float64) [][2]float64 {
+// clipPolygon appends to dst the part of the convex polygon p on the left
+// of the edge a→b (Sutherland–Hodgman, one edge) and returns it.
+func clipPolygon(dst, p [][2]float64, a, b [2]float64) [][2]float64 {
 	side := func(q [2]float64) float64 { return (b[0]-a[0])*(q[1]-a[1]) - (b[1]-a[1])*(q[0]-a[0]) }
-	var out [][2]float64
 	for i := range p {
 		cur, next := p[i], p[(i+1)%len(p)]
 		sc, sn := side(cur), side(next)
 		if sc >= 0 {
-			out = append(out, cur)
+			dst = append(dst, cur)
 		}
 		if (sc >= 0) != (sn >= 0) {
 			t := sc / (sc - sn)
-			out = append(out, [2]float64{cur[0] + t*(next[0]-cur[0]), cur[1] + t*(next[1]-cur[1])})
+			dst = append(dst, [2]float64{cur[0] + t*(next[0]-cur[0]), cur[1] + t*(next[1]-cur[1])})
 		}
 	}
-	return out
+	return dst
 }
 
-// RotatedIoU is the intersection over union of two oriented boxes,
-// exactly: their intersection polygon's area over the union's.
-func RotatedIoU(a, b *RotatedBox) float32 {
-	poly := func(r *RotatedBox) [][2]float64 {
-		p := make([][2]float64, 4)
-		for i, c := range r.Corners {
-			p[i] = [2]float64{float64(c[0]), float64(c[1])}
-		}
-		signed := 0.0
-		for i := range p {
-			j := (i + 1) % 4
-			signed += p[i][0]*p[j][1] - p[j][0]*p[i][1]
-		}
-		if signed < 0 {
-			p[1], p[3] = p[3], p[1] // counter-clockwise, as clipPolygon keeps the left
-		}
-		return p
+// quad is an oriented box as its IoU reads it: the corners in float64,
+// counter-clockwise (clipPolygon keeps the left), and their area.
+type quad struct {
+	p    [4][2]float64
+	area float64
+}
+
+func newQuad(r *RotatedBox) quad {
+	var q quad
+	for i, c := range r.Corners {
+		q.p[i] = [2]float64{float64(c[0]), float64(c[1])}
 	}
-	pa, pb := poly(a), poly(b)
-	inter := pa
-	for i := range pb {
+	signed := 0.0
+	for i := range q.p {
+		j := (i + 1) % 4
+		signed += q.p[i][0]*q.p[j][1] - q.p[j][0]*q.p[i][1]
+	}
+	if signed < 0 {
+		q.p[1], q.p[3] = q.p[3], q.p[1]
+	}
+	q.area = area(q.p[:])
+	return q
+}
+
+// iou is the intersection over union of two oriented boxes, exactly: their
+// intersection polygon's area over the union's. The polygons are clipped
+// in two fixed buffers (a convex quadrilateral cut by four edges has at
+// most eight corners).
+func (a *quad) iou(b *quad) float32 {
+	var buf [2][9][2]float64
+	inter := append(buf[0][:0], a.p[:]...)
+	for i := range b.p {
 		if len(inter) == 0 {
 			break
 		}
-		inter = clipPolygon(inter, pb[i], pb[(i+1)%len(pb)])
+		inter = clipPolygon(buf[(i+1)%2][:0], inter, b.p[i], b.p[(i+1)%4])
 	}
 	ai := 0.0
 	if len(inter) >= 3 {
 		ai = area(inter)
 	}
-	u := area(pa) + area(pb) - ai
+	u := a.area + b.area - ai
 	if u <= 0 {
 		return 0
 	}
 	return float32(ai / u)
+}
+
+// RotatedIoU is the intersection over union of two oriented boxes,
+// exactly: their intersection polygon's area over the union's.
+func RotatedIoU(a, b *RotatedBox) float32 {
+	qa, qb := newQuad(a), newQuad(b)
+	return qa.iou(&qb)
 }
 
 // Keypoint is one point of a pose: where it is (model-input pixels until
@@ -159,22 +176,71 @@ func (o PostOptions) maxDet() int {
 // that overlaps a kept box of the same class (any class when agnostic) by
 // more than iou. Equal scores keep their order in c.
 func nms(c []Detection, iou float32, maxDet, topK int, agnostic bool) []Detection {
-	sort.SliceStable(c, func(i, j int) bool { return c[i].Score > c[j].Score })
-	if len(c) > topK {
-		c = c[:topK]
+	// Indices are sorted, not the Detections (large structs moved by
+	// reflection): sort.SliceStable makes the same comparisons of the same
+	// scores either way, so the order is the one sorting c gives, NaN
+	// scores included.
+	idx := bestFirst(len(c), func(i int) float32 { return c[i].Score }, topK)
+	s := make([]Detection, len(idx))
+	for k, i := range idx {
+		s[k] = c[i]
 	}
-	keep := make([]Detection, 0, min(len(c), maxDet))
-	dropped := make([]bool, len(c))
-	for i := range c {
+	return suppress(s, iou, maxDet, agnostic)
+}
+
+// bestFirst returns the indices of the topK best of n scores, best first,
+// equal scores in index order: the order sort.SliceStable gives the
+// scores themselves, NaN included.
+func bestFirst(n int, score func(int) float32, topK int) []int32 {
+	idx := make([]int32, n)
+	for i := range idx {
+		idx[i] = int32(i)
+	}
+	sort.SliceStable(idx, func(i, j int) bool { return score(int(idx[i])) > score(int(idx[j])) })
+	return idx[:min(len(idx), topK)]
+}
+
+// suppress is greedy NMS over s, sorted best first: it keeps a box unless
+// a kept one of its class (any class when agnostic) overlaps it by more
+// than iou, up to maxDet boxes.
+func suppress(s []Detection, iou float32, maxDet int, agnostic bool) []Detection {
+	// Oriented boxes: corners and areas once per box, not per pair, and a
+	// pair whose axis-aligned bounds (X1..Y2, the corners' bounds) are
+	// apart has no overlap. Apart means by a float32 gap, far more than
+	// the clipping's float64 rounding, so the polygons' intersection is
+	// empty and the decision the same, for any threshold of at least
+	// 1e-3.
+	var quads []quad
+	if len(s) > 0 && s[0].Rotated != nil {
+		quads = make([]quad, len(s))
+		for i := range s {
+			if s[i].Rotated != nil {
+				quads[i] = newQuad(s[i].Rotated)
+			}
+		}
+	}
+	overlaps := func(i, j int) bool {
+		a, b := &s[i], &s[j]
+		if quads == nil || a.Rotated == nil || b.Rotated == nil {
+			return overlap(*a, *b) > iou
+		}
+		if iou >= 1e-3 && (a.X2 < b.X1 || b.X2 < a.X1 || a.Y2 < b.Y1 || b.Y2 < a.Y1) {
+			return false
+		}
+		return quads[i].iou(&quads[j]) > iou
+	}
+	keep := make([]Detection, 0, min(len(s), maxDet))
+	dropped := make([]bool, len(s))
+	for i := range s {
 		if dropped[i] {
 			continue
 		}
-		keep = append(keep, c[i])
+		keep = append(keep, s[i])
 		if len(keep) == maxDet {
 			break
 		}
-		for j := i + 1; j < len(c); j++ {
-			if !dropped[j] && (agnostic || c[j].Class == c[i].Class) && overlap(c[i], c[j]) > iou {
+		for j := i + 1; j < len(s); j++ {
+			if !dropped[j] && (agnostic || s[j].Class == s[i].Class) && overlaps(i, j) {
 				dropped[j] = true
 			}
 		}
