@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -52,6 +53,10 @@ type previewDet struct {
 	track   int64
 	points  [][3]float32 // a pose's keypoints: x, y, score
 	corners [][2]float32 // an oriented box's corners
+	// mask is a segmentation model's mask: COCO's uncompressed RLE over
+	// the frame's maskH×maskW pixels, column by column (docs/SCHEMA.md).
+	mask         []int32
+	maskH, maskW int
 }
 
 // frameSel says which decoded frames the preview shows.
@@ -157,6 +162,22 @@ func runPreview(c *cli.Context) error {
 	return atomicfile.Write(to, func(w io.Writer) error { return png.Encode(w, sheet) })
 }
 
+// maskRLE reads row i of a mask_rle column: its counts and the frame's
+// height and width (nil for a detection without a mask).
+func maskRLE(col *array.Struct, i int) ([]int32, int, int) {
+	if !col.IsValid(i) {
+		return nil, 0, 0
+	}
+	size, counts := col.Field(0).(*array.List), col.Field(1).(*array.List)
+	sv, cv := size.ListValues().(*array.Int32), counts.ListValues().(*array.Int32)
+	s0, s1 := size.ValueOffsets(i)
+	if s1-s0 != 2 {
+		return nil, 0, 0
+	}
+	c0, c1 := counts.ValueOffsets(i)
+	return slices.Clone(cv.Int32Values()[c0:c1]), int(sv.Value(int(s0))), int(sv.Value(int(s0) + 1))
+}
+
 // loadPreviewDetections reads a video's detections by frame, and each
 // track's box centres by frame for the trails.
 func loadPreviewDetections(ctx context.Context, path string, id int64) (map[int64][]previewDet, map[int64]map[int64][2]float32, error) {
@@ -168,7 +189,7 @@ func loadPreviewDetections(ctx context.Context, path string, id int64) (map[int6
 	if err != nil {
 		return nil, nil, err
 	}
-	kpCol, cornersCol := -1, -1
+	kpCol, cornersCol, maskCol := -1, -1, -1
 	for _, c := range have {
 		switch c {
 		case "keypoints":
@@ -176,6 +197,9 @@ func loadPreviewDetections(ctx context.Context, path string, id int64) (map[int6
 			cols = append(cols, c)
 		case "corners":
 			cornersCol = len(cols)
+			cols = append(cols, c)
+		case "mask_rle":
+			maskCol = len(cols)
 			cols = append(cols, c)
 		}
 	}
@@ -199,6 +223,9 @@ func loadPreviewDetections(ctx context.Context, path string, id int64) (map[int6
 				forPoints(r.Column(cornersCol).(*array.List), i, func(p *array.Struct, j int) {
 					d.corners = append(d.corners, [2]float32{p.Field(0).(*array.Float32).Value(j), p.Field(1).(*array.Float32).Value(j)})
 				})
+			}
+			if maskCol >= 0 {
+				d.mask, d.maskH, d.maskW = maskRLE(r.Column(maskCol).(*array.Struct), i)
 			}
 			if tr.IsValid(i) {
 				d.track = tr.Value(i)
@@ -347,6 +374,9 @@ func drawFrame(f *decode.Frame, data previewData, tileW int) tile {
 	s := float32(scale)
 	crossings, inside := liveCounts(data.events, f.Index)
 	drawGeometry(img, data.cam, f.Width, f.Height, s, crossings, inside)
+	for _, d := range dets {
+		drawMask(img, d, s, trackColor(d.track))
+	}
 	for _, d := range dets {
 		col := trackColor(d.track)
 		if d.track >= 0 {

@@ -246,3 +246,41 @@ func drawGeometry(img *image.RGBA, cam *events.Camera, w, h int, s float32, cros
 		drawLabel(img, int(pts[0][0]*s), int(pts[0][1]*s), label, cyan)
 	}
 }
+
+// drawMask tints the pixels of d's mask with c at 45%: the RLE's runs of
+// frame pixels (column by column) are marked at the image's scale s, then
+// each marked pixel is blended once.
+func drawMask(img *image.RGBA, d previewDet, s float32, c color.RGBA) {
+	if d.mask == nil || d.maskH <= 0 {
+		return
+	}
+	b := img.Bounds()
+	w, h := b.Dx(), b.Dy()
+	mark := make([]bool, w*h)
+	p, total := 0, d.maskH*d.maskW
+	for k, n := range d.mask {
+		if n < 0 {
+			return
+		}
+		end := min(p+int(n), total)
+		if k%2 == 1 {
+			for q := p; q < end; q++ {
+				x, y := int(float32(q/d.maskH)*s), int(float32(q%d.maskH)*s)
+				if x < w && y < h {
+					mark[y*w+x] = true
+				}
+			}
+		}
+		p = end
+	}
+	const a = 0.45
+	for i, m := range mark {
+		if !m {
+			continue
+		}
+		o := i * 4
+		img.Pix[o] = uint8(float32(img.Pix[o])*(1-a) + float32(c.R)*a)
+		img.Pix[o+1] = uint8(float32(img.Pix[o+1])*(1-a) + float32(c.G)*a)
+		img.Pix[o+2] = uint8(float32(img.Pix[o+2])*(1-a) + float32(c.B)*a)
+	}
+}

@@ -223,3 +223,59 @@ func readPNG(t *testing.T, path string) image.Image {
 	}
 	return img
 }
+
+// TestPreviewMask tints a segmentation mask's pixels (read back from the
+// mask_rle column) towards the detection's colour, and no others.
+func TestPreviewMask(t *testing.T) {
+	video := filepath.Join(media, "h264.mp4")
+	info, err := decode.Probe(context.Background(), video, decode.ProbeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, h := info.Width, info.Height
+	// The mask: x 40..79, y 30..59, as COCO's RLE column by column.
+	var counts []int32
+	run, cur := int32(0), false
+	for x := 0; x < w; x++ {
+		for y := 0; y < h; y++ {
+			if in := x >= 40 && x < 80 && y >= 30 && y < 60; in != cur {
+				counts, run, cur = append(counts, run), 0, in
+			}
+			run++
+		}
+	}
+	counts = append(counts, run)
+	render := func(mask *export.Mask) image.Image {
+		out := t.TempDir()
+		d := export.Detection{VideoID: job.VideoID(video), VideoPath: video, ClassName: "x", Score: 0.9, TrackID: 3,
+			X1: 20, Y1: 20, X2: 120, Y2: 100, Mask: mask}
+		writeOutput(t, out, video, export.DetectionOptions{Masks: true}, []export.Detection{d})
+		p := filepath.Join(out, "one.png")
+		if r := dsbatch(t, "preview", out, "--video", video, "--frames", "0:1:1", "--to", p); r.code != 0 {
+			t.Fatalf("exit %d %s", r.code, r.stderr)
+		}
+		return readPNG(t, p)
+	}
+	with := render(&export.Mask{Area: 40 * 30, Height: int32(h), Width: int32(w), Counts: counts})
+	without := render(nil)
+	col := trackColor(3)
+	at := func(img image.Image, x, y int) [3]float64 {
+		r, g, b, _ := img.At(6+x, 6+16+y).RGBA()
+		return [3]float64{float64(r >> 8), float64(g >> 8), float64(b >> 8)}
+	}
+	for _, p := range [][2]int{{60, 50}, {45, 35}, {75, 55}} {
+		got, orig := at(with, p[0], p[1]), at(without, p[0], p[1])
+		want := [3]float64{orig[0]*0.55 + float64(col.R)*0.45, orig[1]*0.55 + float64(col.G)*0.45, orig[2]*0.55 + float64(col.B)*0.45}
+		for k := range got {
+			if math.Abs(got[k]-want[k]) > 2 {
+				t.Errorf("mask pixel %v: %v, want %v (frame %v tinted by %v)", p, got, want, orig, col)
+				break
+			}
+		}
+	}
+	for _, p := range [][2]int{{90, 50}, {60, 70}, {150, 150}} {
+		if at(with, p[0], p[1]) != at(without, p[0], p[1]) {
+			t.Errorf("pixel %v outside the mask tinted", p)
+		}
+	}
+}
