@@ -100,3 +100,21 @@ func TestAttentionInPlace(t *testing.T) {
 		t.Errorf("attention writes buffer %d (%v), the projection reads %d", at.Out.Buf, at.Out.Elem, proj.In[0].Buf)
 	}
 }
+
+// TestAttentionFuzzSeed: FuzzCompile's attention seed, at the fuzzer's
+// 32×32, fuses and lowers, so that the fuzzer reaches those passes.
+func TestAttentionFuzzSeed(t *testing.T) {
+	g, err := Load(onnxtest.AttentionModel(2, 16, 32, 1, 32, 32, true, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Specialize(2, 32, 32); err != nil {
+		t.Fatal(err)
+	}
+	if st := g.Fuse(); st.Attention != 1 {
+		t.Fatalf("fused %d attention blocks", st.Attention)
+	}
+	if _, err := g.Lower(LowerOptions{PadInputChannels: 8, InPlaceConcat: []string{"Conv", "MaxPool", "Resize", "Slice", "Split"}}); err != nil {
+		t.Fatal(err)
+	}
+}

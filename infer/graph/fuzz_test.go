@@ -31,7 +31,13 @@ func FuzzCompile(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	for _, seed := range [][]byte{mini, static, tiny, det, mini[:len(mini)/2], {}} {
+	// An attention block at the size the fuzzer specialises to (32×32):
+	// fusion, composed views and the in-place output are reached.
+	attn, err := proto.Marshal(onnxtest.AttentionModel(2, 16, 32, 1, 32, 32, true, false))
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, seed := range [][]byte{mini, static, tiny, det, attn, mini[:len(mini)/2], {}} {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {

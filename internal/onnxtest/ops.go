@@ -73,16 +73,8 @@ func OpCases() []OpCase {
 	// ConvTranspose as Ultralytics' mask prototypes upsample: kernel 2,
 	// stride 2, after a convolution, with and without a bias; and a kernel
 	// of 3 with stride 3.
-	vals := func(n int, seed uint32) []float32 {
-		v := make([]float32, n)
-		for i := range v {
-			seed = seed*1664525 + 1013904223
-			v[i] = float32(int32(seed>>8)%2000)/2000 - 0.5
-		}
-		return v
-	}
-	convt := []*onnx.TensorProto{Floats("cw", []int64{8, 3, 3, 3}, vals(8*27, 1)), Floats("tw", []int64{8, 5, 2, 2}, vals(8*5*4, 2)),
-		Floats("tb", []int64{5}, vals(5, 3)), Floats("tw3", []int64{8, 4, 3, 3}, vals(8*4*9, 4))}
+	convt := []*onnx.TensorProto{Floats("cw", []int64{8, 3, 3, 3}, weights(8*27, 1)), Floats("tw", []int64{8, 5, 2, 2}, weights(8*5*4, 2)),
+		Floats("tb", []int64{5}, weights(5, 3)), Floats("tw3", []int64{8, 4, 3, 3}, weights(8*4*9, 4))}
 	conv := Node("Conv", []string{"in", "cw"}, []string{"c"}, IntsAttr("kernel_shape", 3, 3), IntsAttr("pads", 1, 1, 1, 1))
 	add("ConvTranspose k2 s2 bias", 17, convt, conv, Node("ConvTranspose", []string{"c", "tw", "tb"}, []string{"out"},
 		IntsAttr("kernel_shape", 2, 2), IntsAttr("strides", 2, 2), IntsAttr("pads", 0, 0, 0, 0), IntsAttr("dilations", 1, 1), intAttr("group", 1)))
@@ -91,8 +83,8 @@ func OpCases() []OpCase {
 	// Depthwise convolutions as YOLO12's position encoding (7×7, its
 	// residual added) and YOLOv10's downsampling (3×3, stride 2) write
 	// them, after a 1×1 convolution to 16 channels.
-	dw := []*onnx.TensorProto{Floats("w1", []int64{16, 3, 1, 1}, vals(48, 6)), Floats("wd7", []int64{16, 1, 7, 7}, vals(16*49, 7)),
-		Floats("bd", []int64{16}, vals(16, 8)), Floats("wd3", []int64{16, 1, 3, 3}, vals(16*9, 9))}
+	dw := []*onnx.TensorProto{Floats("w1", []int64{16, 3, 1, 1}, weights(48, 6)), Floats("wd7", []int64{16, 1, 7, 7}, weights(16*49, 7)),
+		Floats("bd", []int64{16}, weights(16, 8)), Floats("wd3", []int64{16, 1, 3, 3}, weights(16*9, 9))}
 	c1 := Node("Conv", []string{"in", "w1"}, []string{"c1"}, IntsAttr("kernel_shape", 1, 1))
 	add("Depthwise 7x7 SiLU residual", 17, dw, c1,
 		Node("Conv", []string{"c1", "wd7", "bd"}, []string{"d"}, IntsAttr("kernel_shape", 7, 7), IntsAttr("pads", 3, 3, 3, 3), intAttr("group", 16)),
@@ -103,50 +95,73 @@ func OpCases() []OpCase {
 	// keys of 16, values of 32, over 10×12 tokens) and YOLO12's area
 	// attention (keys and values of 32 over two areas of 400 tokens, in
 	// the batch). Q, K and V come from a 1×1 convolution.
-	// With proj, a 1×1 convolution reads the attention's output, as in
-	// the models (the attention then writes its input in place); with
-	// sig, Q, K and V go through a Sigmoid first, so that the attention
-	// reads a row-major tensor, channels not innermost.
-	attention := func(name string, heads, dk, dv, areas int64, h, w int, proj, sig bool) {
-		c, n := heads*(2*dk+dv), int64(h*w)/areas
-		final := "out"
-		if proj {
-			final = "o4"
-		}
-		inits := []*onnx.TensorProto{
-			Floats("qkvw", []int64{c, 3, 1, 1}, vals(int(c)*3, 5)),
-			Int64s("s1", []int64{4}, -1, heads, 2*dk+dv, n),
-			Int64s("split", []int64{3}, dk, dk, dv),
-			Floats("scale", nil, []float32{float32(1 / math.Sqrt(float64(dk)))}),
-			Int64s("s2", []int64{4}, -1, heads*dv, int64(h), int64(w)),
-			Floats("projw", []int64{8, heads * dv, 1, 1}, vals(int(8*heads*dv), 10)),
-		}
-		nodes := []*onnx.NodeProto{
-			Node("Conv", []string{"in", "qkvw"}, []string{"qkv"}, IntsAttr("kernel_shape", 1, 1)),
-			Node("Reshape", []string{"qkv", "s1"}, []string{"r0"}),
-			Node("Identity", []string{"r0"}, []string{"r"}),
-			Node("Split", []string{"r", "split"}, []string{"q", "k", "v"}, intAttr("axis", 2)),
-			Node("Transpose", []string{"q"}, []string{"qt"}, IntsAttr("perm", 0, 1, 3, 2)),
-			Node("MatMul", []string{"qt", "k"}, []string{"s"}),
-			Node("Mul", []string{"s", "scale"}, []string{"ss"}),
-			Node("Softmax", []string{"ss"}, []string{"p"}, intAttr("axis", -1)),
-			Node("Transpose", []string{"p"}, []string{"pt"}, IntsAttr("perm", 0, 1, 3, 2)),
-			Node("MatMul", []string{"v", "pt"}, []string{"o"}),
-			Node("Reshape", []string{"o", "s2"}, []string{final}),
-		}
-		if proj {
-			nodes = append(nodes, Node("Conv", []string{"o4", "projw"}, []string{"out"}, IntsAttr("kernel_shape", 1, 1)))
-		}
-		if sig {
-			nodes[2] = Node("Sigmoid", []string{"r0"}, []string{"r"})
-		}
-		mp := Model("in", "out", inits, nodes...)
-		mp.OpsetImport[0].Version = proto.Int64(17)
-		cases = append(cases, OpCase{Name: name, Model: mp, H: h, W: w})
+	for _, a := range []struct {
+		name                 string
+		heads, dk, dv, areas int64
+		h, w                 int
+		proj, sig            bool
+	}{
+		{"Attention C2PSA", 2, 16, 32, 1, 10, 12, false, false},
+		{"Attention C2PSA projected", 2, 16, 32, 1, 10, 12, true, false},
+		{"Attention C2PSA row-major", 2, 16, 32, 1, 10, 12, false, true},
+		{"Attention area", 2, 32, 32, 2, 20, 40, false, false},
+	} {
+		cases = append(cases, OpCase{Name: a.name, Model: AttentionModel(a.heads, a.dk, a.dv, a.areas, a.h, a.w, a.proj, a.sig), H: a.h, W: a.w})
 	}
-	attention("Attention C2PSA", 2, 16, 32, 1, 10, 12, false, false)
-	attention("Attention C2PSA projected", 2, 16, 32, 1, 10, 12, true, false)
-	attention("Attention C2PSA row-major", 2, 16, 32, 1, 10, 12, false, true)
-	attention("Attention area", 2, 32, 32, 2, 20, 40, false, false)
 	return cases
+}
+
+// AttentionModel is an attention block as Ultralytics exports it (YOLO11's
+// C2PSA, YOLO12's area attention) over h×w inputs: a 1×1 convolution to
+// Q, K and V of heads heads (keys of dk, values of dv), the areas in the
+// batch, MatMul, scale, Softmax, Transpose, MatMul. With proj, a 1×1
+// convolution reads the attention's output, as in the models; with sig,
+// Q, K and V go through a Sigmoid first, so that the attention reads a
+// row-major tensor, channels not innermost.
+func AttentionModel(heads, dk, dv, areas int64, h, w int, proj, sig bool) *onnx.ModelProto {
+	c, n := heads*(2*dk+dv), int64(h*w)/areas
+	final := "out"
+	if proj {
+		final = "o4"
+	}
+	inits := []*onnx.TensorProto{
+		Floats("qkvw", []int64{c, 3, 1, 1}, weights(int(c)*3, 5)),
+		Int64s("s1", []int64{4}, -1, heads, 2*dk+dv, n),
+		Int64s("split", []int64{3}, dk, dk, dv),
+		Floats("scale", nil, []float32{float32(1 / math.Sqrt(float64(dk)))}),
+		Int64s("s2", []int64{4}, -1, heads*dv, int64(h), int64(w)),
+		Floats("projw", []int64{8, heads * dv, 1, 1}, weights(int(8*heads*dv), 10)),
+	}
+	nodes := []*onnx.NodeProto{
+		Node("Conv", []string{"in", "qkvw"}, []string{"qkv"}, IntsAttr("kernel_shape", 1, 1)),
+		Node("Reshape", []string{"qkv", "s1"}, []string{"r0"}),
+		Node("Identity", []string{"r0"}, []string{"r"}),
+		Node("Split", []string{"r", "split"}, []string{"q", "k", "v"}, intAttr("axis", 2)),
+		Node("Transpose", []string{"q"}, []string{"qt"}, IntsAttr("perm", 0, 1, 3, 2)),
+		Node("MatMul", []string{"qt", "k"}, []string{"s"}),
+		Node("Mul", []string{"s", "scale"}, []string{"ss"}),
+		Node("Softmax", []string{"ss"}, []string{"p"}, intAttr("axis", -1)),
+		Node("Transpose", []string{"p"}, []string{"pt"}, IntsAttr("perm", 0, 1, 3, 2)),
+		Node("MatMul", []string{"v", "pt"}, []string{"o"}),
+		Node("Reshape", []string{"o", "s2"}, []string{final}),
+	}
+	if proj {
+		nodes = append(nodes, Node("Conv", []string{"o4", "projw"}, []string{"out"}, IntsAttr("kernel_shape", 1, 1)))
+	}
+	if sig {
+		nodes[2] = Node("Sigmoid", []string{"r0"}, []string{"r"})
+	}
+	mp := Model("in", "out", inits, nodes...)
+	mp.OpsetImport[0].Version = proto.Int64(17)
+	return mp
+}
+
+// weights are n reproducible values in [-0.5, 0.5) from seed.
+func weights(n int, seed uint32) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		seed = seed*1664525 + 1013904223
+		v[i] = float32(int32(seed>>8)%2000)/2000 - 0.5
+	}
+	return v
 }
