@@ -48,32 +48,45 @@ func (m FrameMask) Area() int64 {
 // 0s, the pixels taken column by column (pycocotools' frPyObjects reads
 // {"size": [h, w], "counts": RLE}).
 func (m FrameMask) RLE(w, h int) []int32 {
-	var counts []int32
+	counts, _ := m.Encode(w, h)
+	return counts
+}
+
+// Encode is RLE and the mask's area in one pass over its pixels.
+func (m FrameMask) Encode(w, h int) (counts []int32, area int64) {
 	run, cur := m.X0*h+m.Y0, false
-	flip := func() {
-		counts = append(counts, int32(run))
-		run, cur = 0, !cur
-	}
 	for x := 0; x < m.W; x++ {
-		for _, b := range m.Bits[x*m.H : (x+1)*m.H] {
-			if b != cur {
-				flip()
+		bits := m.Bits[x*m.H : (x+1)*m.H]
+		for i := 0; i < len(bits); {
+			// The rest of the current run in this column, then a flip.
+			j := i
+			for j < len(bits) && bits[j] == cur {
+				j++
 			}
-			run++
+			run += j - i
+			if cur {
+				area += int64(j - i)
+			}
+			if j < len(bits) {
+				counts = append(counts, int32(run))
+				run, cur = 0, !cur
+			}
+			i = j
 		}
 		gap := h - m.H
 		if x == m.W-1 {
 			gap = h - m.Y0 - m.H + (w-m.X0-m.W)*h
 		}
 		if gap > 0 && cur {
-			flip()
+			counts = append(counts, int32(run))
+			run, cur = 0, !cur
 		}
 		run += gap
 	}
 	if m.W == 0 {
 		run = w * h
 	}
-	return append(counts, int32(run))
+	return append(counts, int32(run)), area
 }
 
 // Frame rasterises the mask in frame pixels: the pixels whose centres lie
@@ -104,6 +117,22 @@ func (m *Mask) Frame(lb Letterbox, x1, y1, x2, y2 float32) FrameMask {
 	for y := range rows {
 		rows[y], rowW[y] = tap(fy0+y, lb.ScaleY, lb.PadY, m.CellH, m.Y0, m.GridH, m.H)
 	}
+	// Pixels between the same two cell rows form a span: where its two
+	// logits agree in sign, so does every pixel's convex blend of them
+	// (a positive pair of at least minLogit cannot round to 0), and the
+	// span is filled without evaluating each pixel. Mixed pairs, tiny
+	// values and NaN take the per-pixel formula.
+	type span struct{ y0, y1, r int }
+	var spans []span
+	for y := 0; y < fm.H; {
+		e := y + 1
+		for e < fm.H && rows[e] == rows[y] {
+			e++
+		}
+		spans = append(spans, span{y, e, rows[y]})
+		y = e
+	}
+	const minLogit = 1e-20
 	col := make([]float32, m.H)
 	for x := 0; x < fm.W; x++ {
 		c, f := tap(fx0+x, lb.ScaleX, lb.PadX, m.CellW, m.X0, m.GridW, m.W)
@@ -112,9 +141,20 @@ func (m *Mask) Frame(lb Letterbox, x1, y1, x2, y2 float32) FrameMask {
 			col[r] = m.Logits[r*m.W+c]*(1-f) + m.Logits[r*m.W+c1]*f
 		}
 		bits := fm.Bits[x*fm.H : (x+1)*fm.H]
-		for y, r := range rows {
-			r1 := min(r+1, m.H-1)
-			bits[y] = col[r]*(1-rowW[y])+col[r1]*rowW[y] > 0
+		for _, sp := range spans {
+			a, b := col[sp.r], col[min(sp.r+1, m.H-1)]
+			switch {
+			case a >= minLogit && b >= minLogit:
+				for y := sp.y0; y < sp.y1; y++ {
+					bits[y] = true
+				}
+			case a <= 0 && b <= 0:
+				// false, as made
+			default:
+				for y := sp.y0; y < sp.y1; y++ {
+					bits[y] = a*(1-rowW[y])+b*rowW[y] > 0
+				}
+			}
 		}
 	}
 	return fm

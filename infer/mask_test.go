@@ -3,6 +3,7 @@ package infer
 import (
 	"context"
 	"math/rand"
+	"slices"
 	"testing"
 
 	"github.com/dsbatch/dsbatch/internal/onnxtest"
@@ -141,6 +142,9 @@ func TestRLE(t *testing.T) {
 		}
 		if fm.Area() != n {
 			t.Fatalf("case %d: area %d, %d pixels", i, fm.Area(), n)
+		}
+		if counts, area := fm.Encode(w, h); area != n || !slices.Equal(counts, fm.RLE(w, h)) {
+			t.Fatalf("case %d: Encode's area %d (%d pixels) or runs %v differ from RLE's", i, area, n, counts)
 		}
 	}
 }

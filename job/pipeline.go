@@ -587,7 +587,8 @@ func (p *pipeline) memRows() int64 {
 // rather than the worker's one inference loop.
 func frameMask(d infer.Detection, lb infer.Letterbox) *export.Mask {
 	fm := d.Mask.Frame(lb, d.X1, d.Y1, d.X2, d.Y2)
-	return &export.Mask{Area: fm.Area(), Height: int32(lb.SrcH), Width: int32(lb.SrcW), Counts: fm.RLE(lb.SrcW, lb.SrcH)}
+	counts, area := fm.Encode(lb.SrcW, lb.SrcH)
+	return &export.Mask{Area: area, Height: int32(lb.SrcH), Width: int32(lb.SrcW), Counts: counts}
 }
 
 // videoTracks is a video's tracker and the summaries of its tracks.
