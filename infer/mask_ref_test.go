@@ -121,3 +121,23 @@ func BenchmarkMaskExport(b *testing.B) {
 		_, _ = fm.Encode(1920, 1080)
 	}
 }
+
+// BenchmarkAttachMasks weighs the prototypes for 100 detections of a
+// yolo11n-seg image (32 prototypes of 160×160), boxes of 200×150 input
+// pixels: what the host does for each image of a seg model.
+func BenchmarkAttachMasks(b *testing.B) {
+	l := Layout{Head: HeadV8, D1: 4 + 80 + 32, D2: 8400, Classes: 80, Masks: 32, MaskH: 160, MaskW: 160, InputH: 640, InputW: 640}
+	r := rand.New(rand.NewSource(2))
+	out := make([]float32, l.D1*l.D2+l.protoValues())
+	for i := range out {
+		out[i] = r.Float32() - 0.5
+	}
+	dets := make([]Detection, 100)
+	for i := range dets {
+		x, y := r.Float32()*440, r.Float32()*490
+		dets[i] = Detection{X1: x, Y1: y, X2: x + 200, Y2: y + 150, src: int32(1 + r.Intn(l.D2))}
+	}
+	for b.Loop() {
+		l.attachMasks(out, dets)
+	}
+}
