@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -392,14 +391,7 @@ func TestRunPose(t *testing.T) {
 // left one's out of sight above: each query finds the first only.
 func TestSchemaPoseQueries(t *testing.T) {
 	withORT(t)
-	doc, err := os.ReadFile("../../docs/SCHEMA.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	blocks := regexp.MustCompile("(?s)```sql-pose\n(.*?)```").FindAllStringSubmatch(string(doc), -1)
-	if len(blocks) < 2 {
-		t.Fatalf("found %d sql-pose blocks in docs/SCHEMA.md", len(blocks))
-	}
+	blocks := schemaBlocks(t, "sql-pose", 2)
 	const k, rows = 17, 4 + 1 + 17*3
 	raw := make([]float32, rows*2) // [rows, 2 anchors]: two people side by side
 	set := func(r, a int, v float32) { raw[r*2+a] = v }
@@ -435,7 +427,7 @@ func TestSchemaPoseQueries(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, b := range blocks {
-		q := strings.TrimSuffix(strings.TrimSpace(b[1]), ";")
+		q := strings.TrimSuffix(b, ";")
 		n := duckInt(t, "select count(*) from ("+q+")")
 		if frames == 0 || n != frames {
 			t.Errorf("%d rows over %d frames (one person a frame) from\n%s", n, frames, q)
@@ -587,21 +579,14 @@ func TestRunSeg(t *testing.T) {
 	if r := dsbatch(t, "inspect", out); !strings.Contains(r.stdout, "MASKS OF CLASS") {
 		t.Errorf("inspect prints no mask table:\n%s", r.stdout)
 	}
-	doc, err := os.ReadFile("../../docs/SCHEMA.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	blocks := regexp.MustCompile("(?s)```sql-seg\n(.*?)```").FindAllStringSubmatch(string(doc), -1)
-	if len(blocks) < 2 {
-		t.Fatalf("found %d sql-seg blocks in docs/SCHEMA.md", len(blocks))
-	}
+	blocks := schemaBlocks(t, "sql-seg", 2)
 	wd, _ := os.Getwd()
 	defer os.Chdir(wd)
 	if err := os.Chdir(out); err != nil {
 		t.Fatal(err)
 	}
 	for _, b := range blocks {
-		q := strings.TrimSuffix(strings.TrimSpace(b[1]), ";")
+		q := strings.TrimSuffix(b, ";")
 		if got := duckInt(t, "select count(*) from ("+q+")"); got != 1 {
 			t.Errorf("%d rows, want one (cars, in one hour), from\n%s", got, q)
 		}
