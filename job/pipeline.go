@@ -3,6 +3,7 @@ package job
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -173,6 +174,16 @@ func recv[T any](ctx context.Context, ch <-chan T) (T, bool, error) {
 		var zero T
 		return zero, false, ctx.Err()
 	}
+}
+
+// recvIdle is recv that adds the time spent waiting to idle, and returns
+// when the value came.
+func recvIdle[T any](ctx context.Context, ch <-chan T, idle *atomic.Int64) (T, time.Time, bool, error) {
+	t1 := time.Now()
+	v, ok, err := recv(ctx, ch)
+	t0 := time.Now()
+	idle.Add(int64(t0.Sub(t1)))
+	return v, t0, ok, err
 }
 
 // decodeLoop decodes videos from the work queue one after the other, on
@@ -434,13 +445,10 @@ func (p *pipeline) trackVideos(ctx context.Context, items <-chan *item, out chan
 	failed := map[int64]bool{} // videos that failed in tracking: their frames go nowhere
 	c := p.clock
 	for {
-		t1 := time.Now()
-		it, ok, err := recv(ctx, items)
+		it, t0, ok, err := recvIdle(ctx, items, &c.ExportIdle)
 		if err != nil || !ok {
 			return err
 		}
-		t0 := time.Now()
-		c.ExportIdle.Add(int64(t0.Sub(t1)))
 		v := it.v
 		ti := trackedItem{item: it}
 		switch {
@@ -489,13 +497,10 @@ func (p *pipeline) writeVideos(ctx context.Context, items <-chan trackedItem) er
 	names := p.opts.Settings.Names
 	c := p.clock
 	for {
-		t1 := time.Now()
-		it, ok, err := recv(ctx, items)
+		it, t0, ok, err := recvIdle(ctx, items, &c.ExportIdle)
 		if err != nil || !ok {
 			return err
 		}
-		t0 := time.Now()
-		c.ExportIdle.Add(int64(t0.Sub(t1)))
 		v := it.v
 		switch {
 		case it.reset:
