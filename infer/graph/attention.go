@@ -31,15 +31,7 @@ var AttentionSizes = [...]int{16, 32, 64}
 // with one opAttention node (inputs Q, K, V; Alpha the scale). It
 // reports how many it fused.
 func (g *Graph) fuseAttention() int {
-	u := g.uses()
-	readers := map[*Value][]*Node{}
-	for _, n := range g.Nodes {
-		for _, v := range n.In {
-			if v != nil && !slices.Contains(readers[v], n) {
-				readers[v] = append(readers[v], n)
-			}
-		}
-	}
+	u, readers := g.uses(), g.readers()
 	// only returns the one reader of v, when v is read once and is not a
 	// graph output.
 	only := func(v *Value) *Node {

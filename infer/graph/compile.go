@@ -3,6 +3,7 @@ package graph
 import (
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // Specialize fixes the input to [batch, C, h, w] (dimensions the model
@@ -213,6 +214,24 @@ func constantValue(n *Node) (*Tensor, error) {
 		return t, nil
 	}
 	return nil, fmt.Errorf("no value: %w", ErrUnsupported)
+}
+
+// readers lists the nodes reading each value (a fused residual included),
+// each node once.
+func (g *Graph) readers() map[*Value][]*Node {
+	r := map[*Value][]*Node{}
+	add := func(v *Value, n *Node) {
+		if v != nil && !slices.Contains(r[v], n) {
+			r[v] = append(r[v], n)
+		}
+	}
+	for _, n := range g.Nodes {
+		for _, v := range n.In {
+			add(v, n)
+		}
+		add(n.Residual, n)
+	}
+	return r
 }
 
 // uses counts the nodes reading each value, graph outputs counting once.

@@ -17,15 +17,7 @@ type FuseStats struct {
 func (g *Graph) Fuse() FuseStats {
 	st := FuseStats{Attention: g.fuseAttention()}
 	for {
-		u := g.uses()
-		readers := map[*Value][]*Node{}
-		for _, n := range g.Nodes {
-			for _, v := range n.In {
-				if v != nil && !slices.Contains(readers[v], n) {
-					readers[v] = append(readers[v], n)
-				}
-			}
-		}
+		u, readers := g.uses(), g.readers()
 		isOutput := func(v *Value) bool { return slices.Contains(g.Outputs, v) }
 		changed := false
 		for _, n := range g.Nodes {

@@ -194,21 +194,10 @@ func (l *lowering) placeAttention(n *Node) View {
 	return w
 }
 
-// readers lists each value's reading nodes.
+// readers lists each value's reading nodes, worked out once.
 func (l *lowering) readers() map[*Value][]*Node {
-	if l.readBy != nil {
-		return l.readBy
-	}
-	l.readBy = map[*Value][]*Node{}
-	for _, n := range l.g.Nodes {
-		for _, v := range n.In {
-			if v != nil && !slices.Contains(l.readBy[v], n) {
-				l.readBy[v] = append(l.readBy[v], n)
-			}
-		}
-		if n.Residual != nil && !slices.Contains(l.readBy[n.Residual], n) {
-			l.readBy[n.Residual] = append(l.readBy[n.Residual], n)
-		}
+	if l.readBy == nil {
+		l.readBy = l.g.readers()
 	}
 	return l.readBy
 }
