@@ -45,30 +45,7 @@ func TestGPUDetectMatchesDecode(t *testing.T) {
 				{Conf: 0.5, IoU: 0.5, TopK: 300, MaxDet: 100, ClassAgnostic: true},
 				{Conf: 0.9, IoU: 0.45, TopK: 1024, MaxDet: 1024},
 			} {
-				if !DeviceDetects(l, o) {
-					t.Fatalf("%+v: not post-processed on the device", o)
-				}
-				got, err := NewDetector(eng, l, o).Detect(ctx, Frames{N: n, Host: in})
-				if err != nil {
-					t.Fatal(err)
-				}
-				total := 0
-				for i := 0; i < n; i++ {
-					per := d1 * d2
-					want := l.Decode(append([]float32(nil), raw[i*per:(i+1)*per]...), o, nil)
-					name := fmt.Sprintf("%s batch %d image %d %+v", filepath.Base(mm.path), n, i, o)
-					if len(got[i]) != len(want) {
-						t.Errorf("%s: %d detections on the GPU, %d on the host", name, len(got[i]), len(want))
-						continue
-					}
-					for j := range want {
-						if !reflect.DeepEqual(got[i][j], want[j]) {
-							t.Errorf("%s: detection %d: GPU %+v, host %+v", name, j, got[i][j], want[j])
-							break
-						}
-					}
-					total += len(want)
-				}
+				total := checkDetects(t, eng, l, o, in, raw, n, fmt.Sprintf("%s batch %d", filepath.Base(mm.path), n))
 				t.Logf("%s batch %d %+v: %d detections, equal", filepath.Base(mm.path), n, o, total)
 			}
 		}
@@ -125,30 +102,7 @@ func TestGPUDetectOne2One(t *testing.T) {
 		d1, d2 := int(shape[1]), int(shape[2])
 		l := Layout{Head: HeadOne2One, D1: d1, D2: d2, Classes: d2 - 4, InputH: size, InputW: size}
 		for _, o := range []PostOptions{{Conf: 0.25}, {Conf: 0.25, MaxDet: 5}, {Conf: 0.5, MaxDet: 100}, {Conf: 0.9, MaxDet: 1024}, {Conf: 0.01, MaxDet: 300}} {
-			if !DeviceDetects(l, o) {
-				t.Fatalf("%+v: not post-processed on the device", o)
-			}
-			got, err := NewDetector(eng, l, o).Detect(ctx, Frames{N: 4, Host: in})
-			if err != nil {
-				t.Fatal(err)
-			}
-			total := 0
-			for i := 0; i < 4; i++ {
-				per := d1 * d2
-				want := l.Decode(append([]float32(nil), raw[i*per:(i+1)*per]...), o, nil)
-				name := fmt.Sprintf("%s image %d %+v", filepath.Base(path), i, o)
-				if len(got[i]) != len(want) {
-					t.Errorf("%s: %d detections on the GPU, %d on the host", name, len(got[i]), len(want))
-					continue
-				}
-				for j := range want {
-					if !reflect.DeepEqual(got[i][j], want[j]) {
-						t.Errorf("%s: detection %d: GPU %+v, host %+v", name, j, got[i][j], want[j])
-						break
-					}
-				}
-				total += len(want)
-			}
+			total := checkDetects(t, eng, l, o, in, raw, 4, filepath.Base(path))
 			t.Logf("%s %+v: %d detections, equal", filepath.Base(path), o, total)
 		}
 		eng.Close()
@@ -198,32 +152,41 @@ func TestGPUDetectPose(t *testing.T) {
 			}
 		}
 		for _, o := range []PostOptions{{Conf: 0.25, IoU: 0.45}, {Conf: 0.25, IoU: 0.7, TopK: 7, MaxDet: 5}, {Conf: 0.01, IoU: 0.7, MaxDet: 300, ClassAgnostic: true}} {
-			if !DeviceDetects(l, o) {
-				t.Fatalf("%+v: not post-processed on the device", o)
-			}
-			got, err := NewDetector(eng, l, o).Detect(ctx, Frames{N: 4, Host: in})
-			if err != nil {
-				t.Fatal(err)
-			}
-			total := 0
-			for i := 0; i < 4; i++ {
-				per := d1 * d2
-				want := l.Decode(append([]float32(nil), raw[i*per:(i+1)*per]...), o, nil)
-				name := fmt.Sprintf("%s image %d %+v", filepath.Base(mm.path), i, o)
-				if len(got[i]) != len(want) {
-					t.Errorf("%s: %d detections on the GPU, %d on the host", name, len(got[i]), len(want))
-					continue
-				}
-				for j := range want {
-					if !reflect.DeepEqual(got[i][j], want[j]) {
-						t.Errorf("%s: detection %d: GPU %+v, host %+v", name, j, got[i][j], want[j])
-						break
-					}
-				}
-				total += len(want)
-			}
+			total := checkDetects(t, eng, l, o, in, raw, 4, filepath.Base(mm.path))
 			t.Logf("%s %+v: %d detections with keypoints, equal", filepath.Base(mm.path), o, total)
 		}
 		eng.Close()
 	}
+}
+
+// checkDetects runs the n images in through eng's post-processing on the
+// device with layout l and options o, and checks each image's detections
+// against Layout.Decode of its raw output (from raw): equal, in order. It
+// returns how many were compared.
+func checkDetects(t *testing.T, eng *GPUEngine, l Layout, o PostOptions, in, raw []float32, n int, label string) int {
+	t.Helper()
+	if !DeviceDetects(l, o) {
+		t.Fatalf("%s %+v: not post-processed on the device", label, o)
+	}
+	got, err := NewDetector(eng, l, o).Detect(context.Background(), Frames{N: n, Host: in})
+	if err != nil {
+		t.Fatal(err)
+	}
+	total, per := 0, l.D1*l.D2
+	for i := 0; i < n; i++ {
+		want := l.Decode(append([]float32(nil), raw[i*per:(i+1)*per]...), o, nil)
+		name := fmt.Sprintf("%s image %d %+v", label, i, o)
+		if len(got[i]) != len(want) {
+			t.Errorf("%s: %d detections on the GPU, %d on the host", name, len(got[i]), len(want))
+			continue
+		}
+		for j := range want {
+			if !reflect.DeepEqual(got[i][j], want[j]) {
+				t.Errorf("%s: detection %d: GPU %+v, host %+v", name, j, got[i][j], want[j])
+				break
+			}
+		}
+		total += len(want)
+	}
+	return total
 }
