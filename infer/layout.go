@@ -320,7 +320,7 @@ func decodeColumns(l Layout, out []float32, o PostOptions, dst []Detection, nc i
 	// Best first, equal scores in anchor order: a total order (no score is
 	// NaN: best only ever takes a greater value), so an unstable sort
 	// gives what a stable one would.
-	slices.SortFunc(cand, func(x, y candidate) int {
+	order := func(x, y candidate) int {
 		switch {
 		case x.score > y.score:
 			return -1
@@ -328,8 +328,9 @@ func decodeColumns(l Layout, out []float32, o PostOptions, dst []Detection, nc i
 			return 1
 		}
 		return cmp.Compare(x.anchor, y.anchor)
-	})
-	cand = cand[:min(len(cand), o.topK())]
+	}
+	cand = firstK(cand, o.topK(), order)
+	slices.SortFunc(cand, order)
 	s := make([]Detection, len(cand))
 	for k, c := range cand {
 		a := int(c.anchor)
@@ -340,6 +341,46 @@ func decodeColumns(l Layout, out []float32, o PostOptions, dst []Detection, nc i
 		}
 	}
 	return append(dst, suppress(s, o.IoU, o.maxDet(), o.ClassAgnostic)...)
+}
+
+// firstK moves the k first of s by the total order cmp to its front, in
+// no particular order, and returns them (all of s when it has no more):
+// quickselect, so that only those k need sorting.
+func firstK[T any](s []T, k int, cmp func(a, b T) int) []T {
+	if k >= len(s) {
+		return s
+	}
+	lo, hi := 0, len(s)-1
+	for lo < hi {
+		// Median of three as the pivot, moved to hi.
+		mid := lo + (hi-lo)/2
+		if cmp(s[mid], s[lo]) < 0 {
+			s[mid], s[lo] = s[lo], s[mid]
+		}
+		if cmp(s[hi], s[lo]) < 0 {
+			s[hi], s[lo] = s[lo], s[hi]
+		}
+		if cmp(s[mid], s[hi]) < 0 {
+			s[mid], s[hi] = s[hi], s[mid]
+		}
+		p := lo
+		for i := lo; i < hi; i++ {
+			if cmp(s[i], s[hi]) < 0 {
+				s[i], s[p] = s[p], s[i]
+				p++
+			}
+		}
+		s[p], s[hi] = s[hi], s[p]
+		switch {
+		case p == k:
+			return s[:k]
+		case p < k:
+			lo = p + 1
+		default:
+			hi = p - 1
+		}
+	}
+	return s[:k]
 }
 
 func decodeV8(l Layout, out []float32, o PostOptions, dst []Detection) []Detection {

@@ -219,3 +219,31 @@ func TestDecodeColumnsMatchesReference(t *testing.T) {
 		}
 	}
 }
+
+// TestFirstK: firstK leaves the k first elements of a total order at the
+// front, for every k, on random, sorted and reversed input.
+func TestFirstK(t *testing.T) {
+	r := rand.New(rand.NewSource(4))
+	for trial := 0; trial < 300; trial++ {
+		n := r.Intn(200)
+		s := r.Perm(n)
+		switch trial % 3 {
+		case 1:
+			sort.Ints(s)
+		case 2:
+			sort.Sort(sort.Reverse(sort.IntSlice(s)))
+		}
+		k := r.Intn(n + 2)
+		got := firstK(append([]int(nil), s...), k, func(a, b int) int { return a - b })
+		sort.Ints(got)
+		want := min(k, n)
+		if len(got) != want {
+			t.Fatalf("n %d k %d: %d elements", n, k, len(got))
+		}
+		for i, v := range got {
+			if v != i {
+				t.Fatalf("n %d k %d: %v are not the %d smallest", n, k, got, want)
+			}
+		}
+	}
+}
