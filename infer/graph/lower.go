@@ -116,6 +116,7 @@ const (
 
 var kindNames = [Kinds]string{"copy", "conv", "binary", "unary", "softmax", "reduce", "maxpool", "resize", "matmul", "attention"}
 
+// String names the kind, as profiles print it.
 func (k Kind) String() string {
 	if k < Kinds {
 		return kindNames[k]
