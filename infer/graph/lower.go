@@ -224,6 +224,8 @@ type lowering struct {
 	// (placeAttention); readBy each value's readers, once asked for.
 	skip   map[*Node]bool
 	readBy map[*Value][]*Node
+	// composed holds the views compose made, by value.
+	composed map[*Value]View
 }
 
 // sinkAt is where a value is written inside a Concat's output: the Concat
@@ -240,7 +242,7 @@ func (g *Graph) Lower(o LowerOptions) (p *Program, err error) {
 	if len(g.Input.Shape) != 4 {
 		return nil, fmt.Errorf("input %s of rank %d: the GPU engine takes NCHW images: %w", g.Input.Name, len(g.Input.Shape), ErrUnsupported)
 	}
-	l := &lowering{g: g, p: &Program{}, have: map[*Value]map[Layout]View{}, sink: map[*Value]sinkAt{}, concatOut: map[*Node]View{}, skip: map[*Node]bool{}}
+	l := &lowering{g: g, p: &Program{}, have: map[*Value]map[Layout]View{}, sink: map[*Value]sinkAt{}, concatOut: map[*Node]View{}, skip: map[*Node]bool{}, composed: map[*Value]View{}}
 	p = l.p
 	if len(o.InPlaceConcat) > 0 {
 		l.planSinks(o.InPlaceConcat)

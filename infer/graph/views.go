@@ -28,6 +28,17 @@ func viewOp(op string) bool {
 // view so far is packed by one copy first. It reports false when v is not
 // a float tensor computed at run time.
 func (l *lowering) compose(v *Value) (View, bool) {
+	if w, ok := l.composed[v]; ok {
+		return w, true // one pack copy a value, however many read it
+	}
+	w, ok := l.composeOnce(v)
+	if ok {
+		l.composed[v] = w
+	}
+	return w, ok
+}
+
+func (l *lowering) composeOnce(v *Value) (View, bool) {
 	if v == nil || v.Const != nil || v.DType != Float {
 		return View{}, false
 	}
