@@ -94,6 +94,14 @@ func (m FrameMask) Encode(w, h int) (counts []int32, area int64) {
 // sampled bilinearly at the centre's place in the prototype grid, is
 // above 0.
 func (m *Mask) Frame(lb Letterbox, x1, y1, x2, y2 float32) FrameMask {
+	return m.FrameInto(nil, lb, x1, y1, x2, y2)
+}
+
+// FrameInto is Frame rasterising into scratch when it has room (its
+// contents are overwritten; the result's Bits alias it until the next
+// call), so that an exporter allocates no mask a detection: a 1080p
+// frame of large masks is tens of megabytes.
+func (m *Mask) FrameInto(scratch []bool, lb Letterbox, x1, y1, x2, y2 float32) FrameMask {
 	first := func(v float32, n int) int { return min(max(int(math.Ceil(float64(v)-0.5)), 0), n) }
 	fx0, fx1 := first(x1, lb.SrcW), first(x2, lb.SrcW)
 	fy0, fy1 := first(y1, lb.SrcH), first(y2, lb.SrcH)
@@ -102,7 +110,12 @@ func (m *Mask) Frame(lb Letterbox, x1, y1, x2, y2 float32) FrameMask {
 		fm.W, fm.H = 0, 0
 		return fm
 	}
-	fm.Bits = make([]bool, fm.W*fm.H)
+	if n := fm.W * fm.H; cap(scratch) >= n {
+		fm.Bits = scratch[:n]
+		clear(fm.Bits)
+	} else {
+		fm.Bits = make([]bool, n)
+	}
 	// tap places a frame pixel's centre in the window: the cell before it
 	// and the weight of the next.
 	tap := func(f int, scale float64, pad int, cell float32, origin, grid, size int) (int, float32) {

@@ -56,6 +56,7 @@ func (m *Mask) frameRef(lb Letterbox, x1, y1, x2, y2 float32) FrameMask {
 func TestFrameMatchesReference(t *testing.T) {
 	r := rand.New(rand.NewSource(11))
 	lb := FitLetterbox(1920, 1080, 640, 640, FitCentre)
+	var scratch []bool
 	for trial := 0; trial < 200; trial++ {
 		m := &Mask{X0: r.Intn(100), Y0: r.Intn(100), W: 1 + r.Intn(60), H: 1 + r.Intn(60), GridW: 160, GridH: 160, CellW: 4, CellH: 4}
 		m.Logits = make([]float32, m.W*m.H)
@@ -76,8 +77,15 @@ func TestFrameMatchesReference(t *testing.T) {
 		x2, y2 := x1+r.Float32()*1200, y1+r.Float32()*700
 		want := m.frameRef(lb, x1, y1, x2, y2)
 		got := m.Frame(lb, x1, y1, x2, y2)
-		if got.X0 != want.X0 || got.Y0 != want.Y0 || got.W != want.W || got.H != want.H || !slices.Equal(got.Bits, want.Bits) {
-			t.Fatalf("trial %d: mask %+v differs from the reference's %+v", trial, got.X0, want.X0)
+		// Into a scratch buffer that earlier masks filled: the same.
+		into := m.FrameInto(scratch, lb, x1, y1, x2, y2)
+		if cap(into.Bits) > cap(scratch) {
+			scratch = into.Bits
+		}
+		for _, g := range []FrameMask{got, into} {
+			if g.X0 != want.X0 || g.Y0 != want.Y0 || g.W != want.W || g.H != want.H || !slices.Equal(g.Bits, want.Bits) {
+				t.Fatalf("trial %d: mask at %d,%d %dx%d differs from the reference's", trial, g.X0, g.Y0, g.W, g.H)
+			}
 		}
 	}
 }
@@ -106,8 +114,9 @@ func BenchmarkMaskFrame(b *testing.B) {
 	}
 }
 
-// BenchmarkMaskExport is what an exporter does with each mask: rasterise,
-// count and encode it (a 1,000×600 box, smooth logits, in a 1080p frame).
+// BenchmarkMaskExport is what an exporter does with each mask: rasterise
+// (into its scratch buffer), count and encode it (a 1,000×600 box, smooth
+// logits, in a 1080p frame).
 func BenchmarkMaskExport(b *testing.B) {
 	lb := FitLetterbox(1920, 1080, 640, 640, FitCentre)
 	m := &Mask{X0: 40, Y0: 50, W: 90, H: 60, GridW: 160, GridH: 160, CellW: 4, CellH: 4}
@@ -116,8 +125,10 @@ func BenchmarkMaskExport(b *testing.B) {
 		x, y := float64(i%m.W)/float64(m.W)-0.5, float64(i/m.W)/float64(m.H)-0.5
 		m.Logits[i] = float32(0.15 - x*x - y*y)
 	}
+	var scratch []bool
 	for b.Loop() {
-		fm := m.Frame(lb, 500, 300, 1500, 900)
+		fm := m.FrameInto(scratch, lb, 500, 300, 1500, 900)
+		scratch = fm.Bits
 		_, _ = fm.Encode(1920, 1080)
 	}
 }

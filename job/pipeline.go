@@ -496,6 +496,7 @@ func (p *pipeline) writeVideos(ctx context.Context, items <-chan trackedItem) er
 	}()
 	names := p.opts.Settings.Names
 	c := p.clock
+	var maskBits []bool // the rasterised mask's pixels, reused mask after mask
 	for {
 		it, t0, ok, err := recvIdle(ctx, items, &c.ExportIdle)
 		if err != nil || !ok {
@@ -549,7 +550,7 @@ func (p *pipeline) writeVideos(ctx context.Context, items <-chan trackedItem) er
 					row.Oriented = &export.OrientedBox{CX: r.CX, CY: r.CY, W: r.W, H: r.H, Angle: r.Angle, Corners: r.Corners}
 				}
 				if d.Mask != nil {
-					row.Mask = frameMask(d, it.lb)
+					row.Mask, maskBits = frameMask(d, it.lb, maskBits)
 				}
 				if !v.rec.RecordedAt.IsZero() {
 					row.RecordedAt = v.rec.RecordedAt.Add(time.Duration(it.pts * float64(time.Second)))
@@ -588,12 +589,16 @@ func (p *pipeline) memRows() int64 {
 }
 
 // frameMask rasterises a detection's mask (its box already in frame
-// pixels) over the frame lb maps to: the exporters do it, side by side,
-// rather than the worker's one inference loop.
-func frameMask(d infer.Detection, lb infer.Letterbox) *export.Mask {
-	fm := d.Mask.Frame(lb, d.X1, d.Y1, d.X2, d.Y2)
+// pixels) over the frame lb maps to, in scratch (returned, grown where
+// needed, for the next mask): the exporters do it, side by side, rather
+// than the worker's one inference loop.
+func frameMask(d infer.Detection, lb infer.Letterbox, scratch []bool) (*export.Mask, []bool) {
+	fm := d.Mask.FrameInto(scratch, lb, d.X1, d.Y1, d.X2, d.Y2)
 	counts, area := fm.Encode(lb.SrcW, lb.SrcH)
-	return &export.Mask{Area: area, Height: int32(lb.SrcH), Width: int32(lb.SrcW), Counts: counts}
+	if cap(fm.Bits) > cap(scratch) {
+		scratch = fm.Bits
+	}
+	return &export.Mask{Area: area, Height: int32(lb.SrcH), Width: int32(lb.SrcW), Counts: counts}, scratch
 }
 
 // videoTracks is a video's tracker and the summaries of its tracks.
