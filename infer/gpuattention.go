@@ -10,9 +10,9 @@ import (
 
 // attentionSource is the fused attention kernel (graph.KAttention):
 // FlashAttention's online softmax on tensor cores. A block of four warps
-// (128 threads: the kernel assumes it)
-// takes 64 queries of one matrix, each warp 16; keys and values come in
-// tiles of 64 through shared memory as fp16; scores, softmax statistics
+// (128 threads, which the kernel assumes) takes 64 queries of one matrix,
+// each warp 16; keys and values come in tiles of 64, prefetched into
+// registers, through shared memory as fp16; scores, softmax statistics
 // and the output accumulate in fp32 registers (mma.sync m16n8k16), so the
 // [N, M] scores never reach memory. Operands are fp32 or fp16 in memory,
 // read and written through strides; a kernel is compiled for each key and
