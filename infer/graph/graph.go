@@ -2,9 +2,19 @@
 // fixes the input shape, infers every tensor's shape, folds what is known
 // at compile time into constants (the Shape, Gather, Range, Expand and Cast
 // arithmetic exporters leave behind), fuses convolutions with their
-// activation and residual add, and plans activation memory so buffers are
-// reused. A reference fp32 executor runs the graph on the CPU, so each pass
-// is checked against ONNX Runtime without a GPU.
+// activation and residual add and attention blocks into one operator,
+// lowers the graph to a Program of kernel-sized steps (reading through
+// strided views where the exporter only reshaped and transposed), and
+// plans activation memory so buffers are reused. A reference fp32
+// executor runs the graph on the CPU, so each pass is checked against
+// ONNX Runtime without a GPU.
+//
+// An operator is one entry of the operator table (ops.go): how it infers
+// shapes, folds and runs on the reference (eval), and how it lowers to
+// steps (lower). A step of a new Kind also needs its launches in the
+// engine's stepKernels (infer/gpuplan.go); a conformance case in
+// internal/onnxtest/ops.go then checks it against ONNX Runtime, the
+// lowering's test machine and, on a GPU, the engine.
 //
 // It is a package of its own because it is a compiler: pure Go, no cgo,
 // used by the GPU engine and tested on machines without one.
