@@ -173,6 +173,23 @@ func (m *Mask) FrameInto(scratch []bool, lb Letterbox, x1, y1, x2, y2 float32) F
 	return fm
 }
 
+// weigh adds c·p to row, element by element (len(p) == len(row)), four at
+// a time: the inner loop of a mask's weighed prototypes.
+func weigh(row, p []float32, c float32) {
+	p = p[:len(row)]
+	i := 0
+	for ; i+4 <= len(row); i += 4 {
+		r, q := row[i:i+4:i+4], p[i:i+4:i+4]
+		r[0] += c * q[0]
+		r[1] += c * q[1]
+		r[2] += c * q[2]
+		r[3] += c * q[3]
+	}
+	for ; i < len(row); i++ {
+		row[i] += c * p[i]
+	}
+}
+
 // maskGeometry works out a segmentation output's parts from the values
 // per image (l, joined by joinMasks: the detection output's d1×d2, then
 // the prototypes' M×mh×mw) and the shapes the model declares (-1 where
@@ -255,10 +272,8 @@ func (l Layout) attachMasks(out []float32, dets []Detection) {
 		for r := 0; r < m.H; r++ {
 			row := m.Logits[r*m.W : (r+1)*m.W]
 			for k, c := range coef {
-				p := protos[k*plane+(y0+r)*l.MaskW+x0:]
-				for x := range row {
-					row[x] += c * p[x]
-				}
+				at := k*plane + (y0+r)*l.MaskW + x0
+				weigh(row, protos[at:at+len(row)], c)
 			}
 		}
 		d.Mask = m
