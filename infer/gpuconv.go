@@ -181,6 +181,14 @@ func (e *GPUEngine) conv(p *gpuPlan, s graph.Step) error {
 	act, alpha, k, ypix, spix, rpix := int32(c.Act), c.Alpha, int32(c.K), int32(yp), int32(sp), int32(rp)
 	aligned := func(v int64) bool { return v%8 == 0 }
 	switch {
+	case c.Shuffle > 1:
+		if c.Raw == nil || c.Residual != nil || (c.K/(c.Shuffle*c.Shuffle))%8 != 0 || yp != int64(c.K/(c.Shuffle*c.Shuffle)) || sp != int64(c.K) {
+			return fmt.Errorf("convolution with a DepthToSpace of %d over %v strides: %w", c.Shuffle, s.Out.Stride, graph.ErrUnsupported)
+		}
+		kern, groups, b, ow := e.k.epilogueD2S, int64(c.N)*int64(c.OH*c.OW)*int64(c.K)/8, int32(c.Shuffle), int32(c.OW)
+		p.ops = append(p.ops, func(st gpu.Stream) error {
+			return kern.Launch(e.grid(groups), block, st, uint32(groups), k, b, ow, y, raw, bias, act, alpha)
+		})
 	case c.K%8 == 0 && aligned(yp) && aligned(s.Out.Off) && (c.Residual == nil || aligned(rp) && aligned(c.Residual.Off)):
 		kern := e.k.epilogue8
 		p.ops = append(p.ops, func(st gpu.Stream) error {

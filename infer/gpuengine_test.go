@@ -225,8 +225,9 @@ func TestGPUEngineUnsupported(t *testing.T) {
 }
 
 // BenchmarkGPUEngine measures images per second of the model
-// DSBATCH_BENCH_MODEL at 640×640 and batch DSBATCH_BENCH_BATCH (64), as one
-// CUDA graph per batch, inputs already on the GPU.
+// DSBATCH_BENCH_MODEL at DSBATCH_BENCH_SIZE (640) square and batch
+// DSBATCH_BENCH_BATCH (64), as one CUDA graph per batch, inputs already on
+// the GPU.
 func BenchmarkGPUEngine(b *testing.B) {
 	path := os.Getenv("DSBATCH_BENCH_MODEL")
 	if path == "" {
@@ -237,6 +238,10 @@ func BenchmarkGPUEngine(b *testing.B) {
 	if s := os.Getenv("DSBATCH_BENCH_BATCH"); s != "" {
 		batch, _ = strconv.Atoi(s)
 	}
+	size := 640
+	if s := os.Getenv("DSBATCH_BENCH_SIZE"); s != "" {
+		size, _ = strconv.Atoi(s)
+	}
 	m, err := ReadModel(path)
 	if err != nil {
 		b.Fatal(err)
@@ -245,7 +250,7 @@ func BenchmarkGPUEngine(b *testing.B) {
 	if cache == "" {
 		cache = b.TempDir()
 	}
-	eng, err := NewGPU(m, 640, 640, GPUOptions{UUID: uuid, Batch: batch, CacheDir: cache, NoGraphs: os.Getenv("DSBATCH_BENCH_NOGRAPHS") != "",
+	eng, err := NewGPU(m, size, size, GPUOptions{UUID: uuid, Batch: batch, CacheDir: cache, NoGraphs: os.Getenv("DSBATCH_BENCH_NOGRAPHS") != "",
 		LegacyConv: os.Getenv("DSBATCH_BENCH_LEGACY") != ""})
 	if err != nil {
 		b.Fatal(err)
@@ -266,7 +271,7 @@ func BenchmarkGPUEngine(b *testing.B) {
 		fmt.Fprintf(os.Stderr, "%-40s %4s          %8.3f ms\n", "total (synchronised after each launch)", "", total)
 	}
 	ctx := context.Background()
-	in := randomImages(batch, 640, 640, 1)
+	in := randomImages(batch, size, size, 1)
 	if _, _, err := eng.Infer(ctx, in, batch); err != nil {
 		b.Fatal(err)
 	}

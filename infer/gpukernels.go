@@ -239,6 +239,31 @@ extern "C" __global__ void epilogue8(unsigned groups, int k, int ypix, half_t* y
 		*yp = v;
 	}
 }
+// The same, eight channels per thread, with a DepthToSpace of block b
+// (DCR order): src is the convolution's packed output, m pixels of k
+// channels over rows of ow pixels; channel (i*b+j)*q + c of pixel (r, x),
+// q = k/(b*b) a multiple of 8, goes to channel c of pixel (r*b+i, x*b+j)
+// of y, packed with q channels. No residual.
+extern "C" __global__ void epilogue_d2s(unsigned groups, int k, int b, int ow, half_t* y, const half_t* src, const float* bias, int act, float alpha) {
+	const unsigned q = (unsigned)(k / (b * b));
+	for (unsigned g = blockIdx.x * blockDim.x + threadIdx.x; g < groups; g += gridDim.x * blockDim.x) {
+		unsigned c = (8 * g) % (unsigned)k, px = (8 * g) / (unsigned)k;
+		unsigned blk = c / q, o = c - blk * q, i = blk / (unsigned)b, j = blk - i * (unsigned)b;
+		unsigned x = px % (unsigned)ow, r = px / (unsigned)ow;
+		long long to = ((long long)(r * b + i) * (ow * b) + x * b + j) * q + o;
+		uint4 v = *(const uint4*)(src + (long long)px * k + c);
+		unsigned* pv = (unsigned*)&v;
+		const float4 b0 = *(const float4*)(bias + c), b1 = *(const float4*)(bias + c + 4);
+		float bb[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
+#pragma unroll
+		for (int t = 0; t < 4; t++) {
+			float a = activate(h2f((half_t)(pv[t] & 0xffff)) + bb[2 * t], act, alpha);
+			float e = activate(h2f((half_t)(pv[t] >> 16)) + bb[2 * t + 1], act, alpha);
+			pv[t] = (unsigned)f2h(a) | ((unsigned)f2h(e) << 16);
+		}
+		*(uint4*)(y + to) = v;
+	}
+}
 // The same, one channel per thread, for odd k.
 extern "C" __global__ void epilogue1(unsigned n, int k, int ypix, half_t* y, const half_t* src, int spix, const float* bias, const half_t* res, int rpix, int act, float alpha) {
 	for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
@@ -445,6 +470,7 @@ type kernels struct {
 	copyV16                             *gpu.Kernel
 	binary, unary, unaryStrided         [2]*gpu.Kernel
 	epilogue, epilogue1, epilogue8      *gpu.Kernel
+	epilogueD2S                         *gpu.Kernel
 	inputNHWC8, softmax, reduce, matmul *gpu.Kernel
 	maxpool, maxpool8, resize, resize8  *gpu.Kernel // float16
 	selectV8, detectV8, depthwise       *gpu.Kernel
@@ -483,6 +509,7 @@ func (k *kernels) sources() []kernelSource {
 			"copy_v16", &k.copyV16, "binary_f", &k.binary[0], "binary_h", &k.binary[1], "unary_f", &k.unary[0], "unary_h", &k.unary[1],
 			"unary_sf", &k.unaryStrided[0], "unary_sh", &k.unaryStrided[1]),
 		src(layoutSource, "epilogue", &k.epilogue, "epilogue1", &k.epilogue1, "epilogue8", &k.epilogue8,
+			"epilogue_d2s", &k.epilogueD2S,
 			"transpose_ff", &k.transpose[0][0], "transpose_hh", &k.transpose[1][1], "transpose_hf", &k.transpose[1][0], "transpose_fh", &k.transpose[0][1],
 			"input_nhwc8", &k.inputNHWC8, "softmax_f", &k.softmax, "reduce_f", &k.reduce, "maxpool_h", &k.maxpool, "maxpool_h8", &k.maxpool8,
 			"resize_h", &k.resize, "resize_h8", &k.resize8, "matmul_f", &k.matmul),

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs on a GPU machine (the device tool) from the repository root, with
-# $D (default .device/fam) holding dsbatch.xz, models/*.onnx and one clip
+# $D (default .device/fam) holding dsbatch.xz, models/*.onnx (or .onnx.xz) and one clip
 # (*.mp4). Issue 19's one table: for every model, whether the GPU engine
 # compiles it, its first batch, its img/s at batch 64 (`dsbatch check`), the
 # same file's PyTorch CUDA-graph img/s (bench/torch_onnx.py; eager where the
@@ -12,7 +12,7 @@ D=${D:-.device/fam}
 out=${OUT:-/tmp/dsbatch-out}
 mkdir -p "$out"
 exec > >(tee -a "$out/log.txt") 2>&1
-for f in "$D"/*.xz; do xz -dkf "$f" && chmod +x "${f%.xz}"; done
+for f in "$D"/*.xz "$D"/models/*.xz; do [ -e "$f" ] && xz -dkf "$f" && chmod +x "${f%.xz}"; done
 export DSBATCH_ORT_LIB=${DSBATCH_ORT_LIB:-$(ls /opt/torch/.venv/lib/python3.12/site-packages/onnxruntime/capi/libonnxruntime.so.1.* 2>/dev/null | head -1)}
 bin=$(realpath "$D/dsbatch")
 clip=$(ls "$D"/*.mp4 | head -1)

@@ -12,7 +12,13 @@ import (
 // stride (no overlap between the patches it writes: Ultralytics' mask
 // prototypes upsample so, kernel 2, stride 2) into operators the engine
 // runs: a 1×1 Conv to Co·kh·kw channels, each input pixel's kh×kw patch,
-// then Transpose and Reshape that put each patch in its place:
+// then what puts each patch in its place. A square kernel takes a
+// DepthToSpace (the patch conv's channels in its DCR order, (i·k+j)·Co +
+// o), which the lowering folds into the conv's epilogue:
+//
+//	[N, Ci, H, W] → Conv → [N, k·k·Co, H, W] → DepthToSpace → [N, Co, H·k, W·k]
+//
+// Other kernels take Transpose and Reshape:
 //
 //	[N, Ci, H, W] → Conv → [N, Co·kh·kw, H, W] → Transpose → [N, H, W, Co·kh·kw]
 //	→ Reshape [N, H, W, Co, kh, kw] → Transpose → [N, Co, H, kh, W, kw]
@@ -58,10 +64,14 @@ func (g *Graph) expandConvTranspose(n *Node) ([]*Node, error) {
 		}
 		bias = n.In[2].Const.F
 	}
+	square := kh == kw
 	for o := 0; o < co; o++ {
 		for i := 0; i < kh; i++ {
 			for j := 0; j < kw; j++ {
 				r := (o*kh+i)*kw + j
+				if square {
+					r = (i*kw+j)*co + o
+				}
 				for c := 0; c < ci; c++ {
 					cw.F[r*ci+c] = wt.F[((c*co+o)*kh+i)*kw+j]
 				}
@@ -104,6 +114,13 @@ func (g *Graph) expandConvTranspose(n *Node) ([]*Node, error) {
 	conv := node("Conv", "patches", nil, map[string]*onnx.AttributeProto{
 		"kernel_shape": {Name: proto.String("kernel_shape"), Type: onnx.AttributeProto_INTS.Enum(), Ints: []int64{1, 1}}},
 		x, value("patch_weights", cw), value("patch_bias", cb))
+	if square {
+		d2s := node("DepthToSpace", "place", n.Out[0], map[string]*onnx.AttributeProto{
+			"blocksize": {Name: proto.String("blocksize"), Type: onnx.AttributeProto_INT.Enum(), I: proto.Int64(int64(kh))},
+			"mode":      {Name: proto.String("mode"), Type: onnx.AttributeProto_STRING.Enum(), S: []byte("DCR")}},
+			conv.Out[0])
+		return []*Node{conv, d2s}, nil
+	}
 	nhwc := node("Transpose", "nhwc", nil, perm(0, 2, 3, 1), conv.Out[0])
 	split := node("Reshape", "split", nil, nil, nhwc.Out[0], ints("split_shape", 0, h, w, co, kh, kw))
 	place := node("Transpose", "place", nil, perm(0, 3, 1, 4, 2, 5), split.Out[0])

@@ -151,8 +151,15 @@ type ConvStep struct {
 	Residual     *View // an NHWC tensor of Out's shape
 	// Raw, when set, is where the convolution writes before its epilogue
 	// writes Out: a packed tensor, Out being a view inside a Concat (cuDNN
-	// writes packed tensors faster than strided ones).
+	// writes packed tensors faster than strided ones), or Out being the
+	// shuffled output of Shuffle.
 	Raw *View
+	// Shuffle, when above 1, is a DepthToSpace of that block size (DCR
+	// order) the epilogue does: the convolution writes Raw, [N, K, OH, OW],
+	// and channel (i·b+j)·K/b² + c of its pixel (y, x) goes to channel c
+	// of pixel (y·b+i, x·b+j) of Out, a packed NHWC [N, K/b², OH·b, OW·b].
+	// K/b² is a multiple of 8; no residual.
+	Shuffle int
 }
 
 // PoolStep is a max pooling's geometry.

@@ -337,7 +337,11 @@ func (m *machine) conv(s Step) {
 	w := m.consts[c.Weight]
 	bias := m.consts[c.Bias]
 	cg, kg := c.C/c.Groups, c.K/c.Groups
-	each(s.Out.Shape, func(idx []int) {
+	shape := s.Out.Shape
+	if c.Shuffle > 1 {
+		shape = []int{c.N, c.K, c.OH, c.OW}
+	}
+	each(shape, func(idx []int) {
 		n, k, oy, ox := idx[0], idx[1], idx[2], idx[3]
 		g := k / kg
 		sum := float32(0)
@@ -362,6 +366,10 @@ func (m *machine) conv(s Step) {
 		v = act(v, c.Act, c.Alpha)
 		if c.Residual != nil {
 			v += m.load(*c.Residual, m.at(*c.Residual, idx))
+		}
+		if b := c.Shuffle; b > 1 {
+			q := c.K / (b * b)
+			idx = []int{n, k % q, oy*b + k/q/b, ox*b + k/q%b}
 		}
 		m.store(s.Out, m.at(s.Out, idx), v)
 	})

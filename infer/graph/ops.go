@@ -60,6 +60,7 @@ func operatorTable() map[string]operator {
 		"Resize":          {opResize, (*lowering).resize},
 		"Upsample":        {opResize, (*lowering).resize},
 		"MatMul":          {opMatMul, (*lowering).matMul},
+		"DepthToSpace":    {opDepthToSpace, (*lowering).depthToSpace},
 		opAttention:       {opAttentionRef, (*lowering).attention},
 	}
 	for name := range unaryMath {

@@ -101,7 +101,7 @@ func (r *rebatcher) check(n *Node, args []*Tensor, outs []*Tensor) error {
 		}
 	case "Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Sigmoid", "Relu", "LeakyRelu", "Identity",
 		"Cast", "Exp", "Log", "Sqrt", "Tanh", "Erf", "Neg", "Abs", "HardSigmoid", "HardSwish", "Clip", "Softplus", "Gelu",
-		"Expand", "Resize", "Upsample", "Pad", "Slice", "ConvTranspose", "BatchNormalization", "InstanceNormalization":
+		"Expand", "Resize", "Upsample", "Pad", "Slice", "ConvTranspose", "DepthToSpace", "BatchNormalization", "InstanceNormalization":
 		// Per image by definition, once the first axis is the batch's
 		// size (Resize, Pad, Slice and Expand could touch the batch axis:
 		// at batch n with an output of n rows they leave it whole, and

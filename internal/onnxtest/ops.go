@@ -80,6 +80,18 @@ func OpCases() []OpCase {
 		IntsAttr("kernel_shape", 2, 2), IntsAttr("strides", 2, 2), IntsAttr("pads", 0, 0, 0, 0), IntsAttr("dilations", 1, 1), intAttr("group", 1)))
 	add("ConvTranspose k2 s2", 11, convt, conv, Node("ConvTranspose", []string{"c", "tw"}, []string{"out"}, IntsAttr("strides", 2, 2)))
 	add("ConvTranspose k3 s3", 17, convt, conv, Node("ConvTranspose", []string{"c", "tw3"}, []string{"out"}, IntsAttr("strides", 3, 3)))
+	// The prototypes' own widths: 8 channels upsampled to 16 and read by a
+	// convolution, which the engine folds into the first convolution's
+	// epilogue (its channel blocks written to their pixels).
+	up := append(convt, Floats("tw16", []int64{8, 16, 2, 2}, weights(8*16*4, 5)), Floats("tb16", []int64{16}, weights(16, 6)),
+		Floats("cw2", []int64{4, 16, 3, 3}, weights(4*16*9, 7)))
+	add("ConvTranspose k2 s2 to 16 channels, then a conv", 17, up, conv,
+		Node("ConvTranspose", []string{"c", "tw16", "tb16"}, []string{"u"}, IntsAttr("kernel_shape", 2, 2), IntsAttr("strides", 2, 2)),
+		Node("Conv", []string{"u", "cw2"}, []string{"out"}, IntsAttr("kernel_shape", 3, 3), IntsAttr("pads", 1, 1, 1, 1)))
+	// DepthToSpace as pixel-shuffle exports write it, in both orders.
+	for _, mode := range []string{"DCR", "CRD"} {
+		add("DepthToSpace "+mode, 13, convt, conv, Node("DepthToSpace", []string{"c"}, []string{"out"}, intAttr("blocksize", 2), strAttr("mode", mode)))
+	}
 	// Depthwise convolutions as YOLO12's position encoding (7×7, its
 	// residual added) and YOLOv10's downsampling (3×3, stride 2) write
 	// them, after a 1×1 convolution to 16 channels.
