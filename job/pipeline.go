@@ -3,6 +3,7 @@ package job
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -36,6 +37,9 @@ type pipeline struct {
 	// boxes judges the layout on the worker's first detections: a misread
 	// layout stops the run before it writes boxes that look like results.
 	boxes infer.BoxCheck
+	// masks rasterises a segmentation model's masks for the exporters
+	// (nil for other models).
+	masks *maskPool
 }
 
 // video is the state of one video travelling through the pipeline.
@@ -365,6 +369,11 @@ func (p *pipeline) infer(ctx context.Context, det *infer.Detector, b *batch) err
 func (p *pipeline) exportLoop(ctx context.Context, results <-chan *batch, buffers chan<- []float32) error {
 	n := max(p.opts.Exporters, 1)
 	p.clock.exporters.Store(int64(2 * n)) // each tracks on one goroutine and writes on another
+	if p.opts.Layout.Masks > 0 {
+		var stop func()
+		p.masks, stop = startMasks(ctx, 0)
+		defer stop()
+	}
 	g, ctx := errgroup.WithContext(ctx)
 	queues := make([]chan *item, n)
 	for i := range queues {
@@ -496,7 +505,7 @@ func (p *pipeline) writeVideos(ctx context.Context, items <-chan trackedItem) er
 	}()
 	names := p.opts.Settings.Names
 	c := p.clock
-	var maskBits []bool // the rasterised mask's pixels, reused mask after mask
+	var masks []*export.Mask // the frame's rasterised masks
 	for {
 		it, t0, ok, err := recvIdle(ctx, items, &c.ExportIdle)
 		if err != nil || !ok {
@@ -539,6 +548,11 @@ func (p *pipeline) writeVideos(ctx context.Context, items <-chan trackedItem) er
 				v.exportErr = it.err
 				break
 			}
+			masks = slices.Grow(masks[:0], len(it.dets))[:len(it.dets)]
+			clear(masks)
+			if err := p.masks.frame(ctx, it.dets, it.lb, masks); err != nil {
+				return err
+			}
 			for k, d := range it.dets {
 				var kps []export.Keypoint
 				for _, q := range d.Keypoints {
@@ -550,7 +564,7 @@ func (p *pipeline) writeVideos(ctx context.Context, items <-chan trackedItem) er
 					row.Oriented = &export.OrientedBox{CX: r.CX, CY: r.CY, W: r.W, H: r.H, Angle: r.Angle, Corners: r.Corners}
 				}
 				if d.Mask != nil {
-					row.Mask, maskBits = frameMask(d, it.lb, maskBits)
+					row.Mask = masks[k]
 				}
 				if !v.rec.RecordedAt.IsZero() {
 					row.RecordedAt = v.rec.RecordedAt.Add(time.Duration(it.pts * float64(time.Second)))

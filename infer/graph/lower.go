@@ -233,6 +233,8 @@ type lowering struct {
 	readBy map[*Value][]*Node
 	// composed holds the views compose made, by value.
 	composed map[*Value]View
+	// padded holds the values padChannels stored with zeroed channels.
+	padded map[*Value]bool
 }
 
 // sinkAt is where a value is written inside a Concat's output: the Concat
@@ -249,7 +251,7 @@ func (g *Graph) Lower(o LowerOptions) (p *Program, err error) {
 	if len(g.Input.Shape) != 4 {
 		return nil, fmt.Errorf("input %s of rank %d: the GPU engine takes NCHW images: %w", g.Input.Name, len(g.Input.Shape), ErrUnsupported)
 	}
-	l := &lowering{g: g, p: &Program{}, have: map[*Value]map[Layout]View{}, sink: map[*Value]sinkAt{}, concatOut: map[*Node]View{}, skip: map[*Node]bool{}, composed: map[*Value]View{}}
+	l := &lowering{g: g, p: &Program{}, have: map[*Value]map[Layout]View{}, sink: map[*Value]sinkAt{}, concatOut: map[*Node]View{}, skip: map[*Node]bool{}, composed: map[*Value]View{}, padded: map[*Value]bool{}}
 	p = l.p
 	if len(o.InPlaceConcat) > 0 {
 		l.planSinks(o.InPlaceConcat)
@@ -622,12 +624,15 @@ func (l *lowering) conv(n *Node) error {
 		return fmt.Errorf("asymmetric padding %v: %w", []int{geo.pt, geo.pl, geo.pb, geo.pr}, ErrUnsupported)
 	}
 	c := n.In[0].Shape[1]
-	padded := l.p.Bufs[x.Buf].Space == SpaceInputNHWC
-	if padded {
+	switch {
+	case l.p.Bufs[x.Buf].Space == SpaceInputNHWC:
 		if groups != 1 {
 			return fmt.Errorf("grouped convolution of the network input: %w", ErrUnsupported)
 		}
 		c, cg = l.p.InputChannels, l.p.InputChannels
+	case l.padded[n.In[0]]:
+		p, _ := PixelStride(x)
+		c, cg = int(p), int(p)
 	}
 	// Weights: ONNX KCRS fp32 → KRSC fp16, input channels zero-padded.
 	src := wt.Const.Floats()
@@ -702,7 +707,52 @@ func (l *lowering) convInput(v *Value) (View, error) {
 			return y, nil
 		}
 	}
+	if w, ok, err := l.padChannels(v); ok || err != nil {
+		return w, err
+	}
 	return l.get(v, NHWC, F16)
+}
+
+// padChannels converts v, read only by ungrouped convolutions, to NHWC
+// fp16 with its channels padded with zeros to a multiple of 8, as the
+// network input is: cuDNN's tensor-core convolutions want whole groups of
+// 8 channels, and without them take kernels several times slower (YOLOX's
+// Focus stem, twelve channels at half the input's size). The padding is
+// written each batch (the arena is shared), by one copy of a zero. It
+// reports false, doing nothing, for other values.
+func (l *lowering) padChannels(v *Value) (View, bool, error) {
+	if v == l.g.Input || len(v.Shape) != 4 || v.Shape[1]%8 == 0 || slices.Contains(l.g.Outputs, v) {
+		return View{}, false, nil
+	}
+	if _, ok := l.have[v][NHWC]; ok {
+		return View{}, false, nil
+	}
+	rs := l.readers()[v]
+	for _, r := range rs {
+		if r.Op != "Conv" || r.In[0] != v || r.Residual == v || r.attrInt("group", 1) != 1 {
+			return View{}, false, nil
+		}
+	}
+	if len(rs) == 0 {
+		return View{}, false, nil
+	}
+	src, err := l.any(v, RowMajor)
+	if err != nil {
+		return View{}, false, err
+	}
+	c, cp := v.Shape[1], (v.Shape[1]+7)/8*8
+	full := l.alloc([]int{v.Shape[0], cp, v.Shape[2], v.Shape[3]}, F16, NHWC)
+	zero := l.newBuf(SpaceConst, 4)
+	l.p.Bufs[zero].Data = make([]byte, 4)
+	pad := full
+	pad.Shape, pad.Off = []int{v.Shape[0], cp - c, v.Shape[2], v.Shape[3]}, int64(c)
+	l.emit(Step{Kind: KCopy, Node: "zero " + v.Name + "'s padding", In: []View{{Buf: zero, Shape: pad.Shape, Stride: make([]int64, 4), Elem: F32}}, Out: pad})
+	dst := full
+	dst.Shape = slices.Clone(v.Shape)
+	l.emit(Step{Kind: KCopy, Node: "convert " + v.Name, In: []View{src}, Out: dst})
+	l.set(v, dst)
+	l.padded[v] = true
+	return dst, true, nil
 }
 
 // copyOp lowers the operators that move elements without arithmetic.

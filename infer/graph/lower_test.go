@@ -606,3 +606,43 @@ func TestLoweredOperators(t *testing.T) {
 		})
 	}
 }
+
+// TestPadChannels: the Focus stem's twelve channels reach the convolution
+// padded to sixteen, the padding zeroed by a step of its own, so that
+// cuDNN runs a tensor-core kernel; TestLoweredOperators checks the values.
+func TestPadChannels(t *testing.T) {
+	var c onnxtest.OpCase
+	for _, oc := range onnxtest.OpCases() {
+		if oc.Name == "Focus stem" {
+			c = oc
+		}
+	}
+	g, err := Load(c.Model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Specialize(2, c.H, c.W); err != nil {
+		t.Fatal(err)
+	}
+	g.Fuse()
+	p, err := g.Lower(LowerOptions{PadInputChannels: 8, InPlaceConcat: []string{"Conv", "MaxPool", "Resize", "Slice", "Split"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conv *Step
+	zeroed := false
+	for i, s := range p.Steps {
+		if s.Kind == KConv {
+			conv = &p.Steps[i]
+		}
+		if s.Kind == KCopy && p.Bufs[s.In[0].Buf].Space == SpaceConst && slices.Equal(s.Out.Shape, []int{2, 4, c.H / 2, c.W / 2}) {
+			zeroed = true
+		}
+	}
+	if conv == nil || conv.Conv.C != 16 {
+		t.Fatalf("convolution %+v, want one of 16 input channels", conv)
+	}
+	if px, _ := PixelStride(conv.In[0]); px != 16 || !zeroed {
+		t.Errorf("input pixel stride %d, padding zeroed %v", px, zeroed)
+	}
+}

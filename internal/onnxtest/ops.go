@@ -60,6 +60,21 @@ func OpCases() []OpCase {
 	// YOLOX's decode in the graph: sizes are exp(log size) × stride.
 	add("YOLOX decode", 17, []*onnx.TensorProto{Floats("stride", nil, []float32{8}), Int64s("s0", []int64{1}, 0), Int64s("s2", []int64{1}, 2), Int64s("ax", []int64{1}, 1)},
 		Node("Slice", []string{"in", "s0", "s2", "ax"}, []string{"wh"}), Node("Exp", []string{"wh"}, []string{"e"}), Node("Mul", []string{"e", "stride"}, []string{"out"}))
+	// YOLOX's Focus stem: the four pixels of every 2×2 block as channels
+	// (strided Slices, a Concat of twelve channels), then a convolution.
+	focus := []*onnx.TensorProto{Int64s("fe", []int64{2}, 1<<30, 1<<30), Int64s("fa", []int64{2}, 2, 3), Int64s("fs", []int64{2}, 2, 2),
+		Floats("fw", []int64{16, 12, 3, 3}, weights(16*12*9, 8)), Floats("fb", []int64{16}, weights(16, 9))}
+	var fnodes []*onnx.NodeProto
+	var parts []string
+	for i, st := range [][2]int64{{0, 0}, {1, 0}, {0, 1}, {1, 1}} {
+		name := "f" + string(rune('0'+i))
+		focus = append(focus, Int64s(name+"b", []int64{2}, st[0], st[1]))
+		fnodes = append(fnodes, Node("Slice", []string{"in", name + "b", "fe", "fa", "fs"}, []string{name}))
+		parts = append(parts, name)
+	}
+	fnodes = append(fnodes, Node("Concat", parts, []string{"fc"}, intAttr("axis", 1)),
+		Node("Conv", []string{"fc", "fw", "fb"}, []string{"out"}, IntsAttr("kernel_shape", 3, 3), IntsAttr("pads", 1, 1, 1, 1)))
+	add("Focus stem", 13, focus, fnodes...)
 	// Upsampling as older exporters write it: Upsample (opset 9, scales an
 	// input) and Resize of opset 10 (scales the second input).
 	sc := []*onnx.TensorProto{Floats("sc", []int64{4}, []float32{1, 1, 2, 2})}
