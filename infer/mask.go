@@ -102,12 +102,9 @@ func (m *Mask) Frame(lb Letterbox, x1, y1, x2, y2 float32) FrameMask {
 // call), so that an exporter allocates no mask a detection: a 1080p
 // frame of large masks is tens of megabytes.
 func (m *Mask) FrameInto(scratch []bool, lb Letterbox, x1, y1, x2, y2 float32) FrameMask {
-	first := func(v float32, n int) int { return min(max(int(math.Ceil(float64(v)-0.5)), 0), n) }
-	fx0, fx1 := first(x1, lb.SrcW), first(x2, lb.SrcW)
-	fy0, fy1 := first(y1, lb.SrcH), first(y2, lb.SrcH)
-	fm := FrameMask{X0: fx0, Y0: fy0, W: max(fx1-fx0, 0), H: max(fy1-fy0, 0)}
-	if fm.W == 0 || fm.H == 0 || m.W == 0 || m.H == 0 {
-		fm.W, fm.H = 0, 0
+	rs := m.raster(lb, x1, y1, x2, y2)
+	fm := rs.fm
+	if fm.W == 0 {
 		return fm
 	}
 	if n := fm.W * fm.H; cap(scratch) >= n {
@@ -116,46 +113,11 @@ func (m *Mask) FrameInto(scratch []bool, lb Letterbox, x1, y1, x2, y2 float32) F
 	} else {
 		fm.Bits = make([]bool, n)
 	}
-	// tap places a frame pixel's centre in the window: the cell before it
-	// and the weight of the next.
-	tap := func(f int, scale float64, pad int, cell float32, origin, grid, size int) (int, float32) {
-		in := (float64(f)+0.5)*scale + float64(pad)
-		u := min(max(in/float64(cell)-0.5, 0), float64(grid-1)) - float64(origin)
-		u = min(max(u, 0), float64(size-1))
-		i := min(int(u), size-1)
-		return i, float32(u - float64(i))
-	}
-	rows := make([]int, fm.H)
-	rowW := make([]float32, fm.H)
-	for y := range rows {
-		rows[y], rowW[y] = tap(fy0+y, lb.ScaleY, lb.PadY, m.CellH, m.Y0, m.GridH, m.H)
-	}
-	// Pixels between the same two cell rows form a span: where its two
-	// logits agree in sign, so does every pixel's convex blend of them
-	// (a positive pair of at least minLogit cannot round to 0), and the
-	// span is filled without evaluating each pixel. Mixed pairs, tiny
-	// values and NaN take the per-pixel formula.
-	type span struct{ y0, y1, r int }
-	var spans []span
-	for y := 0; y < fm.H; {
-		e := y + 1
-		for e < fm.H && rows[e] == rows[y] {
-			e++
-		}
-		spans = append(spans, span{y, e, rows[y]})
-		y = e
-	}
-	const minLogit = 1e-20
-	col := make([]float32, m.H)
 	for x := 0; x < fm.W; x++ {
-		c, f := tap(fx0+x, lb.ScaleX, lb.PadX, m.CellW, m.X0, m.GridW, m.W)
-		c1 := min(c+1, m.W-1)
-		for r := range col {
-			col[r] = m.Logits[r*m.W+c]*(1-f) + m.Logits[r*m.W+c1]*f
-		}
+		rs.column(m, lb, x)
 		bits := fm.Bits[x*fm.H : (x+1)*fm.H]
-		for _, sp := range spans {
-			a, b := col[sp.r], col[min(sp.r+1, m.H-1)]
+		for _, sp := range rs.spans {
+			a, b := rs.col[sp.r], rs.col[min(sp.r+1, m.H-1)]
 			switch {
 			case a >= minLogit && b >= minLogit:
 				for y := sp.y0; y < sp.y1; y++ {
@@ -165,12 +127,139 @@ func (m *Mask) FrameInto(scratch []bool, lb Letterbox, x1, y1, x2, y2 float32) F
 				// false, as made
 			default:
 				for y := sp.y0; y < sp.y1; y++ {
-					bits[y] = a*(1-rowW[y])+b*rowW[y] > 0
+					bits[y] = a*(1-rs.rowW[y])+b*rs.rowW[y] > 0
 				}
 			}
 		}
 	}
 	return fm
+}
+
+// EncodeFrame is Encode of FrameInto's mask over the frame lb maps to,
+// without the pixels in between: runs grow a span at a time where the
+// span is filled or empty, a pixel at a time elsewhere. The exporters'
+// form of a mask.
+func (m *Mask) EncodeFrame(lb Letterbox, x1, y1, x2, y2 float32) (counts []int32, area int64) {
+	w, h := lb.SrcW, lb.SrcH
+	rs := m.raster(lb, x1, y1, x2, y2)
+	fm := rs.fm
+	if fm.W == 0 {
+		return []int32{int32(w * h)}, 0
+	}
+	run, cur := fm.X0*h+fm.Y0, false
+	push := func(v bool, n int) {
+		if v != cur {
+			counts = append(counts, int32(run))
+			run, cur = 0, v
+		}
+		run += n
+		if v {
+			area += int64(n)
+		}
+	}
+	for x := 0; x < fm.W; x++ {
+		rs.column(m, lb, x)
+		for _, sp := range rs.spans {
+			a, b := rs.col[sp.r], rs.col[min(sp.r+1, m.H-1)]
+			switch {
+			case a >= minLogit && b >= minLogit:
+				push(true, sp.y1-sp.y0)
+			case a <= 0 && b <= 0:
+				push(false, sp.y1-sp.y0)
+			default: // push pixel by pixel, written out: the speckled masks' hot loop
+				for _, rw := range rs.rowW[sp.y0:sp.y1] {
+					v := a*(1-rw)+b*rw > 0
+					if v != cur {
+						counts = append(counts, int32(run))
+						run, cur = 0, v
+					}
+					run++
+					if v {
+						area++
+					}
+				}
+			}
+		}
+		gap := h - fm.H
+		if x == fm.W-1 {
+			gap = h - fm.Y0 - fm.H + (w-fm.X0-fm.W)*h
+		}
+		if gap > 0 {
+			push(false, gap)
+		}
+	}
+	return append(counts, int32(run)), area
+}
+
+// minLogit is the least logit of a filled span: a convex blend of two
+// positives of at least this cannot round to 0.
+const minLogit = 1e-20
+
+// raster is a mask's rasterisation over a box of frame pixels: the box
+// (fm, without bits), each pixel row's cell row and weight, the spans of
+// rows between the same two cell rows, and one column's logits.
+type raster struct {
+	fm    FrameMask
+	rows  []int
+	rowW  []float32
+	spans []span
+	col   []float32
+}
+
+// span is the pixel rows y0 to y1 between cell rows r and r+1.
+type span struct{ y0, y1, r int }
+
+// raster prepares the rasterisation of m in the box x1, y1 to x2, y2
+// (frame pixels): the pixels whose centres lie in the box. An empty box
+// or mask gives fm.W = 0.
+//
+// Pixels between the same two cell rows form a span: where its two logits
+// agree in sign, so does every pixel's convex blend of them (a positive
+// pair of at least minLogit cannot round to 0), and the span is filled
+// without evaluating each pixel. Mixed pairs, tiny values and NaN take
+// the per-pixel formula.
+func (m *Mask) raster(lb Letterbox, x1, y1, x2, y2 float32) raster {
+	first := func(v float32, n int) int { return min(max(int(math.Ceil(float64(v)-0.5)), 0), n) }
+	fx0, fx1 := first(x1, lb.SrcW), first(x2, lb.SrcW)
+	fy0, fy1 := first(y1, lb.SrcH), first(y2, lb.SrcH)
+	fm := FrameMask{X0: fx0, Y0: fy0, W: max(fx1-fx0, 0), H: max(fy1-fy0, 0)}
+	if fm.W == 0 || fm.H == 0 || m.W == 0 || m.H == 0 {
+		fm.W, fm.H = 0, 0
+		return raster{fm: fm}
+	}
+	rs := raster{fm: fm, rows: make([]int, fm.H), rowW: make([]float32, fm.H), col: make([]float32, m.H)}
+	for y := range rs.rows {
+		rs.rows[y], rs.rowW[y] = cellTap(fy0+y, lb.ScaleY, lb.PadY, m.CellH, m.Y0, m.GridH, m.H)
+	}
+	for y := 0; y < fm.H; {
+		e := y + 1
+		for e < fm.H && rs.rows[e] == rs.rows[y] {
+			e++
+		}
+		rs.spans = append(rs.spans, span{y, e, rs.rows[y]})
+		y = e
+	}
+	return rs
+}
+
+// column puts the logits of the box's pixel column x, blended between
+// its two cell columns, in rs.col.
+func (rs *raster) column(m *Mask, lb Letterbox, x int) {
+	c, f := cellTap(rs.fm.X0+x, lb.ScaleX, lb.PadX, m.CellW, m.X0, m.GridW, m.W)
+	c1 := min(c+1, m.W-1)
+	for r := range rs.col {
+		rs.col[r] = m.Logits[r*m.W+c]*(1-f) + m.Logits[r*m.W+c1]*f
+	}
+}
+
+// cellTap places a frame pixel's centre in the window: the cell before it and
+// the weight of the next.
+func cellTap(f int, scale float64, pad int, cell float32, origin, grid, size int) (int, float32) {
+	in := (float64(f)+0.5)*scale + float64(pad)
+	u := min(max(in/float64(cell)-0.5, 0), float64(grid-1)) - float64(origin)
+	u = min(max(u, 0), float64(size-1))
+	i := min(int(u), size-1)
+	return i, float32(u - float64(i))
 }
 
 // weigh adds c·p to row, element by element (len(p) == len(row)), four at

@@ -87,6 +87,12 @@ func TestFrameMatchesReference(t *testing.T) {
 				t.Fatalf("trial %d: mask at %d,%d %dx%d differs from the reference's", trial, g.X0, g.Y0, g.W, g.H)
 			}
 		}
+		// Encoded without the pixels: the reference's runs and area.
+		counts, area := m.EncodeFrame(lb, x1, y1, x2, y2)
+		wantCounts, wantArea := want.Encode(lb.SrcW, lb.SrcH)
+		if !slices.Equal(counts, wantCounts) || area != wantArea {
+			t.Fatalf("trial %d: EncodeFrame gives %d runs and %d pixels, the reference %d and %d", trial, len(counts), area, len(wantCounts), wantArea)
+		}
 	}
 }
 
@@ -114,22 +120,36 @@ func BenchmarkMaskFrame(b *testing.B) {
 	}
 }
 
-// BenchmarkMaskExport is what an exporter does with each mask: rasterise
-// (into its scratch buffer), count and encode it (a 1,000×600 box, smooth
-// logits, in a 1080p frame).
+// BenchmarkMaskExport is what an exporter does with each mask (a
+// 1,000×600 box in a 1080p frame, smooth or speckled logits): rasterise
+// into a scratch buffer, then count and encode the pixels (pixels), or
+// encode the runs directly (runs, EncodeFrame).
 func BenchmarkMaskExport(b *testing.B) {
 	lb := FitLetterbox(1920, 1080, 640, 640, FitCentre)
-	m := &Mask{X0: 40, Y0: 50, W: 90, H: 60, GridW: 160, GridH: 160, CellW: 4, CellH: 4}
-	m.Logits = make([]float32, m.W*m.H)
-	for i := range m.Logits {
-		x, y := float64(i%m.W)/float64(m.W)-0.5, float64(i/m.W)/float64(m.H)-0.5
-		m.Logits[i] = float32(0.15 - x*x - y*y)
-	}
-	var scratch []bool
-	for b.Loop() {
-		fm := m.FrameInto(scratch, lb, 500, 300, 1500, 900)
-		scratch = fm.Bits
-		_, _ = fm.Encode(1920, 1080)
+	for _, kind := range []string{"smooth", "speckled"} {
+		r := rand.New(rand.NewSource(1))
+		m := &Mask{X0: 40, Y0: 50, W: 90, H: 60, GridW: 160, GridH: 160, CellW: 4, CellH: 4}
+		m.Logits = make([]float32, m.W*m.H)
+		for i := range m.Logits {
+			x, y := float64(i%m.W)/float64(m.W)-0.5, float64(i/m.W)/float64(m.H)-0.5
+			m.Logits[i] = float32(0.15 - x*x - y*y)
+			if kind == "speckled" {
+				m.Logits[i] = r.Float32()*2 - 1
+			}
+		}
+		b.Run(kind+"/pixels", func(b *testing.B) {
+			var scratch []bool
+			for b.Loop() {
+				fm := m.FrameInto(scratch, lb, 500, 300, 1500, 900)
+				scratch = fm.Bits
+				_, _ = fm.Encode(1920, 1080)
+			}
+		})
+		b.Run(kind+"/runs", func(b *testing.B) {
+			for b.Loop() {
+				_, _ = m.EncodeFrame(lb, 500, 300, 1500, 900)
+			}
+		})
 	}
 }
 

@@ -51,52 +51,63 @@ func startMasks(ctx context.Context, n int) (*maskPool, func()) {
 	}
 }
 
-// run rasterises masks until ctx ends, into a scratch buffer of its own.
+// run rasterises masks until ctx ends.
 func (m *maskPool) run(ctx context.Context) error {
-	var scratch []bool
 	for {
 		j, _, err := recv(ctx, m.jobs)
 		if err != nil {
 			return err
 		}
-		var mask *export.Mask
-		mask, scratch = frameMask(*j.d, j.lb, scratch)
-		j.out <- maskDone{j.k, mask} // never blocks: out has room for the frame's masks
+		j.out <- maskDone{j.k, frameMask(*j.d, j.lb)} // never blocks: out has room for the frame's masks
 	}
 }
 
-// frame rasterises the masks of a frame's detections (boxes in frame
-// pixels) on the pool, mask k into masks[k]; detections without a mask
-// leave theirs nil. A nil pool rasterises on the caller's goroutine.
-func (m *maskPool) frame(ctx context.Context, dets []infer.Detection, lb infer.Letterbox, masks []*export.Mask) error {
-	if m == nil {
-		var scratch []bool
-		for k := range dets {
-			if dets[k].Mask != nil {
-				masks[k], scratch = frameMask(dets[k], lb, scratch)
-			}
-		}
-		return nil
-	}
+// pendingMasks are a frame's masks on the pool: submitted when the frame
+// is tracked, collected when it is written, so that the frames in between
+// keep the pool busy.
+type pendingMasks struct {
+	n    int
+	done chan maskDone
+}
+
+// submit hands the masks of a frame's detections (boxes in frame pixels)
+// to the pool. It returns nil, submitting nothing, for a nil pool or a
+// frame without masks.
+func (m *maskPool) submit(ctx context.Context, dets []infer.Detection, lb infer.Letterbox) (*pendingMasks, error) {
 	n := 0
 	for k := range dets {
 		if dets[k].Mask != nil {
 			n++
 		}
 	}
-	if n == 0 {
-		return nil
+	if m == nil || n == 0 {
+		return nil, nil
 	}
-	done := make(chan maskDone, n)
+	pm := &pendingMasks{n: n, done: make(chan maskDone, n)}
 	for k := range dets {
 		if dets[k].Mask != nil {
-			if err := send(ctx, m.jobs, maskJob{k: k, d: &dets[k], lb: lb, out: done}); err != nil {
-				return err
+			if err := send(ctx, m.jobs, maskJob{k: k, d: &dets[k], lb: lb, out: pm.done}); err != nil {
+				return nil, err
 			}
 		}
 	}
-	for range n {
-		r, _, err := recv(ctx, done)
+	return pm, nil
+}
+
+// wait puts the frame's masks in masks (mask k in masks[k], nil for a
+// detection without one). A nil pendingMasks rasterises what dets hold on
+// the caller's goroutine.
+func (pm *pendingMasks) wait(ctx context.Context, dets []infer.Detection, lb infer.Letterbox, masks []*export.Mask) error {
+	if pm == nil {
+		for k := range dets {
+			if dets[k].Mask != nil {
+				masks[k] = frameMask(dets[k], lb)
+			}
+		}
+		return nil
+	}
+	for range pm.n {
+		r, _, err := recv(ctx, pm.done)
 		if err != nil {
 			return err
 		}

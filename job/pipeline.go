@@ -439,13 +439,15 @@ func (p *pipeline) exportVideos(ctx context.Context, items <-chan *item) error {
 }
 
 // trackedItem is an item with its detections' track IDs (nil without
-// tracking or for a marker), the video's tracks and the error that failed
-// the video in tracking.
+// tracking or for a marker), the video's tracks, the error that failed
+// the video in tracking and its masks on their way.
 type trackedItem struct {
 	*item
 	ids []int64
 	vt  *videoTracks
 	err error
+	// masks are the frame's masks, rasterising on the pipeline's pool.
+	masks *pendingMasks
 }
 
 // trackVideos runs the trackers of an exporter's videos, in order.
@@ -486,6 +488,9 @@ func (p *pipeline) trackVideos(ctx context.Context, items <-chan *item, out chan
 				}
 			}
 			ti.ids, ti.vt = ids, vt
+			if ti.masks, err = p.masks.submit(ctx, it.dets, it.lb); err != nil {
+				return err
+			}
 		}
 		c.ExportBusy.Add(since(t0))
 		if err := send(ctx, out, ti); err != nil {
@@ -550,7 +555,7 @@ func (p *pipeline) writeVideos(ctx context.Context, items <-chan trackedItem) er
 			}
 			masks = slices.Grow(masks[:0], len(it.dets))[:len(it.dets)]
 			clear(masks)
-			if err := p.masks.frame(ctx, it.dets, it.lb, masks); err != nil {
+			if err := it.masks.wait(ctx, it.dets, it.lb, masks); err != nil {
 				return err
 			}
 			for k, d := range it.dets {
@@ -602,17 +607,13 @@ func (p *pipeline) memRows() int64 {
 	return videoMemRows
 }
 
-// frameMask rasterises a detection's mask (its box already in frame
-// pixels) over the frame lb maps to, in scratch (returned, grown where
-// needed, for the next mask): the exporters do it, side by side, rather
-// than the worker's one inference loop.
-func frameMask(d infer.Detection, lb infer.Letterbox, scratch []bool) (*export.Mask, []bool) {
-	fm := d.Mask.FrameInto(scratch, lb, d.X1, d.Y1, d.X2, d.Y2)
-	counts, area := fm.Encode(lb.SrcW, lb.SrcH)
-	if cap(fm.Bits) > cap(scratch) {
-		scratch = fm.Bits
-	}
-	return &export.Mask{Area: area, Height: int32(lb.SrcH), Width: int32(lb.SrcW), Counts: counts}, scratch
+// frameMask encodes a detection's mask (its box already in frame pixels)
+// over the frame lb maps to, as the detections table stores it: the mask
+// pool does it, on many cores, rather than the worker's one inference
+// loop.
+func frameMask(d infer.Detection, lb infer.Letterbox) *export.Mask {
+	counts, area := d.Mask.EncodeFrame(lb, d.X1, d.Y1, d.X2, d.Y2)
+	return &export.Mask{Area: area, Height: int32(lb.SrcH), Width: int32(lb.SrcW), Counts: counts}
 }
 
 // videoTracks is a video's tracker and the summaries of its tracks.

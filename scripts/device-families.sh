@@ -2,7 +2,7 @@
 # Runs on a GPU machine (the device tool) from the repository root, with
 # $D (default .device/fam) holding dsbatch.xz, models/*.onnx (or .onnx.xz) and one clip
 # (*.mp4). Issue 19's one table: for every model, whether the GPU engine
-# compiles it, its first batch, its img/s at batch 64 (`dsbatch check`), the
+# compiles it, its first batch (cold, then warm), its img/s at batch 64 (`dsbatch check`), the
 # same file's PyTorch CUDA-graph img/s (bench/torch_onnx.py; eager where the
 # graph does not capture), the ratio, and the engines' agreement on the
 # clip's first 16 frames. PyTorch runs first, alone on the GPU. Every step
@@ -27,13 +27,18 @@ torch_img() {
 		if (g != "" && g != "nan") print g; else if (e != "") print e "*"}' "$out/torch.md"
 }
 {
-	echo "| model | GPU engine | first batch | engine img/s | PyTorch img/s | ratio | engines agree |"
+	echo "| model | GPU engine | first batch, cold / warm | engine img/s | PyTorch img/s | ratio | engines agree |"
 	echo "| --- | --- | --- | --- | --- | --- | --- |"
 	for m in $models; do
 		name=$(basename "$m" .onnx)
+		# Cold: a cache of its own (kernels compiled, convolutions
+		# measured); then warm, the same cache again.
+		export XDG_CACHE_HOME=$(mktemp -d)
 		c=$(timeout 180 "$bin" check --video "$clip" --min 0 "$m" 2>&1)
+		warm=$(timeout 180 "$bin" check --frames 1 --video "$clip" --min 0 "$m" 2>&1 | awk '/^GPU first batch/{print $4 " s"; exit}')
 		compiles=$(echo "$c" | awk '/^GPU engine  /{$1 = $2 = ""; sub(/^ +/, ""); print; exit}')
 		first=$(echo "$c" | awk '/^GPU first batch/{print $4 " s"; exit}')
+		first="$first / $warm"
 		img=$(echo "$c" | awk '/^GPU engine speed/{print $4; exit}')
 		agree=$(echo "$c" | awk '/^engines agree/{print $3; exit}')
 		pt=$(torch_img "$name")
