@@ -29,12 +29,14 @@ __device__ __forceinline__ float unorder(unsigned u) {
 }
 
 // select_v8: one thread per anchor (grid.y = image) keeps the anchors whose
-// best class scores at least conf; an image is d1 rows of n (4 + nc, and a
-// pose's keypoint rows after the classes).
-extern "C" __global__ void select_v8(const float* out, int n, int nc, int d1, float conf, unsigned* count, u64* keys) {
+// best class scores at least conf; an image is rows of n (4 + nc, and a
+// pose's keypoint or a seg model's coefficient rows after the classes),
+// img floats apart (more than the rows where a seg model's prototypes
+// follow them).
+extern "C" __global__ void select_v8(const float* out, int n, int nc, long long img, float conf, unsigned* count, u64* keys) {
 	int a = blockIdx.x * blockDim.x + threadIdx.x, b = blockIdx.y;
 	if (a >= n) return;
-	const float* p = out + (long long)b * d1 * n;
+	const float* p = out + (long long)b * img;
 	float best = -1.0f;
 	for (int c = 0; c < nc; c++) {
 		float s = p[(long long)(4 + c) * n + a];
@@ -47,8 +49,7 @@ extern "C" __global__ void select_v8(const float* out, int n, int nc, int d1, fl
 
 #define TOPK_MAX 1024
 // A detection row: x1, y1, x2, y2, score, class, 1 + the anchor it was read
-// from (one2one; 0 for v8, whose host decode records none), then a pose's
-// keypoints.
+// from, then a pose's keypoints or a seg model's mask coefficients.
 #define ROW 7
 
 __device__ __forceinline__ float iou(float4 a, float4 b) {
@@ -123,9 +124,10 @@ __device__ int topk(const u64* ck, unsigned c, int k, u64* key, unsigned* hist, 
 // detect_v8: one block of 1024 threads per image takes the k best of the
 // selected anchors (radix select when more than k), sorts them, and runs
 // greedy NMS; it writes up to maxDet rows (row floats apart) of x1, y1, x2,
-// y2, score, class, 0, then the extra rows after the classes of the
-// detection's anchor (a pose's keypoints).
-extern "C" __global__ void detect_v8(const float* out, int n, int nc, int d1, int extra, int row, const unsigned* count, const u64* keys,
+// y2, score, class, 1 + the anchor, then the extra rows after the classes
+// of the detection's anchor (a pose's keypoints, a seg model's mask
+// coefficients); images img floats apart, as for select_v8.
+extern "C" __global__ void detect_v8(const float* out, int n, int nc, long long img, int extra, int row, const unsigned* count, const u64* keys,
 		int k, float thr, int maxDet, int agnostic, float* dets, int* ndet) {
 	__shared__ u64 key[TOPK_MAX];
 	__shared__ float4 box[TOPK_MAX];
@@ -136,7 +138,7 @@ extern "C" __global__ void detect_v8(const float* out, int n, int nc, int d1, in
 	__shared__ u64 prefix;
 	__shared__ unsigned kept, need;
 	int b = blockIdx.x, t = threadIdx.x, bs = blockDim.x;
-	const float* p = out + (long long)b * d1 * n;
+	const float* p = out + (long long)b * img;
 	unsigned c = min(count[b], (unsigned)n);
 	int m = topk(keys + (long long)b * n, c, k, key, hist, &prefix, &kept, &need);
 	for (int i = t; i < m; i += bs) {
@@ -160,7 +162,8 @@ extern "C" __global__ void detect_v8(const float* out, int n, int nc, int d1, in
 			float4 q = box[i];
 			float* r = o + nk * row;
 			r[0] = q.x; r[1] = q.y; r[2] = q.z; r[3] = q.w;
-			r[4] = unorder((unsigned)(key[i] >> 32)); r[5] = (float)cls[i]; r[6] = 0.0f;
+			r[4] = unorder((unsigned)(key[i] >> 32)); r[5] = (float)cls[i];
+			r[6] = (float)(1 + (int)(0xffffffffu - (unsigned)key[i]));
 			keep[nk] = i;
 		}
 		nk++;
@@ -257,7 +260,7 @@ type detectBuffers struct {
 func DeviceDetects(l Layout, o PostOptions) bool {
 	switch l.Head {
 	case HeadV8, HeadPose:
-		return l.Masks == 0 && o.topK() <= deviceTopKMax && o.maxDet() <= deviceTopKMax
+		return o.topK() <= deviceTopKMax && o.maxDet() <= deviceTopKMax
 	case HeadOne2One:
 		return l.Masks == 0 && l.Keypoints == 0 && o.maxDet() <= deviceTopKMax
 	}
@@ -335,17 +338,23 @@ func (e *GPUEngine) detect(ctx context.Context, f Frames, l Layout, o PostOption
 		return nil, err
 	}
 	outV := p.prog.Outputs[0]
-	if len(outV.Shape) != 3 || int(outV.Shape[1]) != l.D1 || int(outV.Shape[2]) != l.D2 {
+	shape := make([]int64, len(outV.Shape))
+	for i, d := range outV.Shape {
+		shape[i] = int64(d)
+	}
+	if !l.Fits(shape) {
 		return nil, fmt.Errorf("gpu engine: output %v does not match layout [B, %d, %d]", outV.Shape, l.D1, l.D2)
 	}
 	maxDet := o.maxDet()
-	anchors, nc, pairs, extra := l.D2, l.D1-4, 0, 0
-	switch l.Head {
-	case HeadOne2One:
+	anchors, nc, pairs, extra, img := l.D2, l.D1-4, 0, 0, int64(l.Values())
+	switch {
+	case l.Head == HeadOne2One:
 		anchors, nc = l.D1, l.oneToOneClasses()
 		pairs = maxDet * nc
-	case HeadPose:
+	case l.Head == HeadPose:
 		nc, extra = l.Classes, l.Keypoints*l.KeypointDims
+	case l.Masks > 0:
+		nc, extra = l.Classes, l.Masks
 	}
 	row := detRow + extra
 	d, err := e.detectBuffers(anchors, maxDet*row, pairs)
@@ -370,14 +379,14 @@ func (e *GPUEngine) detect(ctx context.Context, f Frames, l Layout, o PostOption
 			return nil, err
 		}
 	} else {
-		if err := e.k.selectV8.Launch(grid, [3]uint32{256, 1, 1}, st, e.addr(p, outV), int32(anchors), int32(nc), int32(l.D1), o.Conf, d.count, d.keys); err != nil {
+		if err := e.k.selectV8.Launch(grid, [3]uint32{256, 1, 1}, st, e.addr(p, outV), int32(anchors), int32(nc), img, o.Conf, d.count, d.keys); err != nil {
 			return nil, err
 		}
 		agnostic := int32(0)
 		if o.ClassAgnostic {
 			agnostic = 1
 		}
-		if err := e.k.detectV8.Launch(images, threads, st, e.addr(p, outV), int32(anchors), int32(nc), int32(l.D1), int32(extra), int32(row),
+		if err := e.k.detectV8.Launch(images, threads, st, e.addr(p, outV), int32(anchors), int32(nc), img, int32(extra), int32(row),
 			d.count, d.keys, int32(o.topK()), o.IoU, int32(maxDet), agnostic, d.dets, d.ndet); err != nil {
 			return nil, err
 		}
@@ -388,6 +397,12 @@ func (e *GPUEngine) detect(ctx context.Context, f Frames, l Layout, o PostOption
 	}
 	if err := e.cuda.DownloadAsync(d.host, 4*row*maxDet*e.opts.Batch, d.ndet, 4*n, st); err != nil {
 		return nil, err
+	}
+	var protos []float32
+	if l.Masks > 0 {
+		if protos, err = e.downloadPrototypes(e.addr(p, outV), l, n); err != nil {
+			return nil, err
+		}
 	}
 	if err := e.cuda.Sync(st); err != nil {
 		return nil, fmt.Errorf("gpu engine: %w", err)
@@ -403,14 +418,56 @@ func (e *GPUEngine) detect(ctx context.Context, f Frames, l Layout, o PostOption
 		dets := make([]Detection, k)
 		for j := range dets {
 			r := rowsOut[(i*maxDet+j)*row:]
-			dets[j] = Detection{X1: r[0], Y1: r[1], X2: r[2], Y2: r[3], Score: r[4], Class: int(r[5]), src: int32(r[6])}
-			if extra > 0 {
+			dets[j] = Detection{X1: r[0], Y1: r[1], X2: r[2], Y2: r[3], Score: r[4], Class: int(r[5])}
+			if l.Head == HeadOne2One || l.Masks > 0 {
+				dets[j].src = int32(r[6]) // where the host's decode keeps it
+			}
+			if l.Head == HeadPose {
 				dets[j].Keypoints = l.keypointsOf(r[detRow : detRow+extra])
 			}
 		}
-		res[i] = dropNonFinite(dets)
+		res[i] = dets
+	}
+	if l.Masks > 0 {
+		// The prototypes weighed on the host, images side by side, with
+		// the coefficients the device copied beside each detection.
+		per := l.protoValues()
+		parallel(n, func(i int) {
+			for j := range res[i] {
+				r := rowsOut[(i*maxDet+j)*row:]
+				d := &res[i][j]
+				d.Mask = l.weighMask(protos[i*per:(i+1)*per], r[detRow:detRow+extra], d)
+			}
+		})
+	}
+	for i := range res {
+		res[i] = dropNonFinite(res[i])
 	}
 	return res, nil
+}
+
+// downloadPrototypes copies the prototypes of the first n images of a seg
+// model's joined output at out (each image's detection rows, then its
+// prototypes) into host memory, and returns them, image after image.
+func (e *GPUEngine) downloadPrototypes(out gpu.DevicePtr, l Layout, n int) ([]float32, error) {
+	per, img := l.protoValues(), l.Values()
+	if e.protos == nil {
+		h, err := e.cuda.AllocHost(4 * per * e.opts.Batch)
+		if err != nil {
+			return nil, fmt.Errorf("gpu engine: host memory for mask prototypes: %w", err)
+		}
+		e.protos = h
+	}
+	for i := 0; i < n; i++ {
+		src := out + gpu.DevicePtr(4*(i*img+l.D1*l.D2))
+		if err := e.cuda.DownloadAsync(e.protos, 4*i*per, src, 4*per, e.stream); err != nil {
+			return nil, err
+		}
+	}
+	if err := e.cuda.Sync(e.stream); err != nil {
+		return nil, fmt.Errorf("gpu engine: %w", err)
+	}
+	return e.protos.Floats()[:n*per], nil
 }
 
 // detectBuffers returns buffers for anchors keys, rows floats of

@@ -159,6 +159,49 @@ func TestGPUDetectPose(t *testing.T) {
 	}
 }
 
+// TestGPUDetectSeg: a segmentation model's detections are selected on the
+// device, their mask coefficients copied beside them, and only the
+// prototypes cross to the host for the weighing: the detections and their
+// masks equal the host's decode of the whole output, value for value. The
+// mini seg model, and the real yolo11n-seg where DSBATCH_SEG_MODEL names it.
+func TestGPUDetectSeg(t *testing.T) {
+	uuid := firstGPU(t)
+	type sm struct {
+		path string
+		size int
+	}
+	ms := []sm{{segModel(t), 64}}
+	if p := os.Getenv("DSBATCH_SEG_MODEL"); p != "" {
+		ms = append(ms, sm{p, 640})
+	}
+	ctx := context.Background()
+	for _, mm := range ms {
+		m, err := ReadModel(mm.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		eng, err := NewGPU(m, mm.size, mm.size, GPUOptions{UUID: uuid, Batch: 4, CacheDir: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		in := randomImages(4, mm.size, mm.size, 29)
+		raw, _, err := eng.Infer(ctx, in, 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw = append([]float32(nil), raw...)
+		l, err := ProbeLayout(ctx, eng, ProbeOptions{H: mm.size, W: mm.size, Names: len(m.Names), Masks: m.Masks, Task: m.Metadata["task"]})
+		if err != nil || l.Masks == 0 {
+			t.Fatalf("%s: layout %v, %v", mm.path, l, err)
+		}
+		for _, o := range []PostOptions{{Conf: 0.25, IoU: 0.45}, {Conf: 0.25, IoU: 0.7, TopK: 7, MaxDet: 5}, {Conf: 0.01, IoU: 0.7, MaxDet: 300, ClassAgnostic: true}} {
+			total := checkDetects(t, eng, l, o, in, raw, 4, filepath.Base(mm.path))
+			t.Logf("%s %+v: %d detections with masks, equal", filepath.Base(mm.path), o, total)
+		}
+		eng.Close()
+	}
+}
+
 // checkDetects runs the n images in through eng's post-processing on the
 // device with layout l and options o, and checks each image's detections
 // against Layout.Decode of its raw output (from raw): equal, in order. It
@@ -172,7 +215,7 @@ func checkDetects(t *testing.T, eng *GPUEngine, l Layout, o PostOptions, in, raw
 	if err != nil {
 		t.Fatal(err)
 	}
-	total, per := 0, l.D1*l.D2
+	total, per := 0, l.Values()
 	for i := 0; i < n; i++ {
 		want := l.Decode(append([]float32(nil), raw[i*per:(i+1)*per]...), o, nil)
 		name := fmt.Sprintf("%s image %d %+v", label, i, o)

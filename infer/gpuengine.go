@@ -73,7 +73,8 @@ type GPUEngine struct {
 	arena, input, inputNHWC, ws gpu.DevicePtr
 	arenaBytes, wsBytes         int64
 	host                        *gpu.HostBuffer
-	det                         *detectBuffers // post-processing on the device, made on first use
+	det                         *detectBuffers  // post-processing on the device, made on first use
+	protos                      *gpu.HostBuffer // a seg model's prototypes, copied for the host's weighing; made on first use
 	plans                       map[int]*gpuPlan
 	algos                       *algoCache
 	stats                       GPUStats
@@ -249,6 +250,7 @@ func (e *GPUEngine) Close() error {
 		e.cuda.Free(p)
 	}
 	e.host.Free()
+	e.protos.Free()
 	if e.stream != nil {
 		e.cuda.DestroyStream(e.stream)
 	}

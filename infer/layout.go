@@ -276,6 +276,13 @@ func dropNonFinite(ds []Detection) []Detection {
 func (l Layout) DecodeBatch(out []float32, n int, o PostOptions) [][]Detection {
 	per := l.Values()
 	res := make([][]Detection, n)
+	parallel(n, func(i int) { res[i] = l.Decode(out[i*per:(i+1)*per], o, nil) })
+	return res
+}
+
+// parallel calls f(0) to f(n-1) on up to GOMAXPROCS goroutines and waits:
+// a batch's images, post-processed side by side.
+func parallel(n int, f func(i int)) {
 	var wg sync.WaitGroup
 	next := atomic.Int64{}
 	for w := 0; w < min(n, runtime.GOMAXPROCS(0)); w++ {
@@ -283,12 +290,11 @@ func (l Layout) DecodeBatch(out []float32, n int, o PostOptions) [][]Detection {
 		go func() {
 			defer wg.Done()
 			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
-				res[i] = l.Decode(out[i*per:(i+1)*per], o, nil)
+				f(i)
 			}
 		}()
 	}
 	wg.Wait()
-	return res
 }
 
 // decodeColumns decodes the layouts of YOLOv8's family, [B, 4+C+E, N]:

@@ -336,16 +336,11 @@ func (l Layout) coefficient(out []float32, src, k int) float32 {
 }
 
 // attachMasks gives each detection its mask from the image's output out
-// (detections, then prototypes): the logits of its weighed prototypes over
-// the cells round its box (model-input pixels).
+// (detections, then prototypes), with the coefficients of the row or
+// anchor it was read from.
 func (l Layout) attachMasks(out []float32, dets []Detection) {
 	protos := out[l.D1*l.D2:]
-	plane := l.MaskH * l.MaskW
-	cw, ch := float32(l.InputW)/float32(l.MaskW), float32(l.InputH)/float32(l.MaskH)
 	coef := make([]float32, l.Masks)
-	cell := func(v, size float32, n int) int { // the cell whose centre is at or before v
-		return min(max(int(math.Floor(float64(v/size-0.5))), 0), n-1)
-	}
 	for i := range dets {
 		d := &dets[i]
 		if d.src < 1 {
@@ -354,17 +349,29 @@ func (l Layout) attachMasks(out []float32, dets []Detection) {
 		for k := range coef {
 			coef[k] = l.coefficient(out, int(d.src-1), k)
 		}
-		x0, x1 := cell(d.X1, cw, l.MaskW), min(cell(d.X2, cw, l.MaskW)+1, l.MaskW-1)
-		y0, y1 := cell(d.Y1, ch, l.MaskH), min(cell(d.Y2, ch, l.MaskH)+1, l.MaskH-1)
-		m := &Mask{X0: x0, Y0: y0, W: x1 - x0 + 1, H: y1 - y0 + 1, GridW: l.MaskW, GridH: l.MaskH, CellW: cw, CellH: ch}
-		m.Logits = make([]float32, m.W*m.H)
-		for r := 0; r < m.H; r++ {
-			row := m.Logits[r*m.W : (r+1)*m.W]
-			for k, c := range coef {
-				at := k*plane + (y0+r)*l.MaskW + x0
-				weigh(row, protos[at:at+len(row)], c)
-			}
-		}
-		d.Mask = m
+		d.Mask = l.weighMask(protos, coef, d)
 	}
+}
+
+// weighMask is the mask of detection d (its box in model-input pixels):
+// the logits of the image's prototypes weighed by its coefficients over
+// the cells round its box.
+func (l Layout) weighMask(protos, coef []float32, d *Detection) *Mask {
+	plane := l.MaskH * l.MaskW
+	cw, ch := float32(l.InputW)/float32(l.MaskW), float32(l.InputH)/float32(l.MaskH)
+	cell := func(v, size float32, n int) int { // the cell whose centre is at or before v
+		return min(max(int(math.Floor(float64(v/size-0.5))), 0), n-1)
+	}
+	x0, x1 := cell(d.X1, cw, l.MaskW), min(cell(d.X2, cw, l.MaskW)+1, l.MaskW-1)
+	y0, y1 := cell(d.Y1, ch, l.MaskH), min(cell(d.Y2, ch, l.MaskH)+1, l.MaskH-1)
+	m := &Mask{X0: x0, Y0: y0, W: x1 - x0 + 1, H: y1 - y0 + 1, GridW: l.MaskW, GridH: l.MaskH, CellW: cw, CellH: ch}
+	m.Logits = make([]float32, m.W*m.H)
+	for r := 0; r < m.H; r++ {
+		row := m.Logits[r*m.W : (r+1)*m.W]
+		for k, c := range coef {
+			at := k*plane + (y0+r)*l.MaskW + x0
+			weigh(row, protos[at:at+len(row)], c)
+		}
+	}
+	return m
 }
