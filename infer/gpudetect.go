@@ -126,9 +126,12 @@ __device__ int topk(const u64* ck, unsigned c, int k, u64* key, unsigned* hist, 
 // greedy NMS; it writes up to maxDet rows (row floats apart) of x1, y1, x2,
 // y2, score, class, 1 + the anchor, then the extra rows after the classes
 // of the detection's anchor (a pose's keypoints, a seg model's mask
-// coefficients); images img floats apart, as for select_v8.
+// coefficients); images img floats apart, as for select_v8. With raw, a
+// row holds the anchor's cx, cy, w, h as the output has them instead of
+// the corners (an oriented box's, whose NMS the host does with thr 2: the
+// sorted top-k candidates).
 extern "C" __global__ void detect_v8(const float* out, int n, int nc, long long img, int extra, int row, const unsigned* count, const u64* keys,
-		int k, float thr, int maxDet, int agnostic, float* dets, int* ndet) {
+		int k, float thr, int maxDet, int agnostic, int raw, float* dets, int* ndet) {
 	__shared__ u64 key[TOPK_MAX];
 	__shared__ float4 box[TOPK_MAX];
 	__shared__ int cls[TOPK_MAX];
@@ -161,6 +164,10 @@ extern "C" __global__ void detect_v8(const float* out, int n, int nc, long long 
 		if (t == 0) {
 			float4 q = box[i];
 			float* r = o + nk * row;
+			if (raw) {
+				int a = (int)(0xffffffffu - (unsigned)key[i]);
+				q = make_float4(p[a], p[n + a], p[2 * n + a], p[3 * n + a]);
+			}
 			r[0] = q.x; r[1] = q.y; r[2] = q.z; r[3] = q.w;
 			r[4] = unorder((unsigned)(key[i] >> 32)); r[5] = (float)cls[i];
 			r[6] = (float)(1 + (int)(0xffffffffu - (unsigned)key[i]));
@@ -261,6 +268,8 @@ func DeviceDetects(l Layout, o PostOptions) bool {
 	switch l.Head {
 	case HeadV8, HeadPose:
 		return o.topK() <= deviceTopKMax && o.maxDet() <= deviceTopKMax
+	case HeadOBB:
+		return o.topK() <= deviceTopKMax
 	case HeadOne2One:
 		return l.Masks == 0 && l.Keypoints == 0 && o.maxDet() <= deviceTopKMax
 	}
@@ -300,7 +309,8 @@ func (e *GPUEngine) InputFrames(n int) []gpu.DevicePtr {
 // pixels, as Layout.Decode would. Host frames are uploaded; device frames
 // are copied into the input memory on the engine's stream. Score
 // threshold, top-k and NMS run on the GPU when DeviceDetects allows, so
-// that only the kept boxes cross to the host.
+// that only the kept boxes cross to the host (for oriented boxes, the
+// sorted top-k candidates, whose rotated NMS the host does).
 func (e *GPUEngine) detect(ctx context.Context, f Frames, l Layout, o PostOptions) ([][]Detection, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -345,7 +355,12 @@ func (e *GPUEngine) detect(ctx context.Context, f Frames, l Layout, o PostOption
 	if !l.Fits(shape) {
 		return nil, fmt.Errorf("gpu engine: output %v does not match layout [B, %d, %d]", outV.Shape, l.D1, l.D2)
 	}
-	maxDet := o.maxDet()
+	// An oriented-box head's rotated NMS runs on the host, over the sorted
+	// top-k candidates the device selects (raw boxes, the angle beside).
+	maxDet, thr, raw := o.maxDet(), o.IoU, int32(0)
+	if l.Head == HeadOBB {
+		maxDet, thr, raw = o.topK(), 2, 1
+	}
 	anchors, nc, pairs, extra, img := l.D2, l.D1-4, 0, 0, int64(l.Values())
 	switch {
 	case l.Head == HeadOne2One:
@@ -355,6 +370,8 @@ func (e *GPUEngine) detect(ctx context.Context, f Frames, l Layout, o PostOption
 		nc, extra = l.Classes, l.Keypoints*l.KeypointDims
 	case l.Masks > 0:
 		nc, extra = l.Classes, l.Masks
+	case l.Head == HeadOBB:
+		nc, extra = l.D1-5, 1
 	}
 	row := detRow + extra
 	d, err := e.detectBuffers(anchors, maxDet*row, pairs)
@@ -387,7 +404,7 @@ func (e *GPUEngine) detect(ctx context.Context, f Frames, l Layout, o PostOption
 			agnostic = 1
 		}
 		if err := e.k.detectV8.Launch(images, threads, st, e.addr(p, outV), int32(anchors), int32(nc), img, int32(extra), int32(row),
-			d.count, d.keys, int32(o.topK()), o.IoU, int32(maxDet), agnostic, d.dets, d.ndet); err != nil {
+			d.count, d.keys, int32(o.topK()), thr, int32(maxDet), agnostic, raw, d.dets, d.ndet); err != nil {
 			return nil, err
 		}
 	}
@@ -419,6 +436,10 @@ func (e *GPUEngine) detect(ctx context.Context, f Frames, l Layout, o PostOption
 		for j := range dets {
 			r := rowsOut[(i*maxDet+j)*row:]
 			dets[j] = Detection{X1: r[0], Y1: r[1], X2: r[2], Y2: r[3], Score: r[4], Class: int(r[5])}
+			if l.Head == HeadOBB { // as decodeOBB makes it
+				dets[j].Rotated = newRotated(r[0], r[1], r[2], r[3], r[detRow])
+				dets[j].X1, dets[j].Y1, dets[j].X2, dets[j].Y2 = dets[j].Rotated.bounds()
+			}
 			if l.Head == HeadOne2One || l.Masks > 0 {
 				dets[j].src = int32(r[6]) // where the host's decode keeps it
 			}
@@ -427,6 +448,9 @@ func (e *GPUEngine) detect(ctx context.Context, f Frames, l Layout, o PostOption
 			}
 		}
 		res[i] = dets
+	}
+	if l.Head == HeadOBB {
+		parallel(n, func(i int) { res[i] = suppress(res[i], o.IoU, o.maxDet(), o.ClassAgnostic) })
 	}
 	if l.Masks > 0 {
 		// The prototypes weighed on the host, images side by side, with

@@ -202,6 +202,46 @@ func TestGPUDetectSeg(t *testing.T) {
 	}
 }
 
+// TestGPUDetectOBB: an oriented-box head's candidates are selected and
+// ranked on the device, and the host's rotated NMS over them gives the
+// host decode's detections, corners included. The mini model read as an
+// OBB layout (its last row the angle), and the real yolo11n-obb where
+// DSBATCH_OBB_MODEL names it.
+func TestGPUDetectOBB(t *testing.T) {
+	uuid := firstGPU(t)
+	type om struct {
+		path string
+		size int
+	}
+	ms := []om{{onnxtest.WriteMiniYOLOv8(t, 7), 32}}
+	if p := os.Getenv("DSBATCH_OBB_MODEL"); p != "" {
+		ms = append(ms, om{p, 640})
+	}
+	ctx := context.Background()
+	for _, mm := range ms {
+		m, err := ReadModel(mm.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		eng, err := NewGPU(m, mm.size, mm.size, GPUOptions{UUID: uuid, Batch: 4, CacheDir: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		in := randomImages(4, mm.size, mm.size, 31)
+		raw, shape, err := eng.Infer(ctx, in, 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw = append([]float32(nil), raw...)
+		l := Layout{Head: HeadOBB, D1: int(shape[1]), D2: int(shape[2]), Classes: int(shape[1]) - 5, InputH: mm.size, InputW: mm.size}
+		for _, o := range []PostOptions{{Conf: 0.25, IoU: 0.45}, {Conf: 0.25, IoU: 0.7, TopK: 7, MaxDet: 5}, {Conf: 0.01, IoU: 0.1, MaxDet: 300, ClassAgnostic: true}} {
+			total := checkDetects(t, eng, l, o, in, raw, 4, filepath.Base(mm.path))
+			t.Logf("%s %+v: %d oriented detections, equal", filepath.Base(mm.path), o, total)
+		}
+		eng.Close()
+	}
+}
+
 // checkDetects runs the n images in through eng's post-processing on the
 // device with layout l and options o, and checks each image's detections
 // against Layout.Decode of its raw output (from raw): equal, in order. It
