@@ -58,7 +58,7 @@ func TestGPUDetectMatchesDecode(t *testing.T) {
 // Layout.Decode on the host: the mini YOLOv8 read transposed, as [B, N,
 // 4+C], and $DSBATCH_O2O_MODEL (yolo26n on the GPU machine) when set.
 func TestGPUDetectOne2One(t *testing.T) {
-	uuid := firstGPU(t)
+	firstGPU(t)
 	b, err := onnxtest.MiniYOLOv8(7)
 	if err != nil {
 		t.Fatal(err)
@@ -72,41 +72,18 @@ func TestGPUDetectOne2One(t *testing.T) {
 	g.Node = append(g.Node, onnxtest.Node("Transpose", []string{out.GetName()}, []string{"o2o"}, onnxtest.IntsAttr("perm", 0, 2, 1)))
 	g.Output = []*onnx.ValueInfoProto{{Name: proto.String("o2o")}}
 	b, _ = proto.Marshal(&mp)
-	paths := []string{filepath.Join(t.TempDir(), "mini-o2o.onnx")}
-	if err := os.WriteFile(paths[0], b, 0o644); err != nil {
+	path := filepath.Join(t.TempDir(), "mini-o2o.onnx")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if p := os.Getenv("DSBATCH_O2O_MODEL"); p != "" {
-		paths = append(paths, p)
-	}
-	ctx := context.Background()
-	for _, path := range paths {
-		m, err := ReadModel(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		size := 32
-		if path != paths[0] {
-			size = 640
-		}
-		eng, err := NewGPU(m, size, size, GPUOptions{UUID: uuid, Batch: 4, CacheDir: t.TempDir()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		in := randomImages(4, size, size, 21)
-		raw, shape, err := eng.Infer(ctx, in, 4)
-		if err != nil {
-			t.Fatal(err)
-		}
-		raw = append([]float32(nil), raw...)
-		d1, d2 := int(shape[1]), int(shape[2])
-		l := Layout{Head: HeadOne2One, D1: d1, D2: d2, Classes: d2 - 4, InputH: size, InputW: size}
+	eachHeadModel(t, path, 32, "DSBATCH_O2O_MODEL", 21, func(r headRun) {
+		d1, d2 := int(r.shape[1]), int(r.shape[2])
+		l := Layout{Head: HeadOne2One, D1: d1, D2: d2, Classes: d2 - 4, InputH: r.size, InputW: r.size}
 		for _, o := range []PostOptions{{Conf: 0.25}, {Conf: 0.25, MaxDet: 5}, {Conf: 0.5, MaxDet: 100}, {Conf: 0.9, MaxDet: 1024}, {Conf: 0.01, MaxDet: 300}} {
-			total := checkDetects(t, eng, l, o, in, raw, 4, filepath.Base(path))
-			t.Logf("%s %+v: %d detections, equal", filepath.Base(path), o, total)
+			total := checkDetects(t, r.eng, l, o, r.in, r.raw, 4, r.name)
+			t.Logf("%s %+v: %d detections, equal", r.name, o, total)
 		}
-		eng.Close()
-	}
+	})
 }
 
 // TestGPUDetectPose checks a pose head's post-processing on the device
@@ -115,48 +92,24 @@ func TestGPUDetectOne2One(t *testing.T) {
 // values, and $DSBATCH_POSE_MODEL (yolo11n-pose on the GPU machine), its
 // layout probed, when set.
 func TestGPUDetectPose(t *testing.T) {
-	uuid := firstGPU(t)
-	type pm struct {
-		path string
-		size int
-	}
-	ms := []pm{{onnxtest.WriteMiniYOLOv8(t, 7), 32}}
-	if p := os.Getenv("DSBATCH_POSE_MODEL"); p != "" {
-		ms = append(ms, pm{p, 640})
-	}
-	ctx := context.Background()
-	for _, mm := range ms {
-		m, err := ReadModel(mm.path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		eng, err := NewGPU(m, mm.size, mm.size, GPUOptions{UUID: uuid, Batch: 4, CacheDir: t.TempDir()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		in := randomImages(4, mm.size, mm.size, 23)
-		raw, shape, err := eng.Infer(ctx, in, 4)
-		if err != nil {
-			t.Fatal(err)
-		}
-		raw = append([]float32(nil), raw...)
-		d1, d2 := int(shape[1]), int(shape[2])
-		l := Layout{Head: HeadPose, D1: d1, D2: d2, Classes: d1 - 4 - 51, Keypoints: 17, KeypointDims: 3, InputH: mm.size, InputW: mm.size}
-		if mm.size == 640 {
-			if l, err = ProbeLayout(ctx, eng, ProbeOptions{H: 640, W: 640, Names: len(m.Names), Head: m.Head, Input: Ultralytics,
-				KeypointShape: m.KeypointShape, Task: m.Metadata["task"]}); err != nil {
+	eachHeadModel(t, onnxtest.WriteMiniYOLOv8(t, 7), 32, "DSBATCH_POSE_MODEL", 23, func(r headRun) {
+		d1, d2 := int(r.shape[1]), int(r.shape[2])
+		l := Layout{Head: HeadPose, D1: d1, D2: d2, Classes: d1 - 4 - 51, Keypoints: 17, KeypointDims: 3, InputH: r.size, InputW: r.size}
+		if r.size == 640 {
+			var err error
+			if l, err = ProbeLayout(context.Background(), r.eng, ProbeOptions{H: 640, W: 640, Names: len(r.m.Names), Head: r.m.Head, Input: Ultralytics,
+				KeypointShape: r.m.KeypointShape, Task: r.m.Metadata["task"]}); err != nil {
 				t.Fatal(err)
 			}
 			if l.Head != HeadPose {
-				t.Fatalf("%s: a %v head, not pose", mm.path, l.Head)
+				t.Fatalf("%s: a %v head, not pose", r.name, l.Head)
 			}
 		}
 		for _, o := range []PostOptions{{Conf: 0.25, IoU: 0.45}, {Conf: 0.25, IoU: 0.7, TopK: 7, MaxDet: 5}, {Conf: 0.01, IoU: 0.7, MaxDet: 300, ClassAgnostic: true}} {
-			total := checkDetects(t, eng, l, o, in, raw, 4, filepath.Base(mm.path))
-			t.Logf("%s %+v: %d detections with keypoints, equal", filepath.Base(mm.path), o, total)
+			total := checkDetects(t, r.eng, l, o, r.in, r.raw, 4, r.name)
+			t.Logf("%s %+v: %d detections with keypoints, equal", r.name, o, total)
 		}
-		eng.Close()
-	}
+	})
 }
 
 // TestGPUDetectSeg: a segmentation model's detections are selected on the
@@ -165,41 +118,16 @@ func TestGPUDetectPose(t *testing.T) {
 // masks equal the host's decode of the whole output, value for value. The
 // mini seg model, and the real yolo11n-seg where DSBATCH_SEG_MODEL names it.
 func TestGPUDetectSeg(t *testing.T) {
-	uuid := firstGPU(t)
-	type sm struct {
-		path string
-		size int
-	}
-	ms := []sm{{segModel(t), 64}}
-	if p := os.Getenv("DSBATCH_SEG_MODEL"); p != "" {
-		ms = append(ms, sm{p, 640})
-	}
-	ctx := context.Background()
-	for _, mm := range ms {
-		m, err := ReadModel(mm.path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		eng, err := NewGPU(m, mm.size, mm.size, GPUOptions{UUID: uuid, Batch: 4, CacheDir: t.TempDir()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		in := randomImages(4, mm.size, mm.size, 29)
-		raw, _, err := eng.Infer(ctx, in, 4)
-		if err != nil {
-			t.Fatal(err)
-		}
-		raw = append([]float32(nil), raw...)
-		l, err := ProbeLayout(ctx, eng, ProbeOptions{H: mm.size, W: mm.size, Names: len(m.Names), Masks: m.Masks, Task: m.Metadata["task"]})
+	eachHeadModel(t, segModel(t), 64, "DSBATCH_SEG_MODEL", 29, func(r headRun) {
+		l, err := ProbeLayout(context.Background(), r.eng, ProbeOptions{H: r.size, W: r.size, Names: len(r.m.Names), Masks: r.m.Masks, Task: r.m.Metadata["task"]})
 		if err != nil || l.Masks == 0 {
-			t.Fatalf("%s: layout %v, %v", mm.path, l, err)
+			t.Fatalf("%s: layout %v, %v", r.name, l, err)
 		}
 		for _, o := range []PostOptions{{Conf: 0.25, IoU: 0.45}, {Conf: 0.25, IoU: 0.7, TopK: 7, MaxDet: 5}, {Conf: 0.01, IoU: 0.7, MaxDet: 300, ClassAgnostic: true}} {
-			total := checkDetects(t, eng, l, o, in, raw, 4, filepath.Base(mm.path))
-			t.Logf("%s %+v: %d detections with masks, equal", filepath.Base(mm.path), o, total)
+			total := checkDetects(t, r.eng, l, o, r.in, r.raw, 4, r.name)
+			t.Logf("%s %+v: %d detections with masks, equal", r.name, o, total)
 		}
-		eng.Close()
-	}
+	})
 }
 
 // TestGPUDetectOBB: an oriented-box head's candidates are selected and
@@ -208,16 +136,43 @@ func TestGPUDetectSeg(t *testing.T) {
 // OBB layout (its last row the angle), and the real yolo11n-obb where
 // DSBATCH_OBB_MODEL names it.
 func TestGPUDetectOBB(t *testing.T) {
+	eachHeadModel(t, onnxtest.WriteMiniYOLOv8(t, 7), 32, "DSBATCH_OBB_MODEL", 31, func(r headRun) {
+		d1, d2 := int(r.shape[1]), int(r.shape[2])
+		l := Layout{Head: HeadOBB, D1: d1, D2: d2, Classes: d1 - 5, InputH: r.size, InputW: r.size}
+		for _, o := range []PostOptions{{Conf: 0.25, IoU: 0.45}, {Conf: 0.25, IoU: 0.7, TopK: 7, MaxDet: 5}, {Conf: 0.01, IoU: 0.1, MaxDet: 300, ClassAgnostic: true}} {
+			total := checkDetects(t, r.eng, l, o, r.in, r.raw, 4, r.name)
+			t.Logf("%s %+v: %d oriented detections, equal", r.name, o, total)
+		}
+	})
+}
+
+// headRun is one model of a device post-processing test: its engine for
+// batches of 4, four random images and their raw output.
+type headRun struct {
+	m     *Model
+	eng   *GPUEngine
+	size  int
+	in    []float32
+	raw   []float32
+	shape []int64
+	name  string
+}
+
+// eachHeadModel runs check on the mini model at path (size×size inputs)
+// and, where the variable env names one, on a real export at 640×640:
+// each with a GPU engine for batches of 4 and four random images of seed
+// through it.
+func eachHeadModel(t *testing.T, path string, size int, env string, seed int64, check func(r headRun)) {
+	t.Helper()
 	uuid := firstGPU(t)
-	type om struct {
+	type model struct {
 		path string
 		size int
 	}
-	ms := []om{{onnxtest.WriteMiniYOLOv8(t, 7), 32}}
-	if p := os.Getenv("DSBATCH_OBB_MODEL"); p != "" {
-		ms = append(ms, om{p, 640})
+	ms := []model{{path, size}}
+	if p := os.Getenv(env); p != "" {
+		ms = append(ms, model{p, 640})
 	}
-	ctx := context.Background()
 	for _, mm := range ms {
 		m, err := ReadModel(mm.path)
 		if err != nil {
@@ -227,17 +182,12 @@ func TestGPUDetectOBB(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		in := randomImages(4, mm.size, mm.size, 31)
-		raw, shape, err := eng.Infer(ctx, in, 4)
+		in := randomImages(4, mm.size, mm.size, seed)
+		raw, shape, err := eng.Infer(context.Background(), in, 4)
 		if err != nil {
 			t.Fatal(err)
 		}
-		raw = append([]float32(nil), raw...)
-		l := Layout{Head: HeadOBB, D1: int(shape[1]), D2: int(shape[2]), Classes: int(shape[1]) - 5, InputH: mm.size, InputW: mm.size}
-		for _, o := range []PostOptions{{Conf: 0.25, IoU: 0.45}, {Conf: 0.25, IoU: 0.7, TopK: 7, MaxDet: 5}, {Conf: 0.01, IoU: 0.1, MaxDet: 300, ClassAgnostic: true}} {
-			total := checkDetects(t, eng, l, o, in, raw, 4, filepath.Base(mm.path))
-			t.Logf("%s %+v: %d oriented detections, equal", filepath.Base(mm.path), o, total)
-		}
+		check(headRun{m: m, eng: eng, size: mm.size, in: in, raw: append([]float32(nil), raw...), shape: shape, name: filepath.Base(mm.path)})
 		eng.Close()
 	}
 }

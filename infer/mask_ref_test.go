@@ -96,6 +96,23 @@ func TestFrameMatchesReference(t *testing.T) {
 	}
 }
 
+// benchMask is the benchmarks' mask: a window of 90×60 prototype cells
+// round a 1,000×600 box of a 1080p frame, its logits smooth (a blob, as a
+// trained model gives) or speckled (as random weights give).
+func benchMask(kind string) *Mask {
+	r := rand.New(rand.NewSource(1))
+	m := &Mask{X0: 40, Y0: 50, W: 90, H: 60, GridW: 160, GridH: 160, CellW: 4, CellH: 4}
+	m.Logits = make([]float32, m.W*m.H)
+	for i := range m.Logits {
+		x, y := float64(i%m.W)/float64(m.W)-0.5, float64(i/m.W)/float64(m.H)-0.5
+		m.Logits[i] = float32(0.15 - x*x - y*y)
+		if kind == "speckled" {
+			m.Logits[i] = r.Float32()*2 - 1
+		}
+	}
+	return m
+}
+
 // BenchmarkMaskFrame rasterises one large mask in a 1080p frame (a
 // 1,000×600 box), smooth as a trained model's or speckled as random
 // weights make them.
@@ -103,16 +120,7 @@ func BenchmarkMaskFrame(b *testing.B) {
 	lb := FitLetterbox(1920, 1080, 640, 640, FitCentre)
 	for _, kind := range []string{"smooth", "speckled"} {
 		b.Run(kind, func(b *testing.B) {
-			r := rand.New(rand.NewSource(1))
-			m := &Mask{X0: 40, Y0: 50, W: 90, H: 60, GridW: 160, GridH: 160, CellW: 4, CellH: 4}
-			m.Logits = make([]float32, m.W*m.H)
-			for i := range m.Logits {
-				x, y := float64(i%m.W)/float64(m.W)-0.5, float64(i/m.W)/float64(m.H)-0.5
-				m.Logits[i] = float32(0.15 - x*x - y*y)
-				if kind == "speckled" {
-					m.Logits[i] = r.Float32()*2 - 1
-				}
-			}
+			m := benchMask(kind)
 			for b.Loop() {
 				m.Frame(lb, 500, 300, 1500, 900)
 			}
@@ -127,16 +135,7 @@ func BenchmarkMaskFrame(b *testing.B) {
 func BenchmarkMaskExport(b *testing.B) {
 	lb := FitLetterbox(1920, 1080, 640, 640, FitCentre)
 	for _, kind := range []string{"smooth", "speckled"} {
-		r := rand.New(rand.NewSource(1))
-		m := &Mask{X0: 40, Y0: 50, W: 90, H: 60, GridW: 160, GridH: 160, CellW: 4, CellH: 4}
-		m.Logits = make([]float32, m.W*m.H)
-		for i := range m.Logits {
-			x, y := float64(i%m.W)/float64(m.W)-0.5, float64(i/m.W)/float64(m.H)-0.5
-			m.Logits[i] = float32(0.15 - x*x - y*y)
-			if kind == "speckled" {
-				m.Logits[i] = r.Float32()*2 - 1
-			}
-		}
+		m := benchMask(kind)
 		b.Run(kind+"/pixels", func(b *testing.B) {
 			var scratch []bool
 			for b.Loop() {

@@ -63,24 +63,7 @@ func TestFuseAttention(t *testing.T) {
 // convolution's output and writes the projection's input, with no copy in
 // between.
 func TestAttentionInPlace(t *testing.T) {
-	var c onnxtest.OpCase
-	for _, oc := range onnxtest.OpCases() {
-		if oc.Name == "Attention C2PSA projected" {
-			c = oc
-		}
-	}
-	g, err := Load(c.Model)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := g.Specialize(2, c.H, c.W); err != nil {
-		t.Fatal(err)
-	}
-	g.Fuse()
-	p, err := g.Lower(LowerOptions{PadInputChannels: 8})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, p := loweredCase(t, "Attention C2PSA projected", LowerOptions{PadInputChannels: 8})
 	var kinds []Kind
 	for _, s := range p.Steps {
 		kinds = append(kinds, s.Kind)

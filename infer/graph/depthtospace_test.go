@@ -3,8 +3,6 @@ package graph
 import (
 	"slices"
 	"testing"
-
-	"github.com/dsbatch/dsbatch/internal/onnxtest"
 )
 
 // TestConvTransposeFoldsIntoEpilogue: the prototypes' upsampling (a
@@ -24,27 +22,7 @@ func TestConvTransposeFoldsIntoEpilogue(t *testing.T) {
 		{"ConvTranspose k2 s2 bias", []Kind{KCopy, KConv, KConv, KCopy, KCopy}, 0},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			var c onnxtest.OpCase
-			for _, oc := range onnxtest.OpCases() {
-				if oc.Name == tt.name {
-					c = oc
-				}
-			}
-			if c.Model == nil {
-				t.Fatalf("no operator case %q", tt.name)
-			}
-			g, err := Load(c.Model)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := g.Specialize(2, c.H, c.W); err != nil {
-				t.Fatal(err)
-			}
-			g.Fuse()
-			p, err := g.Lower(LowerOptions{PadInputChannels: 8})
-			if err != nil {
-				t.Fatal(err)
-			}
+			c, p := loweredCase(t, tt.name, LowerOptions{PadInputChannels: 8})
 			var kinds []Kind
 			for _, s := range p.Steps {
 				kinds = append(kinds, s.Kind)

@@ -611,24 +611,7 @@ func TestLoweredOperators(t *testing.T) {
 // padded to sixteen, the padding zeroed by a step of its own, so that
 // cuDNN runs a tensor-core kernel; TestLoweredOperators checks the values.
 func TestPadChannels(t *testing.T) {
-	var c onnxtest.OpCase
-	for _, oc := range onnxtest.OpCases() {
-		if oc.Name == "Focus stem" {
-			c = oc
-		}
-	}
-	g, err := Load(c.Model)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := g.Specialize(2, c.H, c.W); err != nil {
-		t.Fatal(err)
-	}
-	g.Fuse()
-	p, err := g.Lower(LowerOptions{PadInputChannels: 8, InPlaceConcat: []string{"Conv", "MaxPool", "Resize", "Slice", "Split"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, p := loweredCase(t, "Focus stem", LowerOptions{PadInputChannels: 8, InPlaceConcat: []string{"Conv", "MaxPool", "Resize", "Slice", "Split"}})
 	var conv *Step
 	zeroed := false
 	for i, s := range p.Steps {
@@ -645,4 +628,30 @@ func TestPadChannels(t *testing.T) {
 	if px, _ := PixelStride(conv.In[0]); px != 16 || !zeroed {
 		t.Errorf("input pixel stride %d, padding zeroed %v", px, zeroed)
 	}
+}
+
+// loweredCase lowers the operator conformance case named name at batch 2
+// with options o.
+func loweredCase(t *testing.T, name string, o LowerOptions) (onnxtest.OpCase, *Program) {
+	t.Helper()
+	for _, c := range onnxtest.OpCases() {
+		if c.Name != name {
+			continue
+		}
+		g, err := Load(c.Model)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := g.Specialize(2, c.H, c.W); err != nil {
+			t.Fatal(err)
+		}
+		g.Fuse()
+		p, err := g.Lower(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c, p
+	}
+	t.Fatalf("no operator case %q", name)
+	return onnxtest.OpCase{}, nil
 }
