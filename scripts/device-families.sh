@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Runs on a GPU machine (the device tool) from the repository root, with
-# $D (default .device/fam) holding dsbatch.xz, models/*.onnx (or .onnx.xz) and one clip
-# (*.mp4). Issue 19's one table: for every model, whether the GPU engine
-# compiles it, its first batch (cold, then warm), its img/s at batch 64 (`dsbatch check`), the
-# same file's PyTorch CUDA-graph img/s (bench/torch_onnx.py; eager where the
+# $D (default .device/fam) holding dsbatch.xz, models/*.onnx (or
+# .onnx.xz) and one clip (*.mp4). Issue 19's one table: for every model,
+# whether the GPU engine compiles it, its first batch (cold: a cache of
+# its own; then warm), its img/s at batch 64 (`dsbatch check`), the same
+# file's PyTorch CUDA-graph img/s (bench/torch_onnx.py; eager where the
 # graph does not capture), the ratio, and the engines' agreement on the
 # clip's first 16 frames. PyTorch runs first, alone on the GPU. Every step
 # bounded and logged to $OUT/log.txt; the table is also $OUT/families.md.
+# The carry limit (64 MiB) takes four or five models a call.
 set -uo pipefail
 D=${D:-.device/fam}
 out=${OUT:-/tmp/dsbatch-out}
