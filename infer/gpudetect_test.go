@@ -3,6 +3,7 @@ package infer
 import (
 	"context"
 	"fmt"
+	"math/rand"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -88,11 +89,11 @@ func TestGPUDetectOne2One(t *testing.T) {
 
 // TestGPUDetectPose checks a pose head's post-processing on the device
 // (YOLOv8's with each detection's keypoints) against Layout.Decode on the
-// host: the mini YOLOv8's output read as 29 classes and 17 points of 3
-// values, and $DSBATCH_POSE_MODEL (yolo11n-pose on the GPU machine), its
-// layout probed, when set.
+// host: a pose-shaped model of one class and 17 points of 3 values
+// (miniPose), and $DSBATCH_POSE_MODEL (yolo11n-pose on the GPU machine),
+// its layout probed, when set.
 func TestGPUDetectPose(t *testing.T) {
-	eachHeadModel(t, onnxtest.WriteMiniYOLOv8(t, 7), 32, "DSBATCH_POSE_MODEL", 23, func(r headRun) {
+	eachHeadModel(t, miniPose(t), 32, "DSBATCH_POSE_MODEL", 23, func(r headRun) {
 		d1, d2 := int(r.shape[1]), int(r.shape[2])
 		l := Layout{Head: HeadPose, D1: d1, D2: d2, Classes: d1 - 4 - 51, Keypoints: 17, KeypointDims: 3, InputH: r.size, InputW: r.size}
 		if r.size == 640 {
@@ -110,6 +111,26 @@ func TestGPUDetectPose(t *testing.T) {
 			t.Logf("%s %+v: %d detections with keypoints, equal", r.name, o, total)
 		}
 	})
+}
+
+// miniPose writes a pose-shaped model, [B, 4+1+51, 64] (one class, 17
+// points of 3 values), its outputs Raw + mean(image) × K so that they
+// differ from image to image, and near-ties are unlikely.
+func miniPose(t *testing.T) string {
+	r := rand.New(rand.NewSource(13))
+	d1, d2 := 4+1+51, 64
+	raw, k := make([]float32, d1*d2), make([]float32, d1*d2)
+	for a := 0; a < d2; a++ {
+		raw[a], raw[d2+a] = r.Float32()*32, r.Float32()*32
+		raw[2*d2+a], raw[3*d2+a] = 2+r.Float32()*8, 2+r.Float32()*8
+		for row := 4; row < d1; row++ {
+			raw[row*d2+a] = r.Float32()
+		}
+	}
+	for i := range k {
+		k[i] = r.Float32()*0.2 - 0.1
+	}
+	return writeModel(t, onnxtest.Detector{H: 32, W: 32, D1: d1, D2: d2, Raw: raw, K: k, ConvMean: true, Names: []string{"person"}})
 }
 
 // TestGPUDetectSeg: a segmentation model's detections are selected on the
