@@ -263,7 +263,8 @@ type detectBuffers struct {
 
 // DeviceDetects reports whether the GPU engine post-processes on the GPU
 // for this layout and these options (otherwise it copies the raw output to
-// the host and decodes there).
+// the host and decodes there): selection, top-k and NMS, or for oriented
+// boxes the selection and top-k, their rotated NMS then on the host.
 func DeviceDetects(l Layout, o PostOptions) bool {
 	switch l.Head {
 	case HeadV8, HeadPose:

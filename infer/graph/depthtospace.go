@@ -18,8 +18,8 @@ import (
 // to their places in the output (ConvStep.Shuffle), so the patches cost no
 // pass of their own. Any other is one strided copy.
 
-// depthToSpace reads a DepthToSpace node's block size and order.
-func depthToSpace(n *Node) (b int, dcr bool, err error) {
+// blockOrder reads a DepthToSpace node's block size and order.
+func blockOrder(n *Node) (b int, dcr bool, err error) {
 	b = n.attrInt("blocksize", 0)
 	mode := n.attrString("mode", "DCR")
 	if b < 1 || mode != "DCR" && mode != "CRD" {
@@ -30,7 +30,7 @@ func depthToSpace(n *Node) (b int, dcr bool, err error) {
 
 func opDepthToSpace(n *Node, in []*Tensor, data bool) ([]*Tensor, error) {
 	x := in[0]
-	b, dcr, err := depthToSpace(n)
+	b, dcr, err := blockOrder(n)
 	if err != nil {
 		return nil, err
 	}
@@ -57,7 +57,7 @@ func opDepthToSpace(n *Node, in []*Tensor, data bool) ([]*Tensor, error) {
 // input where it can (shuffleConv), else one copy through 6-D views, in
 // the destination's memory order: [N, H, i, W, j, C].
 func (l *lowering) depthToSpace(n *Node) error {
-	b, dcr, err := depthToSpace(n)
+	b, dcr, err := blockOrder(n)
 	if err != nil {
 		return err
 	}
