@@ -9,7 +9,7 @@ export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 # Debian 12 / Ubuntu packages: FFmpeg 5.1 development files (go-astiav v0.16.0 is
 # built for FFmpeg 5.1), pkg-config, a C compiler for cgo, and NVIDIA's
 # dynamic-loading codec headers (ffnvcodec) for NVDEC.
-APT_PACKAGES := pkg-config gcc libc6-dev libavcodec-dev libavformat-dev libavutil-dev \
+APT_PACKAGES := pkg-config gcc g++ libc6-dev libavcodec-dev libavformat-dev libavutil-dev \
 	libswscale-dev libswresample-dev libavfilter-dev libavdevice-dev libffmpeg-nvenc-dev
 
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)

@@ -259,12 +259,17 @@ type detectBuffers struct {
 	pairKeys             gpu.DevicePtr // one2one: maxDet × classes keys an image
 	dets, ndet           gpu.DevicePtr
 	host                 *gpu.HostBuffer // dets then ndet
+	// Oriented boxes' NMS (nms_obb), for obb candidates an image: their
+	// quads, the kept rows' indices and their number, and those on the host.
+	obb                int
+	quads, keep, nkeep gpu.DevicePtr
+	keepHost           *gpu.HostBuffer // keep then nkeep
 }
 
 // DeviceDetects reports whether the GPU engine post-processes on the GPU
 // for this layout and these options (otherwise it copies the raw output to
-// the host and decodes there): selection, top-k and NMS, or for oriented
-// boxes the selection and top-k, their rotated NMS then on the host.
+// the host and decodes there): selection, top-k and NMS (for oriented
+// boxes, rotated NMS over the sorted top-k: nms_obb).
 func DeviceDetects(l Layout, o PostOptions) bool {
 	switch l.Head {
 	case HeadV8, HeadPose:
@@ -311,7 +316,7 @@ func (e *GPUEngine) InputFrames(n int) []gpu.DevicePtr {
 // are copied into the input memory on the engine's stream. Score
 // threshold, top-k and NMS run on the GPU when DeviceDetects allows, so
 // that only the kept boxes cross to the host (for oriented boxes, the
-// sorted top-k candidates, whose rotated NMS the host does).
+// sorted top-k candidates and which of them the rotated NMS kept).
 func (e *GPUEngine) detect(ctx context.Context, f Frames, l Layout, o PostOptions) ([][]Detection, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -356,8 +361,8 @@ func (e *GPUEngine) detect(ctx context.Context, f Frames, l Layout, o PostOption
 	if !l.Fits(shape) {
 		return nil, fmt.Errorf("gpu engine: output %v does not match layout [B, %d, %d]", outV.Shape, l.D1, l.D2)
 	}
-	// An oriented-box head's rotated NMS runs on the host, over the sorted
-	// top-k candidates the device selects (raw boxes, the angle beside).
+	// An oriented-box head's rotated NMS runs over the sorted top-k
+	// candidates detect_v8 writes (raw boxes, the angle beside): nms_obb.
 	maxDet, thr, raw := o.maxDet(), o.IoU, int32(0)
 	if l.Head == HeadOBB {
 		maxDet, thr, raw = o.topK(), 2, 1
@@ -375,7 +380,11 @@ func (e *GPUEngine) detect(ctx context.Context, f Frames, l Layout, o PostOption
 		nc, extra = l.D1-5, 1
 	}
 	row := detRow + extra
-	d, err := e.detectBuffers(anchors, maxDet*row, pairs)
+	obb := 0
+	if l.Head == HeadOBB {
+		obb = maxDet
+	}
+	d, err := e.detectBuffers(anchors, maxDet*row, pairs, obb)
 	if err != nil {
 		return nil, err
 	}
@@ -409,6 +418,22 @@ func (e *GPUEngine) detect(ctx context.Context, f Frames, l Layout, o PostOption
 			return nil, err
 		}
 	}
+	if l.Head == HeadOBB {
+		agnostic := int32(0)
+		if o.ClassAgnostic {
+			agnostic = 1
+		}
+		if err := e.k.nmsOBB.Launch(images, [3]uint32{256, 1, 1}, st, d.dets, int32(row), int32(maxDet), d.ndet, int32(o.maxDet()), o.IoU, agnostic,
+			d.quads, d.keep, d.nkeep); err != nil {
+			return nil, err
+		}
+		if err := e.cuda.DownloadAsync(d.keepHost, 0, d.keep, 4*maxDet*n, st); err != nil {
+			return nil, err
+		}
+		if err := e.cuda.DownloadAsync(d.keepHost, 4*maxDet*e.opts.Batch, d.nkeep, 4*n, st); err != nil {
+			return nil, err
+		}
+	}
 	rows := 4 * row * maxDet * n
 	if err := e.cuda.DownloadAsync(d.host, 0, d.dets, rows, st); err != nil {
 		return nil, err
@@ -428,14 +453,35 @@ func (e *GPUEngine) detect(ctx context.Context, f Frames, l Layout, o PostOption
 	rowsOut := d.host.Floats()
 	counts := rowsOut[row*maxDet*e.opts.Batch:]
 	res := make([][]Detection, n)
+	// hostNMS marks the oriented-box images whose NMS the device left to
+	// the host (see obbSource).
+	var hostNMS []bool
 	for i := range res {
 		k := int(math.Float32bits(counts[i]))
 		if k < 0 || k > maxDet {
 			return nil, fmt.Errorf("gpu engine: image %d: %d detections from the device, at most %d expected", i, k, maxDet)
 		}
+		// The rows kept: every row, or those nms_obb kept, in order.
+		kept := func(j int) int { return j }
+		if l.Head == HeadOBB {
+			ki := d.keepHost.Floats()
+			nk := int(int32(math.Float32bits(ki[maxDet*e.opts.Batch+i])))
+			switch {
+			case nk == -1:
+				if hostNMS == nil {
+					hostNMS = make([]bool, n)
+				}
+				hostNMS[i] = true
+			case nk < 0 || nk > k:
+				return nil, fmt.Errorf("gpu engine: image %d: %d oriented boxes kept of %d candidates", i, nk, k)
+			default:
+				k = nk
+				kept = func(j int) int { return int(math.Float32bits(ki[i*maxDet+j])) }
+			}
+		}
 		dets := make([]Detection, k)
 		for j := range dets {
-			r := rowsOut[(i*maxDet+j)*row:]
+			r := rowsOut[(i*maxDet+kept(j))*row:]
 			dets[j] = Detection{X1: r[0], Y1: r[1], X2: r[2], Y2: r[3], Score: r[4], Class: int(r[5])}
 			if l.Head == HeadOBB { // as decodeOBB makes it
 				dets[j].Rotated = newRotated(r[0], r[1], r[2], r[3], r[detRow])
@@ -450,8 +496,12 @@ func (e *GPUEngine) detect(ctx context.Context, f Frames, l Layout, o PostOption
 		}
 		res[i] = dets
 	}
-	if l.Head == HeadOBB {
-		parallel(n, func(i int) { res[i] = suppress(res[i], o.IoU, o.maxDet(), o.ClassAgnostic) })
+	if hostNMS != nil {
+		parallel(n, func(i int) {
+			if hostNMS[i] {
+				res[i] = suppress(res[i], o.IoU, o.maxDet(), o.ClassAgnostic)
+			}
+		})
 	}
 	if l.Masks > 0 {
 		// The prototypes weighed on the host, images side by side, with
@@ -498,12 +548,12 @@ func (e *GPUEngine) downloadPrototypes(out gpu.DevicePtr, l Layout, n int) ([]fl
 // detectBuffers returns buffers for anchors keys, rows floats of
 // detection rows and pairs one2one keys per image, reallocating when any
 // changes.
-func (e *GPUEngine) detectBuffers(anchors, rows, pairs int) (*detectBuffers, error) {
-	if d := e.det; d != nil && d.anchors == anchors && d.rows == rows && d.pairs == pairs {
+func (e *GPUEngine) detectBuffers(anchors, rows, pairs, obb int) (*detectBuffers, error) {
+	if d := e.det; d != nil && d.anchors == anchors && d.rows == rows && d.pairs == pairs && d.obb == obb {
 		return d, nil
 	}
 	e.freeDetect()
-	d := &detectBuffers{anchors: anchors, rows: rows, pairs: pairs}
+	d := &detectBuffers{anchors: anchors, rows: rows, pairs: pairs, obb: obb}
 	e.det = d
 	var err error
 	b := e.opts.Batch
@@ -527,6 +577,20 @@ func (e *GPUEngine) detectBuffers(anchors, rows, pairs int) (*detectBuffers, err
 	if d.host, err = e.cuda.AllocHost(4*rows*b + 4*b); err != nil {
 		return nil, err
 	}
+	if obb > 0 {
+		if d.quads, err = e.cuda.Alloc(8 * obbQuad * obb * b); err != nil {
+			return nil, err
+		}
+		if d.keep, err = e.cuda.Alloc(4 * obb * b); err != nil {
+			return nil, err
+		}
+		if d.nkeep, err = e.cuda.Alloc(4 * b); err != nil {
+			return nil, err
+		}
+		if d.keepHost, err = e.cuda.AllocHost(4*obb*b + 4*b); err != nil {
+			return nil, err
+		}
+	}
 	return d, nil
 }
 
@@ -536,11 +600,12 @@ func (e *GPUEngine) freeDetect() {
 	if d == nil {
 		return
 	}
-	for _, p := range []gpu.DevicePtr{d.count, d.keys, d.pairKeys, d.dets, d.ndet} {
+	for _, p := range []gpu.DevicePtr{d.count, d.keys, d.pairKeys, d.dets, d.ndet, d.quads, d.keep, d.nkeep} {
 		if p != 0 {
 			e.cuda.Free(p)
 		}
 	}
 	d.host.Free()
+	d.keepHost.Free()
 	e.det = nil
 }

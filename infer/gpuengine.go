@@ -173,10 +173,6 @@ func newGPU(m *Model, h, w int, o GPUOptions) (_ *GPUEngine, err error) {
 	e.stats.Arena = prog.Arena
 	in := int64(graph.Len(prog.Input.Shape)) * 4
 	inNHWC := int64(o.Batch*prog.InputChannels*h*w) * 2
-	outBytes := int64(0)
-	for _, v := range prog.Outputs {
-		outBytes += int64(graph.Len(v.Shape)) * 4
-	}
 	if e.arena, err = e.cuda.Alloc(int(max(e.arenaBytes, 256))); err != nil {
 		return nil, fmt.Errorf("activation memory (%d MiB): %w", e.arenaBytes>>20, err)
 	}
@@ -191,9 +187,6 @@ func newGPU(m *Model, h, w int, o GPUOptions) (_ *GPUEngine, err error) {
 	}
 	e.wsBytes = o.Workspace
 	if e.ws, err = e.cuda.Alloc(int(e.wsBytes)); err != nil {
-		return nil, err
-	}
-	if e.host, err = e.cuda.AllocHost(int(outBytes)); err != nil {
 		return nil, err
 	}
 	e.stats.Setup = time.Since(start)
@@ -304,6 +297,14 @@ func (e *GPUEngine) inferDevice(n int) ([]float32, []int64, error) {
 	}
 	out := p.prog.Outputs[0]
 	per := graph.Len(out.Shape[1:])
+	if e.host == nil {
+		// Page-locked on first use, for the largest batch: heads decoded
+		// on the device (DeviceDetects) never bring the raw output back,
+		// and a seg model's is 250 MB at batch 64.
+		if e.host, err = e.cuda.AllocHost(4 * e.opts.Batch * per); err != nil {
+			return nil, nil, fmt.Errorf("gpu engine: output memory: %w", err)
+		}
+	}
 	if err := e.cuda.DownloadAsync(e.host, 0, e.addr(p, out), 4*n*per, e.stream); err != nil {
 		return nil, nil, err
 	}

@@ -145,7 +145,9 @@ func runCheck(c *cli.Context) error {
 			return err
 		}
 		defer g.Close()
-		row("GPU first batch", "%.2f s (compile, plans, CUDA graph)", time.Since(t0).Seconds())
+		st := g.Stats()
+		row("GPU first batch", "%.2f s (set-up %.2f s, convolution plans %.2f s, first run and CUDA graph %.2f s)",
+			time.Since(t0).Seconds(), st.Setup.Seconds(), st.Plans.Seconds(), st.Capture.Seconds())
 		grate, err := gpuImagesPerSecond(c, g)
 		if err != nil {
 			return err
