@@ -441,9 +441,9 @@ func (e *GPUEngine) detect(ctx context.Context, f Frames, l Layout, o PostOption
 	if err := e.cuda.DownloadAsync(d.host, 4*row*maxDet*e.opts.Batch, d.ndet, 4*n, st); err != nil {
 		return nil, err
 	}
-	var protos []float32
+	var masks *maskBuffers
 	if l.Masks > 0 {
-		if protos, err = e.downloadPrototypes(e.addr(p, outV), l, n); err != nil {
+		if masks, err = e.weighMasks(e.addr(p, outV), l, n, d.dets, d.ndet, row, maxDet); err != nil {
 			return nil, err
 		}
 	}
@@ -503,22 +503,43 @@ func (e *GPUEngine) detect(ctx context.Context, f Frames, l Layout, o PostOption
 			}
 		})
 	}
-	if l.Masks > 0 {
-		// The prototypes weighed on the host, images side by side, with
-		// the coefficients the device copied beside each detection.
-		per := l.protoValues()
-		parallel(n, func(i int) {
-			for j := range res[i] {
-				r := rowsOut[(i*maxDet+j)*row:]
-				d := &res[i][j]
-				d.Mask = l.weighMask(protos[i*per:(i+1)*per], r[detRow:detRow+extra], d)
+	if masks != nil {
+		weighed, err := e.deviceMasks(masks, l, res, maxDet)
+		if err != nil {
+			return nil, err
+		}
+		if !weighed {
+			e.hostWeighed++
+			if err := e.weighOnHost(e.addr(p, outV), l, res, rowsOut, row, maxDet); err != nil {
+				return nil, err
 			}
-		})
+		}
 	}
 	for i := range res {
 		res[i] = dropNonFinite(res[i])
 	}
 	return res, nil
+}
+
+// weighOnHost weighs the masks of res on the host, images side by side:
+// the prototypes of the joined output at out downloaded, with the
+// coefficients the device copied beside each detection's row (in rowsOut).
+// The fallback where the windows' logits outgrow the device's room.
+func (e *GPUEngine) weighOnHost(out gpu.DevicePtr, l Layout, res [][]Detection, rowsOut []float32, row, maxDet int) error {
+	n := len(res)
+	protos, err := e.downloadPrototypes(out, l, n)
+	if err != nil {
+		return err
+	}
+	per := l.protoValues()
+	parallel(n, func(i int) {
+		for j := range res[i] {
+			r := rowsOut[(i*maxDet+j)*row:]
+			d := &res[i][j]
+			d.Mask = l.weighMask(protos[i*per:(i+1)*per], r[detRow:detRow+l.Masks], d)
+		}
+	})
+	return nil
 }
 
 // downloadPrototypes copies the prototypes of the first n images of a seg

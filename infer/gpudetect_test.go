@@ -134,19 +134,28 @@ func miniPose(t *testing.T) string {
 }
 
 // TestGPUDetectSeg: a segmentation model's detections are selected on the
-// device, their mask coefficients copied beside them, and only the
-// prototypes cross to the host for the weighing: the detections and their
-// masks equal the host's decode of the whole output, value for value. The
-// mini seg model, and the real yolo11n-seg where DSBATCH_SEG_MODEL names it.
+// device and their masks weighed there, and only the windows' logits cross
+// to the host: the detections and their masks equal the host's decode of
+// the whole output, value for value; so they do where the device has room
+// for too few logits and the host weighs the prototypes instead. The mini
+// seg model, and the real yolo11n-seg where DSBATCH_SEG_MODEL names it.
 func TestGPUDetectSeg(t *testing.T) {
 	eachHeadModel(t, segModel(t), 64, "DSBATCH_SEG_MODEL", 29, func(r headRun) {
 		l, err := ProbeLayout(context.Background(), r.eng, ProbeOptions{H: r.size, W: r.size, Names: len(r.m.Names), Masks: r.m.Masks, Task: r.m.Metadata["task"]})
 		if err != nil || l.Masks == 0 {
 			t.Fatalf("%s: layout %v, %v", r.name, l, err)
 		}
-		for _, o := range []PostOptions{{Conf: 0.25, IoU: 0.45}, {Conf: 0.25, IoU: 0.7, TopK: 7, MaxDet: 5}, {Conf: 0.01, IoU: 0.7, MaxDet: 300, ClassAgnostic: true}} {
-			total := checkDetects(t, r.eng, l, o, r.in, r.raw, 4, r.name)
-			t.Logf("%s %+v: %d detections with masks, equal", r.name, o, total)
+		for _, room := range []int{0, 64} {
+			r.eng.maskRoom = room
+			r.eng.freeMasks()
+			for _, o := range []PostOptions{{Conf: 0.25, IoU: 0.45}, {Conf: 0.25, IoU: 0.7, TopK: 7, MaxDet: 5}, {Conf: 0.01, IoU: 0.7, MaxDet: 300, ClassAgnostic: true}} {
+				total := checkDetects(t, r.eng, l, o, r.in, r.raw, 4, r.name)
+				t.Logf("%s %+v, room for %d logits (0: all): %d detections with masks, equal", r.name, o, room, total)
+			}
+			if fell := r.eng.hostWeighed; (room == 0) != (fell == 0) {
+				t.Errorf("%s: room for %d logits: %d batches weighed on the host", r.name, room, fell)
+			}
+			r.eng.hostWeighed = 0
 		}
 	})
 }

@@ -75,6 +75,9 @@ type GPUEngine struct {
 	host                        *gpu.HostBuffer
 	det                         *detectBuffers  // post-processing on the device, made on first use
 	protos                      *gpu.HostBuffer // a seg model's prototypes, copied for the host's weighing; made on first use
+	masks                       *maskBuffers    // a seg model's masks weighed on the device; made on first use
+	maskRoom                    int             // logits the device weighs a batch (0: as many as its prototypes; tests)
+	hostWeighed                 int             // batches whose masks the host weighed, their logits past maskRoom
 	plans                       map[int]*gpuPlan
 	algos                       *algoCache
 	stats                       GPUStats
@@ -244,6 +247,7 @@ func (e *GPUEngine) Close() error {
 	}
 	e.host.Free()
 	e.protos.Free()
+	e.freeMasks()
 	if e.stream != nil {
 		e.cuda.DestroyStream(e.stream)
 	}

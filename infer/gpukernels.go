@@ -475,7 +475,7 @@ type kernels struct {
 	maxpool, maxpool8, resize, resize8  *gpu.Kernel // float16
 	selectV8, detectV8, depthwise       *gpu.Kernel
 	selectO2O, detectO2O                *gpu.Kernel
-	nmsOBB                              *gpu.Kernel
+	nmsOBB, weighMasks                  *gpu.Kernel
 }
 
 // elem indexes a kernel family by element type.
@@ -517,6 +517,7 @@ func (k *kernels) sources() []kernelSource {
 		src(detectSource, "select_v8", &k.selectV8, "detect_v8", &k.detectV8, "select_o2o", &k.selectO2O, "detect_o2o", &k.detectO2O),
 		src(depthwiseSource, "dwconv_h8", &k.depthwise),
 		src(obbSource, "nms_obb", &k.nmsOBB),
+		src(maskSource, "weigh_masks", &k.weighMasks),
 	}
 }
 

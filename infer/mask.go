@@ -365,6 +365,9 @@ func (l Layout) weighMask(protos, coef []float32, d *Detection) *Mask {
 	x0, x1 := cell(d.X1, cw, l.MaskW), min(cell(d.X2, cw, l.MaskW)+1, l.MaskW-1)
 	y0, y1 := cell(d.Y1, ch, l.MaskH), min(cell(d.Y2, ch, l.MaskH)+1, l.MaskH-1)
 	m := &Mask{X0: x0, Y0: y0, W: x1 - x0 + 1, H: y1 - y0 + 1, GridW: l.MaskW, GridH: l.MaskH, CellW: cw, CellH: ch}
+	if m.W <= 0 || m.H <= 0 { // an inverted box: an empty mask
+		m.W, m.H = 0, 0
+	}
 	m.Logits = make([]float32, m.W*m.H)
 	for r := 0; r < m.H; r++ {
 		row := m.Logits[r*m.W : (r+1)*m.W]

@@ -24,4 +24,5 @@ static float __fdiv_rn(float a, float b) { volatile float r = a / b; return r; }
 static float __double2float_rn(double a) { return (float)a; }
 static double __longlong_as_double(long long v) { double d; memcpy(&d, &v, 8); return d; }
 static float __int_as_float(int v) { float f; memcpy(&f, &v, 4); return f; }
-using std::isnan; using std::isinf; using std::fabs; using std::min;
+static unsigned atomicAdd(unsigned* p, unsigned v) { unsigned o = *p; *p += v; return o; }
+using std::isnan; using std::floor; using std::max; using std::isinf; using std::fabs; using std::min;
