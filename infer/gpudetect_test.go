@@ -148,14 +148,18 @@ func TestGPUDetectSeg(t *testing.T) {
 		for _, room := range []int{0, 64} {
 			r.eng.maskRoom = room
 			r.eng.freeMasks()
-			for _, o := range []PostOptions{{Conf: 0.25, IoU: 0.45}, {Conf: 0.25, IoU: 0.7, TopK: 7, MaxDet: 5}, {Conf: 0.01, IoU: 0.7, MaxDet: 300, ClassAgnostic: true}} {
+			for k, o := range []PostOptions{{Conf: 0.25, IoU: 0.45}, {Conf: 0.25, IoU: 0.7, TopK: 7, MaxDet: 5}, {Conf: 0.01, IoU: 0.7, MaxDet: 300, ClassAgnostic: true}} {
+				r.eng.hostWeighed = 0
 				total := checkDetects(t, r.eng, l, o, r.in, r.raw, 4, r.name)
-				t.Logf("%s %+v, room for %d logits (0: all): %d detections with masks, equal", r.name, o, room, total)
+				t.Logf("%s %+v, room for %d logits (0: all): %d detections with masks, equal; %d batches weighed on the host", r.name, o, room, total, r.eng.hostWeighed)
+				// The first options' masks fit the device's room (a few an
+				// image); at room 64 every batch with masks falls back. The
+				// last options' hundreds of random-weight masks may not fit.
+				fell := r.eng.hostWeighed > 0
+				if total > 0 && ((room == 0 && k == 0 && fell) || (room > 0 && !fell)) {
+					t.Errorf("%s %+v: room for %d logits: %d batches weighed on the host", r.name, o, room, r.eng.hostWeighed)
+				}
 			}
-			if fell := r.eng.hostWeighed; (room == 0) != (fell == 0) {
-				t.Errorf("%s: room for %d logits: %d batches weighed on the host", r.name, room, fell)
-			}
-			r.eng.hostWeighed = 0
 		}
 	})
 }
