@@ -27,6 +27,7 @@ func checkCommand() *cli.Command {
 		&cli.IntFlag{Name: "batch", Value: 64, Usage: "GPU engine batch for its speed"},
 		&cli.DurationFlag{Name: "duration", Value: 2 * time.Second, Usage: "how long to time each engine"},
 		&cli.Float64Flag{Name: "min", Value: 0.99, Usage: "agreement of the engines' boxes (0-1) below which check exits with status 4"},
+		&cli.StringFlag{Name: "write-onnx", Usage: "write the graph the engines run (exported post-processing cut off, outputs joined) to this file, for other tools"},
 	)
 	return &cli.Command{
 		Name:      "check",
@@ -65,6 +66,12 @@ func runCheck(c *cli.Context) error {
 		row("rewritten", "post-processing exported into the graph cut off at %s; dsbatch does it", m.Cut)
 	case m.Joined != nil:
 		row("rewritten", "outputs %s joined", strings.Join(m.Joined, " and "))
+	}
+	if f := c.String("write-onnx"); f != "" {
+		if err := os.WriteFile(f, m.ONNX(), 0o644); err != nil {
+			return fmt.Errorf("--write-onnx: %w", err)
+		}
+		row("written", "the graph the engines run, to %s", f)
 	}
 	perImage, compileErr := infer.GPUMemoryPerImage(m, rm.h, rm.w)
 	if compileErr != nil {
