@@ -522,3 +522,50 @@ func FuzzLoadState(f *testing.F) {
 		}
 	})
 }
+
+// TestCompactorSplitsItsLastParts: at the run's end a compactor gathers
+// what it holds into up to split parts side by side, each of contiguous
+// video IDs, together every row once.
+func TestCompactorSplitsItsLastParts(t *testing.T) {
+	o := openTestOut(t, true)
+	vs := testVideos(10)
+	stageVideos(t, o, vs, false, fillFrames(t, 3, 2))
+	c := &compactor{o: o, track: true, mem: memory.NewGoAllocator(), rows: partRows, split: 3}
+	for _, v := range vs {
+		if err := c.add(context.Background(), staged{rec: v}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.finish(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	st, err := o.loadState(context.Background(), true, true, memory.NewGoAllocator())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.parts != 3 || len(st.parts) != 3 || len(st.staged) != 0 {
+		t.Fatalf("%d parts written, %d found, %d videos still staged; want 3, 3, 0", c.parts, len(st.parts), len(st.staged))
+	}
+	db := duck(t)
+	det := filepath.Join(o.root, detectionsDir, "*.parquet")
+	if got := queryInts(t, db, "select count(*) from (select distinct video_id, frame_index, track_id from read_parquet('"+det+"'))"); fmt.Sprint(got) != "[60]" {
+		t.Errorf("%v distinct rows, want 60", got)
+	}
+	if got := queryInts(t, db, "select count(*) from read_parquet('"+det+"')"); fmt.Sprint(got) != "[60]" {
+		t.Errorf("%v rows, want 60", got)
+	}
+	var ranges [][2]int64
+	for _, m := range st.parts {
+		ids := queryInts(t, db, "select video_id from read_parquet('"+m.file(o, detectionsDir)+"')")
+		if len(ids) == 0 || !slices.IsSorted(ids) {
+			t.Fatalf("part %s: video IDs %v", m.Part, ids)
+		}
+		ranges = append(ranges, [2]int64{ids[0], ids[len(ids)-1]})
+	}
+	slices.SortFunc(ranges, func(a, b [2]int64) int { return int(a[0] - b[0]) })
+	for i := 1; i < len(ranges); i++ {
+		if ranges[i][0] <= ranges[i-1][1] {
+			t.Errorf("parts' video IDs overlap: %v", ranges)
+		}
+	}
+}
