@@ -236,14 +236,6 @@ func (w *PartWriter) dictionaries(rec arrow.Record) arrow.Record {
 	cols := slices.Clone(rec.Columns())
 	changed := false
 	for i, f := range fields {
-		if l, ok := cols[i].(*array.List); ok && slices.Contains(w.t.dict, f.Name+".list.element.name") {
-			if a, t := nestedNames(l); a != nil {
-				cols[i], fields[i].Type = a, t
-				defer a.Release()
-				changed = true
-			}
-			continue
-		}
 		s, ok := cols[i].(*array.String)
 		if !ok || !slices.Contains(w.t.dict, f.Name) {
 			continue
@@ -258,38 +250,6 @@ func (w *PartWriter) dictionaries(rec arrow.Record) arrow.Record {
 		return rec
 	}
 	return array.NewRecord(arrow.NewSchema(fields, nil), cols, rec.NumRows())
-}
-
-// nestedNames is l, a list of structs whose first field is a string
-// "name" (a pose's keypoints), with that field a dictionary array; nil
-// for any other list.
-func nestedNames(l *array.List) (arrow.Array, arrow.DataType) {
-	st, ok := l.ListValues().(*array.Struct)
-	if !ok || st.NumField() == 0 || l.Offset() != 0 {
-		return nil, nil
-	}
-	names, ok := st.Field(0).(*array.String)
-	st0 := st.DataType().(*arrow.StructType)
-	if !ok || st0.Field(0).Name != "name" || st.Offset() != 0 || st.NullN() != 0 {
-		return nil, nil
-	}
-	dict := dictionaryOf(names)
-	defer dict.Release()
-	sfields := slices.Clone(st0.Fields())
-	sfields[0].Type = dict.DataType()
-	children := []arrow.ArrayData{dict.Data()}
-	for k := 1; k < st.NumField(); k++ {
-		children = append(children, st.Field(k).Data())
-	}
-	stype := arrow.StructOf(sfields...)
-	sd := array.NewData(stype, st.Len(), []*memory.Buffer{nil}, children, 0, 0)
-	defer sd.Release()
-	ef := l.DataType().(*arrow.ListType).ElemField()
-	ef.Type = stype
-	ltype := arrow.ListOfField(ef)
-	ld := array.NewData(ltype, l.Len(), l.Data().Buffers(), []arrow.ArrayData{sd}, l.NullN(), 0)
-	defer ld.Release()
-	return array.MakeFromData(ld), ltype
 }
 
 // dictionaryOf is s as a dictionary array of its distinct values, in the

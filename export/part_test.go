@@ -81,3 +81,52 @@ func TestPartMixesMemoryAndStageFiles(t *testing.T) {
 		t.Errorf("%d rows, %d in order, %d with their points, %d row groups (want 70008 each, 2 groups)", n, ordered, kp, groups)
 	}
 }
+
+// TestPartPoseRowGroupOfASlice: a video of more rows than a row group,
+// held in memory as one batch, leaves its last rows a slice of that batch,
+// which becomes the part's last row group on its own: its keypoint names
+// are converted as the first group's, and every row reads back named.
+func TestPartPoseRowGroupOfASlice(t *testing.T) {
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	dir := t.TempDir()
+	o := DetectionOptions{Keypoints: 2, KeypointNames: []string{"a", "b"}}
+	rows := partRowGroupRows + 10
+	w := StageDetections(filepath.Join(dir, "v.arrow"), mem, o, 1<<30)
+	for i := 0; i < rows; i++ {
+		if err := w.Append(Detection{VideoID: 1, VideoPath: "/v/1.mp4", FrameIndex: int64(i), ClassName: "car",
+			Keypoints: []Keypoint{{X: float32(i), Y: 2, Score: 0.9}, {X: 3, Y: 4, Score: 0.1}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	s := w.Staged()
+	path := filepath.Join(dir, "part.parquet")
+	pw := NewPartWriter(path, DetectionsTable, mem)
+	if err := pw.Append(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+	s.Release()
+	if err := pw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := pw.Publish(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("duckdb", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n, named int64
+	q := fmt.Sprintf(`select count(*), count(*) filter (where keypoints[1].name = 'a' and keypoints[2].name = 'b' and keypoints[1].x = frame_index)
+		from read_parquet('%s')`, path)
+	if err := db.QueryRow(q).Scan(&n, &named); err != nil {
+		t.Fatal(err)
+	}
+	if n != int64(rows) || named != n {
+		t.Errorf("%d rows, %d with their points named and placed; want %d", n, named, rows)
+	}
+}
