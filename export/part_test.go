@@ -39,28 +39,11 @@ func TestPartMixesMemoryAndStageFiles(t *testing.T) {
 		}
 		staged = append(staged, s)
 	}
-	path := filepath.Join(dir, "part.parquet")
-	pw := NewPartWriter(path, DetectionsTable, mem)
-	for _, s := range staged {
-		if err := pw.Append(context.Background(), s); err != nil {
-			t.Fatal(err)
-		}
-		s.Release()
+	path, rows := writePart(t, dir, mem, staged...)
+	if rows != 70008 {
+		t.Errorf("%d rows written", rows)
 	}
-	if err := pw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := pw.Publish(); err != nil {
-		t.Fatal(err)
-	}
-	if pw.Rows() != 70008 {
-		t.Errorf("%d rows written", pw.Rows())
-	}
-	db, err := sql.Open("duckdb", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openDuckDB(t)
 	var n, ordered, kp, groups, untracked, nulls, paths int64
 	q := fmt.Sprintf(`select count(*), count(*) filter (where video_id = lag_v or lag_v is null or video_id > lag_v),
 		count(*) filter (where keypoints[2].name = 'b' and keypoints[1].score > 0.5),
@@ -102,24 +85,8 @@ func TestPartPoseRowGroupOfASlice(t *testing.T) {
 	if err := w.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	s := w.Staged()
-	path := filepath.Join(dir, "part.parquet")
-	pw := NewPartWriter(path, DetectionsTable, mem)
-	if err := pw.Append(context.Background(), s); err != nil {
-		t.Fatal(err)
-	}
-	s.Release()
-	if err := pw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := pw.Publish(); err != nil {
-		t.Fatal(err)
-	}
-	db, err := sql.Open("duckdb", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	path, _ := writePart(t, dir, mem, w.Staged())
+	db := openDuckDB(t)
 	var n, named int64
 	q := fmt.Sprintf(`select count(*), count(*) filter (where keypoints[1].name = 'a' and keypoints[2].name = 'b' and keypoints[1].x = frame_index)
 		from read_parquet('%s')`, path)
@@ -129,4 +96,36 @@ func TestPartPoseRowGroupOfASlice(t *testing.T) {
 	if n != int64(rows) || named != n {
 		t.Errorf("%d rows, %d with their points named and placed; want %d", n, named, rows)
 	}
+}
+
+// writePart gathers staged into dir/part.parquet as a compactor does,
+// releasing them, and returns its path and the rows written.
+func writePart(t *testing.T, dir string, mem memory.Allocator, staged ...*Staged) (string, int64) {
+	t.Helper()
+	path := filepath.Join(dir, "part.parquet")
+	pw := NewPartWriter(path, DetectionsTable, mem)
+	for _, s := range staged {
+		if err := pw.Append(context.Background(), s); err != nil {
+			t.Fatal(err)
+		}
+		s.Release()
+	}
+	if err := pw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := pw.Publish(); err != nil {
+		t.Fatal(err)
+	}
+	return path, pw.Rows()
+}
+
+// openDuckDB opens an in-memory DuckDB, closed when the test ends.
+func openDuckDB(t *testing.T) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("duckdb", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
 }

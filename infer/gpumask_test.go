@@ -5,11 +5,7 @@ import (
 	"encoding/binary"
 	"math"
 	"math/rand"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"reflect"
-	"strings"
 	"testing"
 )
 
@@ -44,23 +40,7 @@ int main(int argc, char** argv) {
 // against Layout.weighMask bit for bit, on boxes inside the image, across
 // its edges, outside it, inverted, huge and NaN.
 func TestWeighMasksKernelOnCPU(t *testing.T) {
-	cxx, err := exec.LookPath("g++")
-	if err != nil {
-		t.Skip("no g++ (make setup installs it)")
-	}
-	dir := t.TempDir()
-	shim, err := os.ReadFile(filepath.Join("testdata", "cudashim.h"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	code := string(shim) + strings.ReplaceAll(maskSource, `extern "C" `, "") + maskHarness
-	if err := os.WriteFile(filepath.Join(dir, "mask.cc"), []byte(code), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "mask")
-	if out, err := exec.Command(cxx, "-O1", "-ffp-contract=off", "-o", bin, filepath.Join(dir, "mask.cc")).CombinedOutput(); err != nil {
-		t.Fatalf("g++: %v\n%s", err, out)
-	}
+	run := kernelOnCPU(t, maskSource, maskHarness)
 	l := Layout{Masks: 32, MaskH: 40, MaskW: 48, InputH: 160, InputW: 192}
 	n, maxDet, row := 3, 40, detRow+32
 	rng := rand.New(rand.NewSource(5))
@@ -96,18 +76,7 @@ func TestWeighMasksKernelOnCPU(t *testing.T) {
 	for _, v := range []any{[]int32{int32(n), int32(l.Masks), int32(l.MaskH), int32(l.MaskW), int32(row), int32(maxDet)}, cw, ch, proto, rows, ndet} {
 		binary.Write(&buf, binary.LittleEndian, v)
 	}
-	in, out := filepath.Join(dir, "in"), filepath.Join(dir, "out")
-	if err := os.WriteFile(in, buf.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if msg, err := exec.Command(bin, in, out).CombinedOutput(); err != nil {
-		t.Fatalf("%s: %v\n%s", bin, err, msg)
-	}
-	b, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rd := bytes.NewReader(b)
+	rd := bytes.NewReader(run(buf.Bytes()))
 	var used uint32
 	win := make([]int32, n*maxDet*5)
 	if err := binary.Read(rd, binary.LittleEndian, &used); err != nil {

@@ -3,13 +3,8 @@ package infer
 import (
 	"bytes"
 	"encoding/binary"
-	"fmt"
 	"math"
 	"math/rand"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"testing"
 	"unsafe"
 
@@ -209,25 +204,8 @@ int main(int argc, char** argv) {
 // its port of Go's sine and cosine checked in make test, before a device
 // run.
 func TestRotatedNMSKernelOnCPU(t *testing.T) {
-	cxx, err := exec.LookPath("g++")
-	if err != nil {
-		t.Skip("no g++ (make setup installs it)")
-	}
-	dir := t.TempDir()
-	shim, err := os.ReadFile(filepath.Join("testdata", "cudashim.h"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	code := string(shim) + strings.ReplaceAll(obbSource, `extern "C" `, "") + cpuHarness
-	if err := os.WriteFile(filepath.Join(dir, "obb.cc"), []byte(code), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "obb")
-	if out, err := exec.Command(cxx, "-O1", "-ffp-contract=off", "-o", bin, filepath.Join(dir, "obb.cc")).CombinedOutput(); err != nil {
-		t.Fatalf("g++: %v\n%s", err, out)
-	}
-	for i, c := range obbCases() {
-		in, out := filepath.Join(dir, fmt.Sprint("in", i)), filepath.Join(dir, fmt.Sprint("out", i))
+	run := kernelOnCPU(t, obbSource, cpuHarness)
+	for _, c := range obbCases() {
 		var buf bytes.Buffer
 		agnostic := int32(0)
 		if c.agnostic {
@@ -236,17 +214,7 @@ func TestRotatedNMSKernelOnCPU(t *testing.T) {
 		for _, v := range []any{[]int32{int32(c.n), int32(c.k), detRow + 1, int32(c.maxDet)}, c.thr, agnostic, c.ndet, c.rows} {
 			binary.Write(&buf, binary.LittleEndian, v)
 		}
-		if err := os.WriteFile(in, buf.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if msg, err := exec.Command(bin, in, out).CombinedOutput(); err != nil {
-			t.Fatalf("%s: %v\n%s", bin, err, msg)
-		}
-		b, err := os.ReadFile(out)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r := bytes.NewReader(b)
+		r := bytes.NewReader(run(buf.Bytes()))
 		nkeep, keep, quads := make([]int32, c.n), make([]int32, c.n*c.k), make([]float64, c.n*c.k*obbQuad)
 		for _, v := range []any{nkeep, keep, quads} {
 			if err := binary.Read(r, binary.LittleEndian, v); err != nil {
