@@ -2,7 +2,6 @@ package export
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -43,7 +42,7 @@ func TestPartMixesMemoryAndStageFiles(t *testing.T) {
 	if rows != 70008 {
 		t.Errorf("%d rows written", rows)
 	}
-	db := openDuckDB(t)
+	db := duck(t)
 	var n, ordered, kp, groups, untracked, nulls, paths int64
 	q := fmt.Sprintf(`select count(*), count(*) filter (where video_id = lag_v or lag_v is null or video_id > lag_v),
 		count(*) filter (where keypoints[2].name = 'b' and keypoints[1].score > 0.5),
@@ -86,7 +85,7 @@ func TestPartPoseRowGroupOfASlice(t *testing.T) {
 		t.Fatal(err)
 	}
 	path, _ := writePart(t, dir, mem, w.Staged())
-	db := openDuckDB(t)
+	db := duck(t)
 	var n, named int64
 	q := fmt.Sprintf(`select count(*), count(*) filter (where keypoints[1].name = 'a' and keypoints[2].name = 'b' and keypoints[1].x = frame_index)
 		from read_parquet('%s')`, path)
@@ -117,15 +116,4 @@ func writePart(t *testing.T, dir string, mem memory.Allocator, staged ...*Staged
 		t.Fatal(err)
 	}
 	return path, pw.Rows()
-}
-
-// openDuckDB opens an in-memory DuckDB, closed when the test ends.
-func openDuckDB(t *testing.T) *sql.DB {
-	t.Helper()
-	db, err := sql.Open("duckdb", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
 }
