@@ -79,6 +79,9 @@ func runCheck(c *cli.Context) error {
 	} else {
 		row("GPU engine", "compiles it (%.0f MB of GPU memory per image)", float64(perImage)/1e6)
 	}
+	if rm.libErr != nil {
+		return rm.libErr
+	}
 	ort, err := infer.NewORT(m, rm.h, rm.w, infer.ORTOptions{Lib: rm.lib})
 	if err != nil {
 		return err

@@ -35,8 +35,11 @@ type readModel struct {
 	*infer.Model
 	names []string
 	h, w  int
-	lib   string
-	desc  *modelFile // what its description file said
+	// lib is ONNX Runtime's library, or libErr why none was found: a run
+	// whose workers are all GPUs does without it.
+	lib    string
+	libErr error
+	desc   *modelFile // what its description file said
 }
 
 // openModel reads the model at path with its description file (whose
@@ -63,9 +66,7 @@ func openModel(c *cli.Context, path string) (*readModel, error) {
 	if m.h, m.w, err = m.InputSize(c.Int("imgsz")); err != nil {
 		return nil, err
 	}
-	if m.lib, err = infer.FindORT(c.String("ort-lib")); err != nil {
-		return nil, err
-	}
+	m.lib, m.libErr = infer.FindORT(c.String("ort-lib"))
 	return m, nil
 }
 

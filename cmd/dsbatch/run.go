@@ -177,6 +177,9 @@ func runRun(c *cli.Context) error {
 		kernelCache = filepath.Join(base, "dsbatch", "kernels")
 	}
 	newORT := func() (infer.Engine, error) {
+		if rm.libErr != nil {
+			return nil, rm.libErr
+		}
 		return infer.NewORT(model, h, w, infer.ORTOptions{Lib: lib, Threads: threads})
 	}
 	newEngine := func(wk job.Worker, cuda *gpu.CUDA) (infer.Engine, error) {
@@ -192,7 +195,16 @@ func runRun(c *cli.Context) error {
 		}
 		return e, nil
 	}
-	probeEngine, err := newORT()
+	// The model's layout is probed on one image: on ONNX Runtime, or on
+	// the GPU engine where the workers are GPUs and ONNX Runtime's library
+	// is missing (a carried binary on a GPU machine).
+	newProbe := newORT
+	if rm.libErr != nil && useGPU {
+		newProbe = func() (infer.Engine, error) {
+			return infer.NewGPU(model, h, w, infer.GPUOptions{UUID: devs[0].UUID, Batch: 1, CacheDir: kernelCache})
+		}
+	}
+	probeEngine, err := newProbe()
 	if err != nil {
 		return err
 	}
