@@ -61,6 +61,7 @@ func operatorTable() map[string]operator {
 		"Upsample":        {opResize, (*lowering).resize},
 		"MatMul":          {opMatMul, (*lowering).matMul},
 		"DepthToSpace":    {opDepthToSpace, (*lowering).depthToSpace},
+		"Pad":             {opPad, (*lowering).pad},
 		opAttention:       {opAttentionRef, (*lowering).attention},
 	}
 	for name := range unaryMath {

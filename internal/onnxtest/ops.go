@@ -103,6 +103,19 @@ func OpCases() []OpCase {
 	add("ConvTranspose k2 s2 to 16 channels, then a conv", 17, up, conv,
 		Node("ConvTranspose", []string{"c", "tw16", "tb16"}, []string{"u"}, IntsAttr("kernel_shape", 2, 2), IntsAttr("strides", 2, 2)),
 		Node("Conv", []string{"u", "cw2"}, []string{"out"}, IntsAttr("kernel_shape", 3, 3), IntsAttr("pads", 1, 1, 1, 1)))
+	// Pad in constant mode: as HGNetv2's stem (D-FINE's backbone) pads
+	// the bottom and right before a 2×2 convolution; with a value as an
+	// input; in the attribute form of opset 10; on two axes named by
+	// opset 18's axes. (Not before a MaxPool: ONNX Runtime folds a Pad
+	// into a following MaxPool's pads, which pads with -inf, not 0.)
+	add("Pad stem", 13, []*onnx.TensorProto{Int64s("pads", []int64{8}, 0, 0, 0, 0, 0, 0, 1, 1), Floats("pw", []int64{8, 3, 2, 2}, weights(8*3*4, 10))},
+		Node("Pad", []string{"in", "pads"}, []string{"p"}),
+		Node("Conv", []string{"p", "pw"}, []string{"out"}, IntsAttr("kernel_shape", 2, 2)))
+	add("Pad value", 13, []*onnx.TensorProto{Int64s("pads", []int64{8}, 0, 1, 2, 0, 0, 0, 1, 3), Floats("v", nil, []float32{0.25})},
+		Node("Pad", []string{"in", "pads", "v"}, []string{"out"}))
+	add("Pad opset 10", 10, nil, Node("Pad", []string{"in"}, []string{"out"}, IntsAttr("pads", 0, 0, 1, 1, 0, 0, 1, 1), floatAttr("value", -1)))
+	add("Pad axes", 18, []*onnx.TensorProto{Int64s("pads", []int64{4}, 2, 0, 0, 3), Int64s("axes", []int64{2}, 2, 3)},
+		Node("Pad", []string{"in", "pads", "", "axes"}, []string{"out"}))
 	// DepthToSpace as pixel-shuffle exports write it, in both orders.
 	for _, mode := range []string{"DCR", "CRD"} {
 		add("DepthToSpace "+mode, 13, convt, conv, Node("DepthToSpace", []string{"c"}, []string{"out"}, intAttr("blocksize", 2), strAttr("mode", mode)))
