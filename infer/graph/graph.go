@@ -291,6 +291,25 @@ func tensorFromProto(t *onnx.TensorProto) (*Tensor, error) {
 			out.F[i] = halfToFloat(uint16(raw[2*i]) | uint16(raw[2*i+1])<<8)
 		}
 		return out, nil
+	case onnx.TensorProto_DOUBLE:
+		// As Cast to double does: the compiler's floats are float32, and
+		// the engine computes in fp16 with fp32 accumulation (transformers'
+		// exports hold float64 constants of position embeddings).
+		if len(raw) != 8*n && len(t.GetDoubleData()) != n {
+			return nil, fmt.Errorf("float64 tensor %v holds %d bytes / %d values", shape, len(raw), len(t.GetDoubleData()))
+		}
+		out := &Tensor{DType: Float, Shape: shape, F: make([]float32, n)}
+		switch {
+		case len(raw) == 8*n:
+			for i := range out.F {
+				out.F[i] = float32(math.Float64frombits(uint64(le32(raw[8*i:])) | uint64(le32(raw[8*i+4:]))<<32))
+			}
+		default:
+			for i, v := range t.GetDoubleData() {
+				out.F[i] = float32(v)
+			}
+		}
+		return out, nil
 	case onnx.TensorProto_INT64:
 		if len(raw) != 8*n && len(t.GetInt64Data()) != n {
 			return nil, fmt.Errorf("int64 tensor %v holds %d bytes / %d ints", shape, len(raw), len(t.GetInt64Data()))

@@ -116,6 +116,15 @@ func OpCases() []OpCase {
 	add("Pad opset 10", 10, nil, Node("Pad", []string{"in"}, []string{"out"}, IntsAttr("pads", 0, 0, 1, 1, 0, 0, 1, 1), floatAttr("value", -1)))
 	add("Pad axes", 18, []*onnx.TensorProto{Int64s("pads", []int64{4}, 2, 0, 0, 3), Int64s("axes", []int64{2}, 2, 3)},
 		Node("Pad", []string{"in", "pads", "", "axes"}, []string{"out"}))
+	// A float64 constant cast to float, as transformers' exports hold
+	// their position embeddings' (raw bytes, and double_data).
+	dbl := []*onnx.TensorProto{
+		{Name: proto.String("d"), DataType: proto.Int32(int32(onnx.TensorProto_DOUBLE)), Dims: []int64{1, 3, 1, 1}, DoubleData: []float64{0.1, -1.0 / 3, 2.5}},
+		{Name: proto.String("r"), DataType: proto.Int32(int32(onnx.TensorProto_DOUBLE)), Dims: []int64{1},
+			RawData: []byte{0x9a, 0x99, 0x99, 0x99, 0x99, 0x99, 0xe9, 0x3f}}, // 0.8
+	}
+	add("float64 constants", 13, dbl, Node("Mul", []string{"d", "r"}, []string{"m"}), Node("Cast", []string{"m"}, []string{"c"}, intAttr("to", 1)),
+		Node("Add", []string{"in", "c"}, []string{"out"}))
 	// DepthToSpace as pixel-shuffle exports write it, in both orders.
 	for _, mode := range []string{"DCR", "CRD"} {
 		add("DepthToSpace "+mode, 13, convt, conv, Node("DepthToSpace", []string{"c"}, []string{"out"}, intAttr("blocksize", 2), strAttr("mode", mode)))
