@@ -62,6 +62,7 @@ func operatorTable() map[string]operator {
 		"MatMul":          {opMatMul, (*lowering).matMul},
 		"DepthToSpace":    {opDepthToSpace, (*lowering).depthToSpace},
 		"Pad":             {opPad, (*lowering).pad},
+		"Einsum":          {opEinsum, nil},
 		opAttention:       {opAttentionRef, (*lowering).attention},
 	}
 	for name := range unaryMath {

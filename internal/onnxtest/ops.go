@@ -125,6 +125,13 @@ func OpCases() []OpCase {
 	}
 	add("float64 constants", 13, dbl, Node("Mul", []string{"d", "r"}, []string{"m"}), Node("Cast", []string{"m"}, []string{"c"}, intAttr("to", 1)),
 		Node("Add", []string{"in", "c"}, []string{"out"}))
+	// Einsum of compile-time tensors, as transformers' position
+	// embeddings write it (an outer product), and a contraction; both fold.
+	ein := []*onnx.TensorProto{Floats("ea", []int64{3}, []float32{1, -2, 0.5}), Floats("eb", []int64{1}, []float32{0.25}),
+		Floats("ec", []int64{1}, []float32{-3}), Floats("em", []int64{3, 3}, []float32{1, 2, 3, -1, 0, 4, 0.5, 0.5, -2})}
+	add("Einsum of constants", 13, ein, Node("Einsum", []string{"ea", "eb", "ec"}, []string{"o"}, strAttr("equation", "i,j,k->ijk")),
+		Node("Einsum", []string{"em", "o"}, []string{"c"}, strAttr("equation", "kc,cjl->kjl")),
+		Node("Add", []string{"in", "c"}, []string{"out"}))
 	// DepthToSpace as pixel-shuffle exports write it, in both orders.
 	for _, mode := range []string{"DCR", "CRD"} {
 		add("DepthToSpace "+mode, 13, convt, conv, Node("DepthToSpace", []string{"c"}, []string{"out"}, intAttr("blocksize", 2), strAttr("mode", mode)))
