@@ -251,6 +251,9 @@ func Load(mp *onnx.ModelProto) (*Graph, error) {
 		}
 		g.Outputs = append(g.Outputs, v)
 	}
+	if err := g.expandLayerNorms(); err != nil {
+		return nil, err
+	}
 	return g, nil
 }
 

@@ -132,6 +132,12 @@ func OpCases() []OpCase {
 	add("Einsum of constants", 13, ein, Node("Einsum", []string{"ea", "eb", "ec"}, []string{"o"}, strAttr("equation", "i,j,k->ijk")),
 		Node("Einsum", []string{"em", "o"}, []string{"c"}, strAttr("equation", "kc,cjl->kjl")),
 		Node("Add", []string{"in", "c"}, []string{"out"}))
+	// LayerNormalization as transformers' encoders write it (opset 17,
+	// the last axis, scale and bias), and over the last two axes without
+	// a bias.
+	ln := []*onnx.TensorProto{Floats("lg", []int64{12}, weights(12, 11)), Floats("lb", []int64{12}, weights(12, 12)), Floats("lg2", []int64{10, 12}, weights(120, 13))}
+	add("LayerNormalization", 17, ln, Node("LayerNormalization", []string{"in", "lg", "lb"}, []string{"out"}, intAttr("axis", -1), floatAttr("epsilon", 1e-5)))
+	add("LayerNormalization two axes", 17, ln, Node("LayerNormalization", []string{"in", "lg2"}, []string{"out"}, intAttr("axis", -2)))
 	// DepthToSpace as pixel-shuffle exports write it, in both orders.
 	for _, mode := range []string{"DCR", "CRD"} {
 		add("DepthToSpace "+mode, 13, convt, conv, Node("DepthToSpace", []string{"c"}, []string{"out"}, intAttr("blocksize", 2), strAttr("mode", mode)))
