@@ -251,7 +251,7 @@ func Load(mp *onnx.ModelProto) (*Graph, error) {
 		}
 		g.Outputs = append(g.Outputs, v)
 	}
-	if err := g.expandLayerNorms(); err != nil {
+	if err := g.expand(); err != nil {
 		return nil, err
 	}
 	return g, nil

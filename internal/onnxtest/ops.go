@@ -138,6 +138,16 @@ func OpCases() []OpCase {
 	ln := []*onnx.TensorProto{Floats("lg", []int64{12}, weights(12, 11)), Floats("lb", []int64{12}, weights(12, 12)), Floats("lg2", []int64{10, 12}, weights(120, 13))}
 	add("LayerNormalization", 17, ln, Node("LayerNormalization", []string{"in", "lg", "lb"}, []string{"out"}, intAttr("axis", -1), floatAttr("epsilon", 1e-5)))
 	add("LayerNormalization two axes", 17, ln, Node("LayerNormalization", []string{"in", "lg2"}, []string{"out"}, intAttr("axis", -2)))
+	// Gemm as classifier heads and older exporters write it: on the
+	// flattened input, B transposed, alpha, beta and a bias row; and the
+	// plain product, A transposed, reshaped back to a map.
+	gm := []*onnx.TensorProto{Floats("gb", []int64{360, 360}, weights(360*360, 14)), Floats("gc", []int64{360}, weights(360, 15)),
+		Int64s("gs", []int64{4}, -1, 3, 10, 12), Int64s("g2", []int64{2}, -1, 360)}
+	add("Gemm", 13, gm, Node("Reshape", []string{"in", "g2"}, []string{"f"}),
+		Node("Gemm", []string{"f", "gb", "gc"}, []string{"m"}, intAttr("transB", 1), floatAttr("alpha", 0.5), floatAttr("beta", 2)),
+		Node("Reshape", []string{"m", "gs"}, []string{"out"}))
+	add("Gemm transA", 13, gm, Node("Reshape", []string{"in", "g2"}, []string{"f"}), Node("Transpose", []string{"f"}, []string{"ft"}, IntsAttr("perm", 1, 0)),
+		Node("Gemm", []string{"ft", "gb"}, []string{"m"}, intAttr("transA", 1)), Node("Reshape", []string{"m", "gs"}, []string{"out"}))
 	// DepthToSpace as pixel-shuffle exports write it, in both orders.
 	for _, mode := range []string{"DCR", "CRD"} {
 		add("DepthToSpace "+mode, 13, convt, conv, Node("DepthToSpace", []string{"c"}, []string{"out"}, intAttr("blocksize", 2), strAttr("mode", mode)))

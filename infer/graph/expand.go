@@ -3,8 +3,19 @@ package graph
 import (
 	"fmt"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/dsbatch/dsbatch/infer/onnx"
 )
+
+// expand rewrites the operators defined by others that the engine runs
+// (LayerNormalization, Gemm) into those, at load.
+func (g *Graph) expand() error {
+	if err := g.expandLayerNorms(); err != nil {
+		return err
+	}
+	return g.expandGemms()
+}
 
 // expandLayerNorms rewrites each LayerNormalization (opset 17) into the
 // operators it is defined by, which the engine already runs: a mean over
@@ -84,4 +95,73 @@ func (g *Graph) read(v *Value) bool {
 		}
 	}
 	return false
+}
+
+// expandGemms rewrites each Gemm into what it computes: alpha·A'·B' +
+// beta·C, A' and B' transposed where transA and transB say (Transpose,
+// MatMul, Mul where alpha or beta is not 1, Add where C is given).
+func (g *Graph) expandGemms() error {
+	var nodes []*Node
+	for _, n := range g.Nodes {
+		if n.Op != "Gemm" {
+			nodes = append(nodes, n)
+			continue
+		}
+		if len(n.In) < 2 || n.In[0] == nil || n.In[1] == nil {
+			return fmt.Errorf("node %q: Gemm without its two inputs", n.Name)
+		}
+		step := func(op, suffix string, out *Value, attr map[string]*onnx.AttributeProto, in ...*Value) *Value {
+			if attr == nil {
+				attr = map[string]*onnx.AttributeProto{}
+			}
+			m := &Node{Name: n.Name + "/" + suffix, Op: op, In: in, Attr: attr}
+			if out == nil {
+				out = &Value{Name: m.Name, DType: Float}
+				g.values[out.Name] = out
+			}
+			out.Producer = m
+			m.Out = []*Value{out}
+			nodes = append(nodes, m)
+			return out
+		}
+		scalar := func(suffix string, f float32) *Value {
+			v := &Value{Name: n.Name + "/" + suffix, DType: Float, Shape: []int{}, Const: &Tensor{DType: Float, Shape: []int{}, F: []float32{f}}}
+			g.values[v.Name] = v
+			return v
+		}
+		swap := map[string]*onnx.AttributeProto{"perm": {Name: proto.String("perm"), Type: onnx.AttributeProto_INTS.Enum(), Ints: []int64{1, 0}}}
+		a, b := n.In[0], n.In[1]
+		if n.attrInt("transA", 0) != 0 {
+			a = step("Transpose", "a_t", nil, swap, a)
+		}
+		if n.attrInt("transB", 0) != 0 {
+			b = step("Transpose", "b_t", nil, swap, b)
+		}
+		alpha, beta := n.attrFloat("alpha", 1), n.attrFloat("beta", 1)
+		c := (*Value)(nil)
+		if len(n.In) > 2 {
+			c = n.In[2]
+		}
+		y := n.Out[0]
+		if alpha == 1 && c == nil {
+			step("MatMul", "matmul", y, nil, a, b)
+			continue
+		}
+		ab := step("MatMul", "matmul", nil, nil, a, b)
+		if alpha != 1 {
+			out := (*Value)(nil)
+			if c == nil {
+				out = y
+			}
+			ab = step("Mul", "alpha", out, nil, ab, scalar("alpha", alpha))
+		}
+		if c != nil {
+			if beta != 1 {
+				c = step("Mul", "beta", nil, nil, c, scalar("beta", beta))
+			}
+			step("Add", "c", y, nil, ab, c)
+		}
+	}
+	g.Nodes = nodes
+	return nil
 }
