@@ -530,6 +530,9 @@ func TestGPUOperators(t *testing.T) {
 			if e > 2e-3 || math.IsNaN(e) {
 				t.Errorf("relative L2 error %.3g against ONNX Runtime, want ≤ 2e-3", e)
 			}
+			if n, i := onnxtest.Mismatches(got, want); c.Exact && n > 0 {
+				t.Errorf("%d elements differ from ONNX Runtime's, the first %d: %g, want %g", n, i, got[i], want[i])
+			}
 		})
 	}
 }

@@ -50,6 +50,9 @@ __device__ __forceinline__ float activate(float v, int act, float alpha) {
 	case 27: return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
 	case 28: return v * fminf(fmaxf(v / 6.0f + 0.5f, 0.0f), 1.0f);
 	case 29: return v * tanhf(log1pf(expf(v)));
+	case 30: return v == 0.0f ? 1.0f : 0.0f;           // graph.UnaryNot
+	case 31: return truncf(v);                         // UnaryTrunc
+	case 32: return v != 0.0f ? 1.0f : 0.0f;           // UnaryBool
 	}
 	return v;
 }
@@ -119,7 +122,20 @@ __device__ void binary_t(unsigned n, const int* meta, const T* a, const T* b, T*
 		case 1: r = x - z; break;
 		case 2: r = x * z; break;
 		case 3: r = x / z; break;
-		default: r = powf(x, z);
+		case 4: r = powf(x, z); break;
+		// graph.OpMax and the others of binaryValue, in its order.
+		case 5: r = (x >= z || x != x) ? x : z; break;
+		case 6: r = (x <= z || x != x) ? x : z; break;
+		case 7: r = x == z; break;
+		case 8: r = x < z; break;
+		case 9: r = x > z; break;
+		case 10: r = x <= z; break;
+		case 11: r = x >= z; break;
+		case 12: r = x != 0.0f && z != 0.0f; break;
+		case 13: r = x != 0.0f || z != 0.0f; break;
+		case 14: r = (x != 0.0f) != (z != 0.0f); break;
+		case 15: r = truncf(x / z); break;
+		default: r = __int_as_float(0x7fc00000);
 		}
 		st<T>(y, o[2], r);
 	}
@@ -288,12 +304,26 @@ extern "C" __global__ void softmax_f(unsigned outer, unsigned dim, unsigned inne
 	for (unsigned d = 0; d < dim; d++) y[base + (long long)d * inner] = __expf(x[base + (long long)d * inner] - m) * r;
 }
 
-// mode: graph.ReduceSum 0, ReduceMean 1, ReduceMax 2, ReduceMin 3.
+// mode: graph.ReduceSum 0, ReduceMean 1, ReduceMax 2, ReduceMin 3; the
+// arg reductions 4 to 7 (ReduceArgMax, ReduceArgMaxLast, ReduceArgMin,
+// ReduceArgMinLast) write the index, deciding as graph's argBetter.
 extern "C" __global__ void reduce_f(unsigned outer, unsigned dim, unsigned inner, const float* x, float* y, int mode) {
 	unsigned t = blockIdx.x * blockDim.x + threadIdx.x;
 	if (t >= outer * inner) return;
 	unsigned o = t / inner, k = t - o * inner;
 	long long base = (long long)o * dim * inner + k;
+	if (mode >= 4) {
+		float best = x[base];
+		unsigned at = 0;
+		for (unsigned d = 1; d < dim; d++) {
+			float v = x[base + (long long)d * inner];
+			bool take = best != best ? false : v != v ? true
+				: mode == 4 ? v > best : mode == 5 ? v >= best : mode == 6 ? v < best : v <= best;
+			if (take) { best = v; at = d; }
+		}
+		y[t] = (float)at;
+		return;
+	}
 	float s = mode == 2 ? __int_as_float(0xff800000) : mode == 3 ? __int_as_float(0x7f800000) : 0.0f;
 	for (unsigned d = 0; d < dim; d++) {
 		float v = x[base + (long long)d * inner];
@@ -476,6 +506,7 @@ type kernels struct {
 	selectV8, detectV8, depthwise       *gpu.Kernel
 	selectO2O, detectO2O                *gpu.Kernel
 	nmsOBB, weighMasks                  *gpu.Kernel
+	where, gather, topK, gridSample     *gpu.Kernel
 }
 
 // elem indexes a kernel family by element type.
@@ -518,6 +549,7 @@ func (k *kernels) sources() []kernelSource {
 		src(depthwiseSource, "dwconv_h8", &k.depthwise),
 		src(obbSource, "nms_obb", &k.nmsOBB),
 		src(maskSource, "weigh_masks", &k.weighMasks),
+		src(indexSource, "where_f", &k.where, "gather_f", &k.gather, "topk_f", &k.topK, "grid_sample_f", &k.gridSample),
 	}
 }
 

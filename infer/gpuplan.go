@@ -269,16 +269,20 @@ func (p *gpuPlan) param(v []int32) func() gpu.DevicePtr {
 // kernel half of the compiler's operator table (graph's operators lower
 // to these kinds).
 var stepKernels = [graph.Kinds]func(*GPUEngine, *gpuPlan, graph.Step) error{
-	graph.KCopy:      (*GPUEngine).copyStep,
-	graph.KConv:      (*GPUEngine).conv,
-	graph.KBinary:    (*GPUEngine).binaryStep,
-	graph.KUnary:     (*GPUEngine).unaryStep,
-	graph.KSoftmax:   (*GPUEngine).rowStep,
-	graph.KReduce:    (*GPUEngine).rowStep,
-	graph.KMaxPool:   (*GPUEngine).poolStep,
-	graph.KResize:    (*GPUEngine).poolStep,
-	graph.KMatMul:    (*GPUEngine).matMulStep,
-	graph.KAttention: (*GPUEngine).attentionStep,
+	graph.KCopy:       (*GPUEngine).copyStep,
+	graph.KConv:       (*GPUEngine).conv,
+	graph.KBinary:     (*GPUEngine).binaryStep,
+	graph.KUnary:      (*GPUEngine).unaryStep,
+	graph.KSoftmax:    (*GPUEngine).rowStep,
+	graph.KReduce:     (*GPUEngine).rowStep,
+	graph.KMaxPool:    (*GPUEngine).poolStep,
+	graph.KResize:     (*GPUEngine).poolStep,
+	graph.KMatMul:     (*GPUEngine).matMulStep,
+	graph.KAttention:  (*GPUEngine).attentionStep,
+	graph.KWhere:      (*GPUEngine).whereStep,
+	graph.KGather:     (*GPUEngine).gatherStep,
+	graph.KTopK:       (*GPUEngine).topKStep,
+	graph.KGridSample: (*GPUEngine).gridSampleStep,
 }
 
 // lowerStep appends the launches of one step to p.ops.

@@ -2,15 +2,20 @@
 # DETR-family detectors with random weights as users export them from
 # Hugging Face, each into DIR/<name>/model.onnx beside its
 # preprocessor_config.json. Usage: python3 scripts/export-detr.py DIR
+# [--small]. --small exports the same architectures narrowed (RT-DETR
+# on a ResNet-18-style backbone, D-FINE-N's sizes): the same operators in
+# a file small enough to bring back and examine on a machine without a GPU.
 import os, sys, traceback
 import torch
 
 out = sys.argv[1]
+small = "--small" in sys.argv[2:]
 
 def export(name, model, processor):
     d = os.path.join(out, name)
     os.makedirs(d, exist_ok=True)
     model.eval()
+    print(name, "parameters:", sum(p.numel() for p in model.parameters()))
 
     class Wrap(torch.nn.Module):
         def __init__(s, m):
@@ -29,15 +34,45 @@ def export(name, model, processor):
     processor.save_pretrained(d)
     print(name, "exported:", os.path.getsize(os.path.join(d, "model.onnx")) >> 20, "MiB")
 
+def first(*makers):
+    for make in makers:
+        try:
+            return make()
+        except Exception:
+            traceback.print_exc()
+    return None
+
 import transformers
 print("transformers", transformers.__version__, "torch", torch.__version__)
 try:
     from transformers import RTDetrConfig, RTDetrForObjectDetection, RTDetrImageProcessor
-    export("rtdetr", RTDetrForObjectDetection(RTDetrConfig()), RTDetrImageProcessor())
+    cfg = RTDetrConfig()
+    if small:
+        from transformers import RTDetrResNetConfig
+        cfg = first(lambda: RTDetrConfig(
+            backbone_config=RTDetrResNetConfig(embedding_size=32, hidden_sizes=[32, 64, 128, 256], depths=[1, 1, 1, 1],
+                                               layer_type="basic", out_features=["stage2", "stage3", "stage4"]),
+            encoder_in_channels=[64, 128, 256], encoder_hidden_dim=128, d_model=128, decoder_in_channels=[128, 128, 128],
+            encoder_ffn_dim=256, decoder_ffn_dim=256, decoder_layers=2))
+    export("rtdetr-small" if small else "rtdetr", RTDetrForObjectDetection(cfg), RTDetrImageProcessor())
 except Exception:
     traceback.print_exc()
 try:
     from transformers import DFineConfig, DFineForObjectDetection, RTDetrImageProcessor
-    export("dfine", DFineForObjectDetection(DFineConfig()), RTDetrImageProcessor())
+    cfg = DFineConfig()
+    if small:
+        from transformers import HGNetV2Config
+        cfg = first(lambda: DFineConfig(
+            backbone_config=HGNetV2Config(stem_channels=[3, 16, 16], stage_in_channels=[16, 64, 256, 512],
+                                          stage_mid_channels=[16, 32, 64, 128], stage_out_channels=[64, 256, 512, 1024],
+                                          stage_num_blocks=[1, 1, 2, 1], stage_numb_of_layers=[3, 3, 3, 3],
+                                          stage_downsample=[False, True, True, True], stage_light_block=[False, False, True, True],
+                                          stage_kernel_size=[3, 3, 5, 5], use_lab=True, out_features=["stage3", "stage4"]),
+            encoder_in_channels=[512, 1024], feat_strides=[16, 32], num_feature_levels=2, encoder_hidden_dim=128,
+            d_model=128, decoder_in_channels=[128, 128], decoder_layers=3, decoder_n_points=[6, 6], encode_proj_layers=[1],
+            depth_mult=0.5, hidden_expansion=0.34, encoder_ffn_dim=512, decoder_ffn_dim=512),
+            lambda: DFineConfig(encoder_hidden_dim=128, d_model=128, decoder_in_channels=[128, 128, 128], decoder_layers=3,
+                                encoder_ffn_dim=512, decoder_ffn_dim=512))
+    export("dfine-small" if small else "dfine", DFineForObjectDetection(cfg), RTDetrImageProcessor())
 except Exception:
     traceback.print_exc()

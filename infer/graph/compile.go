@@ -172,9 +172,6 @@ func (g *Graph) specialize(batch, h, w int, rb *rebatcher) error {
 			}
 		}
 		if !folds {
-			if outs[0].DType != Float && n.Op != "Shape" {
-				return fmt.Errorf("node %q (%s): integer tensors at run time: %w", n.Name, n.Op, ErrUnsupported)
-			}
 			kept = append(kept, n)
 		}
 	}

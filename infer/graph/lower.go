@@ -111,10 +111,14 @@ const (
 	KResize                // NHWC fp16, Table gives source rows and columns
 	KMatMul                // row-major fp32, broadcast batch
 	KAttention             // In Q [..., N, dk], K [..., dk, M], V [..., dv, M] → Out [..., dv, N], fp32 or fp16 through strides; Alpha the scale
+	KWhere                 // Out = In[0] != 0 ? In[1] : In[2], fp32, broadcast through strides
+	KGather                // Out[i] = In[0][i + (idx - i_axis)·Gather.Stride] with idx = In[1][i] (wrapped, out of range 0); fp32 through strides
+	KTopK                  // Out [Outer, K, Inner] = indices (fp32) of the K first of In[0] [Outer, Dim, Inner] in topKBefore's order; Code 1: largest
+	KGridSample            // Out [N, C, Ho, Wo] = In[0] [N, C, H, W] sampled at In[1] [N, Ho, Wo, 2]; Code: gridSample's mode bits
 	Kinds                  // the number of step kinds
 )
 
-var kindNames = [Kinds]string{"copy", "conv", "binary", "unary", "softmax", "reduce", "maxpool", "resize", "matmul", "attention"}
+var kindNames = [Kinds]string{"copy", "conv", "binary", "unary", "softmax", "reduce", "maxpool", "resize", "matmul", "attention", "where", "gather", "topk", "gridsample"}
 
 // String names the kind, as profiles print it.
 func (k Kind) String() string {
@@ -131,6 +135,18 @@ const (
 	OpMul
 	OpDiv
 	OpPow
+	OpMax
+	OpMin
+	// Comparisons and logic: 1 where true, else 0.
+	OpEqual
+	OpLess
+	OpGreater
+	OpLessEq
+	OpGreaterEq
+	OpAnd
+	OpOr
+	OpXor
+	OpDivTrunc // integer division, toward zero
 )
 
 // Unary codes share Act's values (ActReLU, ActSiLU, ActLeakyReLU,
@@ -185,6 +201,15 @@ type Step struct {
 	Conv              *ConvStep
 	Pool              *PoolStep
 	Table             int // KResize: SpaceConst fp32 [OH×3 + OW×3] (i0, i1, weight)
+	Gather            *GatherStep
+}
+
+// GatherStep is the gathered axis of a KGather step: In[0]'s strides
+// over Out's shape leave it out (stride 0 there), and an index k reads k
+// times Stride further; Dim is its size, indices in [-Dim, Dim).
+type GatherStep struct {
+	Dim    int
+	Stride int64
 }
 
 // Program is a lowered graph.
@@ -510,9 +535,6 @@ func (l *lowering) node(n *Node) error {
 
 // identity lowers Identity and Cast: the output is the input's view.
 func (l *lowering) identity(n *Node) error {
-	if n.Out[0].DType != Float {
-		return fmt.Errorf("integer tensors at run time: %w", ErrUnsupported)
-	}
 	if _, err := l.any(n.In[0], RowMajor); err != nil {
 		return err
 	}
@@ -867,29 +889,47 @@ func (l *lowering) copyOp(n *Node) error {
 	return nil
 }
 
+// binary lowers the operators of binaryCode, in NHWC where both
+// operands are held so with one shape, else in fp32 rows; Max and Min of
+// more than two operands as a chain.
 func (l *lowering) binary(n *Node) error {
 	out := n.Out[0]
-	a, b := n.In[0], n.In[1]
-	lay := RowMajor
-	if a.Const == nil && b.Const == nil && slices.Equal(a.Shape, b.Shape) && l.nhwcHeld(n) {
-		lay = NHWC
+	if len(n.In) == 1 {
+		return l.identity(n)
 	}
-	x, err := l.get(a, lay, F32)
-	if err != nil {
-		return err
+	acc := n.In[0]
+	for i, b := range n.In[1:] {
+		a := acc
+		lay := RowMajor
+		if a.Const == nil && b.Const == nil && slices.Equal(a.Shape, b.Shape) && l.nhwcHeld(n) {
+			lay = NHWC
+		}
+		x, err := l.get(a, lay, F32)
+		if err != nil {
+			return err
+		}
+		z, err := l.get(b, lay, F32)
+		if err != nil {
+			return err
+		}
+		elem := F32
+		if lay == NHWC {
+			elem = F16
+		}
+		dst := out
+		if i < len(n.In)-2 {
+			shape, err := broadcast(a.Shape, b.Shape)
+			if err != nil {
+				return err
+			}
+			dst = &Value{Name: fmt.Sprintf("%s operand %d", n.Name, i+1), DType: a.DType, Shape: shape}
+		}
+		y := l.alloc(dst.Shape, elem, lay)
+		code, _ := binaryCode(n.Op, a.DType)
+		l.emit(Step{Kind: KBinary, Node: n.Name, In: []View{broadcastView(x, dst.Shape), broadcastView(z, dst.Shape)}, Out: y, Code: code})
+		l.set(dst, y)
+		acc = dst
 	}
-	z, err := l.get(b, lay, F32)
-	if err != nil {
-		return err
-	}
-	elem := F32
-	if lay == NHWC {
-		elem = F16
-	}
-	y := l.alloc(out.Shape, elem, lay)
-	l.emit(Step{Kind: KBinary, Node: n.Name, In: []View{broadcastView(x, out.Shape), broadcastView(z, out.Shape)}, Out: y,
-		Code: map[string]int{"Add": OpAdd, "Sub": OpSub, "Mul": OpMul, "Div": OpDiv, "Pow": OpPow}[n.Op]})
-	l.set(out, y)
 	return nil
 }
 

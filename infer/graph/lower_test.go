@@ -168,19 +168,7 @@ func (m *machine) exec(s Step) {
 		a, b := s.In[0], s.In[1]
 		each(s.Out.Shape, func(idx []int) {
 			x, y := m.load(a, m.at(a, idx)), m.load(b, m.at(b, idx))
-			var z float32
-			switch s.Code {
-			case OpAdd:
-				z = x + y
-			case OpSub:
-				z = x - y
-			case OpMul:
-				z = x * y
-			case OpDiv:
-				z = x / y
-			case OpPow:
-				z = float32(math.Pow(float64(x), float64(y)))
-			}
+			z := float32(binaryValue(s.Code, float64(x), float64(y)))
 			m.store(s.Out, m.at(s.Out, idx), z)
 		})
 	case KSoftmax, KReduce:
@@ -188,6 +176,17 @@ func (m *machine) exec(s Step) {
 		for o := 0; o < s.Outer; o++ {
 			for k := 0; k < s.Inner; k++ {
 				base := int64(o*s.Dim*s.Inner + k)
+				if s.Kind == KReduce && s.Code >= ReduceArgMax {
+					best, at := math.NaN(), 0
+					for d := 0; d < s.Dim; d++ {
+						v := float64(m.load(x, x.Off+base+int64(d*s.Inner)))
+						if d == 0 || argBetter(s.Code, v, best) {
+							best, at = v, d
+						}
+					}
+					m.store(s.Out, s.Out.Off+int64(o*s.Inner+k), float32(at))
+					continue
+				}
 				if s.Kind == KReduce {
 					sum := float32(0)
 					switch s.Code {
@@ -326,6 +325,57 @@ func (m *machine) exec(s Step) {
 					m.store(s.Out, at(s.Out, idx, c, i), float32(acc/sum))
 				}
 			}
+		})
+	case KWhere:
+		c, a, b := s.In[0], s.In[1], s.In[2]
+		each(s.Out.Shape, func(idx []int) {
+			v := m.load(b, m.at(b, idx))
+			if m.load(c, m.at(c, idx)) != 0 {
+				v = m.load(a, m.at(a, idx))
+			}
+			m.store(s.Out, m.at(s.Out, idx), v)
+		})
+	case KGather:
+		x, ix := s.In[0], s.In[1]
+		each(s.Out.Shape, func(idx []int) {
+			k, ok := normIndex(int(m.load(ix, m.at(ix, idx))), s.Gather.Dim)
+			v := float32(0)
+			if ok {
+				v = m.load(x, m.at(x, idx)+int64(k)*s.Gather.Stride)
+			}
+			m.store(s.Out, m.at(s.Out, idx), v)
+		})
+	case KTopK:
+		x, K := s.In[0], s.Out.Shape[len(s.Out.Shape)-1]
+		K = Len(s.Out.Shape) / (s.Outer * s.Inner)
+		order := make([]int, s.Dim)
+		for o := 0; o < s.Outer; o++ {
+			for i := 0; i < s.Inner; i++ {
+				at := func(j int) float32 { return m.load(x, x.Off+int64((o*s.Dim+j)*s.Inner+i)) }
+				for j := range order {
+					order[j] = j
+				}
+				slices.SortFunc(order, func(a, b int) int {
+					if topKBefore(at(a), a, at(b), b, s.Code == 1) {
+						return -1
+					}
+					return 1
+				})
+				for j := 0; j < K; j++ {
+					m.store(s.Out, s.Out.Off+int64((o*K+j)*s.Inner+i), float32(order[j]))
+				}
+			}
+		}
+	case KGridSample:
+		x, g := s.In[0], s.In[1]
+		each(s.Out.Shape, func(idx []int) {
+			b, c := idx[0], idx[1]
+			gx := m.load(g, m.at(g, []int{b, idx[2], idx[3], 0}))
+			gy := m.load(g, m.at(g, []int{b, idx[2], idx[3], 1}))
+			v := sampleGrid(s.Code, gx, gy, x.Shape[2], x.Shape[3], func(y, xx int) float64 {
+				return float64(m.load(x, m.at(x, []int{b, c, y, xx})))
+			})
+			m.store(s.Out, m.at(s.Out, idx), float32(v))
 		})
 	default:
 		m.t.Fatalf("step kind %d", s.Kind)
@@ -507,10 +557,10 @@ func TestLowerLayouts(t *testing.T) {
 func TestLowerUnsupported(t *testing.T) {
 	g := &Graph{Input: &Value{Name: "x", Shape: []int{1, 3, 8, 8}}}
 	y := &Value{Name: "y", DType: Float, Shape: []int{1, 3, 8, 8}}
-	g.Nodes = []*Node{{Name: "odd", Op: "GridSample", In: []*Value{g.Input}, Out: []*Value{y}}}
+	g.Nodes = []*Node{{Name: "odd", Op: "ScatterND", In: []*Value{g.Input}, Out: []*Value{y}}}
 	g.Outputs = []*Value{y}
 	_, err := g.Lower(LowerOptions{})
-	if !errors.Is(err, ErrUnsupported) || !slices.Contains([]string{`node "odd" (GridSample): operator GridSample: not supported by the GPU engine (use --engine onnxruntime)`}, err.Error()) {
+	if !errors.Is(err, ErrUnsupported) || !slices.Contains([]string{`node "odd" (ScatterND): operator ScatterND: not supported by the GPU engine (use --engine onnxruntime)`}, err.Error()) {
 		t.Fatalf("err = %v", err)
 	}
 }
@@ -601,6 +651,9 @@ func TestLoweredOperators(t *testing.T) {
 			// fp16 where pooling reads NHWC: a relative 1e-3.
 			if e := onnxtest.RelL2(got[0], want[0].F); e > 2e-3 || math.IsNaN(e) {
 				t.Errorf("relative L2 error %.3g against the reference", e)
+			}
+			if n, i := onnxtest.Mismatches(got[0], want[0].F); c.Exact && n > 0 {
+				t.Errorf("%d elements differ from the reference's, the first %d: %g, want %g", n, i, got[0][i], want[0].F[i])
 			}
 			checkNoOverlap(t, p)
 		})

@@ -27,9 +27,21 @@ var operators = operatorTable()
 func operatorTable() map[string]operator {
 	t := map[string]operator{
 		"Identity":        {opIdentity, (*lowering).identity},
-		"Cast":            {opCast, (*lowering).identity},
+		"Cast":            {opCast, (*lowering).cast},
 		"Shape":           {opShape, nil},
-		"Gather":          {opGather, nil},
+		"Gather":          {opGather, (*lowering).gather},
+		"GatherElements":  {opGatherElements, (*lowering).gatherElements},
+		"TopK":            {opTopK, (*lowering).topK},
+		"ArgMax":          {opArgMax, (*lowering).argMax},
+		"ArgMin":          {opArgMax, (*lowering).argMax},
+		"Tile":            {opTile, (*lowering).tile},
+		"ScatterND":       {opScatterND, nil},
+		"Where":           {opWhere, (*lowering).where},
+		"Not":             {opNot, (*lowering).not},
+		"Clip":            {opClip, (*lowering).clip},
+		"Max":             {opBinary, (*lowering).binary},
+		"Min":             {opBinary, (*lowering).binary},
+		"GridSample":      {opGridSample, (*lowering).gridSample},
 		"Range":           {opRange, nil},
 		"ConstantOfShape": {opConstantOfShape, nil},
 		"Unsqueeze":       {opUnsqueeze, (*lowering).reshape},
@@ -41,11 +53,11 @@ func operatorTable() map[string]operator {
 		"Slice":           {opSlice, (*lowering).copyOp},
 		"Split":           {opSplit, (*lowering).copyOp},
 		"Expand":          {opExpand, (*lowering).copyOp},
-		"Add":             {binary(func(a, b float64) float64 { return a + b }), (*lowering).binary},
-		"Sub":             {binary(func(a, b float64) float64 { return a - b }), (*lowering).binary},
-		"Mul":             {binary(func(a, b float64) float64 { return a * b }), (*lowering).binary},
-		"Div":             {binary(func(a, b float64) float64 { return a / b }), (*lowering).binary},
-		"Pow":             {binary(math.Pow), (*lowering).binary},
+		"Add":             {opBinary, (*lowering).binary},
+		"Sub":             {opBinary, (*lowering).binary},
+		"Mul":             {opBinary, (*lowering).binary},
+		"Div":             {opBinary, (*lowering).binary},
+		"Pow":             {opBinary, (*lowering).binary},
 		"Sigmoid":         {unary(func(x float64) float64 { return 1 / (1 + math.Exp(-x)) }), (*lowering).activation},
 		"Relu":            {unary(func(x float64) float64 { return math.Max(x, 0) }), (*lowering).activation},
 		"LeakyRelu":       {opLeakyRelu, (*lowering).activation},
@@ -64,6 +76,9 @@ func operatorTable() map[string]operator {
 		"Pad":             {opPad, (*lowering).pad},
 		"Einsum":          {opEinsum, nil},
 		opAttention:       {opAttentionRef, (*lowering).attention},
+	}
+	for name := range compareOps {
+		t[name] = operator{opBinary, (*lowering).binary}
 	}
 	for name := range unaryMath {
 		t[name] = operator{opUnaryMath, (*lowering).unaryMath}
@@ -156,43 +171,6 @@ func opShape(n *Node, in []*Tensor, data bool) ([]*Tensor, error) {
 }
 
 // gatherIndex maps a flat output index of a take-along-axis to the input.
-func opGather(n *Node, in []*Tensor, data bool) ([]*Tensor, error) {
-	x, idx := in[0], in[1]
-	if idx.I == nil && idx.F == nil {
-		return nil, fmt.Errorf("indices must be known at compile time: %w", ErrUnsupported)
-	}
-	ax, err := axis(n.attrInt("axis", 0), len(x.Shape))
-	if err != nil {
-		return nil, err
-	}
-	shape := append(append(append([]int{}, x.Shape[:ax]...), idx.Shape...), x.Shape[ax+1:]...)
-	out := out1(shape, x.DType, data)
-	if !data {
-		return []*Tensor{out}, nil
-	}
-	outer, dim := Len(x.Shape[:ax]), x.Shape[ax]
-	inner := Len(x.Shape[ax+1:])
-	ids := idx.Ints()
-	for o := 0; o < outer; o++ {
-		for k, id := range ids {
-			if id < 0 {
-				id += dim
-			}
-			if id < 0 || id >= dim {
-				return nil, fmt.Errorf("index %d out of range %d", ids[k], dim)
-			}
-			src := (o*dim + id) * inner
-			dst := (o*len(ids) + k) * inner
-			if x.DType == Float {
-				copy(out.F[dst:dst+inner], x.F[src:src+inner])
-			} else {
-				copy(out.I[dst:dst+inner], x.I[src:src+inner])
-			}
-		}
-	}
-	return []*Tensor{out}, nil
-}
-
 // axesOf reads the axes of Unsqueeze/Squeeze/Reduce*: an input since
 // opset 13, an attribute before.
 func axesOf(n *Node, input int) ([]int, error) {
@@ -525,27 +503,6 @@ func opSplit(n *Node, in []*Tensor, data bool) ([]*Tensor, error) {
 	return outs, nil
 }
 
-func opCast(n *Node, in []*Tensor, data bool) ([]*Tensor, error) {
-	x := in[0]
-	to := n.attrInt("to", 1)
-	dt := Int64
-	if to == 1 || to == 10 || to == 11 { // float, float16, double
-		dt = Float
-	}
-	out := out1(x.Shape, dt, data)
-	if !data {
-		return []*Tensor{out}, nil
-	}
-	for i, v := range x.Floats() {
-		if dt == Float {
-			out.F[i] = float32(v)
-		} else {
-			out.I[i] = int64(v)
-		}
-	}
-	return []*Tensor{out}, nil
-}
-
 func scalarOf(n *Node, i int) (float64, DType, error) {
 	c, err := n.constInput(i)
 	if err != nil {
@@ -715,47 +672,17 @@ func eachIndex(shape []int, fn func(flat int, idx []int)) {
 	}
 }
 
-func binary(f func(a, b float64) float64) opFunc {
-	return func(n *Node, in []*Tensor, data bool) ([]*Tensor, error) {
-		a, b := in[0], in[1]
-		shape, err := broadcast(a.Shape, b.Shape)
-		if err != nil {
-			return nil, err
-		}
-		dt := a.DType
-		out := out1(shape, dt, data)
-		if !data {
-			return []*Tensor{out}, nil
-		}
-		as, bs := bstrides(a.Shape, shape), bstrides(b.Shape, shape)
-		af, bf := a.Floats(), b.Floats()
-		intDiv := n.Op == "Div" && dt == Int64
-		eachIndex(shape, func(o int, idx []int) {
-			ia, ib := 0, 0
-			for i, v := range idx {
-				ia += v * as[i]
-				ib += v * bs[i]
-			}
-			r := f(af[ia], bf[ib])
-			if intDiv {
-				r = math.Trunc(r)
-			}
-			if dt == Float {
-				out.F[o] = float32(r)
-			} else {
-				out.I[o] = int64(r)
-			}
-		})
-		return []*Tensor{out}, nil
-	}
-}
-
 func unary(f func(float64) float64) opFunc {
 	return func(n *Node, in []*Tensor, data bool) ([]*Tensor, error) {
-		out := out1(in[0].Shape, Float, data)
+		x := in[0]
+		out := out1(x.Shape, x.DType, data)
 		if data {
-			for i, v := range in[0].F {
-				out.F[i] = float32(f(float64(v)))
+			for i, v := range x.Floats() {
+				if r := f(v); x.DType == Float {
+					out.F[i] = float32(r)
+				} else {
+					out.I[i] = int64(r)
+				}
 			}
 		}
 		return []*Tensor{out}, nil
@@ -808,6 +735,12 @@ const (
 	ReduceMean
 	ReduceMax
 	ReduceMin
+	// ArgMax and ArgMin: the index (as a float) of the first extreme, or
+	// of the last.
+	ReduceArgMax
+	ReduceArgMaxLast
+	ReduceArgMin
+	ReduceArgMinLast
 )
 
 func reduce(kind int) opFunc {

@@ -23,7 +23,10 @@ const (
 	UnarySoftplus
 	UnaryGelu // exact: x·Φ(x)
 	UnaryHardSwish
-	UnaryMish // x·tanh(softplus(x)): YOLOv4 and Scaled-YOLOv4
+	UnaryMish  // x·tanh(softplus(x)): YOLOv4 and Scaled-YOLOv4
+	UnaryNot   // 1 where x is 0, else 0
+	UnaryTrunc // toward zero: Cast of a float to an integer
+	UnaryBool  // 1 where x is not 0: Cast to bool
 )
 
 // unaryMath are the ONNX operators of those functions: the one table that
@@ -51,6 +54,20 @@ var unaryMath = map[string]struct {
 // unaryValue is the function of code applied to v, as the reference
 // computes it.
 func unaryValue(code int, v float32) float32 {
+	switch code {
+	case UnaryNot:
+		if v == 0 {
+			return 1
+		}
+		return 0
+	case UnaryTrunc:
+		return float32(math.Trunc(float64(v)))
+	case UnaryBool:
+		if v != 0 {
+			return 1
+		}
+		return 0
+	}
 	for _, u := range unaryMath {
 		if u.code == code {
 			return float32(u.f(float64(v)))

@@ -14,6 +14,9 @@ type OpCase struct {
 	Name  string
 	Model *onnx.ModelProto
 	H, W  int
+	// Exact: the output holds indices, selected or copied elements, or
+	// booleans: every engine gives it bit for bit.
+	Exact bool
 }
 
 // OpCases are the operator conformance graphs: pooling as YOLOv9's GELAN
@@ -27,6 +30,10 @@ func OpCases() []OpCase {
 		mp := Model("in", "out", inits, nodes...)
 		mp.OpsetImport[0].Version = proto.Int64(opset)
 		cases = append(cases, OpCase{Name: name, Model: mp, H: 10, W: 12})
+	}
+	exact := func(name string, opset int64, inits []*onnx.TensorProto, nodes ...*onnx.NodeProto) {
+		add(name, opset, inits, nodes...)
+		cases[len(cases)-1].Exact = true
 	}
 	// AveragePool as YOLOv9's ADown (k2 s1 p0, count_include_pad) and as
 	// torch writes padded ones, with and without the pad counted.
@@ -148,6 +155,7 @@ func OpCases() []OpCase {
 		Node("Reshape", []string{"m", "gs"}, []string{"out"}))
 	add("Gemm transA", 13, gm, Node("Reshape", []string{"in", "g2"}, []string{"f"}), Node("Transpose", []string{"f"}, []string{"ft"}, IntsAttr("perm", 1, 0)),
 		Node("Gemm", []string{"ft", "gb"}, []string{"m"}, intAttr("transA", 1)), Node("Reshape", []string{"m", "gs"}, []string{"out"}))
+	indexCases(exact, add)
 	// DepthToSpace as pixel-shuffle exports write it, in both orders.
 	for _, mode := range []string{"DCR", "CRD"} {
 		add("DepthToSpace "+mode, 13, convt, conv, Node("DepthToSpace", []string{"c"}, []string{"out"}, intAttr("blocksize", 2), strAttr("mode", mode)))
@@ -181,6 +189,88 @@ func OpCases() []OpCase {
 		cases = append(cases, OpCase{Name: a.name, Model: AttentionModel(a.heads, a.dk, a.dv, a.areas, a.h, a.w, a.proj, a.sig), H: a.h, W: a.w})
 	}
 	return cases
+}
+
+// indexCases are the operators of DETR-style exports beyond the
+// convolutional trunk: masks (comparisons, logic, Where), Clip, Max and
+// Min, Cast at run time, the query selection (ReduceMax, TopK, Tile,
+// GatherElements), ArgMax, Gather with computed indices, and GridSample.
+func indexCases(exact, add func(string, int64, []*onnx.TensorProto, ...*onnx.NodeProto)) {
+	scalar := func(name string, v float32) *onnx.TensorProto { return Floats(name, nil, []float32{v}) }
+	exact("Where of comparisons and logic", 17, []*onnx.TensorProto{scalar("a", -0.5), scalar("b", 0.7), scalar("c", -1.2)},
+		Node("Greater", []string{"in", "a"}, []string{"g"}), Node("Less", []string{"in", "b"}, []string{"lt"}),
+		Node("Not", []string{"lt"}, []string{"nl"}), Node("And", []string{"g", "nl"}, []string{"c1"}),
+		Node("LessOrEqual", []string{"in", "c"}, []string{"le"}), Node("Or", []string{"c1", "le"}, []string{"c2"}),
+		Node("Xor", []string{"c2", "g"}, []string{"c3"}), Node("Neg", []string{"in"}, []string{"ng"}),
+		Node("Where", []string{"c3", "in", "ng"}, []string{"out"}))
+	exact("Max, Min of three, Clip", 13, []*onnx.TensorProto{Floats("mx", []int64{3, 1, 1}, []float32{-0.5, 0, 0.5}), scalar("one", 1), scalar("lo", -0.9), scalar("hi", 0.8)},
+		Node("Max", []string{"in", "mx"}, []string{"m1"}), Node("Neg", []string{"in"}, []string{"ng"}),
+		Node("Min", []string{"m1", "one", "ng"}, []string{"m2"}), Node("Clip", []string{"m2", "lo", "hi"}, []string{"c"}),
+		Node("Clip", []string{"in", "", "hi"}, []string{"c2"}), Node("Add", []string{"c", "c2"}, []string{"out"}))
+	exact("Clip opset 6", 6, nil, Node("Clip", []string{"in"}, []string{"out"}, floatAttr("min", -0.25), floatAttr("max", 1.5)))
+	exact("Cast to integers and bool, integer division", 17, []*onnx.TensorProto{scalar("k", 3.3), Int64s("two", nil, 2), Int64s("zero", nil, 0)},
+		Node("Mul", []string{"in", "k"}, []string{"s"}), Node("Cast", []string{"s"}, []string{"i"}, intAttr("to", 7)),
+		Node("Div", []string{"i", "two"}, []string{"d"}), Node("Cast", []string{"d"}, []string{"df"}, intAttr("to", 1)),
+		Node("Cast", []string{"i"}, []string{"b"}, intAttr("to", 9)), Node("Cast", []string{"b"}, []string{"bf"}, intAttr("to", 1)),
+		Node("Equal", []string{"i", "zero"}, []string{"e"}), Node("Cast", []string{"e"}, []string{"ef"}, intAttr("to", 1)),
+		Node("Add", []string{"df", "bf"}, []string{"a"}), Node("Sub", []string{"a", "ef"}, []string{"out"}))
+	// DETR's query selection: the best class score of every anchor, the
+	// top ten anchors, their rows gathered with indices tiled over them.
+	exact("TopK, Tile, GatherElements as DETR's query selection", 17,
+		[]*onnx.TensorProto{Int64s("rs", []int64{3}, 0, 3, -1), Int64s("k", []int64{1}, 10), Int64s("ax2", []int64{1}, 2), Int64s("rep", []int64{3}, 1, 1, 3)},
+		Node("Reshape", []string{"in", "rs"}, []string{"r"}), Node("Transpose", []string{"r"}, []string{"t"}, IntsAttr("perm", 0, 2, 1)),
+		Node("ReduceMax", []string{"t"}, []string{"sc"}, IntsAttr("axes", -1), intAttr("keepdims", 0)),
+		Node("TopK", []string{"sc", "k"}, []string{"v", "ix"}, intAttr("axis", 1)),
+		Node("Unsqueeze", []string{"ix", "ax2"}, []string{"u"}), Node("Tile", []string{"u", "rep"}, []string{"tl"}),
+		Node("GatherElements", []string{"t", "tl"}, []string{"ge"}, intAttr("axis", 1)),
+		Node("Unsqueeze", []string{"v", "ax2"}, []string{"vu"}), Node("Cast", []string{"u"}, []string{"uf"}, intAttr("to", 1)),
+		Node("Concat", []string{"ge", "vu", "uf"}, []string{"out"}, intAttr("axis", 2)))
+	exact("TopK smallest along an inner axis", 17, []*onnx.TensorProto{Int64s("k", []int64{1}, 4)},
+		Node("TopK", []string{"in", "k"}, []string{"v", "ix"}, intAttr("axis", 2), intAttr("largest", 0)),
+		Node("Cast", []string{"ix"}, []string{"xf"}, intAttr("to", 1)), Node("Concat", []string{"v", "xf"}, []string{"out"}, intAttr("axis", 1)))
+	// Ties, as near-tied scores are in practice: the input rounded to
+	// halves; both engines keep the lower index first, as ONNX Runtime.
+	ties := []*onnx.NodeProto{Node("Mul", []string{"in", "k2"}, []string{"m"}), Node("Cast", []string{"m"}, []string{"mi"}, intAttr("to", 7)),
+		Node("Cast", []string{"mi"}, []string{"q"}, intAttr("to", 1)), Node("Reshape", []string{"q", "rs"}, []string{"r"})}
+	ti := []*onnx.TensorProto{scalar("k2", 2), Int64s("rs", []int64{2}, 0, -1), Int64s("k", []int64{1}, 50)}
+	exact("TopK of ties", 17, ti, append(append([]*onnx.NodeProto(nil), ties...),
+		Node("TopK", []string{"r", "k"}, []string{"v", "ix"}, intAttr("axis", 1)),
+		Node("Cast", []string{"ix"}, []string{"xf"}, intAttr("to", 1)), Node("Concat", []string{"v", "xf"}, []string{"out"}, intAttr("axis", 1)))...)
+	for _, last := range []int64{0, 1} {
+		exact("ArgMax of ties select_last_index "+string(rune('0'+last)), 13, ti, append(append([]*onnx.NodeProto(nil), ties...),
+			Node("ArgMax", []string{"r"}, []string{"a"}, intAttr("axis", 1), intAttr("select_last_index", last)),
+			Node("Cast", []string{"a"}, []string{"out"}, intAttr("to", 1)))...)
+	}
+	exact("ArgMax", 13, nil, Node("ArgMax", []string{"in"}, []string{"a"}, intAttr("axis", 1), intAttr("keepdims", 1)),
+		Node("Cast", []string{"a"}, []string{"out"}, intAttr("to", 1)))
+	exact("ArgMin last index", 13, nil, Node("ArgMin", []string{"in"}, []string{"a"}, intAttr("axis", 3), intAttr("keepdims", 0), intAttr("select_last_index", 1)),
+		Node("Cast", []string{"a"}, []string{"out"}, intAttr("to", 1)))
+	exact("Gather at computed indices", 13, []*onnx.TensorProto{Floats("table", []int64{3, 4}, weights(12, 16))},
+		Node("ArgMax", []string{"in"}, []string{"a"}, intAttr("axis", 1), intAttr("keepdims", 0)),
+		Node("Gather", []string{"table", "a"}, []string{"out"}, intAttr("axis", 0)))
+	exact("Gather of a run-time tensor", 13, []*onnx.TensorProto{Int64s("ix", []int64{3}, 2, 0, -1), Int64s("one", nil, 1), Int64s("last", []int64{1}, -1), Int64s("ax2", []int64{1}, 2)},
+		Node("Gather", []string{"in", "ix"}, []string{"g1"}, intAttr("axis", 1)),
+		Node("Gather", []string{"g1", "one"}, []string{"g2"}, intAttr("axis", 2)),
+		Node("Gather", []string{"g1", "last"}, []string{"g3"}, intAttr("axis", 3)),
+		Node("Unsqueeze", []string{"g2", "ax2"}, []string{"g2u"}),
+		Node("Mul", []string{"g2u", "g3"}, []string{"out"}))
+	exact("ScatterND of constants", 16, []*onnx.TensorProto{Floats("sd", []int64{1, 3, 1, 1}, []float32{0, 0, 0}), Int64s("si", []int64{1, 2}, 0, 1),
+		Floats("su", []int64{1, 1, 1}, []float32{0.5})},
+		Node("ScatterND", []string{"sd", "si", "su"}, []string{"sc"}), Node("Add", []string{"in", "sc"}, []string{"out"}))
+	// GridSample as deformable attention samples: a grid made of the
+	// input's first two channels (some points outside the map).
+	grid := []*onnx.NodeProto{
+		Node("Slice", []string{"in", "g0", "g2", "g1"}, []string{"gs"}), Node("Tanh", []string{"gs"}, []string{"gt"}),
+		Node("Mul", []string{"gt", "gk"}, []string{"gm"}), Node("Transpose", []string{"gm"}, []string{"grid"}, IntsAttr("perm", 0, 2, 3, 1))}
+	gi := []*onnx.TensorProto{Int64s("g0", []int64{1}, 0), Int64s("g2", []int64{1}, 2), Int64s("g1", []int64{1}, 1), scalar("gk", 1.3)}
+	for _, g := range []struct {
+		name, mode, pad string
+		align           int64
+	}{{"bilinear zeros", "bilinear", "zeros", 0}, {"bilinear border align_corners", "bilinear", "border", 1}, {"nearest zeros", "nearest", "zeros", 0}} {
+		nodes := append(append([]*onnx.NodeProto(nil), grid...), Node("GridSample", []string{"in", "grid"}, []string{"out"},
+			strAttr("mode", g.mode), strAttr("padding_mode", g.pad), intAttr("align_corners", g.align)))
+		add("GridSample "+g.name, 16, gi, nodes...)
+	}
 }
 
 // AttentionModel is an attention block as Ultralytics exports it (YOLO11's
@@ -236,4 +326,21 @@ func weights(n int, seed uint32) []float32 {
 		v[i] = float32(int32(seed>>8)%2000)/2000 - 0.5
 	}
 	return v
+}
+
+// Mismatches counts the elements of got that differ from want's (NaN
+// matching NaN), and the index of the first, or -1: for OpCase.Exact.
+func Mismatches(got, want []float32) (n, first int) {
+	first = -1
+	if len(got) != len(want) {
+		return max(len(got), len(want)), 0
+	}
+	for i := range got {
+		if got[i] != want[i] && !(got[i] != got[i] && want[i] != want[i]) {
+			if n++; first < 0 {
+				first = i
+			}
+		}
+	}
+	return n, first
 }
