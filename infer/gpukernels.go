@@ -471,6 +471,64 @@ extern "C" __global__ void resize_h8(const int* g, const float* tab, const uint4
 	}
 }
 
+// The same product in 64×64 tiles of y through shared memory, K 16 at a
+// time, each of 256 threads summing 4×4 outputs: the product of
+// transformer layers (a [tokens, d] by [d, d'] weight). One batch entry
+// per grid z; y packed.
+extern "C" __global__ void matmul_tiled_f(const int* g, const float* a, const float* b, float* y) {
+	__shared__ float As[16][68];
+	__shared__ float Bs[16][64];
+	const int M = g[12], N = g[13], K = g[14];
+	unsigned r = blockIdx.z;
+	long long oa = 0, ob = 0;
+	for (int d = 3; d >= 0; d--) {
+		unsigned q = r / g[d], idx = r - q * g[d];
+		r = q;
+		oa += (long long)idx * g[4 + d];
+		ob += (long long)idx * g[8 + d];
+	}
+	const float* A = a + oa;
+	const float* B = b + ob;
+	float* Y = y + (long long)blockIdx.z * M * N;
+	const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
+	const int m0 = blockIdx.y * 64, n0 = blockIdx.x * 64;
+	float acc[4][4];
+#pragma unroll
+	for (int i = 0; i < 4; i++)
+#pragma unroll
+		for (int j = 0; j < 4; j++) acc[i][j] = 0.0f;
+	for (int k0 = 0; k0 < K; k0 += 16) {
+		for (int l = threadIdx.x; l < 1024; l += 256) {
+			int mm = l >> 4, kk = l & 15, gm = m0 + mm, gk = k0 + kk;
+			As[kk][mm] = (gm < M && gk < K) ? A[(long long)gm * K + gk] : 0.0f;
+			int kb = l >> 6, nb = l & 63, gkb = k0 + kb, gn = n0 + nb;
+			Bs[kb][nb] = (gkb < K && gn < N) ? B[(long long)gkb * N + gn] : 0.0f;
+		}
+		__syncthreads();
+#pragma unroll
+		for (int kk = 0; kk < 16; kk++) {
+			float av[4], bv[4];
+#pragma unroll
+			for (int i = 0; i < 4; i++) { av[i] = As[kk][ty * 4 + i]; bv[i] = Bs[kk][tx * 4 + i]; }
+#pragma unroll
+			for (int i = 0; i < 4; i++)
+#pragma unroll
+				for (int j = 0; j < 4; j++) acc[i][j] += av[i] * bv[j];
+		}
+		__syncthreads();
+	}
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		int m = m0 + ty * 4 + i;
+		if (m >= M) continue;
+#pragma unroll
+		for (int j = 0; j < 4; j++) {
+			int n = n0 + tx * 4 + j;
+			if (n < N) Y[(long long)m * N + n] = acc[i][j];
+		}
+	}
+}
+
 // Batched row-major fp32 matrix product; g: dims[4] of the batch, a strides[4], b strides[4], M, N, K.
 extern "C" __global__ void matmul_f(const int* g, const float* a, const float* b, float* y) {
 	unsigned M = g[12], N = g[13], K = g[14];
@@ -502,6 +560,7 @@ type kernels struct {
 	epilogue, epilogue1, epilogue8      *gpu.Kernel
 	epilogueD2S                         *gpu.Kernel
 	inputNHWC8, softmax, reduce, matmul *gpu.Kernel
+	matmulTiled                         *gpu.Kernel
 	maxpool, maxpool8, resize, resize8  *gpu.Kernel // float16
 	selectV8, detectV8, depthwise       *gpu.Kernel
 	selectO2O, detectO2O                *gpu.Kernel
@@ -544,7 +603,7 @@ func (k *kernels) sources() []kernelSource {
 			"epilogue_d2s", &k.epilogueD2S,
 			"transpose_ff", &k.transpose[0][0], "transpose_hh", &k.transpose[1][1], "transpose_hf", &k.transpose[1][0], "transpose_fh", &k.transpose[0][1],
 			"input_nhwc8", &k.inputNHWC8, "softmax_f", &k.softmax, "reduce_f", &k.reduce, "maxpool_h", &k.maxpool, "maxpool_h8", &k.maxpool8,
-			"resize_h", &k.resize, "resize_h8", &k.resize8, "matmul_f", &k.matmul),
+			"resize_h", &k.resize, "resize_h8", &k.resize8, "matmul_f", &k.matmul, "matmul_tiled_f", &k.matmulTiled),
 		src(detectSource, "select_v8", &k.selectV8, "detect_v8", &k.detectV8, "select_o2o", &k.selectO2O, "detect_o2o", &k.detectO2O),
 		src(depthwiseSource, "dwconv_h8", &k.depthwise),
 		src(obbSource, "nms_obb", &k.nmsOBB),

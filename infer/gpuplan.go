@@ -411,7 +411,15 @@ func (e *GPUEngine) matMulStep(p *gpuPlan, s graph.Step) error {
 		g[d], g[4+d], g[8+d] = int32(batch[i]), int32(ab[i]), int32(bb[i])
 	}
 	g[12], g[13], g[14] = int32(s.Out.Shape[r-2]), int32(s.Out.Shape[r-1]), int32(a.Shape[len(a.Shape)-1])
-	pa, pb, out, k, m := e.addr(p, a), e.addr(p, b), e.addr(p, s.Out), e.k.matmul, p.param(g)
+	pa, pb, out, m := e.addr(p, a), e.addr(p, b), e.addr(p, s.Out), p.param(g)
+	rows, cols, entries := s.Out.Shape[r-2], s.Out.Shape[r-1], graph.Len(batch)
+	if rows*cols >= 64*64 && entries <= 65535 && packed(s.Out) {
+		k := e.k.matmulTiled
+		grid := [3]uint32{uint32((cols + 63) / 64), uint32((rows + 63) / 64), uint32(entries)}
+		p.ops = append(p.ops, func(st gpu.Stream) error { return k.Launch(grid, block, st, m(), pa, pb, out) })
+		return nil
+	}
+	k := e.k.matmul
 	p.ops = append(p.ops, func(st gpu.Stream) error { return k.Launch(e.grid(n), block, st, m(), pa, pb, out) })
 	return nil
 }

@@ -59,20 +59,33 @@ except Exception:
     traceback.print_exc()
 try:
     from transformers import DFineConfig, DFineForObjectDetection, RTDetrImageProcessor
-    cfg = DFineConfig()
+    model = DFineForObjectDetection(DFineConfig())
     if small:
         from transformers import HGNetV2Config
-        cfg = first(lambda: DFineConfig(
-            backbone_config=HGNetV2Config(stem_channels=[3, 16, 16], stage_in_channels=[16, 64, 256, 512],
-                                          stage_mid_channels=[16, 32, 64, 128], stage_out_channels=[64, 256, 512, 1024],
-                                          stage_num_blocks=[1, 1, 2, 1], stage_numb_of_layers=[3, 3, 3, 3],
-                                          stage_downsample=[False, True, True, True], stage_light_block=[False, False, True, True],
-                                          stage_kernel_size=[3, 3, 5, 5], use_lab=True, out_features=["stage3", "stage4"]),
-            encoder_in_channels=[512, 1024], feat_strides=[16, 32], num_feature_levels=2, encoder_hidden_dim=128,
-            d_model=128, decoder_in_channels=[128, 128], decoder_layers=3, decoder_n_points=[6, 6], encode_proj_layers=[1],
-            depth_mult=0.5, hidden_expansion=0.34, encoder_ffn_dim=512, decoder_ffn_dim=512),
-            lambda: DFineConfig(encoder_hidden_dim=128, d_model=128, decoder_in_channels=[128, 128, 128], decoder_layers=3,
-                                encoder_ffn_dim=512, decoder_ffn_dim=512))
-    export("dfine-small" if small else "dfine", DFineForObjectDetection(cfg), RTDetrImageProcessor())
+        b0 = dict(stem_channels=[3, 16, 16], stage_in_channels=[16, 64, 256, 512], stage_mid_channels=[16, 32, 64, 128],
+                  stage_out_channels=[64, 256, 512, 1024], stage_num_blocks=[1, 1, 2, 1], stage_numb_of_layers=[3, 3, 3, 3],
+                  stage_downsample=[False, True, True, True], stage_light_block=[False, False, True, True],
+                  stage_kernel_size=[3, 3, 5, 5], use_lab=True)
+        common = dict(encoder_hidden_dim=128, d_model=128, decoder_layers=3, encoder_ffn_dim=512, decoder_ffn_dim=512,
+                      depth_mult=0.5, hidden_expansion=0.34)
+        candidates = [  # D-FINE-N's sizes on three levels, then on two
+            dict(backbone_config=HGNetV2Config(out_features=["stage2", "stage3", "stage4"], **b0), encoder_in_channels=[256, 512, 1024],
+                 feat_strides=[8, 16, 32], num_feature_levels=3, decoder_in_channels=[128, 128, 128], encode_proj_layers=[2], **common),
+            dict(backbone_config=HGNetV2Config(out_features=["stage3", "stage4"], out_indices=[3, 4], **b0), encoder_in_channels=[512, 1024],
+                 feat_strides=[16, 32], num_feature_levels=2, decoder_in_channels=[128, 128], decoder_n_points=[6, 6],
+                 encode_proj_layers=[1], **common),
+        ]
+        model = None
+        for kw in candidates:
+            try:
+                m = DFineForObjectDetection(DFineConfig(**kw)).eval()
+                with torch.no_grad():
+                    m(pixel_values=torch.rand(1, 3, 640, 640))
+                model = m
+                break
+            except Exception as e:
+                print("D-FINE small candidate failed:", str(e).splitlines()[0][:200])
+    if model is not None:
+        export("dfine-small" if small else "dfine", model, RTDetrImageProcessor())
 except Exception:
     traceback.print_exc()

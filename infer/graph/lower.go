@@ -613,6 +613,10 @@ func (l *lowering) softmax(n *Node) error {
 }
 
 func (l *lowering) matMul(n *Node) error {
+	as, bs, _, err := matMulShapes(n.In[0].Shape, n.In[1].Shape)
+	if err != nil {
+		return err
+	}
 	a, err := l.get(n.In[0], RowMajor, F32)
 	if err != nil {
 		return err
@@ -621,9 +625,22 @@ func (l *lowering) matMul(n *Node) error {
 	if err != nil {
 		return err
 	}
-	y := l.alloc(n.Out[0].Shape, F32, RowMajor)
+	// A vector operand as a row or a column: a view of its packed rows.
+	a.Shape, a.Stride = as, append(make([]int64, len(as)-len(a.Stride)), a.Stride...)
+	b.Shape, b.Stride = bs, append(slices.Clone(b.Stride), make([]int64, len(bs)-len(b.Stride))...)
+	if len(n.In[1].Shape) == 1 {
+		b.Stride = []int64{b.Stride[0], 1}
+	}
+	full, err := broadcast(as[:len(as)-2], bs[:len(bs)-2])
+	if err != nil {
+		return err
+	}
+	full = append(full, as[len(as)-2], bs[len(bs)-1])
+	y := l.alloc(full, F32, RowMajor)
 	l.emit(Step{Kind: KMatMul, Node: n.Name, In: []View{a, b}, Out: y})
-	l.set(n.Out[0], y)
+	out := l.newView(y.Buf, n.Out[0].Shape, F32, RowMajor)
+	out.Off = y.Off
+	l.set(n.Out[0], out)
 	return nil
 }
 

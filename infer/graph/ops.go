@@ -3,6 +3,7 @@ package graph
 import (
 	"fmt"
 	"math"
+	"slices"
 )
 
 // opFunc computes a node's outputs. With data false it only works out the
@@ -1142,11 +1143,50 @@ func opResize(n *Node, in []*Tensor, data bool) ([]*Tensor, error) {
 	return []*Tensor{out}, nil
 }
 
-func opMatMul(n *Node, in []*Tensor, data bool) ([]*Tensor, error) {
-	a, b := in[0], in[1]
-	if len(a.Shape) < 2 || len(b.Shape) < 2 {
-		return nil, fmt.Errorf("matmul of rank < 2: %w", ErrUnsupported)
+// matMulShapes are the operands' shapes as MatMul multiplies them
+// (NumPy's rules: a vector a is a row [1, K], a vector b a column [K, 1])
+// and the shape of the result once those added dimensions are dropped.
+func matMulShapes(a, b []int) (as, bs, out []int, err error) {
+	if len(a) == 0 || len(b) == 0 {
+		return nil, nil, nil, fmt.Errorf("matmul of a scalar: %w", ErrUnsupported)
 	}
+	as, bs = a, b
+	if len(a) == 1 {
+		as = []int{1, a[0]}
+	}
+	if len(b) == 1 {
+		bs = []int{b[0], 1}
+	}
+	batch, err := broadcast(as[:len(as)-2], bs[:len(bs)-2])
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if as[len(as)-1] != bs[len(bs)-2] {
+		return nil, nil, nil, fmt.Errorf("matmul %v × %v", a, b)
+	}
+	out = slices.Clone(batch)
+	if len(a) > 1 {
+		out = append(out, as[len(as)-2])
+	}
+	if len(b) > 1 {
+		out = append(out, bs[len(bs)-1])
+	}
+	return as, bs, out, nil
+}
+
+func opMatMul(n *Node, in []*Tensor, data bool) ([]*Tensor, error) {
+	as, bs, final, err := matMulShapes(in[0].Shape, in[1].Shape)
+	if err != nil {
+		return nil, err
+	}
+	if len(in[0].Shape) == 1 || len(in[1].Shape) == 1 {
+		outs, err := opMatMul(n, []*Tensor{view(in[0], as), view(in[1], bs)}, data)
+		if err != nil {
+			return nil, err
+		}
+		return []*Tensor{view(outs[0], final)}, nil
+	}
+	a, b := in[0], in[1]
 	m, k := a.Shape[len(a.Shape)-2], a.Shape[len(a.Shape)-1]
 	k2, nn := b.Shape[len(b.Shape)-2], b.Shape[len(b.Shape)-1]
 	if k != k2 {
@@ -1161,8 +1201,8 @@ func opMatMul(n *Node, in []*Tensor, data bool) ([]*Tensor, error) {
 	if !data {
 		return []*Tensor{out}, nil
 	}
-	as := bstrides(a.Shape[:len(a.Shape)-2], batch)
-	bs := bstrides(b.Shape[:len(b.Shape)-2], batch)
+	as = bstrides(a.Shape[:len(a.Shape)-2], batch)
+	bs = bstrides(b.Shape[:len(b.Shape)-2], batch)
 	eachIndex(batch, func(o int, idx []int) {
 		ia, ib := 0, 0
 		for i, v := range idx {

@@ -156,6 +156,17 @@ func OpCases() []OpCase {
 	add("Gemm transA", 13, gm, Node("Reshape", []string{"in", "g2"}, []string{"f"}), Node("Transpose", []string{"f"}, []string{"ft"}, IntsAttr("perm", 1, 0)),
 		Node("Gemm", []string{"ft", "gb"}, []string{"m"}, intAttr("transA", 1)), Node("Reshape", []string{"m", "gs"}, []string{"out"}))
 	indexCases(exact, add)
+	// MatMul with a vector, as D-FINE's integral weighs its distribution
+	// bins by a projection vector; and a vector on the left.
+	add("MatMul with vectors", 13, []*onnx.TensorProto{Floats("mv", []int64{12}, weights(12, 17)), Floats("mu", []int64{10}, weights(10, 18))},
+		Node("MatMul", []string{"in", "mv"}, []string{"r"}), Node("MatMul", []string{"mu", "in"}, []string{"l"}),
+		Node("Concat", []string{"r", "l"}, []string{"out"}, intAttr("axis", 2)))
+	// Products of transformer layers: tokens by a weight, in tiles whose
+	// edges (120 rows, 70 and 65 columns, K of 3 and 70) are partial.
+	add("MatMul of tokens by weights", 13, []*onnx.TensorProto{Int64s("ts", []int64{3}, 0, 3, -1), Floats("w1", []int64{3, 70}, weights(210, 19)),
+		Floats("w2", []int64{70, 65}, weights(70*65, 20))},
+		Node("Reshape", []string{"in", "ts"}, []string{"t"}), Node("Transpose", []string{"t"}, []string{"tt"}, IntsAttr("perm", 0, 2, 1)),
+		Node("MatMul", []string{"tt", "w1"}, []string{"h"}), Node("MatMul", []string{"h", "w2"}, []string{"out"}))
 	// DepthToSpace as pixel-shuffle exports write it, in both orders.
 	for _, mode := range []string{"DCR", "CRD"} {
 		add("DepthToSpace "+mode, 13, convt, conv, Node("DepthToSpace", []string{"c"}, []string{"out"}, intAttr("blocksize", 2), strAttr("mode", mode)))
