@@ -2,18 +2,48 @@
 # DETR-family detectors with random weights as users export them from
 # Hugging Face, each into DIR/<name>/model.onnx beside its
 # preprocessor_config.json. Usage: python3 scripts/export-detr.py DIR
-# [--small]. --small exports the same architectures narrowed (RT-DETR
+# [--small] [--hf-init]. --small exports the same architectures narrowed (RT-DETR
 # on a ResNet-18-style backbone, D-FINE-N's sizes): the same operators in
 # a file small enough to bring back and examine on a machine without a GPU.
+# Weights are drawn at the scale trained ones have (see reinit); --hf-init
+# keeps transformers' own, whose activations underflow fp16.
 import os, sys, traceback
 import torch
 
 out = sys.argv[1]
 small = "--small" in sys.argv[2:]
 
+def reinit(model):
+    # transformers initialises these models with weights of std 0.01, under
+    # which the activations shrink to 1e-9 and less by the encoder: below
+    # fp16's range, so any fp16 engine (PyTorch's too) outputs zeros there.
+    # Trained weights keep activations near 1; so do these: He-normal
+    # convolutions, Xavier linear layers, unit batch statistics. The
+    # deformable attention's offsets and weights keep transformers' own
+    # initialisation (a grid of points, uniform weights).
+    torch.manual_seed(0)
+    for name, m in model.named_modules():
+        if name.endswith("sampling_offsets") or name.endswith("attention_weights"):
+            continue
+        if isinstance(m, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            if m.bias is not None:
+                torch.nn.init.zeros_(m.bias)
+        elif isinstance(m, torch.nn.Linear):
+            torch.nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                torch.nn.init.zeros_(m.bias)
+        elif isinstance(m, torch.nn.BatchNorm2d):
+            m.reset_running_stats()
+            torch.nn.init.ones_(m.weight)
+            torch.nn.init.zeros_(m.bias)
+
+
 def export(name, model, processor):
     d = os.path.join(out, name)
     os.makedirs(d, exist_ok=True)
+    if "--hf-init" not in sys.argv:
+        reinit(model)
     model.eval()
     print(name, "parameters:", sum(p.numel() for p in model.parameters()))
 

@@ -101,21 +101,21 @@ type Kind uint8
 
 // Step kinds.
 const (
-	KCopy      Kind = iota // Out[i] = In[0][i] over Out's shape, any strides and element types
-	KConv                  // Out = act(conv(In[0], Conv.W) + Conv.B) + Conv.Residual, all NHWC fp16
-	KBinary                // Out = In[0] op In[1], broadcast through strides
-	KUnary                 // Out = op(In[0]), same shape
-	KSoftmax               // over Axis of a row-major fp32 tensor
-	KReduce                // Code (ReduceSum, ReduceMean, ReduceMax, ReduceMin): In [outer, dim, inner] → Out [outer, inner]
-	KMaxPool               // NHWC fp16, maximum or (Pool.Avg) average
-	KResize                // NHWC fp16, Table gives source rows and columns
-	KMatMul                // row-major fp32, broadcast batch
-	KAttention             // In Q [..., N, dk], K [..., dk, M], V [..., dv, M] → Out [..., dv, N], fp32 or fp16 through strides; Alpha the scale
-	KWhere                 // Out = In[0] != 0 ? In[1] : In[2], fp32, broadcast through strides
-	KGather                // Out[i] = In[0][i + (idx - i_axis)·Gather.Stride] with idx = In[1][i] (wrapped, out of range 0); fp32 through strides
-	KTopK                  // Out [Outer, K, Inner] = indices (fp32) of the K first of In[0] [Outer, Dim, Inner] in topKBefore's order; Code 1: largest
-	KGridSample            // Out [N, C, Ho, Wo] = In[0] [N, C, H, W] sampled at In[1] [N, Ho, Wo, 2]; Code: gridSample's mode bits
-	Kinds                  // the number of step kinds
+	KCopy       Kind = iota // Out[i] = In[0][i] over Out's shape, any strides and element types
+	KConv                   // Out = act(conv(In[0], Conv.W) + Conv.B) + Conv.Residual, all NHWC fp16
+	KBinary                 // Out = In[0] op In[1], broadcast through strides
+	KUnary                  // Out = op(In[0]), same shape
+	KSoftmax                // over Axis of a row-major fp32 tensor
+	KReduce                 // Code (ReduceSum, ReduceMean, ReduceMax, ReduceMin): In [outer, dim, inner] → Out [outer, inner]
+	KMaxPool                // NHWC fp16, maximum or (Pool.Avg) average
+	KResize                 // NHWC fp16, Table gives source rows and columns
+	KMatMul                 // row-major fp32, broadcast batch
+	KAttention              // In Q [..., N, dk], K [..., dk, M], V [..., dv, M] → Out [..., dv, N], fp32 or fp16 through strides; Alpha the scale
+	KWhere                  // Out = In[0] != 0 ? In[1] : In[2], fp32, broadcast through strides
+	KGather                 // Out[i] = In[0][i + (idx - i_axis)·Gather.Stride] with idx = In[1][i] (wrapped, out of range 0); fp32 through strides
+	KTopK                   // Out [Outer, K, Inner] = indices (fp32) of the K first of In[0] [Outer, Dim, Inner] in topKBefore's order; Code 1: largest
+	KGridSample             // Out [N, C, Ho, Wo] = In[0] [N, C, H, W] sampled at In[1] [N, Ho, Wo, 2]; Code: gridSample's mode bits
+	Kinds                   // the number of step kinds
 )
 
 var kindNames = [Kinds]string{"copy", "conv", "binary", "unary", "softmax", "reduce", "maxpool", "resize", "matmul", "attention", "where", "gather", "topk", "gridsample"}
