@@ -497,7 +497,7 @@ func (l *lowering) argMax(n *Node) error {
 // reads the input with stride 0 along each repeat.
 func (l *lowering) tile(n *Node) error {
 	x, out := n.In[0], n.Out[0]
-	r, err := tileRepeats(n, &Tensor{Shape: x.Shape, I: nil})
+	r, err := tileRepeats(n, &Tensor{Shape: x.Shape})
 	if err != nil {
 		return err
 	}

@@ -346,8 +346,7 @@ func (m *machine) exec(s Step) {
 			m.store(s.Out, m.at(s.Out, idx), v)
 		})
 	case KTopK:
-		x, K := s.In[0], s.Out.Shape[len(s.Out.Shape)-1]
-		K = Len(s.Out.Shape) / (s.Outer * s.Inner)
+		x, K := s.In[0], Len(s.Out.Shape)/(s.Outer*s.Inner)
 		order := make([]int, s.Dim)
 		for o := 0; o < s.Outer; o++ {
 			for i := 0; i < s.Inner; i++ {
