@@ -2,6 +2,7 @@ package infer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/dsbatch/dsbatch/gpu"
@@ -110,6 +111,9 @@ func (d *Detector) Detect(ctx context.Context, f Frames) ([][]Detection, error) 
 			part.Host = f.Host[i*size : (i+n)*size]
 		}
 		dets, err := d.detect(ctx, part)
+		if nf := (*NonFiniteError)(nil); errors.As(err, &nf) {
+			nf.Image += i // of the batch, not of the part
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -128,6 +132,9 @@ func (d *Detector) detect(ctx context.Context, f Frames) ([][]Detection, error) 
 	}
 	if !d.l.Fits(shape) {
 		return nil, fmt.Errorf("output shape %v does not fit the %s head's [%d, %d, %d]", shape, d.l, f.N, d.l.D1, d.l.D2)
+	}
+	if err := d.l.checkFinite(out, f.N, d.e.Name()); err != nil {
+		return nil, err
 	}
 	return d.l.DecodeBatch(out, f.N, d.o), nil
 }

@@ -2,6 +2,8 @@ package infer
 
 import (
 	"context"
+	"errors"
+	"math"
 	"reflect"
 	"strings"
 	"testing"
@@ -76,5 +78,60 @@ func TestDetectorSplitsBatches(t *testing.T) {
 	}
 	if _, err := d.Detect(context.Background(), Frames{N: 2, Host: in[:3*64]}); err == nil {
 		t.Error("two images in one image's values: no error")
+	}
+}
+
+// nonFiniteModels are one-class v8 heads of two anchors (8×8 inputs) whose
+// second anchor holds NaN or +Inf: a network that overflowed. ConvMean, so
+// that the GPU engine compiles them too.
+func nonFiniteModels(t *testing.T) map[string]string {
+	t.Helper()
+	nan, inf := float32(math.NaN()), float32(math.Inf(1))
+	models := map[string]string{}
+	for name, at := range map[string]struct {
+		i int
+		v float32
+	}{"NaN box": {1, nan}, "infinite score": {9, inf}} {
+		raw := []float32{10, 50, 10, 50, 4, 8, 4, 8, 0.6, 0.3}
+		raw[at.i] = at.v
+		k := []float32{0, 0, 0, 0, 0, 0, 0, 0, 0.1, 0.1}
+		models[name] = writeModel(t, onnxtest.Detector{H: 8, W: 8, D1: 5, D2: 2, Raw: raw, K: k, Names: []string{"a"}, ConvMean: true})
+	}
+	return models
+}
+
+// checkRefusesNonFinite runs engine e through a detector on three images
+// and wants a NonFiniteError for the first, not an image without
+// detections.
+func checkRefusesNonFinite(t *testing.T, e Engine, wantEngine string) {
+	t.Helper()
+	l := Layout{Head: HeadV8, D1: 5, D2: 2, Classes: 1, InputH: 8, InputW: 8}
+	d := NewDetector(e, l, PostOptions{Conf: 0.25, IoU: 0.45})
+	defer d.Close()
+	got, err := d.Detect(context.Background(), Frames{N: 3, Host: make([]float32, 3*3*64)})
+	var nf *NonFiniteError
+	if !errors.As(err, &nf) || nf.Image != 0 || nf.Anchors != 1 || nf.Engine != wantEngine {
+		t.Fatalf("detections %v, error %v; want a NonFiniteError of image 0, one value, engine %s", got, err, wantEngine)
+	}
+	if !strings.Contains(err.Error(), "not finite") {
+		t.Errorf("error %q does not say what is wrong", err)
+	}
+}
+
+// TestDetectorRefusesNonFinite: an output holding NaN or ±Inf is an error
+// naming the image, not an image without the detections that overflowed.
+func TestDetectorRefusesNonFinite(t *testing.T) {
+	for name, path := range nonFiniteModels(t) {
+		t.Run(name, func(t *testing.T) {
+			m, err := ReadModel(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e, err := NewORT(m, 8, 8, ORTOptions{Lib: ortLib(t), Threads: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkRefusesNonFinite(t, e, e.Name())
+		})
 	}
 }

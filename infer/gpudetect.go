@@ -33,15 +33,21 @@ __device__ __forceinline__ float unorder(unsigned u) {
 // pose's keypoint or a seg model's coefficient rows after the classes),
 // img floats apart (more than the rows where a seg model's prototypes
 // follow them).
-extern "C" __global__ void select_v8(const float* out, int n, int nc, long long img, float conf, unsigned* count, u64* keys) {
+// An anchor whose box or class scores are not all finite (a network that
+// overflowed) counts in bad[b] and is not selected.
+extern "C" __global__ void select_v8(const float* out, int n, int nc, long long img, float conf, unsigned* count, unsigned* bad, u64* keys) {
 	int a = blockIdx.x * blockDim.x + threadIdx.x, b = blockIdx.y;
 	if (a >= n) return;
 	const float* p = out + (long long)b * img;
 	float best = -1.0f;
+	bool finite = true;
+	for (int c = 0; c < 4; c++) finite &= isfinite(p[(long long)c * n + a]);
 	for (int c = 0; c < nc; c++) {
 		float s = p[(long long)(4 + c) * n + a];
+		finite &= isfinite(s);
 		if (s > best) best = s;
 	}
+	if (!finite) { atomicAdd(&bad[b], 1u); return; }
 	if (!(best >= conf)) return;
 	unsigned slot = atomicAdd(&count[b], 1u);
 	keys[(long long)b * n + slot] = ((u64)orderable(best) << 32) | (0xffffffffu - (unsigned)a);
@@ -191,13 +197,16 @@ extern "C" __global__ void detect_v8(const float* out, int n, int nc, long long 
 }
 
 // select_o2o: select_v8 for a one2one head's [B, n, d2] rows (box, then nc
-// class scores).
-extern "C" __global__ void select_o2o(const float* out, int n, int d2, int nc, float conf, unsigned* count, u64* keys) {
+// class scores), non-finite anchors counted in bad[b] as there.
+extern "C" __global__ void select_o2o(const float* out, int n, int d2, int nc, float conf, unsigned* count, unsigned* bad, u64* keys) {
 	int a = blockIdx.x * blockDim.x + threadIdx.x, b = blockIdx.y;
 	if (a >= n) return;
 	const float* p = out + ((long long)b * n + a) * d2 + 4;
 	float best = -1.0f;
-	for (int c = 0; c < nc; c++) best = fmaxf(best, p[c]);
+	bool finite = true;
+	for (int c = -4; c < 0; c++) finite &= isfinite(p[c]);
+	for (int c = 0; c < nc; c++) { finite &= isfinite(p[c]); best = fmaxf(best, p[c]); }
+	if (!finite) { atomicAdd(&bad[b], 1u); return; }
 	if (!(best >= conf)) return;
 	unsigned slot = atomicAdd(&count[b], 1u);
 	keys[(long long)b * n + slot] = ((u64)orderable(best) << 32) | (0xffffffffu - (unsigned)a);
@@ -256,9 +265,10 @@ const detRow = 7
 type detectBuffers struct {
 	anchors, rows, pairs int // per image: anchors, floats of detection rows, one2one pair keys
 	count, keys          gpu.DevicePtr
+	bad                  gpu.DevicePtr // per image: anchors whose values are not finite
 	pairKeys             gpu.DevicePtr // one2one: maxDet × classes keys an image
 	dets, ndet           gpu.DevicePtr
-	host                 *gpu.HostBuffer // dets then ndet
+	host                 *gpu.HostBuffer // dets, ndet, then bad
 	// Oriented boxes' NMS (nms_obb), for obb candidates an image: their
 	// quads, the kept rows' indices and their number, and those on the host.
 	obb                int
@@ -347,6 +357,9 @@ func (e *GPUEngine) detect(ctx context.Context, f Frames, l Layout, o PostOption
 		if !l.Fits(shape) {
 			return nil, fmt.Errorf("gpu engine: output %v does not fit the %s head's [%d, %d, %d]", shape, l, n, l.D1, l.D2)
 		}
+		if err := l.checkFinite(out, n, "gpu"); err != nil {
+			return nil, err
+		}
 		return l.DecodeBatch(out, n, o), nil
 	}
 	p, err := e.planFor(n)
@@ -395,10 +408,13 @@ func (e *GPUEngine) detect(ctx context.Context, f Frames, l Layout, o PostOption
 	if err := e.cuda.ZeroAsync(d.count, int64(4*n), st); err != nil {
 		return nil, err
 	}
+	if err := e.cuda.ZeroAsync(d.bad, int64(4*n), st); err != nil {
+		return nil, err
+	}
 	grid := [3]uint32{uint32((anchors + 255) / 256), uint32(n), 1}
 	images, threads := [3]uint32{uint32(n), 1, 1}, [3]uint32{1024, 1, 1}
 	if l.Head == HeadOne2One {
-		if err := e.k.selectO2O.Launch(grid, [3]uint32{256, 1, 1}, st, e.addr(p, outV), int32(anchors), int32(l.D2), int32(nc), o.Conf, d.count, d.keys); err != nil {
+		if err := e.k.selectO2O.Launch(grid, [3]uint32{256, 1, 1}, st, e.addr(p, outV), int32(anchors), int32(l.D2), int32(nc), o.Conf, d.count, d.bad, d.keys); err != nil {
 			return nil, err
 		}
 		if err := e.k.detectO2O.Launch(images, threads, st, e.addr(p, outV), int32(anchors), int32(l.D2), int32(nc),
@@ -406,7 +422,7 @@ func (e *GPUEngine) detect(ctx context.Context, f Frames, l Layout, o PostOption
 			return nil, err
 		}
 	} else {
-		if err := e.k.selectV8.Launch(grid, [3]uint32{256, 1, 1}, st, e.addr(p, outV), int32(anchors), int32(nc), img, o.Conf, d.count, d.keys); err != nil {
+		if err := e.k.selectV8.Launch(grid, [3]uint32{256, 1, 1}, st, e.addr(p, outV), int32(anchors), int32(nc), img, o.Conf, d.count, d.bad, d.keys); err != nil {
 			return nil, err
 		}
 		agnostic := int32(0)
@@ -441,6 +457,9 @@ func (e *GPUEngine) detect(ctx context.Context, f Frames, l Layout, o PostOption
 	if err := e.cuda.DownloadAsync(d.host, 4*row*maxDet*e.opts.Batch, d.ndet, 4*n, st); err != nil {
 		return nil, err
 	}
+	if err := e.cuda.DownloadAsync(d.host, 4*(row*maxDet+1)*e.opts.Batch, d.bad, 4*n, st); err != nil {
+		return nil, err
+	}
 	var masks *maskBuffers
 	if l.Masks > 0 {
 		if masks, err = e.weighMasks(e.addr(p, outV), l, n, d.dets, d.ndet, row, maxDet); err != nil {
@@ -452,6 +471,11 @@ func (e *GPUEngine) detect(ctx context.Context, f Frames, l Layout, o PostOption
 	}
 	rowsOut := d.host.Floats()
 	counts := rowsOut[row*maxDet*e.opts.Batch:]
+	for i, c := range rowsOut[(row*maxDet+1)*e.opts.Batch:][:n] {
+		if bad := math.Float32bits(c); bad > 0 {
+			return nil, &NonFiniteError{Image: i, Anchors: int(bad), Engine: "gpu"}
+		}
+	}
 	res := make([][]Detection, n)
 	// hostNMS marks the oriented-box images whose NMS the device left to
 	// the host (see obbSource).
@@ -595,7 +619,10 @@ func (e *GPUEngine) detectBuffers(anchors, rows, pairs, obb int) (*detectBuffers
 	if d.ndet, err = e.cuda.Alloc(4 * b); err != nil {
 		return nil, err
 	}
-	if d.host, err = e.cuda.AllocHost(4*rows*b + 4*b); err != nil {
+	if d.bad, err = e.cuda.Alloc(4 * b); err != nil {
+		return nil, err
+	}
+	if d.host, err = e.cuda.AllocHost(4*rows*b + 8*b); err != nil {
 		return nil, err
 	}
 	if obb > 0 {
@@ -621,7 +648,7 @@ func (e *GPUEngine) freeDetect() {
 	if d == nil {
 		return
 	}
-	for _, p := range []gpu.DevicePtr{d.count, d.keys, d.pairKeys, d.dets, d.ndet, d.quads, d.keep, d.nkeep} {
+	for _, p := range []gpu.DevicePtr{d.count, d.keys, d.bad, d.pairKeys, d.dets, d.ndet, d.quads, d.keep, d.nkeep} {
 		if p != 0 {
 			e.cuda.Free(p)
 		}

@@ -257,3 +257,22 @@ func checkDetects(t *testing.T, eng *GPUEngine, l Layout, o PostOptions, in, raw
 	}
 	return total
 }
+
+// TestGPUDetectRefusesNonFinite: on the device, anchors whose output is NaN
+// or ±Inf are counted and refused, as on the host.
+func TestGPUDetectRefusesNonFinite(t *testing.T) {
+	uuid := firstGPU(t)
+	for name, path := range nonFiniteModels(t) {
+		t.Run(name, func(t *testing.T) {
+			m, err := ReadModel(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e, err := NewGPU(m, 8, 8, GPUOptions{UUID: uuid, Batch: 4, CacheDir: t.TempDir()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkRefusesNonFinite(t, e, "gpu")
+		})
+	}
+}

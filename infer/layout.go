@@ -258,6 +258,45 @@ func (l Layout) Fits(shape []int64) bool {
 // segmentation model's prototypes.
 func (l Layout) Values() int { return l.D1*l.D2 + l.protoValues() }
 
+// NonFiniteError reports a network output holding NaN or ±Inf: a network
+// that overflowed, whose detections would silently be missing. Engines
+// return it instead of an image's detections.
+type NonFiniteError struct {
+	Image   int    // the image of the batch
+	Anchors int    // the anchors (the GPU engine) or values (on the host) not finite
+	Engine  string // the engine's name
+}
+
+func (e *NonFiniteError) Error() string {
+	what := "values"
+	if e.Engine == "gpu" {
+		what = "anchors"
+	}
+	msg := fmt.Sprintf("%s engine: image %d of the batch: %d %s of the network's output are not finite (NaN or ±Inf)", e.Engine, e.Image, e.Anchors, what)
+	if e.Engine == "gpu" {
+		return msg + ": the network overflows the GPU engine's fp16 (values beyond ±65504); run this model with --engine onnxruntime"
+	}
+	return msg + ": the model itself yields them on this input"
+}
+
+// checkFinite returns a NonFiniteError for the first of the n images held
+// one after the other in out whose output holds NaN or ±Inf.
+func (l Layout) checkFinite(out []float32, n int, engine string) error {
+	per := l.Values()
+	for i := range n {
+		bad := 0
+		for _, v := range out[i*per : (i+1)*per] {
+			if f := float64(v); math.IsNaN(f) || math.IsInf(f, 0) {
+				bad++
+			}
+		}
+		if bad > 0 {
+			return &NonFiniteError{Image: i, Anchors: bad, Engine: engine}
+		}
+	}
+	return nil
+}
+
 // dropNonFinite removes, in place, the detections of ds with a score or a
 // coordinate that is NaN or infinite.
 func dropNonFinite(ds []Detection) []Detection {

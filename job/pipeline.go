@@ -2,6 +2,7 @@ package job
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync/atomic"
@@ -337,6 +338,10 @@ func (p *pipeline) infer(ctx context.Context, det *infer.Detector, b *batch) err
 		f.Host = b.buf[:len(frames)*size]
 	}
 	dets, err := det.Detect(ctx, f)
+	if nf := (*infer.NonFiniteError)(nil); errors.As(err, &nf) && nf.Image >= 0 && nf.Image < len(frames) {
+		it := frames[nf.Image]
+		return fmt.Errorf("%s, frame %d: %w", it.v.planned.Path, it.index, err)
+	}
 	if err != nil {
 		return err
 	}

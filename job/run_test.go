@@ -495,3 +495,38 @@ func TestRunEngineBatchLimit(t *testing.T) {
 		}
 	}
 }
+
+// TestRunRefusesNonFinite: a model whose output holds NaN (a network that
+// overflowed) stops the run with an error naming the video and the frame,
+// and no video is marked done: a later run with a sound model does them.
+func TestRunRefusesNonFinite(t *testing.T) {
+	h := newHarness(t)
+	d := testDetector()
+	d.Raw[1] = float32(math.NaN()) // anchor 1's cx
+	path := filepath.Join(t.TempDir(), "nan.onnx")
+	if err := d.Write(path); err != nil {
+		t.Fatal(err)
+	}
+	bad, err := infer.ReadModel(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := mediaFiles(t, "h264.mp4")
+	out := t.TempDir()
+	opts := h.options(out, 1)
+	opts.NewEngine = func(Worker, *gpu.CUDA) (infer.Engine, error) {
+		return infer.NewORT(bad, imgsz, imgsz, infer.ORTOptions{Lib: h.lib, Threads: 1})
+	}
+	_, err = h.run(context.Background(), opts, files, 1)
+	if err == nil || !strings.Contains(err.Error(), files[0]) || !strings.Contains(err.Error(), "not finite") {
+		t.Fatalf("run with a NaN output: %v, want an error naming %s and the values", err, files[0])
+	}
+	t.Log(err)
+	sum, err := h.run(context.Background(), h.options(out, 1), files, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Frames == 0 {
+		t.Errorf("the video was marked done by the failed run: %+v", sum)
+	}
+}

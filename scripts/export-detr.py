@@ -2,16 +2,20 @@
 # DETR-family detectors with random weights as users export them from
 # Hugging Face, each into DIR/<name>/model.onnx beside its
 # preprocessor_config.json. Usage: python3 scripts/export-detr.py DIR
-# [--small] [--hf-init]. --small exports the same architectures narrowed (RT-DETR
-# on a ResNet-18-style backbone, D-FINE-N's sizes): the same operators in
-# a file small enough to bring back and examine on a machine without a GPU.
-# Weights are drawn at the scale trained ones have (see reinit); --hf-init
-# keeps transformers' own, whose activations underflow fp16.
+# [--small] [--hf-init] [--no-calibrate] [--only rtdetr|dfine]. --small
+# exports the same architectures narrowed (RT-DETR on a ResNet-18-style
+# backbone, D-FINE-N's sizes): the same operators in a file small enough
+# to bring back and examine on a machine without a GPU.
+# Weights are drawn at the scale trained ones have (see reinit) and batch
+# statistics set as training leaves them (calibrate); --hf-init keeps
+# transformers' own weights, whose activations underflow fp16, and
+# --no-calibrate identity statistics, under which D-FINE's overflow it.
 import os, sys, traceback
 import torch
 
 out = sys.argv[1]
 small = "--small" in sys.argv[2:]
+only = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None
 
 def reinit(model):
     # transformers initialises these models with weights of std 0.01, under
@@ -39,11 +43,36 @@ def reinit(model):
             torch.nn.init.zeros_(m.bias)
 
 
+def calibrate(model):
+    # Sets every batch normalisation's statistics to those of its input on
+    # random images, layer by layer in one forward pass, as training leaves
+    # them: each normalised activation then has unit scale, and deep
+    # residual stacks stay inside fp16's range (with identity statistics,
+    # D-FINE's encoder overflows fp16 on random weights, and any fp16
+    # engine outputs NaN there).
+    def pre(m, args):
+        x = args[0]
+        dims = [0, 2, 3] if x.dim() == 4 else [0]
+        m.running_mean.copy_(x.mean(dims))
+        m.running_var.copy_(x.var(dims))
+    hooks = [m.register_forward_pre_hook(pre) for m in model.modules()
+             if isinstance(getattr(m, "running_mean", None), torch.Tensor) and isinstance(getattr(m, "running_var", None), torch.Tensor)]
+    model.eval()
+    with torch.no_grad():
+        torch.manual_seed(1)
+        model(pixel_values=torch.rand(4, 3, 640, 640))
+    for h in hooks:
+        h.remove()
+    print("calibrated", len(hooks), "batch normalisations")
+
+
 def export(name, model, processor):
     d = os.path.join(out, name)
     os.makedirs(d, exist_ok=True)
     if "--hf-init" not in sys.argv:
         reinit(model)
+        if "--no-calibrate" not in sys.argv:
+            calibrate(model)
     model.eval()
     print(name, "parameters:", sum(p.numel() for p in model.parameters()))
 
@@ -75,6 +104,8 @@ def first(*makers):
 import transformers
 print("transformers", transformers.__version__, "torch", torch.__version__)
 try:
+    if only not in (None, "rtdetr"):
+        raise StopIteration
     from transformers import RTDetrConfig, RTDetrForObjectDetection, RTDetrImageProcessor
     cfg = RTDetrConfig()
     if small:
@@ -85,9 +116,13 @@ try:
             encoder_in_channels=[64, 128, 256], encoder_hidden_dim=128, d_model=128, decoder_in_channels=[128, 128, 128],
             encoder_ffn_dim=256, decoder_ffn_dim=256, decoder_layers=2))
     export("rtdetr-small" if small else "rtdetr", RTDetrForObjectDetection(cfg), RTDetrImageProcessor())
+except StopIteration:
+    pass
 except Exception:
     traceback.print_exc()
 try:
+    if only not in (None, "dfine"):
+        raise StopIteration
     from transformers import DFineConfig, DFineForObjectDetection, RTDetrImageProcessor
     model = DFineForObjectDetection(DFineConfig())
     if small:
@@ -95,7 +130,7 @@ try:
         b0 = dict(stem_channels=[3, 16, 16], stage_in_channels=[16, 64, 256, 512], stage_mid_channels=[16, 32, 64, 128],
                   stage_out_channels=[64, 256, 512, 1024], stage_num_blocks=[1, 1, 2, 1], stage_numb_of_layers=[3, 3, 3, 3],
                   stage_downsample=[False, True, True, True], stage_light_block=[False, False, True, True],
-                  stage_kernel_size=[3, 3, 5, 5], use_lab=True)
+                  stage_kernel_size=[3, 3, 5, 5], use_lab=True, embedding_size=16, hidden_sizes=[64, 256, 512, 1024])
         common = dict(encoder_hidden_dim=128, d_model=128, decoder_layers=3, encoder_ffn_dim=512, decoder_ffn_dim=512,
                       depth_mult=0.5, hidden_expansion=0.34)
         candidates = [  # D-FINE-N's sizes on three levels, then on two
@@ -117,5 +152,7 @@ try:
                 print("D-FINE small candidate failed:", str(e).splitlines()[0][:200])
     if model is not None:
         export("dfine-small" if small else "dfine", model, RTDetrImageProcessor())
+except StopIteration:
+    pass
 except Exception:
     traceback.print_exc()
