@@ -178,7 +178,9 @@ func (e *GPUEngine) conv(p *gpuPlan, s graph.Step) error {
 		res = e.addr(p, *c.Residual)
 	}
 	n := int64(graph.Len(s.Out.Shape))
-	act, alpha, k, ypix, spix, rpix := int32(c.Act), c.Alpha, int32(c.K), int32(yp), int32(sp), int32(rp)
+	// The epilogue kernels take the activation after the residual in acts'
+	// second byte.
+	act, alpha, k, ypix, spix, rpix := int32(c.Act)|int32(c.PostAct)<<8, c.Alpha, int32(c.K), int32(yp), int32(sp), int32(rp)
 	aligned := func(v int64) bool { return v%8 == 0 }
 	switch {
 	case c.Shuffle > 1:

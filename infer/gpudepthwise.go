@@ -75,7 +75,7 @@ extern "C" __global__ void dwconv_h8(const int* g, const uint4* x, const uint4* 
 // strides.
 func depthwiseFits(prog *graph.Program, s graph.Step) (xp, yp, rp int64, ok bool) {
 	c := s.Conv
-	if s.Kind != graph.KConv || c == nil || c.Groups != c.C || c.K != c.C || c.C%8 != 0 || prog.Bufs[s.In[0].Buf].Space == graph.SpaceInputNHWC {
+	if s.Kind != graph.KConv || c == nil || c.PostAct != graph.ActNone || c.Groups != c.C || c.K != c.C || c.C%8 != 0 || prog.Bufs[s.In[0].Buf].Space == graph.SpaceInputNHWC {
 		return 0, 0, 0, false
 	}
 	xp, okx := graph.PixelStride(s.In[0])

@@ -208,10 +208,12 @@ extern "C" __global__ void input_nhwc8(unsigned pixels, unsigned hw, int c, cons
 
 // The convolution's epilogue over its NHWC output y (m pixels of k
 // channels, ypix elements apart: k when packed, more inside a Concat):
-// y = act(src + bias) + residual, where src is what cuDNN wrote (y itself,
-// or a packed tensor, its pixels spix apart) and the residual's pixels are
-// rpix apart. Two channels per thread.
-extern "C" __global__ void epilogue(unsigned pairs, int k, int ypix, half_t* y, const half_t* src, int spix, const float* bias, const half_t* res, int rpix, int act, float alpha) {
+// y = post(act(src + bias) + residual), where src is what cuDNN wrote (y
+// itself, or a packed tensor, its pixels spix apart) and the residual's
+// pixels are rpix apart; acts holds act in its low byte, post above.
+// Two channels per thread.
+extern "C" __global__ void epilogue(unsigned pairs, int k, int ypix, half_t* y, const half_t* src, int spix, const float* bias, const half_t* res, int rpix, int acts, float alpha) {
+	const int act = acts & 255, post = acts >> 8;
 	for (unsigned p = blockIdx.x * blockDim.x + threadIdx.x; p < pairs; p += gridDim.x * blockDim.x) {
 		unsigned i = 2 * p;
 		unsigned c = i % (unsigned)k, px = i / (unsigned)k;
@@ -223,15 +225,16 @@ extern "C" __global__ void epilogue(unsigned pairs, int k, int ypix, half_t* y, 
 		b = activate(b, act, alpha);
 		if (res) {
 			unsigned r = *(const unsigned*)(res + (long long)px * rpix + c);
-			a += h2f((half_t)(r & 0xffff));
-			b += h2f((half_t)(r >> 16));
+			a = activate(a + h2f((half_t)(r & 0xffff)), post, alpha);
+			b = activate(b + h2f((half_t)(r >> 16)), post, alpha);
 		}
 		*(unsigned*)yp = (unsigned)f2h(a) | ((unsigned)f2h(b) << 16);
 	}
 }
 // The same, eight channels (16 bytes) per thread, for k, ypix and rpix
 // multiples of 8.
-extern "C" __global__ void epilogue8(unsigned groups, int k, int ypix, half_t* y, const half_t* src, int spix, const float* bias, const half_t* res, int rpix, int act, float alpha) {
+extern "C" __global__ void epilogue8(unsigned groups, int k, int ypix, half_t* y, const half_t* src, int spix, const float* bias, const half_t* res, int rpix, int acts, float alpha) {
+	const int act = acts & 255, post = acts >> 8;
 	for (unsigned g = blockIdx.x * blockDim.x + threadIdx.x; g < groups; g += gridDim.x * blockDim.x) {
 		unsigned c = (8 * g) % (unsigned)k, px = (8 * g) / (unsigned)k;
 		uint4* yp = (uint4*)(y + (long long)px * ypix + c);
@@ -247,8 +250,8 @@ extern "C" __global__ void epilogue8(unsigned groups, int k, int ypix, half_t* y
 			float a = activate(h2f((half_t)(pv[j] & 0xffff)) + bb[2 * j], act, alpha);
 			float b = activate(h2f((half_t)(pv[j] >> 16)) + bb[2 * j + 1], act, alpha);
 			if (res) {
-				a += h2f((half_t)(pr[j] & 0xffff));
-				b += h2f((half_t)(pr[j] >> 16));
+				a = activate(a + h2f((half_t)(pr[j] & 0xffff)), post, alpha);
+				b = activate(b + h2f((half_t)(pr[j] >> 16)), post, alpha);
 			}
 			pv[j] = (unsigned)f2h(a) | ((unsigned)f2h(b) << 16);
 		}
@@ -281,12 +284,13 @@ extern "C" __global__ void epilogue_d2s(unsigned groups, int k, int b, int ow, h
 	}
 }
 // The same, one channel per thread, for odd k.
-extern "C" __global__ void epilogue1(unsigned n, int k, int ypix, half_t* y, const half_t* src, int spix, const float* bias, const half_t* res, int rpix, int act, float alpha) {
+extern "C" __global__ void epilogue1(unsigned n, int k, int ypix, half_t* y, const half_t* src, int spix, const float* bias, const half_t* res, int rpix, int acts, float alpha) {
+	const int act = acts & 255, post = acts >> 8;
 	for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
 		unsigned c = i % (unsigned)k, px = i / (unsigned)k;
 		half_t* yp = y + (long long)px * ypix + c;
 		float a = activate(h2f(src[(long long)px * spix + c]) + bias[c], act, alpha);
-		if (res) a += h2f(res[(long long)px * rpix + c]);
+		if (res) a = activate(a + h2f(res[(long long)px * rpix + c]), post, alpha);
 		*yp = f2h(a);
 	}
 }

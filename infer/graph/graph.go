@@ -148,6 +148,7 @@ type Node struct {
 	Act      Act
 	Alpha    float32 // LeakyReLU slope
 	Residual *Value  // added after the activation
+	PostAct  Act     // applied after the residual (not LeakyReLU)
 }
 
 // Graph is a detector's computation, nodes in execution order.
@@ -381,7 +382,7 @@ func halfToFloat(h uint16) float32 {
 func (g *Graph) Value(name string) *Value { return g.values[name] }
 
 // OpCounts counts the graph's nodes by operator; fused convolutions count
-// as "Conv+silu", "Conv+silu+add" and so on.
+// as "Conv+silu", "Conv+silu+add", "Conv+add+relu" and so on.
 func (g *Graph) OpCounts() map[string]int {
 	c := map[string]int{}
 	for _, n := range g.Nodes {
@@ -391,6 +392,9 @@ func (g *Graph) OpCounts() map[string]int {
 		}
 		if n.Residual != nil {
 			op += "+add"
+		}
+		if n.PostAct != ActNone {
+			op += "+" + n.PostAct.String()
 		}
 		c[op]++
 	}

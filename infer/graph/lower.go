@@ -102,7 +102,7 @@ type Kind uint8
 // Step kinds.
 const (
 	KCopy       Kind = iota // Out[i] = In[0][i] over Out's shape, any strides and element types
-	KConv                   // Out = act(conv(In[0], Conv.W) + Conv.B) + Conv.Residual, all NHWC fp16
+	KConv                   // Out = post(act(conv(In[0], Conv.W) + Conv.B) + Conv.Residual), all NHWC fp16
 	KBinary                 // Out = In[0] op In[1], broadcast through strides
 	KUnary                  // Out = op(In[0]), same shape
 	KSoftmax                // over Axis of a row-major fp32 tensor
@@ -165,6 +165,7 @@ type ConvStep struct {
 	Act          Act
 	Alpha        float32
 	Residual     *View // an NHWC tensor of Out's shape
+	PostAct      Act   // after the residual
 	// Raw, when set, is where the convolution writes before its epilogue
 	// writes Out: a packed tensor, Out being a view inside a Concat (cuDNN
 	// writes packed tensors faster than strided ones), or Out being the
@@ -703,7 +704,7 @@ func (l *lowering) conv(n *Node) error {
 	out := n.Out[0]
 	cs := &ConvStep{N: out.Shape[0], C: c, H: n.In[0].Shape[2], W: n.In[0].Shape[3], K: k, R: kh, S: kw,
 		OH: out.Shape[2], OW: out.Shape[3], PadH: geo.pt, PadW: geo.pl, StrH: geo.sh, StrW: geo.sw,
-		DilH: geo.dh, DilW: geo.dw, Groups: groups, Weight: wbuf, Bias: bbuf, Act: n.Act, Alpha: n.Alpha}
+		DilH: geo.dh, DilW: geo.dw, Groups: groups, Weight: wbuf, Bias: bbuf, Act: n.Act, Alpha: n.Alpha, PostAct: n.PostAct}
 	y := l.output(out, out.Shape)
 	if p, _ := PixelStride(y); p != int64(k) {
 		raw := l.alloc(out.Shape, F16, NHWC)

@@ -416,6 +416,7 @@ func (m *machine) conv(s Step) {
 		if c.Residual != nil {
 			v += m.load(*c.Residual, m.at(*c.Residual, idx))
 		}
+		v = act(v, c.PostAct, c.Alpha)
 		if b := c.Shuffle; b > 1 {
 			q := c.K / (b * b)
 			idx = []int{n, k % q, oy*b + k/q/b, ox*b + k/q%b}

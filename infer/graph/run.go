@@ -41,12 +41,12 @@ func (g *Graph) Run(input *Tensor) ([]*Tensor, error) {
 		if err != nil {
 			return nil, fmt.Errorf("node %q (%s): %w", n.Name, n.Op, err)
 		}
-		if n.Act != ActNone || n.Residual != nil {
+		if n.Act != ActNone || n.Residual != nil || n.PostAct != ActNone {
 			res, err := get(n.Residual)
 			if err != nil {
 				return nil, fmt.Errorf("node %q (%s): %w", n.Name, n.Op, err)
 			}
-			epilogue(outs[0].F, n.Act, n.Alpha, res)
+			epilogue(outs[0].F, n.Act, n.Alpha, res, n.PostAct)
 		}
 		for i, v := range n.Out {
 			env[v] = outs[i]
@@ -63,24 +63,31 @@ func (g *Graph) Run(input *Tensor) ([]*Tensor, error) {
 	return out, nil
 }
 
-// epilogue applies a fused activation, then adds the residual.
-func epilogue(y []float32, act Act, alpha float32, res *Tensor) {
+// epilogue applies a fused activation, adds the residual, then applies
+// the activation after it.
+func epilogue(y []float32, act Act, alpha float32, res *Tensor, post Act) {
 	for i, v := range y {
-		switch act {
-		case ActReLU:
-			v = max(v, 0)
-		case ActSiLU:
-			v = float32(float64(v) / (1 + math.Exp(-float64(v))))
-		case ActLeakyReLU:
-			if v < 0 {
-				v *= alpha
-			}
-		case ActSigmoid:
-			v = float32(1 / (1 + math.Exp(-float64(v))))
-		}
+		v = act.apply(v, alpha)
 		if res != nil {
 			v += res.F[i]
 		}
-		y[i] = v
+		y[i] = post.apply(v, alpha)
 	}
+}
+
+// apply computes the activation a of v (alpha: LeakyReLU's slope).
+func (a Act) apply(v, alpha float32) float32 {
+	switch a {
+	case ActReLU:
+		return max(v, 0)
+	case ActSiLU:
+		return float32(float64(v) / (1 + math.Exp(-float64(v))))
+	case ActLeakyReLU:
+		if v < 0 {
+			return v * alpha
+		}
+	case ActSigmoid:
+		return float32(1 / (1 + math.Exp(-float64(v))))
+	}
+	return v
 }

@@ -110,6 +110,37 @@ func OpCases() []OpCase {
 	add("ConvTranspose k2 s2 to 16 channels, then a conv", 17, up, conv,
 		Node("ConvTranspose", []string{"c", "tw16", "tb16"}, []string{"u"}, IntsAttr("kernel_shape", 2, 2), IntsAttr("strides", 2, 2)),
 		Node("Conv", []string{"u", "cw2"}, []string{"out"}, IntsAttr("kernel_shape", 3, 3), IntsAttr("pads", 1, 1, 1, 1)))
+	// Batch normalisations as Hugging Face exports its frozen ones (RT-DETR's
+	// ResNet, D-FINE's HGNetV2): a convolution, then Mul and Add of
+	// per-channel constants, then an activation; the engine folds them into
+	// the convolution's weights. Also a scalar Div and a per-channel Sub
+	// with the constant written first and last, a bias of its own, and two
+	// convolutions sharing weights of which one is scaled (the other must
+	// not see the scale).
+	bn := []*onnx.TensorProto{Floats("bw", []int64{8, 3, 3, 3}, weights(8*27, 11)), Floats("bb", []int64{8}, weights(8, 12)),
+		Floats("bs", []int64{1, 8, 1, 1}, weights(8, 13)), Floats("bt", []int64{1, 8, 1, 1}, weights(8, 14)),
+		Floats("bt3", []int64{8, 1, 1}, weights(8, 15)), Floats("two", nil, []float32{2})}
+	bconv := func(out string, in ...string) *onnx.NodeProto {
+		return Node("Conv", in, []string{out}, IntsAttr("kernel_shape", 3, 3), IntsAttr("pads", 1, 1, 1, 1))
+	}
+	add("Conv, frozen batch norm (Mul, Add), Relu", 17, bn, bconv("c", "in", "bw"),
+		Node("Mul", []string{"c", "bs"}, []string{"m"}), Node("Add", []string{"bt", "m"}, []string{"a"}), Node("Relu", []string{"a"}, []string{"out"}))
+	add("Conv with bias, Div by a scalar, Sub per channel", 17, bn, bconv("c", "in", "bw", "bb"),
+		Node("Div", []string{"c", "two"}, []string{"d"}), Node("Sub", []string{"d", "bt3"}, []string{"out"}))
+	add("Conv, per-channel constant minus it (not folded)", 17, bn, bconv("c", "in", "bw", "bb"),
+		Node("Sub", []string{"bt3", "c"}, []string{"out"}))
+	add("Convs sharing weights, one scaled", 17, bn, bconv("c1", "in", "bw", "bb"), bconv("c2", "in", "bw", "bb"),
+		Node("Mul", []string{"c1", "bs"}, []string{"m"}), Node("Add", []string{"m", "c2"}, []string{"out"}))
+	// The activation after a residual: ResNet's block (batch norm, the
+	// shortcut added, ReLU) and RepVGG's (two convolutions added, SiLU).
+	res := append(bn, Floats("bw1", []int64{8, 3, 1, 1}, weights(8*3, 16)))
+	add("ResNet block: Conv, frozen batch norm, shortcut, Relu", 17, res, bconv("r", "in", "bw"),
+		Node("Conv", []string{"in", "bw1", "bb"}, []string{"c"}, IntsAttr("kernel_shape", 1, 1)),
+		Node("Mul", []string{"c", "bs"}, []string{"m"}), Node("Add", []string{"m", "bt"}, []string{"a"}),
+		Node("Add", []string{"a", "r"}, []string{"s"}), Node("Relu", []string{"s"}, []string{"out"}))
+	add("RepVGG block: two convolutions added, SiLU", 17, res, bconv("r", "in", "bw", "bb"),
+		Node("Conv", []string{"in", "bw1"}, []string{"c"}, IntsAttr("kernel_shape", 1, 1)),
+		Node("Add", []string{"r", "c"}, []string{"s"}), Node("Sigmoid", []string{"s"}, []string{"g"}), Node("Mul", []string{"s", "g"}, []string{"out"}))
 	// Pad in constant mode: as HGNetv2's stem (D-FINE's backbone) pads
 	// the bottom and right before a 2×2 convolution; with a value as an
 	// input; in the attribute form of opset 10; on two axes named by
