@@ -308,6 +308,23 @@ extern "C" __global__ void softmax_f(unsigned outer, unsigned dim, unsigned inne
 	for (unsigned d = 0; d < dim; d++) y[base + (long long)d * inner] = __expf(x[base + (long long)d * inner] - m) * r;
 }
 
+// softmax_rows_f: softmax_f for inner 1 (attention's rows of dim
+// contiguous floats), one warp a row, so that the warp's reads coalesce.
+extern "C" __global__ void softmax_rows_f(unsigned rows, unsigned dim, const float* x, float* y) {
+	unsigned row = (blockIdx.x * blockDim.x + threadIdx.x) >> 5, lane = threadIdx.x & 31;
+	if (row >= rows) return; // the whole warp
+	const float* r = x + (long long)row * dim;
+	float* o = y + (long long)row * dim;
+	float m = __int_as_float(0xff800000);
+	for (unsigned d = lane; d < dim; d += 32) m = fmaxf(m, r[d]);
+	for (int s = 16; s > 0; s >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, s));
+	float sum = 0.0f;
+	for (unsigned d = lane; d < dim; d += 32) sum += __expf(r[d] - m);
+	for (int s = 16; s > 0; s >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, s);
+	float inv = 1.0f / sum;
+	for (unsigned d = lane; d < dim; d += 32) o[d] = __expf(r[d] - m) * inv;
+}
+
 // mode: graph.ReduceSum 0, ReduceMean 1, ReduceMax 2, ReduceMin 3; the
 // arg reductions 4 to 7 (ReduceArgMax, ReduceArgMaxLast, ReduceArgMin,
 // ReduceArgMinLast) write the index, deciding as graph's argBetter.
@@ -480,8 +497,8 @@ extern "C" __global__ void resize_h8(const int* g, const float* tab, const uint4
 // transformer layers (a [tokens, d] by [d, d'] weight). One batch entry
 // per grid z; y packed.
 extern "C" __global__ void matmul_tiled_f(const int* g, const float* a, const float* b, float* y) {
-	__shared__ float As[16][68];
-	__shared__ float Bs[16][64];
+	__shared__ __align__(16) float As[16][68];
+	__shared__ __align__(16) float Bs[16][64];
 	const int M = g[12], N = g[13], K = g[14];
 	unsigned r = blockIdx.z;
 	long long oa = 0, ob = 0;
@@ -511,9 +528,9 @@ extern "C" __global__ void matmul_tiled_f(const int* g, const float* a, const fl
 		__syncthreads();
 #pragma unroll
 		for (int kk = 0; kk < 16; kk++) {
-			float av[4], bv[4];
-#pragma unroll
-			for (int i = 0; i < 4; i++) { av[i] = As[kk][ty * 4 + i]; bv[i] = Bs[kk][tx * 4 + i]; }
+			// 16-byte loads: a quarter warp's reads of Bs fall in distinct banks.
+			const float4 a4 = *(const float4*)&As[kk][ty * 4], b4 = *(const float4*)&Bs[kk][tx * 4];
+			const float av[4] = {a4.x, a4.y, a4.z, a4.w}, bv[4] = {b4.x, b4.y, b4.z, b4.w};
 #pragma unroll
 			for (int i = 0; i < 4; i++)
 #pragma unroll
@@ -564,7 +581,7 @@ type kernels struct {
 	epilogue, epilogue1, epilogue8      *gpu.Kernel
 	epilogueD2S                         *gpu.Kernel
 	inputNHWC8, softmax, reduce, matmul *gpu.Kernel
-	matmulTiled                         *gpu.Kernel
+	matmulTiled, softmaxRows            *gpu.Kernel
 	maxpool, maxpool8, resize, resize8  *gpu.Kernel // float16
 	selectV8, detectV8, depthwise       *gpu.Kernel
 	selectO2O, detectO2O                *gpu.Kernel
@@ -606,7 +623,7 @@ func (k *kernels) sources() []kernelSource {
 		src(layoutSource, "epilogue", &k.epilogue, "epilogue1", &k.epilogue1, "epilogue8", &k.epilogue8,
 			"epilogue_d2s", &k.epilogueD2S,
 			"transpose_ff", &k.transpose[0][0], "transpose_hh", &k.transpose[1][1], "transpose_hf", &k.transpose[1][0], "transpose_fh", &k.transpose[0][1],
-			"input_nhwc8", &k.inputNHWC8, "softmax_f", &k.softmax, "reduce_f", &k.reduce, "maxpool_h", &k.maxpool, "maxpool_h8", &k.maxpool8,
+			"input_nhwc8", &k.inputNHWC8, "softmax_f", &k.softmax, "softmax_rows_f", &k.softmaxRows, "reduce_f", &k.reduce, "maxpool_h", &k.maxpool, "maxpool_h8", &k.maxpool8,
 			"resize_h", &k.resize, "resize_h8", &k.resize8, "matmul_f", &k.matmul, "matmul_tiled_f", &k.matmulTiled),
 		src(detectSource, "select_v8", &k.selectV8, "detect_v8", &k.detectV8, "select_o2o", &k.selectO2O, "detect_o2o", &k.detectO2O),
 		src(depthwiseSource, "dwconv_h8", &k.depthwise),

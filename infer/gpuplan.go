@@ -343,6 +343,13 @@ func (e *GPUEngine) rowStep(p *gpuPlan, s graph.Step) error {
 	outer, dim, inner := uint32(s.Outer), uint32(s.Dim), uint32(s.Inner)
 	threads := int64(s.Outer * s.Inner)
 	grid := [3]uint32{uint32((threads + 255) / 256), 1, 1}
+	if s.Kind == graph.KSoftmax && inner == 1 && dim >= 32 {
+		// A warp a row: attention's rows are contiguous.
+		k, warps := e.k.softmaxRows, int64(s.Outer)
+		rows := [3]uint32{uint32((32*warps + 255) / 256), 1, 1}
+		p.ops = append(p.ops, func(st gpu.Stream) error { return k.Launch(rows, block, st, outer, dim, x, out) })
+		return nil
+	}
 	if s.Kind == graph.KSoftmax {
 		k := e.k.softmax
 		p.ops = append(p.ops, func(st gpu.Stream) error { return k.Launch(grid, block, st, outer, dim, inner, x, out) })

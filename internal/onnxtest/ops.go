@@ -131,6 +131,13 @@ func OpCases() []OpCase {
 		Node("Sub", []string{"bt3", "c"}, []string{"out"}))
 	add("Convs sharing weights, one scaled", 17, bn, bconv("c1", "in", "bw", "bb"), bconv("c2", "in", "bw", "bb"),
 		Node("Mul", []string{"c1", "bs"}, []string{"m"}), Node("Add", []string{"m", "c2"}, []string{"out"}))
+	// Softmax over long rows (attention's, a warp a row on the GPU) and
+	// over a middle axis.
+	sm := []*onnx.TensorProto{Int64s("rows", []int64{3}, 0, 3, 120)}
+	add("Softmax of rows of 120", 13, sm, Node("Reshape", []string{"in", "rows"}, []string{"r"}),
+		Node("Softmax", []string{"r"}, []string{"out"}, intAttr("axis", -1)))
+	add("Softmax of rows of 120, axis 1", 13, sm, Node("Reshape", []string{"in", "rows"}, []string{"r"}),
+		Node("Softmax", []string{"r"}, []string{"out"}, intAttr("axis", 1)))
 	// The activation after a residual: ResNet's block (batch norm, the
 	// shortcut added, ReLU) and RepVGG's (two convolutions added, SiLU).
 	res := append(bn, Floats("bw1", []int64{8, 3, 1, 1}, weights(8*3, 16)))
