@@ -150,7 +150,7 @@ func (g *Graph) fuseAffine(n, r *Node) bool {
 		g.values[v.Name] = v
 		return v
 	}
-	n.In = []*Value{n.In[0], constant("affine_w", nw), constant("affine_b", nb)}
+	n.In = []*Value{n.In[0], constant(r.Name+"/w", nw), constant(r.Name+"/b", nb)}
 	g.replace(n, r)
 	return true
 }

@@ -125,19 +125,7 @@ func act(v float32, a Act, alpha float32) float32 {
 	if a >= UnaryExp {
 		return unaryValue(int(a), v)
 	}
-	switch a {
-	case ActReLU:
-		return max(v, 0)
-	case ActSiLU:
-		return float32(float64(v) / (1 + math.Exp(-float64(v))))
-	case ActLeakyReLU:
-		if v < 0 {
-			return v * alpha
-		}
-	case ActSigmoid:
-		return float32(1 / (1 + math.Exp(-float64(v))))
-	}
-	return v
+	return a.apply(v, alpha)
 }
 
 func (m *machine) run() [][]float32 {

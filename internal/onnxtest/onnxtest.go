@@ -181,11 +181,15 @@ func (d Detector) Write(path string) error {
 	return os.WriteFile(path, b, 0o644)
 }
 
+// pyEscape escapes a string for a single-quoted Python literal, as
+// Python's repr writes the characters infer.ParseNamesDict reads escaped.
+var pyEscape = strings.NewReplacer(`\`, `\\`, `'`, `\'`, "\n", `\n`, "\t", `\t`)
+
 // NamesDict formats names as Ultralytics does: {0: 'person', 1: 'car'}.
 func NamesDict(names []string) string {
 	parts := make([]string, len(names))
 	for i, n := range names {
-		parts[i] = fmt.Sprintf("%d: '%s'", i, n)
+		parts[i] = fmt.Sprintf("%d: '%s'", i, pyEscape.Replace(n))
 	}
 	return "{" + strings.Join(parts, ", ") + "}"
 }
