@@ -369,7 +369,8 @@ func (l *lowering) gather(n *Node) error {
 	if err != nil {
 		return err
 	}
-	q := len(idx.Shape)
+	// The data read at each output position but the index's axes.
+	dataStride := slices.Concat(xv.Stride[:ax], make([]int64, len(idx.Shape)), xv.Stride[ax+1:])
 	if idx.Const != nil && Len(idx.Shape) == 1 {
 		// One index known now: a slice of the input.
 		k, ok := normIndex(idx.Const.Ints()[0], x.Shape[ax])
@@ -379,7 +380,7 @@ func (l *lowering) gather(n *Node) error {
 		src := xv
 		src.Off += int64(k) * xv.Stride[ax]
 		src.Shape = out.Shape
-		src.Stride = slices.Concat(xv.Stride[:ax], make([]int64, q), xv.Stride[ax+1:])
+		src.Stride = dataStride
 		y := l.alloc(out.Shape, F32, RowMajor)
 		l.emit(Step{Kind: KCopy, Node: n.Name, In: []View{src}, Out: y})
 		l.set(out, y)
@@ -389,7 +390,6 @@ func (l *lowering) gather(n *Node) error {
 	if err != nil {
 		return err
 	}
-	dataStride := slices.Concat(xv.Stride[:ax], make([]int64, q), xv.Stride[ax+1:])
 	idxStride := slices.Concat(make([]int64, ax), iv.Stride, make([]int64, len(x.Shape)-ax-1))
 	y, err := l.gatherStep(n, xv, dataStride, GatherStep{Dim: x.Shape[ax], Stride: xv.Stride[ax]}, iv, idxStride, out.Shape)
 	if err != nil {
@@ -399,6 +399,8 @@ func (l *lowering) gather(n *Node) error {
 	return nil
 }
 
+// gatherElements lowers GatherElements: one gather step whose index has
+// the output's shape.
 func (l *lowering) gatherElements(n *Node) error {
 	x, idx, out := n.In[0], n.In[1], n.Out[0]
 	ax, err := axis(n.attrInt("axis", 0), len(x.Shape))
