@@ -47,14 +47,28 @@ func baseFields(cols []baseColumn) []arrow.Field {
 	return fs
 }
 
-// keypointType is a keypoints list's element: the point's name, where it
-// is in frame pixels, and the model's confidence that it is visible.
-var keypointType = arrow.StructOf(
-	arrow.Field{Name: "name", Type: arrow.BinaryTypes.String},
+// pointType is a pose's point: where it is in frame pixels, and the
+// model's confidence that it is visible.
+var pointType = arrow.StructOf(
 	arrow.Field{Name: "x", Type: arrow.PrimitiveTypes.Float32},
 	arrow.Field{Name: "y", Type: arrow.PrimitiveTypes.Float32},
 	arrow.Field{Name: "score", Type: arrow.PrimitiveTypes.Float32},
 )
+
+// keypointsType is the keypoints column of o: a struct of the pose's
+// points, each a field named after the point, in the model's order. Named
+// fields, not a list of named points, so that a query says
+// keypoints.left_wrist.y, and so that Parquet stores three plain float
+// columns a point, without repetition levels or a name a point (a list's
+// encoding cost a pose run a quarter of its pace).
+func keypointsType(o DetectionOptions) arrow.DataType {
+	names := o.keypointNames()
+	fs := make([]arrow.Field, len(names))
+	for i, n := range names {
+		fs[i] = arrow.Field{Name: n, Type: pointType}
+	}
+	return arrow.StructOf(fs...)
+}
 
 // orientedType is an oriented box: centre, size and angle.
 var orientedType = arrow.StructOf(
@@ -65,8 +79,8 @@ var orientedType = arrow.StructOf(
 	arrow.Field{Name: "angle", Type: arrow.PrimitiveTypes.Float32},
 )
 
-// pointType is a corner of an oriented box.
-var pointType = arrow.StructOf(
+// cornerType is a corner of an oriented box.
+var cornerType = arrow.StructOf(
 	arrow.Field{Name: "x", Type: arrow.PrimitiveTypes.Float32},
 	arrow.Field{Name: "y", Type: arrow.PrimitiveTypes.Float32},
 )
@@ -87,7 +101,8 @@ type DetectionOptions struct {
 	// model.
 	Oriented bool
 	// Keypoints adds the keypoints column: a pose model's points, this
-	// many a detection, named by KeypointNames (else "kp0", "kp1", ...).
+	// many a detection, named by KeypointNames (else, and where a name is
+	// empty or repeats, "kp0", "kp1", ...).
 	Keypoints     int
 	KeypointNames []string
 	// Masks adds the mask_area and mask_rle columns of a segmentation
@@ -100,7 +115,7 @@ func (o DetectionOptions) Schema() *arrow.Schema {
 	fs := DetectionSchema.Fields()
 	for _, g := range optionalColumns {
 		if g.on(o) {
-			fs = append(fs, g.fields...)
+			fs = append(fs, g.fields(o)...)
 		}
 	}
 	if len(fs) == DetectionSchema.NumFields() {
@@ -110,11 +125,14 @@ func (o DetectionOptions) Schema() *arrow.Schema {
 }
 
 // columnGroup is optional columns of the detections table: the run has
-// them when on says so; fill appends a row's values to their builders.
+// them when on says so; fill appends a row's values to their builders, or,
+// for a group the writer keeps in Go slices as it keeps the base columns,
+// array makes its one column of the pending rows.
 type columnGroup struct {
-	fields []arrow.Field
+	fields func(DetectionOptions) []arrow.Field
 	on     func(DetectionOptions) bool
 	fill   func(o DetectionOptions, bs []array.Builder, d Detection)
+	array  func(o DetectionOptions, c *detectionColumns) arrow.Array
 }
 
 // optionalColumns are the detections table's optional columns, in the
@@ -122,32 +140,55 @@ type columnGroup struct {
 // knows them (a new group is an entry here).
 var optionalColumns = []columnGroup{
 	{
-		fields: []arrow.Field{{Name: "keypoints", Type: arrow.ListOf(keypointType)}},
-		on:     func(o DetectionOptions) bool { return o.Keypoints > 0 },
-		fill:   appendKeypoints,
+		fields: func(o DetectionOptions) []arrow.Field {
+			return []arrow.Field{{Name: "keypoints", Type: keypointsType(o)}}
+		},
+		on:    func(o DetectionOptions) bool { return o.Keypoints > 0 },
+		array: keypointsArray,
 	},
 	{
-		fields: []arrow.Field{{Name: "obb", Type: orientedType}, {Name: "corners", Type: arrow.ListOf(pointType)}},
+		fields: fixed([]arrow.Field{{Name: "obb", Type: orientedType}, {Name: "corners", Type: arrow.ListOf(cornerType)}}),
 		on:     func(o DetectionOptions) bool { return o.Oriented },
 		fill:   appendOriented,
 	},
 	{
-		fields: []arrow.Field{{Name: "mask_area", Type: arrow.PrimitiveTypes.Int64, Nullable: true}, {Name: "mask_rle", Type: rleType, Nullable: true}},
+		fields: fixed([]arrow.Field{{Name: "mask_area", Type: arrow.PrimitiveTypes.Int64, Nullable: true}, {Name: "mask_rle", Type: rleType, Nullable: true}}),
 		on:     func(o DetectionOptions) bool { return o.Masks },
 		fill:   appendMask,
 	},
 	{
-		fields: []arrow.Field{{Name: "recorded_at", Type: timestampUTC, Nullable: true}},
+		fields: fixed([]arrow.Field{{Name: "recorded_at", Type: timestampUTC, Nullable: true}}),
 		on:     func(o DetectionOptions) bool { return o.RecordedAt },
 		fill:   func(_ DetectionOptions, bs []array.Builder, d Detection) { appendTime(bs[0], d.RecordedAt) },
 	},
 }
 
-func (o DetectionOptions) keypointName(i int) string {
-	if i < len(o.KeypointNames) {
-		return o.KeypointNames[i]
+// fixed is a group's fields that options do not change.
+func fixed(fs []arrow.Field) func(DetectionOptions) []arrow.Field {
+	return func(DetectionOptions) []arrow.Field { return fs }
+}
+
+// keypointNames names o's points: KeypointNames, "kp<i>" where it names
+// none or the name is empty or taken by an earlier point.
+func (o DetectionOptions) keypointNames() []string {
+	names := make([]string, o.Keypoints)
+	seen := make(map[string]bool, o.Keypoints)
+	for i := range names {
+		if i < len(o.KeypointNames) && o.KeypointNames[i] != "" && !seen[o.KeypointNames[i]] {
+			names[i] = o.KeypointNames[i]
+		}
+		seen[names[i]] = true
 	}
-	return fmt.Sprintf("kp%d", i)
+	for i := range names {
+		if names[i] == "" {
+			names[i] = fmt.Sprintf("kp%d", i)
+			for k := 2; seen[names[i]]; k++ {
+				names[i] = fmt.Sprintf("kp%d_%d", i, k)
+			}
+			seen[names[i]] = true
+		}
+	}
+	return names
 }
 
 // Detection is one row of a detections file. Boxes are in pixels of the
@@ -230,6 +271,7 @@ type DetectionWriter struct {
 	schema  *arrow.Schema
 	cols    detectionColumns
 	extra   *array.RecordBuilder // the optional columns; nil without
+	groups  []extraGroup         // the optional column groups of extra, in order
 	pending int
 	rows    int64
 }
@@ -241,6 +283,7 @@ type detectionColumns struct {
 	class                 []int32
 	path, name            []string
 	score, x1, y1, x2, y2 []float32
+	points                []float32 // a pose's points: x, y, score of each, row after row
 }
 
 // firstBatchRows is the rows a writer's columns first have room for: most
@@ -248,8 +291,9 @@ type detectionColumns struct {
 // made for rowsPerBatch.
 const firstBatchRows = 512
 
-// make gives every column room for n rows.
-func (c *detectionColumns) make(n int) {
+// make gives every column room for n rows, of keypoints points each.
+func (c *detectionColumns) make(n, keypoints int) {
+	c.points = make([]float32, 0, n*keypoints*3)
 	c.videoID, c.frame, c.track = make([]int64, 0, n), make([]int64, 0, n), make([]int64, 0, n)
 	c.pts = make([]float64, 0, n)
 	c.class = make([]int32, 0, n)
@@ -259,8 +303,27 @@ func (c *detectionColumns) make(n int) {
 
 func newDetectionWriter(path string, mem memory.Allocator, o DetectionOptions, out recordSink, schema *arrow.Schema) *DetectionWriter {
 	w := &DetectionWriter{opts: o, path: path, out: out, schema: schema}
-	if n := len(DetectionSchema.Fields()); w.schema.NumFields() > n {
-		w.extra = array.NewRecordBuilder(mem, arrow.NewSchema(w.schema.Fields()[n:], nil))
+	var built []arrow.Field
+	for _, g := range optionalColumns {
+		if g.on(o) && g.fill != nil {
+			built = append(built, g.fields(o)...)
+		}
+	}
+	var bs []array.Builder
+	if len(built) > 0 {
+		w.extra = array.NewRecordBuilder(mem, arrow.NewSchema(built, nil))
+		bs = w.extra.Fields()
+	}
+	for _, g := range optionalColumns {
+		switch {
+		case !g.on(o):
+		case g.fill != nil:
+			k := len(g.fields(o))
+			w.groups = append(w.groups, extraGroup{fill: g.fill, builders: bs[:k]})
+			bs = bs[k:]
+		default:
+			w.groups = append(w.groups, extraGroup{array: g.array})
+		}
 	}
 	return w
 }
@@ -280,7 +343,7 @@ func NewDetectionWriter(path string, mem memory.Allocator, o DetectionOptions) (
 func (w *DetectionWriter) Append(d Detection) error {
 	c := &w.cols
 	if c.videoID == nil {
-		c.make(min(firstBatchRows, rowsPerBatch))
+		c.make(min(firstBatchRows, rowsPerBatch), w.opts.Keypoints)
 	}
 	c.videoID = append(c.videoID, d.VideoID)
 	c.path = append(c.path, d.VideoPath)
@@ -294,7 +357,7 @@ func (w *DetectionWriter) Append(d Detection) error {
 	c.x2 = append(c.x2, d.X2)
 	c.y2 = append(c.y2, d.Y2)
 	c.track = append(c.track, d.TrackID)
-	if w.extra != nil {
+	if len(w.groups) > 0 {
 		w.appendExtra(d)
 	}
 	w.pending++
@@ -305,31 +368,63 @@ func (w *DetectionWriter) Append(d Detection) error {
 	return nil
 }
 
+// extraGroup is an optional column group of a writer: how a row fills
+// its builders, or how its column is made from the writer's slices.
+type extraGroup struct {
+	fill     func(o DetectionOptions, bs []array.Builder, d Detection)
+	builders []array.Builder
+	array    func(o DetectionOptions, c *detectionColumns) arrow.Array
+}
+
 // appendExtra appends d's optional columns.
 func (w *DetectionWriter) appendExtra(d Detection) {
-	fs := w.extra.Fields()
-	next := 0
-	for _, g := range optionalColumns {
-		if g.on(w.opts) {
-			g.fill(w.opts, fs[next:next+len(g.fields)], d)
-			next += len(g.fields)
+	if w.opts.Keypoints > 0 {
+		w.cols.points = appendPoints(w.cols.points, w.opts.Keypoints, d.Keypoints)
+	}
+	for _, g := range w.groups {
+		if g.fill != nil {
+			g.fill(w.opts, g.builders, d)
 		}
 	}
 }
 
-func appendKeypoints(o DetectionOptions, bs []array.Builder, d Detection) {
-	lb := bs[0].(*array.ListBuilder)
-	lb.Append(true)
-	sb := lb.ValueBuilder().(*array.StructBuilder)
-	name := sb.FieldBuilder(0).(*array.StringBuilder)
-	x, y, s := sb.FieldBuilder(1).(*array.Float32Builder), sb.FieldBuilder(2).(*array.Float32Builder), sb.FieldBuilder(3).(*array.Float32Builder)
-	for i, k := range d.Keypoints {
-		sb.Append(true)
-		name.Append(o.keypointName(i))
-		x.Append(k.X)
-		y.Append(k.Y)
-		s.Append(k.Score)
+// appendPoints appends a row's n points to points; a point the row lacks
+// is at 0,0 and unseen (score 0).
+func appendPoints(points []float32, n int, kps []Keypoint) []float32 {
+	for i := range n {
+		if i < len(kps) {
+			points = append(points, kps[i].X, kps[i].Y, kps[i].Score)
+		} else {
+			points = append(points, 0, 0, 0)
+		}
 	}
+	return points
+}
+
+// keypointsArray is the keypoints column of the pending rows: a struct
+// array of a struct array a point, whose x, y and score arrays are
+// gathered from the rows' points.
+func keypointsArray(o DetectionOptions, c *detectionColumns) arrow.Array {
+	n, k := len(c.videoID), o.Keypoints
+	t := keypointsType(o).(*arrow.StructType)
+	points := make([]arrow.ArrayData, k)
+	for p := range k {
+		var xyz [3]arrow.ArrayData
+		for f := range xyz {
+			v := make([]float32, n)
+			for r := range v {
+				v[r] = c.points[(r*k+p)*3+f]
+			}
+			a := sliceArray(v)
+			xyz[f] = a.Data()
+			defer a.Release()
+		}
+		points[p] = array.NewData(pointType, n, []*memory.Buffer{nil}, xyz[:], 0, 0)
+		defer points[p].Release()
+	}
+	data := array.NewData(t, n, []*memory.Buffer{nil}, points, 0, 0)
+	defer data.Release()
+	return array.MakeFromData(data)
 }
 
 func appendOriented(_ DetectionOptions, bs []array.Builder, d Detection) {
@@ -380,14 +475,22 @@ func (w *DetectionWriter) record() arrow.Record {
 	for _, b := range detectionBase {
 		cols = append(cols, b.array(&c))
 	}
+	var built []arrow.Array
 	if w.extra != nil {
 		ext := w.extra.NewRecord()
-		for i := 0; i < int(ext.NumCols()); i++ {
-			a := ext.Column(i)
-			a.Retain()
-			cols = append(cols, a)
+		defer ext.Release()
+		built = ext.Columns()
+	}
+	for _, g := range w.groups {
+		if g.array != nil {
+			cols = append(cols, g.array(w.opts, &c))
+			continue
 		}
-		ext.Release()
+		for range g.builders {
+			built[0].Retain()
+			cols = append(cols, built[0])
+			built = built[1:]
+		}
 	}
 	rec := array.NewRecord(w.schema, cols, int64(n))
 	for _, a := range cols {

@@ -26,7 +26,7 @@ type Table struct {
 
 // The row tables (docs/SCHEMA.md).
 var (
-	DetectionsTable = Table{"detections", []string{"video_path", "class_name", "keypoints.list.element.name"}}
+	DetectionsTable = Table{"detections", []string{"video_path", "class_name"}}
 	TracksTable     = Table{"tracks", []string{"video_path", "class_name"}}
 	EventsTable     = Table{"events", []string{"video_path", "camera", "kind", "name", "direction", "class_name"}}
 )

@@ -45,7 +45,7 @@ func TestPartMixesMemoryAndStageFiles(t *testing.T) {
 	db := duck(t)
 	var n, ordered, kp, groups, untracked, nulls, paths int64
 	q := fmt.Sprintf(`select count(*), count(*) filter (where video_id = lag_v or lag_v is null or video_id > lag_v),
-		count(*) filter (where keypoints[2].name = 'b' and keypoints[1].score > 0.5),
+		count(*) filter (where keypoints.b.x = 3 and keypoints.a.score > 0.5 and keypoints.b.score < 0.5),
 		count(*) filter (where track_id is null and frame_index %% 3 = 0), count(*) filter (where track_id is null),
 		count(*) filter (where video_path = '/v/' || video_id || '.mp4')
 		from (select *, lag(video_id) over () as lag_v from read_parquet('%s'))`, path)
@@ -66,8 +66,8 @@ func TestPartMixesMemoryAndStageFiles(t *testing.T) {
 
 // TestPartPoseRowGroupOfASlice: a video of more rows than a row group,
 // held in memory as one batch, leaves its last rows a slice of that batch,
-// which becomes the part's last row group on its own: its keypoint names
-// are converted as the first group's, and every row reads back named.
+// which becomes the part's last row group on its own: every row reads
+// back with its points named and placed.
 func TestPartPoseRowGroupOfASlice(t *testing.T) {
 	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
 	defer mem.AssertSize(t, 0)
@@ -87,7 +87,7 @@ func TestPartPoseRowGroupOfASlice(t *testing.T) {
 	path, _ := writePart(t, dir, mem, w.Staged())
 	db := duck(t)
 	var n, named int64
-	q := fmt.Sprintf(`select count(*), count(*) filter (where keypoints[1].name = 'a' and keypoints[2].name = 'b' and keypoints[1].x = frame_index)
+	q := fmt.Sprintf(`select count(*), count(*) filter (where keypoints.a.x = frame_index and keypoints.b.y = 4 and json_keys(to_json(keypoints)) = ['a', 'b'])
 		from read_parquet('%s')`, path)
 	if err := db.QueryRow(q).Scan(&n, &named); err != nil {
 		t.Fatal(err)

@@ -250,3 +250,61 @@ func ColumnNames(path string, mem memory.Allocator) ([]string, error) {
 	}
 	return names, nil
 }
+
+// Keypoints calls fn for each point of row i of a keypoints column, in
+// the model's order, with its name. It reads both of the column's forms:
+// a struct of a field a point (written since 2026-12-03), and a list of
+// named points (written before).
+func Keypoints(col arrow.Array, i int, fn func(name string, k Keypoint)) error {
+	if col.IsNull(i) {
+		return nil
+	}
+	switch c := col.(type) {
+	case *array.Struct:
+		t := c.DataType().(*arrow.StructType)
+		for f := range c.NumField() {
+			p, ok := c.Field(f).(*array.Struct)
+			if !ok || p.NumField() != 3 {
+				return fmt.Errorf("keypoints: point %q is %s, want struct<x, y, score>", t.Field(f).Name, c.Field(f).DataType())
+			}
+			k, err := pointAt(p, i, 0)
+			if err != nil {
+				return err
+			}
+			fn(t.Field(f).Name, k)
+		}
+		return nil
+	case *array.List:
+		p, ok := c.ListValues().(*array.Struct)
+		if !ok || p.NumField() != 4 {
+			return fmt.Errorf("keypoints: elements are %s, want struct<name, x, y, score>", c.ListValues().DataType())
+		}
+		name, ok := p.Field(0).(*array.String)
+		if !ok {
+			return fmt.Errorf("keypoints: names are %s, want strings", p.Field(0).DataType())
+		}
+		lo, hi := c.ValueOffsets(i)
+		for j := int(lo); j < int(hi); j++ {
+			k, err := pointAt(p, j, 1)
+			if err != nil {
+				return err
+			}
+			fn(name.Value(j), k)
+		}
+		return nil
+	}
+	return fmt.Errorf("keypoints: column is %s, want a struct of points", col.DataType())
+}
+
+// pointAt is row i of the three float fields of p from field first on.
+func pointAt(p *array.Struct, i, first int) (Keypoint, error) {
+	var v [3]float32
+	for f := range v {
+		a, ok := p.Field(first + f).(*array.Float32)
+		if !ok {
+			return Keypoint{}, fmt.Errorf("keypoints: %s is %s, want float", p.DataType().(*arrow.StructType).Field(first+f).Name, p.Field(first+f).DataType())
+		}
+		v[f] = a.Value(i)
+	}
+	return Keypoint{X: v[0], Y: v[1], Score: v[2]}, nil
+}

@@ -21,11 +21,13 @@ import (
 // (tracking, then Parquet: the videos gathered into a part) on recorded
 // detections: eight videos of 250 frames at a time, realistic churning
 // crowds and adversarial noise at 25, 100 and 300 boxes per frame, fed in
-// batches of 64 frames from the videos in turn, as the engine gives them. It
-// reports frames/s in total and per core (GOMAXPROCS).
+// batches of 64 frames from the videos in turn, as the engine gives them;
+// "pose" is churn with 17 COCO keypoints a box, a pose model's rows, whose
+// pace the detector's bounds. It reports frames/s in total and per core
+// (GOMAXPROCS).
 func BenchmarkPostInference(b *testing.B) {
 	const videos, frames, batchSize = 8, 250, 64
-	for _, kind := range []string{"churn", "noise"} {
+	for _, kind := range []string{"churn", "noise", "pose"} {
 		for _, n := range []int{25, 100, 300} {
 			b.Run(fmt.Sprintf("%s-%d", kind, n), func(b *testing.B) {
 				var sc [][][]scene.Box
@@ -36,10 +38,16 @@ func BenchmarkPostInference(b *testing.B) {
 					}
 					sc = append(sc, s)
 				}
+				keypoints := 0
+				if kind == "pose" {
+					keypoints = 17
+				}
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {
 					b.StopTimer()
 					p, results, finished := benchPipeline(b, videos)
+					p.opts.Layout.Keypoints, p.opts.Layout.KeypointDims = keypoints, 3
+					p.opts.KeypointNames = p.opts.Layout.KeypointNames()
 					batches := feedBatches(p, sc, batchSize)
 					b.StartTimer()
 					go func() {
@@ -121,6 +129,12 @@ func feedBatches(p *pipeline, sc [][][]scene.Box, size int) []*batch {
 			dets := make([]infer.Detection, len(s[f]))
 			for k, bx := range s[f] {
 				dets[k] = infer.Detection{Class: bx.Class, Score: bx.Score, X1: bx.X1, Y1: bx.Y1, X2: bx.X2, Y2: bx.Y2}
+				if n := p.opts.Layout.Keypoints; n > 0 {
+					dets[k].Keypoints = make([]infer.Keypoint, n)
+					for q := range dets[k].Keypoints {
+						dets[k].Keypoints[q] = infer.Keypoint{X: bx.X1 + float32(q), Y: bx.Y1 + float32(2*q), Score: float32(q) / float32(n)}
+					}
+				}
 			}
 			add(&item{v: vs[v], index: int64(f), pts: float64(f) / 25, dets: dets})
 			if f == len(s)-1 {

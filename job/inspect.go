@@ -246,25 +246,21 @@ func countKeypoints(ctx context.Context, out string, mem memory.Allocator) ([]Ke
 			continue
 		}
 		err = export.ScanColumns(ctx, f, []string{"keypoints"}, mem, func(r arrow.Record) error {
-			l := r.Column(0).(*array.List)
-			pts := l.ListValues().(*array.Struct)
-			name, score := pts.Field(0).(*array.String), pts.Field(3).(*array.Float32)
-			for i := 0; i < l.Len(); i++ {
-				if l.IsNull(i) {
-					continue
-				}
-				lo, hi := l.ValueOffsets(i)
-				for j := int(lo); j < int(hi); j++ {
-					k, ok := at[name.Value(j)]
+			for i := 0; i < int(r.NumRows()); i++ {
+				err := export.Keypoints(r.Column(0), i, func(name string, kp export.Keypoint) {
+					k, ok := at[name]
 					if !ok {
 						k = len(list)
-						at[name.Value(j)] = k
-						list = append(list, KeypointCount{Name: name.Value(j)})
+						at[name] = k
+						list = append(list, KeypointCount{Name: name})
 					}
 					list[k].Detections++
-					if score.Value(j) >= 0.5 {
+					if kp.Score >= 0.5 {
 						list[k].Visible++
 					}
+				})
+				if err != nil {
+					return fmt.Errorf("%s: %w", f, err)
 				}
 			}
 			return nil

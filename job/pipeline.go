@@ -516,6 +516,7 @@ func (p *pipeline) writeVideos(ctx context.Context, items <-chan trackedItem) er
 	names := p.opts.Settings.Names
 	c := p.clock
 	var masks []*export.Mask // the frame's rasterised masks
+	var kps []export.Keypoint // a row's points (Append copies them)
 	for {
 		it, t0, ok, err := recvIdle(ctx, items, &c.ExportIdle)
 		if err != nil || !ok {
@@ -564,9 +565,9 @@ func (p *pipeline) writeVideos(ctx context.Context, items <-chan trackedItem) er
 				return err
 			}
 			for k, d := range it.dets {
-				var kps []export.Keypoint
+				kps = kps[:0]
 				for _, q := range d.Keypoints {
-					kps = append(kps, export.Keypoint{X: q.X, Y: q.Y, Score: q.Score})
+					kps = append(kps, export.Keypoint(q))
 				}
 				row := export.Detection{VideoID: v.id, VideoPath: v.planned.Path, FrameIndex: it.index, PTS: it.pts,
 					ClassID: int32(d.Class), ClassName: className(names, d.Class), Score: d.Score, X1: d.X1, Y1: d.Y1, X2: d.X2, Y2: d.Y2, TrackID: it.ids[k], Keypoints: kps}

@@ -214,10 +214,12 @@ func loadPreviewDetections(ctx context.Context, path string, id int64) (map[int6
 			d := previewDet{class: cls.Value(i), score: sc.Value(i), track: -1,
 				box: [4]float32{b[0].Value(i), b[1].Value(i), b[2].Value(i), b[3].Value(i)}}
 			if kpCol >= 0 {
-				forPoints(r.Column(kpCol).(*array.List), i, func(p *array.Struct, j int) {
-					f := func(k int) float32 { return p.Field(k).(*array.Float32).Value(j) }
-					d.points = append(d.points, [3]float32{f(1), f(2), f(3)})
+				err := export.Keypoints(r.Column(kpCol), i, func(_ string, k export.Keypoint) {
+					d.points = append(d.points, [3]float32{k.X, k.Y, k.Score})
 				})
+				if err != nil {
+					return fmt.Errorf("%s: %w", path, err)
+				}
 			}
 			if cornersCol >= 0 {
 				forPoints(r.Column(cornersCol).(*array.List), i, func(p *array.Struct, j int) {

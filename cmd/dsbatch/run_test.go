@@ -357,19 +357,22 @@ func TestRunPose(t *testing.T) {
 	}
 	dets := fmt.Sprintf("read_parquet('%s/detections/*.parquet')", out)
 	n := duckInt(t, "select count(*) from "+dets)
-	if n == 0 || duckInt(t, "select count(*) from "+dets+" where len(keypoints) = 17 and keypoints[1].name = 'nose' and keypoints[17].name = 'right_ankle'") != n {
+	if n == 0 || duckInt(t, "select count(*) from "+dets+" where len(json_keys(to_json(keypoints))) = 17 and "+
+		"json_keys(to_json(keypoints))[1] = 'nose' and json_keys(to_json(keypoints))[17] = 'right_ankle'") != n {
 		t.Fatalf("%d detections, not all with 17 named keypoints", n)
 	}
 	// Points map as boxes do: keypoint i is 2+i model pixels right of the
 	// box's left edge and 3 of its 10 pixels down.
-	bad := duckInt(t, "select count(*) from (select x1, y1, y2, unnest(keypoints) k, generate_subscripts(keypoints, 1) i from "+dets+") "+
-		"where abs((k.x - x1) / ((y2 - y1) / 10) - (2 + i - 1)) > 0.01 or abs((k.y - y1) / (y2 - y1) - 0.3) > 0.001 or k.score <> 0.9::float")
+	bad := duckInt(t, "select count(*) from (select x1, y1, y2, point, p, "+
+		"list_position(['nose', 'left_eye', 'right_eye', 'left_ear', 'right_ear', 'left_shoulder', 'right_shoulder', 'left_elbow', 'right_elbow', "+
+		"'left_wrist', 'right_wrist', 'left_hip', 'right_hip', 'left_knee', 'right_knee', 'left_ankle', 'right_ankle'], point) i "+
+		"from (unpivot (select x1, y1, y2, unnest(keypoints) from "+dets+") on columns(* exclude (x1, y1, y2)) into name point value p)) "+
+		"where i is null or abs((p.x - x1) / ((y2 - y1) / 10) - (2 + i - 1)) > 0.01 or abs((p.y - y1) / (y2 - y1) - 0.3) > 0.001 or p.score <> 0.9::float")
 	if bad != 0 {
 		t.Errorf("%d keypoints not where the model put them", bad)
 	}
-	// docs/SCHEMA.md's keypoint query.
-	if w := duckInt(t, "SELECT count(*) FROM (SELECT *, unnest(keypoints) AS k FROM "+dets+") WHERE k.name = 'left_wrist' AND k.score > 0.5"); w != n {
-		t.Errorf("SCHEMA.md's query finds %d left wrists for %d detections", w, n)
+	if w := duckInt(t, "SELECT count(*) FROM "+dets+" WHERE keypoints.left_wrist.score > 0.5"); w != n {
+		t.Errorf("keypoints.left_wrist finds %d left wrists for %d detections", w, n)
 	}
 	// inspect: every point seen on every detection, in COCO's order.
 	var in job.Inspection
@@ -385,10 +388,12 @@ func TestRunPose(t *testing.T) {
 	}
 }
 
-// TestSchemaPoseQueries runs docs/SCHEMA.md's pose queries (its sql-pose
-// blocks) on the run of a pose model whose person raises the left wrist
-// above the nose, while a second one holds both wrists below it with the
-// left one's out of sight above: each query finds the first only.
+// TestSchemaPoseQueries runs docs/SCHEMA.md's pose queries on the run of
+// a pose model whose person raises the left wrist above the nose, while a
+// second one holds both wrists below it with the left one's out of sight
+// above: each sql-pose query finds the first only; the sql-pose-points
+// query gives each person's 17 points a row each, and sql-pose-visible
+// every point seen but the left wrist, seen on one person of two.
 func TestSchemaPoseQueries(t *testing.T) {
 	withORT(t)
 	blocks := schemaBlocks(t, "sql-pose", 2)
@@ -421,6 +426,7 @@ func TestSchemaPoseQueries(t *testing.T) {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
 	frames := duckInt(t, fmt.Sprintf("select count(distinct frame_index) from read_parquet('%s/detections/*.parquet')", out))
+	points, visible := schemaBlocks(t, "sql-pose-points", 1), schemaBlocks(t, "sql-pose-visible", 1)
 	wd, _ := os.Getwd()
 	defer os.Chdir(wd)
 	if err := os.Chdir(out); err != nil {
@@ -431,6 +437,21 @@ func TestSchemaPoseQueries(t *testing.T) {
 		n := duckInt(t, "select count(*) from ("+q+")")
 		if frames == 0 || n != frames {
 			t.Errorf("%d rows over %d frames (one person a frame) from\n%s", n, frames, q)
+		}
+	}
+	for _, b := range points {
+		q := strings.TrimSuffix(b, ";")
+		if n := duckInt(t, "select count(*) from ("+q+") where point = 'left_wrist' and p.score > 0.5"); n != frames {
+			t.Errorf("%d left wrists seen over %d frames (one a frame) from\n%s", n, frames, q)
+		}
+		if n := duckInt(t, "select count(*) from ("+q+")"); n != 2*k*frames {
+			t.Errorf("%d points over %d frames (%d a frame) from\n%s", n, frames, 2*k, q)
+		}
+	}
+	for _, b := range visible {
+		q := strings.TrimSuffix(b, ";")
+		if n := duckInt(t, "select count(*) from ("+q+") where visible = 1 or (point = 'left_wrist' and visible = 0.5)"); n != k {
+			t.Errorf("%d of %d points seen as the model sees them from\n%s", n, k, q)
 		}
 	}
 }
@@ -483,7 +504,7 @@ func TestRunPoseNamesFromDescription(t *testing.T) {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
 	dets := fmt.Sprintf("read_parquet('%s/detections/*.parquet')", out)
-	if n, all := duckInt(t, "select count(*) from "+dets+" where keypoints[1].name = 'wrist' and keypoints[2].name = 'thumb_tip'"), duckInt(t, "select count(*) from "+dets); n == 0 || n != all {
+	if n, all := duckInt(t, "select count(*) from "+dets+" where json_keys(to_json(keypoints)) = ['wrist', 'thumb_tip']"), duckInt(t, "select count(*) from "+dets); n == 0 || n != all {
 		t.Errorf("%d of %d detections with the description's point names", n, all)
 	}
 	os.WriteFile(desc, []byte("keypoints: [wrist]\n"), 0o644)
