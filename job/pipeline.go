@@ -515,7 +515,7 @@ func (p *pipeline) writeVideos(ctx context.Context, items <-chan trackedItem) er
 	}()
 	names := p.opts.Settings.Names
 	c := p.clock
-	var masks []*export.Mask // the frame's rasterised masks
+	var masks []*export.Mask  // the frame's rasterised masks
 	var kps []export.Keypoint // a row's points (Append copies them)
 	for {
 		it, t0, ok, err := recvIdle(ctx, items, &c.ExportIdle)
