@@ -398,7 +398,9 @@ func (e *GPUEngine) poolStep(p *gpuPlan, s graph.Step) error {
 }
 
 // matMulStep: a batched row-major fp32 product, operands broadcast over
-// the batch.
+// the batch. Where b is one matrix for the whole batch and a's matrices
+// follow each other, the batch is one product of its rows stacked (a
+// transformer's linear layers: [B, tokens, d] by [d, d']).
 func (e *GPUEngine) matMulStep(p *gpuPlan, s graph.Step) error {
 	a, b := s.In[0], s.In[1]
 	r := len(s.Out.Shape)
@@ -409,21 +411,37 @@ func (e *GPUEngine) matMulStep(p *gpuPlan, s graph.Step) error {
 	batch := s.Out.Shape[:r-2]
 	ab := graph.BroadcastStrides(a.Shape[:len(a.Shape)-2], a.Stride[:len(a.Stride)-2], batch)
 	bb := graph.BroadcastStrides(b.Shape[:len(b.Shape)-2], b.Stride[:len(b.Stride)-2], batch)
+	rows, cols, entries := s.Out.Shape[r-2], s.Out.Shape[r-1], graph.Len(batch)
 	g := make([]int32, 15)
 	for i := 0; i < 4; i++ {
 		g[i] = 1
 	}
-	for i := range batch {
-		d := 4 - len(batch) + i
-		g[d], g[4+d], g[8+d] = int32(batch[i]), int32(ab[i]), int32(bb[i])
+	if stacked := !slices.ContainsFunc(bb, func(st int64) bool { return st != 0 }) && graph.Len(a.Shape[:len(a.Shape)-2]) == entries &&
+		rowMajor(a) && rowMajor(s.Out); stacked {
+		rows, entries = rows*entries, 1
+	} else {
+		for i := range batch {
+			d := 4 - len(batch) + i
+			g[d], g[4+d], g[8+d] = int32(batch[i]), int32(ab[i]), int32(bb[i])
+		}
 	}
-	g[12], g[13], g[14] = int32(s.Out.Shape[r-2]), int32(s.Out.Shape[r-1]), int32(a.Shape[len(a.Shape)-1])
+	g[12], g[13], g[14] = int32(rows), int32(cols), int32(a.Shape[len(a.Shape)-1])
 	pa, pb, out, m := e.addr(p, a), e.addr(p, b), e.addr(p, s.Out), p.param(g)
-	rows, cols, entries := s.Out.Shape[r-2], s.Out.Shape[r-1], graph.Len(batch)
-	if rows*cols >= 64*64 && entries <= 65535 && packed(s.Out) {
+	if rows*cols >= 64*64 && entries <= 65535 && (rows+63)/64 <= 65535 && packed(s.Out) {
 		k := e.k.matmulTiled
+		mma, err := e.matmulMMA()
+		if err != nil {
+			return err
+		}
+		if mma != nil {
+			k = mma
+		}
 		grid := [3]uint32{uint32((cols + 63) / 64), uint32((rows + 63) / 64), uint32(entries)}
-		p.ops = append(p.ops, func(st gpu.Stream) error { return k.Launch(grid, block, st, m(), pa, pb, out) })
+		threads := [3]uint32{256, 1, 1}
+		if k == mma {
+			threads[0] = 128
+		}
+		p.ops = append(p.ops, func(st gpu.Stream) error { return k.Launch(grid, threads, st, m(), pa, pb, out) })
 		return nil
 	}
 	k := e.k.matmul

@@ -205,6 +205,14 @@ func OpCases() []OpCase {
 		Floats("w2", []int64{70, 65}, weights(70*65, 20))},
 		Node("Reshape", []string{"in", "ts"}, []string{"t"}), Node("Transpose", []string{"t"}, []string{"tt"}, IntsAttr("perm", 0, 2, 1)),
 		Node("MatMul", []string{"tt", "w1"}, []string{"h"}), Node("MatMul", []string{"h", "w2"}, []string{"out"}))
+	// Products of batched matrices, as attention's scores (tokens by
+	// tokens, both operands an image's), and a weight on the left of an
+	// image's matrix (broadcast over the batch, not stackable).
+	add("MatMul of batched matrices", 13, []*onnx.TensorProto{Int64s("ts", []int64{3}, 0, 3, -1), Floats("w1", []int64{3, 70}, weights(210, 19)),
+		Floats("wl", []int64{65, 120}, weights(65*120, 21))},
+		Node("Reshape", []string{"in", "ts"}, []string{"t"}), Node("Transpose", []string{"t"}, []string{"tt"}, IntsAttr("perm", 0, 2, 1)),
+		Node("MatMul", []string{"tt", "w1"}, []string{"h"}), Node("Transpose", []string{"h"}, []string{"ht"}, IntsAttr("perm", 0, 2, 1)),
+		Node("MatMul", []string{"h", "ht"}, []string{"s"}), Node("MatMul", []string{"wl", "s"}, []string{"out"}))
 	// DepthToSpace as pixel-shuffle exports write it, in both orders.
 	for _, mode := range []string{"DCR", "CRD"} {
 		add("DepthToSpace "+mode, 13, convt, conv, Node("DepthToSpace", []string{"c"}, []string{"out"}, intAttr("blocksize", 2), strAttr("mode", mode)))

@@ -1,0 +1,143 @@
+package infer
+
+import (
+	"github.com/dsbatch/dsbatch/gpu"
+	"github.com/dsbatch/dsbatch/infer/graph"
+)
+
+// matmulMMASource is the fp32 product on tensor cores (Ampere and later):
+// operands rounded to TF32 (10 bits of mantissa, as the fp16 convolutions
+// keep, with fp32's range), products summed in fp32 by mma.sync m16n8k8.
+// A block of four warps takes a 64×64 tile of y, each warp 32×32, K 16 at a
+// time through shared memory; the next K tile is read into registers while
+// the current one is multiplied. Operands and y as matmul_tiled_f takes
+// them: row-major, a batch entry per grid z.
+const matmulMMASource = `
+__device__ __forceinline__ unsigned tf32(float f) {
+	unsigned u;
+	asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(u) : "f"(f));
+	return u;
+}
+__device__ __forceinline__ void mma1688(float* c, const unsigned* a, unsigned b0, unsigned b1) {
+	asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+		: "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3]) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+#define MM_T 64
+#define MM_K 16
+
+// g: dims[4] of the batch, a strides[4], b strides[4], M, N, K. 128 threads.
+extern "C" __global__ void __launch_bounds__(128) matmul_mma_f(const int* g, const float* a, const float* b, float* y) {
+	// Padded so that the fragments' reads fall in distinct banks.
+	__shared__ unsigned As[MM_T][MM_K + 4];
+	__shared__ unsigned Bs[MM_K][MM_T + 8];
+	const int M = g[12], N = g[13], K = g[14];
+	unsigned r = blockIdx.z;
+	long long oa = 0, ob = 0;
+	for (int d = 3; d >= 0; d--) {
+		unsigned q = r / g[d], idx = r - q * g[d];
+		r = q;
+		oa += (long long)idx * g[4 + d];
+		ob += (long long)idx * g[8 + d];
+	}
+	const float* A = a + oa;
+	const float* B = b + ob;
+	float* Y = y + (long long)blockIdx.z * M * N;
+	const int t = threadIdx.x, warp = t >> 5, lane = t & 31, gr = lane >> 2, tq = lane & 3;
+	const int wm = (warp >> 1) * 32, wn = (warp & 1) * 32;
+	const int m0 = blockIdx.y * MM_T, n0 = blockIdx.x * MM_T;
+	float acc[2][4][4];
+#pragma unroll
+	for (int i = 0; i < 2; i++)
+#pragma unroll
+		for (int j = 0; j < 4; j++)
+#pragma unroll
+			for (int c = 0; c < 4; c++) acc[i][j][c] = 0.0f;
+	// Each thread moves 8 of A's 64×16 and 8 of B's 16×64 a K tile.
+	float ra[8], rb[8];
+#pragma unroll
+	for (int i = 0; i < 8; i++) {
+		int l = t + i * 128, gm = m0 + (l >> 4), gk = l & 15, kb = l >> 6, gn = n0 + (l & 63);
+		ra[i] = (gm < M && gk < K) ? A[(long long)gm * K + gk] : 0.0f;
+		rb[i] = (kb < K && gn < N) ? B[(long long)kb * N + gn] : 0.0f;
+	}
+	for (int k0 = 0; k0 < K; k0 += MM_K) {
+#pragma unroll
+		for (int i = 0; i < 8; i++) {
+			int l = t + i * 128;
+			As[l >> 4][l & 15] = tf32(ra[i]);
+			Bs[l >> 6][l & 63] = tf32(rb[i]);
+		}
+		__syncthreads();
+		if (k0 + MM_K < K) {
+			int k1 = k0 + MM_K;
+#pragma unroll
+			for (int i = 0; i < 8; i++) {
+				int l = t + i * 128, gm = m0 + (l >> 4), gk = k1 + (l & 15), kb = k1 + (l >> 6), gn = n0 + (l & 63);
+				ra[i] = (gm < M && gk < K) ? A[(long long)gm * K + gk] : 0.0f;
+				rb[i] = (kb < K && gn < N) ? B[(long long)kb * N + gn] : 0.0f;
+			}
+		}
+#pragma unroll
+		for (int ks = 0; ks < MM_K; ks += 8) {
+			unsigned af[2][4];
+#pragma unroll
+			for (int i = 0; i < 2; i++) {
+				int row = wm + i * 16 + gr;
+				af[i][0] = As[row][ks + tq];
+				af[i][1] = As[row + 8][ks + tq];
+				af[i][2] = As[row][ks + tq + 4];
+				af[i][3] = As[row + 8][ks + tq + 4];
+			}
+#pragma unroll
+			for (int j = 0; j < 4; j++) {
+				int col = wn + j * 8 + gr;
+				unsigned b0 = Bs[ks + tq][col], b1 = Bs[ks + tq + 4][col];
+#pragma unroll
+				for (int i = 0; i < 2; i++) mma1688(acc[i][j], af[i], b0, b1);
+			}
+		}
+		__syncthreads();
+	}
+#pragma unroll
+	for (int i = 0; i < 2; i++) {
+#pragma unroll
+		for (int j = 0; j < 4; j++) {
+			int row = m0 + wm + i * 16 + gr, col = n0 + wn + j * 8 + tq * 2;
+#pragma unroll
+			for (int h = 0; h < 2; h++) {
+				int m = row + h * 8;
+				if (m >= M) continue;
+				if (col < N) Y[(long long)m * N + col] = acc[i][j][2 * h];
+				if (col + 1 < N) Y[(long long)m * N + col + 1] = acc[i][j][2 * h + 1];
+			}
+		}
+	}
+}
+`
+
+// matmulMMA is the tensor-core product's kernel, compiled on first use;
+// nil where the GPU has no TF32 tensor cores (before Ampere), whose
+// products take matmul_tiled_f.
+func (e *GPUEngine) matmulMMA() (*gpu.Kernel, error) {
+	if e.cuda.Arch < 80 {
+		return nil, nil
+	}
+	return e.cuda.Kernel(matmulMMASource, "matmul_mma_f", e.opts.CacheDir)
+}
+
+// rowMajor reports whether v's elements lie in row-major order of its
+// shape, without gaps (dimensions of size 1 aside).
+func rowMajor(v graph.View) bool {
+	want := int64(1)
+	for i := len(v.Shape) - 1; i >= 0; i-- {
+		if v.Shape[i] == 1 {
+			continue
+		}
+		if v.Stride[i] != want {
+			return false
+		}
+		want *= int64(v.Shape[i])
+	}
+	return true
+}
