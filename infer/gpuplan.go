@@ -28,6 +28,7 @@ type gpuPlan struct {
 	step     int // the step being lowered
 	ops      []func(gpu.Stream) error
 	labels   []string // what each op is, for Profile
+	nodes    []string // the step each op comes from: its node and output shape, for Profile
 	graph    *gpu.Graph
 	shape    []int64
 }
@@ -78,8 +79,9 @@ type OpTime struct {
 // Profile runs a batch of n launch by launch, waiting for each, reps
 // times, and returns the median time per kind of launch, largest first:
 // where a batch's time goes (each launch's own overhead included, so the
-// sum exceeds a CUDA graph's time).
-func (e *GPUEngine) Profile(n, reps int) ([]OpTime, error) {
+// sum exceeds a CUDA graph's time). With byNode, each launch is one of its
+// own, labelled with its node and output shape too.
+func (e *GPUEngine) Profile(n, reps int, byNode bool) ([]OpTime, error) {
 	p, err := e.planFor(n)
 	if err != nil {
 		return nil, err
@@ -101,6 +103,9 @@ func (e *GPUEngine) Profile(n, reps int) ([]OpTime, error) {
 	for i, ts := range times {
 		slices.Sort(ts)
 		l := p.labels[i]
+		if byNode {
+			l = fmt.Sprintf("%s %d: %s", l, i, p.nodes[i])
+		}
 		if byLabel[l] == nil {
 			byLabel[l] = &OpTime{Label: l}
 		}
@@ -203,6 +208,7 @@ func (e *GPUEngine) build(n int, prog *graph.Program) (_ *gpuPlan, err error) {
 		}
 		for i := before; i < len(p.ops); i++ {
 			p.labels = append(p.labels, stepLabel(s, i-before))
+			p.nodes = append(p.nodes, fmt.Sprintf("%s %v", s.Node, s.Out.Shape))
 		}
 	}
 	if len(p.params) > 0 {
