@@ -57,6 +57,15 @@ __device__ __forceinline__ float activate(float v, int act, float alpha) {
 	return v;
 }
 
+// mm_epi is a product's epilogue (graph.MatMulStep) for y[i], column n:
+// the bias row, act (acts' low byte), the residual, then post (above).
+__device__ __forceinline__ float mm_epi(float v, const float* bias, const float* res, long long i, int n, int acts, float alpha) {
+	if (bias) v += bias[n];
+	v = activate(v, acts & 255, alpha);
+	if (res) v += res[i];
+	return activate(v, acts >> 8, alpha);
+}
+
 // Up to 6 dimensions; meta holds dims[6], then one stride set of 6 per
 // operand. Callers copy meta into registers first (loadMeta): read from
 // global memory inside the loop, every element pays for it again.
@@ -496,7 +505,7 @@ extern "C" __global__ void resize_h8(const int* g, const float* tab, const uint4
 // time, each of 256 threads summing 4×4 outputs: the product of
 // transformer layers (a [tokens, d] by [d, d'] weight). One batch entry
 // per grid z; y packed.
-extern "C" __global__ void matmul_tiled_f(const int* g, const float* a, const float* b, float* y) {
+extern "C" __global__ void matmul_tiled_f(const int* g, const float* a, const float* b, float* y, const float* bias, const float* res, int acts, float alpha) {
 	__shared__ __align__(16) float As[16][68];
 	__shared__ __align__(16) float Bs[16][64];
 	const int M = g[12], N = g[13], K = g[14];
@@ -510,7 +519,8 @@ extern "C" __global__ void matmul_tiled_f(const int* g, const float* a, const fl
 	}
 	const float* A = a + oa;
 	const float* B = b + ob;
-	float* Y = y + (long long)blockIdx.z * M * N;
+	const long long yo = (long long)blockIdx.z * M * N;
+	float* Y = y + yo;
 	const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
 	const int m0 = blockIdx.y * 64, n0 = blockIdx.x * 64;
 	float acc[4][4];
@@ -545,13 +555,16 @@ extern "C" __global__ void matmul_tiled_f(const int* g, const float* a, const fl
 #pragma unroll
 		for (int j = 0; j < 4; j++) {
 			int n = n0 + tx * 4 + j;
-			if (n < N) Y[(long long)m * N + n] = acc[i][j];
+			long long at = (long long)m * N + n;
+			if (n < N) Y[at] = mm_epi(acc[i][j], bias, res, yo + at, n, acts, alpha);
 		}
 	}
 }
 
-// Batched row-major fp32 matrix product; g: dims[4] of the batch, a strides[4], b strides[4], M, N, K.
-extern "C" __global__ void matmul_f(const int* g, const float* a, const float* b, float* y) {
+// Batched row-major fp32 matrix product; g: dims[4] of the batch, a
+// strides[4], b strides[4], M, N, K; then mm_epi's epilogue (bias and res
+// may be null).
+extern "C" __global__ void matmul_f(const int* g, const float* a, const float* b, float* y, const float* bias, const float* res, int acts, float alpha) {
 	unsigned M = g[12], N = g[13], K = g[14];
 	unsigned total = (unsigned)(g[0] * g[1] * g[2] * g[3]) * M * N;
 	for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
@@ -566,7 +579,7 @@ extern "C" __global__ void matmul_f(const int* g, const float* a, const float* b
 		}
 		float s = 0.0f;
 		for (unsigned k = 0; k < K; k++) s += a[oa + (long long)m * K + k] * b[ob + (long long)k * N + j];
-		y[i] = s;
+		y[i] = mm_epi(s, bias, res, i, j, acts, alpha);
 	}
 }
 `

@@ -10,8 +10,9 @@ import (
 // keep, with fp32's range), products summed in fp32 by mma.sync m16n8k8.
 // A block of four warps takes a 64×64 tile of y, each warp 32×32, K 16 at a
 // time through shared memory; the next K tile is read into registers while
-// the current one is multiplied. Operands and y as matmul_tiled_f takes
-// them: row-major, a batch entry per grid z.
+// the current one is multiplied. Operands, y and the epilogue as
+// matmul_tiled_f takes them: row-major, a batch entry per grid z; it is
+// compiled after kernelPrelude.
 const matmulMMASource = `
 __device__ __forceinline__ unsigned tf32(float f) {
 	unsigned u;
@@ -27,7 +28,9 @@ __device__ __forceinline__ void mma1688(float* c, const unsigned* a, unsigned b0
 #define MM_K 16
 
 // g: dims[4] of the batch, a strides[4], b strides[4], M, N, K. 128 threads.
-extern "C" __global__ void __launch_bounds__(128) matmul_mma_f(const int* g, const float* a, const float* b, float* y) {
+// Then mm_epi's epilogue (bias and res may be null).
+extern "C" __global__ void __launch_bounds__(128) matmul_mma_f(const int* g, const float* a, const float* b, float* y, const float* bias,
+		const float* res, int acts, float alpha) {
 	// Padded so that the fragments' reads fall in distinct banks.
 	__shared__ unsigned As[MM_T][MM_K + 4];
 	__shared__ unsigned Bs[MM_K][MM_T + 8];
@@ -42,7 +45,8 @@ extern "C" __global__ void __launch_bounds__(128) matmul_mma_f(const int* g, con
 	}
 	const float* A = a + oa;
 	const float* B = b + ob;
-	float* Y = y + (long long)blockIdx.z * M * N;
+	const long long yo = (long long)blockIdx.z * M * N;
+	float* Y = y + yo;
 	const int t = threadIdx.x, warp = t >> 5, lane = t & 31, gr = lane >> 2, tq = lane & 3;
 	const int wm = (warp >> 1) * 32, wn = (warp & 1) * 32;
 	const int m0 = blockIdx.y * MM_T, n0 = blockIdx.x * MM_T;
@@ -108,8 +112,9 @@ extern "C" __global__ void __launch_bounds__(128) matmul_mma_f(const int* g, con
 			for (int h = 0; h < 2; h++) {
 				int m = row + h * 8;
 				if (m >= M) continue;
-				if (col < N) Y[(long long)m * N + col] = acc[i][j][2 * h];
-				if (col + 1 < N) Y[(long long)m * N + col + 1] = acc[i][j][2 * h + 1];
+				long long at = (long long)m * N + col;
+				if (col < N) Y[at] = mm_epi(acc[i][j][2 * h], bias, res, yo + at, col, acts, alpha);
+				if (col + 1 < N) Y[at + 1] = mm_epi(acc[i][j][2 * h + 1], bias, res, yo + at + 1, col + 1, acts, alpha);
 			}
 		}
 	}
@@ -123,7 +128,7 @@ func (e *GPUEngine) matmulMMA() (*gpu.Kernel, error) {
 	if e.cuda.Arch < 80 {
 		return nil, nil
 	}
-	return e.cuda.Kernel(matmulMMASource, "matmul_mma_f", e.opts.CacheDir)
+	return e.cuda.Kernel(kernelPrelude+matmulMMASource, "matmul_mma_f", e.opts.CacheDir)
 }
 
 // rowMajor reports whether v's elements lie in row-major order of its

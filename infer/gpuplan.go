@@ -433,6 +433,23 @@ func (e *GPUEngine) matMulStep(p *gpuPlan, s graph.Step) error {
 	}
 	g[12], g[13], g[14] = int32(rows), int32(cols), int32(a.Shape[len(a.Shape)-1])
 	pa, pb, out, m := e.addr(p, a), e.addr(p, b), e.addr(p, s.Out), p.param(g)
+	// The epilogue: bias row, activations, residual (0: none).
+	var bias, res gpu.DevicePtr
+	var acts int32
+	var alpha float32
+	if ep := s.MatMul; ep != nil {
+		next := 2
+		if ep.Bias {
+			bias, next = e.addr(p, s.In[2]), 3
+		}
+		if ep.Residual {
+			if r := s.In[next]; !rowMajor(r) || !slices.Equal(r.Shape, s.Out.Shape) || !rowMajor(s.Out) {
+				return fmt.Errorf("matmul residual %v strides %v for an output %v strides %v: %w", r.Shape, r.Stride, s.Out.Shape, s.Out.Stride, graph.ErrUnsupported)
+			}
+			res = e.addr(p, s.In[next])
+		}
+		acts, alpha = int32(ep.Act)|int32(ep.PostAct)<<8, ep.Alpha
+	}
 	if rows*cols >= 64*64 && entries <= 65535 && (rows+63)/64 <= 65535 && packed(s.Out) {
 		k := e.k.matmulTiled
 		mma, err := e.matmulMMA()
@@ -447,11 +464,15 @@ func (e *GPUEngine) matMulStep(p *gpuPlan, s graph.Step) error {
 		if k == mma {
 			threads[0] = 128
 		}
-		p.ops = append(p.ops, func(st gpu.Stream) error { return k.Launch(grid, threads, st, m(), pa, pb, out) })
+		p.ops = append(p.ops, func(st gpu.Stream) error {
+			return k.Launch(grid, threads, st, m(), pa, pb, out, bias, res, acts, alpha)
+		})
 		return nil
 	}
 	k := e.k.matmul
-	p.ops = append(p.ops, func(st gpu.Stream) error { return k.Launch(e.grid(n), block, st, m(), pa, pb, out) })
+	p.ops = append(p.ops, func(st gpu.Stream) error {
+		return k.Launch(e.grid(n), block, st, m(), pa, pb, out, bias, res, acts, alpha)
+	})
 	return nil
 }
 

@@ -10,8 +10,10 @@ import (
 // frozen batch normalisation exported as Mul and Add) fold into its
 // weights, leaving no elementwise node; a constant minus the convolution
 // does not fold; of two convolutions sharing weights only the scaled one
-// changes; an activation after a residual folds too. (TestLoweredOperators and TestOperatorsMatchONNXRuntime check
-// the values.)
+// changes; an activation after a residual folds too; a linear layer's
+// bias row, activation and residual fold into its product, a per-row
+// constant does not. (TestLoweredOperators and TestOperatorsMatchONNXRuntime
+// check the values.)
 func TestFuseAffine(t *testing.T) {
 	for _, c := range []struct {
 		name        string
@@ -24,6 +26,8 @@ func TestFuseAffine(t *testing.T) {
 		{"Convs sharing weights, one scaled", 1, 0, map[string]int{"Conv": 1, "Conv+add": 1}},
 		{"ResNet block: Conv, frozen batch norm, shortcut, Relu", 2, 1, map[string]int{"Conv": 1, "Conv+add+relu": 1}},
 		{"RepVGG block: two convolutions added, SiLU", 0, 1, map[string]int{"Conv": 1, "Conv+add+silu": 1}},
+		{"Linear layers: bias, Relu, residual", 0, 2, map[string]int{"Reshape": 1, "Transpose": 1, "MatMul": 1, "Add": 1,
+			"MatMul+bias+relu": 1, "MatMul+bias+add+relu": 1}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var oc *onnxtest.OpCase

@@ -5,6 +5,7 @@ import "slices"
 // FuseStats counts what Fuse did.
 type FuseStats struct {
 	Affine      int // per-channel scales and shifts folded into convolutions' weights
+	Bias        int // bias rows added to products in their epilogue (a linear layer's MatMul, Add)
 	Activations int // activations folded into convolutions
 	Residuals   int // residual adds folded into convolutions
 	Attention   int // attention blocks run as one kernel (see fuseAttention)
@@ -17,7 +18,9 @@ type FuseStats struct {
 // Sigmoid), a residual Add of a tensor of the same shape computed earlier
 // and the activation after that (ResNet's and RepVGG's blocks), so each
 // runs as one kernel that writes its output once, and runs attention
-// blocks as one operator (fuseAttention). Call it after Specialize.
+// blocks as one operator (fuseAttention). Products (MatMul of matrices)
+// take the same epilogue, a linear layer's bias row first (fuseBias).
+// Call it after Specialize.
 func (g *Graph) Fuse() FuseStats {
 	st := FuseStats{Attention: g.fuseAttention()}
 	for {
@@ -25,7 +28,7 @@ func (g *Graph) Fuse() FuseStats {
 		isOutput := func(v *Value) bool { return slices.Contains(g.Outputs, v) }
 		changed := false
 		for _, n := range g.Nodes {
-			if n.Op != "Conv" || isOutput(n.Out[0]) {
+			if !(n.Op == "Conv" || matrixProduct(n)) || isOutput(n.Out[0]) {
 				continue
 			}
 			y := n.Out[0]
@@ -38,8 +41,13 @@ func (g *Graph) Fuse() FuseStats {
 				}
 				continue
 			}
-			if n.Act == ActNone && len(rs) == 1 && u[y] == 1 && g.fuseAffine(n, rs[0]) {
+			if n.Op == "Conv" && n.Act == ActNone && len(rs) == 1 && u[y] == 1 && g.fuseAffine(n, rs[0]) {
 				st.Affine++
+				changed = true
+				break
+			}
+			if n.Op == "MatMul" && n.Act == ActNone && len(rs) == 1 && u[y] == 1 && g.fuseBias(n, rs[0]) {
+				st.Bias++
 				changed = true
 				break
 			}
@@ -151,6 +159,38 @@ func (g *Graph) fuseAffine(n, r *Node) bool {
 		return v
 	}
 	n.In = []*Value{n.In[0], constant(r.Name+"/w", nw), constant(r.Name+"/b", nb)}
+	g.replace(n, r)
+	return true
+}
+
+// matrixProduct reports whether n is a MatMul of two matrices or stacks
+// of them (not a vector operand, whose dimension the product drops).
+func matrixProduct(n *Node) bool {
+	return n.Op == "MatMul" && len(n.In) >= 2 && len(n.In[0].Shape) >= 2 && len(n.In[1].Shape) >= 2
+}
+
+// fuseBias folds r, the one reader of product n's output y, into n as a
+// third input when r adds y a constant row: one value per column, the
+// same for every row (a linear layer's bias, as exporters write Linear:
+// MatMul then Add).
+func (g *Graph) fuseBias(n, r *Node) bool {
+	y := n.Out[0]
+	if r.Op != "Add" || len(r.In) != 2 || len(n.In) != 2 {
+		return false
+	}
+	c := r.In[1]
+	if r.In[1] == y {
+		c = r.In[0]
+	}
+	cols := y.Shape[len(y.Shape)-1]
+	if c == y || c.Const == nil || c.Const.DType != Float || len(c.Shape) == 0 || len(c.Shape) > len(y.Shape) ||
+		c.Shape[len(c.Shape)-1] != cols || Len(c.Shape) != cols {
+		return false
+	}
+	b := &Value{Name: n.Name + "/" + r.Name + "/b", DType: Float, Shape: []int{cols},
+		Const: &Tensor{DType: Float, Shape: []int{cols}, F: slices.Clone(c.Const.F)}}
+	g.values[b.Name] = b
+	n.In = append(n.In, b)
 	g.replace(n, r)
 	return true
 }

@@ -387,6 +387,9 @@ func (g *Graph) OpCounts() map[string]int {
 	c := map[string]int{}
 	for _, n := range g.Nodes {
 		op := n.Op
+		if n.Op == "MatMul" && len(n.In) > 2 {
+			op += "+bias"
+		}
 		if n.Act != ActNone {
 			op += "+" + n.Act.String()
 		}

@@ -109,7 +109,7 @@ const (
 	KReduce                 // Code (ReduceSum, ReduceMean, ReduceMax, ReduceMin): In [outer, dim, inner] → Out [outer, inner]
 	KMaxPool                // NHWC fp16, maximum or (Pool.Avg) average
 	KResize                 // NHWC fp16, Table gives source rows and columns
-	KMatMul                 // row-major fp32, broadcast batch
+	KMatMul                 // row-major fp32, broadcast batch; MatMul the epilogue
 	KAttention              // In Q [..., N, dk], K [..., dk, M], V [..., dv, M] → Out [..., dv, N], fp32 or fp16 through strides; Alpha the scale
 	KWhere                  // Out = In[0] != 0 ? In[1] : In[2], fp32, broadcast through strides
 	KGather                 // Out[i] = In[0][i + (idx - i_axis)·Gather.Stride] with idx = In[1][i] (wrapped, out of range 0); fp32 through strides
@@ -203,6 +203,17 @@ type Step struct {
 	Pool              *PoolStep
 	Table             int // KResize: SpaceConst fp32 [OH×3 + OW×3] (i0, i1, weight)
 	Gather            *GatherStep
+	MatMul            *MatMulStep // KMatMul's epilogue; nil for none
+}
+
+// MatMulStep is the epilogue of a KMatMul step: Out = post(act(In[0]·In[1]
+// + bias) + residual), the bias (In[2], when Bias) a row of Out's columns
+// added to each row, the residual (the input after it, when Residual) a
+// row-major tensor of Out's shape.
+type MatMulStep struct {
+	Bias, Residual bool
+	Act, PostAct   Act
+	Alpha          float32
 }
 
 // GatherStep is the gathered axis of a KGather step: In[0]'s strides
@@ -638,7 +649,32 @@ func (l *lowering) matMul(n *Node) error {
 	}
 	full = append(full, as[len(as)-2], bs[len(bs)-1])
 	y := l.alloc(full, F32, RowMajor)
-	l.emit(Step{Kind: KMatMul, Node: n.Name, In: []View{a, b}, Out: y})
+	in := []View{a, b}
+	var ep *MatMulStep
+	if len(n.In) > 2 || n.Act != ActNone || n.Residual != nil || n.PostAct != ActNone {
+		ep = &MatMulStep{Act: n.Act, PostAct: n.PostAct, Alpha: n.Alpha}
+		if len(n.In) > 2 {
+			bias, err := l.get(n.In[2], RowMajor, F32)
+			if err != nil {
+				return err
+			}
+			if len(bias.Shape) != 1 || bias.Shape[0] != full[len(full)-1] {
+				return fmt.Errorf("bias %s of shape %v for a product of %v: %w", n.In[2].Name, bias.Shape, full, ErrUnsupported)
+			}
+			in, ep.Bias = append(in, bias), true
+		}
+		if n.Residual != nil {
+			r, err := l.get(n.Residual, RowMajor, F32)
+			if err != nil {
+				return err
+			}
+			if !slices.Equal(r.Shape, full) {
+				return fmt.Errorf("residual %s of shape %v for a product of %v: %w", n.Residual.Name, r.Shape, full, ErrUnsupported)
+			}
+			in, ep.Residual = append(in, r), true
+		}
+	}
+	l.emit(Step{Kind: KMatMul, Node: n.Name, In: in, Out: y, MatMul: ep})
 	out := l.newView(y.Buf, n.Out[0].Shape, F32, RowMajor)
 	out.Off = y.Off
 	l.set(n.Out[0], out)

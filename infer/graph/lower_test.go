@@ -275,6 +275,18 @@ func (m *machine) exec(s Step) {
 			for k := 0; k < K; k++ {
 				sum += m.load(a, oa+int64(i*K+k)) * m.load(b, ob+int64(k*N+j))
 			}
+			if ep := s.MatMul; ep != nil {
+				next := 2
+				if ep.Bias {
+					sum += m.load(s.In[2], s.In[2].Off+int64(j))
+					next++
+				}
+				sum = ep.Act.apply(sum, ep.Alpha)
+				if ep.Residual {
+					sum += m.load(s.In[next], m.at(s.In[next], idx))
+				}
+				sum = ep.PostAct.apply(sum, ep.Alpha)
+			}
 			m.store(s.Out, m.at(s.Out, idx), sum)
 		})
 	case KAttention:

@@ -1174,7 +1174,21 @@ func matMulShapes(a, b []int) (as, bs, out []int, err error) {
 	return as, bs, out, nil
 }
 
+// opMatMul is MatMul; a third input (fuseBias's) is a row added to every
+// row of the product.
 func opMatMul(n *Node, in []*Tensor, data bool) ([]*Tensor, error) {
+	if len(in) == 3 {
+		outs, err := opMatMul(n, in[:2], data)
+		if err != nil || !data {
+			return outs, err
+		}
+		y, b := outs[0], in[2]
+		cols := y.Shape[len(y.Shape)-1]
+		for i := range y.F {
+			y.F[i] += b.F[i%cols]
+		}
+		return outs, nil
+	}
 	as, bs, final, err := matMulShapes(in[0].Shape, in[1].Shape)
 	if err != nil {
 		return nil, err

@@ -213,6 +213,18 @@ func OpCases() []OpCase {
 		Node("Reshape", []string{"in", "ts"}, []string{"t"}), Node("Transpose", []string{"t"}, []string{"tt"}, IntsAttr("perm", 0, 2, 1)),
 		Node("MatMul", []string{"tt", "w1"}, []string{"h"}), Node("Transpose", []string{"h"}, []string{"ht"}, IntsAttr("perm", 0, 2, 1)),
 		Node("MatMul", []string{"h", "ht"}, []string{"s"}), Node("MatMul", []string{"wl", "s"}, []string{"out"}))
+	// Linear layers as exporters write them (MatMul, then Add of the
+	// bias, on either side), a ReLU between them, a residual of the
+	// same shape after the second, a ReLU after that; a product whose
+	// constant Add is not a row (a per-row one) keeps its Add.
+	add("Linear layers: bias, Relu, residual", 13, []*onnx.TensorProto{Int64s("ts", []int64{3}, 0, 3, -1), Floats("w1", []int64{3, 70}, weights(210, 19)),
+		Floats("b1", []int64{70}, weights(70, 22)), Floats("w2", []int64{70, 65}, weights(70*65, 20)), Floats("b2", []int64{1, 65}, weights(65, 23)),
+		Floats("w3", []int64{3, 65}, weights(195, 24)), Floats("br", []int64{120, 1}, weights(120, 25))},
+		Node("Reshape", []string{"in", "ts"}, []string{"t"}), Node("Transpose", []string{"t"}, []string{"tt"}, IntsAttr("perm", 0, 2, 1)),
+		Node("MatMul", []string{"tt", "w3"}, []string{"m3"}), Node("Add", []string{"m3", "br"}, []string{"res"}),
+		Node("MatMul", []string{"tt", "w1"}, []string{"m1"}), Node("Add", []string{"m1", "b1"}, []string{"a1"}), Node("Relu", []string{"a1"}, []string{"r1"}),
+		Node("MatMul", []string{"r1", "w2"}, []string{"m2"}), Node("Add", []string{"b2", "m2"}, []string{"a2"}),
+		Node("Add", []string{"a2", "res"}, []string{"s"}), Node("Relu", []string{"s"}, []string{"out"}))
 	// DepthToSpace as pixel-shuffle exports write it, in both orders.
 	for _, mode := range []string{"DCR", "CRD"} {
 		add("DepthToSpace "+mode, 13, convt, conv, Node("DepthToSpace", []string{"c"}, []string{"out"}, intAttr("blocksize", 2), strAttr("mode", mode)))
