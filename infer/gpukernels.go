@@ -334,6 +334,29 @@ extern "C" __global__ void softmax_rows_f(unsigned rows, unsigned dim, const flo
 	for (unsigned d = lane; d < dim; d += 32) o[d] = __expf(r[d] - m) * inv;
 }
 
+// layernorm_rows_f: graph.KLayerNorm, one warp a row of dim contiguous
+// floats: the mean, then the variance of the centred values (two passes,
+// as the definition), then each value normalised, scaled and shifted
+// (bias may be null).
+extern "C" __global__ void layernorm_rows_f(unsigned rows, unsigned dim, const float* x, const float* scale, const float* bias, float* y, float eps) {
+	unsigned row = (blockIdx.x * blockDim.x + threadIdx.x) >> 5, lane = threadIdx.x & 31;
+	if (row >= rows) return; // the whole warp
+	const float* r = x + (long long)row * dim;
+	float* o = y + (long long)row * dim;
+	float sum = 0.0f;
+	for (unsigned d = lane; d < dim; d += 32) sum += r[d];
+	for (int s = 16; s > 0; s >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, s);
+	const float mean = sum / (float)dim;
+	float sq = 0.0f;
+	for (unsigned d = lane; d < dim; d += 32) { float c = r[d] - mean; sq += c * c; }
+	for (int s = 16; s > 0; s >>= 1) sq += __shfl_xor_sync(0xffffffffu, sq, s);
+	const float inv = 1.0f / sqrtf(sq / (float)dim + eps);
+	for (unsigned d = lane; d < dim; d += 32) {
+		float v = (r[d] - mean) * inv * scale[d];
+		o[d] = bias ? v + bias[d] : v;
+	}
+}
+
 // mode: graph.ReduceSum 0, ReduceMean 1, ReduceMax 2, ReduceMin 3; the
 // arg reductions 4 to 7 (ReduceArgMax, ReduceArgMaxLast, ReduceArgMin,
 // ReduceArgMinLast) write the index, deciding as graph's argBetter.
@@ -595,6 +618,7 @@ type kernels struct {
 	epilogueD2S                         *gpu.Kernel
 	inputNHWC8, softmax, reduce, matmul *gpu.Kernel
 	matmulTiled, softmaxRows            *gpu.Kernel
+	layerNorm                           *gpu.Kernel
 	maxpool, maxpool8, resize, resize8  *gpu.Kernel // float16
 	selectV8, detectV8, depthwise       *gpu.Kernel
 	selectO2O, detectO2O                *gpu.Kernel
@@ -636,7 +660,7 @@ func (k *kernels) sources() []kernelSource {
 		src(layoutSource, "epilogue", &k.epilogue, "epilogue1", &k.epilogue1, "epilogue8", &k.epilogue8,
 			"epilogue_d2s", &k.epilogueD2S,
 			"transpose_ff", &k.transpose[0][0], "transpose_hh", &k.transpose[1][1], "transpose_hf", &k.transpose[1][0], "transpose_fh", &k.transpose[0][1],
-			"input_nhwc8", &k.inputNHWC8, "softmax_f", &k.softmax, "softmax_rows_f", &k.softmaxRows, "reduce_f", &k.reduce, "maxpool_h", &k.maxpool, "maxpool_h8", &k.maxpool8,
+			"input_nhwc8", &k.inputNHWC8, "softmax_f", &k.softmax, "softmax_rows_f", &k.softmaxRows, "layernorm_rows_f", &k.layerNorm, "reduce_f", &k.reduce, "maxpool_h", &k.maxpool, "maxpool_h8", &k.maxpool8,
 			"resize_h", &k.resize, "resize_h8", &k.resize8, "matmul_f", &k.matmul, "matmul_tiled_f", &k.matmulTiled),
 		src(detectSource, "select_v8", &k.selectV8, "detect_v8", &k.detectV8, "select_o2o", &k.selectO2O, "detect_o2o", &k.detectO2O),
 		src(depthwiseSource, "dwconv_h8", &k.depthwise),

@@ -289,6 +289,7 @@ var stepKernels = [graph.Kinds]func(*GPUEngine, *gpuPlan, graph.Step) error{
 	graph.KGather:     (*GPUEngine).gatherStep,
 	graph.KTopK:       (*GPUEngine).topKStep,
 	graph.KGridSample: (*GPUEngine).gridSampleStep,
+	graph.KLayerNorm:  (*GPUEngine).layerNormStep,
 }
 
 // lowerStep appends the launches of one step to p.ops.
@@ -363,6 +364,24 @@ func (e *GPUEngine) rowStep(p *gpuPlan, s graph.Step) error {
 	}
 	k, code := e.k.reduce, int32(s.Code)
 	p.ops = append(p.ops, func(st gpu.Stream) error { return k.Launch(grid, block, st, outer, dim, inner, x, out, code) })
+	return nil
+}
+
+// layerNormStep: a warp a row.
+func (e *GPUEngine) layerNormStep(p *gpuPlan, s graph.Step) error {
+	for _, v := range append([]graph.View{s.Out}, s.In...) {
+		if !rowMajor(v) {
+			return fmt.Errorf("layer normalisation of %v strides %v: %w", v.Shape, v.Stride, graph.ErrUnsupported)
+		}
+	}
+	x, scale, out := e.addr(p, s.In[0]), e.addr(p, s.In[1]), e.addr(p, s.Out)
+	var bias gpu.DevicePtr
+	if len(s.In) > 2 {
+		bias = e.addr(p, s.In[2])
+	}
+	k, rows, dim, eps := e.k.layerNorm, uint32(s.Outer), uint32(s.Dim), s.Alpha
+	grid := [3]uint32{uint32((32*int64(s.Outer) + 255) / 256), 1, 1}
+	p.ops = append(p.ops, func(st gpu.Stream) error { return k.Launch(grid, block, st, rows, dim, x, scale, bias, out, eps) })
 	return nil
 }
 

@@ -70,8 +70,8 @@ func (e *expander) scalar(suffix string, f float32) *Value {
 	return e.konst(suffix, &Tensor{DType: Float, Shape: []int{}, F: []float32{f}})
 }
 
-// expandLayerNorm rewrites a LayerNormalization (opset 17) into the
-// operators it is defined by: a mean over the normalised axes, the
+// expandLayerNorm rewrites a LayerNormalization (opset 17) over more
+// than the last axis into the operators it is defined by: a mean over the normalised axes, the
 // centred values, their mean square, plus epsilon, its square root, the
 // division, then scale and bias. Only the normalised output may be read
 // (not Mean or InvStdDev), and the axis must count from the end (axis < 0,
@@ -89,6 +89,13 @@ func expandLayerNorm(e *expander) error {
 	}
 	if len(n.In) < 2 || n.In[0] == nil || n.In[1] == nil {
 		return fmt.Errorf("node %q: LayerNormalization without its input and scale", n.Name)
+	}
+	if ax == -1 {
+		// Over the last axis (transformers' LayerNorm) it stays one
+		// operator: on the GPU one kernel, a warp a row.
+		n.Out = n.Out[:1]
+		e.nodes = append(e.nodes, n)
+		return nil
 	}
 	axes := &Tensor{DType: Int64, Shape: []int{-ax}}
 	for a := ax; a < 0; a++ {

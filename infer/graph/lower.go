@@ -115,10 +115,11 @@ const (
 	KGather                 // Out[i] = In[0][i + (idx - i_axis)·Gather.Stride] with idx = In[1][i] (wrapped, out of range 0); fp32 through strides
 	KTopK                   // Out [Outer, K, Inner] = indices (fp32) of the K first of In[0] [Outer, Dim, Inner] in topKBefore's order; Code 1: largest
 	KGridSample             // Out [N, C, Ho, Wo] = In[0] [N, C, H, W] sampled at In[1] [N, Ho, Wo, 2]; Code: gridSample's mode bits
+	KLayerNorm              // each of Outer rows of Dim of In[0] normalised, times In[1], plus In[2] (when 3 inputs); Alpha epsilon; row-major fp32
 	Kinds                   // the number of step kinds
 )
 
-var kindNames = [Kinds]string{"copy", "conv", "binary", "unary", "softmax", "reduce", "maxpool", "resize", "matmul", "attention", "where", "gather", "topk", "gridsample"}
+var kindNames = [Kinds]string{"copy", "conv", "binary", "unary", "softmax", "reduce", "maxpool", "resize", "matmul", "attention", "where", "gather", "topk", "gridsample", "layernorm"}
 
 // String names the kind, as profiles print it.
 func (k Kind) String() string {
@@ -620,6 +621,30 @@ func (l *lowering) softmax(n *Node) error {
 	y := l.alloc(n.Out[0].Shape, F32, RowMajor)
 	l.emit(Step{Kind: KSoftmax, Node: n.Name, In: []View{x}, Out: y,
 		Outer: Len(x.Shape[:ax]), Dim: x.Shape[ax], Inner: Len(x.Shape[ax+1:])})
+	l.set(n.Out[0], y)
+	return nil
+}
+
+func (l *lowering) layerNorm(n *Node) error {
+	x, err := l.get(n.In[0], RowMajor, F32)
+	if err != nil {
+		return err
+	}
+	d := x.Shape[len(x.Shape)-1]
+	in := []View{x}
+	for _, v := range n.In[1:] {
+		if v == nil {
+			break
+		}
+		w, err := l.get(v, RowMajor, F32)
+		if err != nil {
+			return err
+		}
+		w.Shape, w.Stride = []int{d}, []int64{1}
+		in = append(in, w)
+	}
+	y := l.alloc(n.Out[0].Shape, F32, RowMajor)
+	l.emit(Step{Kind: KLayerNorm, Node: n.Name, In: in, Out: y, Outer: Len(x.Shape) / d, Dim: d, Alpha: n.attrFloat("epsilon", 1e-5)})
 	l.set(n.Out[0], y)
 	return nil
 }

@@ -159,6 +159,28 @@ func (m *machine) exec(s Step) {
 			z := float32(binaryValue(s.Code, float64(x), float64(y)))
 			m.store(s.Out, m.at(s.Out, idx), z)
 		})
+	case KLayerNorm:
+		x := s.In[0]
+		for r := 0; r < s.Outer; r++ {
+			base := x.Off + int64(r*s.Dim)
+			mean, v := float32(0), float32(0)
+			for d := 0; d < s.Dim; d++ {
+				mean += m.load(x, base+int64(d))
+			}
+			mean /= float32(s.Dim)
+			for d := 0; d < s.Dim; d++ {
+				c := m.load(x, base+int64(d)) - mean
+				v += c * c
+			}
+			inv := 1 / float32(math.Sqrt(float64(v/float32(s.Dim)+s.Alpha)))
+			for d := 0; d < s.Dim; d++ {
+				y := (m.load(x, base+int64(d)) - mean) * inv * m.load(s.In[1], s.In[1].Off+int64(d))
+				if len(s.In) > 2 {
+					y += m.load(s.In[2], s.In[2].Off+int64(d))
+				}
+				m.store(s.Out, s.Out.Off+int64(r*s.Dim+d), y)
+			}
+		}
 	case KSoftmax, KReduce:
 		x := s.In[0]
 		for o := 0; o < s.Outer; o++ {

@@ -27,56 +27,57 @@ var operators = operatorTable()
 
 func operatorTable() map[string]operator {
 	t := map[string]operator{
-		"Identity":        {opIdentity, (*lowering).identity},
-		"Cast":            {opCast, (*lowering).cast},
-		"Shape":           {opShape, nil},
-		"Gather":          {opGather, (*lowering).gather},
-		"GatherElements":  {opGatherElements, (*lowering).gatherElements},
-		"TopK":            {opTopK, (*lowering).topK},
-		"ArgMax":          {opArgMax, (*lowering).argMax},
-		"ArgMin":          {opArgMax, (*lowering).argMax},
-		"Tile":            {opTile, (*lowering).tile},
-		"ScatterND":       {opScatterND, nil},
-		"Where":           {opWhere, (*lowering).where},
-		"Not":             {opNot, (*lowering).not},
-		"Clip":            {opClip, (*lowering).clip},
-		"Max":             {opBinary, (*lowering).binary},
-		"Min":             {opBinary, (*lowering).binary},
-		"GridSample":      {opGridSample, (*lowering).gridSample},
-		"Range":           {opRange, nil},
-		"ConstantOfShape": {opConstantOfShape, nil},
-		"Unsqueeze":       {opUnsqueeze, (*lowering).reshape},
-		"Squeeze":         {opSqueeze, (*lowering).reshape},
-		"Reshape":         {opReshape, (*lowering).reshape},
-		"Flatten":         {opFlatten, (*lowering).reshape},
-		"Concat":          {opConcat, (*lowering).copyOp},
-		"Transpose":       {opTranspose, (*lowering).copyOp},
-		"Slice":           {opSlice, (*lowering).copyOp},
-		"Split":           {opSplit, (*lowering).copyOp},
-		"Expand":          {opExpand, (*lowering).copyOp},
-		"Add":             {opBinary, (*lowering).binary},
-		"Sub":             {opBinary, (*lowering).binary},
-		"Mul":             {opBinary, (*lowering).binary},
-		"Div":             {opBinary, (*lowering).binary},
-		"Pow":             {opBinary, (*lowering).binary},
-		"Sigmoid":         {unary(func(x float64) float64 { return 1 / (1 + math.Exp(-x)) }), (*lowering).activation},
-		"Relu":            {unary(func(x float64) float64 { return math.Max(x, 0) }), (*lowering).activation},
-		"LeakyRelu":       {opLeakyRelu, (*lowering).activation},
-		"Softmax":         {opSoftmax, (*lowering).softmax},
-		"ReduceSum":       {reduce(ReduceSum), (*lowering).reduce},
-		"ReduceMean":      {reduce(ReduceMean), (*lowering).reduce},
-		"ReduceMax":       {reduce(ReduceMax), (*lowering).reduce},
-		"ReduceMin":       {reduce(ReduceMin), (*lowering).reduce},
-		"Conv":            {opConv, (*lowering).conv},
-		"MaxPool":         {opPool, (*lowering).maxPool},
-		"AveragePool":     {opPool, (*lowering).maxPool},
-		"Resize":          {opResize, (*lowering).resize},
-		"Upsample":        {opResize, (*lowering).resize},
-		"MatMul":          {opMatMul, (*lowering).matMul},
-		"DepthToSpace":    {opDepthToSpace, (*lowering).depthToSpace},
-		"Pad":             {opPad, (*lowering).pad},
-		"Einsum":          {opEinsum, nil},
-		opAttention:       {opAttentionRef, (*lowering).attention},
+		"Identity":           {opIdentity, (*lowering).identity},
+		"Cast":               {opCast, (*lowering).cast},
+		"Shape":              {opShape, nil},
+		"Gather":             {opGather, (*lowering).gather},
+		"GatherElements":     {opGatherElements, (*lowering).gatherElements},
+		"TopK":               {opTopK, (*lowering).topK},
+		"ArgMax":             {opArgMax, (*lowering).argMax},
+		"ArgMin":             {opArgMax, (*lowering).argMax},
+		"Tile":               {opTile, (*lowering).tile},
+		"ScatterND":          {opScatterND, nil},
+		"Where":              {opWhere, (*lowering).where},
+		"Not":                {opNot, (*lowering).not},
+		"Clip":               {opClip, (*lowering).clip},
+		"Max":                {opBinary, (*lowering).binary},
+		"Min":                {opBinary, (*lowering).binary},
+		"GridSample":         {opGridSample, (*lowering).gridSample},
+		"Range":              {opRange, nil},
+		"ConstantOfShape":    {opConstantOfShape, nil},
+		"Unsqueeze":          {opUnsqueeze, (*lowering).reshape},
+		"Squeeze":            {opSqueeze, (*lowering).reshape},
+		"Reshape":            {opReshape, (*lowering).reshape},
+		"Flatten":            {opFlatten, (*lowering).reshape},
+		"Concat":             {opConcat, (*lowering).copyOp},
+		"Transpose":          {opTranspose, (*lowering).copyOp},
+		"Slice":              {opSlice, (*lowering).copyOp},
+		"Split":              {opSplit, (*lowering).copyOp},
+		"Expand":             {opExpand, (*lowering).copyOp},
+		"Add":                {opBinary, (*lowering).binary},
+		"Sub":                {opBinary, (*lowering).binary},
+		"Mul":                {opBinary, (*lowering).binary},
+		"Div":                {opBinary, (*lowering).binary},
+		"Pow":                {opBinary, (*lowering).binary},
+		"Sigmoid":            {unary(func(x float64) float64 { return 1 / (1 + math.Exp(-x)) }), (*lowering).activation},
+		"Relu":               {unary(func(x float64) float64 { return math.Max(x, 0) }), (*lowering).activation},
+		"LeakyRelu":          {opLeakyRelu, (*lowering).activation},
+		"Softmax":            {opSoftmax, (*lowering).softmax},
+		"LayerNormalization": {opLayerNorm, (*lowering).layerNorm},
+		"ReduceSum":          {reduce(ReduceSum), (*lowering).reduce},
+		"ReduceMean":         {reduce(ReduceMean), (*lowering).reduce},
+		"ReduceMax":          {reduce(ReduceMax), (*lowering).reduce},
+		"ReduceMin":          {reduce(ReduceMin), (*lowering).reduce},
+		"Conv":               {opConv, (*lowering).conv},
+		"MaxPool":            {opPool, (*lowering).maxPool},
+		"AveragePool":        {opPool, (*lowering).maxPool},
+		"Resize":             {opResize, (*lowering).resize},
+		"Upsample":           {opResize, (*lowering).resize},
+		"MatMul":             {opMatMul, (*lowering).matMul},
+		"DepthToSpace":       {opDepthToSpace, (*lowering).depthToSpace},
+		"Pad":                {opPad, (*lowering).pad},
+		"Einsum":             {opEinsum, nil},
+		opAttention:          {opAttentionRef, (*lowering).attention},
 	}
 	for name := range compareOps {
 		t[name] = operator{opBinary, (*lowering).binary}
@@ -698,6 +699,55 @@ func opLeakyRelu(n *Node, in []*Tensor, data bool) ([]*Tensor, error) {
 		}
 		return x
 	})(n, in, data)
+}
+
+// opLayerNorm is LayerNormalization over the last axis (expandLayerNorm
+// rewrites the others): each row less its mean, over the square root of
+// its variance plus epsilon, times the scale, plus the bias; the moments
+// in float64.
+func opLayerNorm(n *Node, in []*Tensor, data bool) ([]*Tensor, error) {
+	x := in[0]
+	if len(x.Shape) == 0 {
+		return nil, fmt.Errorf("layer normalisation of a scalar: %w", ErrUnsupported)
+	}
+	d := x.Shape[len(x.Shape)-1]
+	if d == 0 {
+		return nil, fmt.Errorf("layer normalisation of empty rows: %w", ErrUnsupported)
+	}
+	for i, t := range in[1:] {
+		if t != nil && Len(t.Shape) != d {
+			return nil, fmt.Errorf("layer normalisation of rows of %d: %s of shape %v: %w", d, [2]string{"scale", "bias"}[i], t.Shape, ErrUnsupported)
+		}
+	}
+	out := out1(x.Shape, Float, data)
+	if !data {
+		return []*Tensor{out}, nil
+	}
+	eps := float64(n.attrFloat("epsilon", 1e-5))
+	var bias []float32
+	if len(in) > 2 && in[2] != nil {
+		bias = in[2].F
+	}
+	for r := 0; r < len(x.F)/d; r++ {
+		row := x.F[r*d : (r+1)*d]
+		mean, v := 0.0, 0.0
+		for _, f := range row {
+			mean += float64(f)
+		}
+		mean /= float64(d)
+		for _, f := range row {
+			v += (float64(f) - mean) * (float64(f) - mean)
+		}
+		inv := 1 / math.Sqrt(v/float64(d)+eps)
+		for i, f := range row {
+			y := (float64(f) - mean) * inv * float64(in[1].F[i])
+			if bias != nil {
+				y += float64(bias[i])
+			}
+			out.F[r*d+i] = float32(y)
+		}
+	}
+	return []*Tensor{out}, nil
 }
 
 func opSoftmax(n *Node, in []*Tensor, data bool) ([]*Tensor, error) {

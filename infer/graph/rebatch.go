@@ -121,8 +121,8 @@ func (r *rebatcher) check(n *Node, args []*Tensor, outs []*Tensor) error {
 				return refuse("a slice steps along the batch axis")
 			}
 		}
-	case "Softmax", "LogSoftmax", "Flatten", "Concat", "Split", "Gather", "GatherElements", "ArgMax", "ArgMin", "TopK", "CumSum":
-		a := n.attrInt("axis", map[string]int{"Softmax": -1, "LogSoftmax": -1, "Flatten": 1, "TopK": -1}[n.Op])
+	case "Softmax", "LogSoftmax", "Flatten", "Concat", "Split", "Gather", "GatherElements", "ArgMax", "ArgMin", "TopK", "CumSum", "LayerNormalization":
+		a := n.attrInt("axis", map[string]int{"Softmax": -1, "LogSoftmax": -1, "Flatten": 1, "TopK": -1, "LayerNormalization": -1}[n.Op])
 		if n.Op == "Gather" && !r.batched[n.In[0]] {
 			return refuse("a gather indexes with the batch")
 		}
