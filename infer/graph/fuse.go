@@ -6,8 +6,8 @@ import "slices"
 type FuseStats struct {
 	Affine      int // per-channel scales and shifts folded into convolutions' weights
 	Bias        int // bias rows added to products in their epilogue (a linear layer's MatMul, Add)
-	Activations int // activations folded into convolutions
-	Residuals   int // residual adds folded into convolutions
+	Activations int // activations folded into convolutions and products
+	Residuals   int // residual adds folded into convolutions and products
 	Attention   int // attention blocks run as one kernel (see fuseAttention)
 }
 
