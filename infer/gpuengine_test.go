@@ -421,7 +421,7 @@ func writeWideModel(t *testing.T) string {
 func TestKernelSourcesCompile(t *testing.T) {
 	for _, src := range []struct{ name, code string }{
 		{"strided", stridedSource}, {"layout", layoutSource}, {"detect", detectSource}, {"letterbox", letterboxSource},
-		{"depthwise", depthwiseSource}, {"obb", obbSource}, {"mask", maskSource}, {"matmul", kernelPrelude + matmulMMASource + matmulMMA128Source},
+		{"depthwise", depthwiseSource}, {"obb", obbSource}, {"mask", maskSource}, {"matmul", kernelPrelude + matmulMMASource},
 	} {
 		err := gpu.CheckSource(src.code, 90)
 		if errors.Is(err, gpu.ErrNoCUDA) {

@@ -121,134 +121,14 @@ extern "C" __global__ void __launch_bounds__(128) matmul_mma_f(const int* g, con
 }
 `
 
-// matmulMMA128Source is matmul_mma_f for large aligned products (K and N
-// multiples of 4, operands 16-byte aligned): 128×128 tiles of eight warps,
-// each 64×32, read from memory 16 bytes at a time; the linear layers of a
-// DETR's encoder memory ([64·8400, 256] by [256, 256]) spend most of the
-// products' time there. It follows matmulMMASource.
-const matmulMMA128Source = `
-#define MB_T 128
-
-extern "C" __global__ void __launch_bounds__(256) matmul_mma128_f(const int* g, const float* a, const float* b, float* y, const float* bias,
-		const float* res, int acts, float alpha) {
-	__shared__ __align__(16) unsigned As[MB_T][MM_K + 4];
-	__shared__ __align__(16) unsigned Bs[MM_K][MB_T + 8];
-	const int M = g[12], N = g[13], K = g[14];
-	unsigned r = blockIdx.z;
-	long long oa = 0, ob = 0;
-	for (int d = 3; d >= 0; d--) {
-		unsigned q = r / g[d], idx = r - q * g[d];
-		r = q;
-		oa += (long long)idx * g[4 + d];
-		ob += (long long)idx * g[8 + d];
-	}
-	const float* A = a + oa;
-	const float* B = b + ob;
-	const long long yo = (long long)blockIdx.z * M * N;
-	float* Y = y + yo;
-	const int t = threadIdx.x, warp = t >> 5, lane = t & 31, gr = lane >> 2, tq = lane & 3;
-	const int wm = (warp >> 2) * 64, wn = (warp & 3) * 32;
-	const int m0 = blockIdx.y * MB_T, n0 = blockIdx.x * MB_T;
-	float acc[4][4][4];
-#pragma unroll
-	for (int i = 0; i < 4; i++)
-#pragma unroll
-		for (int j = 0; j < 4; j++)
-#pragma unroll
-			for (int c = 0; c < 4; c++) acc[i][j][c] = 0.0f;
-	// Each thread moves two float4 of A's 128×16 (row l/4, columns 4·(l%4))
-	// and two of B's 16×128 (row l/32, columns 4·(l%32)) a K tile; K and N
-	// being multiples of 4, a float4 is wholly inside or wholly outside.
-	float4 ra[2], rb[2];
-	const float4 zero = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-#define MB_LOAD(k0) \
-	for (int i = 0; i < 2; i++) { \
-		int l = t + i * 256, gm = m0 + (l >> 2), gk = (k0) + (l & 3) * 4, kb = (k0) + (l >> 5), gn = n0 + (l & 31) * 4; \
-		ra[i] = (gm < M && gk < K) ? *(const float4*)(A + (long long)gm * K + gk) : zero; \
-		rb[i] = (kb < K && gn < N) ? *(const float4*)(B + (long long)kb * N + gn) : zero; \
-	}
-	MB_LOAD(0)
-	for (int k0 = 0; k0 < K; k0 += MM_K) {
-#pragma unroll
-		for (int i = 0; i < 2; i++) {
-			int l = t + i * 256;
-			*(uint4*)&As[l >> 2][(l & 3) * 4] = make_uint4(tf32(ra[i].x), tf32(ra[i].y), tf32(ra[i].z), tf32(ra[i].w));
-			*(uint4*)&Bs[l >> 5][(l & 31) * 4] = make_uint4(tf32(rb[i].x), tf32(rb[i].y), tf32(rb[i].z), tf32(rb[i].w));
-		}
-		__syncthreads();
-		if (k0 + MM_K < K) {
-			MB_LOAD(k0 + MM_K)
-		}
-#pragma unroll
-		for (int ks = 0; ks < MM_K; ks += 8) {
-			unsigned af[4][4];
-#pragma unroll
-			for (int i = 0; i < 4; i++) {
-				int row = wm + i * 16 + gr;
-				af[i][0] = As[row][ks + tq];
-				af[i][1] = As[row + 8][ks + tq];
-				af[i][2] = As[row][ks + tq + 4];
-				af[i][3] = As[row + 8][ks + tq + 4];
-			}
-#pragma unroll
-			for (int j = 0; j < 4; j++) {
-				int col = wn + j * 8 + gr;
-				unsigned b0 = Bs[ks + tq][col], b1 = Bs[ks + tq + 4][col];
-#pragma unroll
-				for (int i = 0; i < 4; i++) mma1688(acc[i][j], af[i], b0, b1);
-			}
-		}
-		__syncthreads();
-	}
-#undef MB_LOAD
-#pragma unroll
-	for (int i = 0; i < 4; i++) {
-#pragma unroll
-		for (int j = 0; j < 4; j++) {
-			int row = m0 + wm + i * 16 + gr, col = n0 + wn + j * 8 + tq * 2;
-#pragma unroll
-			for (int h = 0; h < 2; h++) {
-				int m = row + h * 8;
-				if (m >= M) continue;
-				long long at = (long long)m * N + col;
-				if (col < N) Y[at] = mm_epi(acc[i][j][2 * h], bias, res, yo + at, col, acts, alpha);
-				if (col + 1 < N) Y[at + 1] = mm_epi(acc[i][j][2 * h + 1], bias, res, yo + at + 1, col + 1, acts, alpha);
-			}
-		}
-	}
-}
-`
-
 // matmulMMA is the tensor-core product's kernel, compiled on first use;
 // nil where the GPU has no TF32 tensor cores (before Ampere), whose
 // products take matmul_tiled_f.
 func (e *GPUEngine) matmulMMA() (*gpu.Kernel, error) {
-	return e.mmaKernel("matmul_mma_f")
-}
-
-// matmulMMA128 is matmul_mma128_f, as matmulMMA.
-func (e *GPUEngine) matmulMMA128() (*gpu.Kernel, error) {
-	return e.mmaKernel("matmul_mma128_f")
-}
-
-// mmaKernel is a kernel of the tensor-core products' source (nil before
-// Ampere).
-func (e *GPUEngine) mmaKernel(name string) (*gpu.Kernel, error) {
 	if e.cuda.Arch < 80 {
 		return nil, nil
 	}
-	return e.cuda.Kernel(kernelPrelude+matmulMMASource+matmulMMA128Source, name, e.opts.CacheDir)
-}
-
-// aligned16 reports whether every value of ns is a multiple of 4 floats:
-// offsets and strides of 16-byte loads.
-func aligned16(ns ...int64) bool {
-	for _, n := range ns {
-		if n%4 != 0 {
-			return false
-		}
-	}
-	return true
+	return e.cuda.Kernel(kernelPrelude+matmulMMASource, "matmul_mma_f", e.opts.CacheDir)
 }
 
 // rowMajor reports whether v's elements lie in row-major order of its

@@ -475,25 +475,11 @@ func (e *GPUEngine) matMulStep(p *gpuPlan, s graph.Step) error {
 		if err != nil {
 			return err
 		}
-		tile := 64
 		threads := [3]uint32{256, 1, 1}
 		if mma != nil {
 			k, threads[0] = mma, 128
 		}
-		// Large aligned products in 128×128 tiles: K and N multiples of 4,
-		// every offset and batch stride too, and the tiles' edges past the
-		// product's (at most a tenth more than 64×64 tiles').
-		depth := a.Shape[len(a.Shape)-1]
-		up := func(n, t int) int { return (n + t - 1) / t * t }
-		if mma != nil && rows*cols >= 128*128 && 10*up(rows, 128)*up(cols, 128) <= 11*up(rows, 64)*up(cols, 64) &&
-			depth%4 == 0 && cols%4 == 0 && aligned16(a.Off, b.Off) && aligned16(ab...) && aligned16(bb...) {
-			big, err := e.matmulMMA128()
-			if err != nil {
-				return err
-			}
-			k, tile, threads[0] = big, 128, 256
-		}
-		grid := [3]uint32{uint32((cols + tile - 1) / tile), uint32((rows + tile - 1) / tile), uint32(entries)}
+		grid := [3]uint32{uint32((cols + 63) / 64), uint32((rows + 63) / 64), uint32(entries)}
 		p.ops = append(p.ops, func(st gpu.Stream) error {
 			return k.Launch(grid, threads, st, m(), pa, pb, out, bias, res, acts, alpha)
 		})

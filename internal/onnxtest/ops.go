@@ -213,10 +213,10 @@ func OpCases() []OpCase {
 		Node("Reshape", []string{"in", "ts"}, []string{"t"}), Node("Transpose", []string{"t"}, []string{"tt"}, IntsAttr("perm", 0, 2, 1)),
 		Node("MatMul", []string{"tt", "w1"}, []string{"h"}), Node("Transpose", []string{"h"}, []string{"ht"}, IntsAttr("perm", 0, 2, 1)),
 		Node("MatMul", []string{"h", "ht"}, []string{"s"}), Node("MatMul", []string{"wl", "s"}, []string{"out"}))
-	// Products whose K and N are multiples of 4, large enough for the
-	// GPU engine's 128×128 tiles, with partial tiles on every edge (240
-	// rows of two images, 132 and 200 columns), a bias on the last.
-	add("MatMul, aligned, in large tiles", 13, []*onnx.TensorProto{Int64s("ts", []int64{3}, 0, 3, -1), Floats("w1", []int64{3, 68}, weights(204, 26)),
+	// Products whose K and N are multiples of 4 (as a vectorised kernel
+	// would want them), with partial tiles on every edge (240 rows of two
+	// images, 132 and 200 columns, K 68 and 132), a bias on the last.
+	add("MatMul, aligned, partial tiles", 13, []*onnx.TensorProto{Int64s("ts", []int64{3}, 0, 3, -1), Floats("w1", []int64{3, 68}, weights(204, 26)),
 		Floats("w2", []int64{68, 132}, weights(68*132, 27)), Floats("w3", []int64{132, 200}, weights(132*200, 28)), Floats("b3", []int64{200}, weights(200, 29))},
 		Node("Reshape", []string{"in", "ts"}, []string{"t"}), Node("Transpose", []string{"t"}, []string{"tt"}, IntsAttr("perm", 0, 2, 1)),
 		Node("MatMul", []string{"tt", "w1"}, []string{"h1"}), Node("MatMul", []string{"h1", "w2"}, []string{"h2"}),
