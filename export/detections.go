@@ -262,8 +262,8 @@ func WriterProperties(mem memory.Allocator, dictColumns ...string) *parquet.Writ
 // rows staged on their way to a part. Rows are kept as Go slices, one per
 // column, and become a record batch every rowsPerBatch rows: appending a
 // row costs a few slice appends, not a dozen Arrow builders' (the
-// exporters of a dense run append millions a second). The optional
-// columns go through a builder.
+// exporters of a dense run append millions a second). A pose's points
+// are kept so too; the other optional columns go through a builder.
 type DetectionWriter struct {
 	opts    DetectionOptions
 	path    string

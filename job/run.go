@@ -39,20 +39,26 @@ type Settings struct {
 	Input string   `json:"input,omitempty"`
 	Names []string `json:"class_names"`
 	// Keypoints name a pose model's points (empty for other models).
-	Keypoints     []string `json:"keypoint_names,omitempty"`
-	Conf          float32  `json:"conf"`
-	IoU           float32  `json:"iou"`
-	MaxDet        int      `json:"max_det"`
-	TopK          int      `json:"top_k"`
-	ClassAgnostic bool     `json:"class_agnostic"`
-	Stride        int      `json:"stride"`
-	FPS           float64  `json:"fps"`
-	Start         float64  `json:"start_seconds"` // frames before this time are skipped
-	End           float64  `json:"end_seconds"`   // frames from this time on are skipped (0: none)
-	AssumeFPS     float64  `json:"assume_fps"`    // frame rate of raw streams (0: their headers', else 25)
-	Track         bool     `json:"track"`
-	TrackBuffer   float64  `json:"track_buffer_seconds"`
-	TrackAgnostic bool     `json:"track_class_agnostic"`
+	Keypoints []string `json:"keypoint_names,omitempty"`
+	// KeypointColumns is how the detections table holds a pose model's
+	// points: "fields", a struct of a field a point (set by Run, since
+	// 2026-12-03). Empty for other models and for pose runs before, whose
+	// lists of named points new parts cannot join: a pose run into such a
+	// folder is refused (--force starts it anew).
+	KeypointColumns string  `json:"keypoint_columns,omitempty"`
+	Conf            float32 `json:"conf"`
+	IoU             float32 `json:"iou"`
+	MaxDet          int     `json:"max_det"`
+	TopK            int     `json:"top_k"`
+	ClassAgnostic   bool    `json:"class_agnostic"`
+	Stride          int     `json:"stride"`
+	FPS             float64 `json:"fps"`
+	Start           float64 `json:"start_seconds"` // frames before this time are skipped
+	End             float64 `json:"end_seconds"`   // frames from this time on are skipped (0: none)
+	AssumeFPS       float64 `json:"assume_fps"`    // frame rate of raw streams (0: their headers', else 25)
+	Track           bool    `json:"track"`
+	TrackBuffer     float64 `json:"track_buffer_seconds"`
+	TrackAgnostic   bool    `json:"track_class_agnostic"`
 	// RecordedAt is where a video's recording start comes from:
 	// "container" (its creation_time tag), "sidecar" (a JSON file beside
 	// it), a file-name pattern in strftime letters read in Timezone, or ""
@@ -304,6 +310,10 @@ func Run(ctx context.Context, plan *Plan, videos []Video, opts RunOptions) (*Sum
 	opts.Settings.Input = ""
 	if opts.Input != infer.Ultralytics {
 		opts.Settings.Input = opts.Input.String()
+	}
+	opts.Settings.KeypointColumns = ""
+	if opts.Layout.Keypoints > 0 {
+		opts.Settings.KeypointColumns = "fields"
 	}
 	out, err := openOut(opts.Out)
 	if err != nil {

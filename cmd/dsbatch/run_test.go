@@ -386,6 +386,25 @@ func TestRunPose(t *testing.T) {
 	if r := dsbatch(t, "inspect", out); !strings.Contains(r.stdout, "left_wrist") || !strings.Contains(r.stdout, "100.0%") {
 		t.Errorf("inspect prints no keypoint table:\n%s", r.stdout)
 	}
+	// A folder a pose run wrote before keypoints were named fields (its
+	// settings without keypoint_columns) is not resumed into: its parts
+	// hold lists of named points, which new parts cannot join.
+	path := filepath.Join(out, ".dsbatch", "settings.json")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var settings map[string]any
+	if err := json.Unmarshal(b, &settings); err != nil || settings["keypoint_columns"] != "fields" {
+		t.Fatalf("settings %s: %v", b, err)
+	}
+	delete(settings, "keypoint_columns")
+	if b, err = json.Marshal(settings); err != nil || os.WriteFile(path, b, 0o644) != nil {
+		t.Fatal(err)
+	}
+	if r := dsbatch(t, "run", "--no-cache", "--model", m, "--out", out, filepath.Join(media, "h264.mp4")); r.code == 0 || !strings.Contains(r.stderr, "keypoint columns") {
+		t.Errorf("a pose run into an older pose run's folder: exit %d: %s", r.code, r.stderr)
+	}
 }
 
 // TestSchemaPoseQueries runs docs/SCHEMA.md's pose queries on the run of
