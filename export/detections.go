@@ -283,7 +283,7 @@ type detectionColumns struct {
 	class                 []int32
 	path, name            []string
 	score, x1, y1, x2, y2 []float32
-	points                []float32 // a pose's points: x, y, score of each, row after row
+	points                [][]float32 // a pose's points: x, y and score of point i in points[3i], [3i+1], [3i+2]
 }
 
 // firstBatchRows is the rows a writer's columns first have room for: most
@@ -293,7 +293,10 @@ const firstBatchRows = 512
 
 // make gives every column room for n rows, of keypoints points each.
 func (c *detectionColumns) make(n, keypoints int) {
-	c.points = make([]float32, 0, n*keypoints*3)
+	c.points = make([][]float32, 3*keypoints)
+	for i := range c.points {
+		c.points[i] = make([]float32, 0, n)
+	}
 	c.videoID, c.frame, c.track = make([]int64, 0, n), make([]int64, 0, n), make([]int64, 0, n)
 	c.pts = make([]float64, 0, n)
 	c.class = make([]int32, 0, n)
@@ -379,7 +382,7 @@ type extraGroup struct {
 // appendExtra appends d's optional columns.
 func (w *DetectionWriter) appendExtra(d Detection) {
 	if w.opts.Keypoints > 0 {
-		w.cols.points = appendPoints(w.cols.points, w.opts.Keypoints, d.Keypoints)
+		appendPoints(w.cols.points, d.Keypoints)
 	}
 	for _, g := range w.groups {
 		if g.fill != nil {
@@ -388,32 +391,33 @@ func (w *DetectionWriter) appendExtra(d Detection) {
 	}
 }
 
-// appendPoints appends a row's n points to points; a point the row lacks
-// is at 0,0 and unseen (score 0).
-func appendPoints(points []float32, n int, kps []Keypoint) []float32 {
-	for i := range n {
+// appendPoints appends a row's points to points (three slices a point);
+// a point the row lacks is at 0,0 and unseen (score 0).
+func appendPoints(points [][]float32, kps []Keypoint) {
+	for i := 0; i < len(points)/3; i++ {
+		var k Keypoint
 		if i < len(kps) {
-			points = append(points, kps[i].X, kps[i].Y, kps[i].Score)
-		} else {
-			points = append(points, 0, 0, 0)
+			k = kps[i]
 		}
+		points[3*i] = append(points[3*i], k.X)
+		points[3*i+1] = append(points[3*i+1], k.Y)
+		points[3*i+2] = append(points[3*i+2], k.Score)
 	}
-	return points
 }
 
 // keypointsArray is the keypoints column of the pending rows: a struct
-// array of a struct array a point, whose x, y and score arrays are
-// gathered from the rows' points.
+// array of a struct array a point, over the rows' slices of x, y and
+// score without a copy.
 func keypointsArray(o DetectionOptions, c *detectionColumns) arrow.Array {
-	n, k := len(c.videoID), o.Keypoints
+	n := len(c.videoID)
 	t := keypointsType(o).(*arrow.StructType)
-	points := make([]arrow.ArrayData, k)
-	for p := range k {
+	points := make([]arrow.ArrayData, o.Keypoints)
+	for p := range points {
 		var xyz [3]arrow.ArrayData
 		for f := range xyz {
-			v := make([]float32, n)
-			for r := range v {
-				v[r] = c.points[(r*k+p)*3+f]
+			v := []float32{} // a writer of no rows made no slices
+			if c.points != nil {
+				v = c.points[3*p+f]
 			}
 			a := sliceArray(v)
 			xyz[f] = a.Data()
