@@ -518,6 +518,9 @@ func (e *GPUEngine) detect(ctx context.Context, f Frames, l Layout, o PostOption
 				dets[j].Keypoints = l.keypointsOf(r[detRow : detRow+extra])
 			}
 		}
+		if bad := nonFiniteParts(dets); bad > 0 {
+			return nil, &NonFiniteError{Image: i, Anchors: bad, Engine: "gpu"}
+		}
 		res[i] = dets
 	}
 	if hostNMS != nil {

@@ -263,7 +263,7 @@ func (l Layout) Values() int { return l.D1*l.D2 + l.protoValues() }
 // return it instead of an image's detections.
 type NonFiniteError struct {
 	Image   int    // the image of the batch
-	Anchors int    // the anchors (the GPU engine) or values (on the host) not finite
+	Anchors int    // the anchors (the GPU engine: candidates, or kept detections whose keypoints or oriented box are not finite) or values (on the host) not finite
 	Engine  string // the engine's name
 }
 
@@ -295,6 +295,35 @@ func (l Layout) checkFinite(out []float32, n int, engine string) error {
 		}
 	}
 	return nil
+}
+
+// nonFiniteParts counts the detections of ds whose keypoints or oriented
+// box hold a NaN or an infinity: what the device's selection, which
+// counts boxes and scores, does not see (the host checks the whole
+// output before decoding).
+func nonFiniteParts(ds []Detection) int {
+	bad := func(vs ...float32) bool {
+		for _, v := range vs {
+			if f := float64(v); math.IsNaN(f) || math.IsInf(f, 0) {
+				return true
+			}
+		}
+		return false
+	}
+	n := 0
+	for _, d := range ds {
+		hit := false
+		for _, k := range d.Keypoints {
+			hit = hit || bad(k.X, k.Y, k.Score)
+		}
+		if r := d.Rotated; r != nil {
+			hit = hit || bad(r.CX, r.CY, r.W, r.H, r.Angle)
+		}
+		if hit {
+			n++
+		}
+	}
+	return n
 }
 
 // dropNonFinite removes, in place, the detections of ds with a score or a

@@ -440,3 +440,25 @@ func TestEndToEndPose(t *testing.T) {
 		t.Fatalf("one2one: %+v", got)
 	}
 }
+
+// TestNonFiniteParts: a detection counts once however many of its
+// keypoints or oriented box's values are NaN or infinite; finite ones and
+// detections without either do not count.
+func TestNonFiniteParts(t *testing.T) {
+	nan, inf := float32(math.NaN()), float32(math.Inf(1))
+	for _, c := range []struct {
+		name string
+		ds   []Detection
+		want int
+	}{
+		{"plain boxes", []Detection{{X1: 1, X2: 2, Score: 0.5}, {}}, 0},
+		{"finite points", []Detection{{Keypoints: []Keypoint{{1, 2, 0.5}, {3, 4, 1}}}}, 0},
+		{"a NaN point", []Detection{{Keypoints: []Keypoint{{1, 2, 0.5}, {nan, 4, 1}}}, {Keypoints: []Keypoint{{1, 2, 3}}}}, 1},
+		{"two bad points, one detection", []Detection{{Keypoints: []Keypoint{{inf, 2, 0.5}, {1, 4, nan}}}}, 1},
+		{"an infinite angle", []Detection{{Rotated: &RotatedBox{CX: 1, CY: 1, W: 2, H: 2, Angle: inf}}, {Rotated: &RotatedBox{W: 1, H: 1}}}, 1},
+	} {
+		if got := nonFiniteParts(c.ds); got != c.want {
+			t.Errorf("%s: %d, want %d", c.name, got, c.want)
+		}
+	}
+}
