@@ -15,6 +15,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/dsbatch/dsbatch/decode"
+	"github.com/dsbatch/dsbatch/export"
 	"github.com/dsbatch/dsbatch/gpu"
 	"github.com/dsbatch/dsbatch/infer"
 )
@@ -168,12 +169,16 @@ func runCheck(c *cli.Context) error {
 			return err
 		}
 		var a, b, matched int
+		var kp pointStats
 		for i := range cpu {
-			m, _, _ := matchBoxes(asBoxes(gdets[i]), asBoxes(cpu[i]), 0.5)
+			m, _, _ := matchBoxes(asBoxes(gdets[i]), asBoxes(cpu[i]), 0.5, &kp)
 			a, b, matched = a+len(gdets[i]), b+len(cpu[i]), matched+m
 		}
 		agree := ratio(int64(matched), int64(max(a, b)))
 		row("engines agree", "%.2f%% of boxes (%d matched of %d GPU and %d ONNX Runtime, IoU ≥ 0.5, same class)", 100*agree, matched, a, b)
+		if kp.n > 0 {
+			row("their points", "%d compared: mean distance %.3g px, largest %.3g px", kp.n, kp.sum/float64(kp.n), kp.max)
+		}
 		if agree < c.Float64("min") {
 			agreeErr = errDisagree
 		}
@@ -215,6 +220,9 @@ func asBoxes(ds []infer.Detection) []box {
 	out := make([]box, len(ds))
 	for i, d := range ds {
 		out[i] = box{class: int32(d.Class), score: d.Score, d: d}
+		for _, k := range d.Keypoints {
+			out[i].kps = append(out[i].kps, export.Keypoint(k))
+		}
 	}
 	return out
 }

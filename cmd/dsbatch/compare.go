@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"path/filepath"
+	"slices"
 	"sort"
 	"text/tabwriter"
 
@@ -27,7 +28,8 @@ func compareCommand() *cli.Command {
 		ArgsUsage: "OUT_A OUT_B",
 		Description: "Videos done in both runs are compared. Each box of A is matched to the unmatched box of B of the same class, in the same frame of the\n" +
 			"same video, that overlaps it most (IoU at least --iou), best-scored boxes first. Agreement is the\n" +
-			"matched boxes over the larger of the two counts. B's detections are held in memory.\n" +
+			"matched boxes over the larger of the two counts. For pose models, the points of matched boxes are\n" +
+			"compared too (distance in frame pixels, point by point). B's detections are held in memory.\n" +
 			"Exit status: 0, or 4 when agreement is below --min.",
 		Flags: []cli.Flag{
 			&cli.Float64Flag{Name: "iou", Value: 0.5, Usage: "overlap at which two boxes match"},
@@ -38,11 +40,29 @@ func compareCommand() *cli.Command {
 	}
 }
 
-// box is a detection as compare sees it.
+// box is a detection as compare sees it: its class, score, box and a
+// pose's points.
 type box struct {
 	class int32
 	score float32
 	d     infer.Detection
+	kps   []export.Keypoint
+}
+
+// pointStats sums the distances between the points of matched boxes.
+type pointStats struct {
+	n        int64
+	sum, max float64
+}
+
+// add compares the points of two matched boxes, point by point.
+func (p *pointStats) add(a, b []export.Keypoint) {
+	for i := range min(len(a), len(b)) {
+		d := math.Hypot(float64(a[i].X-b[i].X), float64(a[i].Y-b[i].Y))
+		p.n++
+		p.sum += d
+		p.max = math.Max(p.max, d)
+	}
 }
 
 // frameKey names one frame of one video.
@@ -53,15 +73,20 @@ type frameKey struct {
 
 // agreement is compare's report, overall and per video.
 type agreement struct {
-	Videos    int          `json:"videos"`
-	Skipped   int          `json:"videos_not_done_in_both"`
-	A         int64        `json:"boxes_a"`
-	B         int64        `json:"boxes_b"`
-	Matched   int64        `json:"matched"`
-	Agreement float64      `json:"agreement"`
-	MeanIoU   float64      `json:"mean_iou"`
-	MaxScore  float64      `json:"max_score_difference"`
-	PerVideo  []videoAgree `json:"per_video"`
+	Videos    int     `json:"videos"`
+	Skipped   int     `json:"videos_not_done_in_both"`
+	A         int64   `json:"boxes_a"`
+	B         int64   `json:"boxes_b"`
+	Matched   int64   `json:"matched"`
+	Agreement float64 `json:"agreement"`
+	MeanIoU   float64 `json:"mean_iou"`
+	MaxScore  float64 `json:"max_score_difference"`
+	// Points of matched boxes compared (pose models; both runs naming
+	// their points alike), their mean and largest distance in pixels.
+	Keypoints     int64        `json:"keypoints_compared,omitempty"`
+	KeypointsMean float64      `json:"keypoint_mean_distance_px,omitempty"`
+	KeypointsMax  float64      `json:"keypoint_max_distance_px,omitempty"`
+	PerVideo      []videoAgree `json:"per_video"`
 }
 
 type videoAgree struct {
@@ -111,13 +136,17 @@ func compareRuns(c *cli.Context, a, b string, iou float32) (*agreement, error) {
 			both[p] = true
 		}
 	}
-	bs, err := readBoxes(c, b, both)
+	bs, bNames, err := readBoxes(c, b, both)
 	if err != nil {
 		return nil, err
 	}
-	as, err := readBoxes(c, a, both)
+	as, aNames, err := readBoxes(c, a, both)
 	if err != nil {
 		return nil, err
+	}
+	var kp *pointStats
+	if len(aNames) > 0 && slices.Equal(aNames, bNames) {
+		kp = &pointStats{}
 	}
 	ag := &agreement{Skipped: len(doneA) + len(doneB) - 2*len(both)}
 	per := map[string]*videoAgree{}
@@ -133,7 +162,7 @@ func compareRuns(c *cli.Context, a, b string, iou float32) (*agreement, error) {
 	var iouSum float64
 	for k, fa := range as {
 		v := video(k.path)
-		m, sum, ds := matchBoxes(fa, bs[k], iou)
+		m, sum, ds := matchBoxes(fa, bs[k], iou, kp)
 		v.A += int64(len(fa))
 		v.B += int64(len(bs[k]))
 		v.Matched += int64(m)
@@ -158,6 +187,9 @@ func compareRuns(c *cli.Context, a, b string, iou float32) (*agreement, error) {
 	if ag.Matched > 0 {
 		ag.MeanIoU = iouSum / float64(ag.Matched)
 	}
+	if kp != nil && kp.n > 0 {
+		ag.Keypoints, ag.KeypointsMean, ag.KeypointsMax = kp.n, kp.sum/float64(kp.n), kp.max
+	}
 	return ag, nil
 }
 
@@ -171,9 +203,10 @@ func ratio(m, n int64) float64 {
 
 // matchBoxes pairs the boxes of one frame greedily, a's best-scored first,
 // each with the unmatched box of b of its class that overlaps it most by
-// at least iou (equal boxes, flat ones too, overlap by 1). It returns the pairs, the sum of their IoUs and their
-// largest score difference.
-func matchBoxes(a, b []box, iou float32) (int, float64, float64) {
+// at least iou (equal boxes, flat ones too, overlap by 1). It returns the
+// pairs, the sum of their IoUs and their largest score difference, and
+// adds the pairs' points to kp (when not nil).
+func matchBoxes(a, b []box, iou float32, kp *pointStats) (int, float64, float64) {
 	order := make([]int, len(a))
 	for i := range order {
 		order[i] = i
@@ -196,6 +229,9 @@ func matchBoxes(a, b []box, iou float32) (int, float64, float64) {
 			n++
 			sum += float64(best)
 			ds = math.Max(ds, math.Abs(float64(a[i].score-b[at].score)))
+			if kp != nil {
+				kp.add(a[i].kps, b[at].kps)
+			}
 		}
 	}
 	return n, sum, ds
@@ -225,17 +261,27 @@ func doneVideos(c *cli.Context, out string) (map[string]bool, error) {
 }
 
 // readBoxes reads the detections of the run in out, by frame, of the
-// videos in paths.
-func readBoxes(c *cli.Context, out string, paths map[string]bool) (map[frameKey][]box, error) {
+// videos in paths, and the names of a pose model's points (in the order of
+// each box's kps; none for other models).
+func readBoxes(c *cli.Context, out string, paths map[string]bool) (map[frameKey][]box, []string, error) {
 	files, err := filepath.Glob(filepath.Join(out, "detections", "*.parquet"))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	mem := memory.NewGoAllocator()
 	boxes := map[frameKey][]box{}
-	cols := []string{"video_path", "frame_index", "class_id", "score", "x1", "y1", "x2", "y2"}
+	var names []string
 	for _, f := range files {
-		err := export.ScanColumns(c.Context, f, cols, mem, func(r arrow.Record) error {
+		cols := []string{"video_path", "frame_index", "class_id", "score", "x1", "y1", "x2", "y2"}
+		have, err := export.ColumnNames(f, mem)
+		if err != nil {
+			return nil, nil, err
+		}
+		pose := slices.Contains(have, "keypoints")
+		if pose {
+			cols = append(cols, "keypoints")
+		}
+		err = export.ScanColumns(c.Context, f, cols, mem, func(r arrow.Record) error {
 			path, frame, class := r.Column(0).(*array.String), r.Column(1).(*array.Int64), r.Column(2).(*array.Int32)
 			var f32 [5]*array.Float32
 			for i := range f32 {
@@ -246,16 +292,30 @@ func readBoxes(c *cli.Context, out string, paths map[string]bool) (map[frameKey]
 					continue
 				}
 				k := frameKey{path.Value(i), frame.Value(i)}
-				boxes[k] = append(boxes[k], box{class: class.Value(i), score: f32[0].Value(i),
-					d: infer.Detection{X1: f32[1].Value(i), Y1: f32[2].Value(i), X2: f32[3].Value(i), Y2: f32[4].Value(i)}})
+				bx := box{class: class.Value(i), score: f32[0].Value(i),
+					d: infer.Detection{X1: f32[1].Value(i), Y1: f32[2].Value(i), X2: f32[3].Value(i), Y2: f32[4].Value(i)}}
+				if pose {
+					var seen []string
+					err := export.Keypoints(r.Column(8), i, func(name string, p export.Keypoint) {
+						bx.kps = append(bx.kps, p)
+						seen = append(seen, name)
+					})
+					if err != nil {
+						return fmt.Errorf("%s: %w", f, err)
+					}
+					if names == nil {
+						names = seen
+					}
+				}
+				boxes[k] = append(boxes[k], bx)
 			}
 			return nil
 		})
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	return boxes, nil
+	return boxes, names, nil
 }
 
 func writeAgreement(w io.Writer, ag *agreement) {
@@ -267,6 +327,9 @@ func writeAgreement(w io.Writer, ag *agreement) {
 	fmt.Fprintf(tw, "all %d videos\t%d\t%d\t%d\t%.2f%%\n", ag.Videos, ag.A, ag.B, ag.Matched, 100*ag.Agreement)
 	tw.Flush()
 	fmt.Fprintf(w, "matched boxes: mean IoU %.4f, largest score difference %.2g\n", ag.MeanIoU, ag.MaxScore)
+	if ag.Keypoints > 0 {
+		fmt.Fprintf(w, "their %d points: mean distance %.3g px, largest %.3g px\n", ag.Keypoints, ag.KeypointsMean, ag.KeypointsMax)
+	}
 	if ag.Skipped > 0 {
 		fmt.Fprintf(w, "%d videos left out: not done in both runs\n", ag.Skipped)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,23 +26,23 @@ func TestMatchBoxes(t *testing.T) {
 		b(1, 0.7, 50, 50, 60, 60),
 		b(3, 0.6, 80, 80, 90, 90), // another class
 	}
-	n, sum, ds := matchBoxes(a, bb, 0.5)
+	n, sum, ds := matchBoxes(a, bb, 0.5, nil)
 	if n != 3 {
 		t.Errorf("%d pairs, want 3", n)
 	}
 	if sum != 3 || ds < 0.39 || ds > 0.41 {
 		t.Errorf("IoU sum %v, score difference %v", sum, ds)
 	}
-	if n, _, _ := matchBoxes(a, nil, 0.5); n != 0 {
+	if n, _, _ := matchBoxes(a, nil, 0.5, nil); n != 0 {
 		t.Errorf("%d pairs with nothing", n)
 	}
 	// Boxes clipped flat at the frame's edge, found by both runs, agree;
 	// a flat box and another do not.
 	flat := []box{b(0, 0.9, 0, 5, 0, 40), b(0, 0.8, 640, 0, 640, 0)}
-	if n, sum, _ := matchBoxes(flat, flat, 0.5); n != 2 || sum != 2 {
+	if n, sum, _ := matchBoxes(flat, flat, 0.5, nil); n != 2 || sum != 2 {
 		t.Errorf("flat boxes: %d pairs, IoU sum %v; want 2, 2", n, sum)
 	}
-	if n, _, _ := matchBoxes(flat[:1], []box{b(0, 0.9, 0, 5, 0, 41)}, 0.5); n != 0 {
+	if n, _, _ := matchBoxes(flat[:1], []box{b(0, 0.9, 0, 5, 0, 41)}, 0.5, nil); n != 0 {
 		t.Errorf("different flat boxes matched")
 	}
 }
@@ -83,6 +84,64 @@ func TestCompareCLI(t *testing.T) {
 	}
 	if r := dsbatch(t, "compare", a); r.code != exitFailed {
 		t.Errorf("one folder: exit %d", r.code)
+	}
+}
+
+// TestComparePoseCLI: two runs of one pose model agree point for point
+// (distance 0); a model whose points all lie one model pixel to the right
+// matches the same boxes, every point one frame pixel per model pixel's
+// scale away.
+func TestComparePoseCLI(t *testing.T) {
+	withORT(t)
+	dir := t.TempDir()
+	const k, rows = 17, 4 + 1 + 17*3
+	pose := func(name string, dx float32) string {
+		raw := make([]float32, rows*2)
+		set := func(r int, v float32) { raw[r*2] = v }
+		set(0, 32)
+		set(1, 32)
+		set(2, 20)
+		set(3, 10)
+		set(4, 0.8)
+		for i := 0; i < k; i++ {
+			set(5+3*i, float32(24+i)+dx)
+			set(5+3*i+1, 30)
+			set(5+3*i+2, 0.9)
+		}
+		m := filepath.Join(dir, name)
+		if err := (onnxtest.Detector{H: 64, W: 64, D1: rows, D2: 2, Raw: raw, Names: []string{"person"},
+			Metadata: map[string]string{"kpt_shape": "[17, 3]", "task": "pose"}}).Write(m); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	video := filepath.Join(media, "h264.mp4")
+	outs := map[string]string{}
+	for name, m := range map[string]string{"a": pose("a.onnx", 0), "b": pose("b.onnx", 0), "moved": pose("moved.onnx", 1)} {
+		outs[name] = filepath.Join(dir, name)
+		if r := dsbatch(t, "run", "--no-cache", "--no-track", "--model", m, "--out", outs[name], video); r.code != 0 {
+			t.Fatalf("run %s: exit %d: %s", name, r.code, r.stderr)
+		}
+	}
+	compare := func(a, b string) agreement {
+		r := dsbatch(t, "compare", "--json", outs[a], outs[b])
+		var ag agreement
+		if err := json.Unmarshal([]byte(r.stdout), &ag); err != nil || r.code != 0 {
+			t.Fatalf("compare %s %s: exit %d, %v: %s %s", a, b, r.code, err, r.stdout, r.stderr)
+		}
+		return ag
+	}
+	same := compare("a", "b")
+	if same.Matched == 0 || same.Agreement != 1 || same.Keypoints != k*same.Matched || same.KeypointsMean != 0 || same.KeypointsMax != 0 {
+		t.Errorf("same pose runs: %+v", same)
+	}
+	moved := compare("a", "moved")
+	if moved.Agreement != 1 || moved.Keypoints != k*moved.Matched || moved.KeypointsMean <= 0 ||
+		math.Abs(moved.KeypointsMax-moved.KeypointsMean) > 1e-3*moved.KeypointsMean {
+		t.Errorf("points moved by one model pixel: %+v", moved)
+	}
+	if r := dsbatch(t, "compare", outs["a"], outs["moved"]); !strings.Contains(r.stdout, "points: mean distance") {
+		t.Errorf("compare prints no points line:\n%s", r.stdout)
 	}
 }
 
