@@ -169,15 +169,15 @@ func runCheck(c *cli.Context) error {
 			return err
 		}
 		var a, b, matched int
-		var kp pointStats
+		var parts partStats
 		for i := range cpu {
-			m, _, _ := matchBoxes(asBoxes(gdets[i]), asBoxes(cpu[i]), 0.5, &kp)
+			m, _, _ := matchBoxes(asBoxes(gdets[i]), asBoxes(cpu[i]), 0.5, &parts)
 			a, b, matched = a+len(gdets[i]), b+len(cpu[i]), matched+m
 		}
 		agree := ratio(int64(matched), int64(max(a, b)))
 		row("engines agree", "%.2f%% of boxes (%d matched of %d GPU and %d ONNX Runtime, IoU ≥ 0.5, same class)", 100*agree, matched, a, b)
-		if kp.n > 0 {
-			row("their points", "%d compared: mean distance %.3g px, largest %.3g px", kp.n, kp.sum/float64(kp.n), kp.max)
+		if parts.points > 0 {
+			row("their points", "%d compared: mean distance %.3g px, largest %.3g px", parts.points, parts.pointSum/float64(parts.points), parts.maxGap)
 		}
 		if agree < c.Float64("min") {
 			agreeErr = errDisagree

@@ -28,8 +28,9 @@ func compareCommand() *cli.Command {
 		ArgsUsage: "OUT_A OUT_B",
 		Description: "Videos done in both runs are compared. Each box of A is matched to the unmatched box of B of the same class, in the same frame of the\n" +
 			"same video, that overlaps it most (IoU at least --iou), best-scored boxes first. Agreement is the\n" +
-			"matched boxes over the larger of the two counts. For pose models, the points of matched boxes are\n" +
-			"compared too (distance in frame pixels, point by point). B's detections are held in memory.\n" +
+			"matched boxes over the larger of the two counts. The points of matched boxes (pose models: distance\n" +
+			"in frame pixels, point by point) and their masks (segmentation: IoU) are compared too. B's detections\n" +
+			"are held in memory.\n" +
 			"Exit status: 0, or 4 when agreement is below --min.",
 		Flags: []cli.Flag{
 			&cli.Float64Flag{Name: "iou", Value: 0.5, Usage: "overlap at which two boxes match"},
@@ -40,29 +41,82 @@ func compareCommand() *cli.Command {
 	}
 }
 
-// box is a detection as compare sees it: its class, score, box and a
-// pose's points.
+// box is a detection as compare sees it: its class, score, box, a pose's
+// points and a segmentation's mask (its run lengths).
 type box struct {
 	class int32
 	score float32
 	d     infer.Detection
 	kps   []export.Keypoint
+	mask  []int32
 }
 
-// pointStats sums the distances between the points of matched boxes.
-type pointStats struct {
-	n        int64
-	sum, max float64
+// partStats compares what matched boxes carry besides the box: the
+// distances between their points, the IoUs of their masks.
+type partStats struct {
+	points           int64
+	pointSum, maxGap float64
+	masks            int64
+	iouSum, minIoU   float64
 }
 
-// add compares the points of two matched boxes, point by point.
-func (p *pointStats) add(a, b []export.Keypoint) {
-	for i := range min(len(a), len(b)) {
-		d := math.Hypot(float64(a[i].X-b[i].X), float64(a[i].Y-b[i].Y))
-		p.n++
-		p.sum += d
-		p.max = math.Max(p.max, d)
+// add compares two matched boxes' points, point by point, and masks.
+func (p *partStats) add(a, b box) {
+	for i := range min(len(a.kps), len(b.kps)) {
+		d := math.Hypot(float64(a.kps[i].X-b.kps[i].X), float64(a.kps[i].Y-b.kps[i].Y))
+		p.points++
+		p.pointSum += d
+		p.maxGap = math.Max(p.maxGap, d)
 	}
+	if a.mask != nil && b.mask != nil {
+		iou := rleIoU(a.mask, b.mask)
+		if p.masks == 0 || iou < p.minIoU {
+			p.minIoU = iou
+		}
+		p.masks++
+		p.iouSum += iou
+	}
+}
+
+// rleIoU is the IoU of two masks of one frame as COCO's run lengths
+// (alternate runs of 0s and 1s, 0s first); 1 for two empty masks.
+func rleIoU(a, b []int32) float64 {
+	area := func(c []int32) (n int64) {
+		for i := 1; i < len(c); i += 2 {
+			n += int64(c[i])
+		}
+		return n
+	}
+	// Walk both runs' boundaries; i, j index the runs, ra, rb what is
+	// left of them.
+	next := func(c []int32, i int) (int, int64) {
+		for i++; i < len(c) && c[i] == 0; i++ {
+		}
+		if i < len(c) {
+			return i, int64(c[i])
+		}
+		return i, 0
+	}
+	var inter int64
+	i, ra := next(a, -1)
+	j, rb := next(b, -1)
+	for i < len(a) && j < len(b) {
+		step := min(ra, rb)
+		if i%2 == 1 && j%2 == 1 {
+			inter += step
+		}
+		if ra -= step; ra == 0 {
+			i, ra = next(a, i)
+		}
+		if rb -= step; rb == 0 {
+			j, rb = next(b, j)
+		}
+	}
+	union := area(a) + area(b) - inter
+	if union == 0 {
+		return 1
+	}
+	return float64(inter) / float64(union)
 }
 
 // frameKey names one frame of one video.
@@ -83,10 +137,15 @@ type agreement struct {
 	MaxScore  float64 `json:"max_score_difference"`
 	// Points of matched boxes compared (pose models; both runs naming
 	// their points alike), their mean and largest distance in pixels.
-	Keypoints     int64        `json:"keypoints_compared,omitempty"`
-	KeypointsMean float64      `json:"keypoint_mean_distance_px,omitempty"`
-	KeypointsMax  float64      `json:"keypoint_max_distance_px,omitempty"`
-	PerVideo      []videoAgree `json:"per_video"`
+	Keypoints     int64   `json:"keypoints_compared,omitempty"`
+	KeypointsMean float64 `json:"keypoint_mean_distance_px,omitempty"`
+	KeypointsMax  float64 `json:"keypoint_max_distance_px,omitempty"`
+	// Masks of matched boxes compared (segmentation models), their mean
+	// and lowest IoU.
+	Masks       int64        `json:"masks_compared,omitempty"`
+	MaskMeanIoU float64      `json:"mask_mean_iou,omitempty"`
+	MaskMinIoU  float64      `json:"mask_min_iou,omitempty"`
+	PerVideo    []videoAgree `json:"per_video"`
 }
 
 type videoAgree struct {
@@ -144,10 +203,15 @@ func compareRuns(c *cli.Context, a, b string, iou float32) (*agreement, error) {
 	if err != nil {
 		return nil, err
 	}
-	var kp *pointStats
-	if len(aNames) > 0 && slices.Equal(aNames, bNames) {
-		kp = &pointStats{}
+	if !slices.Equal(aNames, bNames) {
+		// Points named otherwise are not compared.
+		for _, fb := range bs {
+			for i := range fb {
+				fb[i].kps = nil
+			}
+		}
 	}
+	var parts partStats
 	ag := &agreement{Skipped: len(doneA) + len(doneB) - 2*len(both)}
 	per := map[string]*videoAgree{}
 	for p := range both {
@@ -162,7 +226,7 @@ func compareRuns(c *cli.Context, a, b string, iou float32) (*agreement, error) {
 	var iouSum float64
 	for k, fa := range as {
 		v := video(k.path)
-		m, sum, ds := matchBoxes(fa, bs[k], iou, kp)
+		m, sum, ds := matchBoxes(fa, bs[k], iou, &parts)
 		v.A += int64(len(fa))
 		v.B += int64(len(bs[k]))
 		v.Matched += int64(m)
@@ -187,8 +251,11 @@ func compareRuns(c *cli.Context, a, b string, iou float32) (*agreement, error) {
 	if ag.Matched > 0 {
 		ag.MeanIoU = iouSum / float64(ag.Matched)
 	}
-	if kp != nil && kp.n > 0 {
-		ag.Keypoints, ag.KeypointsMean, ag.KeypointsMax = kp.n, kp.sum/float64(kp.n), kp.max
+	if parts.points > 0 {
+		ag.Keypoints, ag.KeypointsMean, ag.KeypointsMax = parts.points, parts.pointSum/float64(parts.points), parts.maxGap
+	}
+	if parts.masks > 0 {
+		ag.Masks, ag.MaskMeanIoU, ag.MaskMinIoU = parts.masks, parts.iouSum/float64(parts.masks), parts.minIoU
 	}
 	return ag, nil
 }
@@ -205,8 +272,8 @@ func ratio(m, n int64) float64 {
 // each with the unmatched box of b of its class that overlaps it most by
 // at least iou (equal boxes, flat ones too, overlap by 1). It returns the
 // pairs, the sum of their IoUs and their largest score difference, and
-// adds the pairs' points to kp (when not nil).
-func matchBoxes(a, b []box, iou float32, kp *pointStats) (int, float64, float64) {
+// adds the pairs' points and masks to parts (when not nil).
+func matchBoxes(a, b []box, iou float32, parts *partStats) (int, float64, float64) {
 	order := make([]int, len(a))
 	for i := range order {
 		order[i] = i
@@ -229,8 +296,8 @@ func matchBoxes(a, b []box, iou float32, kp *pointStats) (int, float64, float64)
 			n++
 			sum += float64(best)
 			ds = math.Max(ds, math.Abs(float64(a[i].score-b[at].score)))
-			if kp != nil {
-				kp.add(a[i].kps, b[at].kps)
+			if parts != nil {
+				parts.add(a[i], b[at])
 			}
 		}
 	}
@@ -277,9 +344,14 @@ func readBoxes(c *cli.Context, out string, paths map[string]bool) (map[frameKey]
 		if err != nil {
 			return nil, nil, err
 		}
-		pose := slices.Contains(have, "keypoints")
+		pose, seg := slices.Contains(have, "keypoints"), slices.Contains(have, "mask_rle")
+		kpCol, maskCol := len(cols), len(cols)
 		if pose {
 			cols = append(cols, "keypoints")
+			maskCol++
+		}
+		if seg {
+			cols = append(cols, "mask_rle")
 		}
 		err = export.ScanColumns(c.Context, f, cols, mem, func(r arrow.Record) error {
 			path, frame, class := r.Column(0).(*array.String), r.Column(1).(*array.Int64), r.Column(2).(*array.Int32)
@@ -296,7 +368,7 @@ func readBoxes(c *cli.Context, out string, paths map[string]bool) (map[frameKey]
 					d: infer.Detection{X1: f32[1].Value(i), Y1: f32[2].Value(i), X2: f32[3].Value(i), Y2: f32[4].Value(i)}}
 				if pose {
 					var seen []string
-					err := export.Keypoints(r.Column(8), i, func(name string, p export.Keypoint) {
+					err := export.Keypoints(r.Column(kpCol), i, func(name string, p export.Keypoint) {
 						bx.kps = append(bx.kps, p)
 						seen = append(seen, name)
 					})
@@ -306,6 +378,9 @@ func readBoxes(c *cli.Context, out string, paths map[string]bool) (map[frameKey]
 					if names == nil {
 						names = seen
 					}
+				}
+				if seg {
+					bx.mask, _, _ = maskRLE(r.Column(maskCol).(*array.Struct), i)
 				}
 				boxes[k] = append(boxes[k], bx)
 			}
@@ -329,6 +404,9 @@ func writeAgreement(w io.Writer, ag *agreement) {
 	fmt.Fprintf(w, "matched boxes: mean IoU %.4f, largest score difference %.2g\n", ag.MeanIoU, ag.MaxScore)
 	if ag.Keypoints > 0 {
 		fmt.Fprintf(w, "their %d points: mean distance %.3g px, largest %.3g px\n", ag.Keypoints, ag.KeypointsMean, ag.KeypointsMax)
+	}
+	if ag.Masks > 0 {
+		fmt.Fprintf(w, "their %d masks: mean IoU %.4f, lowest %.4f\n", ag.Masks, ag.MaskMeanIoU, ag.MaskMinIoU)
 	}
 	if ag.Skipped > 0 {
 		fmt.Fprintf(w, "%d videos left out: not done in both runs\n", ag.Skipped)

@@ -87,6 +87,50 @@ func TestCompareCLI(t *testing.T) {
 	}
 }
 
+func TestRLEIoU(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		a, b []int32
+		want float64
+	}{
+		{"equal", []int32{0, 4}, []int32{0, 4}, 1},
+		{"half", []int32{0, 4}, []int32{2, 2}, 0.5},
+		{"both empty", []int32{5}, []int32{5}, 1},
+		{"one empty", []int32{5}, []int32{0, 5}, 0},
+		{"runs of none", []int32{0, 0, 2, 3}, []int32{2, 3}, 1},
+		{"two runs and one", []int32{1, 2, 1, 2}, []int32{0, 6}, 4.0 / 6},
+		{"disjoint", []int32{0, 2, 4}, []int32{3, 3}, 0},
+	} {
+		if got := rleIoU(c.a, c.b); math.Abs(got-c.want) > 1e-12 {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+		if got := rleIoU(c.b, c.a); math.Abs(got-c.want) > 1e-12 {
+			t.Errorf("%s, swapped: %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+// TestCompareSegCLI: two runs of one segmentation model agree mask for
+// mask (IoU 1 for every matched box).
+func TestCompareSegCLI(t *testing.T) {
+	withORT(t)
+	dir, m := t.TempDir(), segDetector(t)
+	video := filepath.Join(media, "h264.mp4")
+	for _, out := range []string{"a", "b"} {
+		if r := dsbatch(t, "run", "--no-cache", "--no-track", "--model", m, "--out", filepath.Join(dir, out), video); r.code != 0 {
+			t.Fatalf("run: exit %d: %s", r.code, r.stderr)
+		}
+	}
+	r := dsbatch(t, "compare", "--json", filepath.Join(dir, "a"), filepath.Join(dir, "b"))
+	var ag agreement
+	if err := json.Unmarshal([]byte(r.stdout), &ag); err != nil || r.code != 0 {
+		t.Fatalf("compare: exit %d, %v: %s %s", r.code, err, r.stdout, r.stderr)
+	}
+	if ag.Matched == 0 || ag.Masks != ag.Matched || ag.MaskMeanIoU != 1 || ag.MaskMinIoU != 1 || ag.Keypoints != 0 {
+		t.Errorf("same seg runs: %+v", ag)
+	}
+}
+
 // TestComparePoseCLI: two runs of one pose model agree point for point
 // (distance 0); a model whose points all lie one model pixel to the right
 // matches the same boxes, every point one frame pixel per model pixel's
