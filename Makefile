@@ -23,13 +23,20 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 ORT_VERSION := 1.30.0
 ORT_LIB     := bin/libonnxruntime.so.1
 
+# NVRTC for make test's compilation of every CUDA kernel source (scripts/
+# fetch-nvrtc.sh: Debian non-free's libnvrtc11.2, unpacked into .nvrtc, nothing
+# installed). Without it that test skips; the GPU machine uses its CUDA's.
+NVRTC_DIR := $(CURDIR)/.nvrtc
+NVRTC_LIB := $(NVRTC_DIR)/lib/libnvrtc.so.11.2
+NVRTC_ENV  = $(if $(wildcard $(NVRTC_LIB)),DSBATCH_NVRTC_LIB=$(NVRTC_LIB) LD_LIBRARY_PATH=$(NVRTC_DIR)/lib)
+
 FFMPEG_PREFIX := $(CURDIR)/.ffmpeg
 FFMPEG_LIBS   := libavdevice libavfilter libavformat libavcodec libswresample libswscale libavutil
 
-.PHONY: fuzz setup deps ort build test bench static ffmpeg-static device-bins media clean
+.PHONY: fuzz setup deps ort nvrtc build test bench static ffmpeg-static device-bins media clean
 
-## setup: install system packages, Go modules and ONNX Runtime, then build bin/dsbatch
-setup: deps ort build
+## setup: install system packages, Go modules, ONNX Runtime and NVRTC (.nvrtc), then build bin/dsbatch
+setup: deps ort nvrtc build
 
 deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -42,6 +49,11 @@ deps:
 	$(GO) mod download
 
 ort: $(ORT_LIB)
+
+# A machine that cannot fetch it still sets up; make test then skips the
+# kernel compilation, and says so.
+nvrtc:
+	@[ -e $(NVRTC_LIB) ] || scripts/fetch-nvrtc.sh $(NVRTC_DIR) || echo "NVRTC not fetched: make test will not compile the CUDA kernel sources"
 
 # The library depends on its version's package, so that a new ORT_VERSION
 # replaces a library already there.
@@ -61,7 +73,7 @@ build:
 test:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
-	$(GO) test -race -count=1 ./...
+	$(NVRTC_ENV) $(GO) test -race -count=1 ./...
 	$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZTIME)
 
 ## fuzz: each fuzz target for a fixed number of inputs (7 to 20 s each on a 2-core machine); a crasher
