@@ -1,9 +1,6 @@
 package infer
 
-import (
-	"github.com/dsbatch/dsbatch/gpu"
-	"github.com/dsbatch/dsbatch/infer/graph"
-)
+import "github.com/dsbatch/dsbatch/gpu"
 
 // matmulMMASource is the fp32 product on tensor cores (Ampere and later):
 // operands rounded to TF32 (10 bits of mantissa, as the fp16 convolutions
@@ -129,20 +126,4 @@ func (e *GPUEngine) matmulMMA() (*gpu.Kernel, error) {
 		return nil, nil
 	}
 	return e.cuda.Kernel(kernelPrelude+matmulMMASource, "matmul_mma_f", e.opts.CacheDir)
-}
-
-// rowMajor reports whether v's elements lie in row-major order of its
-// shape, without gaps (dimensions of size 1 aside).
-func rowMajor(v graph.View) bool {
-	want := int64(1)
-	for i := len(v.Shape) - 1; i >= 0; i-- {
-		if v.Shape[i] == 1 {
-			continue
-		}
-		if v.Stride[i] != want {
-			return false
-		}
-		want *= int64(v.Shape[i])
-	}
-	return true
 }

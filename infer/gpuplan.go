@@ -590,6 +590,22 @@ func packed(v graph.View) bool {
 	return true
 }
 
+// rowMajor reports whether v's elements lie in row-major order of its
+// shape, without gaps (dimensions of size 1 aside).
+func rowMajor(v graph.View) bool {
+	want := int64(1)
+	for i := len(v.Shape) - 1; i >= 0; i-- {
+		if v.Shape[i] == 1 {
+			continue
+		}
+		if v.Stride[i] != want {
+			return false
+		}
+		want *= int64(v.Shape[i])
+	}
+	return true
+}
+
 // collapse orders dimensions by the last operand's strides (outermost
 // first), drops dimensions of size 1 and merges neighbours that are
 // contiguous in every operand, so kernels index as few dimensions as
