@@ -422,6 +422,7 @@ func TestKernelSourcesCompile(t *testing.T) {
 	for _, src := range []struct{ name, code string }{
 		{"strided", stridedSource}, {"layout", layoutSource}, {"detect", detectSource}, {"letterbox", letterboxSource},
 		{"depthwise", depthwiseSource}, {"obb", obbSource}, {"mask", maskSource}, {"matmul", kernelPrelude + matmulMMASource},
+		{"matmul async", kernelPrelude + matmulMMASource + matmulAsyncSource},
 	} {
 		err := gpu.CheckSource(src.code, 90)
 		if errors.Is(err, gpu.ErrNoCUDA) {

@@ -66,6 +66,18 @@ __device__ __forceinline__ float mm_epi(float v, const float* bias, const float*
 	return activate(v, acts >> 8, alpha);
 }
 
+// mm_batch gives a product's operand offsets for batch entry r: g holds
+// the batch's dims[4], then a's strides[4] and b's strides[4].
+__device__ __forceinline__ void mm_batch(const int* g, unsigned r, long long* oa, long long* ob) {
+	*oa = 0, *ob = 0;
+	for (int d = 3; d >= 0; d--) {
+		unsigned q = r / g[d], idx = r - q * g[d];
+		r = q;
+		*oa += (long long)idx * g[4 + d];
+		*ob += (long long)idx * g[8 + d];
+	}
+}
+
 // Up to 6 dimensions; meta holds dims[6], then one stride set of 6 per
 // operand. Callers copy meta into registers first (loadMeta): read from
 // global memory inside the loop, every element pays for it again.
@@ -532,14 +544,8 @@ extern "C" __global__ void matmul_tiled_f(const int* g, const float* a, const fl
 	__shared__ __align__(16) float As[16][68];
 	__shared__ __align__(16) float Bs[16][64];
 	const int M = g[12], N = g[13], K = g[14];
-	unsigned r = blockIdx.z;
-	long long oa = 0, ob = 0;
-	for (int d = 3; d >= 0; d--) {
-		unsigned q = r / g[d], idx = r - q * g[d];
-		r = q;
-		oa += (long long)idx * g[4 + d];
-		ob += (long long)idx * g[8 + d];
-	}
+	long long oa, ob;
+	mm_batch(g, blockIdx.z, &oa, &ob);
 	const float* A = a + oa;
 	const float* B = b + ob;
 	const long long yo = (long long)blockIdx.z * M * N;
@@ -592,14 +598,9 @@ extern "C" __global__ void matmul_f(const int* g, const float* a, const float* b
 	unsigned total = (unsigned)(g[0] * g[1] * g[2] * g[3]) * M * N;
 	for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
 		unsigned j = i % N, r = i / N;
-		unsigned m = r % M; r /= M;
-		long long oa = 0, ob = 0;
-		for (int d = 3; d >= 0; d--) {
-			unsigned q = r / g[d], idx = r - q * g[d];
-			r = q;
-			oa += (long long)idx * g[4 + d];
-			ob += (long long)idx * g[8 + d];
-		}
+		unsigned m = r % M;
+		long long oa, ob;
+		mm_batch(g, r / M, &oa, &ob);
 		float s = 0.0f;
 		for (unsigned k = 0; k < K; k++) s += a[oa + (long long)m * K + k] * b[ob + (long long)k * N + j];
 		y[i] = mm_epi(s, bias, res, i, j, acts, alpha);
