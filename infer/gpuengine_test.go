@@ -227,7 +227,9 @@ func TestGPUEngineUnsupported(t *testing.T) {
 // BenchmarkGPUEngine measures images per second of the model
 // DSBATCH_BENCH_MODEL at DSBATCH_BENCH_SIZE (640) square and batch
 // DSBATCH_BENCH_BATCH (64), as one CUDA graph per batch, inputs already on
-// the GPU.
+// the GPU. DSBATCH_BENCH_ONESTAGE keeps products on the one-stage kernel
+// and DSBATCH_BENCH_LEGACY convolutions on cuDNN's legacy API, so that one
+// binary compares both in one call.
 func BenchmarkGPUEngine(b *testing.B) {
 	path := os.Getenv("DSBATCH_BENCH_MODEL")
 	if path == "" {
@@ -251,7 +253,7 @@ func BenchmarkGPUEngine(b *testing.B) {
 		cache = b.TempDir()
 	}
 	eng, err := NewGPU(m, size, size, GPUOptions{UUID: uuid, Batch: batch, CacheDir: cache, NoGraphs: os.Getenv("DSBATCH_BENCH_NOGRAPHS") != "",
-		LegacyConv: os.Getenv("DSBATCH_BENCH_LEGACY") != ""})
+		LegacyConv: os.Getenv("DSBATCH_BENCH_LEGACY") != "", OneStageProducts: os.Getenv("DSBATCH_BENCH_ONESTAGE") != ""})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -479,7 +479,7 @@ func (e *GPUEngine) matMulStep(p *gpuPlan, s graph.Step) error {
 		if mma != nil {
 			k, threads[0] = mma, 128
 		}
-		if mma != nil && aligned4(g, a, b, s.Out) {
+		if mma != nil && !e.opts.OneStageProducts && aligned4(g, a, b, s.Out) {
 			async, err := e.matmulAsync()
 			if err != nil {
 				return err
