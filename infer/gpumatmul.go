@@ -11,10 +11,11 @@ import "github.com/dsbatch/dsbatch/gpu"
 // matmul_tiled_f takes them: row-major, a batch entry per grid z; it is
 // compiled after kernelPrelude.
 const matmulMMASource = `
+// tf32 rounds f to TF32, to nearest with ties away from zero as
+// cvt.rna.tf32.f32 does, in two integer operations: the conversion
+// instruction runs at a quarter of their rate and held the products back.
 __device__ __forceinline__ unsigned tf32(float f) {
-	unsigned u;
-	asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(u) : "f"(f));
-	return u;
+	return (__float_as_uint(f) + 0x1000u) & 0xffffe000u;
 }
 __device__ __forceinline__ void mma1688(float* c, const unsigned* a, unsigned b0, unsigned b1) {
 	asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
