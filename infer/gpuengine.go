@@ -29,10 +29,6 @@ type GPUOptions struct {
 	// LegacyConv keeps convolutions on cuDNN's legacy API (its few
 	// algorithms), not the graph API's engines (for comparisons).
 	LegacyConv bool
-	// OneStageProducts keeps fp32 products on the one-stage tensor-core
-	// kernel, not the pipelined one that aligned operands take (for
-	// comparisons).
-	OneStageProducts bool
 }
 
 // GPUStats describe how the engine was built.

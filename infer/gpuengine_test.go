@@ -227,9 +227,8 @@ func TestGPUEngineUnsupported(t *testing.T) {
 // BenchmarkGPUEngine measures images per second of the model
 // DSBATCH_BENCH_MODEL at DSBATCH_BENCH_SIZE (640) square and batch
 // DSBATCH_BENCH_BATCH (64), as one CUDA graph per batch, inputs already on
-// the GPU. DSBATCH_BENCH_ONESTAGE keeps products on the one-stage kernel
-// and DSBATCH_BENCH_LEGACY convolutions on cuDNN's legacy API, so that one
-// binary compares both in one call.
+// the GPU. DSBATCH_BENCH_LEGACY keeps convolutions on cuDNN's legacy API,
+// so that one binary compares both in one call.
 func BenchmarkGPUEngine(b *testing.B) {
 	path := os.Getenv("DSBATCH_BENCH_MODEL")
 	if path == "" {
@@ -253,7 +252,7 @@ func BenchmarkGPUEngine(b *testing.B) {
 		cache = b.TempDir()
 	}
 	eng, err := NewGPU(m, size, size, GPUOptions{UUID: uuid, Batch: batch, CacheDir: cache, NoGraphs: os.Getenv("DSBATCH_BENCH_NOGRAPHS") != "",
-		LegacyConv: os.Getenv("DSBATCH_BENCH_LEGACY") != "", OneStageProducts: os.Getenv("DSBATCH_BENCH_ONESTAGE") != ""})
+		LegacyConv: os.Getenv("DSBATCH_BENCH_LEGACY") != ""})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -424,7 +423,6 @@ func TestKernelSourcesCompile(t *testing.T) {
 	for _, src := range []struct{ name, code string }{
 		{"strided", stridedSource}, {"layout", layoutSource}, {"detect", detectSource}, {"letterbox", letterboxSource},
 		{"depthwise", depthwiseSource}, {"obb", obbSource}, {"mask", maskSource}, {"matmul", kernelPrelude + matmulMMASource},
-		{"matmul async", kernelPrelude + matmulMMASource + matmulAsyncSource},
 	} {
 		err := gpu.CheckSource(src.code, 90)
 		if errors.Is(err, gpu.ErrNoCUDA) {

@@ -12,8 +12,8 @@ import "github.com/dsbatch/dsbatch/gpu"
 // compiled after kernelPrelude.
 const matmulMMASource = `
 // tf32 rounds f to TF32, to nearest with ties away from zero as
-// cvt.rna.tf32.f32 does, in two integer operations: the conversion
-// instruction runs at a quarter of their rate and held the products back.
+// cvt.rna.tf32.f32 does, in two integer operations (the conversion
+// instruction has a quarter of their throughput).
 __device__ __forceinline__ unsigned tf32(float f) {
 	return (__float_as_uint(f) + 0x1000u) & 0xffffe000u;
 }
@@ -113,131 +113,6 @@ extern "C" __global__ void __launch_bounds__(128) matmul_mma_f(const int* g, con
 }
 `
 
-// matmulAsyncSource is the tensor-core product for aligned operands (K
-// and N multiples of 4, every matrix 16-byte aligned): a block of four
-// warps takes a 128×64 tile of y, each warp 64×32, K 16 at a time through
-// three shared-memory stages filled by cp.async, so that two tiles are in
-// flight while one is multiplied. Operands are rounded to TF32 as they
-// leave shared memory; y is written two columns at a time. Compiled after
-// kernelPrelude and matmulMMASource.
-const matmulAsyncSource = `
-#define MA_BM 128
-#define MA_BN 64
-#define MA_BK 16
-#define MA_ST 3
-#define MA_AS (MA_BK + 4)
-#define MA_BS (MA_BN + 8)
-
-__device__ __forceinline__ void cp16(float* dst, const float* src, bool in) {
-	unsigned d;
-	asm("{ .reg .u64 p; cvta.to.shared.u64 p, %1; cvt.u32.u64 %0, p; }" : "=r"(d) : "l"(dst));
-	asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" :: "r"(d), "l"(src), "r"(in ? 16 : 0));
-}
-
-extern "C" __global__ void __launch_bounds__(128) matmul_mma_async_f(const int* g, const float* a, const float* b, float* y,
-		const float* bias, const float* res, int acts, float alpha) {
-	// Padded rows (80 and 288 bytes): the fragments' reads fall in distinct banks.
-	__shared__ __align__(16) float As[MA_ST][MA_BM][MA_AS];
-	__shared__ __align__(16) float Bs[MA_ST][MA_BK][MA_BS];
-	const int M = g[12], N = g[13], K = g[14];
-	long long oa, ob;
-	mm_batch(g, blockIdx.z, &oa, &ob);
-	const float* A = a + oa;
-	const float* B = b + ob;
-	const long long yo = (long long)blockIdx.z * M * N;
-	float* Y = y + yo;
-	const int t = threadIdx.x, warp = t >> 5, lane = t & 31, gr = lane >> 2, tq = lane & 3;
-	const int wm = (warp >> 1) * 64, wn = (warp & 1) * 32;
-	const int m0 = blockIdx.y * MA_BM, n0 = blockIdx.x * MA_BN;
-	const int tiles = (K + MA_BK - 1) / MA_BK;
-	float acc[4][4][4];
-#pragma unroll
-	for (int i = 0; i < 4; i++)
-#pragma unroll
-		for (int j = 0; j < 4; j++)
-#pragma unroll
-			for (int c = 0; c < 4; c++) acc[i][j][c] = 0.0f;
-	// A K tile: 512 chunks of 16 bytes of A (four a thread), 256 of B (two).
-#define MA_LOAD(st, k0) do { \
-		for (int i_ = 0; i_ < 4; i_++) { \
-			int c_ = t + i_ * 128, row_ = c_ >> 2, col_ = (c_ & 3) * 4, gm_ = m0 + row_, gk_ = (k0) + col_; \
-			bool in_ = gm_ < M && gk_ < K; \
-			cp16(&As[st][row_][col_], in_ ? A + (long long)gm_ * K + gk_ : A, in_); \
-		} \
-		for (int i_ = 0; i_ < 2; i_++) { \
-			int c_ = t + i_ * 128, row_ = c_ >> 4, col_ = (c_ & 15) * 4, gk_ = (k0) + row_, gn_ = n0 + col_; \
-			bool in_ = gk_ < K && gn_ < N; \
-			cp16(&Bs[st][row_][col_], in_ ? B + (long long)gk_ * N + gn_ : B, in_); \
-		} \
-		asm volatile("cp.async.commit_group;"); \
-	} while (0)
-#pragma unroll
-	for (int s = 0; s < MA_ST - 1; s++) {
-		if (s < tiles) {
-			MA_LOAD(s, s * MA_BK);
-		} else {
-			asm volatile("cp.async.commit_group;");
-		}
-	}
-	for (int kt = 0; kt < tiles; kt++) {
-		asm volatile("cp.async.wait_group %0;" :: "n"(MA_ST - 2));
-		__syncthreads();
-		// The stage refilled here was multiplied in the last round, which
-		// every thread has finished: they all passed the barrier.
-		const int next = kt + MA_ST - 1;
-		if (next < tiles) {
-			MA_LOAD(next % MA_ST, next * MA_BK);
-		} else {
-			asm volatile("cp.async.commit_group;");
-		}
-		const int st = kt % MA_ST;
-#pragma unroll
-		for (int ks = 0; ks < MA_BK; ks += 8) {
-			unsigned af[4][4], bf[4][2];
-#pragma unroll
-			for (int i = 0; i < 4; i++) {
-				int row = wm + i * 16 + gr;
-				af[i][0] = tf32(As[st][row][ks + tq]);
-				af[i][1] = tf32(As[st][row + 8][ks + tq]);
-				af[i][2] = tf32(As[st][row][ks + tq + 4]);
-				af[i][3] = tf32(As[st][row + 8][ks + tq + 4]);
-			}
-#pragma unroll
-			for (int j = 0; j < 4; j++) {
-				int col = wn + j * 8 + gr;
-				bf[j][0] = tf32(Bs[st][ks + tq][col]);
-				bf[j][1] = tf32(Bs[st][ks + tq + 4][col]);
-			}
-#pragma unroll
-			for (int i = 0; i < 4; i++)
-#pragma unroll
-				for (int j = 0; j < 4; j++) mma1688(acc[i][j], af[i], bf[j][0], bf[j][1]);
-		}
-	}
-#undef MA_LOAD
-	asm volatile("cp.async.wait_group 0;");
-	// N is a multiple of 4, so a pair's second column is in y when its first is.
-#pragma unroll
-	for (int i = 0; i < 4; i++) {
-#pragma unroll
-		for (int j = 0; j < 4; j++) {
-			int row = m0 + wm + i * 16 + gr, col = n0 + wn + j * 8 + tq * 2;
-			if (col >= N) continue;
-#pragma unroll
-			for (int h = 0; h < 2; h++) {
-				int m = row + h * 8;
-				if (m >= M) continue;
-				long long at = (long long)m * N + col;
-				float2 v;
-				v.x = mm_epi(acc[i][j][2 * h], bias, res, yo + at, col, acts, alpha);
-				v.y = mm_epi(acc[i][j][2 * h + 1], bias, res, yo + at + 1, col + 1, acts, alpha);
-				*(float2*)&Y[at] = v;
-			}
-		}
-	}
-}
-`
-
 // matmulMMA is the tensor-core product's kernel, compiled on first use;
 // nil where the GPU has no TF32 tensor cores (before Ampere), whose
 // products take matmul_tiled_f.
@@ -246,14 +121,4 @@ func (e *GPUEngine) matmulMMA() (*gpu.Kernel, error) {
 		return nil, nil
 	}
 	return e.cuda.Kernel(kernelPrelude+matmulMMASource, "matmul_mma_f", e.opts.CacheDir)
-}
-
-// matmulAsync is the pipelined tensor-core product's kernel (aligned
-// operands), compiled on first use; nil before Ampere, which has no
-// cp.async.
-func (e *GPUEngine) matmulAsync() (*gpu.Kernel, error) {
-	if e.cuda.Arch < 80 {
-		return nil, nil
-	}
-	return e.cuda.Kernel(kernelPrelude+matmulMMASource+matmulAsyncSource, "matmul_mma_async_f", e.opts.CacheDir)
 }

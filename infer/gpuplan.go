@@ -475,18 +475,11 @@ func (e *GPUEngine) matMulStep(p *gpuPlan, s graph.Step) error {
 		if err != nil {
 			return err
 		}
-		threads, tile := [3]uint32{256, 1, 1}, 64
+		threads := [3]uint32{256, 1, 1}
 		if mma != nil {
 			k, threads[0] = mma, 128
 		}
-		if mma != nil && !e.opts.OneStageProducts && aligned4(g, a, b, s.Out) {
-			async, err := e.matmulAsync()
-			if err != nil {
-				return err
-			}
-			k, tile = async, 128
-		}
-		grid := [3]uint32{uint32((cols + 63) / 64), uint32((rows + tile - 1) / tile), uint32(entries)}
+		grid := [3]uint32{uint32((cols + 63) / 64), uint32((rows + 63) / 64), uint32(entries)}
 		p.ops = append(p.ops, func(st gpu.Stream) error {
 			return k.Launch(grid, threads, st, m(), pa, pb, out, bias, res, acts, alpha)
 		})
@@ -497,22 +490,6 @@ func (e *GPUEngine) matMulStep(p *gpuPlan, s graph.Step) error {
 		return k.Launch(e.grid(n), block, st, m(), pa, pb, out, bias, res, acts, alpha)
 	})
 	return nil
-}
-
-// aligned4 reports whether a product (g as matMulStep builds it) can be
-// moved 16 bytes at a time, as matmul_mma_async_f moves it: K and N, the
-// operands' offsets and batch strides multiples of 4 floats, y's offset
-// even (it is written in pairs).
-func aligned4(g []int32, a, b, y graph.View) bool {
-	if g[13]%4 != 0 || g[14]%4 != 0 || a.Off%4 != 0 || b.Off%4 != 0 || y.Off%2 != 0 {
-		return false
-	}
-	for _, st := range g[4:12] {
-		if st%4 != 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // vec8 reports whether the NHWC fp16 view v can be moved eight channels
