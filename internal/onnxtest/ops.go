@@ -221,9 +221,10 @@ func OpCases() []OpCase {
 		Node("Reshape", []string{"in", "ts"}, []string{"t"}), Node("Transpose", []string{"t"}, []string{"tt"}, IntsAttr("perm", 0, 2, 1)),
 		Node("MatMul", []string{"tt", "w1"}, []string{"h1"}), Node("MatMul", []string{"h1", "w2"}, []string{"h2"}),
 		Node("MatMul", []string{"h2", "w3"}, []string{"h3"}), Node("Add", []string{"h3", "b3"}, []string{"out"}))
-	// The batched products again with K and N multiples of 4: each
-	// image's matrices (scores of 120 tokens by 120, K 68), then a weight
-	// on the left broadcast over the batch (64 rows).
+	// The batched products again with K, N and every matrix's offset
+	// multiples of 4, the shapes a 16-byte-loading kernel would take:
+	// each image's matrices (scores of 120 tokens by 120, K 68), then a
+	// weight on the left broadcast over the batch (64 rows).
 	add("MatMul of batched matrices, aligned", 13, []*onnx.TensorProto{Int64s("ts", []int64{3}, 0, 3, -1), Floats("w1", []int64{3, 68}, weights(204, 30)),
 		Floats("wl", []int64{64, 120}, weights(64*120, 31))},
 		Node("Reshape", []string{"in", "ts"}, []string{"t"}), Node("Transpose", []string{"t"}, []string{"tt"}, IntsAttr("perm", 0, 2, 1)),
