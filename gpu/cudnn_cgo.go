@@ -56,19 +56,20 @@ package gpu
 //	free(v);
 //}
 //
-//// dsb_conv_new describes an NHWC fp16 convolution with fp32 accumulation.
+//// dsb_conv_new describes an NHWC convolution with fp32 accumulation, of
+//// fp16 tensors or, where g[18] is set, fp32 ones.
 //static int dsb_conv_new(dsb_cudnn *d, const int *g, dsb_conv **out) {
-//	// g: n c h w k r s padh padw strh strw dilh dilw groups oh ow
+//	// g: n c h w k r s padh padw strh strw dilh dilw groups oh ow xpix ypix f32
 //	dsb_conv *v = calloc(1, sizeof *v);
-//	int r, n, k, oh, ow;
+//	int r, n, k, oh, ow, dt = g[18] ? FLOAT : HALF;
 //	if ((r = d->createTensor(&v->x)) || (r = d->createTensor(&v->y)) || (r = d->createFilter(&v->w)) || (r = d->createConv(&v->conv))) goto fail;
-//	if ((r = d->setTensor(v->x, NHWC, HALF, g[0], g[1], g[2], g[3]))) goto fail;
-//	if ((r = d->setFilter(v->w, HALF, NHWC, g[4], g[1] / g[13], g[5], g[6]))) goto fail;
+//	if ((r = d->setTensor(v->x, NHWC, dt, g[0], g[1], g[2], g[3]))) goto fail;
+//	if ((r = d->setFilter(v->w, dt, NHWC, g[4], g[1] / g[13], g[5], g[6]))) goto fail;
 //	if ((r = d->setConv(v->conv, g[7], g[8], g[9], g[10], g[11], g[12], CROSS_CORRELATION, FLOAT))) goto fail;
 //	if ((r = d->setGroups(v->conv, g[13]))) goto fail;
 //	if ((r = d->outDim(v->conv, v->x, v->w, &n, &k, &oh, &ow))) goto fail;
 //	if (n != g[0] || k != g[4] || oh != g[14] || ow != g[15]) { r = -3; goto fail; }
-//	if ((r = d->setTensor(v->y, NHWC, HALF, n, k, oh, ow))) goto fail;
+//	if ((r = d->setTensor(v->y, NHWC, dt, n, k, oh, ow))) goto fail;
 //	*out = v;
 //	return 0;
 //fail:
@@ -76,9 +77,12 @@ package gpu
 //	return r;
 //}
 //
-//static int dsb_conv_find(dsb_cuda *c, dsb_cudnn *d, dsb_conv *v, CUdeviceptr x, CUdeviceptr w, CUdeviceptr y, CUdeviceptr ws, size_t wsSize, dsb_algo_perf *perf, int *found) {
+//// dsb_conv_find measures the algorithms with math type math: 2 (tensor
+//// ops, fp32 converted to fp16 allowed) for fp16 tensors, 0 (TF32 on
+//// Ampere and later, never fp16) for fp32 ones.
+//static int dsb_conv_find(dsb_cuda *c, dsb_cudnn *d, dsb_conv *v, int math, CUdeviceptr x, CUdeviceptr w, CUdeviceptr y, CUdeviceptr ws, size_t wsSize, dsb_algo_perf *perf, int *found) {
 //	PUSH(c);
-//	d->setMath(v->conv, 2 /* tensor ops, conversions allowed */);
+//	d->setMath(v->conv, math);
 //	int r = d->findEx(d->h, v->x, (void *)x, v->w, (void *)w, v->conv, v->y, (void *)y, 8, found, perf, (void *)ws, wsSize);
 //	POP(c);
 //	return r;
@@ -180,6 +184,9 @@ type ConvShape struct {
 	// channels); 0 means packed (C and K). Strided convolutions run only
 	// on the graph API.
 	XPix, YPix int `json:",omitempty"`
+	// Float makes x, w and y fp32 (products on TF32 tensor cores where
+	// cuDNN picks them), not fp16: a linear layer as a 1×1 convolution.
+	Float bool `json:",omitempty"`
 }
 
 // strided reports whether x or y is a view inside a wider tensor.
@@ -218,9 +225,13 @@ func (d *CUDNN) NewConv(s ConvShape) (*Conv, error) {
 	if yp == 0 {
 		yp = s.K
 	}
-	g := [18]C.int{C.int(s.N), C.int(s.C), C.int(s.H), C.int(s.W), C.int(s.K), C.int(s.R), C.int(s.S),
+	f32 := C.int(0)
+	if s.Float {
+		f32 = 1
+	}
+	g := [19]C.int{C.int(s.N), C.int(s.C), C.int(s.H), C.int(s.W), C.int(s.K), C.int(s.R), C.int(s.S),
 		C.int(s.PadH), C.int(s.PadW), C.int(s.StrH), C.int(s.StrW), C.int(s.DilH), C.int(s.DilW), C.int(s.Groups), C.int(s.OH), C.int(s.OW),
-		C.int(xp), C.int(yp)}
+		C.int(xp), C.int(yp), f32}
 	cg := (*C.int)(C.malloc(C.size_t(len(g)) * C.size_t(unsafe.Sizeof(C.int(0)))))
 	defer C.free(unsafe.Pointer(cg))
 	copy(unsafe.Slice(cg, len(g)), g[:])
@@ -230,7 +241,7 @@ func (d *CUDNN) NewConv(s ConvShape) (*Conv, error) {
 		if d.Legacy {
 			return nil, fmt.Errorf("convolution %+v: strided tensors need cuDNN's graph API", s)
 		}
-		gc, err := d.newGraphConv(cg)
+		gc, err := d.newGraphConv(cg, s.Float)
 		if err != nil {
 			return nil, fmt.Errorf("convolution %+v: %w", s, err)
 		}
@@ -242,7 +253,7 @@ func (d *CUDNN) NewConv(s ConvShape) (*Conv, error) {
 	}
 	if !d.Legacy {
 		// A geometry the graph API cannot describe runs on the legacy API.
-		c.gc, _ = d.newGraphConv(cg)
+		c.gc, _ = d.newGraphConv(cg, s.Float)
 	}
 	return c, nil
 }
@@ -263,12 +274,16 @@ func (c *Conv) Find(s Stream, x, w, y, ws DevicePtr, wsSize int64) (ConvAlgo, er
 	perf := (*C.dsb_algo_perf)(C.malloc(8 * C.size_t(unsafe.Sizeof(C.dsb_algo_perf{}))))
 	defer C.free(unsafe.Pointer(perf))
 	var found C.int
-	r := C.dsb_conv_find(c.d.g.c, c.d.d, c.v, C.CUdeviceptr(x), C.CUdeviceptr(w), C.CUdeviceptr(y), C.CUdeviceptr(ws), C.size_t(wsSize), perf, &found)
+	math := C.int(2)
+	if c.Shape.Float {
+		math = 0
+	}
+	r := C.dsb_conv_find(c.d.g.c, c.d.d, c.v, math, C.CUdeviceptr(x), C.CUdeviceptr(w), C.CUdeviceptr(y), C.CUdeviceptr(ws), C.size_t(wsSize), perf, &found)
 	if err := c.d.err("cudnnFindConvolutionForwardAlgorithmEx", r); err != nil {
 		return ConvAlgo{}, err
 	}
 	for _, p := range unsafe.Slice(perf, int(found)) {
-		if p.status == 0 {
+		if p.status == 0 && !(c.Shape.Float && p.mathType == 2) {
 			return ConvAlgo{Algo: int(p.algo), Math: int(p.mathType), Workspace: int64(p.memory), Millis: float32(p.time)}, nil
 		}
 	}

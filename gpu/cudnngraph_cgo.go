@@ -9,7 +9,7 @@ package gpu
 //
 //enum {
 //	T_HANDLE = 0, T_DATA_TYPE = 1, T_INT64 = 3, T_FLOAT = 4, T_VOID_PTR = 6, T_CONV_MODE = 7, T_HEUR_MODE = 8,
-//	T_DESC = 15, T_BEHAVIOR_NOTE = 19,
+//	T_NUMERICAL_NOTE = 11, T_DESC = 15, T_BEHAVIOR_NOTE = 19,
 //	D_CONV = 1, D_ENGINE = 2, D_ENGINECFG = 3, D_HEUR = 4, D_PLAN = 5, D_OP_CONV = 10, D_GRAPH = 15,
 //	D_PACK = 16, D_TENSOR = 17,
 //	A_CONV_COMP = 100, A_CONV_MODE = 101, A_CONV_DIL = 102, A_CONV_STRIDES = 103, A_CONV_POST = 104,
@@ -21,7 +21,8 @@ package gpu
 //	A_GRAPH_HANDLE = 800, A_GRAPH_OPS = 801,
 //	A_T_ALIGN = 900, A_T_TYPE = 901, A_T_DIMS = 902, A_T_STRIDES = 903, A_T_UID = 906,
 //	A_PACK_UIDS = 1000, A_PACK_PTRS = 1001, A_PACK_WS = 1003,
-//	A_ENGINE_INDEX = 1301, A_ENGINE_BEHAVIOR = 1305,
+//	A_ENGINE_INDEX = 1301, A_ENGINE_NUMERICAL = 1303, A_ENGINE_BEHAVIOR = 1305,
+//	NOTE_DOWN_CONVERT = 1, NOTE_REDUCED_REDUCTION = 2,
 //	DT_FLOAT = 0, DT_HALF = 2, XCORR = 1,
 //};
 //
@@ -41,9 +42,9 @@ package gpu
 //	free(v);
 //}
 //
-//// tensor describes an NCHW-ordered tensor by its dims and strides.
-//static int tensor(dsb_cudnn *d, cudnnDesc *t, int64_t uid, const int64_t *dims, const int64_t *strides) {
-//	int r, dt = DT_HALF;
+//// tensor describes an NCHW-ordered tensor of type dt by its dims and strides.
+//static int tensor(dsb_cudnn *d, cudnnDesc *t, int64_t uid, int dt, const int64_t *dims, const int64_t *strides) {
+//	int r;
 //	int64_t align = 16;
 //	if ((r = d->beCreate(D_TENSOR, t))) return r;
 //	if ((r = d->beSet(*t, A_T_TYPE, T_DATA_TYPE, 1, &dt))) return r;
@@ -54,9 +55,9 @@ package gpu
 //	return d->beFinalize(*t);
 //}
 //
-//// dsb_gconv_new builds the operation graph of one NHWC fp16 convolution
-//// with fp32 accumulation; g as for dsb_conv_new, then the pixel strides
-//// of x and y.
+//// dsb_gconv_new builds the operation graph of one NHWC convolution with
+//// fp32 accumulation; g as for dsb_conv_new: the geometry, the pixel
+//// strides of x and y, then whether the tensors are fp32 (else fp16).
 //static int dsb_gconv_new(dsb_cuda *c, dsb_cudnn *d, const int *g, dsb_gconv **out) {
 //	int64_t n = g[0], ch = g[1], h = g[2], w = g[3], k = g[4], rr = g[5], s = g[6], cg = g[1] / g[13], oh = g[14], ow = g[15];
 //	int64_t xp = g[16], yp = g[17]; // pixel strides: ch and k when packed
@@ -64,11 +65,11 @@ package gpu
 //	int64_t wd[4] = {k, cg, rr, s}, wst[4] = {rr * s * cg, 1, s * cg, cg};
 //	int64_t yd[4] = {n, k, oh, ow}, ys[4] = {oh * ow * yp, 1, ow * yp, yp};
 //	int64_t pad[2] = {g[7], g[8]}, str[2] = {g[9], g[10]}, dil[2] = {g[11], g[12]}, dims = 2;
-//	int comp = DT_FLOAT, mode = XCORR, r;
+//	int comp = DT_FLOAT, mode = XCORR, dt = g[18] ? DT_FLOAT : DT_HALF, r;
 //	float one = 1, zero = 0;
 //	PUSH(c);
 //	dsb_gconv *v = calloc(1, sizeof *v);
-//	if ((r = tensor(d, &v->x, 1, xd, xs)) || (r = tensor(d, &v->w, 2, wd, wst)) || (r = tensor(d, &v->y, 3, yd, ys))) goto fail;
+//	if ((r = tensor(d, &v->x, 1, dt, xd, xs)) || (r = tensor(d, &v->w, 2, dt, wd, wst)) || (r = tensor(d, &v->y, 3, dt, yd, ys))) goto fail;
 //	if ((r = d->beCreate(D_CONV, &v->conv))) goto fail;
 //	if ((r = d->beSet(v->conv, A_CONV_COMP, T_DATA_TYPE, 1, &comp)) || (r = d->beSet(v->conv, A_CONV_MODE, T_CONV_MODE, 1, &mode)) ||
 //	    (r = d->beSet(v->conv, A_CONV_DIMS, T_INT64, 1, &dims)) || (r = d->beSet(v->conv, A_CONV_DIL, T_INT64, 2, dil)) ||
@@ -112,18 +113,21 @@ package gpu
 //	return r;
 //}
 //
-//// dsb_gconv_engine reads configuration i's engine: its global index and
-//// whether it compiles kernels at run time.
-//static int dsb_gconv_engine(dsb_cudnn *d, dsb_gconv *v, int i, int64_t *index, int *runtime) {
+//// dsb_gconv_engine reads configuration i's engine: its global index,
+//// whether it compiles kernels at run time, and whether it computes in less
+//// than its tensors' precision (inputs converted down, or sums in it).
+//static int dsb_gconv_engine(dsb_cudnn *d, dsb_gconv *v, int i, int64_t *index, int *runtime, int *lossy) {
 //	cudnnDesc eng = NULL;
 //	int64_t n = 0;
 //	int notes[16], r;
-//	*runtime = 0;
+//	*runtime = 0, *lossy = 0;
 //	if ((r = d->beCreate(D_ENGINE, &eng))) return r;
 //	if (!(r = d->beGet(v->cfgs[i], A_CFG_ENGINE, T_DESC, 1, &n, &eng)) &&
 //	    !(r = d->beGet(eng, A_ENGINE_INDEX, T_INT64, 1, &n, index)) &&
 //	    !(r = d->beGet(eng, A_ENGINE_BEHAVIOR, T_BEHAVIOR_NOTE, 16, &n, notes))) {
 //		for (int j = 0; j < n; j++) if (notes[j] == 0) *runtime = 1;
+//		if (!(r = d->beGet(eng, A_ENGINE_NUMERICAL, T_NUMERICAL_NOTE, 16, &n, notes)))
+//			for (int j = 0; j < n; j++) if (notes[j] == NOTE_DOWN_CONVERT || notes[j] == NOTE_REDUCED_REDUCTION) *lossy = 1;
 //	}
 //	d->beDestroy(eng);
 //	return r;
@@ -181,10 +185,14 @@ type graphConv struct {
 	v    *C.dsb_gconv
 	mode int // heuristic mode whose configurations v.cfgs holds (0: none)
 	plan C.cudnnDesc
+	// exact refuses engines that compute below the tensors' precision:
+	// an fp32 convolution's inputs converted to fp16 would lose fp32's
+	// range, the reason its tensors are fp32.
+	exact bool
 }
 
-func (d *CUDNN) newGraphConv(g *C.int) (*graphConv, error) {
-	gc := &graphConv{d: d}
+func (d *CUDNN) newGraphConv(g *C.int, exact bool) (*graphConv, error) {
+	gc := &graphConv{d: d, exact: exact}
 	if err := d.err("cuDNN operation graph", C.dsb_gconv_new(d.g.c, d.d, g, &gc.v)); err != nil {
 		return nil, err
 	}
@@ -202,15 +210,15 @@ func (gc *graphConv) heuristics(mode int) (int, error) {
 	return int(gc.v.n), nil
 }
 
-// engine reports configuration i's engine index and whether it compiles at
-// run time.
-func (gc *graphConv) engine(i int) (index int64, runtime bool, err error) {
+// engine reports configuration i's engine index, whether it compiles at
+// run time and whether it computes below the tensors' precision.
+func (gc *graphConv) engine(i int) (index int64, runtime, lossy bool, err error) {
 	var idx C.int64_t
-	var rt C.int
-	if err := gc.d.err("cuDNN engine", C.dsb_gconv_engine(gc.d.d, gc.v, C.int(i), &idx, &rt)); err != nil {
-		return 0, false, err
+	var rt, lo C.int
+	if err := gc.d.err("cuDNN engine", C.dsb_gconv_engine(gc.d.d, gc.v, C.int(i), &idx, &rt, &lo)); err != nil {
+		return 0, false, false, err
 	}
-	return int64(idx), rt != 0, nil
+	return int64(idx), rt != 0, lo != 0, nil
 }
 
 // finalize makes configuration i the plan Forward runs.
@@ -237,7 +245,8 @@ func (gc *graphConv) forward(s Stream, x, w, y, ws DevicePtr) error {
 var graphCandidates = []struct{ mode, max int }{{heurModeA, 6}, {heurModeFallback, 2}}
 
 // find measures the first configurations of each heuristic mode that need
-// no run-time compilation and fit the workspace, and returns the fastest.
+// no run-time compilation, fit the workspace and, where exact, keep the
+// tensors' precision, and returns the fastest.
 func (gc *graphConv) find(s Stream, x, w, y, ws DevicePtr, wsSize int64) (ConvAlgo, error) {
 	best := ConvAlgo{Algo: -1}
 	for _, hc := range graphCandidates {
@@ -248,8 +257,8 @@ func (gc *graphConv) find(s Stream, x, w, y, ws DevicePtr, wsSize int64) (ConvAl
 		}
 		tried := 0
 		for i := 0; i < n && tried < max; i++ {
-			index, runtime, err := gc.engine(i)
-			if err != nil || runtime {
+			index, runtime, lossy, err := gc.engine(i)
+			if err != nil || runtime || lossy && gc.exact {
 				continue
 			}
 			need, err := gc.finalize(i)
@@ -302,7 +311,7 @@ func (gc *graphConv) use(a ConvAlgo) (int64, error) {
 	if a.Algo >= n {
 		return 0, fmt.Errorf("cuDNN heuristics propose %d configurations, the cached choice is number %d", n, a.Algo)
 	}
-	index, _, err := gc.engine(a.Algo)
+	index, _, _, err := gc.engine(a.Algo)
 	if err != nil {
 		return 0, err
 	}

@@ -141,34 +141,9 @@ func (e *GPUEngine) conv(p *gpuPlan, s graph.Step) error {
 			return fmt.Errorf("convolution output over %v strides: %w", s.Out.Stride, graph.ErrUnsupported)
 		}
 	}
-	pc, ready := p.prepared[p.step]
-	conv, algo, need := pc.conv, pc.algo, pc.need
-	if ready {
-		e.stats.AlgoCached++
-	} else {
-		if conv, err = e.dnn.NewConv(shape); err != nil {
-			return err
-		}
-		p.convs = append(p.convs, conv)
-		var cached bool
-		if algo, cached = e.algos.get(shape); cached {
-			e.stats.AlgoCached++
-		} else {
-			if algo, err = conv.Find(e.stream, x, w, raw, e.ws, e.wsBytes); err != nil {
-				return err
-			}
-			e.algos.put(shape, algo)
-			e.stats.AlgoMeasure++
-		}
-		if need, err = conv.Use(algo); err != nil {
-			return err
-		}
-	}
-	if algo.Graph {
-		e.stats.GraphAPI++
-	}
-	if need > e.wsBytes {
-		return fmt.Errorf("cuDNN algorithm %d needs %d bytes of workspace, %d allocated", algo.Algo, need, e.wsBytes)
+	conv, err := e.convFor(p, shape, x, w, raw)
+	if err != nil {
+		return err
 	}
 	e.stats.Convs++
 	ws, wsBytes := e.ws, e.wsBytes
@@ -208,6 +183,44 @@ func (e *GPUEngine) conv(p *gpuPlan, s graph.Step) error {
 		})
 	}
 	return nil
+}
+
+// convFor returns the step's convolution ready to run: prepared ahead
+// (prepareConvs), or made now with its algorithm from the cache or
+// measured on x, w and y; it goes into p.convs, and the workspace it needs
+// is checked.
+func (e *GPUEngine) convFor(p *gpuPlan, shape gpu.ConvShape, x, w, y gpu.DevicePtr) (*gpu.Conv, error) {
+	pc, ready := p.prepared[p.step]
+	conv, algo, need := pc.conv, pc.algo, pc.need
+	if ready {
+		e.stats.AlgoCached++
+	} else {
+		var err error
+		if conv, err = e.dnn.NewConv(shape); err != nil {
+			return nil, err
+		}
+		p.convs = append(p.convs, conv)
+		var cached bool
+		if algo, cached = e.algos.get(shape); cached {
+			e.stats.AlgoCached++
+		} else {
+			if algo, err = conv.Find(e.stream, x, w, y, e.ws, e.wsBytes); err != nil {
+				return nil, err
+			}
+			e.algos.put(shape, algo)
+			e.stats.AlgoMeasure++
+		}
+		if need, err = conv.Use(algo); err != nil {
+			return nil, err
+		}
+	}
+	if algo.Graph {
+		e.stats.GraphAPI++
+	}
+	if need > e.wsBytes {
+		return nil, fmt.Errorf("cuDNN algorithm %d needs %d bytes of workspace, %d allocated", algo.Algo, need, e.wsBytes)
+	}
+	return conv, nil
 }
 
 // algoCache keeps cuDNN's algorithm choices on disk, per cuDNN version and

@@ -29,6 +29,9 @@ type GPUOptions struct {
 	// LegacyConv keeps convolutions on cuDNN's legacy API (its few
 	// algorithms), not the graph API's engines (for comparisons).
 	LegacyConv bool
+	// KernelProducts keeps linear layers on the engine's own product
+	// kernel, not cuDNN (for comparisons).
+	KernelProducts bool
 }
 
 // GPUStats describe how the engine was built.
@@ -46,6 +49,7 @@ type GPUStats struct {
 	AlgoMeasure           int   // convolutions whose algorithm was measured now
 	GraphAPI              int   // convolutions run through cuDNN's graph API
 	Depthwise             int   // depthwise convolutions run by the engine's own kernel, not cuDNN
+	Linear                int   // linear layers run on cuDNN as 1×1 convolutions
 	Graphs                bool  // batches run as CUDA graphs
 	// Bytes and FLOPs are what one batch of the largest size costs: the
 	// device memory its launches read and write, and its convolutions'

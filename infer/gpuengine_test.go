@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -228,6 +229,7 @@ func TestGPUEngineUnsupported(t *testing.T) {
 // DSBATCH_BENCH_MODEL at DSBATCH_BENCH_SIZE (640) square and batch
 // DSBATCH_BENCH_BATCH (64), as one CUDA graph per batch, inputs already on
 // the GPU. DSBATCH_BENCH_LEGACY keeps convolutions on cuDNN's legacy API,
+// DSBATCH_BENCH_KERNELPRODUCTS linear layers on the engine's own product,
 // so that one binary compares both in one call.
 func BenchmarkGPUEngine(b *testing.B) {
 	path := os.Getenv("DSBATCH_BENCH_MODEL")
@@ -252,7 +254,7 @@ func BenchmarkGPUEngine(b *testing.B) {
 		cache = b.TempDir()
 	}
 	eng, err := NewGPU(m, size, size, GPUOptions{UUID: uuid, Batch: batch, CacheDir: cache, NoGraphs: os.Getenv("DSBATCH_BENCH_NOGRAPHS") != "",
-		LegacyConv: os.Getenv("DSBATCH_BENCH_LEGACY") != ""})
+		LegacyConv: os.Getenv("DSBATCH_BENCH_LEGACY") != "", KernelProducts: os.Getenv("DSBATCH_BENCH_KERNELPRODUCTS") != ""})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -539,6 +541,55 @@ func TestGPUOperators(t *testing.T) {
 				t.Errorf("%d elements differ from ONNX Runtime's, the first %d: %g, want %g", n, i, got[i], want[i])
 			}
 		})
+	}
+}
+
+// TestGPULinearOnCUDNN runs the operator case of linear layers over many
+// tokens with its products on cuDNN and on the engine's own kernel: both
+// against ONNX Runtime, and cuDNN must have taken them (on Ampere and
+// later, whose cuDNN has fp32 NHWC convolutions on TF32 tensor cores).
+func TestGPULinearOnCUDNN(t *testing.T) {
+	uuid := firstGPU(t)
+	lib, cache := ortLib(t), t.TempDir()
+	i := slices.IndexFunc(onnxtest.OpCases(), func(c onnxtest.OpCase) bool { return strings.HasPrefix(c.Name, "Linear layers over many tokens") })
+	c := onnxtest.OpCases()[i]
+	m, err := ReadModel(onnxtest.WriteModel(t, "op.onnx", c.Model))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ort, err := NewORT(m, c.H, c.W, ORTOptions{Lib: lib, Threads: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ort.Close()
+	in := randomImages(4, c.H, c.W, 9)
+	want, _, err := ort.Infer(context.Background(), in, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = append([]float32(nil), want...)
+	for _, kernel := range []bool{false, true} {
+		eng, err := NewGPU(m, c.H, c.W, GPUOptions{UUID: uuid, Batch: 4, CacheDir: cache, KernelProducts: kernel})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _, err := eng.Infer(context.Background(), in, 4)
+		st, arch := eng.Stats(), eng.cuda.Arch
+		eng.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := onnxtest.RelL2(got, want)
+		t.Logf("kernel products %v: %d linear layers on cuDNN, rel L2 %.3g", kernel, st.Linear, e)
+		if e > 2e-3 || math.IsNaN(e) {
+			t.Errorf("kernel products %v: relative L2 error %.3g against ONNX Runtime, want ≤ 2e-3", kernel, e)
+		}
+		if want := 2; !kernel && arch >= 80 && st.Linear != want {
+			t.Errorf("%d linear layers ran on cuDNN, want %d", st.Linear, want)
+		}
+		if kernel && st.Linear != 0 {
+			t.Errorf("KernelProducts: %d linear layers ran on cuDNN", st.Linear)
+		}
 	}
 }
 

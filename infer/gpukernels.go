@@ -606,6 +606,22 @@ extern "C" __global__ void matmul_f(const int* g, const float* a, const float* b
 		y[i] = mm_epi(s, bias, res, i, j, acts, alpha);
 	}
 }
+
+// matmul_epi_f applies mm_epi in place to a row-major y of N columns
+// (N a multiple of 4), four elements at a time: the epilogue of a product
+// that cuDNN computed.
+extern "C" __global__ void matmul_epi_f(unsigned n4, int N, float4* y, const float* bias, const float* res, int acts, float alpha) {
+	for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n4; i += gridDim.x * blockDim.x) {
+		long long at = 4LL * i;
+		int c = (int)(at % N);
+		float4 v = y[i];
+		v.x = mm_epi(v.x, bias, res, at, c, acts, alpha);
+		v.y = mm_epi(v.y, bias, res, at + 1, c + 1, acts, alpha);
+		v.z = mm_epi(v.z, bias, res, at + 2, c + 2, acts, alpha);
+		v.w = mm_epi(v.w, bias, res, at + 3, c + 3, acts, alpha);
+		y[i] = v;
+	}
+}
 `
 
 // kernels are the engine's NVRTC kernels, a typed field each. Families
@@ -618,7 +634,7 @@ type kernels struct {
 	epilogue, epilogue1, epilogue8      *gpu.Kernel
 	epilogueD2S                         *gpu.Kernel
 	inputNHWC8, softmax, reduce, matmul *gpu.Kernel
-	matmulTiled, softmaxRows            *gpu.Kernel
+	matmulTiled, matmulEpi, softmaxRows *gpu.Kernel
 	layerNorm                           *gpu.Kernel
 	maxpool, maxpool8, resize, resize8  *gpu.Kernel // float16
 	selectV8, detectV8, depthwise       *gpu.Kernel
@@ -662,7 +678,8 @@ func (k *kernels) sources() []kernelSource {
 			"epilogue_d2s", &k.epilogueD2S,
 			"transpose_ff", &k.transpose[0][0], "transpose_hh", &k.transpose[1][1], "transpose_hf", &k.transpose[1][0], "transpose_fh", &k.transpose[0][1],
 			"input_nhwc8", &k.inputNHWC8, "softmax_f", &k.softmax, "softmax_rows_f", &k.softmaxRows, "layernorm_rows_f", &k.layerNorm, "reduce_f", &k.reduce, "maxpool_h", &k.maxpool, "maxpool_h8", &k.maxpool8,
-			"resize_h", &k.resize, "resize_h8", &k.resize8, "matmul_f", &k.matmul, "matmul_tiled_f", &k.matmulTiled),
+			"resize_h", &k.resize, "resize_h8", &k.resize8, "matmul_f", &k.matmul, "matmul_tiled_f", &k.matmulTiled,
+			"matmul_epi_f", &k.matmulEpi),
 		src(detectSource, "select_v8", &k.selectV8, "detect_v8", &k.detectV8, "select_o2o", &k.selectO2O, "detect_o2o", &k.detectO2O),
 		src(depthwiseSource, "dwconv_h8", &k.depthwise),
 		src(obbSource, "nms_obb", &k.nmsOBB),

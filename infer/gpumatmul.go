@@ -1,6 +1,9 @@
 package infer
 
-import "github.com/dsbatch/dsbatch/gpu"
+import (
+	"github.com/dsbatch/dsbatch/gpu"
+	"github.com/dsbatch/dsbatch/infer/graph"
+)
 
 // matmulMMASource is the fp32 product on tensor cores (Ampere and later):
 // operands rounded to TF32 (10 bits of mantissa, as the fp16 convolutions
@@ -121,4 +124,61 @@ func (e *GPUEngine) matmulMMA() (*gpu.Kernel, error) {
 		return nil, nil
 	}
 	return e.cuda.Kernel(kernelPrelude+matmulMMASource, "matmul_mma_f", e.opts.CacheDir)
+}
+
+// linearMinRows is the fewest stacked rows a linear layer needs to run on
+// cuDNN: below it, the plan and the epilogue's extra pass cost more than
+// the engine's own product.
+const linearMinRows = 2048
+
+// linear runs a linear layer, the stacked rows of a ([images, rows/images,
+// k] row-major) by one constant [k, cols] weight, as a 1×1 convolution on
+// cuDNN's graph API, fp32 tensors on TF32 tensor cores where cuDNN picks
+// them, then mm_epi's epilogue (when the step has one) as a pass in place.
+// It reports false, having added nothing, where the product does not
+// qualify or cuDNN has no engine for it: the engine's own kernel runs it.
+func (e *GPUEngine) linear(p *gpuPlan, s graph.Step, images, rows, cols, k int, bias, res gpu.DevicePtr, acts int32, alpha float32) (bool, error) {
+	a, b := s.In[0], s.In[1]
+	wb := p.prog.Bufs[b.Buf]
+	r := len(b.Stride)
+	if e.opts.KernelProducts || rows < linearMinRows || images < 1 || rows%images != 0 || k%4 != 0 || cols%4 != 0 ||
+		a.Off%4 != 0 || s.Out.Off%4 != 0 || wb.Space != graph.SpaceConst || b.Elem != graph.F32 {
+		return false, nil
+	}
+	// cuDNN's filter is [cols, k]: the weight transposed, read through
+	// the view's strides.
+	wt := make([]byte, 4*cols*k)
+	for n := range cols {
+		for kk := range k {
+			at := 4 * (b.Off + int64(kk)*b.Stride[r-2] + int64(n)*b.Stride[r-1])
+			copy(wt[4*(n*k+kk):], wb.Data[at:at+4])
+		}
+	}
+	w, err := e.cuda.Alloc(len(wt))
+	if err != nil {
+		return false, err
+	}
+	p.owned = append(p.owned, w)
+	if err := e.cuda.CopyToDevice(w, wt); err != nil {
+		return false, err
+	}
+	h := rows / images
+	shape := gpu.ConvShape{N: images, C: k, H: h, W: 1, K: cols, R: 1, S: 1, StrH: 1, StrW: 1, DilH: 1, DilW: 1, Groups: 1,
+		OH: h, OW: 1, Float: true}
+	x, y := e.addr(p, a), e.addr(p, s.Out)
+	conv, err := e.convFor(p, shape, x, w, y)
+	if err != nil {
+		return false, nil
+	}
+	e.stats.Linear++
+	ws, wsBytes := e.ws, e.wsBytes
+	p.ops = append(p.ops, func(st gpu.Stream) error { return conv.Forward(st, x, w, y, ws, wsBytes) })
+	p.stepLabels = append(p.stepLabels, "linear (cuDNN)", "linear epilogue")
+	if s.MatMul != nil {
+		kern, n4 := e.k.matmulEpi, int64(rows)*int64(cols)/4
+		p.ops = append(p.ops, func(st gpu.Stream) error {
+			return kern.Launch(e.grid(n4), block, st, uint32(n4), int32(cols), y, bias, res, acts, alpha)
+		})
+	}
+	return true, nil
 }

@@ -23,14 +23,18 @@ type gpuPlan struct {
 	params []int32
 	meta   gpu.DevicePtr
 	convs  []*gpu.Conv
+	owned  []gpu.DevicePtr // device memory of the plan's own (transposed weights)
 	// prepared are convolutions made ready ahead of lowering, by step.
 	prepared map[int]preparedConv
 	step     int // the step being lowered
 	ops      []func(gpu.Stream) error
 	labels   []string // what each op is, for Profile
-	nodes    []string // the step each op comes from: its node and output shape, for Profile
-	graph    *gpu.Graph
-	shape    []int64
+	// stepLabels, when the step being lowered sets them, name its ops in
+	// labels instead of stepLabel.
+	stepLabels []string
+	nodes      []string // the step each op comes from: its node and output shape, for Profile
+	graph      *gpu.Graph
+	shape      []int64
 }
 
 func (p *gpuPlan) close(e *GPUEngine) {
@@ -39,6 +43,9 @@ func (p *gpuPlan) close(e *GPUEngine) {
 		c.Close()
 	}
 	for _, d := range p.consts {
+		e.cuda.Free(d)
+	}
+	for _, d := range p.owned {
 		e.cuda.Free(d)
 	}
 	e.cuda.Free(p.meta)
@@ -207,9 +214,14 @@ func (e *GPUEngine) build(n int, prog *graph.Program) (_ *gpuPlan, err error) {
 			return nil, fmt.Errorf("step %s: %w", s.Node, err)
 		}
 		for i := before; i < len(p.ops); i++ {
-			p.labels = append(p.labels, stepLabel(s, i-before))
+			l := stepLabel(s, i-before)
+			if i-before < len(p.stepLabels) {
+				l = p.stepLabels[i-before]
+			}
+			p.labels = append(p.labels, l)
 			p.nodes = append(p.nodes, fmt.Sprintf("%s %v", s.Node, s.Out.Shape))
 		}
+		p.stepLabels = p.stepLabels[:0]
 	}
 	if len(p.params) > 0 {
 		if p.meta, err = e.cuda.Alloc(4 * len(p.params)); err != nil {
@@ -441,8 +453,10 @@ func (e *GPUEngine) matMulStep(p *gpuPlan, s graph.Step) error {
 	for i := 0; i < 4; i++ {
 		g[i] = 1
 	}
-	if stacked := !slices.ContainsFunc(bb, func(st int64) bool { return st != 0 }) && graph.Len(a.Shape[:len(a.Shape)-2]) == entries &&
-		rowMajor(a) && rowMajor(s.Out); stacked {
+	images := entries
+	stacked := !slices.ContainsFunc(bb, func(st int64) bool { return st != 0 }) && graph.Len(a.Shape[:len(a.Shape)-2]) == entries &&
+		rowMajor(a) && rowMajor(s.Out)
+	if stacked {
 		rows, entries = rows*entries, 1
 	} else {
 		for i := range batch {
@@ -468,6 +482,11 @@ func (e *GPUEngine) matMulStep(p *gpuPlan, s graph.Step) error {
 			res = e.addr(p, s.In[next])
 		}
 		acts, alpha = int32(ep.Act)|int32(ep.PostAct)<<8, ep.Alpha
+	}
+	if stacked {
+		if ok, err := e.linear(p, s, images, rows, cols, a.Shape[len(a.Shape)-1], bias, res, acts, alpha); ok || err != nil {
+			return err
+		}
 	}
 	if rows*cols >= 64*64 && entries <= 65535 && (rows+63)/64 <= 65535 && packed(s.Out) {
 		k := e.k.matmulTiled

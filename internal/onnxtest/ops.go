@@ -242,6 +242,22 @@ func OpCases() []OpCase {
 		Node("MatMul", []string{"tt", "w1"}, []string{"m1"}), Node("Add", []string{"m1", "b1"}, []string{"a1"}), Node("Relu", []string{"a1"}, []string{"r1"}),
 		Node("MatMul", []string{"r1", "w2"}, []string{"m2"}), Node("Add", []string{"b2", "m2"}, []string{"a2"}),
 		Node("Add", []string{"a2", "res"}, []string{"s"}), Node("Relu", []string{"s"}, []string{"out"}))
+	// Linear layers over many tokens (2,048 an image, as a DETR's encoder
+	// memory), the shapes an engine may hand to a library's product: a
+	// bias and a ReLU, then a bias, a residual and a ReLU after it; their
+	// input scaled past fp16's range (±65504), which a product that
+	// converted it to fp16 would lose.
+	add("Linear layers over many tokens, past fp16's range", 13, []*onnx.TensorProto{Int64s("ts", []int64{3}, 0, 3, -1),
+		Floats("w1", []int64{3, 68}, weights(204, 32)), Floats("big", nil, []float32{3e4}),
+		Floats("w2", []int64{68, 132}, weights(68*132, 33)), Floats("b2", []int64{132}, weights(132, 34)),
+		Floats("w3", []int64{132, 200}, weights(132*200, 35)), Floats("b3", []int64{200}, weights(200, 36)),
+		Floats("w4", []int64{3, 200}, weights(600, 37))},
+		Node("Reshape", []string{"in", "ts"}, []string{"t"}), Node("Transpose", []string{"t"}, []string{"tt"}, IntsAttr("perm", 0, 2, 1)),
+		Node("MatMul", []string{"tt", "w1"}, []string{"m1"}), Node("Mul", []string{"m1", "big"}, []string{"h1"}),
+		Node("MatMul", []string{"h1", "w2"}, []string{"m2"}), Node("Add", []string{"m2", "b2"}, []string{"a2"}), Node("Relu", []string{"a2"}, []string{"h2"}),
+		Node("MatMul", []string{"h2", "w3"}, []string{"m3"}), Node("Add", []string{"m3", "b3"}, []string{"a3"}),
+		Node("MatMul", []string{"tt", "w4"}, []string{"res"}), Node("Add", []string{"a3", "res"}, []string{"s"}), Node("Relu", []string{"s"}, []string{"out"}))
+	cases[len(cases)-1].H, cases[len(cases)-1].W = 32, 64
 	// DepthToSpace as pixel-shuffle exports write it, in both orders.
 	for _, mode := range []string{"DCR", "CRD"} {
 		add("DepthToSpace "+mode, 13, convt, conv, Node("DepthToSpace", []string{"c"}, []string{"out"}, intAttr("blocksize", 2), strAttr("mode", mode)))
