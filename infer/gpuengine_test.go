@@ -574,12 +574,13 @@ func TestGPULinearOnCUDNN(t *testing.T) {
 			t.Fatal(err)
 		}
 		got, _, err := eng.Infer(context.Background(), in, 4)
-		st, arch := eng.Stats(), eng.cuda.Arch
-		eng.Close()
 		if err != nil {
+			eng.Close()
 			t.Fatal(err)
 		}
-		e := onnxtest.RelL2(got, want)
+		// got is the engine's memory: read before Close.
+		e, st, arch := onnxtest.RelL2(got, want), eng.Stats(), eng.cuda.Arch
+		eng.Close()
 		t.Logf("kernel products %v: %d linear layers on cuDNN, rel L2 %.3g", kernel, st.Linear, e)
 		if e > 2e-3 || math.IsNaN(e) {
 			t.Errorf("kernel products %v: relative L2 error %.3g against ONNX Runtime, want ≤ 2e-3", kernel, e)

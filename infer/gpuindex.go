@@ -78,6 +78,81 @@ extern "C" __global__ void topk_f(unsigned rows, unsigned dim, unsigned inner, u
 	}
 }
 
+// topk_key maps a float to an unsigned key whose order is topk_before's:
+// a larger key first, NaN above every number (last when smallest), -0 as 0.
+__device__ __forceinline__ unsigned topk_key(float v, int largest) {
+	if (v != v) return largest ? 0xffffffffu : 0u;
+	unsigned u = v == 0.0f ? 0u : __float_as_uint(v);
+	u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+	return largest ? u : ~u;
+}
+
+#define TOPK_MAX 1024
+
+// topk_select_f is topk_f for long rows and k ≤ TOPK_MAX, a block a row:
+// a radix select of the k-th key (four passes of 8 bits over the row),
+// then the row's keys above it and, in index order, as many equal to it
+// as k leaves, ranked among themselves. y as topk_f's.
+extern "C" __global__ void topk_select_f(unsigned rows, unsigned dim, unsigned inner, unsigned k, int largest,
+		const float* x, float* y) {
+	__shared__ unsigned hist[256], ck[TOPK_MAX], ci[TOPK_MAX], warpEq[16];
+	__shared__ unsigned sPrefix, sLeft, sCount, sEqBase;
+	const unsigned t = threadIdx.x, lane = t & 31, warp = t >> 5, warps = blockDim.x >> 5;
+	for (unsigned row = blockIdx.x; row < rows; row += gridDim.x) {
+		unsigned o = row / inner, in = row - o * inner;
+		const float* base = x + (long long)o * dim * inner + in;
+		unsigned prefix = 0, mask = 0;
+		if (t == 0) sLeft = k;
+		for (int shift = 24; shift >= 0; shift -= 8) {
+			for (unsigned b = t; b < 256; b += blockDim.x) hist[b] = 0;
+			__syncthreads();
+			for (unsigned i = t; i < dim; i += blockDim.x) {
+				unsigned key = topk_key(base[(long long)i * inner], largest);
+				if ((key & mask) == prefix) atomicAdd(&hist[(key >> shift) & 255u], 1u);
+			}
+			__syncthreads();
+			if (t == 0) {
+				// The digit of the k-th key: from the top, the first bin
+				// that holds what is left of k.
+				unsigned left = sLeft, b = 255;
+				for (; b > 0 && hist[b] < left; b--) left -= hist[b];
+				sPrefix = prefix | (b << shift), sLeft = left;
+			}
+			__syncthreads();
+			prefix = sPrefix, mask |= 255u << shift;
+		}
+		// prefix is the k-th key; take, in index order, the first take
+		// keys equal to it.
+		const unsigned take = sLeft;
+		if (t == 0) sCount = 0, sEqBase = 0;
+		__syncthreads();
+		for (unsigned b0 = 0; b0 < dim; b0 += blockDim.x) {
+			unsigned i = b0 + t;
+			unsigned key = i < dim ? topk_key(base[(long long)i * inner], largest) : 0u;
+			bool gt = i < dim && key > prefix, eq = i < dim && key == prefix;
+			unsigned bal = __ballot_sync(0xffffffffu, eq);
+			if (lane == 0) warpEq[warp] = __popc(bal);
+			__syncthreads();
+			unsigned before = sEqBase + __popc(bal & ((1u << lane) - 1u));
+			for (unsigned w = 0; w < warp; w++) before += warpEq[w];
+			if (gt || (eq && before < take)) {
+				unsigned at = atomicAdd(&sCount, 1u);
+				ck[at] = key, ci[at] = i;
+			}
+			__syncthreads();
+			if (t == 0)
+				for (unsigned w = 0; w < warps; w++) sEqBase += warpEq[w];
+			__syncthreads();
+		}
+		for (unsigned a = t; a < k; a += blockDim.x) {
+			unsigned ka = ck[a], ia = ci[a], r = 0;
+			for (unsigned b = 0; b < k; b++) r += ck[b] > ka || (ck[b] == ka && ci[b] < ia);
+			y[((long long)o * k + r) * inner + in] = (float)ia;
+		}
+		__syncthreads();
+	}
+}
+
 // graph.gridCoord and sampleGrid. g: N C H W Ho Wo, x strides [4], grid
 // strides [4], y strides [4]; mode: graph's Grid* bits.
 __device__ __forceinline__ float grid_coord(int mode, float g, int size) {
@@ -147,13 +222,30 @@ func (e *GPUEngine) gatherStep(p *gpuPlan, s graph.Step) error {
 	return nil
 }
 
+// Rows of at least topKSelectDim elements, of which at most topKSelectMax
+// (the kernel's TOPK_MAX) are kept, take topk_select_f: topk_f ranks every
+// element against the whole row, quadratic in its length (DETR's 8,400
+// anchors: 1.9 ms a batch of 64 on an H200).
+const (
+	topKSelectDim = 1024
+	topKSelectMax = 1024
+)
+
 // topKStep: the indices of each row's k first elements.
 func (e *GPUEngine) topKStep(p *gpuPlan, s graph.Step) error {
 	rows, dim, inner := uint32(s.Outer*s.Inner), uint32(s.Dim), uint32(s.Inner)
 	kk := uint32(graph.Len(s.Out.Shape)) / rows
-	grid := [3]uint32{(dim + 255) / 256, min(rows, 65535), 1}
-	k, largest := e.k.topK, int32(s.Code)
+	largest := int32(s.Code)
 	x, out := e.addr(p, s.In[0]), e.addr(p, s.Out)
+	if dim >= topKSelectDim && kk <= topKSelectMax && kk <= dim {
+		k, grid := e.k.topKSelect, [3]uint32{min(rows, 65535), 1, 1}
+		p.ops = append(p.ops, func(st gpu.Stream) error {
+			return k.Launch(grid, [3]uint32{512, 1, 1}, st, rows, dim, inner, kk, largest, x, out)
+		})
+		return nil
+	}
+	grid := [3]uint32{(dim + 255) / 256, min(rows, 65535), 1}
+	k := e.k.topK
 	p.ops = append(p.ops, func(st gpu.Stream) error {
 		return k.Launch(grid, block, st, rows, dim, inner, kk, largest, x, out)
 	})

@@ -130,6 +130,29 @@ extern "C" __global__ void copy_v16(unsigned n, const int* meta, const uint4* sr
 	}
 }
 
+// binop is a binary step's operation (graph's Op codes, in their order).
+__device__ __forceinline__ float binop(float x, float z, int op) {
+	switch (op) {
+	case 0: return x + z;
+	case 1: return x - z;
+	case 2: return x * z;
+	case 3: return x / z;
+	case 4: return powf(x, z);
+	// graph.OpMax and the others of binaryValue, in its order.
+	case 5: return (x >= z || x != x) ? x : z;
+	case 6: return (x <= z || x != x) ? x : z;
+	case 7: return x == z;
+	case 8: return x < z;
+	case 9: return x > z;
+	case 10: return x <= z;
+	case 11: return x >= z;
+	case 12: return x != 0.0f && z != 0.0f;
+	case 13: return x != 0.0f || z != 0.0f;
+	case 14: return (x != 0.0f) != (z != 0.0f);
+	case 15: return truncf(x / z);
+	}
+	return __int_as_float(0x7fc00000);
+}
 template <typename T>
 __device__ void binary_t(unsigned n, const int* meta, const T* a, const T* b, T* y, int op) {
 	int m[24];
@@ -137,32 +160,26 @@ __device__ void binary_t(unsigned n, const int* meta, const T* a, const T* b, T*
 	for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
 		long long o[3];
 		offsets<3>(i, m, o);
-		float x = ld<T>(a, o[0]), z = ld<T>(b, o[1]), r;
-		switch (op) {
-		case 0: r = x + z; break;
-		case 1: r = x - z; break;
-		case 2: r = x * z; break;
-		case 3: r = x / z; break;
-		case 4: r = powf(x, z); break;
-		// graph.OpMax and the others of binaryValue, in its order.
-		case 5: r = (x >= z || x != x) ? x : z; break;
-		case 6: r = (x <= z || x != x) ? x : z; break;
-		case 7: r = x == z; break;
-		case 8: r = x < z; break;
-		case 9: r = x > z; break;
-		case 10: r = x <= z; break;
-		case 11: r = x >= z; break;
-		case 12: r = x != 0.0f && z != 0.0f; break;
-		case 13: r = x != 0.0f || z != 0.0f; break;
-		case 14: r = (x != 0.0f) != (z != 0.0f); break;
-		case 15: r = truncf(x / z); break;
-		default: r = __int_as_float(0x7fc00000);
-		}
-		st<T>(y, o[2], r);
+		st<T>(y, o[2], binop(ld<T>(a, o[0]), ld<T>(b, o[1]), op));
 	}
 }
 extern "C" __global__ void binary_f(unsigned n, const int* m, const float* a, const float* b, float* y, int op) { binary_t<float>(n, m, a, b, y, op); }
 extern "C" __global__ void binary_h(unsigned n, const int* m, const half_t* a, const half_t* b, half_t* y, int op) { binary_t<half_t>(n, m, a, b, y, op); }
+// binary4_f is binary_f four elements a thread, for rows whose length is
+// a multiple of 4, contiguous in y: each operand contiguous along them
+// (vec bit 0 for a, 1 for b; its rows 16-byte aligned) or the same number
+// along the row (stride 0).
+extern "C" __global__ void binary4_f(unsigned n4, const int* meta, const float* a, const float* b, float* y, int op, int vec) {
+	int m[24];
+	loadMeta<3>(meta, m);
+	for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n4; i += gridDim.x * blockDim.x) {
+		long long o[3];
+		offsets<3>(4 * i, m, o);
+		float4 x = (vec & 1) ? *(const float4*)(a + o[0]) : make_float4(a[o[0]], a[o[0]], a[o[0]], a[o[0]]);
+		float4 z = (vec & 2) ? *(const float4*)(b + o[1]) : make_float4(b[o[1]], b[o[1]], b[o[1]], b[o[1]]);
+		*(float4*)(y + o[2]) = make_float4(binop(x.x, z.x, op), binop(x.y, z.y, op), binop(x.z, z.z, op), binop(x.w, z.w, op));
+	}
+}
 
 template <typename T>
 __device__ void unary_t(unsigned n, const T* x, T* y, int act, float alpha) {
@@ -631,6 +648,7 @@ type kernels struct {
 	copy, transpose                     [2][2]*gpu.Kernel
 	copyV16                             *gpu.Kernel
 	binary, unary, unaryStrided         [2]*gpu.Kernel
+	binary4                             *gpu.Kernel
 	epilogue, epilogue1, epilogue8      *gpu.Kernel
 	epilogueD2S                         *gpu.Kernel
 	inputNHWC8, softmax, reduce, matmul *gpu.Kernel
@@ -641,6 +659,7 @@ type kernels struct {
 	selectO2O, detectO2O                *gpu.Kernel
 	nmsOBB, weighMasks                  *gpu.Kernel
 	where, gather, topK, gridSample     *gpu.Kernel
+	topKSelect                          *gpu.Kernel
 }
 
 // elem indexes a kernel family by element type.
@@ -672,7 +691,7 @@ func (k *kernels) sources() []kernelSource {
 	}
 	return []kernelSource{
 		src(stridedSource, "copy_ff", &k.copy[0][0], "copy_hh", &k.copy[1][1], "copy_hf", &k.copy[1][0], "copy_fh", &k.copy[0][1],
-			"copy_v16", &k.copyV16, "binary_f", &k.binary[0], "binary_h", &k.binary[1], "unary_f", &k.unary[0], "unary_h", &k.unary[1],
+			"copy_v16", &k.copyV16, "binary_f", &k.binary[0], "binary_h", &k.binary[1], "binary4_f", &k.binary4, "unary_f", &k.unary[0], "unary_h", &k.unary[1],
 			"unary_sf", &k.unaryStrided[0], "unary_sh", &k.unaryStrided[1]),
 		src(layoutSource, "epilogue", &k.epilogue, "epilogue1", &k.epilogue1, "epilogue8", &k.epilogue8,
 			"epilogue_d2s", &k.epilogueD2S,
@@ -684,7 +703,7 @@ func (k *kernels) sources() []kernelSource {
 		src(depthwiseSource, "dwconv_h8", &k.depthwise),
 		src(obbSource, "nms_obb", &k.nmsOBB),
 		src(maskSource, "weigh_masks", &k.weighMasks),
-		src(indexSource, "where_f", &k.where, "gather_f", &k.gather, "topk_f", &k.topK, "grid_sample_f", &k.gridSample),
+		src(indexSource, "where_f", &k.where, "gather_f", &k.gather, "topk_f", &k.topK, "topk_select_f", &k.topKSelect, "grid_sample_f", &k.gridSample),
 	}
 }
 

@@ -325,10 +325,46 @@ func (e *GPUEngine) binaryStep(p *gpuPlan, s graph.Step) error {
 	n := int64(graph.Len(s.Out.Shape))
 	k := e.k.binary[elem(s.Out.Elem)]
 	pa, pb, out, code, m := e.addr(p, a), e.addr(p, b), e.addr(p, s.Out), int32(s.Code), p.param(meta6(shape, st...))
+	if vec, ok := rows4(shape, st, []graph.View{a, b, s.Out}); ok && s.Out.Elem == graph.F32 {
+		k, n4 := e.k.binary4, n/4
+		p.ops = append(p.ops, func(s gpu.Stream) error {
+			return k.Launch(e.grid(n4), block, s, uint32(n4), m(), pa, pb, out, code, vec)
+		})
+		return nil
+	}
 	p.ops = append(p.ops, func(s gpu.Stream) error {
 		return k.Launch(e.grid(n), block, s, uint32(n), m(), pa, pb, out, code)
 	})
 	return nil
+}
+
+// rows4 reports whether an elementwise step over the collapsed shape and
+// strides (its operands' then the output's, views v in the same order) can
+// move four elements at a time: rows of a multiple of 4, contiguous in
+// the output, each operand contiguous along them with 16-byte aligned rows
+// or broadcast along them (stride 0). vec has bit i set where operand i is
+// contiguous.
+func rows4(shape []int, st [][]int64, v []graph.View) (vec int32, ok bool) {
+	r := len(shape) - 1
+	if r < 0 || shape[r]%4 != 0 {
+		return 0, false
+	}
+	for i, s := range st {
+		out := i == len(st)-1
+		switch {
+		case s[r] == 1:
+			if v[i].Off%4 != 0 || slices.ContainsFunc(s[:r], func(x int64) bool { return x%4 != 0 }) {
+				return 0, false
+			}
+			if !out {
+				vec |= 1 << i
+			}
+		case s[r] == 0 && !out:
+		default:
+			return 0, false
+		}
+	}
+	return vec, true
 }
 
 // unaryStep: elementwise with one operand, packed or through strides.

@@ -193,7 +193,7 @@ func OpCases() []OpCase {
 		Node("Reshape", []string{"m", "gs"}, []string{"out"}))
 	add("Gemm transA", 13, gm, Node("Reshape", []string{"in", "g2"}, []string{"f"}), Node("Transpose", []string{"f"}, []string{"ft"}, IntsAttr("perm", 1, 0)),
 		Node("Gemm", []string{"ft", "gb"}, []string{"m"}, intAttr("transA", 1)), Node("Reshape", []string{"m", "gs"}, []string{"out"}))
-	indexCases(exact, add)
+	indexCases(exact, add, func(h, w int) { cases[len(cases)-1].H, cases[len(cases)-1].W = h, w })
 	// MatMul with a vector, as D-FINE's integral weighs its distribution
 	// bins by a projection vector; and a vector on the left.
 	add("MatMul with vectors", 13, []*onnx.TensorProto{Floats("mv", []int64{12}, weights(12, 17)), Floats("mu", []int64{10}, weights(10, 18))},
@@ -296,8 +296,9 @@ func OpCases() []OpCase {
 // indexCases are the operators of DETR-style exports beyond the
 // convolutional trunk: masks (comparisons, logic, Where), Clip, Max and
 // Min, Cast at run time, the query selection (ReduceMax, TopK, Tile,
-// GatherElements), ArgMax, Gather with computed indices, and GridSample.
-func indexCases(exact, add func(string, int64, []*onnx.TensorProto, ...*onnx.NodeProto)) {
+// GatherElements), ArgMax, Gather with computed indices, and GridSample;
+// size sets the input size of the case added last.
+func indexCases(exact, add func(string, int64, []*onnx.TensorProto, ...*onnx.NodeProto), size func(h, w int)) {
 	scalar := func(name string, v float32) *onnx.TensorProto { return Floats(name, nil, []float32{v}) }
 	exact("Where of comparisons and logic", 17, []*onnx.TensorProto{scalar("a", -0.5), scalar("b", 0.7), scalar("c", -1.2)},
 		Node("Greater", []string{"in", "a"}, []string{"g"}), Node("Less", []string{"in", "b"}, []string{"lt"}),
@@ -338,6 +339,20 @@ func indexCases(exact, add func(string, int64, []*onnx.TensorProto, ...*onnx.Nod
 	exact("TopK of ties", 17, ti, append(append([]*onnx.NodeProto(nil), ties...),
 		Node("TopK", []string{"r", "k"}, []string{"v", "ix"}, intAttr("axis", 1)),
 		Node("Cast", []string{"ix"}, []string{"xf"}, intAttr("to", 1)), Node("Concat", []string{"v", "xf"}, []string{"out"}, intAttr("axis", 1)))...)
+	// The same over long rows (a DETR's 8,400 anchors, here 6,144 or
+	// 2,048), the ties at the k-th value: k of 300, the largest; 500
+	// smallest along an inner axis; and 1,100, more than a block-a-row
+	// selection keeps.
+	long := func(name string, shape []int64, k, axis, largest int64) {
+		ts := []*onnx.TensorProto{scalar("k2", 2), Int64s("rs", []int64{int64(len(shape))}, shape...), Int64s("k", []int64{1}, k)}
+		exact(name, 17, ts, append(append([]*onnx.NodeProto(nil), ties...),
+			Node("TopK", []string{"r", "k"}, []string{"v", "ix"}, intAttr("axis", axis), intAttr("largest", largest)),
+			Node("Cast", []string{"ix"}, []string{"xf"}, intAttr("to", 1)), Node("Concat", []string{"v", "xf"}, []string{"out"}, intAttr("axis", axis)))...)
+		size(32, 64)
+	}
+	long("TopK of ties over long rows", []int64{0, -1}, 300, 1, 1)
+	long("TopK smallest of ties along a long inner axis", []int64{0, -1, 3}, 500, 1, 0)
+	long("TopK of 1,100 over long rows", []int64{0, -1}, 1100, 1, 1)
 	for _, last := range []int64{0, 1} {
 		exact("ArgMax of ties select_last_index "+string(rune('0'+last)), 13, ti, append(append([]*onnx.NodeProto(nil), ties...),
 			Node("ArgMax", []string{"r"}, []string{"a"}, intAttr("axis", 1), intAttr("select_last_index", last)),
