@@ -705,6 +705,23 @@ func TestPadChannels(t *testing.T) {
 	}
 }
 
+// TestPadNHWC: a Pad between convolutions pads their NHWC fp16 maps in
+// place of a round trip through row-major fp32; TestLoweredOperators
+// checks the values.
+func TestPadNHWC(t *testing.T) {
+	_, p := loweredCase(t, "Pad between convolutions", LowerOptions{PadInputChannels: 8})
+	for _, s := range p.Steps {
+		// The network's output is row-major fp32, its input NHWC fp16.
+		if s.Out.Buf == p.Outputs[0].Buf || p.Bufs[s.In[0].Buf].Space == SpaceInput {
+			continue
+		}
+		if s.Kind == KCopy && p.Bufs[s.In[0].Buf].Space != SpaceConst &&
+			(s.In[0].Layout != s.Out.Layout || s.In[0].Elem != s.Out.Elem) {
+			t.Errorf("step %s converts %v %v to %v %v", s.Node, s.In[0].Layout, s.In[0].Elem, s.Out.Layout, s.Out.Elem)
+		}
+	}
+}
+
 // loweredCase lowers the operator conformance case named name at batch 2
 // with options o.
 func loweredCase(t *testing.T, name string, o LowerOptions) (onnxtest.OpCase, *Program) {

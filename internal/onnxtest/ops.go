@@ -156,6 +156,16 @@ func OpCases() []OpCase {
 	add("Pad stem", 13, []*onnx.TensorProto{Int64s("pads", []int64{8}, 0, 0, 0, 0, 0, 0, 1, 1), Floats("pw", []int64{8, 3, 2, 2}, weights(8*3*4, 10))},
 		Node("Pad", []string{"in", "pads"}, []string{"p"}),
 		Node("Conv", []string{"p", "pw"}, []string{"out"}, IntsAttr("kernel_shape", 2, 2)))
+	// The same between convolutions, as HGNetv2's stem pads its first
+	// convolution's output (held NHWC): bottom and right, and a value.
+	add("Pad between convolutions", 13, []*onnx.TensorProto{Floats("pc", []int64{8, 3, 3, 3}, weights(8*3*9, 38)),
+		Int64s("pads", []int64{8}, 0, 0, 0, 0, 0, 0, 1, 1), Floats("pw", []int64{8, 8, 2, 2}, weights(8*8*4, 39)),
+		Int64s("pads2", []int64{8}, 0, 0, 1, 0, 0, 0, 0, 2), Floats("v", nil, []float32{0.5})},
+		Node("Conv", []string{"in", "pc"}, []string{"c"}, IntsAttr("kernel_shape", 3, 3), IntsAttr("pads", 1, 1, 1, 1)),
+		Node("Pad", []string{"c", "pads"}, []string{"p"}),
+		Node("Conv", []string{"p", "pw"}, []string{"c2"}, IntsAttr("kernel_shape", 2, 2)),
+		Node("Pad", []string{"c2", "pads2", "v"}, []string{"p2"}),
+		Node("Conv", []string{"p2", "pw"}, []string{"out"}, IntsAttr("kernel_shape", 2, 2)))
 	add("Pad value", 13, []*onnx.TensorProto{Int64s("pads", []int64{8}, 0, 1, 2, 0, 0, 0, 1, 3), Floats("v", nil, []float32{0.25})},
 		Node("Pad", []string{"in", "pads", "v"}, []string{"out"}))
 	add("Pad opset 10", 10, nil, Node("Pad", []string{"in"}, []string{"out"}, IntsAttr("pads", 0, 0, 1, 1, 0, 0, 1, 1), floatAttr("value", -1)))
