@@ -59,8 +59,9 @@ type GPUStats struct {
 
 // GPUEngine runs a detector on one GPU: the graph compiled by infer/graph,
 // convolutions through cuDNN (NHWC fp16, fp32 accumulation) with a fused
-// bias/activation/residual epilogue, every other step an NVRTC kernel, and
-// each batch size captured once as a CUDA graph.
+// bias/activation/residual epilogue, large linear layers through cuDNN as
+// fp32 1×1 convolutions, every other step an NVRTC kernel, and each batch
+// size captured once as a CUDA graph.
 type GPUEngine struct {
 	cuda   *gpu.CUDA
 	shared bool // cuda is GPUOptions.CUDA, closed by its owner
