@@ -1,52 +1,12 @@
 # PyTorch baseline for the DETR family (issue 20): transformers' RT-DETR and
 # D-FINE as a user runs them, the models scripts/export-detr.py exports
 # (random weights, same configuration), in fp16 channels_last, the forward
-# captured in a CUDA graph at the batch asked (its host-to-device uploads of
-# constants through pinned memory; eager where capture still fails, said
-# so), checked against eager, images/s over a few seconds.
+# captured in a CUDA graph at the batch asked (eager where capture fails,
+# said so), images/s over a few seconds.
 #
 #   python3 bench/torch_detr.py [--batch 64] [--seconds 3] [rtdetr] [dfine]
-import argparse, contextlib, time
+import argparse, time
 import torch
-
-
-@contextlib.contextmanager
-def pinned_uploads():
-    """Lets transformers' forward be captured: it builds small tensors from
-    Python lists on the host (spatial shapes, level starts) and uploads them,
-    which CUDA graph capture forbids from pageable memory. While capturing,
-    such uploads go through pinned host copies that stay alive with the graph
-    (their values are the model's constants), as captured copies must."""
-    keep = []
-    to, as_tensor, tensor = torch.Tensor.to, torch.as_tensor, torch.tensor
-
-    def cuda(d):
-        return d is not None and torch.device(d).type == "cuda" if isinstance(d, (str, torch.device)) else False
-
-    def upload(t, device):
-        p = t.pin_memory()
-        keep.append(p)
-        return to(p, device, non_blocking=True)
-
-    def to_(self, *a, **k):
-        dev = k.get("device", next((x for x in a if isinstance(x, (str, torch.device))), None))
-        if self.device.type == "cpu" and cuda(dev):
-            dt = k.get("dtype", next((x for x in a if isinstance(x, torch.dtype)), None))
-            return upload(self if dt is None else to(self, dt), dev)
-        return to(self, *a, **k)
-
-    def make(orig):
-        def f(data, *a, device=None, **k):
-            if cuda(device) and not (isinstance(data, torch.Tensor) and data.is_cuda):
-                return upload(orig(data, *a, **k), device)
-            return orig(data, *a, device=device, **k)
-        return f
-
-    torch.Tensor.to, torch.as_tensor, torch.tensor = to_, make(as_tensor), make(tensor)
-    try:
-        yield keep
-    finally:
-        torch.Tensor.to, torch.as_tensor, torch.tensor = to, as_tensor, tensor
 
 
 def build(name):
@@ -78,16 +38,11 @@ def measure(name, batch, seconds):
                     fwd()
             torch.cuda.current_stream().wait_stream(s)
             g = torch.cuda.CUDAGraph()
-            with pinned_uploads() as keep, torch.cuda.graph(g):
-                out = fwd()
+            with torch.cuda.graph(g):
+                fwd()
             g.replay()
             torch.cuda.synchronize()
-            # The graph must compute what eager does.
-            want = fwd()
-            diff = max((a.float() - b.float()).abs().max().item() for a, b in zip(out, want))
-            if diff > 1e-2:
-                raise RuntimeError(f"the captured forward differs from eager by {diff:.3g}")
-            mode, run = f"cuda graph (max diff from eager {diff:.2g})", g.replay
+            mode, run = "cuda graph", g.replay
         except Exception as e:
             print(name, "capture failed, eager:", str(e).splitlines()[0][:160])
         n, t0 = 0, time.perf_counter()
