@@ -45,6 +45,8 @@ type GPUStats struct {
 	Steps                 int   // launches per batch
 	Convs                 int   // cuDNN convolutions per batch
 	Arena                 int64 // activation memory at the largest batch, bytes
+	// AlgoCached, AlgoMeasure and GraphAPI count the linear layers run on
+	// cuDNN (Linear) among the convolutions.
 	AlgoCached            int   // convolutions whose algorithm came from the disk cache
 	AlgoMeasure           int   // convolutions whose algorithm was measured now
 	GraphAPI              int   // convolutions run through cuDNN's graph API
