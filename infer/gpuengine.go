@@ -47,12 +47,12 @@ type GPUStats struct {
 	Arena                 int64 // activation memory at the largest batch, bytes
 	// AlgoCached, AlgoMeasure and GraphAPI count the linear layers run on
 	// cuDNN (Linear) among the convolutions.
-	AlgoCached            int   // convolutions whose algorithm came from the disk cache
-	AlgoMeasure           int   // convolutions whose algorithm was measured now
-	GraphAPI              int   // convolutions run through cuDNN's graph API
-	Depthwise             int   // depthwise convolutions run by the engine's own kernel, not cuDNN
-	Linear                int   // linear layers run on cuDNN as 1×1 convolutions
-	Graphs                bool  // batches run as CUDA graphs
+	AlgoCached  int  // convolutions whose algorithm came from the disk cache
+	AlgoMeasure int  // convolutions whose algorithm was measured now
+	GraphAPI    int  // convolutions run through cuDNN's graph API
+	Depthwise   int  // depthwise convolutions run by the engine's own kernel, not cuDNN
+	Linear      int  // linear layers run on cuDNN as 1×1 convolutions
+	Graphs      bool // batches run as CUDA graphs
 	// Bytes and FLOPs are what one batch of the largest size costs: the
 	// device memory its launches read and write, and its convolutions'
 	// floating-point operations.
